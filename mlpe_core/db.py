@@ -1,0 +1,58 @@
+"""Engine and tables. SQLite file by default; any SQLAlchemy URL for a team.
+
+SQLite runs in WAL mode with a busy timeout so the app, the command line and a second user can
+write at once without "database is locked" failures.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, create_engine
+
+from . import models  # noqa: F401  (registers the tables)
+
+DEFAULT_DB = "data/mlpe.db"
+
+
+def resolve_url(db: str | None = None) -> str:
+    """A path or URL from ``--db``, ``MLPE_DB`` or the default; a path becomes a SQLite URL."""
+    value = db or os.environ.get("MLPE_DB") or DEFAULT_DB
+    if "://" in value:
+        return value
+    path = Path(value).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised through every engine
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def get_engine(db: str | None = None) -> Engine:
+    """Create the engine and the tables (idempotent)."""
+    url = resolve_url(db)
+    kwargs: dict = {}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            from sqlalchemy.pool import StaticPool
+
+            kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+    if url.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    create_tables(engine)
+    return engine
+
+
+def create_tables(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine)

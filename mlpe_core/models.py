@@ -1,0 +1,128 @@
+"""SQLModel tables: the one store behind the app, the command line and the API.
+
+Detections keep their lineage (batch, file hash, source row, original values) because a leak
+sent to a crew must be traceable back to the file rows that created it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Asset(SQLModel, table=True):
+    asset_id: str = Field(primary_key=True)
+    latitude: float
+    longitude: float
+    asset_type: str | None = None
+    operator: str | None = None
+
+
+class IngestBatch(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    file_name: str
+    sha256: str = Field(index=True)
+    format: str
+    kind: str = "detections"  # detections, assets, validations
+    ingested_at: datetime
+    recorded_by: str = "system"
+    n_rows: int = 0
+    n_accepted: int = 0
+    n_rejected: int = 0
+    n_duplicate: int = 0
+
+
+class Detection(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("source_name", "detection_id", name="uq_detection_source"),)
+    id: int | None = Field(default=None, primary_key=True)
+    detection_id: str
+    source_type: str
+    source_name: str
+    observed_at: datetime = Field(index=True)
+    latitude: float
+    longitude: float
+    location_uncertainty_m: float
+    rate_kg_h: float | None = None
+    rate_uncertainty_kg_h: float | None = None
+    confidence: float | None = None
+    wind_speed_m_s: float | None = None
+    asset_id: str | None = None
+    event_type: str | None = None
+    attributes: str | None = None  # JSON of extra columns and the original values
+    batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id")
+    source_row: int | None = None  # 1-based line number in the source file (header = line 1)
+    leak_id: str | None = Field(default=None, index=True)
+    ambiguous: bool = False  # coarse detection compatible with several precise leaks
+
+
+class Leak(SQLModel, table=True):
+    leak_id: str = Field(primary_key=True)
+    active: bool = True  # False when a later fusion no longer produces this leak
+    latitude: float
+    longitude: float
+    radius_m: float
+    n_detections: int
+    n_sources: int
+    source_types: str
+    first_seen: datetime
+    last_seen: datetime
+    asset_id: str | None = None
+    asset_candidates: str | None = None  # JSON list of {asset_id, p, distance_m}
+    n_ambiguous: int = 0
+    status: str = "open"
+    p_real: float | None = None
+    est_rate_kg_h: float | None = None
+    rate_lo_kg_h: float | None = None
+    rate_hi_kg_h: float | None = None
+    rate_quantified: bool = False
+    priority_score: float | None = None
+    risk_band: str | None = None
+    rank: int | None = None
+    top_reasons: str | None = None
+    contributions: str | None = None  # JSON {feature: contribution in log-odds}
+    model_version: int | None = None
+    due_by: datetime | None = None
+    due_rule: str | None = None
+    scored_at: datetime | None = None
+
+
+class Validation(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("leak_id", "visited_at", "outcome", name="uq_validation"),)
+    id: int | None = Field(default=None, primary_key=True)
+    leak_id: str = Field(index=True)
+    visited_at: datetime
+    outcome: str
+    measured_rate_kg_h: float | None = None
+    component: str | None = None
+    repaired_at: datetime | None = None
+    crew: str | None = None
+    notes: str | None = None
+    recorded_at: datetime
+    recorded_by: str = "system"
+    batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id")
+
+
+class ModelVersion(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+    kind: str  # cold_start or learned
+    active: bool = False
+    promoted: bool = False
+    decision: str = ""
+    metrics: str = "{}"  # JSON
+    features: str = "[]"  # JSON
+    data_hash: str = ""
+    n_train: int = 0
+    n_holdout: int = 0
+    blob: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+
+
+class AuditEvent(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    actor: str
+    action: str
+    target: str | None = None
+    detail: str | None = None  # JSON

@@ -1,0 +1,306 @@
+"""Pipeline: the stages wired to the store. The CLI, the app and the API all call these.
+
+Each function runs one stage over what is in the store, in one transaction, records an audit
+event, and returns a small summary dict for the caller to print or show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlmodel import Session
+
+from . import store
+from .comply import deadlines, load_rules
+from .dispatch import dispatch_list
+from .explain import top_reasons
+from .fuse import LeakFuser, attribute_assets, carry_ids
+from .learn import default_model, dumps, loads, outcome_labels, train_candidate
+from .models import Leak
+from .schema import LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
+from .score import FEATURES, leak_features, priority, risk_band
+
+Progress = Callable[[float, str], None] | None
+
+
+def _say(progress: Progress, frac: float, text: str) -> None:
+    if progress:
+        progress(frac, text)
+
+
+def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "system", progress: Progress = None) -> dict:
+    """Group every detection into leaks, keeping the ids of leaks that still exist."""
+    dets = store.detections_frame(session)
+    if dets.empty:
+        return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0}
+    _say(progress, 0.1, f"clustering {len(dets):,} detections")
+    f = (fuser or LeakFuser()).fit(dets)
+    _say(progress, 0.6, f"{len(f.leaks_):,} leaks; keeping ids and attributing assets")
+    existing = set(session.execute(select(Leak.leak_id)).scalars())
+    mapping = carry_ids(dets["leak_id"], pd.Series(f.labels_, index=dets.index), existing)
+    leaks = f.leaks_.copy()
+    leaks["label"] = np.arange(len(leaks))
+    leaks["leak_id"] = [mapping[i] for i in leaks["label"]]
+    votes = pd.DataFrame({"label": f.labels_, "asset_id": dets["asset_id"].to_numpy()}).dropna()
+    attr = attribute_assets(leaks, store.assets_frame(session), votes)
+    leaks["asset_id"] = attr["asset_id"].to_numpy()
+    leaks["asset_candidates"] = attr["asset_candidates"].map(json.dumps).to_numpy()
+    leaks["active"] = True
+    leak_ids = leaks["leak_id"].to_numpy()[f.labels_]
+    kept = len(set(leaks["leak_id"]) & existing)
+    retired = len({lid for lid in dets["leak_id"].dropna().unique()} - set(leaks["leak_id"]))
+    try:
+        store.save_fusion(session, dets["id"].to_numpy(), leak_ids, f.ambiguous_, leaks.drop(columns=["label"]))
+        summary = {"detections": len(dets), "leaks": len(leaks), "kept": kept, "new": len(leaks) - kept,
+                   "retired": retired, "ambiguous": int(f.ambiguous_.sum())}
+        store.audit(session, user, "fuse", None, summary)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    _say(progress, 1.0, "fused")
+    return summary
+
+
+def current_model(session: Session, user: str = "system"):
+    """The active scoring model and its version id; registers the cold-start model on first use."""
+    mv = store.active_model(session)
+    if mv is None:
+        model = default_model()
+        mv = store.save_model(session, "cold_start", dumps(model), {}, list(FEATURES), "", "cold start: no validations yet",
+                              promote=True, user=user)
+        return model, mv.id
+    return loads(mv.blob), mv.id
+
+
+def score_frame(session: Session, as_of: pd.Timestamp | None = None, user: str = "system") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and scores for every active leak (not written). Returns (scored leaks, features)."""
+    leaks = store.leaks_frame(session)
+    dets = store.detections_frame(session)
+    dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
+    if leaks.empty or dets.empty:
+        return leaks.iloc[0:0], pd.DataFrame()
+    as_of = pd.Timestamp(as_of) if as_of is not None else dets["observed_at"].max()
+    X = leak_features(dets, leaks, as_of)
+    model, version = current_model(session, user)
+    contrib = model.contributions(X)
+    logit = model.base_ + contrib.sum(axis=1)
+    p = 1 / (1 + np.exp(-logit.to_numpy()))
+    vals = store.validations_frame(session)
+    dl = deadlines(dets, vals, load_rules(), as_of)
+    urg = dl["urgency"].reindex(X.index).fillna(0.0).to_numpy(float) if len(dl) else np.zeros(len(X))
+    overdue = dl["overdue"].reindex(X.index).fillna(False).to_numpy(bool) if len(dl) else np.zeros(len(X), bool)
+    s = pd.DataFrame(index=X.index)
+    s["p_real"] = p
+    s["est_rate_kg_h"] = X["est_rate_kg_h"]
+    s["rate_lo_kg_h"], s["rate_hi_kg_h"] = X["rate_lo_kg_h"], X["rate_hi_kg_h"]
+    s["rate_quantified"] = X["rate_quantified"].astype(bool)
+    s["priority_score"] = priority(p, X["est_rate_kg_h"].to_numpy(float), urg)
+    s["risk_band"] = risk_band(s["priority_score"].to_numpy(), overdue)
+    s["due_by"] = dl["due_by"].reindex(X.index) if len(dl) else pd.NaT
+    s["due_rule"] = dl["due_rule"].reindex(X.index) if len(dl) else None
+    feats = X.join(s[["p_real"]])
+    s["top_reasons"] = [top_reasons(feats.loc[i], contrib.loc[i]) for i in X.index]
+    s["contributions"] = [json.dumps({"base": round(float(model.base_), 4),
+                                      **{k: round(float(v), 4) for k, v in row.items() if abs(v) > 1e-9}})
+                          for row in contrib.to_dict(orient="records")]
+    s["model_version"] = version
+    s["scored_at"] = store.now()
+    status = leaks.set_index("leak_id")["status"].reindex(X.index)
+    openmask = status.isin(["open", "dispatched"])
+    order = s.loc[openmask].sort_values(["priority_score", "p_real"], ascending=False).index
+    s["rank"] = pd.Series(np.arange(1, len(order) + 1), index=order).reindex(s.index)
+    s = s.reset_index().rename(columns={"index": "leak_id"})
+    return s, X
+
+
+def run_score(session: Session, as_of: pd.Timestamp | None = None, user: str = "system", progress: Progress = None) -> dict:
+    """Score and rank every open leak, with reasons, and store the results."""
+    _say(progress, 0.1, "computing features")
+    s, _ = score_frame(session, as_of, user)
+    if s.empty:
+        return {"scored": 0, "high": 0, "medium": 0, "low": 0}
+    _say(progress, 0.8, f"writing {len(s):,} scores")
+    try:
+        store.save_scores(session, s)
+        bands = s["risk_band"].value_counts()
+        summary = {"scored": len(s), "ranked": int(s["rank"].notna().sum()), "high": int(bands.get("HIGH", 0)),
+                   "medium": int(bands.get("MEDIUM", 0)), "low": int(bands.get("LOW", 0)),
+                   "model_version": int(s["model_version"].iloc[0])}
+        store.audit(session, user, "score", None, summary)
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    _say(progress, 1.0, "scored")
+    return summary
+
+
+def run_train(session: Session, user: str = "system") -> dict:
+    """Fit a model from validations; promote it only if it beats the current one on held-out visits."""
+    vals = store.validations_frame(session)
+    if vals.empty:
+        return {"promoted": False, "decision": "not trained: no validations recorded yet "
+                                               "(record outcomes with `mlpe validations import`)"}
+    leaks = store.leaks_frame(session, active_only=False)
+    dets = store.detections_frame(session)
+    dets = dets[dets["leak_id"].notna()]
+    as_of = dets["observed_at"].max()
+    X = leak_features(dets, leaks, as_of)
+    labels = outcome_labels(vals)
+    # features as the crew saw them: time since last sighting counted at the visit, not today
+    last = X["last_seen"].reindex(labels.index)
+    X.loc[labels.index.intersection(X.index), "days_since_last"] = (
+        (labels["visited_at"] - last).dt.total_seconds() / 86400.0).clip(lower=0).reindex(
+        labels.index.intersection(X.index))
+    current, _ = current_model(session, user)
+    res = train_candidate(X, labels, current)
+    if res["model"] is None:
+        store.audit(session, user, "train", None, {"decision": res["decision"]})
+        session.commit()
+        return {"promoted": False, "decision": res["decision"]}
+    mv = store.save_model(session, "learned", dumps(res["model"]), res["metrics"], list(FEATURES), res["data_hash"],
+                          res["decision"], res["promote"], res["metrics"].get("n_train", 0),
+                          res["metrics"].get("n_holdout", 0), user=user)
+    return {"promoted": res["promote"], "decision": res["decision"], "version": mv.id}
+
+
+# --------------------------------------------------------------------------------------------- exports
+
+
+def _fmt_time(s: pd.Series) -> pd.Series:
+    return pd.to_datetime(s, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def export_frame(session: Session, what: str, top: int | None = None) -> pd.DataFrame:
+    """The frame behind ``mlpe export WHAT`` with the contract's columns first."""
+    if what == "leaks":
+        df = store.leaks_frame(session)
+        df = df.reindex(columns=list(LEAK_EXPORT_COLUMNS) + ["rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule",
+                                                            "n_ambiguous"])
+        if top is not None:
+            df = df[df["rank"].notna()].head(top)
+        return df
+    if what == "detections":
+        d = store.detections_frame(session)
+        lead = ["detection_id", "source_name", "leak_id"]
+        rest = [c for c in ("source_type", "observed_at", "latitude", "longitude", "location_uncertainty_m", "rate_kg_h",
+                            "rate_uncertainty_kg_h", "confidence", "wind_speed_m_s", "asset_id", "event_type",
+                            "ambiguous", "batch_id", "source_row") if c in d]
+        return d[lead + rest]
+    if what == "dispatch":
+        leaks = store.leaks_frame(session)
+        vals = store.validations_frame(session)
+        return dispatch_list(leaks, set(vals["leak_id"]) if len(vals) else set(), top)
+    if what == "validations":
+        v = store.validations_frame(session)
+        return v.reindex(columns=list(VALIDATION_COLUMNS) + ["recorded_at", "recorded_by"])
+    raise ValueError(f"unknown export '{what}' (leaks, detections, dispatch or validations)")
+
+
+# --------------------------------------------------------------------------------------------- demo
+
+
+def run_demo(session: Session, seed: int = 0, n_assets: int = 2000, with_validations: bool = True,
+             progress: Progress = None, user: str = "demo") -> dict:
+    """Fill the store with a simulated basin and run the pipeline (ingest, fuse, score, and a first
+    round of field outcomes so the validation and model pages have something to show)."""
+    from .ingest import ingest_frame, to_canonical
+    from .simulate import simulate_basin
+
+    _say(progress, 0.05, "simulating basin")
+    basin = simulate_basin(seed=seed, n_assets=n_assets)
+    tmp_assets = basin.assets
+    store_assets(session, tmp_assets, user)
+    n = 0
+    for i, (name, feed) in enumerate(sorted(basin.feeds.items())):
+        _say(progress, 0.1 + 0.4 * i / max(len(basin.feeds), 1), f"ingesting {name}")
+        text = feed.astype(object).where(feed.notna(), "")
+        text["observed_at"] = pd.to_datetime(feed["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        canon = to_canonical(text.astype(str), "canonical", None, f"demo-seed{seed}-{name}.csv")
+        rep = ingest_frame(session, canon, f"demo-seed{seed}-{name}.csv", user=user)
+        n += rep.n_accepted
+    _say(progress, 0.55, "fusing")
+    fz = run_fuse(session, user=user)
+    _say(progress, 0.75, "scoring")
+    sc = run_score(session, user=user)
+    out = {"seed": seed, "assets": len(tmp_assets), "detections": n, **{f"fuse_{k}": v for k, v in fz.items()},
+           **{f"score_{k}": v for k, v in sc.items()}}
+    if with_validations:
+        _say(progress, 0.85, "simulating a first round of field visits")
+        out["validations"] = simulate_visits(session, basin, seed=seed, user=user)
+        run_score(session, user=user)
+    _say(progress, 1.0, "demo basin ready")
+    return out
+
+
+def store_assets(session: Session, assets: pd.DataFrame, user: str = "system") -> None:
+    from .models import Asset
+
+    existing = set(session.execute(select(Asset.asset_id)).scalars())
+    recs = assets.astype(object).where(assets.notna(), None).to_dict(orient="records")
+    session.add_all([Asset(**r) for r in recs if r["asset_id"] not in existing])
+    store.audit(session, user, "assets_import", "simulated", {"assets": len(recs)})
+    session.commit()
+
+
+def simulate_visits(session: Session, basin, n_visits: int = 60, seed: int = 0, user: str = "demo") -> int:
+    """Crews visit the top of the ranking plus a few random leaks; outcomes come from the simulated truth."""
+    rng = np.random.default_rng(seed + 1)
+    leaks = store.leaks_frame(session)
+    dets = store.detections_frame(session)
+    truth = basin.truth.merge(dets[["source_name", "detection_id", "leak_id"]], on=["source_name", "detection_id"])
+    real = truth[truth["source_id"] != ""]
+    src = basin.sources.set_index("source_id")
+    top = leaks[leaks["rank"].notna()].sort_values("rank")
+    pick = list(top["leak_id"].head(int(n_visits * 0.6)))
+    others = top["leak_id"].iloc[len(pick):].to_numpy()
+    if len(others):
+        pick += list(rng.choice(others, size=min(len(others), n_visits - len(pick)), replace=False))
+    rows = []
+    for i, lk in enumerate(pick):
+        sids = real.loc[real["leak_id"] == lk, "source_id"]
+        visited = basin.as_of + pd.Timedelta(days=1 + i % 10, hours=int(rng.integers(7, 16)))
+        if rng.random() < 0.05:
+            rows.append({"leak_id": lk, "visited_at": visited, "outcome": "not_accessible"})
+            continue
+        if len(sids) == 0:
+            rows.append({"leak_id": lk, "visited_at": visited, "outcome": "not_found"})
+            continue
+        s = src.loc[sids.mode().iloc[0]]
+        if not bool(s.get("emitting_at_end", True)):
+            rows.append({"leak_id": lk, "visited_at": visited, "outcome": "already_repaired"})
+            continue
+        rate = float(s["rate_kg_h"]) * float(np.exp(rng.normal(0, 0.3)))
+        rows.append({"leak_id": lk, "visited_at": visited, "outcome": "confirmed", "measured_rate_kg_h": round(rate, 2),
+                     "component": rng.choice(["valve", "connector", "thief hatch", "compressor seal", "tank vent"]),
+                     "crew": f"crew-{1 + i % 3}"})
+    good = pd.DataFrame(rows)
+    for c in ("measured_rate_kg_h", "component", "crew", "notes", "repaired_at"):
+        if c not in good:
+            good[c] = None
+    good["repaired_at"] = pd.NaT
+    return store.record_validations(session, good, user)["recorded"]
+
+
+def leak_detail(session: Session, leak_id: str) -> dict:
+    """Everything the leak page shows: the leak, its detections, validations, history."""
+    leak = session.get(Leak, leak_id)
+    if leak is None:
+        raise KeyError(f"no leak '{leak_id}'")
+    return {"leak": leak.model_dump(), "detections": store.detections_frame(session, leak_id),
+            "validations": store.validations_frame(session).query("leak_id == @leak_id"),
+            "history": store.audit_frame(session, leak_id),
+            "contributions": json.loads(leak.contributions or "{}"),
+            "candidates": json.loads(leak.asset_candidates or "[]")}
+
+
+def ensure_demo(session: Session, seed: int = 0) -> dict | None:
+    """Fill an empty store with the demo basin (the README's run command relies on this)."""
+    if store.counts(session)["detections"] == 0:
+        return run_demo(session, seed=seed)
+    return None

@@ -176,8 +176,17 @@ def _fmt_time(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+ROUNDING = {"priority_score": 3, "p_real": 4, "est_rate_kg_h": 3, "rate_lo_kg_h": 3, "rate_hi_kg_h": 3,
+            "latitude": 6, "longitude": 6, "radius_m": 1}
+
+
 def export_frame(session: Session, what: str, top: int | None = None) -> pd.DataFrame:
-    """The frame behind ``mlpe export WHAT`` with the contract's columns first."""
+    """The frame behind ``mlpe export WHAT`` with the contract's columns first, numbers rounded to
+    what the measurement supports (a p_real to 4 places, coordinates to ~0.1 m)."""
+    return _export_frame(session, what, top).round({k: v for k, v in ROUNDING.items()})
+
+
+def _export_frame(session: Session, what: str, top: int | None) -> pd.DataFrame:
     if what == "leaks":
         df = store.leaks_frame(session)
         df = df.reindex(columns=list(LEAK_EXPORT_COLUMNS) + ["rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule",

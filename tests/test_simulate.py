@@ -93,7 +93,8 @@ def test_frames_follow_the_contract(small: Basin) -> None:
         assert tuple(frame.columns) == CANONICAL_COLUMNS, name
         assert len(frame) > 0, name
         assert set(frame["source_name"]) == {name}
-        assert frame["source_type"].nunique() == 1 and frame["source_type"].iloc[0] in SOURCE_TYPES
+        assert frame["source_type"].nunique() == 1
+        assert frame["source_type"].iloc[0] in SOURCE_TYPES
         assert str(frame["observed_at"].dt.tz) == "UTC"
         assert frame["observed_at"].between(start, small.as_of).all(), name
         assert (frame["location_uncertainty_m"] == SIGMA_M[name]).all(), name
@@ -103,7 +104,8 @@ def test_frames_follow_the_contract(small: Basin) -> None:
 
 def test_assets_form_a_realistic_registry(full: Basin) -> None:
     assets = full.assets
-    assert len(assets) == 2000 and assets["asset_id"].is_unique
+    assert len(assets) == 2000
+    assert assets["asset_id"].is_unique
     assert assets["asset_id"].iloc[0] == "A000000"
     share = assets["asset_type"].value_counts(normalize=True)
     assert 0.55 < share["well_pad"] < 0.65
@@ -115,7 +117,8 @@ def test_assets_form_a_realistic_registry(full: Basin) -> None:
         "pipeline_valve",
     }
     assert set(assets["operator"]) == {"Op North", "Op South", "Op East", "Op West"}
-    assert abs(assets["latitude"].mean() - 32.0) < 0.05 and abs(assets["longitude"].mean() + 102.5) < 0.05
+    assert abs(assets["latitude"].mean() - 32.0) < 0.05
+    assert abs(assets["longitude"].mean() + 102.5) < 0.05
 
 
 def test_detection_ids_are_unique_per_feed(small: Basin) -> None:
@@ -169,15 +172,18 @@ def test_site_level_feeds_name_the_right_asset(full: Basin) -> None:
         frame = full.feeds[name]
         assert frame["asset_id"].isna().all(), name
         assert frame["wind_speed_m_s"].between(1, 8).all(), name
-        assert (frame["rate_kg_h"] > 0).all() and (frame["rate_uncertainty_kg_h"] > 0).all(), name
+        assert (frame["rate_kg_h"] > 0).all(), name
+        assert (frame["rate_uncertainty_kg_h"] > 0).all(), name
 
 
 def test_scada_ogi_and_cms_specifics(full: Basin) -> None:
     scada, ogi, cms = full.feeds["SCADA"], full.feeds["OGI"], full.feeds["FenceCMS"]
-    assert scada["rate_kg_h"].isna().all() and ogi["rate_kg_h"].isna().all()
+    assert scada["rate_kg_h"].isna().all()
+    assert ogi["rate_kg_h"].isna().all()
     assert scada["confidence"].between(0.2, 0.6).all()
     assert set(scada["event_type"]) <= {"pressure_drop", "tank_pressure_high", "compressor_vent"}
-    assert (ogi["confidence"] == 0.9).all() and ogi["event_type"].isna().all()
+    assert (ogi["confidence"] == 0.9).all()
+    assert ogi["event_type"].isna().all()
     assert (cms["event_type"] == "concentration_alert").all()
     per_day = cms.groupby([cms["asset_id"], cms["observed_at"].dt.floor("D")]).size()
     assert per_day.max() <= 3
@@ -219,7 +225,8 @@ def test_sensitivity_follows_detection_limits(full: Basin) -> None:
 
 def test_sources_are_realistic(full: Basin) -> None:
     src = full.sources
-    assert src["source_id"].is_unique and src["source_id"].iloc[0] == "S00000"
+    assert src["source_id"].is_unique
+    assert src["source_id"].iloc[0] == "S00000"
     n_leaky = src["asset_id"].nunique()
     assert n_leaky == round(0.12 * len(full.assets))
     assert src["asset_id"].value_counts().max() >= 2
@@ -231,13 +238,13 @@ def test_sources_are_realistic(full: Basin) -> None:
     rate = src["rate_kg_h"]
     assert 4 < rate.median() < 15
     assert 0.01 < (rate > 100).mean() < 0.1
-    assert (rate > 1000).any() and rate.max() <= 20000
+    assert (rate > 1000).any()
+    assert rate.max() <= 20000
     start = pd.Timestamp("2026-06-01", tz="UTC")
     assert (src["start"] > start).mean() > 0.2  # leaks that begin mid-period
     assert src["end"].notna().mean() > 0.1  # leaks repaired / stopped before as_of
-    assert (src["end"].dropna() < full.as_of).all() and (
-        src["end"].dropna() > src["start"][src["end"].notna()]
-    ).all()
+    assert (src["end"].dropna() < full.as_of).all()
+    assert (src["end"].dropna() > src["start"][src["end"].notna()]).all()
     assert (src["emitting_at_end"] == src["end"].isna()).all()
     assert ((src["intermittency"] > 0) & (src["intermittency"] < 1)).any()
     assert src["intermittency"].between(0, 1).all()
@@ -281,10 +288,12 @@ def test_write_basin_round_trips(small: Basin, tmp_path) -> None:
     assert set(paths) == {"assets", "truth_sources", "truth_detections", *FEED_NAMES}
     assert all(p.exists() and p.suffix == ".csv" for p in paths.values())
     assets = pd.read_csv(paths["assets"])
-    assert tuple(assets.columns) == ASSET_COLUMNS and len(assets) == len(small.assets)
+    assert tuple(assets.columns) == ASSET_COLUMNS
+    assert len(assets) == len(small.assets)
     for name, frame in small.feeds.items():
         back = pd.read_csv(paths[name])
-        assert tuple(back.columns) == CANONICAL_COLUMNS and len(back) == len(frame), name
+        assert tuple(back.columns) == CANONICAL_COLUMNS, name
+        assert len(back) == len(frame), name
         assert back["detection_id"].tolist() == frame["detection_id"].tolist()
         when = pd.to_datetime(back["observed_at"], utc=True, format="ISO8601")
         assert (when.to_numpy() == frame["observed_at"].to_numpy()).all(), name
@@ -296,7 +305,8 @@ def test_write_basin_round_trips(small: Basin, tmp_path) -> None:
     assert ",," in first  # blank rate cells
     assert header.strip() == ",".join(CANONICAL_COLUMNS)
     sources = pd.read_csv(paths["truth_sources"])
-    assert len(sources) == len(small.sources) and tuple(sources.columns) == SOURCE_COLUMNS
+    assert len(sources) == len(small.sources)
+    assert tuple(sources.columns) == SOURCE_COLUMNS
     assert sources["end"].isna().sum() == small.sources["end"].isna().sum()
     truth = pd.read_csv(paths["truth_detections"], keep_default_na=False)
     assert len(truth) == len(small.truth)

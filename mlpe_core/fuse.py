@@ -43,105 +43,148 @@ class LeakFuser:
 
     Parameters
     ----------
-    precise_sigma_m : detections with a 1-sigma position error up to this build leaks; coarser ones attach.
-    min_cluster_size, min_samples : HDBSCAN settings for the precise core.
+    anchor_sigma_m : detections this precise (aircraft, OGI) are clustered first and anchor leaks.
+    precise_sigma_m : detections up to this 1-sigma (satellites of 20-60 m pixels) join an anchor they
+        agree with or build leaks of their own; coarser ones (site sensors, km pixels) only attach.
+    min_cluster_size, min_samples : HDBSCAN settings.
     attach_sigmas : how many combined sigmas apart a detection may be from a leak centre to join it.
     time_gap_days : a silence longer than this splits a leak into separate events.
+    site_sigma_m : extent of a site, for attributing leaks to assets.
+    asset_attach_sigmas : looser limit when the detection and the leak name the same asset (a 2-D
+        Gaussian lies beyond 3 sigma 1.1% of the time, beyond 4 sigma 0.03%).
 
     Attributes (after ``fit``)
     --------------------------
     labels_ : int array, the leak of each detection (0..n_leaks-1); every detection has one.
     ambiguous_ : bool array, coarse detections compatible with more than one precise leak.
     leaks_ : DataFrame, one row per leak: latitude, longitude, radius_m, n_detections, n_sources,
-        source_types, first_seen, last_seen, n_ambiguous, asset_votes.
+        source_types, first_seen, last_seen, n_ambiguous.
     """
 
     def __init__(
         self,
+        anchor_sigma_m: float = 15.0,
         precise_sigma_m: float = 100.0,
         min_cluster_size: int = 2,
         min_samples: int = 1,
         attach_sigmas: float = 3.0,
-        time_gap_days: float = 60.0,
+        time_gap_days: float = 90.0,
+        site_sigma_m: float = 30.0,
+        asset_attach_sigmas: float = 4.0,
     ):
+        self.anchor_sigma_m = anchor_sigma_m
         self.precise_sigma_m = precise_sigma_m
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.attach_sigmas = attach_sigmas
         self.time_gap_days = time_gap_days
+        self.site_sigma_m = site_sigma_m
+        self.asset_attach_sigmas = asset_attach_sigmas
 
     # ----------------------------------------------------------------------------------------- fit
-    def fit(self, X: pd.DataFrame) -> LeakFuser:
-        """X has latitude, longitude, location_uncertainty_m, observed_at; optional source_type, asset_id."""
+    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None) -> LeakFuser:
+        """X has latitude, longitude, location_uncertainty_m, observed_at; optional source_type, asset_id.
+
+        ``assets`` (asset_id, latitude, longitude), when given, lets a site-level detection that names
+        its asset join only leaks attributed to that asset.
+        """
         n = len(X)
         xyz = to_ecef(X["latitude"].to_numpy(float), X["longitude"].to_numpy(float))
         sigma = np.maximum(X["location_uncertainty_m"].to_numpy(float), 1.0)
         t_days = _days(X["observed_at"])
         asset = (
             X["asset_id"].astype(object).where(X["asset_id"].notna(), None).to_numpy()
-            if "asset_id" in X else np.full(n, None, dtype=object)
+            if "asset_id" in X
+            else np.full(n, None, dtype=object)
         )
+        rates = X["rate_kg_h"].to_numpy(float) if "rate_kg_h" in X else None
         labels = np.full(n, -1, dtype=np.int64)
         ambiguous = np.zeros(n, dtype=bool)
-        precise = np.flatnonzero(sigma <= self.precise_sigma_m)
+        anchor = np.flatnonzero(sigma <= self.anchor_sigma_m)
+        mid = np.flatnonzero((sigma > self.anchor_sigma_m) & (sigma <= self.precise_sigma_m))
         coarse = np.flatnonzero(sigma > self.precise_sigma_m)
 
-        if len(precise):
-            labels[precise] = self._precise_core(xyz[precise], sigma[precise], t_days[precise])
+        if len(anchor):
+            labels[anchor] = self._cluster(xyz[anchor], sigma[anchor], t_days[anchor])
+        if len(mid):
+            if (labels >= 0).any():
+                self._attach(mid, xyz, sigma, t_days, None, labels, None)
+            rest = mid[labels[mid] < 0]
+            if len(rest):
+                base = int(labels.max()) + 1 if (labels >= 0).any() else 0
+                labels[rest] = base + self._cluster(xyz[rest], sigma[rest], t_days[rest])
+            labels = self._merge_compatible(xyz, sigma, t_days, labels)
         if len(coarse):
-            self._attach_coarse(coarse, xyz, sigma, t_days, asset, labels, ambiguous)
+            leak_asset = self._leak_assets(xyz, sigma, labels, asset, assets)
+            if (labels >= 0).any():
+                self._attach(coarse, xyz, sigma, t_days, asset, labels, ambiguous, leak_asset, rates)
+            self._group_leftovers(coarse[labels[coarse] < 0], xyz, sigma, t_days, asset, labels)
         labels = _relabel(labels)
         self.labels_ = labels
         self.ambiguous_ = ambiguous
         self.leaks_ = summarize(X, labels, ambiguous, xyz=xyz)
         return self
 
-    def fit_predict(self, X: pd.DataFrame) -> np.ndarray:
-        return self.fit(X).labels_
+    def fit_predict(self, X: pd.DataFrame, assets: pd.DataFrame | None = None) -> np.ndarray:
+        return self.fit(X, assets).labels_
 
     # ----------------------------------------------------------------------------------------- steps
-    def _precise_core(self, xyz: np.ndarray, sigma: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def _cluster(self, xyz: np.ndarray, sigma: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """HDBSCAN, split in time, drop members inconsistent with their cluster, regroup the rest."""
         n = len(xyz)
         if n >= 2:
             import hdbscan
 
-            # hdbscan works on 3-D points: subtract the mean so float precision is not lost at 6e6 m
+            # subtract the mean so float precision is not lost at 6e6 m from the Earth's centre
             model = hdbscan.HDBSCAN(
-                min_cluster_size=self.min_cluster_size, min_samples=self.min_samples,
-                core_dist_n_jobs=1, approx_min_span_tree=True,
+                min_cluster_size=self.min_cluster_size, min_samples=self.min_samples, core_dist_n_jobs=1
             )
             lab = model.fit_predict(xyz - xyz.mean(axis=0))
         else:
             lab = np.full(n, -1)
         lab = _split_in_time(lab, t, self.time_gap_days)
+        # HDBSCAN knows no uncertainties: two 3 m fixes 20 m apart are two sources, not one
+        for _ in range(2):
+            ok = lab >= 0
+            if not ok.any():
+                break
+            # leave-one-out: each member against the centre of the others (for two points this is
+            # their distance in combined sigmas), so one point cannot vouch for itself
+            k = lab[ok]
+            w = 1.0 / sigma[ok] ** 2
+            m = int(k.max()) + 1
+            sw = np.bincount(k, w, minlength=m)
+            sx = np.column_stack([np.bincount(k, w * xyz[ok, d], minlength=m) for d in range(3)])
+            rest_w = sw[k] - w
+            with np.errstate(invalid="ignore", divide="ignore"):
+                c_loo = (sx[k] - w[:, None] * xyz[ok]) / rest_w[:, None]
+                z = np.linalg.norm(xyz[ok] - c_loo, axis=1) / np.sqrt(sigma[ok] ** 2 + 1.0 / rest_w)
+            far = np.flatnonzero(ok)[np.nan_to_num(z, nan=0.0) > self.attach_sigmas]
+            if len(far) == 0:
+                break
+            lab[far] = -1
+            lab = _relabel_keep_noise(lab)
         lab = self._merge_compatible(xyz, sigma, t, lab)
-        return self._attach_noise(xyz, sigma, t, lab)
-
-    def _centres(self, xyz, sigma, lab):
-        ok = lab >= 0
-        k = lab[ok]
-        w = 1.0 / sigma[ok] ** 2
-        m = k.max() + 1 if ok.any() else 0
-        sw = np.bincount(k, w, minlength=m)
-        c = np.column_stack([np.bincount(k, w * xyz[ok, d], minlength=m) for d in range(3)])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            c = c / sw[:, None]
-            se = 1.0 / np.sqrt(sw)
-        return c, se
+        noise = np.flatnonzero(lab < 0)
+        if len(noise) and (lab >= 0).any():
+            self._attach(noise, xyz, sigma, t, None, lab, None)
+        rest = np.flatnonzero(lab < 0)
+        if len(rest):
+            base = int(lab.max()) + 1 if (lab >= 0).any() else 0
+            lab[rest] = base + _compatible_components(
+                xyz[rest], sigma[rest], t[rest], self.attach_sigmas, self.time_gap_days
+            )
+        return lab
 
     def _merge_compatible(self, xyz, sigma, t, lab):
         """Join clusters whose centres agree within their errors and whose times overlap or touch."""
         if (lab >= 0).sum() == 0:
             return lab
-        c, se = self._centres(xyz, sigma, lab)
-        valid = np.isfinite(c).all(axis=1)
-        ids = np.flatnonzero(valid)
+        c, se = _centres(xyz, sigma, lab)
+        ids = np.flatnonzero(np.isfinite(c).all(axis=1))
         if len(ids) < 2:
             return lab
-        tmin = np.full(len(c), np.inf)
-        tmax = np.full(len(c), -np.inf)
-        np.minimum.at(tmin, lab[lab >= 0], t[lab >= 0])
-        np.maximum.at(tmax, lab[lab >= 0], t[lab >= 0])
+        tmin, tmax = _time_bounds(lab, t, len(c))
         tree = cKDTree(c[ids])
         r = self.attach_sigmas * np.sqrt(2.0) * float(np.nanmax(se[ids]))
         pairs = tree.query_pairs(r, output_type="ndarray")
@@ -156,91 +199,86 @@ class LeakFuser:
         _, comp = connected_components(g, directed=False)
         out = lab.copy()
         out[lab >= 0] = comp[lab[lab >= 0]]
+        return _relabel_keep_noise(out)
+
+    def _leak_assets(self, xyz, sigma, labels, asset, assets) -> dict[int, set]:
+        """Assets each precise leak may belong to: those its detections name, and the likeliest nearby."""
+        out: dict[int, set] = {}
+        have = labels >= 0
+        for i in np.flatnonzero(have & pd.notna(asset)):
+            out.setdefault(int(labels[i]), set()).add(asset[i])
+        if assets is None or len(assets) == 0 or not have.any():
+            return out
+        c, se = _centres(xyz, sigma, labels)
+        ok = np.flatnonzero(np.isfinite(c).all(axis=1))
+        axyz = to_ecef(assets["latitude"].to_numpy(float), assets["longitude"].to_numpy(float))
+        ids = assets["asset_id"].astype(str).to_numpy()
+        s = np.hypot(se[ok], self.site_sigma_m)
+        dist, j = cKDTree(axyz).query(c[ok], k=1)
+        near = dist <= self.attach_sigmas * s
+        for leak, a in zip(ok[near], ids[j[near]], strict=True):
+            out.setdefault(int(leak), set()).add(a)
         return out
 
-    def _attach_noise(self, xyz, sigma, t, lab):
-        """HDBSCAN noise points join the compatible cluster nearest in sigmas, else stand alone."""
-        noise = np.flatnonzero(lab < 0)
-        nxt = (lab.max() + 1) if (lab >= 0).any() else 0
-        if len(noise) == 0:
-            return lab
-        out = lab.copy()
-        if (lab >= 0).any():
-            c, se = self._centres(xyz, sigma, lab)
-            valid = np.flatnonzero(np.isfinite(c).all(axis=1))
-            tree = cKDTree(c[valid])
-            tmin, tmax = _time_bounds(lab, t, len(c))
-            for i in noise:
-                r = self.attach_sigmas * np.sqrt(sigma[i] ** 2 + float(np.nanmax(se[valid])) ** 2)
-                cand = valid[tree.query_ball_point(xyz[i], r)]
-                best, best_z = -1, np.inf
-                for j in cand:
-                    if t[i] < tmin[j] - self.time_gap_days or t[i] > tmax[j] + self.time_gap_days:
-                        continue
-                    z = np.linalg.norm(xyz[i] - c[j]) / np.sqrt(sigma[i] ** 2 + se[j] ** 2)
-                    if z < best_z:
-                        best, best_z = j, z
-                if best >= 0 and best_z <= self.attach_sigmas:
-                    out[i] = best
-        rest = np.flatnonzero(out < 0)
-        if len(rest):
-            # leftover precise points that agree with each other (pairwise within their errors) group
-            out[rest] = nxt + _compatible_components(xyz[rest], sigma[rest], t[rest], self.attach_sigmas,
-                                                     self.time_gap_days)
-        return out
+    def _attach(self, pts, xyz, sigma, t, asset, labels, ambiguous, leak_asset=None, rates=None) -> None:
+        """Give each point in ``pts`` the compatible leak it most likely belongs to (in place).
 
-    def _attach_coarse(self, coarse, xyz, sigma, t, asset, labels, ambiguous):
-        precise_lab = labels.copy()
-        have = precise_lab >= 0
-        nxt = int(labels.max()) + 1 if have.any() else 0
-        if have.any():
-            c, se = self._centres(xyz, sigma, precise_lab)
-            tmin, tmax = _time_bounds(precise_lab, t, len(c))
-            counts = np.bincount(precise_lab[have], minlength=len(c))
-            # each precise leak's asset votes, so a coarse detection naming an asset finds that asset's leak
-            leak_assets: dict[int, set] = {}
-            for i in np.flatnonzero(have & pd.notna(asset)):
-                leak_assets.setdefault(int(precise_lab[i]), set()).add(asset[i])
-            valid = np.flatnonzero(np.isfinite(c).all(axis=1))
-            tree = cKDTree(c[valid])
-            for i in coarse:
-                r = self.attach_sigmas * np.sqrt(sigma[i] ** 2 + float(np.nanmax(se[valid])) ** 2)
-                cand = [int(j) for j in valid[tree.query_ball_point(xyz[i], r)]
-                        if tmin[j] - self.time_gap_days <= t[i] <= tmax[j] + self.time_gap_days]
-                if not cand:
-                    continue
-                z = np.array([np.linalg.norm(xyz[i] - c[j]) / np.sqrt(sigma[i] ** 2 + se[j] ** 2) for j in cand])
-                ok = z <= self.attach_sigmas
-                cand = [j for j, o in zip(cand, ok, strict=True) if o]
-                z = z[ok]
-                if not cand:
-                    continue
-                if asset[i] is not None:
-                    same = [k for k, j in enumerate(cand) if asset[i] in leak_assets.get(j, ())]
-                    if same:
-                        cand = [cand[k] for k in same]
-                        z = z[same]
-                if len(cand) > 1:
-                    # likelihood of each leak: Gaussian in sigmas times how much that leak has been seen
-                    like = np.exp(-0.5 * z**2) * counts[cand]
-                    labels[i] = cand[int(np.argmax(like))]
-                    ambiguous[i] = True
-                else:
-                    labels[i] = cand[0]
-        rest = coarse[labels[coarse] < 0]
-        if len(rest):
-            # coarse detections with no precise leak: group by named asset, else by mutual compatibility
-            sub = np.full(len(rest), -1, dtype=np.int64)
-            named = pd.notna(asset[rest])
-            if named.any():
-                codes, _ = pd.factorize(pd.Series(asset[rest][named], dtype=object))
-                sub[named] = _split_in_time(codes, t[rest][named], self.time_gap_days)
-            if (~named).any():
-                base = sub.max() + 1 if named.any() else 0
-                sub[~named] = base + _compatible_components(
-                    xyz[rest][~named], sigma[rest][~named], t[rest][~named], self.attach_sigmas, self.time_gap_days
-                )
-            labels[rest] = nxt + sub
+        Compatible: centre within ``attach_sigmas`` combined sigmas and time within the gap. A point
+        that names an asset may only join leaks of that asset. With several candidates the Gaussian
+        likelihood times the leak's size decides, and the point is marked ambiguous when asked to.
+        """
+        c, se = _centres(xyz, sigma, labels)
+        valid = np.flatnonzero(np.isfinite(c).all(axis=1))
+        if len(valid) == 0:
+            return
+        tmin, tmax = _time_bounds(labels, t, len(c))
+        counts = np.bincount(labels[labels >= 0], minlength=len(c))
+        log_rate = _log_rates(labels, rates, len(c)) if rates is not None else None
+        tree = cKDTree(c[valid])
+        k_max = max(self.attach_sigmas, self.asset_attach_sigmas)
+        r = k_max * np.sqrt(sigma[pts] ** 2 + float(np.nanmax(se[valid])) ** 2)
+        for i, near in zip(pts, tree.query_ball_point(xyz[pts], r), strict=True):
+            cand = valid[near]
+            if len(cand) == 0:
+                continue
+            cand = cand[(tmin[cand] - self.time_gap_days <= t[i]) & (t[i] <= tmax[cand] + self.time_gap_days)]
+            k = self.attach_sigmas
+            if asset is not None and asset[i] is not None and leak_asset is not None:
+                cand = cand[[asset[i] in leak_asset.get(int(j), ()) for j in cand]] if len(cand) else cand
+                # the detection and the leak name the same site: only a far outlier is refused
+                k = self.asset_attach_sigmas
+            if len(cand) == 0:
+                continue
+            z = np.linalg.norm(xyz[i] - c[cand], axis=1) / np.sqrt(sigma[i] ** 2 + se[cand] ** 2)
+            ok = z <= k
+            cand, z = cand[ok], z[ok]
+            if len(cand) == 0:
+                continue
+            like = np.exp(-0.5 * z**2) * counts[cand]
+            if log_rate is not None and np.isfinite(rates[i]) and rates[i] > 0:
+                # a 5 km pixel that saw 5 t/h belongs to the leak that emits tonnes, not kilograms
+                lr = log_rate[cand]
+                like = like * np.where(np.isfinite(lr), np.exp(-0.5 * (np.log(rates[i]) - np.nan_to_num(lr)) ** 2), 0.3)
+            labels[i] = cand[int(np.argmax(like))]
+            if ambiguous is not None and len(cand) > 1:
+                ambiguous[i] = True
+
+    def _group_leftovers(self, rest, xyz, sigma, t, asset, labels) -> None:
+        """Coarse detections with no precise leak: by named asset (split in time), else by compatibility."""
+        if len(rest) == 0:
+            return
+        nxt = int(labels.max()) + 1 if (labels >= 0).any() else 0
+        sub = np.full(len(rest), -1, dtype=np.int64)
+        named = pd.notna(asset[rest])
+        if named.any():
+            codes, _ = pd.factorize(pd.Series(asset[rest][named], dtype=object))
+            sub[named] = _split_in_time(codes, t[rest][named], self.time_gap_days)
+        if (~named).any():
+            base = sub.max() + 1 if named.any() else 0
+            sub[~named] = base + _compatible_components(
+                xyz[rest][~named], sigma[rest][~named], t[rest][~named], self.attach_sigmas, self.time_gap_days
+            )
+        labels[rest] = nxt + sub
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -294,12 +332,43 @@ def _compatible_components(xyz, sigma, t, k, gap_days) -> np.ndarray:
     return comp.astype(np.int64)
 
 
+def _centres(xyz: np.ndarray, sigma: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance centre and its 1-sigma for each label (noise, -1, ignored)."""
+    ok = lab >= 0
+    k = lab[ok]
+    w = 1.0 / sigma[ok] ** 2
+    m = int(k.max()) + 1 if ok.any() else 0
+    sw = np.bincount(k, w, minlength=m)
+    c = np.column_stack([np.bincount(k, w * xyz[ok, d], minlength=m) for d in range(3)])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return c / sw[:, None], 1.0 / np.sqrt(sw)
+
+
+def _log_rates(lab: np.ndarray, rates: np.ndarray, m: int) -> np.ndarray:
+    """Mean log rate of each label's quantified members (NaN where none is quantified)."""
+    ok = (lab >= 0) & np.isfinite(rates) & (rates > 0)
+    n = np.bincount(lab[ok], minlength=m).astype(float)
+    s = np.bincount(lab[ok], np.log(rates[ok]), minlength=m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, s / n, np.nan)
+
+
+def _relabel_keep_noise(lab: np.ndarray) -> np.ndarray:
+    out = np.full(len(lab), -1, dtype=np.int64)
+    ok = lab >= 0
+    if ok.any():
+        out[ok] = np.unique(lab[ok], return_inverse=True)[1]
+    return out
+
+
 def _relabel(labels: np.ndarray) -> np.ndarray:
     _, inv = np.unique(labels, return_inverse=True)
     return inv.astype(np.int64)
 
 
-def summarize(X: pd.DataFrame, labels: np.ndarray, ambiguous: np.ndarray, xyz: np.ndarray | None = None) -> pd.DataFrame:
+def summarize(
+    X: pd.DataFrame, labels: np.ndarray, ambiguous: np.ndarray, xyz: np.ndarray | None = None
+) -> pd.DataFrame:
     """One row per leak: uncertainty-weighted centre, radius (its 1-sigma), counts, sources, times."""
     if xyz is None:
         xyz = to_ecef(X["latitude"].to_numpy(float), X["longitude"].to_numpy(float))
@@ -312,10 +381,15 @@ def summarize(X: pd.DataFrame, labels: np.ndarray, ambiguous: np.ndarray, xyz: n
     c = c / np.where(sw > 0, sw, 1.0)[:, None]
     lat, lon = from_ecef(c)
     radius = 1.0 / np.sqrt(np.where(sw > 0, sw, np.nan))
-    df = pd.DataFrame({"label": labels, "observed_at": pd.to_datetime(X["observed_at"], utc=True).to_numpy(),
-                       "source_type": X["source_type"].to_numpy() if "source_type" in X else "unknown",
-                       "source_name": X["source_name"].to_numpy() if "source_name" in X else "unknown",
-                       "ambiguous": ambiguous})
+    df = pd.DataFrame(
+        {
+            "label": labels,
+            "observed_at": pd.to_datetime(X["observed_at"], utc=True).to_numpy(),
+            "source_type": X["source_type"].to_numpy() if "source_type" in X else "unknown",
+            "source_name": X["source_name"].to_numpy() if "source_name" in X else "unknown",
+            "ambiguous": ambiguous,
+        }
+    )
     g = df.groupby("label", sort=True)
     out = pd.DataFrame(
         {
@@ -343,16 +417,22 @@ def summarize(X: pd.DataFrame, labels: np.ndarray, ambiguous: np.ndarray, xyz: n
     return out
 
 
-def attribute_assets(leaks: pd.DataFrame, assets: pd.DataFrame, votes: pd.DataFrame | None = None,
-                     site_sigma_m: float = 30.0, max_candidates: int = 3) -> pd.DataFrame:
+def attribute_assets(
+    leaks: pd.DataFrame,
+    assets: pd.DataFrame,
+    votes: pd.DataFrame | None = None,
+    site_sigma_m: float = 30.0,
+    max_candidates: int = 3,
+) -> pd.DataFrame:
     """Most likely asset of each leak, with the alternatives.
 
     Likelihood of asset a for a leak at distance d: exp(-d²/2s²) with s² = radius² + site_sigma²
     (a site has extent), times 1 + the number of the leak's detections that name a (SCADA, monitors and
     OGI know their asset). Returns ``asset_id`` and ``asset_candidates`` (list of dicts) per leak.
     """
-    out = pd.DataFrame({"asset_id": [None] * len(leaks), "asset_candidates": [[] for _ in range(len(leaks))]},
-                       index=leaks.index)
+    out = pd.DataFrame(
+        {"asset_id": [None] * len(leaks), "asset_candidates": [[] for _ in range(len(leaks))]}, index=leaks.index
+    )
     if len(leaks) == 0 or assets is None or len(assets) == 0:
         return out
     axyz = to_ecef(assets["latitude"].to_numpy(float), assets["longitude"].to_numpy(float))
@@ -379,8 +459,7 @@ def attribute_assets(leaks: pd.DataFrame, assets: pd.DataFrame, votes: pd.DataFr
         order = np.argsort(-p)[:max_candidates]
         out.at[i, "asset_id"] = ids[cand[order[0]]]
         out.at[i, "asset_candidates"] = [
-            {"asset_id": ids[cand[j]], "p": round(float(p[j]), 3), "distance_m": round(float(d[j]), 1)}
-            for j in order
+            {"asset_id": ids[cand[j]], "p": round(float(p[j]), 3), "distance_m": round(float(d[j]), 1)} for j in order
         ]
     return out
 
@@ -400,7 +479,7 @@ def carry_ids(old_members: pd.Series, new_labels: pd.Series, existing_ids: set[s
             continue
         mapping[new] = old
         used.add(old)
-    nums = [int(s[len(prefix):]) for s in existing_ids if s.startswith(prefix) and s[len(prefix):].isdigit()]
+    nums = [int(s[len(prefix) :]) for s in existing_ids if s.startswith(prefix) and s[len(prefix) :].isdigit()]
     nxt = max(nums, default=0) + 1
     for new in sorted(df["new"].unique()):
         if new not in mapping:

@@ -38,7 +38,8 @@ def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "syst
     if dets.empty:
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0}
     _say(progress, 0.1, f"clustering {len(dets):,} detections")
-    f = (fuser or LeakFuser()).fit(dets)
+    assets = store.assets_frame(session)
+    f = (fuser or LeakFuser()).fit(dets, assets)
     _say(progress, 0.6, f"{len(f.leaks_):,} leaks; keeping ids and attributing assets")
     existing = set(session.execute(select(Leak.leak_id)).scalars())
     mapping = carry_ids(dets["leak_id"], pd.Series(f.labels_, index=dets.index), existing)
@@ -46,7 +47,7 @@ def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "syst
     leaks["label"] = np.arange(len(leaks))
     leaks["leak_id"] = [mapping[i] for i in leaks["label"]]
     votes = pd.DataFrame({"label": f.labels_, "asset_id": dets["asset_id"].to_numpy()}).dropna()
-    attr = attribute_assets(leaks, store.assets_frame(session), votes)
+    attr = attribute_assets(leaks, assets, votes)
     leaks["asset_id"] = attr["asset_id"].to_numpy()
     leaks["asset_candidates"] = attr["asset_candidates"].map(json.dumps).to_numpy()
     leaks["active"] = True

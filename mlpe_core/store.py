@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from .ingest import IngestError, file_sha256, parse_times, read_table
@@ -228,7 +229,23 @@ def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) ->
 
 
 def record_validations(session: Session, good: pd.DataFrame, user: str = "system", batch: IngestBatch | None = None) -> dict:
-    """Insert outcomes (the same leak, time and outcome again is a duplicate, not a new row) and set status."""
+    """Insert outcomes (the same leak, time and outcome again is a duplicate, not a new row) and set status.
+
+    All rows commit together. When another process records one of the same outcomes at the same
+    moment, the unique constraint refuses our transaction; it is then retried with that row counted
+    as a duplicate, so concurrent field leads never lose an outcome nor store one twice.
+    """
+    for attempt in range(5):
+        try:
+            return _record_validations_once(session, good, user, batch)
+        except IntegrityError:
+            session.rollback()
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _record_validations_once(session: Session, good: pd.DataFrame, user: str, batch: IngestBatch | None) -> dict:
     existing = {(a, pd.Timestamp(b).tz_localize("UTC") if pd.Timestamp(b).tzinfo is None else pd.Timestamp(b), c)
                 for a, b, c in session.execute(select(Validation.leak_id, Validation.visited_at, Validation.outcome))}
     rows, dup = [], 0

@@ -10,18 +10,14 @@ from sqlmodel import Session
 from mlpe_core import pipeline, store
 from mlpe_core.db import get_engine, resolve_url
 from mlpe_core.models import AuditEvent
-from mlpe_core.schema import RISK_BANDS, SOURCE_TYPES
 
-BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [105, 135, 170]}
-BAND_HEX = {"HIGH": "#c82323", "MEDIUM": "#f08c00", "LOW": "#6987aa"}
+BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [60, 110, 175]}
 SOURCE_RGB = {"satellite": [120, 60, 200], "aerial": [0, 150, 200], "continuous_monitor": [0, 150, 110],
               "scada": [160, 110, 40], "ogi": [220, 70, 160]}
 STATUSES = ("open", "dispatched", "confirmed", "not_found", "repaired", "no_access")
 OPEN = ["open", "dispatched"]
-# session key -> (query parameter, default); lists are multiselects where empty means "all"
-FILTERS = {"f_band": ("band", []), "f_src": ("source", []), "f_status": ("status", OPEN), "f_min_rate": ("min_rate", 0.0),
-           "f_op": ("operator", [])}
-PAGES = {name: f"../pages/{name}.py" for name in ("map", "leak", "rankings", "dispatch", "validation", "upload", "model")}
+# st.Page / st.switch_page paths are relative to app/main.py
+PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "dispatch", "validation", "upload", "model")}
 
 
 @st.cache_resource(show_spinner=False)
@@ -67,69 +63,34 @@ def leaks_with_operator() -> pd.DataFrame:
     return lk
 
 
-def sidebar_filters() -> None:
-    """Shared filters: session state first, else the URL, else defaults; mirrored back into the URL."""
-    qp = st.query_params
-    for key, (param, default) in FILTERS.items():
-        if key not in st.session_state:
-            raw = qp.get(param)
-            if raw is None:
-                st.session_state[key] = default
-            elif isinstance(default, float):
-                try:
-                    st.session_state[key] = max(float(raw), 0.0)
-                except ValueError:
-                    st.session_state[key] = default
-            else:
-                st.session_state[key] = [v for v in raw.split(",") if v]
-    ops = sorted(load("assets").get("operator", pd.Series(dtype=str)).dropna().unique())
-    options = {"f_band": list(RISK_BANDS), "f_src": list(SOURCE_TYPES), "f_status": list(STATUSES), "f_op": ops}
-    for key, opts in options.items():  # drop values a hand-edited URL may carry that are not options
-        st.session_state[key] = [v for v in st.session_state[key] if v in opts]
-    with st.sidebar:
-        st.subheader("Filters")
-        st.multiselect("Risk band", RISK_BANDS, key="f_band", placeholder="all bands")
-        st.multiselect("Source type", SOURCE_TYPES, key="f_src", placeholder="all sensors",
-                       format_func=lambda s: s.replace("_", " "))
-        st.multiselect("Status", STATUSES, key="f_status", placeholder="all statuses",
-                       help="open and dispatched leaks still need a visit", format_func=lambda s: s.replace("_", " "))
-        st.number_input("Minimum rate (kg/h)", min_value=0.0, step=1.0, key="f_min_rate", format="%.1f")
-        if ops:
-            st.multiselect("Operator", ops, key="f_op", placeholder="all operators")
-    for key, (param, default) in FILTERS.items():
-        value = st.session_state[key]
-        if value == default:
-            if param in qp:
-                del qp[param]
-        else:
-            qp[param] = ",".join(value) if isinstance(value, list) else f"{value:g}"
-
-
-def apply_filters(leaks: pd.DataFrame) -> pd.DataFrame:
-    """The sidebar filters applied to a leaks frame (with ``operator`` when filtering by operator)."""
-    ss, m = st.session_state, pd.Series(True, index=leaks.index)
-    if ss.get("f_band"):
-        m &= leaks["risk_band"].isin(ss["f_band"])
-    if ss.get("f_src"):
-        types = leaks["source_types"].fillna("").str.split(",")
-        m &= types.map(lambda t: bool(set(t) & set(ss["f_src"])))
-    if ss.get("f_status"):
-        m &= leaks["status"].isin(ss["f_status"])
-    if ss.get("f_min_rate"):
-        m &= leaks["est_rate_kg_h"].fillna(0) >= float(ss["f_min_rate"])
-    if ss.get("f_op") and "operator" in leaks:
-        m &= leaks["operator"].isin(ss["f_op"])
-    return leaks[m]
-
-
-def filter_note(n_shown: int, n_total: int) -> None:
-    if n_shown < n_total:
-        st.caption(f"{n_shown:,} of {n_total:,} leaks match the sidebar filters.")
-
-
 def empty_store_hint() -> None:
     st.info("The store has no leaks yet. Upload detections on the **Upload** page (then *Fuse and score now*), "
             "or fill it with a simulated basin from a terminal: `mlpe demo`.")
+
+
+def batches_table(key: str, n: int | None = None) -> None:
+    """The ingest history: file, short hash, time and what happened to its rows."""
+    bt = load("batches")
+    if bt.empty:
+        st.caption("Nothing ingested yet.")
+        return
+    N, bt = st.column_config.NumberColumn, bt.assign(sha256=bt["sha256"].str[:12])
+    st.dataframe(bt.head(n) if n else bt, hide_index=True, key=key, column_order=[
+        "file_name", "kind", "format", "sha256", "ingested_at", "recorded_by", "n_rows", "n_accepted", "n_rejected",
+        "n_duplicate"], column_config={
+        "file_name": "file", "sha256": "sha256 (short)", "recorded_by": "by", "n_rows": N("rows", format="%d"),
+        "ingested_at": st.column_config.DatetimeColumn("ingested (UTC)", format="YYYY-MM-DD HH:mm"),
+        "n_accepted": N("accepted", format="%d"), "n_rejected": N("rejected", format="%d"),
+        "n_duplicate": N("already loaded", format="%d")})
+
+
+def legend(rgb: dict) -> str:
+    """Coloured dots naming each key, for a caption with ``unsafe_allow_html=True``."""
+    return " · ".join(f"<span style='color:rgb{tuple(v)}'>●</span> {k.replace('_', ' ')}" for k, v in rgb.items())
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def pct(p) -> str:

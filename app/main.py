@@ -9,10 +9,11 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import common  # noqa: E402
+from app import common, filters  # noqa: E402
 from mlpe_core import pipeline, store  # noqa: E402
 
 st.set_page_config(layout="wide", page_title="MLPE", page_icon=":material/heat:")
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")  # less empty space on top
 
 if not st.session_state.get("demo_checked"):  # an empty store gets the simulated demo basin, once
     with common.session() as s:
@@ -33,5 +34,5 @@ nav = st.navigation({
 })
 with st.sidebar:
     st.caption(f"Store: `{common.resolve_url().split('/')[-1]}`")
-common.sidebar_filters()
+filters.sidebar_filters()
 nav.run()

@@ -1,19 +1,23 @@
-"""Score: how likely a crew finds a real leak, how big it is, and so what a visit is worth.
+"""Score: how likely a crew finds a real, still-emitting leak, how big it is, and so what a visit is worth.
 
 priority_score = P(crew finds a real, still-emitting leak) × expected rate × (1 + regulatory urgency),
 i.e. the kg/h of methane a visit is expected to find, raised for leaks with a compliance clock running.
-(Method and references: ``docs/scoring.md``.)
+(Method, references and measured ranking quality: ``docs/scoring.md``.)
 
-The cold-start scorer needs no validations: it is an additive log-odds model whose terms come from
-what is known about each instrument (``config/instruments.yaml``), so its explanation is exact: the
-terms *are* the model. Until field outcomes exist its probability is a prior, not a calibrated one,
-and the app says so; ``learn.py`` fits and calibrates a model from validations.
+The cold-start scorer needs no validations: it is a log-odds model whose terms come from what is known
+about each instrument (``config/instruments.yaml``) and from what the feeds themselves show (how often a
+sensor sees a leak it has seen before), so its explanation is exact: the terms *are* the model. Until
+field outcomes exist its probability is a prior, not a calibrated one, and the app says so; ``learn.py``
+fits and calibrates a model from validations.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
+from scipy.special import betaln
 
 from .ingest import instrument_defaults, load_instruments
 from .schema import SOURCE_TYPES
@@ -27,19 +31,75 @@ FEATURES: list[str] = [
     "max_confidence",
     "days_since_last",
     "span_days",
+    "n_days_seen",
     "n_quantified",
     "log_rate",
     "rate_rel_unc",
     "radius_m",
     "ambiguous_share",
+    "missed_looks",
+    "log_p_silence",
 ]
 
 # log-space 1-sigma of a single rate when the source gives none, by source type
 DEFAULT_LOG_SIGMA = {"satellite": 0.5, "aerial": 0.35, "continuous_monitor": 0.9, "scada": 1.2, "ogi": 1.0}
-RECENCY_TAU_DAYS = 30.0  # a leak unseen for this long has lost one unit of log-odds of still emitting
+# Prior of a leak's rate before any quantification (kg/h): log-normal, the order of magnitude of measured
+# site-level leak-size distributions (Omara et al. 2018; Brandt et al. 2016). Used only for leaks no sensor
+# quantified, together with the detection limit of the sensor that saw them.
+RATE_PRIOR_MEDIAN_KG_H, RATE_PRIOR_LOG_SD = 5.0, 1.5
+DETECTION_SLOPE = 2.0  # probability of detection is logistic in log rate, 50 % at the limit (Conrad et al. 2023)
+
+# Persistence: how a sensor's silence since it last saw a leak is counted in looks.
+# "revisit": a sensor that keeps looking (an imager on its orbit, a site monitor or SCADA system): looks are
+#   the days elapsed divided by the feed's revisit (the lower quartile of the gaps between days it reported
+#   anything), up to the last day the feed reported. "campaign": an aircraft flies an area for a few days:
+#   looks are the days it reported anything within CAMPAIGN_CELL_DEG of the leak. None: OGI crews report only
+#   what they find and do not come back, so their silence says nothing.
+LOOK_MODE: dict[str, str | None] = {"satellite": "revisit", "aerial": "campaign", "continuous_monitor": "revisit",
+                                    "scada": "revisit", "ogi": None}
+CAMPAIGN_CELL_DEG = 0.02
+LOOK_PRIOR_STRENGTH = 2.0  # pseudo-looks behind the prior of a leak's per-look sighting probability
+SENSOR_OUTAGE = 0.05  # P(a sensor is silent about a leak that still emits for reasons outside the model)
+SYSTEMATIC_SHARE = 0.5  # a sensor's systematic rate error (log space) as a share of its single-measurement error
+PERSISTENCE_DAYS = 180.0  # mean remaining life of a leak that nothing has contradicted (prior survival)
+RECENCY_TAU_DAYS = PERSISTENCE_DAYS  # former name, kept for callers
+PRIOR_REAL = 0.25  # prior P(real) of a place before any sensor: the reference the sensor precisions update
 REPEAT_WEIGHT = 0.5  # log-odds per e-fold of repeated sightings by the same kind of sensor
 CONFIDENCE_WEIGHT = 2.0  # log-odds per unit of mean source confidence above 0.6
 HIGH_KG_H, MEDIUM_KG_H = 20.0, 2.0  # risk bands on expected methane found per visit
+_EPOCH = pd.Timestamp("2000-01-01", tz="UTC")
+
+
+def p_detect(rate: np.ndarray, limit: np.ndarray, slope: float = DETECTION_SLOPE) -> np.ndarray:
+    """Probability a sensor with 50 % detection limit ``limit`` sees a source of ``rate`` on one look."""
+    r = np.maximum(np.asarray(rate, float), 1e-9)
+    return 1.0 / (1.0 + (np.asarray(limit, float) / r) ** slope)
+
+
+def _log_sigma(rate: np.ndarray, unc: np.ndarray, default: np.ndarray) -> np.ndarray:
+    """Log-space 1-sigma of a reported rate from its 1-sigma (log-normal: sqrt(ln(1 + cv²)))."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cv = unc / rate
+        s = np.sqrt(np.log1p(cv**2))
+    return np.where(np.isfinite(unc) & (unc > 0), np.clip(s, 0.05, 3.0), default)
+
+
+def _unquantified_rate(limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior (mean, sd) of log rate for a leak seen, not quantified, by a sensor with this limit.
+
+    Prior: log-normal leak sizes (``RATE_PRIOR_*``); likelihood: the probability of detection at the limit.
+    """
+    grid = np.linspace(math.log(RATE_PRIOR_MEDIAN_KG_H) - 6 * RATE_PRIOR_LOG_SD,
+                       math.log(RATE_PRIOR_MEDIAN_KG_H) + 6 * RATE_PRIOR_LOG_SD, 601)
+    prior = np.exp(-0.5 * ((grid - math.log(RATE_PRIOR_MEDIAN_KG_H)) / RATE_PRIOR_LOG_SD) ** 2)
+    uniq, inv = np.unique(np.asarray(limit, float), return_inverse=True)
+    mu, sd = np.empty(len(uniq)), np.empty(len(uniq))
+    for i, lim in enumerate(uniq):
+        w = prior * p_detect(np.exp(grid), lim)
+        w = w / w.sum()
+        mu[i] = float((w * grid).sum())
+        sd[i] = float(np.sqrt((w * (grid - mu[i]) ** 2).sum()))
+    return mu[inv], sd[inv]
 
 
 def estimate_rates(dets: pd.DataFrame) -> pd.DataFrame:
@@ -47,46 +107,168 @@ def estimate_rates(dets: pd.DataFrame) -> pd.DataFrame:
 
     Rates are log-normal-ish and errors multiplicative, so a log-space mean is the right average;
     the spread between repeat measurements is kept too (an intermittent source varies), so the
-    reported interval is the larger of the propagated error and the scatter. A leak with no
-    quantified detection gets the detection limit of the most sensitive sensor that saw it, with a
-    wide log-sigma of 1, and ``rate_quantified`` False.
+    reported interval is the larger of the propagated error and the scatter. Detections fusion marked
+    ambiguous (a coarse pixel that fits several leaks) do not set the rate of a leak that has others.
+    A leak with no quantified detection gets the posterior of a log-normal leak-size prior given that
+    the most sensitive sensor that saw it detected it (``rate_quantified`` False).
+    Columns: log_rate, log_sigma (1-sigma of log rate), n_quantified, rate_quantified, est_rate_kg_h
+    (median), rate_lo_kg_h / rate_hi_kg_h (±1 sigma), rate_mean_kg_h (the expected rate, exp(mu + s²/2)).
     """
+    leaks = pd.Index(dets["leak_id"].unique())
     q = dets[dets["rate_kg_h"].notna() & (dets["rate_kg_h"] > 0)]
+    if "ambiguous" in q:
+        amb = q["ambiguous"].fillna(False).astype(bool).to_numpy()
+        clean = set(q.loc[~amb, "leak_id"])
+        q = q[~amb | ~q["leak_id"].isin(clean).to_numpy()]
     rate = q["rate_kg_h"].to_numpy(float)
-    unc = q["rate_uncertainty_kg_h"].to_numpy(float)
+    unc = q["rate_uncertainty_kg_h"].to_numpy(float) if "rate_uncertainty_kg_h" in q else np.full(len(q), np.nan)
     default = q["source_type"].map(DEFAULT_LOG_SIGMA).fillna(0.7).to_numpy(float)
-    s = np.where(np.isfinite(unc) & (unc > 0), np.clip(unc / rate, 0.05, 3.0), default)
-    tmp = pd.DataFrame({"leak_id": q["leak_id"].to_numpy(), "w": 1 / s**2, "lr": np.log(rate)})
+    s = _log_sigma(rate, unc, default)
+    tmp = pd.DataFrame({"leak_id": q["leak_id"].to_numpy(), "sensor": q["source_name"].astype(str).to_numpy(),
+                        "w": 1 / s**2, "lr": np.log(rate), "sys2": (SYSTEMATIC_SHARE * default) ** 2})
     tmp["wlr"] = tmp["w"] * tmp["lr"]
+    # repeats of one sensor share its systematic error: average within a sensor, then across sensors
+    per = tmp.groupby(["leak_id", "sensor"]).agg(w=("w", "sum"), wlr=("wlr", "sum"), sys2=("sys2", "first"))
+    per["mu"] = per["wlr"] / per["w"]
+    per["W"] = 1 / (1 / per["w"] + per["sys2"])
+    per["Wmu"] = per["W"] * per["mu"]
+    gp = per.groupby(level="leak_id")
+    mu = gp["Wmu"].sum() / gp["W"].sum()
+    prop = 1 / np.sqrt(gp["W"].sum())
     g = tmp.groupby("leak_id")
-    mu = g["wlr"].sum() / g["w"].sum()
-    prop = 1 / np.sqrt(g["w"].sum())
     n = g.size()
     scatter = g["lr"].std(ddof=1).fillna(0) / np.sqrt(n)
     sig = np.maximum(prop, scatter)
     out = pd.DataFrame({"log_rate": mu, "log_sigma": sig, "n_quantified": n, "rate_quantified": True})
-    leaks = pd.Index(dets["leak_id"].unique())
     missing = leaks.difference(out.index)
     if len(missing):
         u = dets[dets["leak_id"].isin(missing)]
         limit = instrument_defaults(u["source_name"], u["source_type"], "detection_limit_kg_h")
-        floor = limit.groupby(u["leak_id"]).min()
-        out = pd.concat([out, pd.DataFrame({"log_rate": np.log(floor), "log_sigma": 1.0, "n_quantified": 0,
+        floor = limit.fillna(1.0).groupby(u["leak_id"]).min()
+        m, sd = _unquantified_rate(floor.to_numpy())
+        out = pd.concat([out, pd.DataFrame({"log_rate": m, "log_sigma": sd, "n_quantified": 0,
                                             "rate_quantified": False}, index=floor.index)])
     out.index.name = "leak_id"
+    out["n_quantified"] = out["n_quantified"].astype(int)
+    out["rate_quantified"] = out["rate_quantified"].astype(bool)
     out["est_rate_kg_h"] = np.exp(out["log_rate"])
     out["rate_lo_kg_h"] = np.exp(out["log_rate"] - out["log_sigma"])
     out["rate_hi_kg_h"] = np.exp(out["log_rate"] + out["log_sigma"])
+    out["rate_mean_kg_h"] = np.exp(out["log_rate"] + 0.5 * out["log_sigma"] ** 2)
     return out.reindex(leaks)
 
 
+def _cell_keys(lat: np.ndarray, lon: np.ndarray, cell: float) -> np.ndarray:
+    """Integer key of the look cell of each point."""
+    iy = np.floor((np.asarray(lat, float) + 90.0) / cell).astype(np.int64)
+    ix = np.floor((np.asarray(lon, float) + 180.0) / cell).astype(np.int64)
+    return iy * 1_000_000 + ix
+
+
+def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: float) -> tuple[float, float]:
+    """Look efficiency c and detection limit L of one sensor from the leaks it saw on ≥ 2 days.
+
+    Maximum likelihood of ``hits`` re-sightings in ``looks`` looks with P(sighting) = c·p_detect(rate, L),
+    on a grid (L from limit/100 to limit×10). The feed measures itself: no field outcome is used.
+    """
+    Ls = limit * 10.0 ** np.linspace(-2, 1, 31)
+    cs = np.linspace(0.02, 1.0, 50)
+    pdet = p_detect(rate[None, :], Ls[:, None])  # (L, pair)
+    q = np.clip(cs[:, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
+    ll = (hits * np.log(q) + (looks - hits) * np.log1p(-q)).sum(axis=-1)
+    i, j = np.unravel_index(int(np.argmax(ll)), ll.shape)
+    return float(cs[i]), float(Ls[j])
+
+
+def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per leak: how often its sensors looked since they last saw it, and how likely that silence is if it
+    still emits.
+
+    For each (leak, sensor) pair: n = days the sensor saw the leak, A = looks from its first to its last
+    sighting and k = looks since (see ``LOOK_MODE``). The per-look sighting probability q has a Beta prior
+    of strength ``LOOK_PRIOR_STRENGTH`` centred on c·p_detect(rate, L), where the sensor's look efficiency c
+    (clouds, wind, alert caps) and detection limit L are fitted to how often it re-saw the leaks it saw at
+    least twice (:func:`_fit_sensor`; the instrument table's limit and c = 0.5 when it saw fewer than 5),
+    and the leak's own history (n − 1 sightings in A − 1 looks) updates it. P(k silent looks | emitting) is
+    the beta-binomial E[(1 − q)^k], floored by a sensor outage probability ``SENSOR_OUTAGE``.
+    Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed, Σ k·E[q]) and ``log_p_silence``
+    (Σ over sensors of ln P(silence | still emitting)).
+    """
+    cols = ["n_days_seen", "missed_looks", "log_p_silence"]
+    leaks = pd.Index(dets["leak_id"].unique())
+    if dets.empty:
+        return pd.DataFrame(columns=cols, index=leaks, dtype=float)
+    day = np.floor((pd.to_datetime(dets["observed_at"], utc=True) - _EPOCH).dt.total_seconds().to_numpy() / 86400.0)
+    day = day.astype(np.int64)
+    asof_day = int(math.floor((pd.Timestamp(as_of) - _EPOCH).total_seconds() / 86400.0))
+    d = pd.DataFrame({"leak_id": dets["leak_id"].to_numpy(), "source_name": dets["source_name"].astype(str).to_numpy(),
+                      "source_type": dets["source_type"].to_numpy(), "day": day})
+    seen = d.groupby("leak_id")["day"].nunique()
+    pairs = d.groupby(["leak_id", "source_name"], sort=False).agg(
+        source_type=("source_type", "first"), n=("day", "nunique"), first=("day", "min"), last=("day", "max")
+    ).reset_index()
+    cen = centres.reindex(pairs["leak_id"])
+    lat, lon = cen["latitude"].to_numpy(float), cen["longitude"].to_numpy(float)
+    n = pairs["n"].to_numpy(float)
+    first, last = pairs["first"].to_numpy(float), pairs["last"].to_numpy(float)
+    A = n.copy()
+    k = np.zeros(len(pairs))
+    informative = np.zeros(len(pairs), bool)
+    lat_d, lon_d = dets["latitude"].to_numpy(float), dets["longitude"].to_numpy(float)
+    names = d["source_name"].to_numpy()
+    for name, idx in pairs.groupby("source_name", sort=False).groups.items():
+        idx = np.asarray(idx)
+        mode = LOOK_MODE.get(pairs["source_type"].iloc[idx[0]])
+        mine = names == name
+        active = np.unique(day[mine])
+        if mode is None or len(active) < 2:
+            continue
+        if mode == "revisit":
+            gaps = np.diff(active)
+            revisit = max(1.0, float(np.quantile(gaps, 0.25)))
+            end = min(asof_day, int(active[-1]))
+            A[idx] = (last[idx] - first[idx]) / revisit + 1
+            k[idx] = np.maximum(end - last[idx], 0) / revisit
+        else:
+            act = np.unique(_cell_keys(lat_d[mine], lon_d[mine], CAMPAIGN_CELL_DEG) * 100_000 + day[mine])
+            key = _cell_keys(lat[idx], lon[idx], CAMPAIGN_CELL_DEG) * 100_000
+            A[idx] = np.searchsorted(act, key + last[idx], "right") - np.searchsorted(act, key + first[idx], "left")
+            k[idx] = np.searchsorted(act, key + asof_day, "right") - np.searchsorted(act, key + last[idx], "right")
+        informative[idx] = True
+    A = np.maximum(A, n)
+    limit = instrument_defaults(pairs["source_name"], pairs["source_type"], "detection_limit_kg_h").fillna(1.0)
+    limit = limit.to_numpy(float)
+    rate = np.exp(log_rate.reindex(pairs["leak_id"]).fillna(0.0).to_numpy(float))
+    m = np.zeros(len(pairs))
+    for _name, idx in pairs.groupby("source_name", sort=False).groups.items():
+        idx = np.asarray(idx)
+        rep = idx[informative[idx] & (n[idx] >= 2)]
+        c, lim = 0.5, float(limit[idx[0]])
+        if len(rep) >= 5:
+            c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim)
+        m[idx] = c * p_detect(rate[idx], lim)
+    m = np.clip(m, 1e-3, 1 - 1e-3)
+    a = LOOK_PRIOR_STRENGTH * m + (n - 1)
+    b = LOOK_PRIOR_STRENGTH * (1 - m) + np.maximum(A - n, 0)
+    p0 = np.where(informative & (k > 0), np.exp(betaln(a, b + k) - betaln(a, b)), 1.0)
+    logp = np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0)
+    missed = np.where(informative, k * a / (a + b), 0.0)
+    out = pd.DataFrame({"leak_id": pairs["leak_id"], "missed_looks": missed, "log_p_silence": logp})
+    out = out.groupby("leak_id")[["missed_looks", "log_p_silence"]].sum()
+    out["n_days_seen"] = seen
+    return out.reindex(leaks)[cols]
+
+
 def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One row per leak (index leak_id) with :data:`FEATURES` plus the rate estimate columns."""
+    """One row per leak (index leak_id) with :data:`FEATURES`, the rate estimate columns, first/last seen
+    and ``source_names`` (the distinct sensor names, most detections first; for the reasons, not a feature)."""
     d = dets
     g = d.groupby("leak_id")
     counts = pd.crosstab(d["leak_id"], d["source_type"]).reindex(columns=list(SOURCE_TYPES), fill_value=0)
     counts.columns = [f"n_{c}" for c in counts.columns]
     t = pd.to_datetime(d["observed_at"], utc=True)
+    as_of = pd.Timestamp(as_of)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
     last = t.groupby(d["leak_id"]).max()
     first = t.groupby(d["leak_id"]).min()
     rates = estimate_rates(d)
@@ -102,55 +284,98 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) 
     f = f.join(rates)
     f["rate_rel_unc"] = f["log_sigma"]
     amb = d["ambiguous"] if "ambiguous" in d else pd.Series(False, index=d.index)
-    f["ambiguous_share"] = amb.astype(float).groupby(d["leak_id"]).mean()
-    f["radius_m"] = leaks.set_index("leak_id")["radius_m"].reindex(f.index) if len(leaks) else np.nan
+    f["ambiguous_share"] = amb.fillna(False).astype(float).groupby(d["leak_id"]).mean()
+    lk = leaks.set_index("leak_id") if len(leaks) and "leak_id" in leaks else pd.DataFrame()
+    f["radius_m"] = lk["radius_m"].reindex(f.index) if "radius_m" in lk else np.nan
+    if {"latitude", "longitude"} <= set(lk.columns):
+        centres = lk[["latitude", "longitude"]].reindex(f.index)
+    else:
+        centres = pd.DataFrame(index=f.index, columns=["latitude", "longitude"], dtype=float)
+    fallback = d.groupby("leak_id")[["latitude", "longitude"]].median()
+    centres = centres.fillna(fallback.reindex(f.index))
+    f = f.join(look_stats(d, centres, f["log_rate"], as_of))
+    names = d.groupby(["leak_id", "source_name"]).size().sort_values(ascending=False).reset_index()
+    f["source_names"] = names.groupby("leak_id", sort=False)["source_name"].agg(", ".join).reindex(f.index)
     f["first_seen"], f["last_seen"] = first, last
     return f
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
 class ColdStartScorer:
-    """Additive log-odds model from instrument knowledge; needs no validations.
+    """Log-odds model from instrument knowledge and the feeds' own revisit history; needs no validations.
 
-    logit P(find) = Σ_types present [logit(precision_type) + 0.5·ln(n_type)]
-                    + 2·(mean confidence − 0.6) − days_since_last / 30
+    P(find) = P(real) × P(still emitting | real):
 
-    Each bracket is one named contribution, so ``contributions`` is exact and sums to the logit.
-    ``fit`` learns nothing (it only reads the instrument table), and returns ``self`` so the cold-start
-    and learned scorers are used the same way.
+    * logit P(real) = logit(π0) + Σ_types present [logit(precision_type) − logit(π0) + 0.5·ln(n_type)]
+      + 2·(mean confidence − 0.6), i.e. naive Bayes: each kind of sensor multiplies the odds by its
+      likelihood ratio (one sensor alone gives its precision), repeats add a little;
+    * P(still emitting) combines a survival prior exp(−d / 180 days) since the last sighting with the
+      evidence of silence: if the sensors that saw the leak have looked k more times without seeing it,
+      the odds it still emits are multiplied by P(k silent looks | emitting) / P(k silent looks | stopped
+      in between) (see :func:`look_stats`).
+
+    Contributions are log-odds terms that sum exactly to logit P(find) − ``base_``: the sensor and
+    confidence terms are additive; ``recency`` and ``missed_looks`` are the changes of the logit when the
+    survival prior and then the silence are applied, in that order. ``fit`` learns nothing (it reads
+    the instrument table) and returns ``self`` so the cold-start and learned scorers are used alike.
     """
 
     kind = "cold_start"
 
-    def __init__(self, recency_tau_days: float = RECENCY_TAU_DAYS, repeat_weight: float = REPEAT_WEIGHT,
-                 confidence_weight: float = CONFIDENCE_WEIGHT):
+    def __init__(self, recency_tau_days: float = PERSISTENCE_DAYS, repeat_weight: float = REPEAT_WEIGHT,
+                 confidence_weight: float = CONFIDENCE_WEIGHT, prior_real: float = PRIOR_REAL):
         self.recency_tau_days = recency_tau_days
         self.repeat_weight = repeat_weight
         self.confidence_weight = confidence_weight
+        self.prior_real = prior_real
 
     def fit(self, X: pd.DataFrame | None = None, y: np.ndarray | None = None) -> ColdStartScorer:
         table = load_instruments()["source_types"]
         self.precision_ = {t: float(table[t]["precision"]) for t in SOURCE_TYPES}
-        self.base_ = 0.0
+        self.base_ = float(_logit(np.array(getattr(self, "prior_real", PRIOR_REAL))))
         self.feature_names_in_ = list(FEATURES)
         return self
+
+    def _col(self, X: pd.DataFrame, name: str, default: float) -> np.ndarray:
+        return X[name].fillna(default).to_numpy(float) if name in X else np.full(len(X), default)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """Log-odds terms per leak; their row sum plus ``base_`` is the logit of P(find)."""
         out = pd.DataFrame(index=X.index)
         for t in SOURCE_TYPES:
-            n = X[f"n_{t}"].fillna(0).to_numpy(float)
-            p = self.precision_[t]
-            out[t] = np.where(n > 0, np.log(p / (1 - p)) + self.repeat_weight * np.log(np.maximum(n, 1)), 0.0)
-        conf = X["mean_confidence"].fillna(0.6).to_numpy(float)
+            n = self._col(X, f"n_{t}", 0.0)
+            lr = float(_logit(np.array(self.precision_[t]))) - self.base_
+            out[t] = np.where(n > 0, lr + self.repeat_weight * np.log(np.maximum(n, 1)), 0.0)
+        conf = self._col(X, "mean_confidence", 0.6)
         out["confidence"] = self.confidence_weight * (conf - 0.6)
-        out["recency"] = -X["days_since_last"].fillna(0).to_numpy(float) / self.recency_tau_days
+        z_real = self.base_ + out.sum(axis=1).to_numpy()
+        p_real = _sigmoid(z_real)
+        days = np.maximum(self._col(X, "days_since_last", 0.0), 0.0)
+        surv = np.exp(-days / self.recency_tau_days)
+        logp0 = np.minimum(self._col(X, "log_p_silence", 0.0), 0.0)
+        p0 = np.exp(logp0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p0_stopped = np.where(logp0 < -1e-9, (1 - p0) / np.maximum(-logp0, 1e-12), 1.0)
+        alive = surv * p0 / np.maximum(surv * p0 + (1 - surv) * p0_stopped, 1e-300)
+        z1 = _logit(p_real * surv)
+        z2 = _logit(p_real * alive)
+        out["recency"] = z1 - z_real
+        out["missed_looks"] = z2 - z1
         return out
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         return self.base_ + self.contributions(X).sum(axis=1).to_numpy()
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = 1 / (1 + np.exp(-self.decision_function(X)))
+        p = _sigmoid(self.decision_function(X))
         return np.column_stack([1 - p, p])
 
 

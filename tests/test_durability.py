@@ -27,7 +27,8 @@ for i in range(n):
     with Session(eng) as s:
         day = int(who[1:]) if who[1:].isdigit() else 0
         row = pd.DataFrame([{"leak_id": f"L{i % 5 + 1:06d}",
-                             "visited_at": pd.Timestamp("2026-07-01", tz="UTC") + pd.Timedelta(days=day, minutes=i), "outcome": "not_accessible", "measured_rate_kg_h": None,
+                             "visited_at": pd.Timestamp("2026-07-01", tz="UTC") + pd.Timedelta(days=day, minutes=i),
+                             "outcome": "not_accessible", "measured_rate_kg_h": None,
                              "component": None, "repaired_at": pd.NaT, "crew": who, "notes": f"{who}-{i}"}])
         record_validations(s, row, user=who)
 """

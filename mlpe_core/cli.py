@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-empty", action="store_true", help="do nothing when the store already has detections")
 
     sub.add_parser("status", help="what the store holds")
+    bk = sub.add_parser("backup", help="consistent copy of a SQLite store, safe while others write")
+    bk.add_argument("-o", "--output", required=True, type=Path)
+    rs = sub.add_parser("restore", help="replace the store with a backup made by `mlpe backup`")
+    rs.add_argument("file", type=Path)
     return p
 
 
@@ -198,6 +202,18 @@ def run(argv: list[str]) -> int:
         with _session(args.db) as s:
             for k, v in counts(s).items():
                 print(f"{k}: {v}", file=out)
+        return EXIT_OK
+    if args.command == "backup":
+        from .db import backup
+
+        size = backup(args.db, args.output)
+        print(f"backed up the store to {args.output} ({size / 1e6:.1f} MB)", file=out)
+        return EXIT_OK
+    if args.command == "restore":
+        from .db import restore
+
+        restore(args.db, args.file)
+        print(f"restored the store from {args.file}", file=out)
         return EXIT_OK
     raise UsageError(f"unknown command {args.command}")
 

@@ -83,3 +83,50 @@ def create_tables(engine: Engine) -> None:
         if tables and "alembic_version" not in tables:
             command.stamp(cfg, "0001")
         command.upgrade(cfg, "head")
+
+
+def _sqlite_path(url: str) -> str:
+    if not url.startswith("sqlite:///") or url in ("sqlite:///:memory:",):
+        raise ValueError(f"backup and restore work on SQLite file stores; for '{url.split('://')[0]}' use the "
+                         "database's own tools (e.g. pg_dump)")
+    return url[len("sqlite:///"):]
+
+
+def backup(db: str | None, dest: str | Path) -> int:
+    """Consistent online copy of the store (SQLite backup API: safe while others write). Returns bytes."""
+    import sqlite3
+
+    src = _sqlite_path(resolve_url(db))
+    dest = Path(dest)
+    if dest.exists():
+        raise ValueError(f"{dest}: already exists; choose a new file name")
+    with sqlite3.connect(src) as s, sqlite3.connect(dest) as d:
+        s.backup(d)
+    return dest.stat().st_size
+
+
+def restore(db: str | None, source: str | Path) -> None:
+    """Replace the store's contents with a backup, after checking the backup is an MLPE store."""
+    import sqlite3
+
+    source = Path(source)
+    if not source.exists():
+        raise ValueError(f"{source}: file not found")
+    try:
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as s:
+            names = {r[0] for r in s.execute("select name from sqlite_master where type='table'")}
+            ok = s.execute("pragma integrity_check").fetchone()[0] == "ok"
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{source}: not a SQLite database ({exc})") from exc
+    missing = {"detection", "leak", "validation", "alembic_version"} - names
+    if missing or not ok:
+        raise ValueError(f"{source}: not an MLPE backup (missing tables {sorted(missing)}, integrity {ok})")
+    dst = _sqlite_path(resolve_url(db))
+    with sqlite3.connect(source) as s, sqlite3.connect(dst) as d:
+        s.backup(d)
+    create_tables(get_engine_raw(db))
+
+
+def get_engine_raw(db: str | None) -> Engine:
+    """An engine without running migrations (used right after a restore, which migrates)."""
+    return create_engine(resolve_url(db))

@@ -48,3 +48,32 @@ def test_opening_twice_is_idempotent(tmp_path: Path) -> None:
     with eng.connect() as conn:
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         assert MigrationContext.configure(conn).get_current_revision() == head
+
+
+def test_backup_and_restore_round_trip(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    db, bak = tmp_path / "live.db", tmp_path / "copy.db"
+    eng = get_engine(str(db))
+    with Session(eng) as s:
+        s.add(Asset(asset_id="A1", latitude=1.0, longitude=2.0))
+        s.commit()
+
+    def mlpe(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mlpe_core.cli", "--db", str(db), *a], capture_output=True, text=True)
+
+    assert mlpe("backup", "-o", str(bak)).returncode == 0
+    r = mlpe("backup", "-o", str(bak))
+    assert r.returncode == 2 and "already exists" in r.stderr
+    with Session(eng) as s:
+        s.delete(s.get(Asset, "A1"))
+        s.commit()
+    eng.dispose()
+    assert mlpe("restore", str(bak)).returncode == 0
+    with Session(get_engine(str(db))) as s:
+        assert s.get(Asset, "A1") is not None
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    r = mlpe("restore", str(junk))
+    assert r.returncode == 2 and "junk.db" in r.stderr

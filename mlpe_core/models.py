@@ -86,6 +86,12 @@ class Leak(SQLModel, table=True):
     due_by: datetime | None = None
     due_rule: str | None = None
     scored_at: datetime | None = None
+    # lifecycle (mlpe_core.lifecycle): when the status last changed, repair times, re-open after repair
+    status_at: datetime | None = None
+    repair_attempted_at: datetime | None = None
+    repaired_at: datetime | None = None
+    reopened_at: datetime | None = None
+    failed_repair: bool = False  # seen again after it was repaired: a possible failed repair
 
 
 class Validation(SQLModel, table=True):
@@ -99,6 +105,10 @@ class Validation(SQLModel, table=True):
     repaired_at: datetime | None = None
     crew: str | None = None
     notes: str | None = None
+    found_by: str | None = None  # how the crew found it: ogi, method21, avo, other (sets the OOOOb repair clock)
+    rate_method: str | None = None  # how the rate was measured, e.g. hi-flow, QOGI, bagging, estimate
+    repair_attempted_at: datetime | None = None
+    delay_reason: str | None = None  # delay of repair recorded (e.g. needs a shutdown), with its reason
     recorded_at: datetime
     recorded_by: str = "system"
     batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id")
@@ -126,3 +136,69 @@ class AuditEvent(SQLModel, table=True):
     action: str
     target: str | None = None
     detail: str | None = None  # JSON
+
+
+class LeakEvent(SQLModel, table=True):
+    """One lifecycle transition of a leak (``mlpe_core.lifecycle``): the history a regulator reads."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    leak_id: str = Field(index=True)
+    at: datetime  # when it happened in the field (visit, repair, approval time)
+    event: str  # dispatch, release, visit, repair_attempt, repair, delay_of_repair, close, reopen
+    from_status: str
+    to_status: str
+    actor: str = "system"
+    recorded_at: datetime
+    source: str | None = None  # validation:<id>, dispatch_list:<id>, api, fuse, cli
+    detail: str | None = None  # JSON (outcome, reason, note)
+
+
+class DispatchList(SQLModel, table=True):
+    """A planned day of visits; final only once a supervisor approves it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime
+    created_by: str = "system"
+    plan_date: str  # YYYY-MM-DD the crews go out
+    status: str = "draft"  # draft, approved, withdrawn
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    note: str | None = None
+    n_items: int = 0
+    total_km: float = 0.0
+    settings: str = "{}"  # JSON of the crews, speeds and limits it was planned with
+
+
+class DispatchItem(SQLModel, table=True):
+    """One stop of a dispatch list, and the work order a maintenance system tracks for it."""
+
+    __table_args__ = (UniqueConstraint("list_id", "leak_id", name="uq_dispatch_item"),)
+    id: int | None = Field(default=None, primary_key=True)
+    list_id: int = Field(foreign_key="dispatchlist.id", index=True)
+    leak_id: str = Field(index=True)
+    work_order_id: str = Field(index=True)
+    rank: int
+    crew: str
+    stop: int
+    leg_km: float = 0.0
+    latitude: float
+    longitude: float
+    asset_id: str | None = None
+    est_rate_kg_h: float | None = None
+    p_real: float | None = None
+    priority_score: float | None = None
+    risk_band: str | None = None
+    due_by: datetime | None = None
+    due_rule: str | None = None
+    top_reasons: str | None = None
+    wo_status: str = "planned"  # planned, dispatched, in_progress, repair_attempted, repaired, closed, cancelled
+    wo_status_at: datetime | None = None
+
+
+
+class User(SQLModel, table=True):
+    username: str = Field(primary_key=True)
+    role: str  # analyst, supervisor, field_lead, admin (auth.ROLES)
+    password_hash: str  # bcrypt
+    active: bool = True
+    created_at: datetime

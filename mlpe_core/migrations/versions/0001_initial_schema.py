@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 09:14:37.983221
+Create Date: 2026-11-24 09:16:57.426201
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -42,6 +41,21 @@ def upgrade() -> None:
     with op.batch_alter_table("auditevent", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_auditevent_at"), ["at"], unique=False)
 
+    op.create_table(
+        "dispatchlist",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("created_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("plan_date", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("approved_by", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("approved_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("note", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("n_items", sa.Integer(), nullable=False),
+        sa.Column("total_km", sa.Float(), nullable=False),
+        sa.Column("settings", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
     op.create_table(
         "ingestbatch",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -90,8 +104,30 @@ def upgrade() -> None:
         sa.Column("due_by", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("due_rule", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("scored_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("status_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("repair_attempted_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("repaired_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("reopened_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("failed_repair", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("leak_id"),
     )
+    op.create_table(
+        "leakevent",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("leak_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("event", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("from_status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("to_status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("recorded_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("detail", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("leakevent", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_leakevent_leak_id"), ["leak_id"], unique=False)
+
     op.create_table(
         "modelversion",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -107,6 +143,15 @@ def upgrade() -> None:
         sa.Column("n_holdout", sa.Integer(), nullable=False),
         sa.Column("blob", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "user",
+        sa.Column("username", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("role", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("password_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("username"),
     )
     op.create_table(
         "detection",
@@ -141,6 +186,40 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_detection_observed_at"), ["observed_at"], unique=False)
 
     op.create_table(
+        "dispatchitem",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("list_id", sa.Integer(), nullable=False),
+        sa.Column("leak_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("work_order_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("rank", sa.Integer(), nullable=False),
+        sa.Column("crew", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("stop", sa.Integer(), nullable=False),
+        sa.Column("leg_km", sa.Float(), nullable=False),
+        sa.Column("latitude", sa.Float(), nullable=False),
+        sa.Column("longitude", sa.Float(), nullable=False),
+        sa.Column("asset_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("est_rate_kg_h", sa.Float(), nullable=True),
+        sa.Column("p_real", sa.Float(), nullable=True),
+        sa.Column("priority_score", sa.Float(), nullable=True),
+        sa.Column("risk_band", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("due_by", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("due_rule", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("top_reasons", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("wo_status", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("wo_status_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["list_id"],
+            ["dispatchlist.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("list_id", "leak_id", name="uq_dispatch_item"),
+    )
+    with op.batch_alter_table("dispatchitem", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_dispatchitem_leak_id"), ["leak_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_dispatchitem_list_id"), ["list_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_dispatchitem_work_order_id"), ["work_order_id"], unique=False)
+
+    op.create_table(
         "validation",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("leak_id", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -151,6 +230,10 @@ def upgrade() -> None:
         sa.Column("repaired_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("crew", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("notes", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("found_by", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("rate_method", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("repair_attempted_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("delay_reason", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("recorded_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("recorded_by", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=True),
@@ -173,17 +256,29 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_validation_leak_id"))
 
     op.drop_table("validation")
+    with op.batch_alter_table("dispatchitem", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dispatchitem_work_order_id"))
+        batch_op.drop_index(batch_op.f("ix_dispatchitem_list_id"))
+        batch_op.drop_index(batch_op.f("ix_dispatchitem_leak_id"))
+
+    op.drop_table("dispatchitem")
     with op.batch_alter_table("detection", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_detection_observed_at"))
         batch_op.drop_index(batch_op.f("ix_detection_leak_id"))
 
     op.drop_table("detection")
+    op.drop_table("user")
     op.drop_table("modelversion")
+    with op.batch_alter_table("leakevent", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_leakevent_leak_id"))
+
+    op.drop_table("leakevent")
     op.drop_table("leak")
     with op.batch_alter_table("ingestbatch", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ingestbatch_sha256"))
 
     op.drop_table("ingestbatch")
+    op.drop_table("dispatchlist")
     with op.batch_alter_table("auditevent", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_auditevent_at"))
 

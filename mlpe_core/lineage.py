@@ -1,0 +1,92 @@
+"""Lineage: a leak's full story, from the file rows that created it to its repair.
+
+Regulators and supervisors ask "why did you send a crew there, and what happened?". The answer is
+assembled from what the store already keeps: each detection with the file, hash and row it came
+from, the score and model that ranked the leak, lifecycle transitions, field visits and the
+append-only audit trail. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+from sqlalchemy import select
+from sqlmodel import Session
+
+from .models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, Validation
+
+STORY_COLUMNS = ["at", "kind", "what", "who", "source"]
+
+
+def _rate(v: float | None, u: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "rate not quantified"
+    if u is None or (isinstance(u, float) and math.isnan(u)):
+        return f"{v:,.1f} kg/h"
+    return f"{v:,.1f} ± {u:,.1f} kg/h"
+
+
+def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
+    """Every event of one leak, oldest first, with who did it and where it came from."""
+    leak = session.get(Leak, leak_id)
+    if leak is None:
+        raise KeyError(f"no leak '{leak_id}'")
+    rows: list[dict] = []
+    q = (select(Detection, IngestBatch).join(IngestBatch, Detection.batch_id == IngestBatch.id, isouter=True)
+         .where(Detection.leak_id == leak_id))
+    for det, batch in session.execute(q):
+        src = (f"{batch.file_name} row {det.source_row} (sha256 {batch.sha256[:10]}…, loaded "
+               f"{pd.Timestamp(batch.ingested_at):%Y-%m-%d %H:%M})" if batch is not None else "unknown file")
+        amb = "; ambiguous: could belong to a neighbouring leak" if det.ambiguous else ""
+        rows.append({"at": det.observed_at, "kind": "detection",
+                     "what": f"{det.source_name} ({det.source_type}) {det.detection_id}: "
+                             f"{_rate(det.rate_kg_h, det.rate_uncertainty_kg_h)}{amb}",
+                     "who": batch.recorded_by if batch is not None else "", "source": src})
+    if leak.scored_at is not None:
+        rows.append({"at": leak.scored_at, "kind": "score",
+                     "what": f"rank {leak.rank}, {leak.risk_band}, P(real) {leak.p_real:.0%}, "
+                             f"~{leak.est_rate_kg_h or 0:,.1f} kg/h: {leak.top_reasons}"
+                     if leak.p_real is not None else "scored",
+                     "who": "system", "source": f"model version {leak.model_version}"})
+    for ev in session.execute(select(LeakEvent).where(LeakEvent.leak_id == leak_id)).scalars():
+        detail = json.loads(ev.detail) if ev.detail else {}
+        extra = "; ".join(f"{k}: {v}" for k, v in detail.items() if v not in (None, ""))
+        rows.append({"at": ev.at, "kind": "lifecycle",
+                     "what": f"{ev.event}: {ev.from_status} → {ev.to_status}" + (f" ({extra})" if extra else ""),
+                     "who": ev.actor, "source": ev.source or ""})
+    for v in session.execute(select(Validation).where(Validation.leak_id == leak_id)).scalars():
+        measured = f", measured {v.measured_rate_kg_h:,.1f} kg/h" if v.measured_rate_kg_h is not None else ""
+        rows.append({"at": v.visited_at, "kind": "field visit",
+                     "what": f"{v.outcome}{measured}" + (f", component {v.component}" if v.component else "")
+                             + (f", repaired {pd.Timestamp(v.repaired_at):%Y-%m-%d}" if v.repaired_at else "")
+                             + (f": {v.notes}" if v.notes else ""),
+                     "who": f"{v.crew or ''} (recorded by {v.recorded_by})".strip(),
+                     "source": f"validation {v.id}" + (f", batch {v.batch_id}" if v.batch_id else "")})
+    for a in session.execute(select(AuditEvent).where(AuditEvent.target == leak_id)).scalars():
+        rows.append({"at": a.at, "kind": "audit", "what": a.action + (f": {a.detail}" if a.detail else ""),
+                     "who": a.actor, "source": f"audit {a.id}"})
+    df = pd.DataFrame(rows, columns=STORY_COLUMNS)
+    df["at"] = pd.to_datetime(df["at"], utc=True)
+    return df.sort_values("at", kind="stable").reset_index(drop=True)
+
+
+def audit_events(session: Session, actor: str | None = None, action: str | None = None, target: str | None = None,
+                 since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The audit trail, newest first, filtered."""
+    q = select(AuditEvent).order_by(AuditEvent.id.desc())
+    if actor:
+        q = q.where(AuditEvent.actor == actor)
+    if action:
+        q = q.where(AuditEvent.action == action)
+    if target:
+        q = q.where(AuditEvent.target == target)
+    if since is not None:
+        q = q.where(AuditEvent.at >= pd.Timestamp(since).to_pydatetime())
+    if until is not None:
+        q = q.where(AuditEvent.at <= pd.Timestamp(until).to_pydatetime())
+    df = pd.DataFrame([a.model_dump() for a in session.execute(q).scalars()],
+                      columns=["id", "at", "actor", "action", "target", "detail"])
+    df["at"] = pd.to_datetime(df["at"], utc=True)
+    return df

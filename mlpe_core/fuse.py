@@ -423,12 +423,14 @@ def attribute_assets(
     votes: pd.DataFrame | None = None,
     site_sigma_m: float = 30.0,
     max_candidates: int = 3,
+    min_p: float = 0.5,
 ) -> pd.DataFrame:
     """Most likely asset of each leak, with the alternatives.
 
     Likelihood of asset a for a leak at distance d: exp(-d²/2s²) with s² = radius² + site_sigma²
     (a site has extent), times 1 + the number of the leak's detections that name a (SCADA, monitors and
-    OGI know their asset). Returns ``asset_id`` and ``asset_candidates`` (list of dicts) per leak.
+    OGI know their asset). Returns ``asset_id`` (only when the top candidate has p ≥ ``min_p``; a
+    kilometre pixel over a field of pads names none) and ``asset_candidates`` (list of dicts) per leak.
     """
     out = pd.DataFrame(
         {"asset_id": [None] * len(leaks), "asset_candidates": [[] for _ in range(len(leaks))]}, index=leaks.index
@@ -457,7 +459,8 @@ def attribute_assets(
             like = np.exp(-(d - d.min()) / s)
         p = like / like.sum()
         order = np.argsort(-p)[:max_candidates]
-        out.at[i, "asset_id"] = ids[cand[order[0]]]
+        # name an asset only when the evidence points at one: a 5 km pixel over a field of pads does not
+        out.at[i, "asset_id"] = ids[cand[order[0]]] if p[order[0]] >= min_p else None
         out.at[i, "asset_candidates"] = [
             {"asset_id": ids[cand[j]], "p": round(float(p[j]), 3), "distance_m": round(float(d[j]), 1)} for j in order
         ]

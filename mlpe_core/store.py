@@ -20,6 +20,10 @@ from .ingest import IngestError, file_sha256, parse_times, read_table
 from .models import Asset, AuditEvent, Detection, IngestBatch, Leak, ModelVersion, Validation
 from .schema import ASSET_REQUIRED, OUTCOMES, VALIDATION_REQUIRED
 
+# optional validation columns beyond contract §2, used by the lifecycle and the compliance clocks
+VALIDATION_EXTRA: tuple[str, ...] = ("found_by", "rate_method", "repair_attempted_at", "delay_reason")
+FOUND_BY: tuple[str, ...] = ("ogi", "method21", "avo", "other")  # how the crew found the leak
+
 
 def now() -> datetime:
     return datetime.now(UTC)
@@ -64,6 +68,7 @@ def leaks_frame(session: Session, active_only: bool = True) -> pd.DataFrame:
     df = _frame(session, stmt)
     df = _utc(df, ["first_seen", "last_seen", "due_by", "scored_at"])
     if "rank" in df:
+        df["rank"] = df["rank"].astype("Int64")  # a rank is a whole number, blank when unranked
         df = df.sort_values(["rank", "leak_id"], na_position="last").reset_index(drop=True)
     return df
 
@@ -133,8 +138,12 @@ def save_scores(session: Session, scored: pd.DataFrame) -> None:
     session.execute(update(Leak), df.to_dict(orient="records"))
 
 
-def set_status(session: Session, leak_ids: list[str], status: str) -> None:
-    session.execute(update(Leak).where(Leak.leak_id.in_(leak_ids)).values(status=status))
+def set_status(session: Session, leak_ids: list[str], status: str, user: str = "system") -> None:
+    """Move leaks to ``status`` through the lifecycle (no commit); an illegal move raises
+    ``lifecycle.TransitionError`` with the reason."""
+    from .lifecycle import set_status as _set
+
+    _set(session, leak_ids, status, actor=user)
 
 
 def import_assets(session: Session, path: str | Path, user: str = "system") -> dict:
@@ -150,9 +159,13 @@ def import_assets(session: Session, path: str | Path, user: str = "system") -> d
     lon = pd.to_numeric(df["longitude"], errors="coerce")
     aid = df["asset_id"].astype(str).str.strip()
     rejects = []
+    first_row_of = {a: i for i, a in reversed(list(aid.items()))}
     for i in df.index:
         if not aid[i]:
             rejects.append({"row": i + 2, "column": "asset_id", "reason": "asset_id is blank"})
+        elif aid[i] in first_row_of and first_row_of[aid[i]] != i:
+            rejects.append({"row": i + 2, "column": "asset_id",
+                            "reason": f"asset_id '{aid[i]}' repeated (first on row {first_row_of[aid[i]] + 2})"})
         elif pd.isna(lat[i]) or abs(lat[i]) > 90:
             rejects.append({"row": i + 2, "column": "latitude", "reason": f"latitude '{df['latitude'][i]}' invalid"})
         elif pd.isna(lon[i]) or abs(lon[i]) > 180:
@@ -192,12 +205,14 @@ def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) ->
     if missing:
         raise IngestError(label, f"required column missing: {', '.join(missing)}", column=missing[0])
     df = df.rename(columns={v: k for k, v in cols.items()})
-    for c in ("measured_rate_kg_h", "component", "repaired_at", "crew", "notes"):
+    for c in ("measured_rate_kg_h", "component", "repaired_at", "crew", "notes", *VALIDATION_EXTRA):
         if c not in df:
             df[c] = ""
     rej = []
     visited = parse_times(df["visited_at"])
     repaired = parse_times(df["repaired_at"])
+    attempted = parse_times(df["repair_attempted_at"])
+    found_by = df["found_by"].fillna("").astype(str).str.strip().str.lower()
     rate = pd.to_numeric(df["measured_rate_kg_h"].astype(str).str.strip().replace("", np.nan), errors="coerce")
     outcome = df["outcome"].astype(str).str.strip().str.lower()
     for i in df.index:
@@ -216,6 +231,12 @@ def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) ->
             rej.append((r, "measured_rate_kg_h", f"measured_rate_kg_h '{raw_rate}' must be a number ≥ 0"))
         if str(df.at[i, "repaired_at"]).strip() and pd.isna(repaired[i]):
             rej.append((r, "repaired_at", f"cannot read '{df.at[i, 'repaired_at']}' as an ISO 8601 time"))
+        # optional columns beyond contract §2 (lifecycle and compliance): checked the same way
+        if str(df.at[i, "repair_attempted_at"]).strip() and pd.isna(attempted[i]):
+            rej.append((r, "repair_attempted_at",
+                        f"cannot read '{df.at[i, 'repair_attempted_at']}' as an ISO 8601 time"))
+        if found_by[i] and found_by[i] not in FOUND_BY:
+            rej.append((r, "found_by", f"found_by '{df.at[i, 'found_by']}' is not one of {', '.join(FOUND_BY)}"))
     rejects = pd.DataFrame(rej, columns=["row", "column", "reason"])
     bad = set(rejects["row"] - 2)
     ok = df.index[~df.index.isin(list(bad))]
@@ -224,20 +245,25 @@ def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) ->
         "visited_at": visited[ok], "outcome": outcome[ok], "measured_rate_kg_h": rate[ok],
         "component": df.loc[ok, "component"].replace("", None), "repaired_at": repaired[ok],
         "crew": df.loc[ok, "crew"].replace("", None), "notes": df.loc[ok, "notes"].replace("", None),
+        "found_by": found_by[ok].replace("", None), "rate_method": df.loc[ok, "rate_method"].replace("", None),
+        "repair_attempted_at": attempted[ok], "delay_reason": df.loc[ok, "delay_reason"].replace("", None),
     })
     return good, rejects
 
 
 def record_validations(session: Session, good: pd.DataFrame, user: str = "system", batch: IngestBatch | None = None) -> dict:
-    """Insert outcomes (the same leak, time and outcome again is a duplicate, not a new row) and set status.
+    """Insert outcomes (the same leak, time and outcome again is a duplicate, not a new row) and move each
+    leak through its lifecycle (``mlpe_core.lifecycle``); rows with an illegal move come back in
+    ``rejects`` (row, column, reason) and are not recorded.
 
     All rows commit together. When another process records one of the same outcomes at the same
     moment, the unique constraint refuses our transaction; it is then retried with that row counted
     as a duplicate, so concurrent field leads never lose an outcome nor store one twice.
     """
+    base = batch.n_rejected if batch is not None else 0
     for attempt in range(5):
         try:
-            return _record_validations_once(session, good, user, batch)
+            return _record_validations_once(session, good, user, batch, base)
         except IntegrityError:
             session.rollback()
             if attempt == 4:
@@ -245,41 +271,55 @@ def record_validations(session: Session, good: pd.DataFrame, user: str = "system
     raise AssertionError("unreachable")
 
 
-def _record_validations_once(session: Session, good: pd.DataFrame, user: str, batch: IngestBatch | None) -> dict:
-    existing = {(a, pd.Timestamp(b).tz_localize("UTC") if pd.Timestamp(b).tzinfo is None else pd.Timestamp(b), c)
-                for a, b, c in session.execute(select(Validation.leak_id, Validation.visited_at, Validation.outcome))}
-    rows, dup = [], 0
-    for r in good.to_dict(orient="records"):
-        key = (r["leak_id"], pd.Timestamp(r["visited_at"]), r["outcome"])
-        if key in existing:
-            dup += 1
-            continue
-        existing.add(key)
-        rows.append(r)
+def _record_validations_once(session: Session, good: pd.DataFrame, user: str, batch: IngestBatch | None,
+                             base_rejected: int = 0) -> dict:
+    """One attempt: lock the leaks, drop duplicates, run the rows through the lifecycle, write, commit.
+
+    A row whose move is illegal for its leak (e.g. ``not_found`` for a leak a crew confirmed, a repair
+    of a leak never confirmed) is rejected with the reason, like any other bad row (row number =
+    frame index + 2, the file line).
+    """
+    from .lifecycle import lock_states, plan_validations, save_states
+
+    recs = [(int(i) + 2, r) for i, r in zip(good.index, good.to_dict(orient="records"), strict=True)]
     try:
+        states = lock_states(session, [r["leak_id"] for _, r in recs])  # takes the write lock first
+        existing = {(a, pd.Timestamp(b).tz_localize("UTC") if pd.Timestamp(b).tzinfo is None else pd.Timestamp(b), c)
+                    for a, b, c in session.execute(select(Validation.leak_id, Validation.visited_at,
+                                                          Validation.outcome))}
+        fresh, dup = [], 0
+        for rownum, r in recs:
+            key = (r["leak_id"], pd.Timestamp(r["visited_at"]), r["outcome"])
+            if key in existing:
+                dup += 1
+                continue
+            existing.add(key)
+            fresh.append((rownum, r))
+        accepted, rej = plan_validations(states, fresh, actor=user)
+        keep = set(accepted)
+        rows = [r for n, r in fresh if n in keep]
         if batch is not None:
             batch.n_accepted, batch.n_duplicate = len(rows), dup
+            batch.n_rejected = base_rejected + len({n for n, _, _ in rej})
             session.add(batch)
             session.flush()
         for r in rows:
             clean = {k: (None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT) else v)
                      for k, v in r.items()}
-            for k in ("visited_at", "repaired_at"):
+            for k in ("visited_at", "repaired_at", "repair_attempted_at"):
                 if clean.get(k) is not None:
                     clean[k] = pd.Timestamp(clean[k]).to_pydatetime()
             session.add(Validation(**clean, recorded_at=now(), recorded_by=user,
                                    batch_id=batch.id if batch is not None else None))
-        status = {"confirmed": "confirmed", "not_found": "not_found", "already_repaired": "repaired",
-                  "not_accessible": "no_access"}
+        save_states(session, states)
         for r in rows:
-            st = "repaired" if r.get("repaired_at") is not None and not pd.isna(r.get("repaired_at")) else status[r["outcome"]]
-            session.execute(update(Leak).where(Leak.leak_id == r["leak_id"]).values(status=st))
             audit(session, user, "validation", r["leak_id"], {"outcome": r["outcome"], "visited_at": r["visited_at"]})
         session.commit()
     except Exception:
         session.rollback()
         raise
-    return {"recorded": len(rows), "duplicates": dup}
+    return {"recorded": len(rows), "duplicates": dup, "rejected": len({n for n, _, _ in rej}),
+            "rejects": pd.DataFrame(rej, columns=["row", "column", "reason"])}
 
 
 def import_validations(session: Session, path: str | Path, user: str = "system") -> dict:
@@ -290,6 +330,11 @@ def import_validations(session: Session, path: str | Path, user: str = "system")
     batch = IngestBatch(file_name=path.name, sha256=file_sha256(path), format="validations", kind="validations",
                         ingested_at=now(), recorded_by=user, n_rows=len(raw), n_rejected=len(set(rejects["row"])))
     res = record_validations(session, good, user, batch)
+    lifecycle_rejects = res.pop("rejects")
+    res.pop("rejected")
+    if len(lifecycle_rejects):
+        rejects = pd.concat([rejects, lifecycle_rejects], ignore_index=True).sort_values("row", kind="stable")
+        rejects = rejects.reset_index(drop=True)
     return {"file": path.name, "rows": len(raw), "rejected": int(batch.n_rejected), "rejects": rejects, **res}
 
 

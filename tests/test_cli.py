@@ -1,0 +1,551 @@
+"""The installed ``mlpe`` command, run as users and the acceptance checks run it (contract §3 and §4).
+
+Two full flows: the shared check basin (../shared/checks/basin) and a small basin written by
+``mlpe_core.simulate``. Each flow runs once per module; the tests below read what it produced.
+Independent exports run in parallel to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import CHECK_BASIN, HEADER, REPO
+
+from mlpe_core.dispatch import crew_capacity
+from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS, LEAK_EXPORT_COLUMNS, OUTCOMES, VALIDATION_COLUMNS
+
+MLPE = shutil.which("mlpe") or str(REPO / ".venv" / "bin" / "mlpe")
+KML_NS = {"k": "http://www.opengis.net/kml/2.2"}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+pytestmark = pytest.mark.skipif(not Path(MLPE).exists(), reason="the `mlpe` console script is not installed")
+
+
+def _cmd(db: Path, args) -> list[str]:
+    return [MLPE, "--db", str(db), "--user", "pytest", *map(str, args)]
+
+
+def _env(db: Path) -> dict:
+    return dict(os.environ, MLPE_DB=str(db))
+
+
+def mlpe(db: Path, *args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(db, args), capture_output=True, text=True, cwd=cwd or Path(db).parent, env=_env(db),
+                          timeout=600)
+
+
+def mlpe_parallel(db: Path, commands: list[list]) -> list[subprocess.CompletedProcess]:
+    """Run read-only commands (exports) at once; results in the order given."""
+    procs = [subprocess.Popen(_cmd(db, c), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=Path(db).parent, env=_env(db)) for c in commands]
+    out = []
+    for c, p in zip(commands, procs, strict=True):
+        so, se = p.communicate(timeout=600)
+        out.append(subprocess.CompletedProcess(_cmd(db, c), p.returncode, so, se))
+    return out
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert r.returncode == 0, f"{' '.join(r.args[3:])} exited {r.returncode}: {r.stderr.strip()[-400:]}"
+    return r
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(str(db))
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def membership(db: Path) -> dict[tuple[str, str], str]:
+    return {(s, d): lk for s, d, lk in query(db, "SELECT source_name, detection_id, leak_id FROM detection")}
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def strict_json(path: Path):
+    def refuse(token):
+        raise AssertionError(f"{path.name}: non-standard JSON constant {token}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def placemarks(path: Path) -> list[ET.Element]:
+    return ET.parse(path).getroot().findall(".//k:Placemark", KML_NS)
+
+
+def unsafe_cells(df: pd.DataFrame) -> list[str]:
+    """Cells a spreadsheet would run as a formula: text starting with = + - @ tab CR that is not a number."""
+    bad = []
+    for c in df.columns:
+        for v in df[c]:
+            if v.startswith(FORMULA_START):
+                try:
+                    float(v)
+                except ValueError:
+                    bad.append(f"{c}={v!r}")
+    return bad
+
+
+def stable_ids(before: dict, after: dict) -> tuple[int, list[str]]:
+    """Old leaks whose detections all stayed together, alone (new detections may join): their ids must not change.
+
+    Returns how many such leaks there are and the ids that changed anyway.
+    """
+    old = pd.DataFrame([(k, v) for k, v in before.items()], columns=["key", "old"])
+    old["new"] = [after[k] for k in old["key"]]
+    changed, n = [], 0
+    for lk, g in old.groupby("old"):
+        news = set(g["new"])
+        if len(news) != 1:
+            continue
+        new = news.pop()
+        if set(old.loc[old["new"] == new, "old"]) != {lk}:
+            continue
+        n += 1
+        if new != lk:
+            changed.append(f"{lk}->{new}")
+    return n, changed
+
+
+def _num(leak_id: str) -> int:
+    return int(leak_id.lstrip("L"))
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+GOOD = f"{HEADER}\ng1,aerial,AirLidar,2025-01-01T00:00:00Z,32.0,-102.0\n"
+NOLAT = "detection_id,source_type,source_name,observed_at,longitude\nn1,aerial,AirLidar,2025-01-01T00:00:00Z,-102\n"
+ERROR_CASES = {
+    "nolat": ["ingest", "{w}/nolat.csv"],
+    "missing": ["ingest", "{w}/nothere.csv"],
+    "format": ["ingest", "{w}/good.csv", "--format", "shapefile"],
+    "unrecognised": ["ingest", "{w}/weird.csv"],
+    "top-negative": ["export", "dispatch", "-o", "{w}/top-negative.csv", "--top", "-1"],
+    "top-text": ["export", "dispatch", "-o", "{w}/top-text.csv", "--top", "abc"],
+    "one-bad-of-two": ["ingest", "{w}/good.csv", "{w}/nolat.csv"],
+}
+
+
+@pytest.fixture(scope="module")
+def errors(tmp_path_factory) -> dict:
+    """Every bad invocation, each on its own empty store, run at once."""
+    w = tmp_path_factory.mktemp("errors")
+    (w / "good.csv").write_text(GOOD)
+    (w / "nolat.csv").write_text(NOLAT)
+    (w / "weird.csv").write_text("foo,bar\n1,2\n")
+    names = list(ERROR_CASES)
+    procs = [subprocess.Popen(_cmd(w / f"{n}.db", [a.format(w=w) for a in ERROR_CASES[n]]), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=w, env=_env(w / f"{n}.db")) for n in names]
+    out = {"work": w}
+    for n, p in zip(names, procs, strict=True):
+        so, se = p.communicate(timeout=600)
+        out[n] = subprocess.CompletedProcess(p.args, p.returncode, so, se)
+    return out
+
+
+def _one_line(r) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def test_file_without_latitude_exits_2_naming_file_and_column(errors):
+    r = errors["nolat"]
+    assert r.returncode == 2
+    line = _one_line(r)
+    assert "nolat.csv" in line and "latitude" in line
+
+
+def test_missing_file_exits_2_naming_it(errors):
+    r = errors["missing"]
+    assert r.returncode == 2
+    assert "nothere.csv" in _one_line(r)
+
+
+def test_unknown_format_option_exits_2(errors):
+    r = errors["format"]
+    assert r.returncode == 2
+    assert "--format" in _one_line(r)
+
+
+def test_unrecognised_file_exits_2(errors):
+    r = errors["unrecognised"]
+    assert r.returncode == 2
+    assert "weird.csv" in _one_line(r)
+
+
+@pytest.mark.parametrize("case", ["top-negative", "top-text"])
+def test_bad_top_exits_2_and_writes_no_file(errors, case):
+    r = errors[case]
+    assert r.returncode == 2
+    assert "--top" in _one_line(r)
+    assert not (errors["work"] / f"{case}.csv").exists()
+
+
+def test_one_bad_file_among_several_loads_nothing(errors):
+    r = errors["one-bad-of-two"]
+    assert r.returncode == 2
+    assert "nolat.csv" in _one_line(r) and "latitude" in r.stderr
+    db = errors["work"] / "one-bad-of-two.db"
+    if db.exists():
+        assert query(db, "SELECT count(*) FROM detection") == [(0,)]
+        assert query(db, "SELECT count(*) FROM ingestbatch") == [(0,)]
+
+
+# --------------------------------------------------------------------------------------------- the two flows
+
+EVIL = (f"{HEADER},asset_id,event_type\n"
+        "=EVIL-1,aerial,HandHeld,2026-07-01T00:00:00Z,31.0,-104.0,=cmd(),+SUM(A1)\n"
+        "EVIL-2,aerial,HandHeld,2026-07-01T01:00:00Z,31.00001,-104.00001,@x,-minus\n")
+
+
+def basin_flow(work: Path) -> dict:
+    """The shared check basin: assets, ingest, fuse twice, more data, fuse, score, exports, outcomes, train."""
+    db = work / "mlpe.db"
+    feeds = sorted(f for f in CHECK_BASIN.glob("*.csv") if f.name != "assets.csv")
+    later = next((f for f in feeds if f.name == "WideSat.csv"), feeds[-1])
+    first = [f for f in feeds if f != later]
+    (work / "evil.csv").write_text(EVIL)
+    run: dict = {"work": work, "db": db, "first": first, "later": later}
+
+    run["assets"] = ok(mlpe(db, "assets", "import", CHECK_BASIN / "assets.csv"))
+    run["ingest1"] = ok(mlpe(db, "ingest", *first))
+    ok(mlpe(db, "fuse"))
+    run["m1"] = membership(db)
+    ok(mlpe(db, "fuse"))
+    run["m2"] = membership(db)
+    run["ingest2"] = ok(mlpe(db, "ingest", later, work / "evil.csv"))
+    ok(mlpe(db, "fuse"))
+    run["m3"] = membership(db)
+    run["score"] = ok(mlpe(db, "score"))
+    for r in mlpe_parallel(db, [
+        ["export", "leaks", "-o", work / "leaks.csv"],
+        ["export", "leaks", "-o", work / "leaks.geojson", "--format", "geojson"],
+        ["export", "leaks", "-o", work / "leaks.kml", "--format", "kml"],
+        ["export", "detections", "-o", work / "detections.csv"],
+        ["export", "detections", "-o", work / "detections.geojson", "--format", "geojson"],
+        ["export", "detections", "-o", work / "detections.kml", "--format", "kml"],
+    ]):
+        ok(r)
+    leaks = read_csv(work / "leaks.csv")
+    ranked = leaks[leaks["rank"] != ""].assign(r=lambda d: d["rank"].astype(int)).sort_values("r")
+    visited = ranked["leak_id"].iloc[[0, 2]].tolist()  # the first and third leaks are visited
+    (work / "validations.csv").write_text(
+        ",".join(VALIDATION_COLUMNS) + "\n"
+        f"{visited[0]},2026-09-10T09:00:00Z,confirmed,55.5,=valve(),,crew-1,\"found, fixed later\"\n"
+        f"{visited[1]},2026-09-10T11:00:00Z,not_found,,,,crew-2,\n"
+        "L999999,2026-09-10T12:00:00Z,confirmed,,,,crew-2,\n")
+    run["visited"] = visited
+    run["validations"] = ok(mlpe(db, "validations", "import", work / "validations.csv"))
+    for r in mlpe_parallel(db, [
+        ["export", "dispatch", "-o", work / "dispatch.csv", "--top", "5"],
+        ["export", "dispatch", "-o", work / "dispatch.geojson", "--top", "5", "--format", "geojson"],
+        ["export", "dispatch", "-o", work / "dispatch.kml", "--top", "5", "--format", "kml"],
+        ["export", "dispatch", "-o", work / "dispatch_default.csv"],
+        ["export", "validations", "-o", work / "validations_export.csv"],
+    ]):
+        ok(r)
+    run["train"] = ok(mlpe(db, "train"))
+    run["leaks"] = leaks
+    run["detections"] = read_csv(work / "detections.csv")
+    return run
+
+
+def simulated_flow(work: Path) -> dict:
+    """A basin from mlpe_core.simulate with its truth: the same pipeline, then enough outcomes to train."""
+    from mlpe_core import simulate as sim
+
+    db = work / "mlpe.db"
+    basin = sim.simulate_basin(seed=3, n_assets=300, n_days=60)
+    paths = sim.write_basin(basin, work / "basin")
+    feeds = [paths[n] for n, f in basin.feeds.items() if len(f)]
+    run: dict = {"work": work, "db": db, "basin": basin, "paths": paths, "feeds": feeds}
+    run["assets"] = ok(mlpe(db, "assets", "import", paths["assets"]))
+    run["ingest"] = ok(mlpe(db, "ingest", *feeds))
+    run["fuse"] = ok(mlpe(db, "fuse"))
+    run["score"] = ok(mlpe(db, "score"))
+    for r in mlpe_parallel(db, [["export", "leaks", "-o", work / "leaks.csv"],
+                                ["export", "detections", "-o", work / "detections.csv"]]):
+        ok(r)
+    dets = read_csv(work / "detections.csv")
+    truth = read_csv(paths["truth_detections"])
+    real = dets.merge(truth, on=["source_name", "detection_id"], validate="1:1")
+    share = real.groupby("leak_id")["source_id"].agg(lambda s: (s != "").mean())
+    visit = share.sort_index().iloc[: max(40, int(len(share) * 0.7))]
+    v = pd.DataFrame({
+        "leak_id": visit.index,
+        "visited_at": [(basin.as_of + pd.Timedelta(hours=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(len(visit))],
+        "outcome": np.where(visit.to_numpy() > 0.5, "confirmed", "not_found"),
+    })
+    v.to_csv(work / "validations.csv", index=False)
+    run["visited"] = v
+    run["validations"] = ok(mlpe(db, "validations", "import", work / "validations.csv"))
+    run["train"] = ok(mlpe(db, "train"))
+    run["rescore"] = ok(mlpe(db, "score"))
+    for r in mlpe_parallel(db, [["export", "leaks", "-o", work / "leaks_after.csv"],
+                                ["export", "dispatch", "-o", work / "dispatch.csv", "--top", "5"],
+                                ["export", "dispatch", "-o", work / "dispatch.kml", "--top", "5", "--format", "kml"]]):
+        ok(r)
+    run["leaks"] = read_csv(work / "leaks.csv")
+    run["detections"] = dets
+    run["leaks_after"] = read_csv(work / "leaks_after.csv")
+    return run
+
+
+@pytest.fixture(scope="module")
+def flows(tmp_path_factory) -> dict:
+    """Both flows at once (two threads, each driving its own `mlpe` processes), so two cores stay busy."""
+    jobs = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        if CHECK_BASIN.is_dir():
+            jobs["basin"] = pool.submit(basin_flow, tmp_path_factory.mktemp("basin"))
+        if importlib.util.find_spec("mlpe_core.simulate") is not None:
+            jobs["simulated"] = pool.submit(simulated_flow, tmp_path_factory.mktemp("sim"))
+        out = {}
+        for name, job in jobs.items():
+            try:
+                out[name] = job.result()
+            except BaseException as exc:  # noqa: BLE001 - reported by every test of that flow
+                out[name] = exc
+    return out
+
+
+def _flow(flows: dict, name: str, reason: str) -> dict:
+    if name not in flows:
+        pytest.skip(reason)
+    if isinstance(flows[name], BaseException):
+        raise flows[name]
+    return flows[name]
+
+
+@pytest.fixture(scope="module")
+def basin(flows) -> dict:
+    return _flow(flows, "basin", f"shared check basin not found at {CHECK_BASIN} (../shared is absent)")
+
+
+@pytest.fixture(scope="module")
+def simulated(flows) -> dict:
+    return _flow(flows, "simulated", "mlpe_core.simulate is not importable")
+
+
+@pytest.mark.slow
+def test_every_step_of_the_basin_flow_exits_0(basin):
+    assert "0 rejected" in basin["ingest1"].stdout
+    assert basin["score"].stdout.startswith("scored ")
+    assert "1 rejected" in basin["validations"].stdout
+    assert "row 4" in basin["validations"].stdout and "leak_id" in basin["validations"].stdout
+    assert basin["train"].stdout.startswith("not trained")  # two usable validations are too few
+
+
+@pytest.mark.slow
+def test_leaks_export_has_the_contract_columns_in_order(basin):
+    leaks = basin["leaks"]
+    assert list(leaks.columns[: len(LEAK_EXPORT_COLUMNS)]) == list(LEAK_EXPORT_COLUMNS)
+    assert len(leaks) == len(set(basin["m3"].values()))
+
+
+@pytest.mark.slow
+def test_leaks_are_ranked_by_priority_with_valid_scores(basin):
+    lk = basin["leaks"]
+    assert (lk["status"] == "open").all()
+    rank = lk["rank"].astype(int)
+    assert sorted(rank) == list(range(1, len(lk) + 1))
+    by_rank = lk.assign(rank=rank).sort_values("rank")
+    prio = by_rank["priority_score"].astype(float).to_numpy()
+    assert (np.diff(prio) <= 1e-9).all()
+    p = lk["p_real"].astype(float)
+    assert ((p > 0) & (p < 1)).all()
+    assert (lk["est_rate_kg_h"].astype(float) > 0).all()
+    assert set(lk["risk_band"]) <= {"HIGH", "MEDIUM", "LOW"}
+    assert (lk["top_reasons"].str.len() > 0).all()
+    assert (lk["n_detections"].astype(int) >= 1).all()
+
+
+@pytest.mark.slow
+def test_every_detection_belongs_to_exactly_one_leak(basin):
+    d = basin["detections"]
+    assert list(d.columns[:3]) == ["detection_id", "source_name", "leak_id"]
+    n_in = sum(len(pd.read_csv(f)) for f in [*basin["first"], basin["later"]]) + 2
+    assert len(d) == n_in
+    assert not d.duplicated(["source_name", "detection_id"]).any()
+    assert (d["leak_id"] != "").all()
+    leaks = basin["leaks"].set_index("leak_id")
+    assert set(d["leak_id"]) == set(leaks.index)
+    per_leak = d.groupby("leak_id").size()
+    assert (per_leak == leaks["n_detections"].astype(int).reindex(per_leak.index)).all()
+
+
+@pytest.mark.slow
+def test_refusing_keeps_every_leak_id(basin):
+    assert basin["m1"] == basin["m2"]
+
+
+@pytest.mark.slow
+def test_leak_ids_survive_new_data_and_new_leaks_get_new_numbers(basin):
+    m2, m3 = basin["m2"], basin["m3"]
+    n, changed = stable_ids(m2, m3)
+    assert n > 0.8 * len(set(m2.values()))  # most leaks are untouched by one more file
+    assert changed == []
+    new_ids = set(m3.values()) - set(m2.values())
+    assert new_ids, "the new file's far-away detections form a new leak"
+    assert min(map(_num, new_ids)) > max(map(_num, set(m2.values())))
+
+
+@pytest.mark.slow
+def test_geojson_exports_match_the_csv(basin):
+    w, leaks = basin["work"], basin["leaks"]
+    gj = strict_json(w / "leaks.geojson")
+    assert gj["type"] == "FeatureCollection" and len(gj["features"]) == len(leaks)
+    for f in gj["features"]:
+        assert f["geometry"]["type"] == "Point"
+        assert set(LEAK_EXPORT_COLUMNS) <= set(f["properties"])
+        assert f["geometry"]["coordinates"] == [f["properties"]["longitude"], f["properties"]["latitude"]]
+    by_id = leaks.set_index("leak_id")
+    for f in gj["features"][:20]:
+        row = by_id.loc[f["properties"]["leak_id"]]
+        assert f["properties"]["latitude"] == pytest.approx(float(row["latitude"]))
+    dets = strict_json(w / "detections.geojson")
+    assert len(dets["features"]) == len(basin["detections"])
+    disp = strict_json(w / "dispatch.geojson")
+    assert [f["properties"]["rank"] for f in disp["features"]] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_kml_exports_parse(basin):
+    w = basin["work"]
+    assert len(placemarks(w / "leaks.kml")) == len(basin["leaks"])
+    assert len(placemarks(w / "detections.kml")) == len(basin["detections"])
+    names = [m.findtext("k:name", namespaces=KML_NS) for m in placemarks(w / "dispatch.kml")]
+    assert names == read_csv(w / "dispatch.csv")["leak_id"].tolist()
+
+
+@pytest.mark.slow
+def test_dispatch_lists_the_top_open_unvalidated_leaks(basin):
+    w = basin["work"]
+    disp = read_csv(w / "dispatch.csv")
+    assert list(disp.columns) == list(DISPATCH_EXPORT_COLUMNS)
+    assert disp["rank"].astype(int).tolist() == [1, 2, 3, 4, 5]
+    assert not set(disp["leak_id"]) & set(basin["visited"])
+    lk = basin["leaks"]
+    expected = (lk[~lk["leak_id"].isin(basin["visited"])].assign(r=lambda d: d["rank"].astype(int))
+                .sort_values("r")["leak_id"].head(5).tolist())
+    assert disp["leak_id"].tolist() == expected
+    status = dict(query(basin["db"], "SELECT leak_id, status FROM leak"))
+    assert {status[i] for i in disp["leak_id"]} == {"open"}
+    assert status[basin["visited"][0]] == "confirmed" and status[basin["visited"][1]] == "not_found"
+    default = read_csv(w / "dispatch_default.csv")
+    assert len(default) == crew_capacity()
+    assert default["leak_id"].tolist()[:5] == expected
+
+
+@pytest.mark.slow
+def test_validations_export_has_the_contract_columns(basin):
+    v = read_csv(basin["work"] / "validations_export.csv")
+    assert list(v.columns) == [*VALIDATION_COLUMNS, "recorded_at", "recorded_by"]
+    assert v["leak_id"].tolist() == basin["visited"]
+    assert set(v["outcome"]) <= set(OUTCOMES)
+    assert v["measured_rate_kg_h"].tolist() == ["55.5", ""]
+    assert v["component"].tolist()[0] == "'=valve()"
+    assert v["notes"].tolist()[0] == "found, fixed later"
+    assert set(v["recorded_by"]) == {"pytest"}
+
+
+@pytest.mark.slow
+def test_csv_exports_are_spreadsheet_safe(basin):
+    w = basin["work"]
+    d = basin["detections"].set_index("detection_id")
+    assert d.loc["'=EVIL-1", "asset_id"] == "'=cmd()"
+    assert d.loc["'=EVIL-1", "event_type"] == "'+SUM(A1)"
+    assert d.loc["EVIL-2", "asset_id"] == "'@x"
+    assert d.loc["EVIL-2", "event_type"] == "'-minus"
+    assert d.loc["EVIL-2", "longitude"] == "-104.00001"  # a number stays a number
+    for name in ("leaks.csv", "detections.csv", "dispatch.csv", "dispatch_default.csv", "validations_export.csv"):
+        assert unsafe_cells(read_csv(w / name)) == [], name
+
+
+# --------------------------------------------------------------------------------------------- simulated basin
+
+
+@pytest.mark.slow
+def test_simulated_basin_every_detection_in_exactly_one_leak(simulated):
+    d = simulated["detections"]
+    n_in = sum(len(f) for f in simulated["basin"].feeds.values())
+    assert len(d) == n_in
+    assert not d.duplicated(["source_name", "detection_id"]).any()
+    assert (d["leak_id"] != "").all()
+    assert set(d["leak_id"]) == set(simulated["leaks"]["leak_id"])
+    assert list(simulated["leaks"].columns[: len(LEAK_EXPORT_COLUMNS)]) == list(LEAK_EXPORT_COLUMNS)
+
+
+@pytest.mark.slow
+def test_simulated_basin_fusion_keeps_one_true_source_together(simulated):
+    """Detections of one real source by the precise sensors mostly share a leak (the truth is known here)."""
+    d = simulated["detections"]
+    truth = read_csv(simulated["paths"]["truth_detections"])
+    j = d.merge(truth, on=["source_name", "detection_id"])
+    j = j[(j["source_id"] != "") & (j["location_uncertainty_m"].astype(float) <= 50)]
+    main_share = j.groupby("source_id")["leak_id"].agg(lambda s: s.value_counts().iloc[0] / len(s))
+    assert len(main_share) >= 5
+    assert main_share.mean() >= 0.9
+
+
+@pytest.mark.slow
+def test_simulated_basin_training_from_validations(simulated):
+    assert f"{len(simulated['visited'])} recorded" in simulated["validations"].stdout
+    out = simulated["train"].stdout
+    assert out.startswith(("promoted", "kept current")), out
+    rows = query(simulated["db"], "SELECT id, kind, active, promoted FROM modelversion ORDER BY id")
+    assert rows[0][1] == "cold_start"
+    learned = [r for r in rows if r[1] == "learned"]
+    assert len(learned) == 1
+    active = [r for r in rows if r[2]]
+    assert len(active) == 1
+    if out.startswith("promoted"):
+        assert active[0][0] == learned[0][0]
+        versions = set(query(simulated["db"], "SELECT DISTINCT model_version FROM leak WHERE active = 1"))
+        assert versions == {(learned[0][0],)}
+    after = simulated["leaks_after"]
+    visited = set(simulated["visited"]["leak_id"])
+    assert set(after.loc[after["rank"] != "", "leak_id"]).isdisjoint(visited)
+    assert (after["top_reasons"].str.len() > 0).all()
+    assert after.loc[after["leak_id"].isin(visited), "status"].isin(["confirmed", "not_found"]).all()
+
+
+@pytest.mark.slow
+def test_simulated_basin_dispatch_after_outcomes(simulated):
+    w = simulated["work"]
+    disp = read_csv(w / "dispatch.csv")
+    assert list(disp.columns) == list(DISPATCH_EXPORT_COLUMNS)
+    after = simulated["leaks_after"]
+    open_ranked = after[(after["status"] == "open") & (after["rank"] != "")]
+    k = min(5, len(open_ranked))
+    assert k > 0
+    assert disp["rank"].tolist() == [str(i) for i in range(1, k + 1)]
+    expected = open_ranked.assign(r=lambda d: d["rank"].astype(float)).sort_values("r")["leak_id"].head(k).tolist()
+    assert disp["leak_id"].tolist() == expected
+    assert not set(disp["leak_id"]) & set(simulated["visited"]["leak_id"])
+    names = [m.findtext("k:name", namespaces=KML_NS) for m in placemarks(w / "dispatch.kml")]
+    assert names == expected
+
+
+@pytest.mark.slow
+def test_leak_rank_is_written_as_a_whole_number_when_some_leaks_are_unranked(simulated):
+    after = simulated["leaks_after"]
+    assert (after["rank"] == "").any()  # validated leaks leave the ranking
+    ranked = after.loc[after["rank"] != "", "rank"]
+    assert ranked.str.fullmatch(r"[0-9]+").all(), ranked.head(3).tolist()

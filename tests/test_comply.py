@@ -1,0 +1,239 @@
+"""Comply: rules are checked on load, and deadlines follow the rule text to the second."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import T0
+
+from mlpe_core.comply import ACTIONS, RULES_PATH, RuleError, deadlines, load_rules
+from mlpe_core.schema import SOURCE_TYPES
+
+TEXAS = (32.0, -102.0)
+COLORADO = (39.5, -105.0)
+FRIDAY = pd.Timestamp("2025-01-03T10:00:00Z")
+
+
+def _dets(rows: list[dict]) -> pd.DataFrame:
+    """Per-detection frame as ``deadlines`` reads it: leak_id, source_type, rate, position, time."""
+    out = pd.DataFrame([{"leak_id": r["leak"], "source_type": r.get("type", "satellite"),
+                         "rate_kg_h": r.get("rate", np.nan), "latitude": r.get("at", TEXAS)[0],
+                         "longitude": r.get("at", TEXAS)[1], "observed_at": r.get("t", T0)} for r in rows])
+    out["observed_at"] = pd.to_datetime(out["observed_at"], utc=True)
+    out["rate_kg_h"] = out["rate_kg_h"].astype(float)
+    return out
+
+
+def _visits(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"leak_id": r["leak"], "outcome": r.get("outcome", "confirmed"),
+                          "visited_at": pd.Timestamp(r.get("t", T0)), "repaired_at": r.get("repaired_at", pd.NaT)}
+                         for r in rows])
+
+
+@pytest.fixture(scope="module")
+def rules() -> list[dict]:
+    return load_rules()
+
+
+# --------------------------------------------------------------------------------------------- rule files
+
+
+def test_the_shipped_rules_load(rules):
+    ids = [r["id"] for r in rules]
+    assert len(ids) == len(set(ids))
+    assert "ooooB_super_emitter" in ids
+    for r in rules:
+        assert set(r["trigger"]["source_types"]) <= set(SOURCE_TYPES)
+        for c in r["clocks"]:
+            assert c["action"] in ACTIONS and isinstance(c["days"], int) and c["days"] >= 0
+
+
+VALID_RULE = {
+    "id": "test_rule",
+    "name": "A test rule",
+    "citation": "none",
+    "verified": False,
+    "enabled": True,
+    "trigger": {"source_types": ["satellite"], "min_rate_kg_h": 50},
+    "clocks": [{"action": "investigate", "days": 5, "calendar": "calendar"}],
+}
+
+
+def _drop(key):
+    def f(rule):
+        del rule[key]
+    return f
+
+
+def _set(path, value):
+    def f(rule):
+        target = rule
+        for k in path[:-1]:
+            target = target[k]
+        target[path[-1]] = value
+    return f
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (_drop("citation"), "citation"),
+        (_drop("clocks"), "clocks"),
+        (_drop("verified"), "verified"),
+        (_set(("clocks", 0, "action"), "inspect"), "clocks.action"),
+        (_set(("trigger", "source_types"), ["drone"]), "trigger.source_types"),
+        (_set(("clocks", 0, "days"), 5.5), "clocks.days"),
+        (_set(("clocks", 0, "days"), "5"), "clocks.days"),
+        (_set(("clocks", 0, "days"), -1), "clocks.days"),
+        (_set(("clocks", 0, "calendar"), "lunar"), "clocks.calendar"),
+        (_set(("trigger", "min_rate_kg_h"), "lots"), "trigger.min_rate_kg_h"),
+        (_set(("region",), [30, 40]), "region"),
+    ],
+    ids=["no-citation", "no-clocks", "no-verified", "bad-action", "bad-source-type", "float-days", "text-days",
+         "negative-days", "bad-calendar", "bad-min-rate", "bad-region"],
+)
+def test_a_broken_rule_file_names_the_rule_and_the_field(tmp_path, mutate, field):
+    good = copy.deepcopy(VALID_RULE)
+    bad = copy.deepcopy(VALID_RULE)
+    bad["id"] = "broken_one"
+    mutate(bad)
+    p = tmp_path / "rules.yaml"
+    p.write_text(yaml.safe_dump({"rules": [good, bad]}), encoding="utf-8")
+    with pytest.raises(RuleError) as err:
+        load_rules(p)
+    msg = str(err.value)
+    assert "'broken_one'" in msg
+    assert f"'{field}'" in msg
+
+
+def test_a_repeated_rule_id_is_refused(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(yaml.safe_dump({"rules": [VALID_RULE, VALID_RULE]}), encoding="utf-8")
+    with pytest.raises(RuleError, match="test_rule"):
+        load_rules(p)
+
+
+def test_a_valid_custom_rule_file_loads(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(yaml.safe_dump({"rules": [VALID_RULE]}), encoding="utf-8")
+    assert [r["id"] for r in load_rules(p)] == ["test_rule"]
+
+
+def test_a_file_that_is_not_a_rule_list_is_refused(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text("rules: {id: x}\n", encoding="utf-8")
+    with pytest.raises(RuleError, match="rules"):
+        load_rules(p)
+
+
+def test_shipped_rules_path_is_the_config_file():
+    assert RULES_PATH.name == "compliance.yaml" and RULES_PATH.exists()
+
+
+# --------------------------------------------------------------------------------------------- clocks
+
+
+def test_super_emitter_is_due_five_days_after_first_detection(rules):
+    d = _dets([
+        dict(leak="L1", rate=150.0, t=T0),
+        dict(leak="L1", rate=300.0, t=T0 + pd.Timedelta(days=1)),
+        dict(leak="L2", rate=99.0, t=T0),  # below 100 kg/h: no super-emitter clock
+        dict(leak="L3", type="aerial", rate=100.0, t=T0 + pd.Timedelta(hours=3)),  # 100 is enough
+        dict(leak="L4", type="scada", rate=500.0, t=T0),  # not a remote sensing detection
+    ])
+    out = deadlines(d, None, rules, T0)
+    assert sorted(out.index) == ["L1", "L3"]
+    assert out.loc["L1", "due_by"] == T0 + pd.Timedelta(days=5)
+    assert out.loc["L1", "due_rule"] == "ooooB_super_emitter:investigate"
+    assert out.loc["L3", "due_by"] == T0 + pd.Timedelta(days=5, hours=3)
+
+
+def test_the_clock_starts_at_the_first_triggering_detection_not_the_first_detection(rules):
+    d = _dets([dict(leak="L1", rate=20.0, t=T0), dict(leak="L1", rate=120.0, t=T0 + pd.Timedelta(days=2))])
+    out = deadlines(d, None, rules, T0)
+    assert out.loc["L1", "due_by"] == T0 + pd.Timedelta(days=7)
+
+
+def test_a_visited_leak_has_met_its_investigate_clock(rules):
+    d = _dets([dict(leak="L1", rate=150.0), dict(leak="L2", rate=150.0)])
+    out = deadlines(d, _visits([dict(leak="L1", t=T0 + pd.Timedelta(days=1))]), rules, T0)
+    assert out.index.tolist() == ["L2"]
+
+
+def test_a_visit_does_not_meet_a_repair_clock_but_a_repair_does(rules):
+    d = _dets([dict(leak="L1", type="ogi"), dict(leak="L2", type="ogi"), dict(leak="L3", type="ogi")])
+    v = _visits([dict(leak="L1", outcome="confirmed"),
+                 dict(leak="L2", outcome="confirmed", repaired_at=T0 + pd.Timedelta(days=3)),
+                 dict(leak="L3", outcome="already_repaired")])
+    out = deadlines(d, v, rules, T0)
+    assert out.index.tolist() == ["L1"]
+    assert out.loc["L1", "due_by"] == T0 + pd.Timedelta(days=30)
+    assert out.loc["L1", "due_rule"] == "ooooB_fugitive_ogi:repair_attempt"
+
+
+def test_continuous_monitor_rolling_mean_above_the_action_level(rules):
+    d = _dets([
+        dict(leak="L1", type="continuous_monitor", rate=30.0, t=T0),
+        dict(leak="L1", type="continuous_monitor", rate=25.0, t=T0 + pd.Timedelta(days=1)),
+        dict(leak="L2", type="continuous_monitor", rate=10.0, t=T0),
+        dict(leak="L2", type="continuous_monitor", rate=12.0, t=T0 + pd.Timedelta(days=1)),
+    ])
+    out = deadlines(d, None, rules, T0)
+    assert out.index.tolist() == ["L1"]
+    assert out.loc["L1", "due_by"] == T0 + pd.Timedelta(days=5)
+    assert out.loc["L1", "due_rule"] == "ooooB_cms_action:investigate"
+
+
+def test_a_disabled_rule_sets_no_clock():
+    rule = dict(copy.deepcopy(VALID_RULE), enabled=False)
+    assert deadlines(_dets([dict(leak="L1", rate=500.0)]), None, [rule], T0).empty
+
+
+def test_working_day_clock_skips_the_weekend():
+    rule = copy.deepcopy(VALID_RULE)
+    rule["trigger"] = {"source_types": ["ogi"]}
+    rule["clocks"] = [{"action": "investigate", "days": 1, "calendar": "working"}]
+    out = deadlines(_dets([dict(leak="L1", type="ogi", t=FRIDAY)]), None, [rule], FRIDAY)
+    assert out.loc["L1", "due_by"] == pd.Timestamp("2025-01-06T10:00:00Z")  # Friday + 1 working day = Monday
+
+
+def test_colorado_leak_gets_the_five_working_day_repair_attempt(rules):
+    d = _dets([dict(leak="C1", type="ogi", at=COLORADO, t=FRIDAY), dict(leak="T1", type="ogi", at=TEXAS, t=FRIDAY)])
+    out = deadlines(d, None, rules, FRIDAY)
+    assert out.loc["C1", "due_by"] == pd.Timestamp("2025-01-10T10:00:00Z")
+    assert out.loc["C1", "due_rule"] == "co_reg7_repair:repair_attempt"
+    assert out.loc["T1", "due_by"] == FRIDAY + pd.Timedelta(days=30)  # outside the region: federal clock only
+
+
+@pytest.mark.parametrize(
+    ("as_of", "overdue", "due_soon", "urgency"),
+    [
+        (T0 - pd.Timedelta(days=10), False, False, 0.0),  # due in 15 days
+        (T0, False, True, 0.5),  # due in 5 days
+        (T0 - pd.Timedelta(days=2), False, True, 0.5),  # due in exactly 7 days
+        (T0 + pd.Timedelta(days=5), False, True, 0.5),  # due now
+        (T0 + pd.Timedelta(days=5, seconds=1), True, False, 1.0),
+        (T0 + pd.Timedelta(days=40), True, False, 1.0),
+    ],
+)
+def test_overdue_due_soon_and_urgency(rules, as_of, overdue, due_soon, urgency):
+    out = deadlines(_dets([dict(leak="L1", rate=150.0, t=T0)]), None, rules, as_of)
+    row = out.loc["L1"]
+    assert (bool(row["overdue"]), bool(row["due_soon"]), float(row["urgency"])) == (overdue, due_soon, urgency)
+
+
+def test_no_triggered_rule_gives_an_empty_frame_with_the_columns(rules):
+    out = deadlines(_dets([dict(leak="L1", type="scada")]), None, rules, T0)
+    assert out.empty
+    assert list(out.columns) == ["due_by", "due_rule", "overdue", "due_soon", "urgency"]
+
+
+def test_deadlines_do_not_modify_their_input(rules):
+    d = _dets([dict(leak="L1", rate=150.0), dict(leak="L2", type="ogi")])
+    before = d.copy(deep=True)
+    deadlines(d, None, rules, T0)
+    pd.testing.assert_frame_equal(d, before)

@@ -1,0 +1,194 @@
+"""Fuse: tiny synthetic scenes with exactly known groupings, id carrying and asset attribution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import T0, distance_m, offset, partition
+
+from mlpe_core.fuse import LeakFuser, attribute_assets, carry_ids
+
+A = [dict(dx=0, dy=0, day=0), dict(dx=3, dy=2, day=1), dict(dx=-2, dy=3, day=2)]
+B = [dict(dx=500, dy=0, day=0), dict(dx=503, dy=-2, day=1), dict(dx=498, dy=2, day=2)]
+
+
+def _fit(frame: pd.DataFrame, **kw) -> LeakFuser:
+    return LeakFuser(**kw).fit(frame)
+
+
+def test_two_tight_groups_500_m_apart_are_two_leaks(dets):
+    f = _fit(dets(A + B))
+    assert partition(f.labels_) == [0, 0, 0, 1, 1, 1]
+    assert len(f.leaks_) == 2
+    assert not f.ambiguous_.any()
+    assert sorted(f.leaks_["n_detections"]) == [3, 3]
+
+
+def test_coarse_detection_between_two_leaks_attaches_to_one_and_is_ambiguous(dets):
+    scada = dict(dx=250, dy=0, day=1, sigma=200, type="scada")
+    f = _fit(dets(A + B + [scada]))
+    lab = partition(f.labels_)
+    assert lab[:6] == [0, 0, 0, 1, 1, 1]  # it does not merge them
+    assert lab[6] in (0, 1)
+    assert f.ambiguous_.tolist() == [False] * 6 + [True]
+    assert len(f.leaks_) == 2
+    assert f.leaks_["n_ambiguous"].sum() == 1
+    # an ambiguous detection does not pull the centre: both centres stay on their precise groups
+    for k, dx in ((f.labels_[0], 0), (f.labels_[3], 500)):
+        lat, lon = offset(dx, 1)
+        row = f.leaks_.iloc[k]
+        assert distance_m(row["latitude"], row["longitude"], lat, lon) < 5
+
+
+def test_coarse_detection_naming_an_asset_attaches_to_that_assets_leak(dets):
+    b_with_asset = [dict(d, type="ogi", asset="PAD-B") for d in B]
+    # the alarm's position is much nearer A than B, but it names B's asset
+    scada = dict(dx=200, dy=0, day=1, sigma=200, type="scada", asset="PAD-B")
+    f = _fit(dets(A + b_with_asset + [scada]))
+    assert partition(f.labels_) == [0, 0, 0, 1, 1, 1, 1]
+    assert not f.ambiguous_[6]
+
+
+def test_coarse_detection_with_no_precise_leak_stands_alone(dets):
+    far = dict(dx=50_000, dy=0, day=1, sigma=5000, type="satellite")
+    f = _fit(dets(A + [far]))
+    assert partition(f.labels_) == [0, 0, 0, 1]
+    assert len(f.leaks_) == 2
+
+
+@pytest.mark.parametrize(("gap_days", "n_leaks"), [(200, 2), (30, 1)])
+def test_same_spot_months_apart_is_two_events(dets, gap_days, n_leaks):
+    rows = [dict(dx=0, day=0), dict(dx=2, day=1), dict(dx=1, dy=1, day=gap_days), dict(dy=2, day=gap_days + 1)]
+    f = _fit(dets(rows), time_gap_days=60)
+    assert len(f.leaks_) == n_leaks
+    expected = [0, 0, 1, 1] if n_leaks == 2 else [0, 0, 0, 0]
+    assert partition(f.labels_) == expected
+
+
+def test_every_detection_gets_a_label(dets):
+    rng = np.random.default_rng(7)
+    rows = [dict(dx=float(x), dy=float(y), day=float(d), sigma=float(s), type=t)
+            for x, y, d, s, t in zip(rng.uniform(-3000, 3000, 60), rng.uniform(-3000, 3000, 60),
+                                     rng.uniform(0, 90, 60), rng.choice([3, 5, 25, 150, 200, 2500], 60),
+                                     rng.choice(["ogi", "aerial", "satellite", "continuous_monitor", "scada"], 60),
+                                     strict=True)]
+    f = _fit(dets(rows))
+    assert f.labels_.shape == (60,)
+    assert f.labels_.min() == 0
+    assert set(f.labels_) == set(range(len(f.leaks_)))  # contiguous, no empty leak
+    assert f.leaks_["n_detections"].sum() == 60
+    assert f.leaks_["n_detections"].tolist() == np.bincount(f.labels_).tolist()
+
+
+def test_leak_centre_is_the_inverse_variance_weighted_mean(dets):
+    f = _fit(dets([dict(dx=0, sigma=5), dict(dx=40, sigma=50, type="satellite")]))
+    assert len(f.leaks_) == 1
+    row = f.leaks_.iloc[0]
+    w5, w50 = 1 / 5**2, 1 / 50**2
+    expected_offset = 40 * w50 / (w5 + w50)  # 0.396 m east of the 5 m detection
+    lat, lon = offset(expected_offset, 0)
+    assert distance_m(row["latitude"], row["longitude"], lat, lon) < 0.02
+    assert row["radius_m"] == pytest.approx(1 / np.sqrt(w5 + w50), rel=1e-9)
+
+
+def test_leak_summary_counts_sources_types_and_times(dets):
+    rows = [dict(dx=0, day=0, name="GAO"), dict(dx=2, day=3, name="GAO"), dict(dx=1, day=5, type="ogi", name="OGI")]
+    f = _fit(dets(rows))
+    row = f.leaks_.iloc[0]
+    assert (row["n_detections"], row["n_sources"], row["source_types"]) == (3, 2, "aerial,ogi")
+    assert row["first_seen"] == T0
+    assert row["last_seen"] == T0 + pd.Timedelta(days=5)
+    assert row["radius_m"] == pytest.approx(5 / np.sqrt(3))
+
+
+def test_fit_does_not_modify_its_input(dets):
+    X = dets(A + B + [dict(dx=250, sigma=200, type="scada", asset="PAD-B")])
+    before = X.copy(deep=True)
+    LeakFuser().fit(X)
+    pd.testing.assert_frame_equal(X, before)
+
+
+def test_fit_predict_equals_fit_labels(dets):
+    X = dets(A + B)
+    assert LeakFuser().fit_predict(X).tolist() == LeakFuser().fit(X).labels_.tolist()
+
+
+# --------------------------------------------------------------------------------------------- carry_ids
+
+
+def _s(d: dict) -> pd.Series:
+    return pd.Series(d, dtype=object)
+
+
+def test_carry_ids_keeps_ids_when_refusing_with_other_label_numbers():
+    old = _s({"a": "L000001", "b": "L000001", "c": "L000002", "d": "L000002"})
+    new = _s({"a": 1, "b": 1, "c": 0, "d": 0})
+    assert carry_ids(old, new, {"L000001", "L000002"}) == {1: "L000001", 0: "L000002"}
+
+
+def test_carry_ids_after_more_data_keeps_old_ids_and_numbers_new_leaks_on():
+    old = _s({"a": "L000001", "b": "L000001", "c": "L000002", "x": np.nan, "y": np.nan})
+    new = _s({"a": 0, "b": 0, "c": 1, "x": 1, "y": 2})  # x joins L000002, y is a new leak
+    assert carry_ids(old, new, {"L000001", "L000002"}) == {0: "L000001", 1: "L000002", 2: "L000003"}
+
+
+def test_new_ids_continue_after_the_highest_existing_id_even_a_retired_one():
+    old = _s({"a": np.nan, "b": np.nan})
+    new = _s({"a": 0, "b": 1})
+    assert carry_ids(old, new, {"L000002", "L000041", "legacy-7"}) == {0: "L000042", 1: "L000043"}
+
+
+def test_when_a_leak_splits_the_larger_part_keeps_the_id():
+    old = _s({"a": "L000005", "b": "L000005", "c": "L000005"})
+    new = _s({"a": 3, "b": 3, "c": 4})
+    assert carry_ids(old, new, {"L000005"}) == {3: "L000005", 4: "L000006"}
+
+
+def test_when_leaks_merge_one_id_survives_and_is_used_once():
+    old = _s({"a": "L000001", "b": "L000002", "c": "L000002"})
+    new = _s({"a": 0, "b": 0, "c": 0})
+    assert carry_ids(old, new, {"L000001", "L000002"}) == {0: "L000002"}
+
+
+# --------------------------------------------------------------------------------------------- attribute_assets
+
+
+def _leak(radius=5.0):
+    return pd.DataFrame({"latitude": [32.0], "longitude": [-102.0], "radius_m": [radius], "label": [0]})
+
+
+def _assets(*spec):
+    rows = []
+    for aid, dx in spec:
+        lat, lon = offset(dx, 0)
+        rows.append({"asset_id": aid, "latitude": lat, "longitude": lon})
+    return pd.DataFrame(rows)
+
+
+def test_attribute_assets_picks_the_nearest_asset():
+    out = attribute_assets(_leak(), _assets(("FAR", 200), ("NEAR", 20), ("MID", 60)))
+    assert out["asset_id"].tolist() == ["NEAR"]
+    cands = out["asset_candidates"].iloc[0]
+    assert [c["asset_id"] for c in cands] == ["NEAR", "MID", "FAR"]
+    assert [c["distance_m"] for c in cands] == pytest.approx([20, 60, 200], abs=0.2)
+    ps = [c["p"] for c in cands]
+    assert ps == sorted(ps, reverse=True) and sum(ps) == pytest.approx(1, abs=0.01)
+
+
+def test_attribute_assets_uses_the_detections_votes():
+    assets = _assets(("NEAR", 20), ("OTHER", 40))
+    assert attribute_assets(_leak(), assets)["asset_id"].tolist() == ["NEAR"]
+    votes = pd.DataFrame({"label": [0, 0, 0], "asset_id": ["OTHER"] * 3})
+    assert attribute_assets(_leak(), assets, votes)["asset_id"].tolist() == ["OTHER"]
+
+
+def test_attribute_assets_leaves_a_leak_far_from_every_asset_unattributed():
+    out = attribute_assets(_leak(), _assets(("FAR", 5000)))
+    assert out["asset_id"].tolist() == [None]
+    assert out["asset_candidates"].tolist() == [[]]
+
+
+def test_attribute_assets_with_no_registry():
+    out = attribute_assets(_leak(), pd.DataFrame(columns=["asset_id", "latitude", "longitude"]))
+    assert out["asset_id"].tolist() == [None]

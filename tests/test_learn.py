@@ -1,0 +1,170 @@
+"""Learn: a candidate that is better is promoted, one that is not is not, and SHAP terms are exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpe_core.learn import (
+    MIN_TRAIN,
+    LearnedScorer,
+    dumps,
+    evaluate,
+    loads,
+    outcome_labels,
+    time_split,
+    train_candidate,
+)
+from mlpe_core.score import FEATURES
+
+N = 90
+
+
+def _table(n: int = N, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features where a crew finds a leak exactly when the leak was seen by aircraft (n_aerial > 0)."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, len(FEATURES))), columns=FEATURES,
+                     index=pd.Index([f"L{i:06d}" for i in range(n)], name="leak_id"))
+    X["n_aerial"] = rng.integers(0, 3, n).astype(float)
+    y = (X["n_aerial"] > 0).astype(int).to_numpy()
+    labels = pd.DataFrame({"visited_at": pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(np.arange(n), "h"),
+                           "y": y, "measured_rate_kg_h": np.nan}, index=X.index)
+    return X, labels
+
+
+class _Constant:
+    """A current model that predicts the same probability for every leak."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def predict_proba(self, X):
+        return np.column_stack([np.full(len(X), 1 - self.p), np.full(len(X), self.p)])
+
+
+class _Backwards:
+    """A deliberately bad current model: confident, and wrong about the one feature that matters."""
+
+    def predict_proba(self, X):
+        p = np.where(X["n_aerial"] > 0, 0.05, 0.95)
+        return np.column_stack([1 - p, p])
+
+
+class _Oracle:
+    """A current model that cannot be beaten: it knows the rule."""
+
+    def predict_proba(self, X):
+        p = np.where(X["n_aerial"] > 0, 1 - 1e-9, 1e-9)
+        return np.column_stack([1 - p, p])
+
+
+@pytest.fixture(scope="module")
+def promoted():
+    X, labels = _table()
+    return X, labels, train_candidate(X, labels, _Backwards())
+
+
+def test_a_better_candidate_is_promoted(promoted):
+    X, _, res = promoted
+    assert res["promote"] is True
+    assert res["decision"].startswith("promoted")
+    m = res["metrics"]
+    assert m["candidate"]["brier"] < m["current"]["brier"]
+    assert m["candidate"]["auc"] > 0.9
+    assert m["n_train"] + m["n_holdout"] == N
+    assert m["n_holdout"] == round(N * 0.3)
+    assert isinstance(res["model"], LearnedScorer)
+    assert len(res["data_hash"]) == 16
+    p = res["model"].predict_proba(X)[:, 1]
+    assert p[X["n_aerial"] > 0].min() > p[X["n_aerial"] == 0].max()
+
+
+def test_a_candidate_that_cannot_beat_the_current_model_is_not_promoted():
+    X, labels = _table(seed=1)
+    res = train_candidate(X, labels, _Oracle())
+    assert res["promote"] is False
+    assert res["decision"].startswith("kept current")
+    assert res["metrics"]["current"]["brier"] <= res["metrics"]["candidate"]["brier"]
+
+
+@pytest.mark.parametrize("n", [0, 1, MIN_TRAIN - 1])
+def test_too_few_validations_train_nothing(n):
+    X, labels = _table()
+    res = train_candidate(X, labels.iloc[:n], _Constant(0.5))
+    assert (res["promote"], res["model"]) == (False, None)
+    assert res["decision"].startswith("not trained")
+    assert str(MIN_TRAIN) in res["decision"]
+
+
+def test_one_outcome_only_trains_nothing():
+    X, labels = _table()
+    labels = labels.assign(y=1)
+    res = train_candidate(X, labels, _Constant(0.5))
+    assert (res["promote"], res["model"]) == (False, None)
+
+
+def test_labels_without_features_do_not_count():
+    X, labels = _table()
+    res = train_candidate(X.iloc[: MIN_TRAIN - 5], labels, _Constant(0.5))
+    assert res["model"] is None and f"{MIN_TRAIN - 5} usable" in res["decision"]
+
+
+def test_learned_contributions_plus_base_equal_the_decision_function(promoted):
+    X, _, res = promoted
+    model = res["model"]
+    c = model.contributions(X)
+    assert set(FEATURES) <= set(c.columns) and c.index.equals(X.index)
+    total = c.sum(axis=1).to_numpy() + model.base_
+    assert np.max(np.abs(total - model.decision_function(X))) < 1e-6
+    p = model.predict_proba(X)[:, 1]
+    assert np.allclose(p, 1 / (1 + np.exp(-model.decision_function(X))))
+
+
+def test_the_deciding_feature_gets_the_largest_contributions(promoted):
+    X, _, res = promoted
+    mean_abs = res["model"].contributions(X).abs().mean()
+    assert mean_abs.idxmax() == "n_aerial"
+
+
+def test_learned_model_survives_the_store_round_trip(promoted):
+    X, _, res = promoted
+    again = loads(dumps(res["model"]))
+    assert np.array_equal(again.decision_function(X), res["model"].decision_function(X))
+
+
+def test_learned_scorer_fit_does_not_modify_its_input():
+    X, labels = _table(n=40, seed=2)
+    before = X.copy(deep=True)
+    LearnedScorer(n_estimators=20).fit(X, labels["y"].to_numpy())
+    pd.testing.assert_frame_equal(X, before)
+
+
+def test_outcome_labels_use_the_latest_usable_visit():
+    v = pd.DataFrame({
+        "leak_id": ["L1", "L1", "L2", "L3", "L4"],
+        "visited_at": ["2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z", "2025-01-05T00:00:00Z",
+                       "2025-01-06T00:00:00Z", "2025-01-07T00:00:00Z"],
+        "outcome": ["not_found", "confirmed", "already_repaired", "not_accessible", "not_found"],
+        "measured_rate_kg_h": [None, 4.0, None, None, None],
+    })
+    lab = outcome_labels(v)
+    assert lab["y"].to_dict() == {"L1": 1, "L2": 0, "L4": 0}  # not_accessible says nothing
+    assert lab.loc["L1", "measured_rate_kg_h"] == 4.0
+
+
+def test_time_split_holds_out_the_most_recent_visits():
+    _, labels = _table(n=10)
+    shuffled = labels.sample(frac=1, random_state=3)
+    train, hold = time_split(shuffled, holdout_share=0.3)
+    assert list(train) == [f"L{i:06d}" for i in range(7)]
+    assert list(hold) == [f"L{i:06d}" for i in range(7, 10)]
+
+
+def test_evaluate_reports_brier_exactly():
+    X, labels = _table(n=40)
+    y = labels["y"].to_numpy()
+    m = evaluate(_Constant(0.25), X, y)
+    assert m["brier"] == pytest.approx(np.mean((0.25 - y) ** 2))
+    assert m["n"] == 40 and m["base_rate"] == pytest.approx(y.mean())
+    assert sum(b["n"] for b in m["calibration"]) == 40

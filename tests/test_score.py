@@ -1,0 +1,307 @@
+"""Score and explain: exact rate combination, an additive cold-start model, bands, priority, reasons."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import T0
+
+from mlpe_core.explain import rate_phrase, top_reasons
+from mlpe_core.ingest import load_instruments
+from mlpe_core.schema import SOURCE_TYPES
+from mlpe_core.score import (
+    CONFIDENCE_WEIGHT,
+    DEFAULT_LOG_SIGMA,
+    FEATURES,
+    PERSISTENCE_DAYS,
+    PRIOR_REAL,
+    ColdStartScorer,
+    estimate_rates,
+    leak_features,
+    persistence_days,
+    priority,
+    risk_band,
+)
+
+
+def _leaks(frame: pd.DataFrame) -> pd.DataFrame:
+    ids = frame["leak_id"].unique()
+    return pd.DataFrame({"leak_id": ids, "radius_m": 5.0})
+
+
+def _features(frame: pd.DataFrame, as_of=T0) -> pd.DataFrame:
+    return leak_features(frame, _leaks(frame), pd.Timestamp(as_of))
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-np.asarray(x, float)))
+
+
+# --------------------------------------------------------------------------------------------- rates
+
+SYS = 0.5  # a sensor's systematic log error as a share of its single-measurement log error (score.SYSTEMATIC_SHARE)
+
+
+def _s(rate, unc):
+    """Log-space sigma of a rate reported with a 1-sigma ``unc`` (log-normal)."""
+    return math.sqrt(math.log1p((unc / rate) ** 2))
+
+
+def test_two_rates_combine_by_inverse_variance_in_log_space(dets):
+    d = dets([dict(leak="L1", rate=100.0, unc=20.0, name="GAO"), dict(leak="L1", rate=110.0, unc=55.0, name="AV3")])
+    r = estimate_rates(d).loc["L1"]
+    sys2 = (SYS * DEFAULT_LOG_SIGMA["aerial"]) ** 2  # two sensors: each has its own systematic error
+    w1, w2 = 1 / (_s(100, 20) ** 2 + sys2), 1 / (_s(110, 55) ** 2 + sys2)
+    mu = (w1 * math.log(100) + w2 * math.log(110)) / (w1 + w2)
+    sigma = 1 / math.sqrt(w1 + w2)  # larger than the scatter between the two, so it is the interval
+    assert sigma > math.log(1.1) / 2
+    assert r["est_rate_kg_h"] == pytest.approx(math.exp(mu), rel=1e-12)
+    assert r["log_sigma"] == pytest.approx(sigma, rel=1e-12)
+    assert r["rate_lo_kg_h"] == pytest.approx(math.exp(mu - sigma), rel=1e-12)
+    assert r["rate_hi_kg_h"] == pytest.approx(math.exp(mu + sigma), rel=1e-12)
+    assert (r["n_quantified"], bool(r["rate_quantified"])) == (2, True)
+
+
+def test_scatter_between_repeat_measurements_widens_the_interval(dets):
+    d = dets([dict(leak="L1", type="satellite", name="A", rate=100.0, unc=10.0),
+              dict(leak="L1", type="satellite", name="B", rate=400.0, unc=40.0)])
+    r = estimate_rates(d).loc["L1"]
+    assert r["est_rate_kg_h"] == pytest.approx(200.0, rel=1e-12)  # geometric mean, equal weights
+    assert r["log_sigma"] == pytest.approx(math.log(4) / 2, rel=1e-12)  # std(ln) / sqrt(n) beats propagation
+
+
+def test_repeats_of_one_sensor_do_not_beat_its_systematic_error(dets):
+    one = dets([dict(leak="L1", name="GAO", rate=50.0, unc=5.0) for _ in range(40)])
+    two = dets([dict(leak="L1", name=("GAO" if i % 2 else "AV3"), rate=50.0, unc=5.0) for i in range(40)])
+    floor = SYS * DEFAULT_LOG_SIGMA["aerial"]
+    s_one = estimate_rates(one).loc["L1", "log_sigma"]
+    s_two = estimate_rates(two).loc["L1", "log_sigma"]
+    w = 40 / _s(50, 5.0) ** 2
+    assert s_one == pytest.approx(math.sqrt(1 / w + floor**2), rel=1e-12)
+    assert s_one > floor
+    assert s_two == pytest.approx(1 / math.sqrt(2 / (2 / w + floor**2)), rel=1e-12)  # two sensors: independent
+
+
+def test_rate_without_uncertainty_uses_the_source_type_default(dets):
+    r = estimate_rates(dets([dict(leak="L1", rate=50.0, type="aerial")])).loc["L1"]
+    s = math.hypot(DEFAULT_LOG_SIGMA["aerial"], SYS * DEFAULT_LOG_SIGMA["aerial"])
+    assert r["est_rate_kg_h"] == pytest.approx(50.0)
+    assert r["log_sigma"] == pytest.approx(s, rel=1e-12)
+    assert r["rate_lo_kg_h"] == pytest.approx(50 * math.exp(-s), rel=1e-12)
+
+
+def test_a_coarse_pixel_does_not_set_the_rate_of_a_precise_leak(dets):
+    d = dets([dict(leak="L1", rate=10.0, unc=2.0, sigma=5),
+              dict(leak="L1", type="satellite", name="Sentinel-5P/TROPOMI", rate=6000.0, unc=2000.0, sigma=2500),
+              dict(leak="L2", type="satellite", name="Sentinel-5P/TROPOMI", rate=6000.0, unc=2000.0, sigma=2500)])
+    r = estimate_rates(d)
+    assert r.loc["L1", "est_rate_kg_h"] == pytest.approx(10.0) and r.loc["L1", "n_quantified"] == 1
+    assert r.loc["L2", "est_rate_kg_h"] == pytest.approx(6000.0)  # a pixel alone still quantifies its leak
+
+
+def test_unquantified_leaks_are_flagged_and_ordered_by_what_saw_them(dets):
+    d = dets([
+        dict(leak="L1", type="satellite", name="EMIT - NASA"),
+        dict(leak="L1", type="ogi", name="OGI"),
+        dict(leak="L2", type="satellite", name="Sentinel-5P/TROPOMI - ESA"),
+        dict(leak="L3", type="scada", name="SCADA", rate=np.nan),
+        dict(leak="L3", type="aerial", name="GAO", rate=12.0, unc=3.0),
+        dict(leak="L4", type="satellite", name="EMIT - NASA"),
+    ])
+    r = estimate_rates(d)
+    assert r.index.tolist() == ["L1", "L2", "L3", "L4"]
+    for lk in ("L1", "L2", "L4"):
+        assert not bool(r.loc[lk, "rate_quantified"])
+        assert r.loc[lk, "n_quantified"] == 0
+        assert np.isfinite(r.loc[lk, "est_rate_kg_h"]) and r.loc[lk, "log_sigma"] > 0.5
+    # the most sensitive sensor that saw a leak sets how small it can be: OGI < EMIT < TROPOMI
+    assert r.loc["L1", "est_rate_kg_h"] < r.loc["L4", "est_rate_kg_h"] < r.loc["L2", "est_rate_kg_h"]
+    assert bool(r.loc["L3", "rate_quantified"]) and r.loc["L3", "est_rate_kg_h"] == pytest.approx(12.0)
+
+
+# --------------------------------------------------------------------------------------------- features
+
+
+def test_leak_features_counts_and_times(dets):
+    d = dets([
+        dict(leak="L1", type="aerial", name="GAO", day=0, conf=0.9),
+        dict(leak="L1", type="aerial", name="GAO", day=4, conf=0.7),
+        dict(leak="L1", type="scada", name="SCADA", day=6, conf=0.2),
+        dict(leak="L2", type="ogi", name="OGI", day=1),
+    ])
+    f = _features(d, T0 + pd.Timedelta(days=10))
+    assert set(FEATURES) <= set(f.columns)
+    assert f.loc["L1", ["n_detections", "n_sources", "n_source_types", "n_aerial", "n_scada", "n_ogi"]].tolist() == [
+        3, 2, 2, 2, 1, 0]
+    assert f.loc["L1", "mean_confidence"] == pytest.approx(0.6)
+    assert f.loc["L1", "max_confidence"] == pytest.approx(0.9)
+    assert f.loc["L1", "days_since_last"] == pytest.approx(4.0)
+    assert f.loc["L1", "span_days"] == pytest.approx(6.0)
+    assert f.loc["L2", "days_since_last"] == pytest.approx(9.0)
+
+
+def test_leak_features_does_not_modify_its_input(dets):
+    d = dets([dict(leak="L1", name="GAO", rate=5.0), dict(leak="L1", type="scada", day=2), dict(leak="L2")])
+    before = d.copy(deep=True)
+    _features(d, T0 + pd.Timedelta(days=3))
+    pd.testing.assert_frame_equal(d, before)
+
+
+# --------------------------------------------------------------------------------------------- cold start
+
+
+@pytest.fixture
+def scorer():
+    return ColdStartScorer().fit()
+
+
+def _X(**kw) -> pd.DataFrame:
+    """One leak's feature row: zero everywhere unless given."""
+    row = dict.fromkeys(FEATURES, 0.0)
+    row.update(kw)
+    return pd.DataFrame([row], index=pd.Index(["L1"], name="leak_id"))
+
+
+def _logit(p):
+    return math.log(p / (1 - p))
+
+
+def test_cold_start_probability_matches_its_formula(scorer):
+    prec = {t: v["precision"] for t, v in load_instruments()["source_types"].items()}
+    X = _X(n_aerial=2, n_scada=1, confidence_evidence=0.4, days_since_last=30.0, log_rate=math.log(10))
+    z0 = _logit(PRIOR_REAL)
+    z_real = (z0 + (_logit(prec["aerial"]) - z0 + 0.5 * math.log(2)) + (_logit(prec["scada"]) - z0)
+              + CONFIDENCE_WEIGHT * 0.4)
+    expected = _sigmoid(z_real) * math.exp(-30 / PERSISTENCE_DAYS)  # P(real) × P(still emitting)
+    assert scorer.predict_proba(X)[0, 1] == pytest.approx(float(expected), rel=1e-12)
+
+
+@pytest.mark.parametrize(("rate", "days"), [(1.0, 180.0), (100.0, 180.0), (1000.0, 30.0), (20000.0, 30.0),
+                                            (math.sqrt(100 * 1000), math.sqrt(180 * 30))])
+def test_large_emissions_are_expected_to_stop_sooner(rate, days):
+    assert persistence_days(np.array([rate]))[0] == pytest.approx(days, rel=1e-12)
+
+
+def test_cold_start_contributions_sum_exactly_to_the_logit(dets, scorer):
+    d = dets([
+        dict(leak="L1", type="aerial", name="GAO", day=0, conf=0.9),
+        dict(leak="L1", type="satellite", name="EMIT", day=2, conf=0.5, rate=300.0),
+        dict(leak="L1", type="scada", name="SCADA", day=3, conf=0.3),
+        dict(leak="L2", type="continuous_monitor", name="FenceCMS", day=1),
+        dict(leak="L2", type="continuous_monitor", name="FenceCMS", day=8, rate=2.0),
+        dict(leak="L3", type="ogi", name="OGI", day=9, conf=0.95),
+    ])
+    X = _features(d, T0 + pd.Timedelta(days=20))
+    c = scorer.contributions(X)
+    logit = scorer.base_ + c.sum(axis=1).to_numpy()
+    assert np.allclose(logit, scorer.decision_function(X), rtol=0, atol=1e-12)
+    proba = scorer.predict_proba(X)
+    assert np.allclose(proba[:, 1], _sigmoid(logit), rtol=0, atol=1e-12)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert ((proba[:, 1] > 0) & (proba[:, 1] < 1)).all()
+
+
+def test_cold_start_does_not_modify_its_input(dets, scorer):
+    X = _features(dets([dict(leak="L1", type="aerial", name="GAO"), dict(leak="L2", type="scada", name="S")]))
+    before = X.copy(deep=True)
+    scorer.contributions(X)
+    scorer.predict_proba(X)
+    pd.testing.assert_frame_equal(X, before)
+
+
+@pytest.mark.parametrize("extra_type", SOURCE_TYPES)
+def test_a_second_independent_sensor_raises_p(dets, scorer, extra_type):
+    """Corroboration by another kind of sensor is evidence for a leak, never against it."""
+    base = [dict(leak="L1", type="aerial", name="GAO", day=0)]
+    if extra_type == "aerial":
+        extra = dict(leak="L1", type="aerial", name="OtherPlane", day=0)
+    else:
+        extra = dict(leak="L1", type=extra_type, name=f"{extra_type}-feed", day=0)
+    one = scorer.predict_proba(_features(dets(base)))[0, 1]
+    two = scorer.predict_proba(_features(dets(base + [extra])))[0, 1]
+    assert two > one
+
+
+def test_an_older_last_sighting_lowers_p(scorer):
+    p = [scorer.predict_proba(_X(n_satellite=1, days_since_last=k, log_rate=math.log(50)))[0, 1]
+         for k in (0, 10, 60, 200)]
+    assert p == sorted(p, reverse=True) and len(set(p)) == 4
+
+
+def test_silence_of_sensors_that_kept_looking_lowers_p(scorer):
+    p = [scorer.predict_proba(_X(n_satellite=1, days_since_last=10.0, log_p_silence=v))[0, 1]
+         for v in (0.0, -0.5, -2.0)]
+    assert p == sorted(p, reverse=True) and len(set(p)) == 3
+
+
+@pytest.mark.parametrize(
+    ("score", "overdue", "band"),
+    [(20.0, False, "HIGH"), (19.999, False, "MEDIUM"), (2.0, False, "MEDIUM"), (1.999, False, "LOW"),
+     (0.0, False, "LOW"), (0.1, True, "HIGH"), (5000.0, False, "HIGH")],
+)
+def test_risk_band_thresholds(score, overdue, band):
+    assert risk_band(np.array([score]), np.array([overdue])).tolist() == [band]
+
+
+def test_risk_band_without_overdue_information():
+    assert risk_band(np.array([25.0, 3.0, 0.5])).tolist() == ["HIGH", "MEDIUM", "LOW"]
+
+
+def test_priority_is_p_times_rate_times_one_plus_urgency():
+    p, rate = np.array([0.5, 0.2, 1.0]), np.array([10.0, 100.0, 3.0])
+    assert priority(p, rate, np.array([0.0, 0.5, 1.0])).tolist() == pytest.approx([5.0, 30.0, 6.0])
+    assert priority(p, rate).tolist() == pytest.approx([5.0, 20.0, 3.0])
+
+
+# --------------------------------------------------------------------------------------------- explain
+
+
+def _f(**kw) -> pd.Series:
+    base = {f"n_{t}": 0 for t in SOURCE_TYPES}
+    base.update({"n_sources": 1, "n_detections": 1, "days_since_last": 0.0, "mean_confidence": np.nan,
+                 "est_rate_kg_h": 120.0, "rate_lo_kg_h": 80.0, "rate_hi_kg_h": 180.0, "rate_quantified": True})
+    base.update(kw)
+    return pd.Series(base, dtype=object)
+
+
+def test_reasons_say_independent_sensors_when_several_saw_it():
+    f = _f(n_sources=3, n_satellite=1, n_aerial=2, n_scada=1, days_since_last=12.4)
+    c = pd.Series({"satellite": 1.4, "aerial": 2.8, "scada": -0.4, "confidence": 0.0, "recency": -0.41})
+    text = top_reasons(f, c)
+    assert "seen by 3 independent sensors (satellite, aircraft, SCADA alarm)" in text
+    assert "last seen 12 days ago" in text
+    assert text.endswith("~120 kg/h (±50)")
+    assert text.count("independent sensors") == 1
+
+
+def test_reasons_for_a_single_sensor_do_not_claim_corroboration():
+    f = _f(n_sources=1, n_aerial=2, n_detections=2, days_since_last=0.2)
+    c = pd.Series({"aerial": 2.8, "confidence": 0.0, "recency": -0.01})
+    text = top_reasons(f, c)
+    assert "independent" not in text
+    assert text.startswith("2 aircraft detections")
+    assert "last seen" not in text  # a negligible term is not a reason
+
+
+def test_reasons_keep_at_most_k_terms_then_the_rate():
+    f = _f(n_sources=1, n_aerial=1, days_since_last=40.0, mean_confidence=0.9)
+    c = pd.Series({"aerial": 2.4, "recency": -1.33, "confidence": 0.6})
+    parts = top_reasons(f, c, k=2).split("; ")
+    assert parts == ["1 aircraft detection", "last seen 40 days ago", "~120 kg/h (±50)"]
+
+
+@pytest.mark.parametrize(
+    ("est", "lo", "hi", "quantified", "expected"),
+    [
+        (120.0, 80.0, 180.0, True, "~120 kg/h (±50)"),
+        (2500.0, 1000.0, 4000.0, True, "~2,500 kg/h (±1,500)"),
+        (3.0, 2.0, 5.0, True, "~3.0 kg/h (±1.5)"),
+        (500.0, 184.0, 1359.0, False, "not quantified (~500 kg/h expected from what detected it)"),
+    ],
+)
+def test_rate_phrase(est, lo, hi, quantified, expected):
+    f = _f(est_rate_kg_h=est, rate_lo_kg_h=lo, rate_hi_kg_h=hi, rate_quantified=quantified)
+    assert rate_phrase(f) == expected

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import pydeck as pdk
 import streamlit as st
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -14,8 +16,12 @@ from mlpe_core.models import AuditEvent
 BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [60, 110, 175]}
 SOURCE_RGB = {"satellite": [120, 60, 200], "aerial": [0, 150, 200], "continuous_monitor": [0, 150, 110],
               "scada": [160, 110, 40], "ogi": [220, 70, 160]}
-STATUSES = ("open", "dispatched", "confirmed", "not_found", "repaired", "no_access")
-OPEN = ["open", "dispatched"]
+try:  # the leak lifecycle (mlpe_core.lifecycle) names every status; older cores had these six
+    from mlpe_core.lifecycle import STATUSES
+except ImportError:  # pragma: no cover
+    STATUSES = ("open", "dispatched", "confirmed", "not_found", "repaired", "no_access")
+OPEN = ["open", "dispatched"]  # ranked: still need a visit
+VISITABLE = [*OPEN, "no_access", "confirmed", "repair_attempted"]  # a crew may still record a visit or repair
 # st.Page / st.switch_page paths are relative to app/main.py
 PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "dispatch", "validation", "upload", "model")}
 
@@ -84,6 +90,17 @@ def batches_table(key: str, n: int | None = None) -> None:
         "n_duplicate": N("already loaded", format="%d")})
 
 
+def view_for(points: pd.DataFrame, width_px: int = 800, height_px: int = 500) -> pdk.ViewState:
+    """A view that fits every point with a margin (deck.gl's world is 512 px wide at zoom 0)."""
+    lat, lon = points["latitude"].astype(float), points["longitude"].astype(float)
+    mid = float(lat.mean())
+    span_x = max(float(np.ptp(lon)), 0.005) * 1.3 / width_px
+    span_y = max(float(np.ptp(lat)), 0.005) * 1.3 / np.cos(np.radians(mid)) / height_px
+    zoom = np.log2(360 / (512 * max(span_x, span_y)))
+    return pdk.ViewState(latitude=(lat.min() + lat.max()) / 2, longitude=(lon.min() + lon.max()) / 2,
+                         zoom=float(np.clip(zoom, 2, 15)))
+
+
 def legend(rgb: dict) -> str:
     """Coloured dots naming each key, for a caption with ``unsafe_allow_html=True``."""
     return " · ".join(f"<span style='color:rgb{tuple(v)}'>●</span> {k.replace('_', ' ')}" for k, v in rgb.items())
@@ -94,8 +111,13 @@ def plural(n: int, word: str) -> str:
 
 
 def pct(p) -> str:
-    return "–" if p is None or pd.isna(p) else f"{100 * float(p):.0f}%"
+    """A probability as a whole percent; never a bare 0% or 100% for what is only nearly so."""
+    if p is None or pd.isna(p):
+        return "–"
+    p = float(p)
+    return "<1%" if 0 < p < 0.005 else ">99%" if 0.995 < p < 1 else f"{100 * p:.0f}%"
 
 
 def rate(x) -> str:
-    return "–" if x is None or pd.isna(x) else f"{float(x):,.1f} kg/h"
+    """kg/h with one decimal, two below 1 kg/h (expected finds are often a fraction)."""
+    return "–" if x is None or pd.isna(x) else f"{float(x):,.1f} kg/h" if abs(x) >= 1 else f"{float(x):.2f} kg/h"

@@ -1,0 +1,73 @@
+"""The shared sidebar filters: held in session state, seeded from and mirrored into the URL (shareable views)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app.common import OPEN, STATUSES, load
+from mlpe_core.schema import RISK_BANDS, SOURCE_TYPES
+
+# session key -> (query parameter, default); lists are multiselects where empty means "all"
+FILTERS = {"f_band": ("band", []), "f_src": ("source", []), "f_status": ("status", OPEN),
+           "f_min_rate": ("min_rate", 0.0), "f_op": ("operator", [])}
+
+
+def sidebar_filters() -> None:
+    """Shared filters: session state first, else the URL, else defaults; mirrored back into the URL."""
+    qp = st.query_params
+    for key, (param, default) in FILTERS.items():
+        if key not in st.session_state:
+            raw = qp.get(param)
+            if raw is None:
+                st.session_state[key] = default
+            elif isinstance(default, float):
+                try:
+                    st.session_state[key] = max(float(raw), 0.0)
+                except ValueError:
+                    st.session_state[key] = default
+            else:
+                st.session_state[key] = [v for v in raw.split(",") if v]
+    ops = sorted(load("assets").get("operator", pd.Series(dtype=str)).dropna().unique())
+    options = {"f_band": list(RISK_BANDS), "f_src": list(SOURCE_TYPES), "f_status": list(STATUSES), "f_op": ops}
+    for key, opts in options.items():  # drop values a hand-edited URL may carry that are not options
+        st.session_state[key] = [v for v in st.session_state[key] if v in opts]
+    with st.sidebar:
+        st.subheader("Filters")
+        st.multiselect("Risk band", RISK_BANDS, key="f_band", placeholder="all bands")
+        st.multiselect("Source type", SOURCE_TYPES, key="f_src", placeholder="all sensors",
+                       format_func=lambda s: s.replace("_", " "))
+        st.multiselect("Status", STATUSES, key="f_status", placeholder="all statuses",
+                       help="open and dispatched leaks still need a visit", format_func=lambda s: s.replace("_", " "))
+        st.number_input("Minimum rate (kg/h)", min_value=0.0, step=1.0, key="f_min_rate", format="%.1f")
+        if ops:
+            st.multiselect("Operator", ops, key="f_op", placeholder="all operators")
+    for key, (param, default) in FILTERS.items():
+        value = st.session_state[key]
+        if value == default:
+            if param in qp:
+                del qp[param]
+        else:
+            qp[param] = ",".join(value) if isinstance(value, list) else f"{value:g}"
+
+
+def apply_filters(leaks: pd.DataFrame) -> pd.DataFrame:
+    """The sidebar filters applied to a leaks frame (with ``operator`` when filtering by operator)."""
+    ss, m = st.session_state, pd.Series(True, index=leaks.index)
+    if ss.get("f_band"):
+        m &= leaks["risk_band"].isin(ss["f_band"])
+    if ss.get("f_src"):
+        types = leaks["source_types"].fillna("").str.split(",")
+        m &= types.map(lambda t: bool(set(t) & set(ss["f_src"])))
+    if ss.get("f_status"):
+        m &= leaks["status"].isin(ss["f_status"])
+    if ss.get("f_min_rate"):
+        m &= leaks["est_rate_kg_h"].fillna(0) >= float(ss["f_min_rate"])
+    if ss.get("f_op") and "operator" in leaks:
+        m &= leaks["operator"].isin(ss["f_op"])
+    return leaks[m]
+
+
+def filter_note(n_shown: int, n_total: int) -> None:
+    if n_shown < n_total:
+        st.caption(f"{n_shown:,} of {n_total:,} leaks match the sidebar filters.")

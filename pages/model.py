@@ -1,0 +1,97 @@
+"""Model & audit: which scoring model is live, how it did on held-out visits, and every recorded action."""
+
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import common as c
+from mlpe_core import pipeline, store
+
+st.title("Model & audit")
+mf = c.load("models")
+act = mf[mf["active"]]
+if act.empty:
+    st.info("No scoring model yet: it is registered at the first *Fuse and score* (Upload page) or `mlpe score`.")
+else:
+    cur = act.iloc[0]
+    st.subheader(f"Live model: v{cur['id']} · {cur['kind'].replace('_', ' ')}")
+    st.caption(f"created {cur['created_at']:%Y-%m-%d %H:%M} UTC · decision then: {cur['decision']}")
+    if cur["kind"] == "cold_start":
+        st.warning("P(real) is a **prior from instrument knowledge** (each sensor's precision, repeat sightings, "
+                   "confidence, recency), not a calibrated probability: no model learned from field outcomes has been "
+                   "promoted yet. Record validations, then train.", icon=":material/info:")
+    else:
+        st.success(f"P(real) comes from a model fitted on {cur['n_train']} field outcomes and calibrated on "
+                   "held-out visits" + ("; it was promoted because it beat the model live at the time on those visits."
+                                        if cur["promoted"] else " (activated by hand)."))
+
+nv = len(c.load("validations"))
+st.caption(f"{c.plural(nv, 'field outcome')} recorded. Training fits a model on the older visits and checks it on the "
+           "most recent ones; it goes live only if it beats the live model there.")
+if st.button("Train now", key="train", type="primary", icon=":material/model_training:",
+             help="promotes the new model only if it beats the live one on held-out visits"):
+    with st.spinner("Training and comparing on held-out visits…"), c.session() as s:
+        res = pipeline.run_train(s, user="app")
+        if res["promoted"]:
+            pipeline.run_score(s, user="app")
+    st.session_state["train_result"] = res
+    st.rerun()  # the live model shown above may have changed
+if res := st.session_state.get("train_result"):
+    if res["promoted"]:
+        st.success(res["decision"] + " — leaks re-scored with it.")
+    else:
+        st.info(res["decision"])
+
+metrics = [(r["id"], json.loads(r["metrics"] or "{}")) for _, r in mf.iterrows()]
+latest = next(((i, m) for i, m in metrics if "candidate" in m), None)
+if latest:
+    vid, m = latest
+    promoted = bool(mf.loc[mf["id"] == vid, "promoted"].iloc[0])
+    st.subheader(f"Hold-out check of v{vid} ({'promoted' if promoted else 'not promoted'})")
+    st.caption(f"trained on {m.get('n_train', '?')} visits, compared on the {m.get('n_holdout', '?')} most recent ones")
+
+
+    def f3(x) -> str:
+        return "–" if x is None or pd.isna(x) else f"{x:.3f}"
+
+    rows = {who: {"Brier (lower is better)": f3(m[who].get("brier")), "log loss": f3(m[who].get("log_loss")),
+                  "AUC (higher is better)": f3(m[who].get("auc")), "visits": f"{m[who].get('n', '–')}"}
+            for who in ("candidate", "current") if who in m}
+    left, right = st.columns([2, 3])
+    left.dataframe(pd.DataFrame(rows).rename(columns={"candidate": f"v{vid} (candidate)",
+                                                      "current": "live at the time"}), key="holdout")
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect"))
+    for who, colour in (("candidate", "#0f6e6e"), ("current", "#f08c00")):
+        cal = pd.DataFrame(m.get(who, {}).get("calibration", []))
+        if len(cal):
+            fig.add_scatter(x=cal["mean_p"], y=cal["observed"], mode="lines+markers", name=who, marker={
+                "size": 6 + 2 * cal["n"].clip(upper=12), "color": colour}, text=cal["n"].map("{} visits".format))
+    fig.update_layout(height=300, margin={"t": 30, "b": 10}, title="Calibration on held-out visits",
+                      xaxis_title="predicted P(real)", yaxis_title="share found real", xaxis_range=[0, 1],
+                      yaxis_range=[0, 1.05])
+    right.plotly_chart(fig, key="calibration")
+
+st.subheader("Model versions")
+st.dataframe(mf[["id", "created_at", "kind", "active", "promoted", "n_train", "n_holdout", "decision"]],
+             hide_index=True,
+             key="models", column_config={"created_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+if len(mf) > 1:
+    a, b = st.columns([1, 3])
+    v = a.selectbox("Roll back / forward to", mf["id"], format_func=lambda i: f"v{i}", key="model_pick")
+    if b.button("Activate and re-score", key="model_activate"):
+        with c.session() as s:
+            store.activate_model(s, int(v), user="app")
+            pipeline.run_score(s, user="app")
+        st.rerun()
+
+st.subheader("Ingest history")
+c.batches_table("batches")
+st.subheader("Audit events")
+au = c.load("audit")
+au["detail"] = au["detail"].map(lambda x: ", ".join(f"{k}: {v}" for k, v in json.loads(x).items()) if x else "")
+au["target"] = au["target"].fillna("")
+st.dataframe(au.head(300).drop(columns=["id"]), hide_index=True, key="audit",
+             column_config={"at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+                            "detail": st.column_config.TextColumn(width="large")})

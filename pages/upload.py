@@ -1,0 +1,69 @@
+"""Upload: validate and load detection files, then fuse and score."""
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from app import common as c
+from mlpe_core import pipeline
+from mlpe_core.export import spreadsheet_safe
+from mlpe_core.ingest import FORMATS, IngestError, ingest_file
+
+st.title("Upload detections")
+st.caption("Canonical CSV (see the README), Carbon Mapper or UNEP IMEO MARS plume lists; CSV, XLSX, Parquet or "
+           "GeoJSON. "
+           "A file that cannot be read or lacks a required column writes nothing; bad rows are rejected one by one.")
+files = st.file_uploader("Detection files", type=["csv", "xlsx", "parquet", "geojson", "json"],
+                         accept_multiple_files=True, key="up_files")
+a, b = st.columns(2)
+fmt = a.selectbox("Format", FORMATS, key="up_format", help="auto recognises the format from the header")
+source = b.text_input("Source name (optional)", key="up_source", help="overrides source_name for every row")
+if not files:
+    st.info("Choose one or more detection files above to load them into the store.")
+elif st.button(f"Ingest {len(files)} file(s)", type="primary", key="up_go", icon=":material/upload:"):
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp, c.session() as s:
+        for f in files:
+            path = Path(tmp) / Path(f.name).name
+            path.write_bytes(f.getvalue())
+            try:
+                rep = ingest_file(s, path, fmt, source.strip() or None, user="app", label=f.name)
+                reports.append((f.name, rep, None))
+            except IngestError as e:
+                reports.append((f.name, None, str(e)))
+    st.session_state["up_reports"] = reports
+
+for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
+    if err:
+        st.error(err, icon=":material/block:")
+    elif rep.already_ingested:
+        st.warning(f"**{name}**: already loaded (same content); nothing changed.")
+    else:
+        st.success(f"**{name}** [{rep.format}]: {rep.n_rows:,} rows — {rep.n_accepted:,} accepted, "
+                   f"{rep.n_rejected:,} rejected, {rep.n_duplicate:,} already loaded.")
+        if len(rep.rejects):
+            n_rows = rep.rejects["row"].nunique()
+            with st.expander(f"{c.plural(len(rep.rejects), 'problem')} in {c.plural(n_rows, 'row')} of {name}",
+                             expanded=len(rep.rejects) <= 20):
+                st.dataframe(rep.rejects, hide_index=True, key=f"up_rej_{i}")
+                st.download_button("Download rejects CSV", spreadsheet_safe(rep.rejects).to_csv(index=False),
+                                   f"{Path(name).stem}_rejects.csv", "text/csv", key=f"up_rej_dl_{i}",
+                                   on_click="ignore")
+
+st.divider()
+st.subheader("Fuse and score")
+st.caption("Groups every detection into leaks (ids of existing leaks are kept) and ranks the open ones, with reasons.")
+if st.button("Fuse and score now", key="up_fuse", icon=":material/play_arrow:"):
+    bar = st.progress(0.0, text="starting")
+    with c.session() as s:
+        fz = pipeline.run_fuse(s, user="app", progress=lambda f, t: bar.progress(0.5 * f, text=f"fuse: {t}"))
+        sc = pipeline.run_score(s, user="app", progress=lambda f, t: bar.progress(0.5 + 0.5 * f, text=f"score: {t}"))
+    bar.progress(1.0, text="done")
+    st.success(f"{fz['leaks']:,} leaks from {fz['detections']:,} detections ({fz.get('new', 0):,} new, "
+               f"{fz.get('kept', 0):,} kept, {fz.get('retired', 0):,} retired); {sc.get('ranked', 0):,} open leaks "
+               f"ranked. Risk bands of all {sc.get('scored', 0):,} scored: {sc['high']} HIGH, {sc['medium']} MEDIUM, "
+               f"{sc['low']} LOW.")
+
+st.subheader("Ingest history")
+c.batches_table("up_history", 10)

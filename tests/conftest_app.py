@@ -1,0 +1,38 @@
+"""Helpers shared by the app tests: a filled store in a temp folder (imported, not a pytest conftest)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "app" / "main.py"
+BASIN = ROOT.parent / "shared" / "checks" / "basin"
+
+
+def fill_store(db: Path) -> str:
+    """Fill ``db`` with the simulated demo basin (or, before simulate.py exists, the shared check basin).
+
+    Returns which of the two was used.
+    """
+    from sqlmodel import Session
+
+    from mlpe_core import pipeline
+    from mlpe_core.db import get_engine
+
+    try:
+        import mlpe_core.simulate  # noqa: F401
+    except ImportError:
+        env = {**os.environ, "MLPE_DB": str(db)}
+        cli = [sys.executable, "-m", "mlpe_core.cli"]
+        feeds = sorted(str(p) for p in BASIN.glob("*.csv") if p.name != "assets.csv")
+        for args in (["assets", "import", str(BASIN / "assets.csv")], ["ingest", *feeds], ["fuse"], ["score"]):
+            subprocess.run(cli + args, env=env, check=True, capture_output=True, cwd=ROOT)
+        return "basin"
+    engine = get_engine(str(db))
+    with Session(engine) as s:
+        pipeline.run_demo(s, seed=1, n_assets=300)
+    engine.dispose()
+    return "demo"

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ing = sub.add_parser("ingest", help="validate and load detection files")
     ing.add_argument("files", nargs="+", type=Path)
-    ing.add_argument("--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars"])
+    ing.add_argument("--format", default="auto",
+                     choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada"])  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
     ing.add_argument("--rejects", type=Path, default=None, help="write rejected rows with reasons to this CSV")
 
@@ -60,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write leaks, detections, dispatch or validations")
     ex.add_argument("what", choices=["leaks", "detections", "dispatch", "validations"])
     ex.add_argument("-o", "--output", required=True, type=Path)
-    ex.add_argument("--format", default="csv", choices=["csv", "geojson", "kml"])
+    ex.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "workorder"],
+                    help="workorder: JSON work orders for maintenance systems (dispatch only; "
+                         "docs/workorder.schema.json)")
     ex.add_argument("--top", type=int, default=None)
 
     demo = sub.add_parser("demo", help="fill the store with a simulated basin and run the pipeline")
@@ -69,10 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-empty", action="store_true", help="do nothing when the store already has detections")
 
     sub.add_parser("status", help="what the store holds")
+    us = sub.add_parser("users", help="users and roles (the first user must be an admin; it ends open mode)")
+    usub = us.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ua = usub.add_parser("add", help="add a user; the password is read from $MLPE_PASSWORD or asked for")
+    ua.add_argument("username")
+    ua.add_argument("--role", required=True, choices=["analyst", "supervisor", "field_lead", "admin"])
+    usub.add_parser("list", help="list users and roles")
     bk = sub.add_parser("backup", help="consistent copy of a SQLite store, safe while others write")
     bk.add_argument("-o", "--output", required=True, type=Path)
     rs = sub.add_parser("restore", help="replace the store with a backup made by `mlpe backup`")
     rs.add_argument("file", type=Path)
+    _add_ops_parsers(sub)
     return p
 
 
@@ -175,6 +185,8 @@ def run(argv: list[str]) -> int:
 
         if args.top is not None and args.top < 0:
             raise UsageError("--top must be ≥ 0")
+        if args.format == "workorder":
+            return _export_workorders(args, out)
         with _session(args.db) as s:
             df = export_frame(s, args.what, args.top)
         if not args.output.parent.exists():
@@ -203,6 +215,27 @@ def run(argv: list[str]) -> int:
             for k, v in counts(s).items():
                 print(f"{k}: {v}", file=out)
         return EXIT_OK
+    if args.command == "users":
+        from sqlalchemy import select
+
+        from .auth import add_user
+        from .models import User
+
+        with _session(args.db) as s:
+            if args.action == "list":
+                for u in s.execute(select(User).order_by(User.username)).scalars():
+                    print(f"{u.username}\t{u.role}\t{'active' if u.active else 'inactive'}", file=out)
+                return EXIT_OK
+            password = os.environ.get("MLPE_PASSWORD")
+            if password is None:
+                if not sys.stdin.isatty():
+                    raise UsageError("set MLPE_PASSWORD or run in a terminal to be asked for the password")
+                import getpass
+
+                password = getpass.getpass(f"password for {args.username}: ")
+            add_user(s, args.user, args.username, args.role, password)
+        print(f"added {args.username} ({args.role})", file=out)
+        return EXIT_OK
     if args.command == "backup":
         from .db import backup
 
@@ -215,7 +248,183 @@ def run(argv: list[str]) -> int:
         restore(args.db, args.file)
         print(f"restored the store from {args.file}", file=out)
         return EXIT_OK
+    if args.command in OPS_COMMANDS:
+        return _run_ops(args, out)
     raise UsageError(f"unknown command {args.command}")
+
+
+# ------------------------------------------------------------------ serve, dispatch lists, work orders, lifecycle
+
+OPS_COMMANDS = ("serve", "dispatch", "workorder", "leak")
+
+
+def _add_ops_parsers(sub) -> None:
+    sv = sub.add_parser("serve", help="start the HTTP API for other systems (OpenAPI docs at /docs)")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine)")
+    sv.add_argument("--port", type=int, default=8000)
+
+    dp = sub.add_parser("dispatch", help="plan, approve and export routed dispatch lists")
+    dsub = dp.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    pl = dsub.add_parser("plan", help="plan one day's routed list from the ranking (a draft until approved)")
+    pl.add_argument("--top", type=int, default=None, help="stops (default: the crews' capacity for a day)")
+    pl.add_argument("--date", default=None, help="YYYY-MM-DD the crews go out (default today)")
+    pl.add_argument("--note", default=None)
+    ap = dsub.add_parser("approve", help="supervisor approval: the list becomes final, its leaks dispatched")
+    ap.add_argument("list_id", type=int)
+    ap.add_argument("--note", default=None)
+    wd = dsub.add_parser("withdraw", help="withdraw a list (its leaks not yet visited return to open)")
+    wd.add_argument("list_id", type=int)
+    dsub.add_parser("list", help="every dispatch list")
+    sh = dsub.add_parser("show", help="a list's stops per crew, or write them to a file")
+    sh.add_argument("list_id", type=int)
+    sh.add_argument("-o", "--output", type=Path, default=None)
+    sh.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "workorder"])
+
+    wo = sub.add_parser("workorder", help="record a work order's progress (as a maintenance system would)")
+    wo.add_argument("id", help="work order id (MLPE-00001-L000123) or leak id")
+    wo.add_argument("status", choices=["dispatched", "in_progress", "repair_attempted", "repaired", "delayed",
+                                       "closed", "cancelled"])
+    wo.add_argument("--at", default=None, help="when (ISO 8601; default now)")
+    wo.add_argument("--crew", default=None)
+    wo.add_argument("--note", default=None)
+    wo.add_argument("--reason", default=None, help="why repair is delayed (status delayed)")
+
+    lk = sub.add_parser("leak", help="a leak's lifecycle: history and deadlines, or close / reopen / release")
+    lsub = lk.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ls = lsub.add_parser("show", help="status, deadlines and lifecycle history")
+    ls.add_argument("leak_id")
+    le = lsub.add_parser("set", help="close a repaired or not-found leak, reopen one, or release a dispatched one")
+    le.add_argument("leak_id")
+    le.add_argument("event", choices=["close", "reopen", "release"])
+    le.add_argument("--at", default=None, help="when (ISO 8601; default now)")
+    le.add_argument("--note", default=None)
+
+
+def _when(value: str | None, flag: str = "--at"):
+    import pandas as pd
+
+    if value is None:
+        return None
+    t = pd.to_datetime(value, utc=True, errors="coerce")
+    if pd.isna(t):
+        raise UsageError(f"{flag} '{value}' is not an ISO 8601 time")
+    return t
+
+
+def _atomic_write(path: Path, write_fn) -> None:
+    from .ingest import IngestError
+
+    if not path.parent.exists():
+        raise IngestError(str(path), "output folder does not exist")
+    tmp = path.with_name(path.name + ".part")
+    write_fn(tmp)
+    tmp.replace(path)
+
+
+def _export_workorders(args, out) -> int:
+    from .export import write_workorders
+    from .pipeline import dispatch_workorders
+
+    if args.what != "dispatch":
+        raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
+    with _session(args.db) as s:
+        doc = dispatch_workorders(s, args.top)
+    _atomic_write(args.output, lambda p: write_workorders(doc, p))
+    print(f"wrote {len(doc['work_orders'])} work orders (draft, routed per crew) to {args.output}", file=out)
+    return EXIT_OK
+
+
+def _run_ops(args, out) -> int:
+    if args.command == "serve":
+        from .api import serve
+
+        print(f"MLPE API on http://{args.host}:{args.port} (docs at /docs); Ctrl-C stops it", file=out, flush=True)
+        serve(args.db, args.host, args.port)
+        return EXIT_OK
+    from . import dispatch
+
+    with _session(args.db) as s:
+        if args.command == "dispatch":
+            if args.action == "plan":
+                lid = dispatch.plan_list(s, args.top, args.date, args.user, note=args.note)
+                df = dispatch.list_frame(s, lid)
+                km = dispatch.lists_frame(s).set_index("id").loc[lid, "total_km"]
+                print(f"planned dispatch list {lid}: {len(df)} stops for {df['crew'].nunique()} crews, "
+                      f"{km:.1f} km of driving (draft: a supervisor approves it with "
+                      f"`mlpe dispatch approve {lid}`)", file=out)
+                for crew, g in df.groupby("crew"):
+                    print(f"  {crew}: " + " → ".join(g["leak_id"]), file=out)
+            elif args.action == "approve":
+                r = dispatch.approve_list(s, args.list_id, args.user, args.note)
+                print(f"dispatch list {r['list_id']} approved by {r['approved_by']}: {r['items']} leaks dispatched",
+                      file=out)
+            elif args.action == "withdraw":
+                r = dispatch.withdraw_list(s, args.list_id, args.user)
+                print(f"dispatch list {r['list_id']} withdrawn; {r['released']} leaks back to open", file=out)
+            elif args.action == "list":
+                lists = dispatch.lists_frame(s)
+                if lists.empty:
+                    print("no dispatch lists yet: `mlpe dispatch plan`", file=out)
+                for r in lists.itertuples():
+                    who = f", approved by {r.approved_by}" if r.approved_by else ""
+                    print(f"{r.id}: {r.plan_date} {r.status}, {r.n_items} stops, {r.total_km:.1f} km, "
+                          f"planned by {r.created_by}{who}", file=out)
+            else:  # show
+                from .export import write, write_workorders
+
+                df = dispatch.list_frame(s, args.list_id)
+                if args.output is None:
+                    print(df[["crew", "stop", "rank", "leak_id", "asset_id", "risk_band", "due_by", "leg_km",
+                              "work_order_id", "wo_status"]].to_string(index=False), file=out)
+                elif args.format == "workorder":
+                    doc = dispatch.work_orders(s, args.list_id)
+                    _atomic_write(args.output, lambda p: write_workorders(doc, p))
+                else:
+                    _atomic_write(args.output, lambda p: write(df, p, args.format))
+                if args.output is not None:
+                    print(f"wrote {len(df)} stops of list {args.list_id} to {args.output}", file=out)
+            return EXIT_OK
+        if args.command == "workorder":
+            from sqlmodel import select
+
+            from .models import DispatchItem
+
+            is_wo = s.exec(select(DispatchItem).where(DispatchItem.work_order_id == args.id)).first() is not None
+            r = dispatch.set_work_order_status(s, args.status, args.user, work_order_id=args.id if is_wo else None,
+                                               leak_id=None if is_wo else args.id, at=_when(args.at), crew=args.crew,
+                                               note=args.note, reason=args.reason)
+            print(f"{args.id}: {args.status}; leak {r['leak_id']} is now {r['leak_status']}", file=out)
+            return EXIT_OK
+        # leak
+        from .lifecycle import apply_event, history
+
+        if args.action == "set":
+            st = apply_event(s, args.leak_id, args.event, _when(args.at), actor=args.user, source="cli",
+                             detail={"note": args.note} if args.note else None)
+            print(f"leak {args.leak_id} is now {st.status}", file=out)
+            return EXIT_OK
+        import pandas as pd
+
+        from .comply import leak_clocks, load_rules
+        from .models import Leak
+        from .store import assets_frame, detections_frame, leaks_frame, validations_frame
+
+        leak = s.get(Leak, args.leak_id)
+        if leak is None:
+            raise KeyError(f"no leak '{args.leak_id}'")
+        flag = " (possible failed repair: seen again after repair)" if leak.failed_repair else ""
+        print(f"leak {leak.leak_id}: {leak.status}{flag}; rank {leak.rank or '-'}, {leak.risk_band or '-'}, "
+              f"asset {leak.asset_id or '-'}", file=out)
+        vals = validations_frame(s)
+        clocks = leak_clocks(detections_frame(s, args.leak_id), vals[vals["leak_id"] == args.leak_id], load_rules(),
+                             pd.Timestamp.now(tz="UTC"), args.leak_id, assets=assets_frame(s),
+                             leaks=leaks_frame(s, active_only=False))
+        for c in clocks.itertuples():
+            late = " OVERDUE" if c.overdue else ""
+            print(f"  due {c.due_by:%Y-%m-%d %H:%M} UTC{late}: {c.due_rule} ({c.citation})", file=out)
+        for e in history(s, args.leak_id).itertuples():
+            print(f"  {e.at:%Y-%m-%d %H:%M} {e.event}: {e.from_status} → {e.to_status} by {e.actor}", file=out)
+        return EXIT_OK
 
 
 def _progress(frac: float, text: str) -> None:
@@ -224,8 +433,10 @@ def _progress(frac: float, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .auth import PermissionDenied
     from .comply import RuleError
     from .ingest import IngestError
+    from .lifecycle import TransitionError
 
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -235,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_BAD
     except SystemExit as exc:  # --help / --version
         code = exc.code if isinstance(exc.code, int) else EXIT_OK
-    except (IngestError, RuleError) as exc:
+    except (IngestError, RuleError, PermissionDenied, TransitionError) as exc:
         print(f"mlpe: {exc}", file=sys.stderr)
         code = EXIT_BAD
     except (KeyError, ValueError) as exc:

@@ -49,8 +49,8 @@ def to_geojson(df: pd.DataFrame) -> dict:
     feats = []
     for rec in props.to_dict(orient="records"):
         rec = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()}
-        feats.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [rec["longitude"], rec["latitude"]]},
-                      "properties": rec})
+        point = {"type": "Point", "coordinates": [rec["longitude"], rec["latitude"]]}
+        feats.append({"type": "Feature", "geometry": point, "properties": rec})
     return {"type": "FeatureCollection", "features": feats}
 
 
@@ -70,10 +70,75 @@ def to_kml(df: pd.DataFrame, name_col: str = "leak_id") -> str:
             "<name>MLPE</name>" + "".join(marks) + "</Document></kml>\n")
 
 
+WORKORDER_SCHEMA = "https://mlpe.local/schemas/workorder-1.0.json"  # docs/workorder.schema.json
+
+
+def _none(v):
+    return None if v is None or (not isinstance(v, str | dict | list) and pd.isna(v)) else v
+
+
+def num(v) -> float | None:
+    return None if _none(v) is None else float(v)
+
+
+def whole(v) -> int | None:
+    return None if _none(v) is None else int(v)
+
+
+def text(v) -> str | None:
+    return None if _none(v) is None else str(v)
+
+
+def _iso_one(v) -> str | None:
+    if _none(v) is None:
+        return None
+    t = pd.Timestamp(v)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_workorders(df: pd.DataFrame, meta: dict | None = None) -> dict:
+    """A dispatch frame as the work-order document for maintenance systems (``docs/workorder.schema.json``).
+
+    One work order per row: the leak, its asset and place, priority and risk, expected rate, the
+    regulatory deadline that applies, the crew and stop when the list is routed, the reasons as
+    instructions, and the work order's status. ``meta`` carries the list id, status and approval.
+    """
+    meta = dict(meta or {})
+    orders = []
+    for r in df.to_dict(orient="records"):
+        orders.append({
+            "work_order_id": text(r.get("work_order_id")) or f"MLPE-DRAFT-{r['leak_id']}",
+            "leak_id": str(r["leak_id"]), "asset_id": text(r.get("asset_id")),
+            "priority_rank": int(r["rank"]), "risk_band": text(r.get("risk_band")),
+            "crew": text(r.get("crew")), "day": whole(r.get("day")), "stop": whole(r.get("stop")),
+            "location": {"latitude": float(r["latitude"]), "longitude": float(r["longitude"])},
+            "est_rate_kg_h": num(r.get("est_rate_kg_h")), "p_real": num(r.get("p_real")),
+            "priority_score": num(r.get("priority_score")), "due_by": _iso_one(r.get("due_by")),
+            "due_rule": text(r.get("due_rule")), "instructions": text(r.get("top_reasons")),
+            "status": text(r.get("wo_status")) or "planned"})
+    return {"schema": WORKORDER_SCHEMA, "generated_at": _iso_one(pd.Timestamp.now(tz="UTC")), "source": "MLPE",
+            "list_id": whole(meta.get("list_id")), "status": meta.get("status") or "draft",
+            "plan_date": text(meta.get("plan_date")), "approved_by": text(meta.get("approved_by")),
+            "approved_at": _iso_one(meta.get("approved_at")), "work_orders": orders}
+
+
+def write_workorders(doc: dict | pd.DataFrame, path: str | Path) -> None:
+    """Write a work-order document (or a dispatch frame made into one) as strict JSON."""
+    if isinstance(doc, pd.DataFrame):
+        doc = to_workorders(doc)
+    Path(path).write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
+
+
 def write(df: pd.DataFrame, path: str | Path, fmt: str) -> None:
-    """Write ``df`` as csv, geojson or kml (the last two need latitude and longitude)."""
+    """Write ``df`` as csv, geojson, kml (the last two need latitude and longitude) or workorder JSON."""
     if fmt == "csv":
         write_csv(df, path)
+    elif fmt == "workorder":
+        if not {"leak_id", "rank", "latitude", "longitude"} <= set(df.columns):
+            raise ValueError("workorder needs a dispatch list (leak_id, rank, latitude, longitude): "
+                             "use `mlpe export dispatch --format workorder`")
+        write_workorders(df, path)
     elif fmt in ("geojson", "kml"):
         if not {"latitude", "longitude"} <= set(df.columns):
             raise ValueError(f"{fmt} needs latitude and longitude; this export has none (use --format csv)")
@@ -82,4 +147,4 @@ def write(df: pd.DataFrame, path: str | Path, fmt: str) -> None:
         else:
             Path(path).write_text(to_kml(df), encoding="utf-8")
     else:
-        raise ValueError(f"unknown export format '{fmt}' (csv, geojson or kml)")
+        raise ValueError(f"unknown export format '{fmt}' (csv, geojson, kml or workorder)")

@@ -17,12 +17,11 @@ from sqlmodel import Session
 from . import store
 from .comply import deadlines, load_rules
 from .dispatch import dispatch_list
-from .explain import top_reasons
 from .fuse import LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, loads, outcome_labels, train_candidate
 from .models import Leak
 from .schema import LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
-from .score import FEATURES, leak_features, priority, risk_band
+from .score import FEATURES, leak_features, score_table
 
 Progress = Callable[[float, str], None] | None
 
@@ -72,14 +71,19 @@ def current_model(session: Session, user: str = "system"):
     mv = store.active_model(session)
     if mv is None:
         model = default_model()
-        mv = store.save_model(session, "cold_start", dumps(model), {}, list(FEATURES), "", "cold start: no validations yet",
-                              promote=True, user=user)
+        mv = store.save_model(session, "cold_start", dumps(model), {}, list(FEATURES), "",
+                              "cold start: no validations yet", promote=True, user=user)
         return model, mv.id
     return loads(mv.blob), mv.id
 
 
-def score_frame(session: Session, as_of: pd.Timestamp | None = None, user: str = "system") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features and scores for every active leak (not written). Returns (scored leaks, features)."""
+def score_frame(session: Session, as_of: pd.Timestamp | None = None,
+                user: str = "system") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Features and scores for every active leak (not written). Returns (scored leaks, features).
+
+    The active model gives p_real, the contributions and, when it has learned one, the rate
+    (``score.score_table``); compliance clocks add urgency.
+    """
     leaks = store.leaks_frame(session)
     dets = store.detections_frame(session)
     dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
@@ -88,27 +92,13 @@ def score_frame(session: Session, as_of: pd.Timestamp | None = None, user: str =
     as_of = pd.Timestamp(as_of) if as_of is not None else dets["observed_at"].max()
     X = leak_features(dets, leaks, as_of)
     model, version = current_model(session, user)
-    contrib = model.contributions(X)
-    logit = model.base_ + contrib.sum(axis=1)
-    p = 1 / (1 + np.exp(-logit.to_numpy()))
     vals = store.validations_frame(session)
-    dl = deadlines(dets, vals, load_rules(), as_of)
+    dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks)
     urg = dl["urgency"].reindex(X.index).fillna(0.0).to_numpy(float) if len(dl) else np.zeros(len(X))
     overdue = dl["overdue"].reindex(X.index).fillna(False).to_numpy(bool) if len(dl) else np.zeros(len(X), bool)
-    s = pd.DataFrame(index=X.index)
-    s["p_real"] = p
-    s["est_rate_kg_h"] = X["est_rate_kg_h"]
-    s["rate_lo_kg_h"], s["rate_hi_kg_h"] = X["rate_lo_kg_h"], X["rate_hi_kg_h"]
-    s["rate_quantified"] = X["rate_quantified"].astype(bool)
-    s["priority_score"] = priority(p, X["est_rate_kg_h"].to_numpy(float), urg)
-    s["risk_band"] = risk_band(s["priority_score"].to_numpy(), overdue)
+    s, _ = score_table(X, model, urg, overdue)
     s["due_by"] = dl["due_by"].reindex(X.index) if len(dl) else pd.NaT
     s["due_rule"] = dl["due_rule"].reindex(X.index) if len(dl) else None
-    feats = X.join(s[["p_real"]])
-    s["top_reasons"] = [top_reasons(feats.loc[i], contrib.loc[i]) for i in X.index]
-    s["contributions"] = [json.dumps({"base": round(float(model.base_), 4),
-                                      **{k: round(float(v), 4) for k, v in row.items() if abs(v) > 1e-9}})
-                          for row in contrib.to_dict(orient="records")]
     s["model_version"] = version
     s["scored_at"] = store.now()
     status = leaks.set_index("leak_id")["status"].reindex(X.index)
@@ -119,9 +109,11 @@ def score_frame(session: Session, as_of: pd.Timestamp | None = None, user: str =
     return s, X
 
 
-def run_score(session: Session, as_of: pd.Timestamp | None = None, user: str = "system", progress: Progress = None) -> dict:
+def run_score(session: Session, as_of: pd.Timestamp | None = None, user: str = "system",
+              progress: Progress = None) -> dict:
     """Score and rank every open leak, with reasons, and store the results."""
     _say(progress, 0.1, "computing features")
+    run_lifecycle(session, user=user)  # leaks seen again after a repair or a not-found visit re-open first
     s, _ = score_frame(session, as_of, user)
     if s.empty:
         return {"scored": 0, "high": 0, "medium": 0, "low": 0}
@@ -142,7 +134,12 @@ def run_score(session: Session, as_of: pd.Timestamp | None = None, user: str = "
 
 
 def run_train(session: Session, user: str = "system") -> dict:
-    """Fit a model from validations; promote it only if it beats the current one on held-out visits."""
+    """Fit a model from validations; promote it only if it beats the current one on held-out visits.
+
+    Every fitted candidate is recorded in the model registry with its hold-out metrics and the decision
+    (which states the hold-out size); a promoted one becomes active. The learned model carries its rate
+    model when at least ``learn.MIN_RATES`` measured rates exist.
+    """
     vals = store.validations_frame(session)
     if vals.empty:
         return {"promoted": False, "decision": "not trained: no validations recorded yet "
@@ -154,10 +151,10 @@ def run_train(session: Session, user: str = "system") -> dict:
     X = leak_features(dets, leaks, as_of)
     labels = outcome_labels(vals)
     # features as the crew saw them: time since last sighting counted at the visit, not today
-    last = X["last_seen"].reindex(labels.index)
-    X.loc[labels.index.intersection(X.index), "days_since_last"] = (
-        (labels["visited_at"] - last).dt.total_seconds() / 86400.0).clip(lower=0).reindex(
-        labels.index.intersection(X.index))
+    known = labels.index.intersection(X.index)
+    last = X.loc[known, "last_seen"]
+    at_visit = (labels.loc[known, "visited_at"] - last).dt.total_seconds() / 86400.0
+    X.loc[known, "days_since_last"] = at_visit.clip(lower=0)
     current, _ = current_model(session, user)
     res = train_candidate(X, labels, current)
     if res["model"] is None:
@@ -167,7 +164,8 @@ def run_train(session: Session, user: str = "system") -> dict:
     mv = store.save_model(session, "learned", dumps(res["model"]), res["metrics"], list(FEATURES), res["data_hash"],
                           res["decision"], res["promote"], res["metrics"].get("n_train", 0),
                           res["metrics"].get("n_holdout", 0), user=user)
-    return {"promoted": res["promote"], "decision": res["decision"], "version": mv.id}
+    return {"promoted": res["promote"], "decision": res["decision"], "version": mv.id,
+            "n_holdout": res["metrics"].get("n_holdout", 0)}
 
 
 # --------------------------------------------------------------------------------------------- exports
@@ -203,9 +201,11 @@ def _export_frame(session: Session, what: str, top: int | None) -> pd.DataFrame:
                             "ambiguous", "batch_id", "source_row") if c in d]
         return d[lead + rest]
     if what == "dispatch":
+        from .lifecycle import validated_since_open
+
         leaks = store.leaks_frame(session)
         vals = store.validations_frame(session)
-        return dispatch_list(leaks, set(vals["leak_id"]) if len(vals) else set(), top)
+        return dispatch_list(leaks, validated_since_open(leaks, vals), top)  # a re-opened leak can go out again
     if what == "validations":
         v = store.validations_frame(session)
         return v.reindex(columns=list(VALIDATION_COLUMNS) + ["recorded_at", "recorded_by"])
@@ -258,8 +258,17 @@ def store_assets(session: Session, assets: pd.DataFrame, user: str = "system") -
     session.commit()
 
 
-def simulate_visits(session: Session, basin, n_visits: int = 60, seed: int = 0, user: str = "demo") -> int:
-    """Crews visit the top of the ranking plus a few random leaks; outcomes come from the simulated truth."""
+def simulate_visits(session: Session, basin, n_visits: int = 60, seed: int = 0, user: str = "demo",
+                    top_share: float = 0.6, p_no_access: float = 0.05, start_day: int = 1) -> int:
+    """Crews visit the top of the ranking plus a few random leaks; outcomes come from the simulated truth.
+
+    The top ``top_share`` of ``n_visits`` are the best-ranked open leaks, the rest a random draw from the
+    remaining ranked ones. A leak is ``confirmed`` when at least one of the real sources behind its
+    detections still emits at the end of the period (measured rate: their summed true rate × a log-normal
+    30 % error), ``already_repaired`` when its sources all stopped, ``not_found`` when none of its
+    detections came from a real source; a share ``p_no_access`` of visits is ``not_accessible``. Visits
+    fall on days ``start_day`` .. ``start_day`` + 9 after the end of the period.
+    """
     rng = np.random.default_rng(seed + 1)
     leaks = store.leaks_frame(session)
     dets = store.detections_frame(session)
@@ -267,29 +276,31 @@ def simulate_visits(session: Session, basin, n_visits: int = 60, seed: int = 0, 
     real = truth[truth["source_id"] != ""]
     src = basin.sources.set_index("source_id")
     top = leaks[leaks["rank"].notna()].sort_values("rank")
-    pick = list(top["leak_id"].head(int(n_visits * 0.6)))
+    pick = list(top["leak_id"].head(int(round(n_visits * top_share))))
     others = top["leak_id"].iloc[len(pick):].to_numpy()
-    if len(others):
+    if len(others) and n_visits > len(pick):
         pick += list(rng.choice(others, size=min(len(others), n_visits - len(pick)), replace=False))
+    by_leak = real.groupby("leak_id")["source_id"].agg(lambda s: sorted(set(s)))
     rows = []
     for i, lk in enumerate(pick):
-        sids = real.loc[real["leak_id"] == lk, "source_id"]
-        visited = basin.as_of + pd.Timedelta(days=1 + i % 10, hours=int(rng.integers(7, 16)))
-        if rng.random() < 0.05:
+        sids = by_leak.get(lk, [])
+        visited = basin.as_of + pd.Timedelta(days=start_day + i % 10, hours=int(rng.integers(7, 16)))
+        if rng.random() < p_no_access:
             rows.append({"leak_id": lk, "visited_at": visited, "outcome": "not_accessible"})
             continue
         if len(sids) == 0:
             rows.append({"leak_id": lk, "visited_at": visited, "outcome": "not_found"})
             continue
-        s = src.loc[sids.mode().iloc[0]]
-        if not bool(s.get("emitting_at_end", True)):
+        alive = src.loc[sids]
+        alive = alive[alive["emitting_at_end"].astype(bool)]
+        if alive.empty:
             rows.append({"leak_id": lk, "visited_at": visited, "outcome": "already_repaired"})
             continue
-        rate = float(s["rate_kg_h"]) * float(np.exp(rng.normal(0, 0.3)))
+        rate = float(alive["rate_kg_h"].sum()) * float(np.exp(rng.normal(0, 0.3)))
         rows.append({"leak_id": lk, "visited_at": visited, "outcome": "confirmed", "measured_rate_kg_h": round(rate, 2),
                      "component": rng.choice(["valve", "connector", "thief hatch", "compressor seal", "tank vent"]),
                      "crew": f"crew-{1 + i % 3}"})
-    good = pd.DataFrame(rows)
+    good = pd.DataFrame(rows, columns=["leak_id", "visited_at", "outcome", "measured_rate_kg_h", "component", "crew"])
     for c in ("measured_rate_kg_h", "component", "crew", "notes", "repaired_at"):
         if c not in good:
             good[c] = None
@@ -314,3 +325,28 @@ def ensure_demo(session: Session, seed: int = 0) -> dict | None:
     if store.counts(session)["detections"] == 0:
         return run_demo(session, seed=seed)
     return None
+
+
+# --------------------------------------------------------------------------------------------- lifecycle and dispatch
+
+
+def run_lifecycle(session: Session, user: str = "system") -> dict:
+    """Re-open leaks seen again after their repair (flagged as possible failed repairs) or after a visit
+    that did not find them, so the next ranking includes them. Run it after fusing, before scoring."""
+    from .lifecycle import reopen_seen_again
+
+    summary = reopen_seen_again(session, actor=user, commit=False)
+    if summary["reopened"]:
+        store.audit(session, user, "lifecycle_check", None, summary)
+    session.commit()
+    return summary
+
+
+def dispatch_workorders(session: Session, top: int | None = None) -> dict:
+    """The current dispatch list, routed per crew, as a work-order document (not stored; a draft)."""
+    from .dispatch import current_list, route_dispatch, work_orders
+
+    disp = current_list(session, top)
+    routed = route_dispatch(disp)
+    routed["due_rule"] = routed["leak_id"].map(store.leaks_frame(session).set_index("leak_id")["due_rule"])
+    return work_orders(session, frame=routed)

@@ -1,0 +1,289 @@
+"""Dispatch: crews, capacities and home bases honoured; routes shorter than visiting in rank order;
+supervisor approval recorded and enforced; work orders valid against their documented schema."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sqlmodel import select
+
+from mlpe_core import auth
+from mlpe_core import dispatch as dsp
+from mlpe_core.lifecycle import TransitionError
+from mlpe_core.models import DispatchItem, DispatchList, Leak, LeakEvent
+from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "docs" / "workorder.schema.json"
+T = pd.Timestamp("2025-03-03T10:00:00Z")
+
+
+def settings(crews, **over) -> dict:
+    cfg = {"crews": [{"name": n, "home": h, "visits": v} for n, h, v in crews], "visits_per_crew_per_day": 4,
+           "speed_km_h": 50.0, "road_factor": 1.0, "visit_hours": 1.0, "day_hours": 8.0, "separate_approver": True}
+    cfg.update(over)
+    return cfg
+
+
+def frame(points) -> pd.DataFrame:
+    return pd.DataFrame({"rank": range(1, len(points) + 1), "leak_id": [f"L{i + 1:06d}" for i in range(len(points))],
+                         "latitude": [p[0] for p in points], "longitude": [p[1] for p in points]})
+
+
+def total_km(routed: pd.DataFrame) -> float:
+    return float(routed.drop_duplicates(["day", "crew"])["route_km"].sum())
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+
+def test_shipped_settings_and_capacity():
+    cfg = dsp.load_settings()
+    assert [c["name"] for c in cfg["crews"]] == ["crew-1", "crew-2", "crew-3"]
+    assert dsp.crew_capacity() == 12
+
+
+def test_crews_with_homes_and_own_capacity(tmp_path):
+    p = tmp_path / "d.yaml"
+    p.write_text(yaml.safe_dump({"crews": [{"name": "north", "home": [33.0, -102.0], "visits_per_day": 6},
+                                           {"name": "south", "home": [31.0, -102.0]}],
+                                 "visits_per_crew_per_day": 3, "speed_km_h": 60}))
+    cfg = dsp.load_settings(p)
+    assert [(c["name"], c["home"], c["visits"]) for c in cfg["crews"]] == [("north", (33.0, -102.0), 6),
+                                                                          ("south", (31.0, -102.0), 3)]
+    assert dsp.crew_capacity(p) == 9 and cfg["speed_km_h"] == 60.0
+    p.write_text(yaml.safe_dump({"crews": 2}))
+    assert dsp.crew_capacity(p) == 8
+
+
+@pytest.mark.parametrize(("cfg", "field"), [({"crews": [{"name": "a", "home": [95, 0]}]}, "crews[0].home"),
+                                            ({"crews": [{"name": "a"}, {"name": "a"}]}, "crews[1].name"),
+                                            ({"crews": 0}, "crews"),
+                                            ({"visits_per_crew_per_day": 0}, "visits_per_crew_per_day"),
+                                            ({"speed_km_h": -5}, "speed_km_h"),
+                                            ({"approval": {"separate_approver": "no"}}, "approval.separate_approver")])
+def test_bad_settings_name_the_field(tmp_path, cfg, field):
+    p = tmp_path / "d.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(dsp.DispatchConfigError, match=f"field '{field.replace('[', '.').replace(']', '.')}'"):
+        dsp.load_settings(p)
+
+
+# --------------------------------------------------------------------------------------------- routing
+
+WEST, EAST = (32.0, -103.0), (32.0, -101.0)  # ~190 km apart
+
+
+def _around(c, dx_km):
+    return (c[0], c[1] + dx_km / (111.32 * math.cos(math.radians(c[0]))))
+
+
+def test_routes_group_each_crews_visits_and_beat_rank_order():
+    # ranks go west, west, east, east, ... ; each crew's yard is in one of the two areas
+    sides = [WEST, WEST, EAST, EAST, WEST, WEST, EAST, EAST]
+    pts = [_around(c, 3.0 * sum(1 for x in sides[:i] if x == c)) for i, c in enumerate(sides)]
+    cfg = settings([("west", WEST, 4), ("east", EAST, 4)])
+    routed = dsp.route_dispatch(frame(pts), cfg)
+    naive = dsp.route_in_rank_order(frame(pts), cfg)
+    assert sorted(routed["leak_id"]) == sorted(frame(pts)["leak_id"])
+    side = {r.leak_id: ("west" if r.longitude < -102 else "east") for r in routed.itertuples()}
+    assert all(side[r.leak_id] == r.crew for r in routed.itertuples())  # every crew stays in its own area
+    # along a line from the yard the route is the line, out and back: 2 x 9 km per crew
+    assert total_km(routed) == pytest.approx(36.0, rel=0.01)
+    assert routed.query("crew == 'west'")["rank"].tolist() == [1, 2, 5, 6]
+    assert routed.query("crew == 'west'")["leg_km"].tolist() == pytest.approx([0.0, 3.0, 3.0, 3.0], abs=0.05)
+    assert total_km(naive) > 10 * total_km(routed)  # dealt in rank order, both crews cross the basin
+
+
+def test_capacity_and_home_bases_are_honoured_and_best_ranks_go_first():
+    rng = np.random.default_rng(4)
+    pts = list(zip(32 + rng.uniform(0, 0.4, 30), -102 + rng.uniform(0, 0.4, 30), strict=True))
+    cfg = settings([("a", (32.0, -102.0), 5), ("b", (32.4, -101.6), 3)])
+    routed = dsp.route_dispatch(frame(pts), cfg)
+    sizes = routed.groupby(["day", "crew"]).size().to_dict()
+    assert sizes[(1, "a")] == 5 and sizes[(1, "b")] == 3
+    assert all(n <= {"a": 5, "b": 3}[c] for (_, c), n in sizes.items())
+    assert set(routed.loc[routed["day"] == 1, "rank"]) == set(range(1, 9))  # day 1 = the 8 best
+    assert routed["day"].max() == 4 and len(routed) == 30 and routed["leak_id"].is_unique
+    first = routed[(routed["day"] == 1) & (routed["crew"] == "a")].sort_values("stop")
+    home = np.radians([32.0, -102.0])
+    lat, lon = np.radians(first[["latitude", "longitude"]].iloc[0])
+    d = 2 * 6371.0088 * math.asin(math.sqrt(math.sin((lat - home[0]) / 2) ** 2
+                                            + math.cos(lat) * math.cos(home[0]) * math.sin((lon - home[1]) / 2) ** 2))
+    assert first["leg_km"].iloc[0] == pytest.approx(d, abs=0.01)  # the first leg starts at the crew's yard
+    hours = first["route_km"].iloc[0] / 50 + 5
+    assert first["route_hours"].iloc[0] == pytest.approx(hours, abs=0.01)
+
+
+def test_two_opt_untangles_a_crossing_route():
+    D = dsp.km_matrix(np.array([0, 0, 1, 1, 0.5]), np.array([0, 1, 1, 0, -0.5]))
+    home = 4
+    crossed = [0, 2, 1, 3]
+    better = dsp.two_opt(crossed, D, home)
+    assert dsp.tour_km(better, D, home) < dsp.tour_km(crossed, D, home) - 50
+    assert sorted(better) == [0, 1, 2, 3]
+
+
+def test_crews_without_a_yard_start_from_their_share_of_the_leaks():
+    pts = [_around(WEST, i) for i in range(4)] + [_around(EAST, i) for i in range(4)]
+    routed = dsp.route_dispatch(frame(pts), settings([("a", None, 4), ("b", None, 4)]))
+    assert routed.groupby("crew")["longitude"].agg(lambda s: (s < -102).all() or (s > -102).all()).all()
+
+
+def test_dispatch_list_keeps_the_contract():
+    leaks = pd.DataFrame({"leak_id": ["L1", "L2", "L3", "L4"], "status": ["open", "open", "dispatched", "open"],
+                          "rank": [2, 1, 3, 4], "latitude": 32.0, "longitude": -102.0})
+    d = dsp.dispatch_list(leaks, {"L4"}, 10)
+    assert list(d.columns) == list(DISPATCH_EXPORT_COLUMNS)
+    assert d["leak_id"].tolist() == ["L2", "L1"] and d["rank"].tolist() == [1, 2]
+
+
+# --------------------------------------------------------------------------------------------- lists and approval
+
+
+@pytest.fixture
+def ranked(session):
+    rng = np.random.default_rng(1)
+    for i in range(1, 16):
+        session.add(Leak(leak_id=f"L{i:06d}", latitude=32 + rng.uniform(0, .3), longitude=-102 + rng.uniform(0, .3),
+                         radius_m=5.0, n_detections=1, n_sources=1, source_types="aerial",
+                         first_seen=T.to_pydatetime(), last_seen=T.to_pydatetime(), rank=i, risk_band="HIGH",
+                         priority_score=100.0 - i, p_real=0.8, est_rate_kg_h=10.0 + i, asset_id=f"A{i}",
+                         top_reasons="=big leak" if i == 1 else "seen twice",
+                         due_by=(T + pd.Timedelta(days=5)).to_pydatetime() if i == 2 else None,
+                         due_rule="ooooB_super_emitter:investigate" if i == 2 else None))
+    session.commit()
+    return session
+
+
+@pytest.fixture
+def people(ranked):
+    auth.add_user(ranked, "setup", "root", "admin", "password-1")
+    auth.add_user(ranked, "root", "sam", "supervisor", "password-2")
+    auth.add_user(ranked, "root", "sue", "supervisor", "password-3")
+    auth.add_user(ranked, "root", "ann", "analyst", "password-4")
+    auth.add_user(ranked, "root", "lee", "field_lead", "password-5")
+    return ranked
+
+
+def _status(session, lid):
+    session.expire_all()
+    return session.get(Leak, lid).status
+
+
+def test_a_planned_list_is_a_draft_until_another_supervisor_approves_it(people):
+    lid = dsp.plan_list(people, plan_date="2025-03-04", user="sam")
+    dl = people.get(DispatchList, lid)
+    assert (dl.status, dl.created_by, dl.n_items) == ("draft", "sam", 12)
+    assert _status(people, "L000001") == "open"
+    with pytest.raises(auth.PermissionDenied, match="analyst"):
+        dsp.approve_list(people, lid, "ann")
+    with pytest.raises(auth.PermissionDenied, match="another supervisor"):
+        dsp.approve_list(people, lid, "sam")
+    r = dsp.approve_list(people, lid, "sue", note="ok for Tuesday")
+    assert r == {"list_id": lid, "approved_by": "sue", "items": 12}
+    people.expire_all()
+    dl = people.get(DispatchList, lid)
+    assert (dl.status, dl.approved_by, dl.note) == ("approved", "sue", "ok for Tuesday") and dl.approved_at
+    assert {_status(people, f"L{i:06d}") for i in range(1, 13)} == {"dispatched"}
+    assert _status(people, "L000013") == "open"
+    ev = people.exec(select(LeakEvent).where(LeakEvent.leak_id == "L000001")).one()
+    assert (ev.event, ev.actor, ev.source) == ("dispatch", "sue", f"dispatch_list:{lid}")
+    with pytest.raises(ValueError, match="only a draft"):
+        dsp.approve_list(people, lid, "sue")
+    # the next list takes the next leaks: dispatched leaks are not listed again
+    assert dsp.current_list(people)["leak_id"].tolist() == ["L000013", "L000014", "L000015"]
+
+
+def test_approval_is_refused_when_a_leak_changed_since_planning(ranked, write):
+    from mlpe_core.store import import_validations
+
+    lid = dsp.plan_list(ranked, top=4, plan_date="2025-03-04", user="sam")
+    import_validations(ranked, write("v.csv", "leak_id,visited_at,outcome\nL000003,2025-03-04T08:00:00Z,confirmed\n"))
+    with pytest.raises(TransitionError, match="L000003.*plan a new list"):
+        dsp.approve_list(ranked, lid, "sue")
+    assert _status(ranked, "L000001") == "open" and ranked.get(DispatchList, lid).status == "draft"
+
+
+def test_plan_refuses_more_than_a_day_and_an_empty_ranking(ranked, session):
+    with pytest.raises(ValueError, match="--top must be 1..12"):
+        dsp.plan_list(ranked, top=13)
+    ranked.execute(Leak.__table__.update().values(rank=None))
+    ranked.commit()
+    with pytest.raises(ValueError, match="nothing to dispatch"):
+        dsp.plan_list(ranked)
+
+
+def test_work_orders_match_the_documented_schema(ranked):
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    lid = dsp.plan_list(ranked, plan_date="2025-03-04", user="sam")
+    draft = dsp.work_orders(ranked, lid)
+    jsonschema.validate(draft, schema)
+    dsp.approve_list(ranked, lid, "sue")
+    doc = dsp.work_orders(ranked, lid)
+    jsonschema.validate(doc, schema)
+    assert (doc["status"], doc["approved_by"], doc["plan_date"], doc["list_id"]) == ("approved", "sue", "2025-03-04",
+                                                                                      lid)
+    wo = {w["leak_id"]: w for w in doc["work_orders"]}
+    assert wo["L000002"]["due_by"] == "2025-03-08T10:00:00Z"
+    assert wo["L000002"]["due_rule"] == "ooooB_super_emitter:investigate"
+    assert wo["L000001"]["instructions"] == "=big leak"  # JSON is not a spreadsheet: text stays as it is
+    assert wo["L000001"]["work_order_id"] == f"MLPE-{lid:05d}-L000001" and wo["L000001"]["status"] == "dispatched"
+    stops = sorted((w["crew"], w["stop"]) for w in doc["work_orders"])
+    assert stops == sorted((c, s) for c in ("crew-1", "crew-2", "crew-3") for s in range(1, 5))
+    from mlpe_core.pipeline import dispatch_workorders
+
+    current = dispatch_workorders(ranked)
+    jsonschema.validate(current, schema)
+    assert sorted(w["leak_id"] for w in current["work_orders"]) == ["L000013", "L000014", "L000015"]
+    assert {w["work_order_id"] for w in current["work_orders"]} == {f"MLPE-DRAFT-L00001{i}" for i in (3, 4, 5)}
+
+
+def test_work_order_status_moves_the_leak_and_refuses_illegal_moves(ranked):
+    lid = dsp.plan_list(ranked, top=3, plan_date="2025-03-04", user="sam")
+    dsp.approve_list(ranked, lid, "sue")
+    wo = f"MLPE-{lid:05d}-L000001"
+    r = dsp.set_work_order_status(ranked, "in_progress", "lee", work_order_id=wo, at=T)
+    assert r["leak_status"] == "dispatched"
+    with pytest.raises(ValueError, match="needs its reason"):
+        dsp.set_work_order_status(ranked, "delayed", "lee", work_order_id=wo)
+    r = dsp.set_work_order_status(ranked, "repair_attempted", "lee", work_order_id=wo, at=T + pd.Timedelta(hours=2))
+    assert r["leak_status"] == "repair_attempted"
+    dsp.set_work_order_status(ranked, "repaired", "lee", work_order_id=wo, at=T + pd.Timedelta(days=2))
+    with pytest.raises(TransitionError, match="already repaired"):
+        dsp.set_work_order_status(ranked, "repaired", "lee", work_order_id=wo, at=T + pd.Timedelta(days=3))
+    assert dsp.set_work_order_status(ranked, "closed", "lee", work_order_id=wo)["leak_status"] == "closed"
+    item = ranked.exec(select(DispatchItem).where(DispatchItem.work_order_id == wo)).one()
+    assert item.wo_status == "closed"
+    with pytest.raises(KeyError, match="no work order"):
+        dsp.set_work_order_status(ranked, "closed", "lee", work_order_id="MLPE-99999-L1")
+    with pytest.raises(TransitionError, match="only a repaired or not-found leak can be closed"):
+        dsp.set_work_order_status(ranked, "closed", "lee", work_order_id=f"MLPE-{lid:05d}-L000002")
+    r = dsp.set_work_order_status(ranked, "cancelled", "lee", work_order_id=f"MLPE-{lid:05d}-L000002")
+    assert r["leak_status"] == "open"
+
+
+def test_withdrawing_an_approved_list_releases_its_unvisited_leaks(ranked):
+    lid = dsp.plan_list(ranked, top=3, plan_date="2025-03-04", user="sam")
+    dsp.approve_list(ranked, lid, "sue")
+    dsp.set_work_order_status(ranked, "repaired", "lee", work_order_id=f"MLPE-{lid:05d}-L000001", at=T)
+    assert dsp.withdraw_list(ranked, lid, "sue") == {"list_id": lid, "released": 2}
+    assert [_status(ranked, f"L{i:06d}") for i in (1, 2, 3)] == ["repaired", "open", "open"]
+
+
+def test_stored_list_frame_has_contract_columns_then_route(ranked):
+    lid = dsp.plan_list(ranked, top=6, plan_date="2025-03-04", user="sam")
+    df = dsp.list_frame(ranked, lid)
+    assert list(df.columns[: len(DISPATCH_EXPORT_COLUMNS)]) == list(DISPATCH_EXPORT_COLUMNS)
+    assert {"crew", "stop", "leg_km", "work_order_id", "wo_status"} <= set(df.columns)
+    assert sorted(df["rank"]) == list(range(1, 7))
+    total = dsp.lists_frame(ranked)["total_km"].iloc[0]
+    assert df["leg_km"].sum() < total < 3 * df["leg_km"].sum()  # out legs plus the drives back to the yards

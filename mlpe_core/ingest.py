@@ -41,6 +41,7 @@ import yaml
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from .auth import require
 from .models import Asset, Detection, IngestBatch
 from .schema import CANONICAL_COLUMNS, REQUIRED_COLUMNS, SOURCE_TYPES
 
@@ -1084,6 +1085,7 @@ def ingest_file(
 
     ``progress(fraction, text)``, when given, is called as the file is read, checked and written.
     """
+    require(session, user, "ingest")
     path = Path(path)
     label = label or path.name
     if fmt not in FORMATS:
@@ -1126,6 +1128,7 @@ def ingest_frame(
     Rows that name an ``asset_id`` but leave both coordinates blank take the asset's position from
     the registry (the Asset table); an unknown asset rejects the row.
     """
+    require(session, user, "ingest")
     fmt = canon.attrs.get("format", "canonical")
     if sha256 is None:
         sha256 = hashlib.sha256(pd.util.hash_pandas_object(canon.astype(str), index=False).values.tobytes()).hexdigest()

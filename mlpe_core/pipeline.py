@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from . import store
+from .auth import require
 from .comply import deadlines, load_rules
 from .dispatch import dispatch_list
 from .fuse import LeakFuser, attribute_assets, carry_ids
@@ -33,6 +34,7 @@ def _say(progress: Progress, frac: float, text: str) -> None:
 
 def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "system", progress: Progress = None) -> dict:
     """Group every detection into leaks, keeping the ids of leaks that still exist."""
+    require(session, user, "fuse")
     dets = store.detections_frame(session)
     if dets.empty:
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0}
@@ -112,6 +114,7 @@ def score_frame(session: Session, as_of: pd.Timestamp | None = None,
 def run_score(session: Session, as_of: pd.Timestamp | None = None, user: str = "system",
               progress: Progress = None) -> dict:
     """Score and rank every open leak, with reasons, and store the results."""
+    require(session, user, "score")
     _say(progress, 0.1, "computing features")
     run_lifecycle(session, user=user)  # leaks seen again after a repair or a not-found visit re-open first
     s, _ = score_frame(session, as_of, user)
@@ -140,6 +143,7 @@ def run_train(session: Session, user: str = "system") -> dict:
     (which states the hold-out size); a promoted one becomes active. The learned model carries its rate
     model when at least ``learn.MIN_RATES`` measured rates exist.
     """
+    require(session, user, "train")
     vals = store.validations_frame(session)
     if vals.empty:
         return {"promoted": False, "decision": "not trained: no validations recorded yet "
@@ -219,6 +223,7 @@ def run_demo(session: Session, seed: int = 0, n_assets: int = 2000, with_validat
              progress: Progress = None, user: str = "demo") -> dict:
     """Fill the store with a simulated basin and run the pipeline (ingest, fuse, score, and a first
     round of field outcomes so the validation and model pages have something to show)."""
+    require(session, user, "demo")
     from .ingest import ingest_frame, to_canonical
     from .simulate import simulate_basin
 

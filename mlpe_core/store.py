@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from .auth import require
 from .ingest import IngestError, file_sha256, parse_times, read_table
 from .models import Asset, AuditEvent, Detection, IngestBatch, Leak, ModelVersion, Validation
 from .schema import ASSET_REQUIRED, OUTCOMES, VALIDATION_REQUIRED
@@ -148,6 +149,7 @@ def set_status(session: Session, leak_ids: list[str], status: str, user: str = "
 
 def import_assets(session: Session, path: str | Path, user: str = "system") -> dict:
     """Load or update the asset registry; rows with bad coordinates are rejected with reasons."""
+    require(session, user, "assets_import")
     path = Path(path)
     raw = read_table(path)
     cols = {c.lower(): c for c in raw.columns}
@@ -260,6 +262,7 @@ def record_validations(session: Session, good: pd.DataFrame, user: str = "system
     moment, the unique constraint refuses our transaction; it is then retried with that row counted
     as a duplicate, so concurrent field leads never lose an outcome nor store one twice.
     """
+    require(session, user, "validate")
     base = batch.n_rejected if batch is not None else 0
     for attempt in range(5):
         try:
@@ -355,6 +358,7 @@ def save_model(session: Session, kind: str, model_blob: bytes | None, metrics: d
 
 def activate_model(session: Session, version_id: int, user: str = "system") -> None:
     """Roll back (or forward) to a recorded model version."""
+    require(session, user, "promote_model")
     mv = session.get(ModelVersion, version_id)
     if mv is None:
         raise ValueError(f"no model version {version_id}")

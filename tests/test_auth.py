@@ -72,3 +72,76 @@ def test_passwords_are_hashed_and_checked(staffed) -> None:
     assert authenticate(staffed, "nobody", "correct horse") is None
     with pytest.raises(ValueError, match="at least 8"):
         add_user(staffed, "root", "shorty", "analyst", "short")
+
+
+def test_core_functions_refuse_forbidden_roles_and_write_nothing(staffed, tmp_path) -> None:
+    import pandas as pd
+    from sqlalchemy import func, select
+
+    from mlpe_core.ingest import ingest_file
+    from mlpe_core.models import Detection, Validation
+    from mlpe_core.pipeline import run_fuse, run_score, run_train
+    from mlpe_core.store import record_validations
+
+    f = tmp_path / "d.csv"
+    pd.DataFrame(
+        {
+            "detection_id": ["a"],
+            "source_type": ["aerial"],
+            "source_name": ["Air"],
+            "observed_at": ["2026-06-01T00:00:00Z"],
+            "latitude": [32.0],
+            "longitude": [-102.0],
+        }
+    ).to_csv(f, index=False)
+    with pytest.raises(PermissionDenied, match="u_field_lead"):
+        ingest_file(staffed, f, user="u_field_lead")
+    assert staffed.execute(select(func.count()).select_from(Detection)).scalar_one() == 0
+    ingest_file(staffed, f, user="u_analyst")
+    run_fuse(staffed, user="u_analyst")
+    run_score(staffed, user="u_analyst")
+    with pytest.raises(PermissionDenied):
+        run_train(staffed, user="u_analyst")
+    with pytest.raises(PermissionDenied):
+        run_fuse(staffed, user="u_field_lead")
+    row = pd.DataFrame(
+        [
+            {
+                "leak_id": "L000001",
+                "visited_at": pd.Timestamp("2026-06-02", tz="UTC"),
+                "outcome": "not_found",
+                "measured_rate_kg_h": None,
+                "component": None,
+                "repaired_at": pd.NaT,
+                "crew": None,
+                "notes": None,
+            }
+        ]
+    )
+    with pytest.raises(PermissionDenied):
+        record_validations(staffed, row, user="u_analyst")
+    assert staffed.execute(select(func.count()).select_from(Validation)).scalar_one() == 0
+    record_validations(staffed, row, user="u_field_lead")
+    assert staffed.execute(select(func.count()).select_from(Validation)).scalar_one() == 1
+
+
+def test_cli_acts_as_named_user(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "s.db")
+    env = dict(os.environ, MLPE_PASSWORD="long enough pw")
+
+    def mlpe(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mlpe_core.cli", "--db", db, *a], capture_output=True, text=True, env=env
+        )
+
+    assert mlpe("--user", "root", "users", "add", "root", "--role", "admin").returncode == 0
+    assert mlpe("--user", "root", "users", "add", "fran", "--role", "field_lead").returncode == 0
+    r = mlpe("--user", "fran", "train")
+    assert r.returncode == 2 and "may not train" in r.stderr
+    r = mlpe("--user", "mallory", "fuse")
+    assert r.returncode == 2 and "not an active user" in r.stderr
+    assert mlpe("--user", "root", "fuse").returncode == 0

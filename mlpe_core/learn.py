@@ -1,64 +1,164 @@
 """Learn: fit the scoring model from field outcomes, and promote it only when it is better.
 
-A gradient-boosted tree model (scikit-learn, shallow trees so SHAP is fast) is fitted on leak
-features labelled by what crews found. Its raw log-odds are calibrated with Platt scaling fitted on
-out-of-fold predictions, which keeps SHAP exact: calibrated logit = a·(Σφ + E) + b, so the
-contributions are the SHAP values times a. Promotion compares the candidate with the current model
-on the most recent validations held out by time (the future is what the model must predict).
+The learned scorer boosts from the cold-start prior: a scikit-learn gradient-boosted model (shallow
+trees, so SHAP is fast) starts from the cold-start log-odds of each leak and fits corrections to them
+from what crews found, so a few dozen outcomes refine the prior instead of replacing it. Its raw log-odds
+are calibrated with Platt scaling fitted on out-of-fold predictions, which keeps the explanation exact:
+calibrated logit = a·(prior logit + Σ tree SHAP values + E) + b, so the contributions are the prior's own
+terms and the trees' SHAP values, both times a. A rate model fitted on the rates crews measured corrects
+the rate estimate and carries its uncertainty. Promotion compares the candidate with the current model on
+the most recent validations held out by time (the future is what the model must predict).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import pickle
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
-from .score import FEATURES, ColdStartScorer
+from .schema import SOURCE_TYPES
+from .score import FEATURES, ColdStartScorer, model_rates
 
 POSITIVE = {"confirmed"}
 NEGATIVE = {"not_found", "already_repaired"}  # already repaired: nothing left for a crew to find
-MIN_TRAIN = 30
+MIN_TRAIN = 30  # usable validations before a model is fitted at all
+MIN_HOLDOUT = 10  # held-out validations before a promotion decision is trusted
+MIN_RATES = 20  # measured rates before the rate model is fitted
+RATE_FEATURES = ["log_rate", "rate_rel_unc", "unquantified", "log_n_quantified", *[f"has_{t}" for t in SOURCE_TYPES]]
 
 
 def outcome_labels(validations: pd.DataFrame) -> pd.DataFrame:
     """One label per leak from its latest usable visit (not_accessible says nothing about the leak)."""
     v = validations[validations["outcome"].isin(POSITIVE | NEGATIVE)].copy()
     v["visited_at"] = pd.to_datetime(v["visited_at"], utc=True)
+    if "measured_rate_kg_h" not in v:
+        v["measured_rate_kg_h"] = np.nan
     v = v.sort_values("visited_at").groupby("leak_id").last()
     v["y"] = v["outcome"].isin(POSITIVE).astype(int)
     return v[["visited_at", "y", "measured_rate_kg_h"]]
 
 
+def _matrix(X: pd.DataFrame) -> pd.DataFrame:
+    """The FEATURES columns as floats; a missing value (e.g. no radius) becomes 0 for the trees."""
+    return X.reindex(columns=FEATURES).astype(float).fillna(0.0)
+
+
+class PriorInit(BaseEstimator, ClassifierMixin):
+    """Initial log-odds of the booster: the cold-start scorer's, computed from the FEATURES columns."""
+
+    def __init__(self, prior: ColdStartScorer | None = None):
+        self.prior = prior
+
+    def fit(self, X, y, sample_weight=None) -> PriorInit:
+        self.classes_ = np.array([0, 1])
+        self.prior_ = self.prior if self.prior is not None else ColdStartScorer().fit()
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        df = pd.DataFrame(np.asarray(X, float), columns=FEATURES)
+        return self.prior_.predict_proba(df)
+
+
+class RateModel:
+    """Correction of the rate estimate learned from rates crews measured, with its uncertainty.
+
+    log(measured) − log_rate is modelled as ridge regression on ``RATE_FEATURES`` (a log-linear
+    correction: a sensor that reads high, unquantified leaks bigger than the leak-size prior says). The
+    penalty is chosen by 5-fold cross-validation among ``ALPHAS`` and "no correction at all", so with few
+    or noisy measurements the model keeps the features' estimate. ``sigma_`` is the cross-validated
+    residual standard deviation in log space (of the chosen option): the 1-sigma of every rate it
+    predicts, so the interval reflects how far estimates really were from what crews measured.
+    """
+
+    ALPHAS = (1.0, 10.0, 100.0)
+
+    def __init__(self, random_state: int = 0):
+        self.random_state = random_state
+
+    @staticmethod
+    def design(X: pd.DataFrame) -> pd.DataFrame:
+        q = X["rate_quantified"].fillna(False).astype(bool) if "rate_quantified" in X \
+            else X["n_quantified"].fillna(0) > 0
+        out = pd.DataFrame({"log_rate": X["log_rate"].astype(float), "rate_rel_unc": X["rate_rel_unc"].astype(float),
+                            "unquantified": (~q).astype(float),
+                            "log_n_quantified": np.log1p(X["n_quantified"].fillna(0).astype(float))}, index=X.index)
+        for t in SOURCE_TYPES:
+            out[f"has_{t}"] = (X[f"n_{t}"].fillna(0) > 0).astype(float)
+        return out[RATE_FEATURES].fillna(0.0)
+
+    def fit(self, X: pd.DataFrame, measured: np.ndarray) -> RateModel:
+        D = self.design(X)
+        r = np.log(np.asarray(measured, float)) - X["log_rate"].to_numpy(float)
+        self.mu_, self.sd_ = D.mean(), D.std(ddof=0).replace(0, 1.0)
+        Z = ((D - self.mu_) / self.sd_).to_numpy()
+        cv = KFold(min(5, len(r)), shuffle=True, random_state=self.random_state)
+        scores = {None: float(np.sqrt(np.mean(r**2)))}
+        for alpha in self.ALPHAS:
+            oof = cross_val_predict(Ridge(alpha=alpha), Z, r, cv=cv)
+            scores[alpha] = float(np.sqrt(np.mean((r - oof) ** 2)))
+        self.alpha_ = min(scores, key=lambda a: scores[a])
+        self.model_ = None if self.alpha_ is None else Ridge(alpha=self.alpha_).fit(Z, r)
+        self.sigma_ = scores[self.alpha_]
+        self.sigma_uncorrected_ = scores[None]
+        self.cv_scores_ = {str(k): v for k, v in scores.items()}
+        self.n_ = int(len(r))
+        return self
+
+    def correction(self, X: pd.DataFrame) -> np.ndarray:
+        if self.model_ is None:
+            return np.zeros(len(X))
+        return self.model_.predict(((self.design(X) - self.mu_) / self.sd_).to_numpy())
+
+    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Corrected log rate, its 1-sigma and the usual rate columns, per leak."""
+        lr = X["log_rate"].to_numpy(float) + self.correction(X)
+        s = np.full(len(X), self.sigma_)
+        return pd.DataFrame({"log_rate": lr, "log_sigma": s, "est_rate_kg_h": np.exp(lr),
+                             "rate_lo_kg_h": np.exp(lr - s), "rate_hi_kg_h": np.exp(lr + s)}, index=X.index)
+
+
+def rate_estimate(model, X: pd.DataFrame) -> pd.DataFrame:
+    """Rate columns for scoring: the model's learned rate when it has one, else the features' estimate."""
+    return model_rates(model, X)
+
+
 class LearnedScorer:
-    """Calibrated gradient boosting on :data:`FEATURES`, explained by SHAP TreeExplainer."""
+    """Gradient boosting from the cold-start prior on :data:`FEATURES`, Platt-calibrated, explained by SHAP."""
 
     kind = "learned"
 
-    def __init__(self, n_estimators: int = 150, max_depth: int = 3, learning_rate: float = 0.05,
-                 random_state: int = 0):
+    def __init__(self, n_estimators: int = 60, max_depth: int = 2, learning_rate: float = 0.05,
+                 min_samples_leaf: int = 15, random_state: int = 0):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
+        self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
 
     def _model(self) -> GradientBoostingClassifier:
         return GradientBoostingClassifier(n_estimators=self.n_estimators, max_depth=self.max_depth,
                                           learning_rate=self.learning_rate, subsample=0.8,
+                                          min_samples_leaf=self.min_samples_leaf, init=PriorInit(self.prior_),
                                           random_state=self.random_state)
 
-    def fit(self, X: pd.DataFrame, y: np.ndarray) -> LearnedScorer:
-        Xf = X[FEATURES].astype(float)
+    def fit(self, X: pd.DataFrame, y: np.ndarray, measured_rates: np.ndarray | None = None) -> LearnedScorer:
+        """Fit on labelled leaks; ``measured_rates`` (kg/h, NaN where none) trains the rate model."""
+        Xf = _matrix(X)
         y = np.asarray(y, int)
         self.feature_names_in_ = list(FEATURES)
+        self.prior_ = ColdStartScorer().fit()
         self.model_ = self._model().fit(Xf, y)
-        folds = min(5, int(np.bincount(y).min())) if len(np.unique(y)) == 2 else 0
+        folds = min(5, int(np.bincount(y, minlength=2).min())) if len(np.unique(y)) == 2 else 0
         if folds >= 2:
             oof = cross_val_predict(self._model(), Xf, y, method="decision_function",
                                     cv=StratifiedKFold(folds, shuffle=True, random_state=self.random_state))
@@ -66,13 +166,25 @@ class LearnedScorer:
             self.a_, self.b_ = float(platt.coef_[0, 0]), float(platt.intercept_[0])
         else:
             self.a_, self.b_ = 1.0, 0.0
-        import shap
-
-        self.expected_logit_ = float(np.ravel(shap.TreeExplainer(self.model_).expected_value)[-1])
+        self.expected_trees_ = float(np.ravel(self._explainer().expected_value)[-1])
+        self.rate_model_ = None
+        if measured_rates is not None:
+            m = np.asarray(measured_rates, float)
+            ok = np.isfinite(m) & (m > 0) & np.isfinite(X["log_rate"].to_numpy(float))
+            if ok.sum() >= MIN_RATES:
+                self.rate_model_ = RateModel().fit(X.loc[ok], m[ok])
         return self
 
+    def _explainer(self):
+        """SHAP TreeExplainer of the trees alone (the prior is explained by its own exact terms)."""
+        import shap
+
+        trees = copy.copy(self.model_)
+        trees.init_ = DummyClassifier(strategy="prior").fit(np.zeros((2, 1)), [0, 1])  # offset logit(0.5) = 0
+        return shap.TreeExplainer(trees)
+
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        return self.a_ * self.model_.decision_function(X[FEATURES].astype(float)) + self.b_
+        return self.a_ * self.model_.decision_function(_matrix(X)) + self.b_
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = 1 / (1 + np.exp(-self.decision_function(X)))
@@ -80,36 +192,50 @@ class LearnedScorer:
 
     @property
     def base_(self) -> float:
-        return self.a_ * self.expected_logit_ + self.b_
+        return self.a_ * (self.prior_.base_ + self.expected_trees_) + self.b_
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """SHAP values of the booster (log-odds), scaled by the Platt slope: rows sum to logit − base_."""
-        import shap
-
-        explainer = shap.TreeExplainer(self.model_)
-        Xf = X[FEATURES].astype(float)
+        """The prior's exact terms and the trees' SHAP values (log-odds), both scaled by the Platt slope:
+        rows sum to the calibrated logit − ``base_``."""
+        Xf = _matrix(X)
+        prior = self.prior_.contributions(X)
+        explainer = self._explainer()
         parts = []
         for start in range(0, len(Xf), 20_000):  # chunked: bounded memory on large basins
             parts.append(np.asarray(explainer.shap_values(Xf.iloc[start:start + 20_000], check_additivity=False)))
         phi = np.vstack(parts) if parts else np.zeros((0, len(FEATURES)))
         if phi.ndim == 3:
             phi = phi[..., 1]
-        return pd.DataFrame(self.a_ * phi, index=X.index, columns=FEATURES)
+        trees = pd.DataFrame(self.a_ * phi, index=X.index, columns=FEATURES)
+        return pd.concat([self.a_ * prior, trees], axis=1)
 
 
 def evaluate(model, X: pd.DataFrame, y: np.ndarray) -> dict:
     """Hold-out metrics: Brier score, log loss, AUC (when both classes are present), calibration bins."""
+    y = np.asarray(y, int)
     p = np.clip(model.predict_proba(X)[:, 1], 1e-6, 1 - 1e-6)
     out = {"n": int(len(y)), "brier": float(brier_score_loss(y, p)), "log_loss": float(log_loss(y, p, labels=[0, 1])),
            "base_rate": float(np.mean(y)) if len(y) else float("nan")}
     out["auc"] = float(roc_auc_score(y, p)) if len(np.unique(y)) == 2 else None
     bins = np.clip((p * 5).astype(int), 0, 4)
     out["calibration"] = [
-        {"bin": f"{b / 5:.1f}-{(b + 1) / 5:.1f}", "mean_p": float(p[bins == b].mean()), "observed": float(y[bins == b].mean()),
-         "n": int((bins == b).sum())}
+        {"bin": f"{b / 5:.1f}-{(b + 1) / 5:.1f}", "mean_p": float(p[bins == b].mean()),
+         "observed": float(y[bins == b].mean()), "n": int((bins == b).sum())}
         for b in range(5) if (bins == b).any()
     ]
+    out["ece"] = float(sum(c["n"] * abs(c["mean_p"] - c["observed"]) for c in out["calibration"]) / max(len(y), 1))
     return out
+
+
+def evaluate_rates(model, X: pd.DataFrame, measured: np.ndarray) -> dict | None:
+    """Hold-out error of the rate a model would use, in log space (RMSE and bias), on measured leaks."""
+    m = np.asarray(measured, float)
+    ok = np.isfinite(m) & (m > 0)
+    if ok.sum() == 0:
+        return None
+    est = rate_estimate(model, X.loc[ok])["log_rate"].to_numpy(float)
+    r = np.log(m[ok]) - est
+    return {"n": int(ok.sum()), "rmse_log": float(np.sqrt(np.mean(r**2))), "bias_log": float(np.mean(r))}
 
 
 def time_split(labels: pd.DataFrame, holdout_share: float = 0.3) -> tuple[pd.Index, pd.Index]:
@@ -120,16 +246,18 @@ def time_split(labels: pd.DataFrame, holdout_share: float = 0.3) -> tuple[pd.Ind
 
 
 def data_hash(X: pd.DataFrame, y: np.ndarray) -> str:
-    h = hashlib.sha256(pd.util.hash_pandas_object(X[FEATURES].round(9), index=True).to_numpy().tobytes())
+    h = hashlib.sha256(pd.util.hash_pandas_object(_matrix(X).round(9), index=True).to_numpy().tobytes())
     h.update(np.asarray(y, np.int8).tobytes())
     return h.hexdigest()[:16]
 
 
-def train_candidate(features: pd.DataFrame, labels: pd.DataFrame, current, holdout_share: float = 0.3) -> dict:
+def train_candidate(features: pd.DataFrame, labels: pd.DataFrame, current, holdout_share: float = 0.3,
+                    min_holdout: int = MIN_HOLDOUT) -> dict:
     """Fit a candidate on older outcomes, compare with ``current`` on the newest; decide promotion.
 
     Returns a dict with the fitted candidate (refit on all labelled leaks when promoted), metrics of
-    both on the hold-out, and the decision with its reason.
+    both on the hold-out, and the decision with its reason, which always states the hold-out size. A
+    hold-out smaller than ``min_holdout`` decides nothing: the candidate is kept for the record only.
     """
     idx = labels.index.intersection(features.index)
     labels = labels.loc[idx]
@@ -140,17 +268,68 @@ def train_candidate(features: pd.DataFrame, labels: pd.DataFrame, current, holdo
     train, hold = time_split(labels, holdout_share)
     ytr, yho = labels.loc[train, "y"].to_numpy(), labels.loc[hold, "y"].to_numpy()
     if len(np.unique(ytr)) < 2:
-        return {"promote": False, "model": None, "metrics": {}, "decision": "not trained: the older validations hold one outcome only"}
-    cand = LearnedScorer().fit(features.loc[train], ytr)
+        return {"promote": False, "model": None, "metrics": {},
+                "decision": f"not trained: the {len(train)} older validations hold one outcome only "
+                            f"(hold-out {len(hold)})"}
+    rates = labels["measured_rate_kg_h"] if "measured_rate_kg_h" in labels else pd.Series(np.nan, index=labels.index)
+    cand = LearnedScorer().fit(features.loc[train], ytr, rates.loc[train].to_numpy(float))
     m_cand = evaluate(cand, features.loc[hold], yho)
     m_cur = evaluate(current, features.loc[hold], yho)
+    metrics = {"candidate": m_cand, "current": m_cur, "n_train": int(len(train)), "n_holdout": int(len(hold)),
+               "rates_candidate": evaluate_rates(cand, features.loc[hold], rates.loc[hold].to_numpy(float)),
+               "rates_current": evaluate_rates(current, features.loc[hold], rates.loc[hold].to_numpy(float)),
+               "rate_model": None if cand.rate_model_ is None else
+               {"n": cand.rate_model_.n_, "sigma_log": cand.rate_model_.sigma_,
+                "sigma_log_uncorrected": cand.rate_model_.sigma_uncorrected_}}
+    out = {"model": cand, "metrics": metrics, "data_hash": data_hash(features.loc[idx], labels["y"].to_numpy())}
+    if len(hold) < min_holdout:
+        out.update(promote=False, decision=f"not promoted: hold-out too small ({len(hold)} most recent validations "
+                                           f"held out, at least {min_holdout} needed; {len(train)} trained)")
+        return out
     better = m_cand["brier"] < m_cur["brier"]
     decision = (f"{'promoted' if better else 'kept current'}: hold-out Brier {m_cand['brier']:.4f} (candidate) vs "
-                f"{m_cur['brier']:.4f} (current) on the {len(hold)} most recent validations")
-    final = LearnedScorer().fit(features.loc[idx], labels["y"].to_numpy()) if better else cand
-    return {"promote": better, "model": final, "decision": decision,
-            "metrics": {"candidate": m_cand, "current": m_cur, "n_train": int(len(train)), "n_holdout": int(len(hold))},
-            "data_hash": data_hash(features.loc[idx], labels["y"].to_numpy())}
+                f"{m_cur['brier']:.4f} (current) on the {len(hold)} most recent validations "
+                f"(trained on the {len(train)} before)")
+    if better:
+        out["model"] = LearnedScorer().fit(features.loc[idx], labels["y"].to_numpy(), rates.to_numpy(float))
+    out.update(promote=better, decision=decision)
+    return out
+
+
+def sensor_precision(dets: pd.DataFrame, validations: pd.DataFrame) -> pd.DataFrame:
+    """Per sensor (source_name): how often the leaks it saw were real when a crew checked.
+
+    Each validated leak counts once per sensor that saw it (its latest usable outcome). ``real`` =
+    confirmed + already_repaired (the leak existed), ``precision`` = real / checked with a 90 % Jeffreys
+    interval (``precision_lo``, ``precision_hi``); ``confirmed_share`` = confirmed / checked (still emitting
+    when visited). not_accessible visits are left out.
+    """
+    cols = ["source_name", "source_type", "n_detections", "checked", "confirmed", "already_repaired", "not_found",
+            "precision", "precision_lo", "precision_hi", "confirmed_share"]
+    if dets is None or validations is None or dets.empty or validations.empty:
+        return pd.DataFrame(columns=cols)
+    from scipy.stats import beta
+
+    v = validations[validations["outcome"].isin(POSITIVE | NEGATIVE)].copy()
+    v["visited_at"] = pd.to_datetime(v["visited_at"], utc=True)
+    last = v.sort_values("visited_at").groupby("leak_id")["outcome"].last()
+    d = dets[dets["leak_id"].isin(last.index)]
+    if d.empty:
+        return pd.DataFrame(columns=cols)
+    seen = d.groupby(["source_name", "leak_id"]).agg(source_type=("source_type", "first"), n=("leak_id", "size"))
+    seen = seen.reset_index()
+    seen["outcome"] = seen["leak_id"].map(last)
+    g = seen.groupby("source_name")
+    out = pd.DataFrame({"source_type": g["source_type"].first(), "n_detections": g["n"].sum(), "checked": g.size()})
+    for o in ("confirmed", "already_repaired", "not_found"):
+        out[o] = g["outcome"].apply(lambda s, o=o: int((s == o).sum()))
+    real = out["confirmed"] + out["already_repaired"]
+    out["precision"] = real / out["checked"]
+    # Jeffreys interval, with the usual ends: 0 when nothing was real, 1 when everything was
+    out["precision_lo"] = np.where(real > 0, beta.ppf(0.05, real + 0.5, out["checked"] - real + 0.5), 0.0)
+    out["precision_hi"] = np.where(real < out["checked"], beta.ppf(0.95, real + 0.5, out["checked"] - real + 0.5), 1.0)
+    out["confirmed_share"] = out["confirmed"] / out["checked"]
+    return out.reset_index().sort_values("checked", ascending=False)[cols].reset_index(drop=True)
 
 
 def dumps(model) -> bytes:

@@ -69,14 +69,26 @@ def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "syst
 
 
 def current_model(session: Session, user: str = "system"):
-    """The active scoring model and its version id; registers the cold-start model on first use."""
+    """The active scoring model and its version id; registers the cold-start model on first use.
+
+    A stored model fitted on another feature list (a store from an older MLPE) cannot score today's
+    features: a fresh cold-start version is registered and activated instead, saying why (the old
+    version stays in the registry; `mlpe train` fits a new learned model).
+    """
     mv = store.active_model(session)
     if mv is None:
         model = default_model()
         mv = store.save_model(session, "cold_start", dumps(model), {}, list(FEATURES), "",
                               "cold start: no validations yet", promote=True, user=user)
         return model, mv.id
-    return loads(mv.blob), mv.id
+    model = loads(mv.blob)
+    if list(getattr(model, "feature_names_in_", FEATURES)) != list(FEATURES):
+        old = mv.id
+        model = default_model()
+        mv = store.save_model(session, "cold_start", dumps(model), {}, list(FEATURES), "",
+                              f"cold start: model version {old} was fitted on an older feature list; "
+                              "retrain with `mlpe train`", promote=True, user=user)
+    return model, mv.id
 
 
 def score_frame(session: Session, as_of: pd.Timestamp | None = None,

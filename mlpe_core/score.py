@@ -1,6 +1,6 @@
 """Score: how likely a crew finds a real, still-emitting leak, how big it is, and so what a visit is worth.
 
-priority_score = P(crew finds a real, still-emitting leak) × expected rate × (1 + regulatory urgency),
+priority_score = P(crew finds a real, still-emitting leak) × estimated rate × (1 + regulatory urgency),
 i.e. the kg/h of methane a visit is expected to find, raised for leaks with a compliance clock running.
 (Method, references and measured ranking quality: ``docs/scoring.md``.)
 
@@ -13,12 +13,14 @@ fits and calibrates a model from validations.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 from scipy.special import betaln
 
+from .explain import reasons
 from .ingest import instrument_defaults, load_instruments
 from .schema import SOURCE_TYPES
 
@@ -39,6 +41,8 @@ FEATURES: list[str] = [
     "ambiguous_share",
     "missed_looks",
     "log_p_silence",
+    "confidence_evidence",
+    "log_lr_isolated",
 ]
 
 # log-space 1-sigma of a single rate when the source gives none, by source type
@@ -59,15 +63,27 @@ LOOK_MODE: dict[str, str | None] = {"satellite": "revisit", "aerial": "campaign"
                                     "scada": "revisit", "ogi": None}
 CAMPAIGN_CELL_DEG = 0.02
 LOOK_PRIOR_STRENGTH = 2.0  # pseudo-looks behind the prior of a leak's per-look sighting probability
-SENSOR_OUTAGE = 0.05  # P(a sensor is silent about a leak that still emits for reasons outside the model)
+SENSOR_OUTAGE = 0.05  # P(a sensor misses a still-emitting leak for reasons outside the model: outage, data gap)
+COARSE_SIGMA_M = 500.0  # detections located worse than this (larger than a site) do not quantify a precise leak
 SYSTEMATIC_SHARE = 0.5  # a sensor's systematic rate error (log space) as a share of its single-measurement error
 PERSISTENCE_DAYS = 180.0  # mean remaining life of a leak that nothing has contradicted (prior survival)
+LARGE_EVENT_KG_H, LARGE_EVENT_DAYS = (100.0, 1000.0), 30.0  # large emissions are short events (persistence_days)
 RECENCY_TAU_DAYS = PERSISTENCE_DAYS  # former name, kept for callers
 PRIOR_REAL = 0.25  # prior P(real) of a place before any sensor: the reference the sensor precisions update
 REPEAT_WEIGHT = 0.5  # log-odds per e-fold of repeated sightings by the same kind of sensor
-CONFIDENCE_WEIGHT = 2.0  # log-odds per unit of mean source confidence above 0.6
+CONFIDENCE_WEIGHT = 0.5  # log-odds per unit of confidence evidence (confidence_evidence)
+CONFIDENCE_MAX_N = 10  # repeats of one leak are correlated: at most this many count as independent
 HIGH_KG_H, MEDIUM_KG_H = 20.0, 2.0  # risk bands on expected methane found per visit
 _EPOCH = pd.Timestamp("2000-01-01", tz="UTC")
+
+
+def sensor_default(source_name: pd.Series, source_type: pd.Series, key: str) -> np.ndarray:
+    """``ingest.instrument_defaults`` looked up once per distinct (name, type) and spread back to the rows."""
+    pairs = pd.DataFrame({"n": source_name.astype(str).to_numpy(), "t": source_type.astype(str).to_numpy()})
+    uniq = pairs.drop_duplicates().reset_index(drop=True)
+    vals = instrument_defaults(uniq["n"], uniq["t"], key).to_numpy(float)
+    lookup = {(n, t): v for n, t, v in zip(uniq["n"], uniq["t"], vals, strict=True)}
+    return np.array([lookup[(n, t)] for n, t in zip(pairs["n"], pairs["t"], strict=True)], float)
 
 
 def p_detect(rate: np.ndarray, limit: np.ndarray, slope: float = DETECTION_SLOPE) -> np.ndarray:
@@ -115,11 +131,15 @@ def estimate_rates(dets: pd.DataFrame) -> pd.DataFrame:
     (median), rate_lo_kg_h / rate_hi_kg_h (±1 sigma), rate_mean_kg_h (the expected rate, exp(mu + s²/2)).
     """
     leaks = pd.Index(dets["leak_id"].unique())
-    q = dets[dets["rate_kg_h"].notna() & (dets["rate_kg_h"] > 0)]
-    if "ambiguous" in q:
-        amb = q["ambiguous"].fillna(False).astype(bool).to_numpy()
-        clean = set(q.loc[~amb, "leak_id"])
-        q = q[~amb | ~q["leak_id"].isin(clean).to_numpy()]
+    # a coarse pixel (or one fusion found compatible with several leaks) says how much methane is around,
+    # not how much this leak emits: it sets the rate only of a leak that has no precise detection
+    sigma = dets["location_uncertainty_m"] if "location_uncertainty_m" in dets else pd.Series(0.0, index=dets.index)
+    weak = sigma.fillna(0).to_numpy(float) > COARSE_SIGMA_M
+    if "ambiguous" in dets:
+        weak |= dets["ambiguous"].fillna(False).astype(bool).to_numpy()
+    has_strong = set(dets.loc[~weak, "leak_id"])
+    use = ~weak | ~dets["leak_id"].isin(has_strong).to_numpy()
+    q = dets[use & dets["rate_kg_h"].notna().to_numpy() & (dets["rate_kg_h"].fillna(0) > 0).to_numpy()]
     rate = q["rate_kg_h"].to_numpy(float)
     unc = q["rate_uncertainty_kg_h"].to_numpy(float) if "rate_uncertainty_kg_h" in q else np.full(len(q), np.nan)
     default = q["source_type"].map(DEFAULT_LOG_SIGMA).fillna(0.7).to_numpy(float)
@@ -142,8 +162,8 @@ def estimate_rates(dets: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"log_rate": mu, "log_sigma": sig, "n_quantified": n, "rate_quantified": True})
     missing = leaks.difference(out.index)
     if len(missing):
-        u = dets[dets["leak_id"].isin(missing)]
-        limit = instrument_defaults(u["source_name"], u["source_type"], "detection_limit_kg_h")
+        u = dets[dets["leak_id"].isin(missing).to_numpy() & use]
+        limit = pd.Series(sensor_default(u["source_name"], u["source_type"], "detection_limit_kg_h"), index=u.index)
         floor = limit.fillna(1.0).groupby(u["leak_id"]).min()
         m, sd = _unquantified_rate(floor.to_numpy())
         out = pd.concat([out, pd.DataFrame({"log_rate": m, "log_sigma": sd, "n_quantified": 0,
@@ -194,7 +214,7 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed, Σ k·E[q]) and ``log_p_silence``
     (Σ over sensors of ln P(silence | still emitting)).
     """
-    cols = ["n_days_seen", "missed_looks", "log_p_silence"]
+    cols = ["n_days_seen", "missed_looks", "log_p_silence", "log_lr_isolated"]
     leaks = pd.Index(dets["leak_id"].unique())
     if dets.empty:
         return pd.DataFrame(columns=cols, index=leaks, dtype=float)
@@ -213,8 +233,12 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     first, last = pairs["first"].to_numpy(float), pairs["last"].to_numpy(float)
     A = n.copy()
     k = np.zeros(len(pairs))
+    k_pre = np.zeros(len(pairs))  # looks before the first sighting, since the feed began
+    pre_days = np.zeros(len(pairs))
     informative = np.zeros(len(pairs), bool)
-    lat_d, lon_d = dets["latitude"].to_numpy(float), dets["longitude"].to_numpy(float)
+    nan = np.full(len(dets), np.nan)
+    lat_d = dets["latitude"].to_numpy(float) if "latitude" in dets else nan
+    lon_d = dets["longitude"].to_numpy(float) if "longitude" in dets else nan
     names = d["source_name"].to_numpy()
     for name, idx in pairs.groupby("source_name", sort=False).groups.items():
         idx = np.asarray(idx)
@@ -226,18 +250,25 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
         if mode == "revisit":
             gaps = np.diff(active)
             revisit = max(1.0, float(np.quantile(gaps, 0.25)))
-            end = min(asof_day, int(active[-1]))
+            end = min(asof_day, int(active[-1] + gaps.max()))  # a feed silent longer than ever before has stopped
             A[idx] = (last[idx] - first[idx]) / revisit + 1
             k[idx] = np.maximum(end - last[idx], 0) / revisit
+            k_pre[idx] = np.maximum(first[idx] - active[0], 0) / revisit
         else:
-            act = np.unique(_cell_keys(lat_d[mine], lon_d[mine], CAMPAIGN_CELL_DEG) * 100_000 + day[mine])
+            where = mine & np.isfinite(lat_d) & np.isfinite(lon_d)
+            idx = idx[np.isfinite(lat[idx]) & np.isfinite(lon[idx])]
+            if not where.any() or len(idx) == 0:
+                continue
+            act = np.unique(_cell_keys(lat_d[where], lon_d[where], CAMPAIGN_CELL_DEG) * 100_000 + day[where])
             key = _cell_keys(lat[idx], lon[idx], CAMPAIGN_CELL_DEG) * 100_000
             A[idx] = np.searchsorted(act, key + last[idx], "right") - np.searchsorted(act, key + first[idx], "left")
             k[idx] = np.searchsorted(act, key + asof_day, "right") - np.searchsorted(act, key + last[idx], "right")
+            k_pre[idx] = np.searchsorted(act, key + first[idx], "left") - np.searchsorted(act, key, "left")
+        pre_days[idx] = np.maximum(first[idx] - active[0], 0)
         informative[idx] = True
     A = np.maximum(A, n)
-    limit = instrument_defaults(pairs["source_name"], pairs["source_type"], "detection_limit_kg_h").fillna(1.0)
-    limit = limit.to_numpy(float)
+    limit = sensor_default(pairs["source_name"], pairs["source_type"], "detection_limit_kg_h")
+    limit = np.where(np.isfinite(limit), limit, 1.0)
     rate = np.exp(log_rate.reindex(pairs["leak_id"]).fillna(0.0).to_numpy(float))
     m = np.zeros(len(pairs))
     for _name, idx in pairs.groupby("source_name", sort=False).groups.items():
@@ -253,10 +284,43 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     p0 = np.where(informative & (k > 0), np.exp(betaln(a, b + k) - betaln(a, b)), 1.0)
     logp = np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0)
     missed = np.where(informative, k * a / (a + b), 0.0)
-    out = pd.DataFrame({"leak_id": pairs["leak_id"], "missed_looks": missed, "log_p_silence": logp})
-    out = out.groupby("leak_id")[["missed_looks", "log_p_silence"]].sum()
+    # an imager's one-off: would a real source of this size have been seen before? Its age is exponential
+    # with the mean life of its size (persistence_days), looks come at k_pre / pre_days a day, each seeing it
+    # with probability m; a false plume is a one-off whatever the looks. Likelihood ratio real : false.
+    n_leak = d.groupby("leak_id").size().reindex(pairs["leak_id"]).to_numpy()
+    lone = informative & (n_leak == 1) & pairs["source_type"].isin(["satellite", "aerial"]).to_numpy()
+    inv_tau = 1.0 / persistence_days(rate)
+    lam = -np.log1p(-m) * k_pre / np.maximum(pre_days, 1.0)
+    e = np.exp(-pre_days * (inv_tau + lam))
+    lr = inv_tau / (inv_tau + lam) * (1 - e) + e
+    log_lr = np.where(lone, np.log(np.maximum(lr, 1e-12)), 0.0)
+    out = pd.DataFrame({"leak_id": pairs["leak_id"], "missed_looks": missed, "log_p_silence": logp,
+                        "log_lr_isolated": log_lr})
+    out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_lr_isolated"]].sum()
     out["n_days_seen"] = seen
     return out.reindex(leaks)[cols]
+
+
+def confidence_evidence(dets: pd.DataFrame) -> pd.Series:
+    """Per leak: how much more (or less) confident its sensors were than usual, in log-odds.
+
+    Each detection's confidence is compared with the mean confidence of its own feed (logit difference):
+    a feed's false alarms tend to carry lower confidence than its true detections, whatever its scale.
+    The leak's value is the mean difference times the number of detections with a confidence, capped at
+    ``CONFIDENCE_MAX_N`` because repeats of one leak are not independent.
+    """
+    if "confidence" not in dets:
+        return pd.Series(0.0, index=pd.Index(dets["leak_id"].unique()))
+    c = dets["confidence"].astype(float).clip(0.01, 0.99)
+    ok = c.notna()
+    if not ok.any():
+        return pd.Series(0.0, index=pd.Index(dets["leak_id"].unique()))
+    lc = np.log(c / (1 - c))
+    feed = c[ok].groupby(dets.loc[ok, "source_name"]).mean()
+    ref = dets["source_name"].map(feed).astype(float)
+    rel = (lc - np.log(ref / (1 - ref)))[ok]
+    g = rel.groupby(dets.loc[ok, "leak_id"])
+    return (g.mean() * np.minimum(g.size(), CONFIDENCE_MAX_N)).reindex(pd.Index(dets["leak_id"].unique())).fillna(0.0)
 
 
 def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -279,6 +343,7 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) 
     f = f.join(counts)
     f["mean_confidence"] = g["confidence"].mean()
     f["max_confidence"] = g["confidence"].max()
+    f["confidence_evidence"] = confidence_evidence(d).reindex(f.index).fillna(0.0)
     f["days_since_last"] = ((as_of - last).dt.total_seconds() / 86400.0).clip(lower=0)
     f["span_days"] = (last - first).dt.total_seconds() / 86400.0
     f = f.join(rates)
@@ -291,13 +356,23 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) 
         centres = lk[["latitude", "longitude"]].reindex(f.index)
     else:
         centres = pd.DataFrame(index=f.index, columns=["latitude", "longitude"], dtype=float)
-    fallback = d.groupby("leak_id")[["latitude", "longitude"]].median()
-    centres = centres.fillna(fallback.reindex(f.index))
+    if {"latitude", "longitude"} <= set(d.columns):
+        centres = centres.fillna(d.groupby("leak_id")[["latitude", "longitude"]].median().reindex(f.index))
     f = f.join(look_stats(d, centres, f["log_rate"], as_of))
     names = d.groupby(["leak_id", "source_name"]).size().sort_values(ascending=False).reset_index()
     f["source_names"] = names.groupby("leak_id", sort=False)["source_name"].agg(", ".join).reindex(f.index)
     f["first_seen"], f["last_seen"] = first, last
     return f
+
+
+def persistence_days(rate: np.ndarray, small_days: float = PERSISTENCE_DAYS) -> np.ndarray:
+    """Mean remaining life of a leak by its rate: ``small_days`` up to ``LARGE_EVENT_KG_H[0]``, falling
+    log-linearly to ``LARGE_EVENT_DAYS`` at ``LARGE_EVENT_KG_H[1]`` and above. The largest emissions are
+    mostly abnormal events (stuck dump valves, unlit flares, blowdowns) that last days to weeks, not months
+    (Zavala-Araiza et al. 2017; Cusworth et al. 2021; Lauvaux et al. 2022)."""
+    lo, hi = LARGE_EVENT_KG_H
+    x = np.clip((np.log(np.maximum(np.asarray(rate, float), 1e-9)) - math.log(lo)) / math.log(hi / lo), 0.0, 1.0)
+    return np.exp(np.log(small_days) + x * (math.log(LARGE_EVENT_DAYS) - np.log(small_days)))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -315,15 +390,18 @@ class ColdStartScorer:
     P(find) = P(real) × P(still emitting | real):
 
     * logit P(real) = logit(π0) + Σ_types present [logit(precision_type) − logit(π0) + 0.5·ln(n_type)]
-      + 2·(mean confidence − 0.6), i.e. naive Bayes: each kind of sensor multiplies the odds by its
-      likelihood ratio (one sensor alone gives its precision), repeats add a little;
-    * P(still emitting) combines a survival prior exp(−d / 180 days) since the last sighting with the
-      evidence of silence: if the sensors that saw the leak have looked k more times without seeing it,
-      the odds it still emits are multiplied by P(k silent looks | emitting) / P(k silent looks | stopped
-      in between) (see :func:`look_stats`).
+      + isolated + 0.5·confidence_evidence: naive Bayes with π0 = ``PRIOR_REAL``, so each kind of sensor
+      multiplies the odds by its likelihood ratio (one sensor alone gives its precision, a second
+      independent one always raises P), repeats add a little, an imager's one-off detection of a source
+      that size loses what :func:`look_stats` says (``log_lr_isolated``), and detections rated more (less)
+      confident than their feed usually is add (remove) a little (:func:`confidence_evidence`);
+    * P(still emitting | real) combines a survival prior exp(−d / τ(rate)) since the last sighting
+      (:func:`persistence_days`: 180 days, down to 30 for the largest emissions) with the silence since:
+      if the sensors that saw the leak have looked k more times without seeing it, the odds are multiplied
+      by P(silence | emitting) / P(silence | stopped in between) (``log_p_silence``, :func:`look_stats`).
 
-    Contributions are log-odds terms that sum exactly to logit P(find) − ``base_``: the sensor and
-    confidence terms are additive; ``recency`` and ``missed_looks`` are the changes of the logit when the
+    Contributions are log-odds terms that sum exactly to logit P(find) − ``base_``: the sensor, isolated
+    and confidence terms are additive; ``recency`` and ``silence`` are the changes of the logit when the
     survival prior and then the silence are applied, in that order. ``fit`` learns nothing (it reads
     the instrument table) and returns ``self`` so the cold-start and learned scorers are used alike.
     """
@@ -354,12 +432,12 @@ class ColdStartScorer:
             n = self._col(X, f"n_{t}", 0.0)
             lr = float(_logit(np.array(self.precision_[t]))) - self.base_
             out[t] = np.where(n > 0, lr + self.repeat_weight * np.log(np.maximum(n, 1)), 0.0)
-        conf = self._col(X, "mean_confidence", 0.6)
-        out["confidence"] = self.confidence_weight * (conf - 0.6)
+        out["isolated"] = np.minimum(self._col(X, "log_lr_isolated", 0.0), 0.0)
+        out["confidence"] = self.confidence_weight * self._col(X, "confidence_evidence", 0.0)
         z_real = self.base_ + out.sum(axis=1).to_numpy()
         p_real = _sigmoid(z_real)
         days = np.maximum(self._col(X, "days_since_last", 0.0), 0.0)
-        surv = np.exp(-days / self.recency_tau_days)
+        surv = np.exp(-days / persistence_days(np.exp(self._col(X, "log_rate", 0.0)), self.recency_tau_days))
         logp0 = np.minimum(self._col(X, "log_p_silence", 0.0), 0.0)
         p0 = np.exp(logp0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -368,7 +446,7 @@ class ColdStartScorer:
         z1 = _logit(p_real * surv)
         z2 = _logit(p_real * alive)
         out["recency"] = z1 - z_real
-        out["missed_looks"] = z2 - z1
+        out["silence"] = z2 - z1
         return out
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
@@ -392,3 +470,45 @@ def risk_band(priority_score: np.ndarray, overdue: np.ndarray | None = None) -> 
     if overdue is not None:
         band = np.where(np.asarray(overdue, bool), "HIGH", band)
     return band
+
+
+RATE_COLUMNS = ["log_rate", "log_sigma", "est_rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h"]
+
+
+def model_rates(model, X: pd.DataFrame) -> pd.DataFrame:
+    """The rate a model scores with: its learned rate model's when it has one (``learn.RateModel``),
+    else the estimate in the features (:func:`estimate_rates`)."""
+    rm = getattr(model, "rate_model_", None)
+    if rm is not None:
+        return rm.predict(X)[RATE_COLUMNS]
+    return X[RATE_COLUMNS].copy()
+
+
+def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
+                overdue: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score a features frame with ``model``: p_real, rate, priority, band, reasons and contributions.
+
+    Returns (scores indexed like X, contributions). ``contributions`` (a JSON column) holds ``base`` and
+    every non-zero term, rounded to 4 places; they sum to the logit of ``p_real``.
+    """
+    contrib = model.contributions(X)
+    logit = float(model.base_) + contrib.sum(axis=1).to_numpy()
+    p = 1 / (1 + np.exp(-logit))
+    rates = model_rates(model, X)
+    s = pd.DataFrame(index=X.index)
+    s["p_real"] = p
+    s["est_rate_kg_h"] = rates["est_rate_kg_h"].to_numpy(float)
+    s["rate_lo_kg_h"] = rates["rate_lo_kg_h"].to_numpy(float)
+    s["rate_hi_kg_h"] = rates["rate_hi_kg_h"].to_numpy(float)
+    s["rate_quantified"] = X["rate_quantified"].fillna(False).astype(bool).to_numpy() if "rate_quantified" in X \
+        else True
+    s["priority_score"] = priority(p, s["est_rate_kg_h"].to_numpy(float), urgency)
+    s["risk_band"] = risk_band(s["priority_score"].to_numpy(), overdue)
+    feats = X.drop(columns=[c for c in RATE_COLUMNS + ["rate_quantified"] if c in X]).join(s)
+    s["top_reasons"] = reasons(feats, contrib)
+    base = round(float(model.base_), 4)
+    vals = contrib.to_numpy(float).round(4)
+    names = list(contrib.columns)
+    s["contributions"] = [json.dumps({"base": base, **{names[j]: float(row[j]) for j in np.flatnonzero(row)}})
+                          for row in vals]
+    return s, contrib

@@ -28,8 +28,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/fusion.py
 	$(BIN)/python benchmarks/ranking.py
+	$(BIN)/python benchmarks/dispatch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

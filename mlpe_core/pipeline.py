@@ -180,6 +180,8 @@ def run_train(session: Session, user: str = "system") -> dict:
     mv = store.save_model(session, "learned", dumps(res["model"]), res["metrics"], list(FEATURES), res["data_hash"],
                           res["decision"], res["promote"], res["metrics"].get("n_train", 0),
                           res["metrics"].get("n_holdout", 0), user=user)
+    if res["promote"]:
+        run_score(session, user=user)  # a promoted model ranks at once: no stale scores until the next `mlpe score`
     return {"promoted": res["promote"], "decision": res["decision"], "version": mv.id,
             "n_holdout": res["metrics"].get("n_holdout", 0)}
 

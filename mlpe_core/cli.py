@@ -111,10 +111,7 @@ def run(argv: list[str]) -> int:
             for f in args.files:
                 rep = ingest_file(s, f, args.format, args.source_name, user=args.user, label=str(f))
                 print(rep.summary(), file=out)
-                for r in rep.rejects.head(20).itertuples():
-                    print(f"  rejected {f}, row {r.row}, column '{r.column}': {r.reason}", file=out)
-                if len(rep.rejects) > 20:
-                    print(f"  ... {len(rep.rejects) - 20} more (use --rejects FILE)", file=out)
+                _print_rejects(f, rep.rejects, out, hint="use --rejects FILE")
                 all_rejects.append(rep.rejects.assign(file=str(f)))
                 total["accepted"] += rep.n_accepted
                 total["rejected"] += rep.n_rejected
@@ -132,8 +129,7 @@ def run(argv: list[str]) -> int:
         with _session(args.db) as s:
             r = import_assets(s, args.file, user=args.user)
         print(f"{r['file']}: {r['rows']} rows, {r['new']} new, {r['updated']} updated, {r['rejected']} rejected", file=out)
-        for x in r["rejects"].head(20).itertuples():
-            print(f"  rejected {args.file}, row {x.row}, column '{x.column}': {x.reason}", file=out)
+        _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
     if args.command == "fuse":
         from .pipeline import run_fuse
@@ -169,8 +165,7 @@ def run(argv: list[str]) -> int:
             r = import_validations(s, args.file, user=args.user)
         print(f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
               f"{r['rejected']} rejected", file=out)
-        for x in r["rejects"].head(20).itertuples():
-            print(f"  rejected {args.file}, row {x.row}, column '{x.column}': {x.reason}", file=out)
+        _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
     if args.command == "train":
         from .pipeline import run_train
@@ -425,6 +420,14 @@ def _run_ops(args, out) -> int:
         for e in history(s, args.leak_id).itertuples():
             print(f"  {e.at:%Y-%m-%d %H:%M} {e.event}: {e.from_status} → {e.to_status} by {e.actor}", file=out)
         return EXIT_OK
+
+
+def _print_rejects(file, rejects, out, limit: int = 20, hint: str = "") -> None:
+    """One line per rejected row (file, row, column, reason), the first ``limit`` of them."""
+    for x in rejects.head(limit).itertuples():
+        print(f"  rejected {file}, row {x.row}, column '{x.column}': {x.reason}", file=out)
+    if len(rejects) > limit:
+        print(f"  ... {len(rejects) - limit} more" + (f" ({hint})" if hint else ""), file=out)
 
 
 def _progress(frac: float, text: str) -> None:

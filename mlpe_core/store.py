@@ -111,6 +111,17 @@ def active_model(session: Session) -> ModelVersion | None:
 # --------------------------------------------------------------------------------------------- writes
 
 
+def upsert(session: Session, model, key: str, rows: list[dict], existing: set) -> tuple[list[dict], list[dict]]:
+    """Insert rows whose ``key`` is new, bulk-update the others; returns (inserted, updated)."""
+    new = [r for r in rows if r[key] not in existing]
+    upd = [r for r in rows if r[key] in existing]
+    if new:
+        session.add_all([model(**r) for r in new])
+    if upd:
+        session.execute(update(model), upd)
+    return new, upd
+
+
 def save_fusion(session: Session, det_ids: np.ndarray, leak_ids: np.ndarray, ambiguous: np.ndarray,
                 leaks: pd.DataFrame) -> None:
     """Write memberships and leaks in one transaction; leaks no longer produced become inactive."""
@@ -122,13 +133,7 @@ def save_fusion(session: Session, det_ids: np.ndarray, leak_ids: np.ndarray, amb
     if gone:
         session.execute(update(Leak).where(Leak.leak_id.in_(gone)).values(active=False, rank=None))
     rows = leaks.astype(object).where(leaks.notna(), None).to_dict(orient="records")
-    existing = old & keep
-    new_rows = [r for r in rows if r["leak_id"] not in existing]
-    upd_rows = [r for r in rows if r["leak_id"] in existing]
-    if new_rows:
-        session.add_all([Leak(**r) for r in new_rows])
-    if upd_rows:
-        session.execute(update(Leak), upd_rows)
+    upsert(session, Leak, "leak_id", rows, old & keep)
 
 
 def save_scores(session: Session, scored: pd.DataFrame) -> None:
@@ -182,12 +187,7 @@ def import_assets(session: Session, path: str | Path, user: str = "system") -> d
     ]
     existing = set(session.execute(select(Asset.asset_id)).scalars())
     try:
-        new = [r for r in records if r["asset_id"] not in existing]
-        upd = [r for r in records if r["asset_id"] in existing]
-        if new:
-            session.add_all([Asset(**r) for r in new])
-        if upd:
-            session.execute(update(Asset), upd)
+        new, upd = upsert(session, Asset, "asset_id", records, existing)
         session.add(IngestBatch(file_name=path.name, sha256=file_sha256(path), format="assets", kind="assets",
                                 ingested_at=now(), recorded_by=user, n_rows=len(df), n_accepted=len(records),
                                 n_rejected=len(rejects)))

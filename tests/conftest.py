@@ -6,6 +6,8 @@ The store is always an engine created here and handed to the code under test thr
 
 from __future__ import annotations
 
+import os
+
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -53,9 +55,29 @@ def partition(labels) -> list[int]:
     return [seen.setdefault(v, len(seen)) for v in labels]
 
 
-@pytest.fixture
-def engine():
-    eng = get_engine("sqlite://")
+PG_URL = os.environ.get("MLPE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request):
+    """Each store test runs on in-memory SQLite, and on PostgreSQL when one is reachable."""
+    if request.param == "sqlite":
+        eng = get_engine("sqlite://")
+    else:
+        if not PG_URL:
+            pytest.skip("no PostgreSQL: set MLPE_TEST_POSTGRES_URL (.ci/run does when it can start a server)")
+        from sqlalchemy import create_engine, text
+
+        raw = create_engine(PG_URL)
+        try:
+            with raw.begin() as conn:  # a clean schema per test
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        except Exception as exc:  # noqa: BLE001 - unreachable server: skip, with the reason
+            pytest.skip(f"PostgreSQL at MLPE_TEST_POSTGRES_URL not reachable: {exc}")
+        finally:
+            raw.dispose()
+        eng = get_engine(PG_URL)
     yield eng
     eng.dispose()
 

@@ -31,14 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mlpe", description="Methane Leak Prioritization Engine")
     p.add_argument("--version", action="version", version=f"mlpe {__version__}")
     p.add_argument("--db", default=None, help="store path or SQLAlchemy URL (default $MLPE_DB or data/mlpe.db)")
-    p.add_argument("--user", default=os.environ.get("MLPE_USER", os.environ.get("USER", "cli")),
-                   help="who is acting (recorded in the audit trail)")
+    p.add_argument(
+        "--user",
+        default=os.environ.get("MLPE_USER", os.environ.get("USER", "cli")),
+        help="who is acting (recorded in the audit trail)",
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ing = sub.add_parser("ingest", help="validate and load detection files")
     ing.add_argument("files", nargs="+", type=Path)
-    ing.add_argument("--format", default="auto",
-                     choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada"])  # = ingest.FORMATS
+    ing.add_argument(
+        "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada"]
+    )  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
     ing.add_argument("--rejects", type=Path, default=None, help="write rejected rows with reasons to this CSV")
 
@@ -61,9 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="write leaks, detections, dispatch or validations")
     ex.add_argument("what", choices=["leaks", "detections", "dispatch", "validations"])
     ex.add_argument("-o", "--output", required=True, type=Path)
-    ex.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "workorder"],
-                    help="workorder: JSON work orders for maintenance systems (dispatch only; "
-                         "docs/workorder.schema.json)")
+    ex.add_argument(
+        "--format",
+        default="csv",
+        choices=["csv", "geojson", "kml", "workorder"],
+        help="workorder: JSON work orders for maintenance systems (dispatch only; docs/workorder.schema.json)",
+    )
     ex.add_argument("--top", type=int, default=None)
 
     demo = sub.add_parser("demo", help="fill the store with a simulated basin and run the pipeline")
@@ -120,15 +127,20 @@ def run(argv: list[str]) -> int:
                 import pandas as pd
 
                 pd.concat(all_rejects).to_csv(args.rejects, index=False)
-            print(f"total: {total['accepted']} accepted, {total['rejected']} rejected, "
-                  f"{total['duplicate']} already loaded", file=out)
+            print(
+                f"total: {total['accepted']} accepted, {total['rejected']} rejected, "
+                f"{total['duplicate']} already loaded",
+                file=out,
+            )
         return EXIT_OK
     if args.command == "assets":
         from .store import import_assets
 
         with _session(args.db) as s:
             r = import_assets(s, args.file, user=args.user)
-        print(f"{r['file']}: {r['rows']} rows, {r['new']} new, {r['updated']} updated, {r['rejected']} rejected", file=out)
+        print(
+            f"{r['file']}: {r['rows']} rows, {r['new']} new, {r['updated']} updated, {r['rejected']} rejected", file=out
+        )
         _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
     if args.command == "fuse":
@@ -136,9 +148,11 @@ def run(argv: list[str]) -> int:
 
         with _session(args.db) as s:
             r = run_fuse(s, user=args.user, progress=_progress)
-        print(f"fused {r['detections']} detections into {r['leaks']} leaks ({r.get('kept', 0)} kept ids, "
-              f"{r.get('new', 0)} new, {r.get('retired', 0)} retired, {r.get('ambiguous', 0)} ambiguous detections)",
-              file=out)
+        print(
+            f"fused {r['detections']} detections into {r['leaks']} leaks ({r.get('kept', 0)} kept ids, "
+            f"{r.get('new', 0)} new, {r.get('retired', 0)} retired, {r.get('ambiguous', 0)} ambiguous detections)",
+            file=out,
+        )
         return EXIT_OK
     if args.command == "score":
         import pandas as pd
@@ -155,16 +169,22 @@ def run(argv: list[str]) -> int:
         if not r["scored"]:
             print("no leaks to score: run `mlpe ingest` and `mlpe fuse` first", file=out)
         else:
-            print(f"scored {r['scored']} leaks ({r['ranked']} open and ranked): {r['high']} HIGH, {r['medium']} MEDIUM, "
-                  f"{r['low']} LOW; model version {r['model_version']}", file=out)
+            print(
+                f"scored {r['scored']} leaks ({r['ranked']} open and ranked): {r['high']} HIGH, {r['medium']} MEDIUM, "
+                f"{r['low']} LOW; model version {r['model_version']}",
+                file=out,
+            )
         return EXIT_OK
     if args.command == "validations":
         from .store import import_validations
 
         with _session(args.db) as s:
             r = import_validations(s, args.file, user=args.user)
-        print(f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
-              f"{r['rejected']} rejected", file=out)
+        print(
+            f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
+            f"{r['rejected']} rejected",
+            file=out,
+        )
         _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
     if args.command == "train":
@@ -200,8 +220,11 @@ def run(argv: list[str]) -> int:
                 print("store already has detections; demo not loaded", file=out)
                 return EXIT_OK
             r = run_demo(s, seed=args.seed, n_assets=args.assets, progress=_progress)
-        print(f"demo basin (seed {r['seed']}): {r['assets']} assets, {r['detections']} detections, "
-              f"{r['fuse_leaks']} leaks, {r.get('validations', 0)} field outcomes", file=out)
+        print(
+            f"demo basin (seed {r['seed']}): {r['assets']} assets, {r['detections']} detections, "
+            f"{r['fuse_leaks']} leaks, {r.get('validations', 0)} field outcomes",
+            file=out,
+        )
         return EXIT_OK
     if args.command == "status":
         from .store import counts
@@ -277,8 +300,10 @@ def _add_ops_parsers(sub) -> None:
 
     wo = sub.add_parser("workorder", help="record a work order's progress (as a maintenance system would)")
     wo.add_argument("id", help="work order id (MLPE-00001-L000123) or leak id")
-    wo.add_argument("status", choices=["dispatched", "in_progress", "repair_attempted", "repaired", "delayed",
-                                       "closed", "cancelled"])
+    wo.add_argument(
+        "status",
+        choices=["dispatched", "in_progress", "repair_attempted", "repaired", "delayed", "closed", "cancelled"],
+    )
     wo.add_argument("--at", default=None, help="when (ISO 8601; default now)")
     wo.add_argument("--crew", default=None)
     wo.add_argument("--note", default=None)
@@ -344,15 +369,20 @@ def _run_ops(args, out) -> int:
                 lid = dispatch.plan_list(s, args.top, args.date, args.user, note=args.note)
                 df = dispatch.list_frame(s, lid)
                 km = dispatch.lists_frame(s).set_index("id").loc[lid, "total_km"]
-                print(f"planned dispatch list {lid}: {len(df)} stops for {df['crew'].nunique()} crews, "
-                      f"{km:.1f} km of driving (draft: a supervisor approves it with "
-                      f"`mlpe dispatch approve {lid}`)", file=out)
+                print(
+                    f"planned dispatch list {lid}: {len(df)} stops for {df['crew'].nunique()} crews, "
+                    f"{km:.1f} km of driving (draft: a supervisor approves it with "
+                    f"`mlpe dispatch approve {lid}`)",
+                    file=out,
+                )
                 for crew, g in df.groupby("crew"):
                     print(f"  {crew}: " + " → ".join(g["leak_id"]), file=out)
             elif args.action == "approve":
                 r = dispatch.approve_list(s, args.list_id, args.user, args.note)
-                print(f"dispatch list {r['list_id']} approved by {r['approved_by']}: {r['items']} leaks dispatched",
-                      file=out)
+                print(
+                    f"dispatch list {r['list_id']} approved by {r['approved_by']}: {r['items']} leaks dispatched",
+                    file=out,
+                )
             elif args.action == "withdraw":
                 r = dispatch.withdraw_list(s, args.list_id, args.user)
                 print(f"dispatch list {r['list_id']} withdrawn; {r['released']} leaks back to open", file=out)
@@ -362,15 +392,33 @@ def _run_ops(args, out) -> int:
                     print("no dispatch lists yet: `mlpe dispatch plan`", file=out)
                 for r in lists.itertuples():
                     who = f", approved by {r.approved_by}" if r.approved_by else ""
-                    print(f"{r.id}: {r.plan_date} {r.status}, {r.n_items} stops, {r.total_km:.1f} km, "
-                          f"planned by {r.created_by}{who}", file=out)
+                    print(
+                        f"{r.id}: {r.plan_date} {r.status}, {r.n_items} stops, {r.total_km:.1f} km, "
+                        f"planned by {r.created_by}{who}",
+                        file=out,
+                    )
             else:  # show
                 from .export import write, write_workorders
 
                 df = dispatch.list_frame(s, args.list_id)
                 if args.output is None:
-                    print(df[["crew", "stop", "rank", "leak_id", "asset_id", "risk_band", "due_by", "leg_km",
-                              "work_order_id", "wo_status"]].to_string(index=False), file=out)
+                    print(
+                        df[
+                            [
+                                "crew",
+                                "stop",
+                                "rank",
+                                "leak_id",
+                                "asset_id",
+                                "risk_band",
+                                "due_by",
+                                "leg_km",
+                                "work_order_id",
+                                "wo_status",
+                            ]
+                        ].to_string(index=False),
+                        file=out,
+                    )
                 elif args.format == "workorder":
                     doc = dispatch.work_orders(s, args.list_id)
                     _atomic_write(args.output, lambda p: write_workorders(doc, p))
@@ -385,17 +433,32 @@ def _run_ops(args, out) -> int:
             from .models import DispatchItem
 
             is_wo = s.exec(select(DispatchItem).where(DispatchItem.work_order_id == args.id)).first() is not None
-            r = dispatch.set_work_order_status(s, args.status, args.user, work_order_id=args.id if is_wo else None,
-                                               leak_id=None if is_wo else args.id, at=_when(args.at), crew=args.crew,
-                                               note=args.note, reason=args.reason)
+            r = dispatch.set_work_order_status(
+                s,
+                args.status,
+                args.user,
+                work_order_id=args.id if is_wo else None,
+                leak_id=None if is_wo else args.id,
+                at=_when(args.at),
+                crew=args.crew,
+                note=args.note,
+                reason=args.reason,
+            )
             print(f"{args.id}: {args.status}; leak {r['leak_id']} is now {r['leak_status']}", file=out)
             return EXIT_OK
         # leak
         from .lifecycle import apply_event, history
 
         if args.action == "set":
-            st = apply_event(s, args.leak_id, args.event, _when(args.at), actor=args.user, source="cli",
-                             detail={"note": args.note} if args.note else None)
+            st = apply_event(
+                s,
+                args.leak_id,
+                args.event,
+                _when(args.at),
+                actor=args.user,
+                source="cli",
+                detail={"note": args.note} if args.note else None,
+            )
             print(f"leak {args.leak_id} is now {st.status}", file=out)
             return EXIT_OK
         import pandas as pd
@@ -408,12 +471,21 @@ def _run_ops(args, out) -> int:
         if leak is None:
             raise KeyError(f"no leak '{args.leak_id}'")
         flag = " (possible failed repair: seen again after repair)" if leak.failed_repair else ""
-        print(f"leak {leak.leak_id}: {leak.status}{flag}; rank {leak.rank or '-'}, {leak.risk_band or '-'}, "
-              f"asset {leak.asset_id or '-'}", file=out)
+        print(
+            f"leak {leak.leak_id}: {leak.status}{flag}; rank {leak.rank or '-'}, {leak.risk_band or '-'}, "
+            f"asset {leak.asset_id or '-'}",
+            file=out,
+        )
         vals = validations_frame(s)
-        clocks = leak_clocks(detections_frame(s, args.leak_id), vals[vals["leak_id"] == args.leak_id], load_rules(),
-                             pd.Timestamp.now(tz="UTC"), args.leak_id, assets=assets_frame(s),
-                             leaks=leaks_frame(s, active_only=False))
+        clocks = leak_clocks(
+            detections_frame(s, args.leak_id),
+            vals[vals["leak_id"] == args.leak_id],
+            load_rules(),
+            pd.Timestamp.now(tz="UTC"),
+            args.leak_id,
+            assets=assets_frame(s),
+            leaks=leaks_frame(s, active_only=False),
+        )
         for c in clocks.itertuples():
             late = " OVERDUE" if c.overdue else ""
             print(f"  due {c.due_by:%Y-%m-%d %H:%M} UTC{late}: {c.due_rule} ({c.citation})", file=out)

@@ -57,8 +57,14 @@ def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "syst
     retired = len({lid for lid in dets["leak_id"].dropna().unique()} - set(leaks["leak_id"]))
     try:
         store.save_fusion(session, dets["id"].to_numpy(), leak_ids, f.ambiguous_, leaks.drop(columns=["label"]))
-        summary = {"detections": len(dets), "leaks": len(leaks), "kept": kept, "new": len(leaks) - kept,
-                   "retired": retired, "ambiguous": int(f.ambiguous_.sum())}
+        summary = {
+            "detections": len(dets),
+            "leaks": len(leaks),
+            "kept": kept,
+            "new": len(leaks) - kept,
+            "retired": retired,
+            "ambiguous": int(f.ambiguous_.sum()),
+        }
         store.audit(session, user, "fuse", None, summary)
         session.commit()
     except Exception:
@@ -78,21 +84,39 @@ def current_model(session: Session, user: str = "system"):
     mv = store.active_model(session)
     if mv is None:
         model = default_model()
-        mv = store.save_model(session, "cold_start", dumps(model), {}, list(FEATURES), "",
-                              "cold start: no validations yet", promote=True, user=user)
+        mv = store.save_model(
+            session,
+            "cold_start",
+            dumps(model),
+            {},
+            list(FEATURES),
+            "",
+            "cold start: no validations yet",
+            promote=True,
+            user=user,
+        )
         return model, mv.id
     model = loads(mv.blob)
     if list(getattr(model, "feature_names_in_", FEATURES)) != list(FEATURES):
         old = mv.id
         model = default_model()
-        mv = store.save_model(session, "cold_start", dumps(model), {}, list(FEATURES), "",
-                              f"cold start: model version {old} was fitted on an older feature list; "
-                              "retrain with `mlpe train`", promote=True, user=user)
+        mv = store.save_model(
+            session,
+            "cold_start",
+            dumps(model),
+            {},
+            list(FEATURES),
+            "",
+            f"cold start: model version {old} was fitted on an older feature list; retrain with `mlpe train`",
+            promote=True,
+            user=user,
+        )
     return model, mv.id
 
 
-def score_frame(session: Session, as_of: pd.Timestamp | None = None,
-                user: str = "system") -> tuple[pd.DataFrame, pd.DataFrame]:
+def score_frame(
+    session: Session, as_of: pd.Timestamp | None = None, user: str = "system"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features and scores for every active leak (not written). Returns (scored leaks, features).
 
     The active model gives p_real, the contributions and, when it has learned one, the rate
@@ -123,8 +147,9 @@ def score_frame(session: Session, as_of: pd.Timestamp | None = None,
     return s, X
 
 
-def run_score(session: Session, as_of: pd.Timestamp | None = None, user: str = "system",
-              progress: Progress = None) -> dict:
+def run_score(
+    session: Session, as_of: pd.Timestamp | None = None, user: str = "system", progress: Progress = None
+) -> dict:
     """Score and rank every open leak, with reasons, and store the results."""
     require(session, user, "score")
     _say(progress, 0.1, "computing features")
@@ -136,9 +161,14 @@ def run_score(session: Session, as_of: pd.Timestamp | None = None, user: str = "
     try:
         store.save_scores(session, s)
         bands = s["risk_band"].value_counts()
-        summary = {"scored": len(s), "ranked": int(s["rank"].notna().sum()), "high": int(bands.get("HIGH", 0)),
-                   "medium": int(bands.get("MEDIUM", 0)), "low": int(bands.get("LOW", 0)),
-                   "model_version": int(s["model_version"].iloc[0])}
+        summary = {
+            "scored": len(s),
+            "ranked": int(s["rank"].notna().sum()),
+            "high": int(bands.get("HIGH", 0)),
+            "medium": int(bands.get("MEDIUM", 0)),
+            "low": int(bands.get("LOW", 0)),
+            "model_version": int(s["model_version"].iloc[0]),
+        }
         store.audit(session, user, "score", None, summary)
         session.commit()
     except Exception:
@@ -158,8 +188,10 @@ def run_train(session: Session, user: str = "system") -> dict:
     require(session, user, "train")
     vals = store.validations_frame(session)
     if vals.empty:
-        return {"promoted": False, "decision": "not trained: no validations recorded yet "
-                                               "(record outcomes with `mlpe validations import`)"}
+        return {
+            "promoted": False,
+            "decision": "not trained: no validations recorded yet (record outcomes with `mlpe validations import`)",
+        }
     leaks = store.leaks_frame(session, active_only=False)
     dets = store.detections_frame(session)
     dets = dets[dets["leak_id"].notna()]
@@ -177,13 +209,27 @@ def run_train(session: Session, user: str = "system") -> dict:
         store.audit(session, user, "train", None, {"decision": res["decision"]})
         session.commit()
         return {"promoted": False, "decision": res["decision"]}
-    mv = store.save_model(session, "learned", dumps(res["model"]), res["metrics"], list(FEATURES), res["data_hash"],
-                          res["decision"], res["promote"], res["metrics"].get("n_train", 0),
-                          res["metrics"].get("n_holdout", 0), user=user)
+    mv = store.save_model(
+        session,
+        "learned",
+        dumps(res["model"]),
+        res["metrics"],
+        list(FEATURES),
+        res["data_hash"],
+        res["decision"],
+        res["promote"],
+        res["metrics"].get("n_train", 0),
+        res["metrics"].get("n_holdout", 0),
+        user=user,
+    )
     if res["promote"]:
         run_score(session, user=user)  # a promoted model ranks at once: no stale scores until the next `mlpe score`
-    return {"promoted": res["promote"], "decision": res["decision"], "version": mv.id,
-            "n_holdout": res["metrics"].get("n_holdout", 0)}
+    return {
+        "promoted": res["promote"],
+        "decision": res["decision"],
+        "version": mv.id,
+        "n_holdout": res["metrics"].get("n_holdout", 0),
+    }
 
 
 # --------------------------------------------------------------------------------------------- exports
@@ -193,8 +239,16 @@ def _fmt_time(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s, utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-ROUNDING = {"priority_score": 3, "p_real": 4, "est_rate_kg_h": 3, "rate_lo_kg_h": 3, "rate_hi_kg_h": 3,
-            "latitude": 6, "longitude": 6, "radius_m": 1}
+ROUNDING = {
+    "priority_score": 3,
+    "p_real": 4,
+    "est_rate_kg_h": 3,
+    "rate_lo_kg_h": 3,
+    "rate_hi_kg_h": 3,
+    "latitude": 6,
+    "longitude": 6,
+    "radius_m": 1,
+}
 
 
 def export_frame(session: Session, what: str, top: int | None = None) -> pd.DataFrame:
@@ -206,17 +260,35 @@ def export_frame(session: Session, what: str, top: int | None = None) -> pd.Data
 def _export_frame(session: Session, what: str, top: int | None) -> pd.DataFrame:
     if what == "leaks":
         df = store.leaks_frame(session)
-        df = df.reindex(columns=list(LEAK_EXPORT_COLUMNS) + ["rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule",
-                                                            "n_ambiguous"])
+        df = df.reindex(
+            columns=list(LEAK_EXPORT_COLUMNS) + ["rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule", "n_ambiguous"]
+        )
         if top is not None:
             df = df[df["rank"].notna()].head(top)
         return df
     if what == "detections":
         d = store.detections_frame(session)
         lead = ["detection_id", "source_name", "leak_id"]
-        rest = [c for c in ("source_type", "observed_at", "latitude", "longitude", "location_uncertainty_m", "rate_kg_h",
-                            "rate_uncertainty_kg_h", "confidence", "wind_speed_m_s", "asset_id", "event_type",
-                            "ambiguous", "batch_id", "source_row") if c in d]
+        rest = [
+            c
+            for c in (
+                "source_type",
+                "observed_at",
+                "latitude",
+                "longitude",
+                "location_uncertainty_m",
+                "rate_kg_h",
+                "rate_uncertainty_kg_h",
+                "confidence",
+                "wind_speed_m_s",
+                "asset_id",
+                "event_type",
+                "ambiguous",
+                "batch_id",
+                "source_row",
+            )
+            if c in d
+        ]
         return d[lead + rest]
     if what == "dispatch":
         from .lifecycle import validated_since_open
@@ -233,8 +305,14 @@ def _export_frame(session: Session, what: str, top: int | None) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- demo
 
 
-def run_demo(session: Session, seed: int = 0, n_assets: int = 2000, with_validations: bool = True,
-             progress: Progress = None, user: str = "demo") -> dict:
+def run_demo(
+    session: Session,
+    seed: int = 0,
+    n_assets: int = 2000,
+    with_validations: bool = True,
+    progress: Progress = None,
+    user: str = "demo",
+) -> dict:
     """Fill the store with a simulated basin and run the pipeline (ingest, fuse, score, and a first
     round of field outcomes so the validation and model pages have something to show)."""
     require(session, user, "demo")
@@ -257,8 +335,13 @@ def run_demo(session: Session, seed: int = 0, n_assets: int = 2000, with_validat
     fz = run_fuse(session, user=user)
     _say(progress, 0.75, "scoring")
     sc = run_score(session, user=user)
-    out = {"seed": seed, "assets": len(tmp_assets), "detections": n, **{f"fuse_{k}": v for k, v in fz.items()},
-           **{f"score_{k}": v for k, v in sc.items()}}
+    out = {
+        "seed": seed,
+        "assets": len(tmp_assets),
+        "detections": n,
+        **{f"fuse_{k}": v for k, v in fz.items()},
+        **{f"score_{k}": v for k, v in sc.items()},
+    }
     if with_validations:
         _say(progress, 0.85, "simulating a first round of field visits")
         out["validations"] = simulate_visits(session, basin, seed=seed, user=user)
@@ -277,8 +360,16 @@ def store_assets(session: Session, assets: pd.DataFrame, user: str = "system") -
     session.commit()
 
 
-def simulate_visits(session: Session, basin, n_visits: int = 60, seed: int = 0, user: str = "demo",
-                    top_share: float = 0.6, p_no_access: float = 0.05, start_day: int = 1) -> int:
+def simulate_visits(
+    session: Session,
+    basin,
+    n_visits: int = 60,
+    seed: int = 0,
+    user: str = "demo",
+    top_share: float = 0.6,
+    p_no_access: float = 0.05,
+    start_day: int = 1,
+) -> int:
     """Crews visit the top of the ranking plus a few random leaks; outcomes come from the simulated truth.
 
     The top ``top_share`` of ``n_visits`` are the best-ranked open leaks, the rest a random draw from the
@@ -296,7 +387,7 @@ def simulate_visits(session: Session, basin, n_visits: int = 60, seed: int = 0, 
     src = basin.sources.set_index("source_id")
     top = leaks[leaks["rank"].notna()].sort_values("rank")
     pick = list(top["leak_id"].head(int(round(n_visits * top_share))))
-    others = top["leak_id"].iloc[len(pick):].to_numpy()
+    others = top["leak_id"].iloc[len(pick) :].to_numpy()
     if len(others) and n_visits > len(pick):
         pick += list(rng.choice(others, size=min(len(others), n_visits - len(pick)), replace=False))
     by_leak = real.groupby("leak_id")["source_id"].agg(lambda s: sorted(set(s)))
@@ -316,9 +407,16 @@ def simulate_visits(session: Session, basin, n_visits: int = 60, seed: int = 0, 
             rows.append({"leak_id": lk, "visited_at": visited, "outcome": "already_repaired"})
             continue
         rate = float(alive["rate_kg_h"].sum()) * float(np.exp(rng.normal(0, 0.3)))
-        rows.append({"leak_id": lk, "visited_at": visited, "outcome": "confirmed", "measured_rate_kg_h": round(rate, 2),
-                     "component": rng.choice(["valve", "connector", "thief hatch", "compressor seal", "tank vent"]),
-                     "crew": f"crew-{1 + i % 3}"})
+        rows.append(
+            {
+                "leak_id": lk,
+                "visited_at": visited,
+                "outcome": "confirmed",
+                "measured_rate_kg_h": round(rate, 2),
+                "component": rng.choice(["valve", "connector", "thief hatch", "compressor seal", "tank vent"]),
+                "crew": f"crew-{1 + i % 3}",
+            }
+        )
     good = pd.DataFrame(rows, columns=["leak_id", "visited_at", "outcome", "measured_rate_kg_h", "component", "crew"])
     for c in ("measured_rate_kg_h", "component", "crew", "notes", "repaired_at"):
         if c not in good:
@@ -332,11 +430,14 @@ def leak_detail(session: Session, leak_id: str) -> dict:
     leak = session.get(Leak, leak_id)
     if leak is None:
         raise KeyError(f"no leak '{leak_id}'")
-    return {"leak": leak.model_dump(), "detections": store.detections_frame(session, leak_id),
-            "validations": store.validations_frame(session).query("leak_id == @leak_id"),
-            "history": store.audit_frame(session, leak_id),
-            "contributions": json.loads(leak.contributions or "{}"),
-            "candidates": json.loads(leak.asset_candidates or "[]")}
+    return {
+        "leak": leak.model_dump(),
+        "detections": store.detections_frame(session, leak_id),
+        "validations": store.validations_frame(session).query("leak_id == @leak_id"),
+        "history": store.audit_frame(session, leak_id),
+        "contributions": json.loads(leak.contributions or "{}"),
+        "candidates": json.loads(leak.asset_candidates or "[]"),
+    }
 
 
 def ensure_demo(session: Session, seed: int = 0) -> dict | None:

@@ -43,8 +43,15 @@ def _utc(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 
 def audit(session: Session, actor: str, action: str, target: str | None = None, detail: dict | None = None) -> None:
     """Append one audit event (committed with the caller's transaction)."""
-    session.add(AuditEvent(at=now(), actor=actor, action=action, target=target,
-                           detail=json.dumps(detail, default=str) if detail else None))
+    session.add(
+        AuditEvent(
+            at=now(),
+            actor=actor,
+            action=action,
+            target=target,
+            detail=json.dumps(detail, default=str) if detail else None,
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------------- reads
@@ -100,8 +107,14 @@ def counts(session: Session) -> dict[str, int]:
         return int(session.execute(select(func.count()).select_from(model)).scalar_one())
 
     leaks = int(session.execute(select(func.count()).select_from(Leak).where(Leak.active == True)).scalar_one())  # noqa: E712
-    return {"detections": n(Detection), "leaks": leaks, "assets": n(Asset), "validations": n(Validation),
-            "batches": n(IngestBatch), "models": n(ModelVersion)}
+    return {
+        "detections": n(Detection),
+        "leaks": leaks,
+        "assets": n(Asset),
+        "validations": n(Validation),
+        "batches": n(IngestBatch),
+        "models": n(ModelVersion),
+    }
 
 
 def active_model(session: Session) -> ModelVersion | None:
@@ -122,8 +135,9 @@ def upsert(session: Session, model, key: str, rows: list[dict], existing: set) -
     return new, upd
 
 
-def save_fusion(session: Session, det_ids: np.ndarray, leak_ids: np.ndarray, ambiguous: np.ndarray,
-                leaks: pd.DataFrame) -> None:
+def save_fusion(
+    session: Session, det_ids: np.ndarray, leak_ids: np.ndarray, ambiguous: np.ndarray, leaks: pd.DataFrame
+) -> None:
     """Write memberships and leaks in one transaction; leaks no longer produced become inactive."""
     memb = pd.DataFrame({"id": det_ids.astype(int), "leak_id": leak_ids, "ambiguous": ambiguous.astype(bool)})
     session.execute(update(Detection), memb.to_dict(orient="records"))
@@ -137,9 +151,23 @@ def save_fusion(session: Session, det_ids: np.ndarray, leak_ids: np.ndarray, amb
 
 
 def save_scores(session: Session, scored: pd.DataFrame) -> None:
-    cols = ["leak_id", "p_real", "est_rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h", "rate_quantified",
-            "priority_score", "risk_band", "rank", "top_reasons", "contributions", "model_version", "due_by",
-            "due_rule", "scored_at"]
+    cols = [
+        "leak_id",
+        "p_real",
+        "est_rate_kg_h",
+        "rate_lo_kg_h",
+        "rate_hi_kg_h",
+        "rate_quantified",
+        "priority_score",
+        "risk_band",
+        "rank",
+        "top_reasons",
+        "contributions",
+        "model_version",
+        "due_by",
+        "due_rule",
+        "scored_at",
+    ]
     df = scored[cols].astype(object).where(scored[cols].notna(), None)
     session.execute(update(Leak), df.to_dict(orient="records"))
 
@@ -171,8 +199,13 @@ def import_assets(session: Session, path: str | Path, user: str = "system") -> d
         if not aid[i]:
             rejects.append({"row": i + 2, "column": "asset_id", "reason": "asset_id is blank"})
         elif aid[i] in first_row_of and first_row_of[aid[i]] != i:
-            rejects.append({"row": i + 2, "column": "asset_id",
-                            "reason": f"asset_id '{aid[i]}' repeated (first on row {first_row_of[aid[i]] + 2})"})
+            rejects.append(
+                {
+                    "row": i + 2,
+                    "column": "asset_id",
+                    "reason": f"asset_id '{aid[i]}' repeated (first on row {first_row_of[aid[i]] + 2})",
+                }
+            )
         elif pd.isna(lat[i]) or abs(lat[i]) > 90:
             rejects.append({"row": i + 2, "column": "latitude", "reason": f"latitude '{df['latitude'][i]}' invalid"})
         elif pd.isna(lon[i]) or abs(lon[i]) > 180:
@@ -180,24 +213,46 @@ def import_assets(session: Session, path: str | Path, user: str = "system") -> d
     bad = {r["row"] - 2 for r in rejects}
     good = df.index[~df.index.isin(list(bad))]
     records = [
-        {"asset_id": aid[i], "latitude": float(lat[i]), "longitude": float(lon[i]),
-         "asset_type": (df["asset_type"][i] or None) if "asset_type" in df else None,
-         "operator": (df["operator"][i] or None) if "operator" in df else None}
+        {
+            "asset_id": aid[i],
+            "latitude": float(lat[i]),
+            "longitude": float(lon[i]),
+            "asset_type": (df["asset_type"][i] or None) if "asset_type" in df else None,
+            "operator": (df["operator"][i] or None) if "operator" in df else None,
+        }
         for i in good
     ]
     existing = set(session.execute(select(Asset.asset_id)).scalars())
     try:
         new, upd = upsert(session, Asset, "asset_id", records, existing)
-        session.add(IngestBatch(file_name=path.name, sha256=file_sha256(path), format="assets", kind="assets",
-                                ingested_at=now(), recorded_by=user, n_rows=len(df), n_accepted=len(records),
-                                n_rejected=len(rejects)))
-        audit(session, user, "assets_import", path.name, {"new": len(new), "updated": len(upd), "rejected": len(rejects)})
+        session.add(
+            IngestBatch(
+                file_name=path.name,
+                sha256=file_sha256(path),
+                format="assets",
+                kind="assets",
+                ingested_at=now(),
+                recorded_by=user,
+                n_rows=len(df),
+                n_accepted=len(records),
+                n_rejected=len(rejects),
+            )
+        )
+        audit(
+            session, user, "assets_import", path.name, {"new": len(new), "updated": len(upd), "rejected": len(rejects)}
+        )
         session.commit()
     except Exception:
         session.rollback()
         raise
-    return {"file": path.name, "rows": len(df), "new": len(new), "updated": len(upd), "rejected": len(rejects),
-            "rejects": pd.DataFrame(rejects, columns=["row", "column", "reason"])}
+    return {
+        "file": path.name,
+        "rows": len(df),
+        "new": len(new),
+        "updated": len(upd),
+        "rejected": len(rejects),
+        "rejects": pd.DataFrame(rejects, columns=["row", "column", "reason"]),
+    }
 
 
 def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -235,25 +290,36 @@ def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) ->
             rej.append((r, "repaired_at", f"cannot read '{df.at[i, 'repaired_at']}' as an ISO 8601 time"))
         # optional columns beyond contract §2 (lifecycle and compliance): checked the same way
         if str(df.at[i, "repair_attempted_at"]).strip() and pd.isna(attempted[i]):
-            rej.append((r, "repair_attempted_at",
-                        f"cannot read '{df.at[i, 'repair_attempted_at']}' as an ISO 8601 time"))
+            rej.append(
+                (r, "repair_attempted_at", f"cannot read '{df.at[i, 'repair_attempted_at']}' as an ISO 8601 time")
+            )
         if found_by[i] and found_by[i] not in FOUND_BY:
             rej.append((r, "found_by", f"found_by '{df.at[i, 'found_by']}' is not one of {', '.join(FOUND_BY)}"))
     rejects = pd.DataFrame(rej, columns=["row", "column", "reason"])
     bad = set(rejects["row"] - 2)
     ok = df.index[~df.index.isin(list(bad))]
-    good = pd.DataFrame({
-        "leak_id": df.loc[ok, "leak_id"].astype(str).str.strip(),
-        "visited_at": visited[ok], "outcome": outcome[ok], "measured_rate_kg_h": rate[ok],
-        "component": df.loc[ok, "component"].replace("", None), "repaired_at": repaired[ok],
-        "crew": df.loc[ok, "crew"].replace("", None), "notes": df.loc[ok, "notes"].replace("", None),
-        "found_by": found_by[ok].replace("", None), "rate_method": df.loc[ok, "rate_method"].replace("", None),
-        "repair_attempted_at": attempted[ok], "delay_reason": df.loc[ok, "delay_reason"].replace("", None),
-    })
+    good = pd.DataFrame(
+        {
+            "leak_id": df.loc[ok, "leak_id"].astype(str).str.strip(),
+            "visited_at": visited[ok],
+            "outcome": outcome[ok],
+            "measured_rate_kg_h": rate[ok],
+            "component": df.loc[ok, "component"].replace("", None),
+            "repaired_at": repaired[ok],
+            "crew": df.loc[ok, "crew"].replace("", None),
+            "notes": df.loc[ok, "notes"].replace("", None),
+            "found_by": found_by[ok].replace("", None),
+            "rate_method": df.loc[ok, "rate_method"].replace("", None),
+            "repair_attempted_at": attempted[ok],
+            "delay_reason": df.loc[ok, "delay_reason"].replace("", None),
+        }
+    )
     return good, rejects
 
 
-def record_validations(session: Session, good: pd.DataFrame, user: str = "system", batch: IngestBatch | None = None) -> dict:
+def record_validations(
+    session: Session, good: pd.DataFrame, user: str = "system", batch: IngestBatch | None = None
+) -> dict:
     """Insert outcomes (the same leak, time and outcome again is a duplicate, not a new row) and move each
     leak through its lifecycle (``mlpe_core.lifecycle``); rows with an illegal move come back in
     ``rejects`` (row, column, reason) and are not recorded.
@@ -274,8 +340,9 @@ def record_validations(session: Session, good: pd.DataFrame, user: str = "system
     raise AssertionError("unreachable")
 
 
-def _record_validations_once(session: Session, good: pd.DataFrame, user: str, batch: IngestBatch | None,
-                             base_rejected: int = 0) -> dict:
+def _record_validations_once(
+    session: Session, good: pd.DataFrame, user: str, batch: IngestBatch | None, base_rejected: int = 0
+) -> dict:
     """One attempt: lock the leaks, drop duplicates, run the rows through the lifecycle, write, commit.
 
     A row whose move is illegal for its leak (e.g. ``not_found`` for a leak a crew confirmed, a repair
@@ -287,9 +354,10 @@ def _record_validations_once(session: Session, good: pd.DataFrame, user: str, ba
     recs = [(int(i) + 2, r) for i, r in zip(good.index, good.to_dict(orient="records"), strict=True)]
     try:
         states = lock_states(session, [r["leak_id"] for _, r in recs])  # takes the write lock first
-        existing = {(a, pd.Timestamp(b).tz_localize("UTC") if pd.Timestamp(b).tzinfo is None else pd.Timestamp(b), c)
-                    for a, b, c in session.execute(select(Validation.leak_id, Validation.visited_at,
-                                                          Validation.outcome))}
+        existing = {
+            (a, pd.Timestamp(b).tz_localize("UTC") if pd.Timestamp(b).tzinfo is None else pd.Timestamp(b), c)
+            for a, b, c in session.execute(select(Validation.leak_id, Validation.visited_at, Validation.outcome))
+        }
         fresh, dup = [], 0
         for rownum, r in recs:
             key = (r["leak_id"], pd.Timestamp(r["visited_at"]), r["outcome"])
@@ -307,13 +375,18 @@ def _record_validations_once(session: Session, good: pd.DataFrame, user: str, ba
             session.add(batch)
             session.flush()
         for r in rows:
-            clean = {k: (None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT) else v)
-                     for k, v in r.items()}
+            clean = {
+                k: (None if (v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT) else v)
+                for k, v in r.items()
+            }
             for k in ("visited_at", "repaired_at", "repair_attempted_at"):
                 if clean.get(k) is not None:
                     clean[k] = pd.Timestamp(clean[k]).to_pydatetime()
-            session.add(Validation(**clean, recorded_at=now(), recorded_by=user,
-                                   batch_id=batch.id if batch is not None else None))
+            session.add(
+                Validation(
+                    **clean, recorded_at=now(), recorded_by=user, batch_id=batch.id if batch is not None else None
+                )
+            )
         save_states(session, states)
         for r in rows:
             audit(session, user, "validation", r["leak_id"], {"outcome": r["outcome"], "visited_at": r["visited_at"]})
@@ -321,8 +394,12 @@ def _record_validations_once(session: Session, good: pd.DataFrame, user: str, ba
     except Exception:
         session.rollback()
         raise
-    return {"recorded": len(rows), "duplicates": dup, "rejected": len({n for n, _, _ in rej}),
-            "rejects": pd.DataFrame(rej, columns=["row", "column", "reason"])}
+    return {
+        "recorded": len(rows),
+        "duplicates": dup,
+        "rejected": len({n for n, _, _ in rej}),
+        "rejects": pd.DataFrame(rej, columns=["row", "column", "reason"]),
+    }
 
 
 def import_validations(session: Session, path: str | Path, user: str = "system") -> dict:
@@ -330,8 +407,16 @@ def import_validations(session: Session, path: str | Path, user: str = "system")
     raw = read_table(path)
     known = set(session.execute(select(Leak.leak_id)).scalars())
     good, rejects = validate_validations(raw, known, path.name)
-    batch = IngestBatch(file_name=path.name, sha256=file_sha256(path), format="validations", kind="validations",
-                        ingested_at=now(), recorded_by=user, n_rows=len(raw), n_rejected=len(set(rejects["row"])))
+    batch = IngestBatch(
+        file_name=path.name,
+        sha256=file_sha256(path),
+        format="validations",
+        kind="validations",
+        ingested_at=now(),
+        recorded_by=user,
+        n_rows=len(raw),
+        n_rejected=len(set(rejects["row"])),
+    )
     res = record_validations(session, good, user, batch)
     lifecycle_rejects = res.pop("rejects")
     res.pop("rejected")
@@ -341,14 +426,34 @@ def import_validations(session: Session, path: str | Path, user: str = "system")
     return {"file": path.name, "rows": len(raw), "rejected": int(batch.n_rejected), "rejects": rejects, **res}
 
 
-def save_model(session: Session, kind: str, model_blob: bytes | None, metrics: dict, features: list[str],
-               data_hash: str, decision: str, promote: bool, n_train: int = 0, n_holdout: int = 0,
-               user: str = "system") -> ModelVersion:
+def save_model(
+    session: Session,
+    kind: str,
+    model_blob: bytes | None,
+    metrics: dict,
+    features: list[str],
+    data_hash: str,
+    decision: str,
+    promote: bool,
+    n_train: int = 0,
+    n_holdout: int = 0,
+    user: str = "system",
+) -> ModelVersion:
     if promote:
         session.execute(update(ModelVersion).values(active=False))
-    mv = ModelVersion(created_at=now(), kind=kind, active=promote, promoted=promote, decision=decision,
-                      metrics=json.dumps(metrics, default=float), features=json.dumps(features), data_hash=data_hash,
-                      n_train=n_train, n_holdout=n_holdout, blob=model_blob)
+    mv = ModelVersion(
+        created_at=now(),
+        kind=kind,
+        active=promote,
+        promoted=promote,
+        decision=decision,
+        metrics=json.dumps(metrics, default=float),
+        features=json.dumps(features),
+        data_hash=data_hash,
+        n_train=n_train,
+        n_holdout=n_holdout,
+        blob=model_blob,
+    )
     session.add(mv)
     session.flush()
     audit(session, user, "model_promoted" if promote else "model_trained", f"model:{mv.id}", {"decision": decision})

@@ -61,7 +61,9 @@ def test_backup_and_restore_round_trip(tmp_path: Path) -> None:
         s.commit()
 
     def mlpe(*a: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "mlpe_core.cli", "--db", str(db), *a], capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "mlpe_core.cli", "--db", str(db), *a], capture_output=True, text=True
+        )
 
     assert mlpe("backup", "-o", str(bak)).returncode == 0
     r = mlpe("backup", "-o", str(bak))

@@ -6,9 +6,8 @@ The store is always an engine created here and handed to the code under test thr
 
 from __future__ import annotations
 
-import os
-
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 

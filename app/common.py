@@ -1,6 +1,9 @@
-"""Shared by every page: the store session, cached frames keyed on a store version, filters, colours."""
+"""Shared by every page: the store session, the acting user, cached frames keyed on a store version, colours."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -9,8 +12,9 @@ import streamlit as st
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from mlpe_core import pipeline, store
+from mlpe_core import auth, pipeline, store
 from mlpe_core.db import get_engine, resolve_url
+from mlpe_core.lifecycle import TransitionError
 from mlpe_core.models import AuditEvent
 
 BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [60, 110, 175]}
@@ -23,7 +27,10 @@ except ImportError:  # pragma: no cover
 OPEN = ["open", "dispatched"]  # ranked: still need a visit
 VISITABLE = [*OPEN, "no_access", "confirmed", "repair_attempted"]  # a crew may still record a visit or repair
 # st.Page / st.switch_page paths are relative to app/main.py
-PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "dispatch", "validation", "upload", "model")}
+PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "dispatch", "validation", "upload", "model",
+                                         "audit")}
+T = TypeVar("T")
+OPEN_NAME = "app"  # who acts in open mode unless they give a name
 
 
 @st.cache_resource(show_spinner=False)
@@ -34,6 +41,47 @@ def _engine(url: str):
 def session() -> Session:
     """A new Session on the store chosen by ``MLPE_DB`` (use as a context manager)."""
     return Session(_engine(resolve_url()))
+
+
+def is_open() -> bool:
+    """True while the store has no users (auth open mode): anyone may act."""
+    with session() as s:
+        return auth.open_mode(s)
+
+
+def user() -> str:
+    """The name every core call that records something is given: the signed-in user, else the open-mode name."""
+    ss = st.session_state
+    return ss.get("auth_user") or (ss.get("open_name") or "").strip() or OPEN_NAME
+
+
+def can(action: str) -> bool:
+    """Whether to offer ``action`` (hidden otherwise); ``mlpe_core.auth`` enforces it either way."""
+    return st.session_state.get("auth_role") in auth.PERMISSIONS[action] or is_open()
+
+
+def act(action: str, work: Callable[[Session], T]) -> T | None:
+    """``work(session)`` as the current user, once ``mlpe_core.auth`` allows ``action``. A refusal (role, lifecycle,
+    bad value) is shown with ``st.error`` and gives None; ``work`` returns what to report (e.g. a message)."""
+    try:
+        with session() as s:
+            auth.require(s, user(), action)
+            return work(s)
+    except (auth.PermissionDenied, TransitionError, ValueError, KeyError) as e:
+        st.error(str(e.args[0] if isinstance(e, KeyError) and e.args else e), icon=":material/block:")
+        return None
+
+
+def flash(key: str, message: str | None) -> None:
+    """Show ``message`` after the rerun that follows an action (the page then shows the new state)."""
+    if message:
+        st.session_state[key] = message
+        st.rerun()
+
+
+def flashed(key: str) -> None:
+    if msg := st.session_state.pop(key, None):
+        st.success(msg, icon=":material/check_circle:")
 
 
 def version() -> tuple:
@@ -99,6 +147,15 @@ def view_for(points: pd.DataFrame, width_px: int = 800, height_px: int = 500) ->
     zoom = np.log2(360 / (512 * max(span_x, span_y)))
     return pdk.ViewState(latitude=(lat.min() + lat.max()) / 2, longitude=(lon.min() + lon.max()) / 2,
                          zoom=float(np.clip(zoom, 2, 15)))
+
+
+MAX_OPTIONS = 2_000  # leak pickers list the best-ranked this many; any other id can be typed
+
+
+def capped(ids: list[str], *keep: str | None) -> list[str]:
+    """The first :data:`MAX_OPTIONS` ids (best rank first) plus ``keep``: a dropdown stays light on 50,000 leaks."""
+    head = ids[:MAX_OPTIONS]
+    return head + [k for k in keep if k and k not in head and k in set(ids)]
 
 
 def legend(rgb: dict) -> str:

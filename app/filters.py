@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pandas as pd
 import streamlit as st
 
@@ -28,12 +30,17 @@ def sidebar_filters() -> None:
                     st.session_state[key] = default
             else:
                 st.session_state[key] = [v for v in raw.split(",") if v]
+    span = data_span()
+    _seed_window(span)
     ops = sorted(load("assets").get("operator", pd.Series(dtype=str)).dropna().unique())
     options = {"f_band": list(RISK_BANDS), "f_src": list(SOURCE_TYPES), "f_status": list(STATUSES), "f_op": ops}
     for key, opts in options.items():  # drop values a hand-edited URL may carry that are not options
         st.session_state[key] = [v for v in st.session_state[key] if v in opts]
     with st.sidebar:
         st.subheader("Filters")
+        if span:
+            st.date_input("Time window", key="f_window", min_value=span[0], max_value=span[1], format="YYYY-MM-DD",
+                          help="leaks detected in this window (first to last detection overlaps it)")
         st.multiselect("Risk band", RISK_BANDS, key="f_band", placeholder="all bands")
         st.multiselect("Source type", SOURCE_TYPES, key="f_src", placeholder="all sensors",
                        format_func=lambda s: s.replace("_", " "))
@@ -49,6 +56,51 @@ def sidebar_filters() -> None:
                 del qp[param]
         else:
             qp[param] = ",".join(value) if isinstance(value, list) else f"{value:g}"
+    win = window()
+    if span and win and win != span:
+        qp["window"] = f"{win[0]},{win[1]}"
+    elif "window" in qp:
+        del qp["window"]
+
+
+def data_span() -> tuple[date, date] | None:
+    """First and last day any active leak was detected."""
+    lk = load("leaks")
+    if lk.empty:
+        return None
+    return lk["first_seen"].min().date(), lk["last_seen"].max().date()
+
+
+def _seed_window(span: tuple[date, date] | None) -> None:
+    """The window from session state, else the URL, else the whole span; kept inside the span. A window the user
+    never narrowed follows the data when new detections extend it."""
+    ss = st.session_state
+    if span is None:
+        return
+    cur, old = ss.get("f_window"), ss.get("f_window_span")
+    if cur is None:
+        cur = span
+        raw = st.query_params.get("window", "")
+        try:
+            a, b = (date.fromisoformat(x) for x in raw.split(","))
+            cur = (min(a, b), max(a, b))
+        except ValueError:
+            pass
+    elif old and tuple(cur) == old:
+        cur = span
+    ss["f_window_span"] = span
+    if len(cur) != 2:  # a range still being picked: window() runs it to the end of the data
+        return
+    lo, hi = max(cur[0], span[0]), min(cur[1], span[1])
+    ss["f_window"] = (lo, hi) if lo <= hi else span
+
+
+def window() -> tuple[date, date] | None:
+    """The chosen window as two dates (a range still being picked runs to the end of the data)."""
+    w, span = st.session_state.get("f_window"), st.session_state.get("f_window_span")
+    if not w or not span:
+        return span
+    return (w[0], w[1] if len(w) > 1 else span[1])
 
 
 def apply_filters(leaks: pd.DataFrame) -> pd.DataFrame:
@@ -65,6 +117,9 @@ def apply_filters(leaks: pd.DataFrame) -> pd.DataFrame:
         m &= leaks["est_rate_kg_h"].fillna(0) >= float(ss["f_min_rate"])
     if ss.get("f_op") and "operator" in leaks:
         m &= leaks["operator"].isin(ss["f_op"])
+    win = window()
+    if win and win != ss.get("f_window_span") and len(leaks):
+        m &= (leaks["first_seen"].dt.date <= win[1]) & (leaks["last_seen"].dt.date >= win[0])
     return leaks[m]
 
 

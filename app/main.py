@@ -9,19 +9,23 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import common, filters  # noqa: E402
-from mlpe_core import pipeline, store  # noqa: E402
+from app import common, filters, signin  # noqa: E402
+from mlpe_core import auth, pipeline, store  # noqa: E402
 
 st.set_page_config(layout="wide", page_title="MLPE", page_icon=":material/heat:")
-st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")  # less empty space on top
+st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}"  # less empty space on top
+        "[data-testid='stMetricValue']{font-size:1.75rem}</style>")  # six metrics fit a laptop row
 
 if not st.session_state.get("demo_checked"):  # an empty store gets the simulated demo basin, once
     with common.session() as s:
-        if store.counts(s)["detections"] == 0:
+        if store.counts(s)["detections"] == 0 and auth.open_mode(s):  # never into a store with users
             with st.spinner("Empty store: loading the simulated demo basin (about 10 seconds)…"):
                 pipeline.ensure_demo(s)
     st.session_state["demo_checked"] = True
 
+if not signin.signed_in():  # a store with users: nothing but the sign-in form until then
+    st.navigation([st.Page(signin.page, title="Sign in", icon=":material/login:")]).run()
+    st.stop()
 P = common.PAGES
 nav = st.navigation({
     "Triage": [st.Page(P["map"], title="Map", icon=":material/map:", default=True),
@@ -30,9 +34,12 @@ nav = st.navigation({
                st.Page(P["dispatch"], title="Dispatch", icon=":material/local_shipping:")],
     "Field": [st.Page(P["validation"], title="Field validation", icon=":material/fact_check:"),
               st.Page(P["upload"], title="Upload", icon=":material/upload_file:")],
-    "Model": [st.Page(P["model"], title="Model & audit", icon=":material/model_training:")],
+    "Model & audit": [st.Page(P["model"], title="Model", icon=":material/model_training:"),
+                      st.Page(P["audit"], title="Audit trail", icon=":material/history:")],
 })
-with st.sidebar:
-    st.caption(f"Store: `{common.resolve_url().split('/')[-1]}`")
 filters.sidebar_filters()
-nav.run()
+try:
+    nav.run()
+finally:  # who is acting, at the foot of the sidebar, under the page's own controls (also after st.stop)
+    signin.sidebar()
+    st.sidebar.caption(f"Store: `{common.resolve_url().split('/')[-1]}`")

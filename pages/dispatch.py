@@ -1,55 +1,60 @@
-"""Dispatch: the next K leaks for the crews, as CSV, GeoJSON or KML (same list as `mlpe export dispatch`)."""
+"""Dispatch: today's list per crew in route order, on a map, with downloads for the crews and work orders."""
 
-import json
-
-import pydeck as pdk
 import streamlit as st
 
 from app import common as c
+from app import dispatching as dsp
 from mlpe_core.dispatch import crew_capacity
-from mlpe_core.export import spreadsheet_safe, to_geojson, to_kml
 
 st.title("Dispatch")
-cap = crew_capacity()
-top = st.container(horizontal=True, vertical_alignment="bottom")
-k = top.number_input("Leaks to visit (K)", min_value=1, max_value=500, value=cap, step=1, key="dispatch_k",
-                    width=180, help=f"default = crew capacity from config/dispatch.yaml ({cap} visits a day)")
-df = c.export("dispatch", c.version(), int(k))
-if df.empty:
-    st.info("Nothing to dispatch: no open, unvisited, ranked leak. Upload detections and run *Fuse and score now* "
-            "on the Upload page, or record outcomes on Field validation to see what is left.")
+cap, ver = crew_capacity(), c.version()
+c.flashed("dispatch_flash")
+k = int(st.session_state.get("dispatch_k", cap))
+meta, stops = dsp.todays(ver, k)
+if meta["status"] == "empty":
+    st.info("Nothing to dispatch today: no open, unvisited, ranked leak. Upload detections and run *Fuse and score "
+            "now* on the Upload page (or `mlpe demo` for a simulated basin), or record outcomes on Field validation "
+            "to see what is left.", icon=":material/info:")
     st.stop()
-top.download_button("CSV", spreadsheet_safe(df).to_csv(index=False), "mlpe_dispatch.csv", "text/csv",
-                    key="dispatch_csv", icon=":material/download:", on_click="ignore", type="primary")
-top.download_button("GeoJSON", json.dumps(to_geojson(df), default=str), "mlpe_dispatch.geojson",
-                    "application/geo+json", key="dispatch_geojson", icon=":material/download:", on_click="ignore")
-top.download_button("KML", to_kml(df), "mlpe_dispatch.kml", "application/vnd.google-earth.kml+xml",
-                    key="dispatch_kml", icon=":material/download:", on_click="ignore")
-st.caption(f"The {len(df)} open leaks with the best rank that no crew has visited yet, in visit order. The sidebar "
-           "filters do not apply here: this is exactly what `mlpe export dispatch --top K` writes.")
-st.dataframe(df.assign(p_real=df["p_real"] * 100, due_by=df["due_by"].dt.strftime("%Y-%m-%d").fillna("–")),
-             hide_index=True, key="dispatch_table", height=min(38 + 35 * len(df), 460),
-             column_order=["rank", "leak_id", "asset_id", "risk_band", "p_real", "est_rate_kg_h", "priority_score",
-                           "due_by", "top_reasons"],
-             column_config={
-                 "rank": st.column_config.NumberColumn(format="%d", width="small"),
-                 "leak_id": "leak", "asset_id": "asset", "risk_band": "risk",
-                 "p_real": st.column_config.ProgressColumn("P(real)", min_value=0, max_value=100, format="%.1f%%",
-                                                           width="small"),
-                 "est_rate_kg_h": st.column_config.NumberColumn("rate (kg/h)", format="%.1f"),
-                 "priority_score": st.column_config.NumberColumn("priority (kg/h)", format="%.2f"),
-                 "due_by": "due by", "top_reasons": st.column_config.TextColumn("why", width="large")})
-pts = df[["rank", "leak_id", "latitude", "longitude", "risk_band", "est_rate_kg_h"]].iloc[::-1].copy()  # 1 on top
-pts["colour"] = pts["risk_band"].map(lambda b: c.BAND_RGB.get(b, [120, 120, 120]) + [230])
-pts["label"] = pts["rank"].astype(str)
-pts["rate_txt"] = pts["est_rate_kg_h"].map(c.rate)
-view = c.view_for(pts, 1000, 420)
-layers = [pdk.Layer("ScatterplotLayer", pts, get_position=["longitude", "latitude"], get_fill_color="colour",
-                    get_line_color=[255, 255, 255], stroked=True, line_width_min_pixels=1.5,
-                    get_radius=80, radius_min_pixels=11, radius_max_pixels=16, pickable=True),
-          pdk.Layer("TextLayer", pts, get_position=["longitude", "latitude"], get_text="label", get_size=13,
-                    get_color=[255, 255, 255], font_weight=700, get_alignment_baseline="'center'")]
-st.pydeck_chart(pdk.Deck(layers=layers, initial_view_state=view, map_provider="carto", map_style="light",
-                         tooltip={"text": "#{rank} {leak_id}\n{risk_band} · {rate_txt}"}),
-                key="dispatch_map", height=420)
-st.caption("Numbers are the visit order. Risk: " + c.legend(c.BAND_RGB), unsafe_allow_html=True)
+crews = sorted(stops["crew"].dropna().unique())
+summary = (f"{c.plural(len(stops), 'stop')} for {c.plural(len(crews), 'crew')} · "
+           f"{meta.get('total_km') or 0:,.0f} km of driving")
+if meta["status"] == "approved":
+    st.success(f"Today's list {meta['list_id']} ({meta['plan_date']}) is **approved** by {meta['approved_by']}: "
+               f"{summary}. Its leaks are dispatched.", icon=":material/verified:")
+elif meta["status"] == "draft":
+    st.warning(f"Today's list {meta['list_id']} is a **draft** planned by {meta['created_by']}: {summary}. It goes "
+               "out once a supervisor approves it.", icon=":material/pending:")
+    dsp.approve_controls(meta["list_id"], "dispatch_flash", "dispatch_appr")
+else:
+    st.info(f"**Proposed** routes for today from the current ranking, not planned yet: {summary}. Planning stores "
+            "it as a draft for a supervisor to approve.", icon=":material/route:")
+bar = st.container(horizontal=True, vertical_alignment="bottom")
+if meta["status"] == "proposal":
+    bar.number_input("Stops (K)", min_value=1, max_value=cap, value=cap, step=1, key="dispatch_k", width=160,
+                     help=f"default = one day of the crews' visits (config/dispatch.yaml: {cap})")
+    if c.can("export") and bar.button("Plan today's list", key="dispatch_plan", type="primary",
+                                      icon=":material/edit_calendar:"):
+        with st.spinner("Planning routes…"):
+            lid = c.act("export", lambda s: dsp.dispatch.plan_list(s, k, dsp.today(), c.user()))
+        c.flash("dispatch_flash", lid and f"List {lid} planned as a draft: a supervisor approves it.")
+dsp.downloads(meta, stops, ver, bar)
+st.caption(f"For {dsp.today()}. Downloads: contract columns first, then crew, stop and leg km. The sidebar filters "
+           "do not apply here.")
+left, right = st.columns([3, 2])
+with left:
+    st.pydeck_chart(dsp.route_map(stops), key="dispatch_map", height=460)
+    st.caption("Lines are each crew's route, numbers the visit order. Crews: " + dsp.crew_legend(stops),
+               unsafe_allow_html=True)
+N = st.column_config.NumberColumn
+for tab, crew in zip(right.tabs([f"{cr} ({(stops['crew'] == cr).sum()})" for cr in crews]), crews, strict=True):
+    g = stops[stops["crew"] == crew].sort_values("stop")
+    tab.caption(f"{c.plural(len(g), 'stop')} in this order · {g['leg_km'].sum():,.1f} km between stops · "
+                f"{c.rate(g['priority_score'].sum())} expected to be found")
+    tab.dataframe(g.assign(due_by=g["due_by"].dt.strftime("%Y-%m-%d").fillna("–")), hide_index=True,
+                  key=f"dispatch_{crew}", column_order=dsp.ROUTE_FIRST, column_config={
+                      "stop": N(format="%d", width="small"), "rank": N(format="%d", width="small"),
+                      "leak_id": "leak", "asset_id": "asset", "risk_band": "risk",
+                      "est_rate_kg_h": N("kg/h", format="%.1f"), "due_by": "due by",
+                      "leg_km": N("leg km", format="%.1f"), "top_reasons": st.column_config.TextColumn(
+                          "why", width="large")})

@@ -1,95 +1,100 @@
-"""Map: where the leaks are, coloured by risk band, sized by estimated rate; pick one to inspect."""
+"""Map: where the leaks are (colour = risk, size = rate), replayed through time; click leaks to inspect them."""
 
-import html
-
-import numpy as np
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
 
 from app import common as c
 from app import filters
+from app import mapping as m
 
 st.title("Leak map")
 lk = c.leaks_with_operator()
 if lk.empty:
     c.empty_store_hint()
     st.stop()
-shown = filters.apply_filters(lk).copy()
-filters.filter_note(len(shown), len(lk))
-m1, m2, m3, m4 = st.columns(4)
-m1.metric("Leaks shown", f"{len(shown):,}")
-m2.metric("HIGH risk", f"{(shown['risk_band'] == 'HIGH').sum():,}")
-m3.metric("Estimated emissions", f"{shown['est_rate_kg_h'].sum():,.0f} kg/h", help="sum of best-estimate rates shown")
-m4.metric("Expected find per visit (top 10)", c.rate(shown["priority_score"].nlargest(10).mean()),
-          help="mean priority score (P(real) × rate × urgency) of the ten highest")
-
-shown["colour"] = shown["risk_band"].map(c.BAND_RGB).map(lambda v: v + [200] if isinstance(v, list) else [150] * 4)
-shown["radius"] = 50 * np.sqrt(shown["est_rate_kg_h"].fillna(1).clip(lower=0.1))
-shown["rank_txt"] = shown["rank"].map(lambda r: f"#{int(r)}" if pd.notna(r) else "not ranked")
-shown["p_txt"] = shown["p_real"].map(c.pct)
-shown["rate_txt"] = shown["est_rate_kg_h"].map(c.rate)
-cols = ["leak_id", "longitude", "latitude", "colour", "radius", "rank_txt", "risk_band", "p_txt", "rate_txt",
-        "top_reasons", "status", "asset_id"]
-for k in ("top_reasons", "status", "asset_id", "risk_band"):  # the tooltip is HTML: file text must not become markup
-    shown[k] = shown[k].fillna("–").astype(str).map(html.escape)
-layers = []
-legend = "Risk: " + c.legend(c.BAND_RGB) + " — circle area ∝ estimated rate; grey dots are assets."
+shown = filters.apply_filters(lk)
+ss, win = st.session_state, filters.window()
 with st.sidebar:
     st.subheader("Map layers")
-    show_assets = st.toggle("Assets", value=True, key="map_assets")
+    agg = st.toggle("Aggregate into hexagons", value=len(shown) > m.AGGREGATE_ABOVE, key="map_agg",
+                    help=f"on by default above {m.AGGREGATE_ABOVE:,} leaks: colour = summed expected kg/h")
+    show_unc = st.toggle("Uncertainty circles", value=False, key="map_unc", help="each leak's location ± radius_m")
     show_dets = st.toggle("Detections by sensor", value=False, key="map_dets")
-assets = c.load("assets")
-if show_assets and len(assets):
-    layers.append(pdk.Layer("ScatterplotLayer", assets[["asset_id", "longitude", "latitude"]], id="assets",
-                            get_position=["longitude", "latitude"], get_fill_color=[140, 140, 140, 90],
-                            get_radius=12, radius_min_pixels=1.2, radius_max_pixels=2.5, pickable=False))
+    show_assets = st.toggle("Assets", value=True, key="map_assets")
+note, kpis = st.empty(), st.container()  # filled once the replay date is known
+left, right = st.columns([3, 1])
+t = win[1] if win else None
+if win and win[0] < win[1]:  # a new window starts a new replay at its end: everything shown
+    t = left.slider("Replay: detections up to", min_value=win[0], max_value=win[1], value=win[1],
+                    key=f"map_replay_{win[0]}_{win[1]}", format="YYYY-MM-DD",
+                    help="drag to watch leaks appear as sensors first saw them")
+now = shown[shown["first_seen"].dt.date <= t] if t else shown
+with note:
+    filters.filter_note(len(now), len(lk))
+if now.empty:
+    left.info("No leak matches the sidebar filters by this date: drag the replay slider right, widen the time "
+              "window or clear filters in the sidebar.", icon=":material/filter_alt_off:")
+k1, k2, k3, k4 = kpis.columns(4)
+k1.metric("Leaks shown", f"{len(now):,}")
+k2.metric("HIGH risk", f"{(now['risk_band'] == 'HIGH').sum():,}")
+k3.metric("Estimated emissions", f"{now['est_rate_kg_h'].sum():,.0f} kg/h", help="sum of best-estimate rates shown")
+k4.metric("Expected find per visit (top 10)", c.rate(now["priority_score"].nlargest(10).mean()),
+          help="mean priority score (P(real) × rate × urgency) of the ten highest")
+
+layers, legend = [], "Risk: " + c.legend(c.BAND_RGB) + " — circle area ∝ estimated rate"
+order = now.sort_values("priority_score", na_position="first")  # biggest on top
+if show_assets and len(assets := c.load("assets")):
+    layers.append(m.assets_layer(assets))
+    legend += "; grey dots are assets"
+if agg and len(now):
+    hexes, radius = m.hex_layer(now)
+    layers.append(hexes)
+    order = order.tail(m.POINTS_WHEN_AGGREGATED)
+    legend += (f". Hexagons ({radius / 1000:.1f} km): summed expected kg/h, yellow low to red high; the "
+               f"{len(order):,} highest-priority leaks are drawn as points")
+pts = m.leak_points(order)
+if show_unc:
+    layers.append(m.uncertainty_layer(pts))
+    legend += "; faint rings are location uncertainty"
 if show_dets:
     d = c.load("detections")
-    d = d[d["leak_id"].isin(shown["leak_id"])][["longitude", "latitude", "source_type"]].copy()
-    d["colour"] = d["source_type"].map(lambda t: c.SOURCE_RGB.get(t, [90, 90, 90]) + [150])
-    layers.append(pdk.Layer("ScatterplotLayer", d, id="detections", get_position=["longitude", "latitude"],
-                            get_fill_color="colour", get_radius=20, radius_min_pixels=2, radius_max_pixels=4))
-    legend += " Detections: " + c.legend(c.SOURCE_RGB) + "."
-order = shown.sort_values("priority_score", na_position="first")  # biggest on top
-layers.append(pdk.Layer("ScatterplotLayer", order[cols], id="leaks", get_position=["longitude", "latitude"],
-                        get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True, line_width_min_pixels=1,
-                        get_radius="radius", radius_min_pixels=6, radius_max_pixels=45, pickable=True,
-                        auto_highlight=True))
-def _from_map() -> None:  # the last thing the user touched (map click or id box) is the leak in focus
-    objs = (st.session_state.get("leakmap") or {}).get("selection", {}).get("objects", {}).get("leaks") or []
-    st.session_state["map_focus"] = objs[0]["leak_id"] if objs else None
+    d = d[d["leak_id"].isin(now["leak_id"]) & (d["observed_at"].dt.date <= (t or d["observed_at"].max().date()))]
+    layers.append(m.detections_layer(d))
+    legend += ". Detections: " + c.legend(c.SOURCE_RGB)
+layers.append(m.leaks_layer(pts, small=bool(agg and len(now))))
+
+
+def _from_map() -> None:  # clicks add or remove leaks; the id box replaces the selection
+    objs = (ss.get("leakmap") or {}).get("selection", {}).get("objects", {}).get("leaks") or []
+    ss["map_sel"] = [o["leak_id"] for o in objs]
 
 
 def _from_box() -> None:
-    st.session_state["map_focus"] = st.session_state.get("map_pick")
+    ss["map_sel"] = [ss["map_pick"].strip().upper()] if ss.get("map_pick") else []
 
 
-left, right = st.columns([3, 1])
 with right:
-    ids = shown.sort_values(["rank", "leak_id"], na_position="last")["leak_id"].tolist()
-    st.selectbox("Or pick a leak by id", ids, index=None, key="map_pick", placeholder="leak id…", on_change=_from_box)
-leak_id = st.session_state.get("map_focus")
-leak_id = leak_id if leak_id in set(ids) else None
-if leak_id:  # a ring around the leak in focus
-    layers.append(pdk.Layer("ScatterplotLayer", order.loc[order["leak_id"] == leak_id, cols], id="focus",
-                            get_position=["longitude", "latitude"], get_radius="radius", filled=False, stroked=True,
-                            get_line_color=[15, 110, 110], line_width_min_pixels=3, radius_min_pixels=11,
-                            radius_max_pixels=50))
-view = c.view_for(shown if len(shown) else lk, 850, 600)
-tooltip = {"html": "<b>{leak_id}</b> {rank_txt} · <b>{risk_band}</b><br/>P(real) {p_txt} · {rate_txt}<br/>"
-                   "asset {asset_id} · {status}<br/><i>{top_reasons}</i>",
-           "style": {"maxWidth": "280px", "fontSize": "12px", "whiteSpace": "normal"}}
-deck = pdk.Deck(layers=layers, initial_view_state=view, map_provider="carto", map_style="light", tooltip=tooltip)
+    ids = now.sort_values(["rank", "leak_id"], na_position="last")["leak_id"].tolist()
+    st.selectbox("Or pick a leak by id", c.capped(ids, ss.get("map_pick")), index=None, key="map_pick",
+                 placeholder="leak id…", on_change=_from_box, accept_new_options=len(ids) > c.MAX_OPTIONS)
+sel = now[now["leak_id"].isin(ss.get("map_sel") or [])].sort_values(["rank", "leak_id"], na_position="last")
+if ss.get("map_sel") and sel.empty:
+    right.warning(f"{', '.join(ss['map_sel'])} is not among the leaks shown (sidebar filters, replay date).")
+if len(sel):
+    layers.append(m.focus_layer(m.leak_points(sel)))
+view = c.view_for(shown if len(shown) else lk, 850, 600)  # fixed while replaying: the map does not jump
+deck = pdk.Deck(layers=layers, initial_view_state=view, map_provider="carto", map_style="light", tooltip=m.TOOLTIP)
 with left:
-    st.pydeck_chart(deck, on_select=_from_map, selection_mode="single-object", key="leakmap", height=600)
-    st.caption(legend + " Click a leak to inspect it.", unsafe_allow_html=True)
+    st.pydeck_chart(deck, on_select=_from_map, selection_mode="multi-object", key="leakmap", height=600)
+    st.caption(legend + ". Click leaks to select them (click again to drop one).", unsafe_allow_html=True)
 with right:
-    if leak_id is None:
-        st.info("Click a circle on the map, or pick a leak id above, to see its summary here.")
-    else:
-        r = lk.set_index("leak_id").loc[leak_id]
-        st.subheader(leak_id, anchor=False)
+    if sel.empty:
+        st.info("Click circles on the map (a click adds or drops a leak), or pick a leak id above, to see them "
+                "here.", icon=":material/touch_app:")
+    elif len(sel) == 1:
+        r = sel.iloc[0]
+        st.subheader(r["leak_id"], anchor=False)
         a, b = st.columns(2)
         a.metric("Rank", f"#{int(r['rank'])}" if pd.notna(r["rank"]) else "–")
         b.metric("Risk", r["risk_band"] or "–")
@@ -98,6 +103,18 @@ with right:
         st.caption(f"Asset **{r['asset_id'] or 'none'}** · status **{r['status']}** · "
                    f"{c.plural(int(r['n_detections']), 'detection')}")
         st.write(r["top_reasons"] or "")
-        if st.button("Open leak detail", key="map_open", type="primary", icon=":material/arrow_forward:"):
-            st.session_state["leak_id"] = leak_id
-            st.switch_page(c.PAGES["leak"], query_params={"leak": leak_id})
+    else:
+        st.subheader(f"{len(sel)} leaks selected", anchor=False)
+        st.caption(f"{sel['est_rate_kg_h'].sum():,.1f} kg/h estimated · {sel['priority_score'].sum():,.1f} kg/h "
+                   f"expected find · {(sel['risk_band'] == 'HIGH').sum()} HIGH")
+        st.dataframe(sel[["leak_id", "rank", "risk_band", "est_rate_kg_h"]], hide_index=True, key="map_sel_table",
+                     column_config={"leak_id": "leak", "rank": st.column_config.NumberColumn(format="%d"),
+                                    "risk_band": "risk", "est_rate_kg_h": st.column_config.NumberColumn(
+                                        "kg/h", format="%.0f")})
+        st.download_button("Selection CSV", sel.drop(columns=["contributions", "asset_candidates"], errors="ignore")
+                           .to_csv(index=False), "mlpe_selection.csv", "text/csv", key="map_sel_csv",
+                           on_click="ignore", icon=":material/download:")
+    if len(sel) and st.button("Open leak detail", key="map_open", type="primary", icon=":material/arrow_forward:",
+                              help="opens the best-ranked leak of the selection"):
+        ss["leak_id"] = sel.iloc[0]["leak_id"]
+        st.switch_page(c.PAGES["leak"], query_params={"leak": ss["leak_id"]})

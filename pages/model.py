@@ -1,4 +1,4 @@
-"""Model & audit: which scoring model is live, how it did on held-out visits, and every recorded action."""
+"""Model: which scoring model is live, how it did on held-out visits, training and roll back."""
 
 import json
 
@@ -6,10 +6,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app import charts
 from app import common as c
 from mlpe_core import pipeline, store
 
-st.title("Model & audit")
+st.title("Model")
 mf = c.load("models")
 act = mf[mf["active"]]
 if act.empty:
@@ -30,14 +31,16 @@ else:
 nv = len(c.load("validations"))
 st.caption(f"{c.plural(nv, 'field outcome')} recorded. Training fits a model on the older visits and checks it on the "
            "most recent ones; it goes live only if it beats the live model there.")
-if st.button("Train now", key="train", type="primary", icon=":material/model_training:",
-             help="promotes the new model only if it beats the live one on held-out visits"):
-    with st.spinner("Training and comparing on held-out visits…"), c.session() as s:
-        res = pipeline.run_train(s, user="app")
+if c.can("train") and st.button("Train now", key="train", type="primary", icon=":material/model_training:",
+                                help="promotes the new model only if it beats the live one on held-out visits"):
+    def train(s) -> dict:
+        res = pipeline.run_train(s, user=c.user())
         if res["promoted"]:
-            pipeline.run_score(s, user="app")
-    st.session_state["train_result"] = res
-    st.rerun()  # the live model shown above may have changed
+            pipeline.run_score(s, user=c.user())
+        return res
+
+    with st.spinner("Training and comparing on held-out visits…"):
+        c.flash("train_result", c.act("train", train))  # the live model shown above may have changed
 if res := st.session_state.get("train_result"):
     if res["promoted"]:
         st.success(res["decision"] + " — leaks re-scored with it.")
@@ -71,27 +74,19 @@ if latest:
     fig.update_layout(height=300, margin={"t": 30, "b": 10}, title="Calibration on held-out visits",
                       xaxis_title="predicted P(real)", yaxis_title="share found real", xaxis_range=[0, 1],
                       yaxis_range=[0, 1.05])
-    right.plotly_chart(fig, key="calibration")
+    with right:
+        charts.plot(fig, "calibration", "mlpe_calibration")
 
 st.subheader("Model versions")
+c.flashed("model_flash")
 st.dataframe(mf[["id", "created_at", "kind", "active", "promoted", "n_train", "n_holdout", "decision"]],
              hide_index=True,
              key="models", column_config={"created_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
-if len(mf) > 1:
-    a, b = st.columns([1, 3])
+if len(mf) > 1 and c.can("promote_model"):
+    a, b = st.columns([1, 3], vertical_alignment="bottom")
     v = a.selectbox("Roll back / forward to", mf["id"], format_func=lambda i: f"v{i}", key="model_pick")
     if b.button("Activate and re-score", key="model_activate"):
-        with c.session() as s:
-            store.activate_model(s, int(v), user="app")
-            pipeline.run_score(s, user="app")
-        st.rerun()
-
-st.subheader("Ingest history")
-c.batches_table("batches")
-st.subheader("Audit events")
-au = c.load("audit")
-au["detail"] = au["detail"].map(lambda x: ", ".join(f"{k}: {v}" for k, v in json.loads(x).items()) if x else "")
-au["target"] = au["target"].fillna("")
-st.dataframe(au.head(300).drop(columns=["id"]), hide_index=True, key="audit",
-             column_config={"at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
-                            "detail": st.column_config.TextColumn(width="large")})
+        with st.spinner("Re-scoring every leak…"):
+            c.flash("model_flash", c.act("promote_model", lambda s: store.activate_model(s, int(v), user=c.user())
+                                         or pipeline.run_score(s, user=c.user()) and f"v{v} is live; leaks re-scored."))
+st.caption("Compare how two versions rank today's leaks on the Rankings page (*Compare models*).")

@@ -11,6 +11,11 @@ from mlpe_core.export import spreadsheet_safe
 from mlpe_core.ingest import FORMATS, IngestError, ingest_file
 
 st.title("Upload detections")
+if not c.can("ingest"):
+    st.info(f"Your role ({st.session_state.get('auth_role', '?').replace('_', ' ')}) does not load detections; an "
+            "analyst, a supervisor or an admin does. The ingest history is below.", icon=":material/lock:")
+    c.batches_table("up_history", 10)
+    st.stop()
 st.caption("Canonical CSV (see the README), Carbon Mapper or UNEP IMEO MARS plume lists; CSV, XLSX, Parquet or "
            "GeoJSON. "
            "A file that cannot be read or lacks a required column writes nothing; bad rows are rejected one by one.")
@@ -22,17 +27,20 @@ source = b.text_input("Source name (optional)", key="up_source", help="overrides
 if not files:
     st.info("Choose one or more detection files above to load them into the store.")
 elif st.button(f"Ingest {len(files)} file(s)", type="primary", key="up_go", icon=":material/upload:"):
-    reports = []
-    with tempfile.TemporaryDirectory() as tmp, c.session() as s:
-        for f in files:
-            path = Path(tmp) / Path(f.name).name
-            path.write_bytes(f.getvalue())
-            try:
-                rep = ingest_file(s, path, fmt, source.strip() or None, user="app", label=f.name)
-                reports.append((f.name, rep, None))
-            except IngestError as e:
-                reports.append((f.name, None, str(e)))
-    st.session_state["up_reports"] = reports
+    def ingest(s) -> list:
+        reports = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for f in files:
+                path = Path(tmp) / Path(f.name).name
+                path.write_bytes(f.getvalue())
+                try:
+                    rep = ingest_file(s, path, fmt, source.strip() or None, user=c.user(), label=f.name)
+                    reports.append((f.name, rep, None))
+                except IngestError as e:
+                    reports.append((f.name, None, str(e)))
+        return reports
+
+    st.session_state["up_reports"] = c.act("ingest", ingest) or []
 
 for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
     if err:
@@ -56,14 +64,19 @@ st.subheader("Fuse and score")
 st.caption("Groups every detection into leaks (ids of existing leaks are kept) and ranks the open ones, with reasons.")
 if st.button("Fuse and score now", key="up_fuse", icon=":material/play_arrow:"):
     bar = st.progress(0.0, text="starting")
-    with c.session() as s:
-        fz = pipeline.run_fuse(s, user="app", progress=lambda f, t: bar.progress(0.5 * f, text=f"fuse: {t}"))
-        sc = pipeline.run_score(s, user="app", progress=lambda f, t: bar.progress(0.5 + 0.5 * f, text=f"score: {t}"))
-    bar.progress(1.0, text="done")
-    st.success(f"{fz['leaks']:,} leaks from {fz['detections']:,} detections ({fz.get('new', 0):,} new, "
-               f"{fz.get('kept', 0):,} kept, {fz.get('retired', 0):,} retired); {sc.get('ranked', 0):,} open leaks "
-               f"ranked. Risk bands of all {sc.get('scored', 0):,} scored: {sc['high']} HIGH, {sc['medium']} MEDIUM, "
-               f"{sc['low']} LOW.")
+    def fuse_and_score(s) -> tuple[dict, dict]:
+        fz = pipeline.run_fuse(s, user=c.user(), progress=lambda f, t: bar.progress(0.5 * f, text=f"fuse: {t}"))
+        pipeline.run_lifecycle(s, user=c.user())  # leaks seen again after a repair or a not-found visit re-open
+        return fz, pipeline.run_score(s, user=c.user(),
+                                      progress=lambda f, t: bar.progress(0.5 + 0.5 * f, text=f"score: {t}"))
+
+    if out := c.act("fuse", fuse_and_score):
+        fz, sc = out
+        bar.progress(1.0, text="done")
+        st.success(f"{fz['leaks']:,} leaks from {fz['detections']:,} detections ({fz.get('new', 0):,} new, "
+                   f"{fz.get('kept', 0):,} kept, {fz.get('retired', 0):,} retired); {sc.get('ranked', 0):,} open "
+                   f"leaks ranked. Risk bands of all {sc.get('scored', 0):,} scored: {sc['high']} HIGH, "
+                   f"{sc['medium']} MEDIUM, {sc['low']} LOW.")
 
 st.subheader("Ingest history")
 c.batches_table("up_history", 10)

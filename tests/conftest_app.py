@@ -36,3 +36,17 @@ def fill_store(db: Path) -> str:
         pipeline.run_demo(s, seed=1, n_assets=300)
     engine.dispose()
     return "demo"
+
+
+def fill_demo(db: Path) -> dict:
+    """Fill ``db`` with the demo basin exactly as the app does on first start (``pipeline.ensure_demo``)."""
+    from sqlmodel import Session
+
+    from mlpe_core import pipeline
+    from mlpe_core.db import get_engine
+
+    engine = get_engine(str(db))
+    with Session(engine) as s:
+        out = pipeline.ensure_demo(s)
+    engine.dispose()
+    return out

@@ -1,22 +1,31 @@
-"""Every page of the app through Streamlit's AppTest, on a small filled store (and on an empty one)."""
+"""Every page of the app through Streamlit's AppTest, on a small filled store (and on an empty one).
+
+Tests that change the store run on their own copy of it (``store_copy``), so their order does not matter.
+"""
 
 from __future__ import annotations
 
 import ast
 import json
-from datetime import date
+import shutil
+from datetime import date, timedelta
 
+import numpy as np
+import pandas as pd
 import pytest
 from conftest_app import MAIN, ROOT, fill_store
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from mlpe_core import store
+from mlpe_core import auth, dispatch, learn, lineage, pipeline, store
 from mlpe_core.db import get_engine
 from mlpe_core.dispatch import crew_capacity
+from mlpe_core.lifecycle import apply_event
+from mlpe_core.models import Leak, LeakEvent
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
+from mlpe_core.score import FEATURES, ColdStartScorer
 
-PAGES = ("map", "leak", "rankings", "dispatch", "validation", "upload", "model")
+PAGES = ("map", "leak", "rankings", "dispatch", "validation", "upload", "model", "audit")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +37,15 @@ def db(tmp_path_factory):
         yield path
 
 
+@pytest.fixture
+def store_copy(db, tmp_path, monkeypatch):
+    """A private copy of the filled store for a test that writes."""
+    path = tmp_path / "copy.db"
+    shutil.copy(db, path)
+    monkeypatch.setenv("MLPE_DB", str(path))
+    return path
+
+
 def frames(db, name: str):
     engine = get_engine(str(db))
     try:
@@ -37,8 +55,17 @@ def frames(db, name: str):
         engine.dispose()
 
 
-def open_page(name: str, **query) -> AppTest:
-    at = AppTest.from_file(str(MAIN), default_timeout=60)
+def with_session(db, fn):
+    engine = get_engine(str(db))
+    try:
+        with Session(engine) as s:
+            return fn(s)
+    finally:
+        engine.dispose()
+
+
+def open_page(name: str, at: AppTest | None = None, **query) -> AppTest:
+    at = at or AppTest.from_file(str(MAIN), default_timeout=60)
     at.query_params.update(query)
     at.run()
     at.switch_page(f"../pages/{name}.py").run()
@@ -58,22 +85,120 @@ def texts(at: AppTest, kind: str) -> str:
     return " ".join(str(e.value) for e in getattr(at, kind))
 
 
+def submit(at: AppTest, form: str, label: str) -> AppTest:
+    return at.button(key=f"FormSubmitter:{form}-{label}").click().run()
+
+
+def deck(at: AppTest, i: int = 0) -> dict:
+    return json.loads(at.get("deck_gl_json_chart")[i].proto.json)
+
+
+# --------------------------------------------------------------------------------------------- map
+
+
 def test_map_shows_open_leaks_and_opens_one(db):
     at = open_page("map")
     assert at.title[0].value == "Leak map"
     leaks = frames(db, "leaks")
     n_open = int(leaks["status"].isin(["open", "dispatched"]).sum())
     assert at.metric[0].label == "Leaks shown" and at.metric[0].value == f"{n_open:,}"
-    assert len(at.get("deck_gl_json_chart")) == 1
+    assert "hexagons" not in [ly["id"] for ly in deck(at)["layers"]]  # a small basin: every leak is a point
     pick = leaks[leaks["status"] == "open"]["leak_id"].iloc[0]
     at.selectbox(key="map_pick").set_value(pick).run()
     assert pick in texts(at, "subheader")
-    layers = json.loads(at.get("deck_gl_json_chart")[0].proto.json)["layers"]
+    layers = deck(at)["layers"]
     assert [ly["id"] for ly in layers][-2:] == ["leaks", "focus"]  # a ring around the picked leak
     assert len(layers[-2]["data"]) == n_open
     at.button(key="map_open").click().run()
     assert not at.exception
     assert at.title[0].value == f"Leak {pick}"
+
+
+def test_map_multi_select_replay_and_layers(db):
+    at = open_page("map")
+    leaks = frames(db, "leaks")
+    shown = leaks[leaks["status"].isin(["open", "dispatched"])].sort_values("rank")
+    at.session_state["map_sel"] = shown["leak_id"].head(3).tolist()  # what three clicks on the map leave
+    at.run()
+    assert "3 leaks selected" in texts(at, "subheader")
+    assert len(deck(at)["layers"][-1]["data"]) == 3 and at.get("download_button")
+    assert deck(at)["layers"][-1]["id"] == "focus"
+    at.toggle(key="map_unc").set_value(True)
+    at.toggle(key="map_dets").set_value(True).run()
+    ids = [ly["id"] for ly in deck(at)["layers"]]
+    assert {"uncertainty", "detections"} <= set(ids)
+    slider = next(s for s in at.slider if s.key.startswith("map_replay"))
+    first = shown["first_seen"].min().date()
+    slider.set_value(first + timedelta(days=1)).run()  # replay to the second day of the window
+    n_then = int((shown["first_seen"].dt.date <= first + timedelta(days=1)).sum())
+    assert at.metric[0].value == f"{n_then:,}" and n_then < len(shown)
+
+
+def test_map_time_window_filter_persists_across_pages(db):
+    at = open_page("map")
+    leaks = frames(db, "leaks")
+    lo, hi = leaks["first_seen"].min().date(), leaks["last_seen"].max().date()
+    mid = lo + (hi - lo) / 2
+    at.date_input(key="f_window").set_value((mid, hi)).run()
+    assert at.query_params["window"] in (f"{mid},{hi}", [f"{mid},{hi}"])
+    at.switch_page("../pages/rankings.py").run()
+    df = at.dataframe(key="rank_table").value
+    ranked = leaks[leaks["status"].isin(["open", "dispatched"])]
+    assert 0 < len(df) < len(ranked) or (ranked["last_seen"].dt.date >= mid).all()
+    assert (df["last_seen"].dt.date >= mid).all()
+
+
+def _big_store(path, n: int) -> None:
+    """``n`` scored leaks, each with one satellite detection: a big basin for the map (bulk inserts: fast)."""
+    from sqlalchemy import insert
+
+    from mlpe_core.models import Detection
+
+    rng = np.random.default_rng(0)
+    now = pd.Timestamp("2026-06-01", tz="UTC").to_pydatetime()
+    lat, lon = 31.5 + rng.uniform(0, 1, n), -103 + rng.uniform(0, 1, n)
+    rate, p = rng.lognormal(1.0, 1.2, n), rng.uniform(0.05, 0.95, n)
+    pri = p * rate
+    rank = np.empty(n, int)
+    rank[np.argsort(-pri)] = np.arange(1, n + 1)
+    leaks = [dict(leak_id=f"L{i:06d}", latitude=float(lat[i]), longitude=float(lon[i]), radius_m=50.0,
+                  n_detections=1, n_sources=1, source_types="satellite", first_seen=now, last_seen=now,
+                  p_real=float(p[i]), est_rate_kg_h=float(rate[i]), priority_score=float(pri[i]),
+                  risk_band="HIGH" if pri[i] >= 20 else "MEDIUM" if pri[i] >= 2 else "LOW", rank=int(rank[i]),
+                  top_reasons="synthetic", status="open", active=True, rate_quantified=True, n_ambiguous=0,
+                  failed_repair=False) for i in range(n)]
+    dets = [dict(detection_id=f"D{i}", source_type="satellite", source_name="BigSat", observed_at=now,
+                 latitude=float(lat[i]), longitude=float(lon[i]), location_uncertainty_m=50.0,
+                 rate_kg_h=float(rate[i]), leak_id=f"L{i:06d}") for i in range(n)]
+    engine = get_engine(str(path))
+    with Session(engine) as s:
+        s.execute(insert(Leak), leaks)
+        s.execute(insert(Detection), dets)
+        s.commit()
+    engine.dispose()
+
+
+def test_map_aggregates_a_big_basin(tmp_path, monkeypatch):
+    from app.mapping import AGGREGATE_ABOVE, POINTS_WHEN_AGGREGATED
+
+    path = tmp_path / "big.db"
+    _big_store(path, AGGREGATE_ABOVE + 1000)
+    monkeypatch.setenv("MLPE_DB", str(path))
+    at = AppTest.from_file(str(MAIN), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    layers = {ly["id"]: ly for ly in deck(at)["layers"]}
+    hexes = layers["hexagons"]["data"]  # binned in Python: one row per hexagon, every leak counted once
+    assert sum(h["n"] for h in hexes) == AGGREGATE_ABOVE + 1000 and len(hexes) < (AGGREGATE_ABOVE + 1000) / 2
+    assert len(layers["leaks"]["data"]) == POINTS_WHEN_AGGREGATED  # the highest-priority ones stay clickable
+    assert set(layers["leaks"]["data"][0]) <= {"leak_id", "longitude", "latitude", "radius_m", "colour", "radius",
+                                                "title", "line1", "line2"}  # lean rows
+    at.toggle(key="map_agg").set_value(False).run()
+    layers = {ly["id"]: ly for ly in deck(at)["layers"]}
+    assert "hexagons" not in layers and len(layers["leaks"]["data"]) == AGGREGATE_ABOVE + 1000
+
+
+# --------------------------------------------------------------------------------------------- leak detail
 
 
 def test_leak_page_from_url(db):
@@ -84,16 +209,59 @@ def test_leak_page_from_url(db):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rank"] == "#2"
     assert metrics["P(real)"].endswith("%") and metrics["Estimated rate"].endswith("kg/h")
-    assert len(at.get("plotly_chart")) == 2  # contributions waterfall and detections timeline
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # contributions waterfall and detections timeline, both with a PNG download
+    assert all(json.loads(c.proto.config)["toImageButtonOptions"]["format"] == "png" for c in charts)
     n_det = int(leaks.loc[leaks["leak_id"] == lid, "n_detections"].iloc[0])
     assert len(table(at, "detection_id", "observed_at")) == n_det
+    story = table(at, "kind", "what", "who", "source")
+    assert (story["kind"] == "detection").sum() == n_det and "row" in story["source"].iloc[0]
+
+
+def test_leak_note_and_mark_for_dispatch_are_recorded(store_copy):
+    leaks = frames(store_copy, "leaks")
+    lid = leaks.loc[leaks["status"] == "open", "leak_id"].iloc[0]
+    at = open_page("leak", leak=lid)
+    at.text_input(key="open_name").set_value("dana")
+    at.text_input(key="leak_note_text").set_value("operator says the hatch seal was replaced")
+    submit(at, "leak_note", "Add note")
+    assert not at.exception and "Note recorded" in texts(at, "success")
+    notes = with_session(store_copy, lambda s: lineage.audit_events(s, action="note", target=lid))
+    assert len(notes) == 1 and notes["actor"].iloc[0] == "dana"
+    assert json.loads(notes["detail"].iloc[0])["note"] == "operator says the hatch seal was replaced"
+    assert "hatch seal" in texts(at, "caption")  # shown under the actions
+    at.button(key="leak_move").click().run()
+    assert "mark for dispatch recorded" in texts(at, "success")
+    ev = with_session(store_copy, lambda s: s.query(LeakEvent).filter(LeakEvent.leak_id == lid).all())
+    assert [(e.event, e.actor) for e in ev][-1] == ("dispatch", "dana")
+    assert frames(store_copy, "leaks").set_index("leak_id").loc[lid, "status"] == "dispatched"
+    assert at.button(key="leak_move").label == "Release from dispatch"
+
+
+def test_leak_page_shows_compliance_clock_and_assets(store_copy):
+    leaks = frames(store_copy, "leaks")
+    lid = leaks.loc[leaks["status"] == "open", "leak_id"].iloc[0]
+    v = pd.DataFrame([{"leak_id": lid, "visited_at": pd.Timestamp("2026-10-01T09:00Z"), "outcome": "confirmed",
+                       "measured_rate_kg_h": 2.0, "component": "valve", "repaired_at": pd.NaT, "crew": "c1",
+                       "notes": None, "found_by": "ogi"}])
+    with_session(store_copy, lambda s: store.record_validations(s, v, "test"))  # found by OGI: a repair clock
+    at = open_page("leak", leak=lid)
+    ck = table(at, "state", "due_rule", "due_by", "citation")
+    assert len(ck) >= 1 and set(ck["state"]) <= {"overdue", "due soon", "running"}
+    assert ck["due_rule"].str.contains("repair").any()
+    if leaks.set_index("leak_id").loc[lid, "asset_candidates"] not in (None, "[]"):
+        assert len(table(at, "asset_id", "p", "distance_m")) >= 1
+    assert len(table(at, "leak_id", "visited_at", "outcome")) == 1  # validation history
+
+
+# --------------------------------------------------------------------------------------------- rankings
 
 
 def test_rankings_table_filters_and_search(db):
     at = open_page("rankings")
     df = at.dataframe(key="rank_table").value
     assert len(df) > 0 and "leak_id" in df.columns
-    assert df["rank"].tolist() == sorted(df["rank"].tolist())
+    assert df["eff_rank"].tolist() == sorted(df["eff_rank"].tolist())
     assert set(df["status"]) <= {"open", "dispatched"}
     one = df["leak_id"].iloc[-1]
     at.text_input(key="rank_search").set_value(one.lower()).run()
@@ -111,86 +279,162 @@ def test_filters_come_from_and_go_to_the_url(db):
     assert at.query_params["band"] in ("HIGH,MEDIUM", ["HIGH,MEDIUM"])
 
 
-def test_dispatch_list_matches_contract(db):
+def test_rank_override_needs_a_reason_and_is_recorded(store_copy):
+    at = open_page("rankings")
+    df = at.dataframe(key="rank_table").value
+    last = df["leak_id"].iloc[-1]
+    at.selectbox(key="ovr_leak").set_value(last)
+    at.number_input(key="ovr_rank").set_value(1)
+    submit(at, "override", "Record override")
+    assert "reason" in texts(at, "error")  # refused: nothing recorded
+    assert with_session(store_copy, lambda s: lineage.audit_events(s, action="rank_override")).empty
+    at.selectbox(key="ovr_leak").set_value(last)
+    at.number_input(key="ovr_rank").set_value(1)
+    at.text_input(key="ovr_reason").set_value("operator reports a tank blowdown there")
+    submit(at, "override", "Record override")
+    assert not at.exception and f"{last} moved" in texts(at, "success")
+    ev = with_session(store_copy, lambda s: lineage.audit_events(s, action="rank_override", target=last))
+    d = json.loads(ev["detail"].iloc[0])
+    assert d["after"] == 1 and d["before"] == len(df) and d["reason"] == "operator reports a tank blowdown there"
+    df = at.dataframe(key="rank_table").value
+    assert df["leak_id"].iloc[0] == last and df["override_reason"].iloc[0].startswith("operator reports")
+    assert df["rank"].iloc[0] == d["model_rank"]  # the model's rank is kept beside the override
+
+
+def test_since_last_review_shows_new_moved_and_dropped(store_copy):
+    at = open_page("rankings")
+    assert "Nobody has marked" in texts(at, "info")
+    at.button(key="rev_mark").click().run()
+    assert "marked as reviewed" in texts(at, "success")
+    leaks = frames(store_copy, "leaks")
+    back = leaks.loc[leaks["status"] == "not_found", "leak_id"].iloc[0]  # a leak outside the ranking
+    top = leaks.loc[leaks["rank"] == 1, "leak_id"].iloc[0]
+
+    def change(s):
+        apply_event(s, back, "reopen", actor="test")  # seen again: back in the ranking
+        v = pd.DataFrame([{"leak_id": top, "visited_at": pd.Timestamp("2026-12-01", tz="UTC"), "outcome": "confirmed",
+                           "measured_rate_kg_h": np.nan, "component": None, "repaired_at": pd.NaT, "crew": None,
+                           "notes": None}])
+        store.record_validations(s, v, "test")  # the first-ranked leak is visited: it leaves the ranking
+        pipeline.run_score(s, user="test")
+
+    with_session(store_copy, change)
+    at.run()
+    new = table(at, "now", "risk_band", "priority_score")
+    dropped = table(at, "was", "status now")
+    assert back in new["leak_id"].tolist()
+    assert dropped.set_index("leak_id").loc[top, "status now"] == "confirmed"
+    assert f"{len(new)} new" in texts(at, "caption")  # the line above the tabs
+    moved = table(at, "was", "now", "moved")
+    assert (moved["moved"] > 0).all() and (moved["moved"] == moved["was"] - moved["now"]).all()
+
+
+def test_dispatch_list_planned_then_approved(store_copy):
     at = open_page("dispatch")
-    df = table(at, *DISPATCH_EXPORT_COLUMNS)
-    assert list(df.columns) == list(DISPATCH_EXPORT_COLUMNS)
-    assert 0 < len(df) <= crew_capacity() and df["rank"].tolist() == list(range(1, len(df) + 1))
-    assert len(at.get("download_button")) == 3
+    assert "Proposed" in texts(at, "info")
+    at.button(key="dispatch_plan").click().run()
+    assert "planned as a draft" in texts(at, "success") and "draft" in texts(at, "warning")
+    at.switch_page("../pages/rankings.py").run()
+    lists = with_session(store_copy, lambda s: dispatch.lists_frame(s))
+    lid = int(lists["id"].iloc[0])
+    at.button(key=f"appr_{lid}_ok").click().run()
+    assert not at.exception and f"List {lid} approved" in texts(at, "success")
+    items = with_session(store_copy, lambda s: dispatch.list_frame(s, lid))
+    status = frames(store_copy, "leaks").set_index("leak_id")["status"]
+    assert (status[items["leak_id"]] == "dispatched").all()
+    at.switch_page("../pages/dispatch.py").run()
+    assert "approved" in texts(at, "success")
+
+
+def test_compare_two_model_versions(store_copy):
+    def second(s):
+        m = ColdStartScorer(prior_real=0.6).fit()
+        store.save_model(s, "cold_start", learn.dumps(m), {}, list(FEATURES), "", "test: a more trusting prior",
+                         promote=False, user="test")
+
+    with_session(store_copy, second)
+    at = open_page("rankings")
+    at.toggle(key="cmp_on").set_value(True).run()
+    cmp = table(at, "rank_a", "rank_b", "change")
+    n_open = int(frames(store_copy, "leaks")["status"].isin(["open", "dispatched"]).sum())
+    assert len(cmp) == n_open and sorted(cmp["rank_a"]) == list(range(1, n_open + 1))
+    assert (cmp["change"] == cmp["rank_a"] - cmp["rank_b"]).all()
+    assert any(m.label.startswith("Shared in both top") for m in at.metric)
+
+
+# --------------------------------------------------------------------------------------------- dispatch, field
+
+
+def test_dispatch_shows_routes_per_crew_and_downloads(db):
+    at = open_page("dispatch")
+    crews = [t for t in at.tabs if t.label.startswith("crew-")]
+    assert crews, "one tab per crew"
+    stops = table(at, "stop", "leak_id", "leg_km")
+    assert stops["stop"].tolist() == list(range(1, len(stops) + 1))  # the first crew's visits in route order
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["CSV", "GeoJSON", "KML", "Work orders (JSON)"]
+    layers = [ly["id"] for ly in deck(at)["layers"]]
+    assert layers == ["routes", "stops", "stop_numbers"]
+    n = sum(int(t.label.split("(")[1].rstrip(")")) for t in crews)
+    assert 0 < n <= crew_capacity()
     at.number_input(key="dispatch_k").set_value(3).run()
-    assert len(table(at, *DISPATCH_EXPORT_COLUMNS)) == min(3, len(df))
+    assert sum(int(t.label.split("(")[1].rstrip(")")) for t in at.tabs if t.label.startswith("crew-")) == min(3, n)
+    assert set(DISPATCH_EXPORT_COLUMNS) <= set(stops.columns) or "rank" in stops.columns
 
 
-def test_upload_page_without_files_says_what_to_do(db):
-    at = open_page("upload")
-    assert "Choose one or more detection files" in texts(at, "info")
-    assert table(at, "file_name", "sha256")["file_name"].str.startswith("demo").any()
-
-
-def test_model_page_is_honest_then_trains(db):
-    at = open_page("model")
-    assert at.title[0].value == "Model & audit"
-    assert "prior from instrument knowledge" in texts(at, "warning")
-    assert len(table(at, "actor", "action")) > 0
-    n_models = len(frames(db, "models"))
-    at.button(key="train").click().run()
-    assert not at.exception
-    decision = texts(at, "success") + texts(at, "info")
-    assert "promoted" in decision or "not trained" in decision or "kept" in decision
-    if "not trained" not in decision:
-        assert len(frames(db, "models")) == n_models + 1
-
-
-def test_validation_form_records_a_visit(db):
+def test_validation_form_records_a_visit(store_copy):
     at = open_page("validation")
-    before = len(frames(db, "validations"))
-    at.button[0].click().run()  # no outcome chosen: refused, nothing written
-    assert "outcome" in texts(at, "error") and len(frames(db, "validations")) == before
+    before = len(frames(store_copy, "validations"))
+    submit(at, "visit", "Record visit")  # no outcome chosen: refused, nothing written
+    assert "outcome" in texts(at, "error") and len(frames(store_copy, "validations")) == before
     lid = at.selectbox(key="val_leak").value
     at.radio(key="val_outcome").set_value("not_found")
     at.text_input(key="val_crew").set_value("crew-test")
-    at.button[0].click().run()  # the form's submit button
+    at.text_input(key="val_photo").set_value("IMG_0412")
+    at.segmented_control(key="val_found_by").set_value("ogi")
+    submit(at, "visit", "Record visit")
     assert not at.exception and not at.error
     assert "Recorded not found" in texts(at, "success")
-    vals = frames(db, "validations")
-    assert len(vals) == before + 1 and vals["leak_id"].iloc[-1] == lid and vals["crew"].iloc[-1] == "crew-test"
-    leaks = frames(db, "leaks")
+    vals = frames(store_copy, "validations")
+    row = vals.iloc[-1]
+    assert len(vals) == before + 1 and row["leak_id"] == lid and row["crew"] == "crew-test"
+    assert row["recorded_by"] == "app" and "photo: IMG_0412" in row["notes"] and row["found_by"] == "ogi"
+    leaks = frames(store_copy, "leaks")
     assert leaks.loc[leaks["leak_id"] == lid, "status"].iloc[0] == "not_found"
 
 
-def test_validation_form_records_a_repair(db):
+def test_validation_form_records_a_repair(store_copy):
     at = open_page("validation")
     lid = at.selectbox(key="val_leak").value
     at.radio(key="val_outcome").set_value("confirmed")
     at.number_input(key="val_rate").set_value(3.5)
     at.date_input(key="val_day").set_value(date(2026, 10, 1))
     at.date_input(key="val_repaired").set_value(date(2026, 10, 2))
-    at.button[0].click().run()
+    submit(at, "visit", "Record visit")
     assert not at.exception and not at.error, texts(at, "error")
-    vals = frames(db, "validations")
-    row = vals.iloc[-1]
+    row = frames(store_copy, "validations").iloc[-1]
     assert row["leak_id"] == lid and row["measured_rate_kg_h"] == 3.5 and row["repaired_at"].day == 2
-    leaks = frames(db, "leaks")
+    leaks = frames(store_copy, "leaks")
     assert leaks.loc[leaks["leak_id"] == lid, "status"].iloc[0] == "repaired"
 
 
-def test_validation_form_shows_a_refused_move(db):
+def test_validation_form_shows_a_refused_move(store_copy):
     """Confirmed leaking, then 'not found' for the same leak: the lifecycle refuses it and the page says why."""
     at = open_page("validation")
     lid = at.selectbox(key="val_leak").value
     at.radio(key="val_outcome").set_value("confirmed")
-    at.button[0].click().run()
+    submit(at, "visit", "Record visit")
     assert "Recorded confirmed" in texts(at, "success")
-    n = len(frames(db, "validations"))
+    n = len(frames(store_copy, "validations"))
     at.selectbox(key="val_leak").set_value(lid)
     at.radio(key="val_outcome").set_value("not_found")
     at.date_input(key="val_day").set_value(date(2026, 12, 1))
-    at.button[0].click().run()
+    submit(at, "visit", "Record visit")
     assert not at.exception and at.error and lid in texts(at, "error")
-    assert len(frames(db, "validations")) == n
+    assert len(frames(store_copy, "validations")) == n
 
 
-def test_validation_csv_import_reports_rejects(db):
+def test_validation_csv_import_reports_rejects(store_copy):
     at = open_page("validation")
     lid = at.selectbox(key="val_leak").value
     csv = f"leak_id,visited_at,outcome\n{lid},2026-01-02T10:00:00Z,confirmed\nL999999,2026-01-02T11:00:00Z,confirmed\n"
@@ -202,9 +446,15 @@ def test_validation_csv_import_reports_rejects(db):
     assert rej[["row", "column"]].values.tolist() == [[3, "leak_id"]]
 
 
-def test_upload_ingests_rejects_and_scores(db):
+def test_upload_page_without_files_says_what_to_do(db):
     at = open_page("upload")
-    batches = len(frames(db, "batches"))
+    assert "Choose one or more detection files" in texts(at, "info")
+    assert table(at, "file_name", "sha256")["file_name"].str.startswith("demo").any()
+
+
+def test_upload_ingests_rejects_and_scores(store_copy):
+    at = open_page("upload")
+    batches = len(frames(store_copy, "batches"))
     good = ("detection_id,source_type,source_name,observed_at,latitude,longitude,rate_kg_h\n"
             "t1,aerial,TestPlane,2026-09-01T10:00:00Z,31.95,-102.55,12\n"
             "t2,aerial,TestPlane,2026-09-01T10:05:00Z,31.9501,-102.5501,14\n"
@@ -217,11 +467,114 @@ def test_upload_ingests_rejects_and_scores(db):
     assert "junk.csv" in texts(at, "error")  # the IngestError names the file
     rej = table(at, "row", "column", "value", "reason")
     assert rej[["row", "column"]].values.tolist() == [[4, "latitude"]]
-    assert len(frames(db, "batches")) == batches + 1  # the bad file wrote nothing
+    assert len(frames(store_copy, "batches")) == batches + 1  # the bad file wrote nothing
     at.button(key="up_fuse").click().run()
     assert not at.exception and "ranked" in texts(at, "success")
-    dets = frames(db, "detections")
+    dets = frames(store_copy, "detections")
     assert dets.loc[dets["source_name"] == "TestPlane", "leak_id"].notna().all()
+
+
+def test_model_page_is_honest_then_trains(store_copy):
+    at = open_page("model")
+    assert at.title[0].value == "Model"
+    assert "prior from instrument knowledge" in texts(at, "warning")
+    n_models = len(frames(store_copy, "models"))
+    at.button(key="train").click().run()
+    assert not at.exception
+    decision = texts(at, "success") + texts(at, "info")
+    assert "promoted" in decision or "not trained" in decision or "kept" in decision
+    if "not trained" not in decision:
+        assert len(frames(store_copy, "models")) == n_models + 1
+
+
+# --------------------------------------------------------------------------------------------- audit, sign-in
+
+
+def test_audit_filters_narrow_and_story_goes_back_to_file_rows(db):
+    at = open_page("audit")
+    all_rows = table(at, "actor", "action", "target", "detail")
+    assert len(all_rows) > 1 and all_rows["action"].nunique() > 1
+    at.selectbox(key="au_action").set_value("validation").run()
+    rows = table(at, "actor", "action", "target", "detail")
+    assert 0 < len(rows) < len(all_rows) and set(rows["action"]) == {"validation"}
+    one = rows["target"].iloc[0]
+    at.text_input(key="au_target").set_value(one).run()
+    rows = table(at, "actor", "action", "target", "detail")
+    assert set(rows["target"]) == {one}
+    assert [b.label for b in at.get("download_button")][0] == "Download CSV"
+    story = table(at, "kind", "what", "who", "source")  # the targeted leak's story, picked for us
+    assert {"detection", "field visit"} <= set(story["kind"])
+    assert story["source"][story["kind"] == "detection"].str.contains(r"\.csv row \d+", regex=True).all()
+
+
+@pytest.fixture
+def users(store_copy):
+    """The copy with an admin, an analyst and a supervisor: open mode is over."""
+    def add(s):
+        auth.add_user(s, "bootstrap", "ada", "admin", "admin-pass-1")
+        auth.add_user(s, "ada", "ana", "analyst", "analyst-pass-1")
+        auth.add_user(s, "ada", "sam", "supervisor", "supervisor-pass-1")
+
+    with_session(store_copy, add)
+    return store_copy
+
+
+def sign_in(name: str, password: str) -> AppTest:
+    at = AppTest.from_file(str(MAIN), default_timeout=60).run()
+    assert at.title[0].value == "Sign in" and not at.metric  # no page before signing in
+    at.text_input(key="signin_name").set_value(name)
+    at.text_input(key="signin_password").set_value(password)
+    return submit(at, "signin", "Sign in")
+
+
+def test_sign_in_is_required_once_a_user_exists(users):
+    at = sign_in("ana", "wrong-password")
+    assert "Wrong user name or password" in texts(at, "error") and at.title[0].value == "Sign in"
+    at = sign_in("ana", "analyst-pass-1")
+    assert not at.exception and at.title[0].value == "Leak map"
+    assert "**ana** · analyst" in texts(at.sidebar, "markdown")
+    assert "Open mode" not in texts(at.sidebar, "caption")
+    at.button(key="signout").click().run()
+    assert at.title[0].value == "Sign in"
+
+
+def test_roles_see_only_their_actions_and_the_user_is_recorded(users):
+    at = sign_in("ana", "analyst-pass-1")
+    at.session_state["auth_role"] = "admin"  # a forged role in the session is corrected from the store
+    at.switch_page("../pages/validation.py").run()
+    assert "does not record field outcomes" in texts(at, "info")
+    at.switch_page("../pages/rankings.py").run()
+    assert not [b for b in at.button if b.key and b.key.endswith("Record override")]
+    leaks = frames(users, "leaks")
+    lid = leaks.loc[leaks["status"] == "open", "leak_id"].iloc[0]
+    at = open_page("leak", at=at, leak=lid)
+    assert not [b for b in at.button if b.key == "leak_move"]  # an analyst does not dispatch
+    at.text_input(key="leak_note_text").set_value("checked the plume image")
+    submit(at, "leak_note", "Add note")
+    notes = with_session(users, lambda s: lineage.audit_events(s, action="note", target=lid))
+    assert notes["actor"].tolist() == ["ana"]
+    sup = sign_in("sam", "supervisor-pass-1")
+    sup = open_page("rankings", at=sup)
+    assert sup.button(key="rev_mark") and sup.button(key="FormSubmitter:override-Record override")
+
+
+def test_a_refused_action_is_shown_not_raised(users, monkeypatch):
+    def script():
+        import streamlit as st
+
+        from app import common as c
+
+        st.session_state["auth_user"], st.session_state["auth_role"] = "ana", "analyst"
+        assert c.act("approve_dispatch", lambda s: st.success("should not get here")) is None
+
+    at = AppTest.from_function(script, default_timeout=30)
+    monkeypatch.syspath_prepend(str(ROOT))
+    at.run()
+    assert not at.exception and not at.success
+    assert "'ana' (analyst) may not approve dispatch" in texts(at, "error")
+
+
+# --------------------------------------------------------------------------------------------- every page
 
 
 def test_no_page_writes_a_bare_expression():
@@ -239,8 +592,9 @@ def test_pages_on_an_empty_store(tmp_path, monkeypatch, name):
     at = AppTest.from_string(f"import sys, runpy\nsys.path.insert(0, {str(ROOT)!r})\n"
                              f"runpy.run_path({str(ROOT / 'pages' / f'{name}.py')!r})\n", default_timeout=30).run()
     assert not at.exception, [e.message for e in at.exception]
-    if name in ("map", "leak", "rankings", "validation"):
-        assert "mlpe demo" in texts(at, "info")
+    says = texts(at, "info")
+    if name in ("map", "leak", "rankings", "validation", "dispatch", "audit"):
+        assert "mlpe demo" in says  # the empty state says what to do next
 
 
 def test_entry_point_loads_the_demo_into_an_empty_store(tmp_path, monkeypatch):
@@ -250,3 +604,4 @@ def test_entry_point_loads_the_demo_into_an_empty_store(tmp_path, monkeypatch):
     assert not at.exception, [e.message for e in at.exception]
     assert at.title[0].value == "Leak map"
     assert len(frames(db, "leaks")) > 0
+    assert "Open mode: no users yet" in texts(at.sidebar, "caption")

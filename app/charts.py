@@ -1,0 +1,71 @@
+"""Plotly charts of the app, drawn with one look and a PNG download in every chart's toolbar."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import plotly.io as pio
+import streamlit as st
+
+TEAL, RED, BLUE, ORANGE = "#0f6e6e", "#c82323", "#2a7fa8", "#f08c00"
+pio.templates["mlpe"] = go.layout.Template(layout={
+    "font": {"family": "Source Sans Pro, sans-serif", "color": "#1b2a2f"},
+    "colorway": [TEAL, ORANGE, BLUE, "#7a3cc8", RED, "#5a8f29", "#a0522d"]})
+pio.templates.default = "plotly_white+mlpe"
+
+
+def plot(fig: go.Figure, key: str, filename: str) -> None:
+    """``st.plotly_chart`` whose toolbar camera saves a 2× PNG named ``filename``."""
+    st.plotly_chart(fig, key=key, config={
+        "displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"],
+        "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2}})
+
+
+def waterfall(con: dict, top: int = 8) -> tuple[go.Figure, float]:
+    """The log-odds terms behind P(real), biggest first (the ``top`` biggest, the rest summed as "other");
+    returns the figure and the total logit."""
+    terms = sorted(((k, v) for k, v in con.items() if k != "base"), key=lambda kv: -abs(kv[1]))
+    if len(terms) > top + 1:
+        terms = terms[:top] + [(f"{len(terms) - top} others", sum(v for _, v in terms[top:]))]
+    names = ["base"] + [k.replace("_", " ") for k, _ in terms] + ["total"]
+    vals = [con.get("base", 0.0)] + [v for _, v in terms]
+    fig = go.Figure(go.Waterfall(
+        x=names, y=vals + [0], measure=["absolute"] + ["relative"] * len(terms) + ["total"],
+        text=[f"{v:+.2f}" for v in vals] + [f"{sum(vals):+.2f}"], textposition="outside",
+        increasing={"marker": {"color": RED}}, decreasing={"marker": {"color": BLUE}},
+        totals={"marker": {"color": TEAL}}))
+    fig.update_layout(height=340, margin={"t": 10, "b": 10}, yaxis_title="log-odds", showlegend=False)
+    return fig, float(sum(vals))
+
+
+def timeline(dets: pd.DataFrame) -> go.Figure:
+    """Detections over time by sensor, rates with ±1σ error bars; unquantified ones on the zero line."""
+    d = dets.copy()
+    q = d["rate_kg_h"].notna()
+    d["rate"] = d["rate_kg_h"].where(q, 0.0)
+    d["kind"] = np.where(q, "quantified", "detected, not quantified")
+    fig = px.scatter(d, x="observed_at", y="rate", error_y="rate_uncertainty_kg_h", color="source_name",
+                     symbol="kind", symbol_map={"quantified": "circle", "detected, not quantified": "x-thin-open"},
+                     hover_data=["detection_id", "source_type", "confidence"], labels={"rate": "rate (kg/h)"})
+    fig.update_traces(marker={"size": 7, "opacity": 0.8}, error_y={"thickness": 1, "width": 0})
+    fig.update_layout(height=340, margin={"t": 10, "b": 10}, legend_title_text="", xaxis_title="",
+                      legend={"orientation": "h", "y": -0.15})
+    t0, t1 = d["observed_at"].min(), d["observed_at"].max()
+    if len(d) and t1 - t0 < pd.Timedelta(days=2):  # one sighting: a week around it, not milliseconds
+        fig.update_xaxes(range=[t0 - pd.Timedelta(days=3), t1 + pd.Timedelta(days=3)])
+    return fig
+
+
+def rank_scatter(cmp: pd.DataFrame, a: str, b: str) -> go.Figure:
+    """Rank under model ``a`` against rank under model ``b``: points off the diagonal moved."""
+    fig = px.scatter(cmp, x="rank_a", y="rank_b", color="risk_band_b", hover_name="leak_id",
+                     color_discrete_map={"HIGH": RED, "MEDIUM": ORANGE, "LOW": BLUE},
+                     labels={"rank_a": f"rank under {a}", "rank_b": f"rank under {b}", "risk_band_b": f"risk ({b})"})
+    top = float(max(cmp["rank_a"].max(), cmp["rank_b"].max(), 1))
+    fig.add_scatter(x=[1, top], y=[1, top], mode="lines", line={"dash": "dot", "color": "grey"}, name="same rank")
+    fig.update_layout(height=360, margin={"t": 10, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(autorange="reversed")
+    fig.update_yaxes(autorange="reversed")
+    return fig

@@ -1,0 +1,140 @@
+"""Pieces of the Leak detail page: the leak picker, cached reads, metrics, notes, assets, clocks, detections."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from app import common as c
+from mlpe_core import lineage, pipeline, store
+from mlpe_core.comply import leak_clocks, load_rules
+from mlpe_core.lifecycle import history as status_history
+
+
+def pick_leak(lk: pd.DataFrame, where) -> str:
+    """The leak picker (in ``where``), following ``?leak=`` and the leak last opened from another page."""
+    ss = st.session_state
+    ids = lk.sort_values(["rank", "leak_id"], na_position="last")["leak_id"].tolist()
+    labels = {r.leak_id: f"{r.leak_id} · " + (f"#{int(r.rank)} {r.risk_band}" if pd.notna(r.rank) else r.status)
+              for r in lk.itertuples()}
+    want = st.query_params.get("leak") or ss.get("leak_id")
+    if want in labels and want != ss.get("leak_pick"):
+        ss["leak_pick"] = want
+
+    def _sync() -> None:
+        st.query_params["leak"] = ss["leak_id"] = ss["leak_pick"]
+
+    leak_id = where.selectbox("Leak", c.capped(ids, ss.get("leak_pick")), key="leak_pick", on_change=_sync,
+                              format_func=lambda i: labels.get(i, i), accept_new_options=len(ids) > c.MAX_OPTIONS)
+    if leak_id not in labels:  # a typed id that is no leak
+        where.error(f"No leak '{leak_id}'.")
+        leak_id = ids[0]
+    st.query_params["leak"] = ss["leak_id"] = leak_id
+    return leak_id
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def detail(leak_id: str, ver: tuple) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(pipeline.leak_detail, lifecycle history, lineage story) of one leak at store version ``ver``."""
+    with c.session() as s:
+        return pipeline.leak_detail(s, leak_id), status_history(s, leak_id), lineage.leak_story(s, leak_id)
+
+
+def metrics(L: dict) -> None:
+    m = st.columns(6)
+    m[0].metric("Rank", f"#{L['rank']}" if L["rank"] else "not ranked",
+                help="1 = visit first; only open leaks are ranked")
+    m[1].metric("Risk band", L["risk_band"] or "–")
+    m[2].metric("P(real)", c.pct(L["p_real"]), help="probability that a crew on site finds a real leak")
+    lo, hi = L["rate_lo_kg_h"], L["rate_hi_kg_h"]
+    m[3].metric("Estimated rate", c.rate(L["est_rate_kg_h"]), help="best estimate; the range below is ±1σ",
+                delta=(f"{lo:,.1f}–{hi:,.1f} kg/h" + ("" if L["rate_quantified"] else " (not quantified)"))
+                if lo else None, delta_color="off", delta_arrow="off")
+    m[4].metric("Priority", c.rate(L["priority_score"]),
+                help="expected kg/h a visit finds: P(real) × rate × (1 + compliance urgency)")
+    due = pd.Timestamp(L["due_by"]) if L["due_by"] else None
+    due = due.tz_localize("UTC") if due is not None and due.tzinfo is None else due
+    left = (due - pd.Timestamp.now(tz="UTC")).days if due is not None else None
+    m[5].metric("Due by", f"{due:%Y-%m-%d}" if due is not None else "–", help=f"compliance clock: {L['due_rule']}"
+                if L["due_rule"] else "no compliance clock runs", delta=None if left is None else
+                f"{-left} days overdue" if left < 0 else f"{left} days left", delta_color="inverse" if left is not None
+                and left < 0 else "off", delta_arrow="off")
+
+
+def add_note(s, leak_id: str, text: str) -> str:
+    """A note on a leak is an audit event (action ``note``): who, when, what; never edited."""
+    if not text.strip():
+        raise ValueError("write the note first")
+    store.audit(s, c.user(), "note", leak_id, {"note": text.strip()})
+    s.commit()
+    return "Note recorded in the audit trail."
+
+
+def notes(history: pd.DataFrame) -> None:
+    n = history[history["action"] == "note"]
+    for r in n.head(5).itertuples():
+        st.caption(f":material/sticky_note_2: **{r.actor}** · {r.at:%Y-%m-%d %H:%M} UTC — "
+                   f"{json.loads(r.detail or '{}').get('note', '')}")
+    if len(n) > 5:
+        st.caption(f"… {len(n) - 5} older notes in the Audit tab below.")
+
+
+def assets(L: dict, candidates: list) -> None:
+    """The attributed asset and every candidate nearby with how likely the leak is theirs."""
+    cand = pd.DataFrame(candidates)
+    st.write(f"Attributed to **{L['asset_id'] or 'no asset'}**" + (" — candidates within reach:" if len(cand) else
+                                                                   ": no asset within reach of its location."))
+    if len(cand):
+        a = c.load("assets")
+        cand = cand.merge(a[["asset_id", *[k for k in ("asset_type", "operator") if k in a]]], on="asset_id",
+                          how="left")
+        st.dataframe(cand, hide_index=True, key="cand", column_config={
+            "asset_id": "asset", "p": st.column_config.ProgressColumn("attribution likelihood", min_value=0,
+                                                                      max_value=1, format="percent"),
+            "distance_m": st.column_config.NumberColumn("distance (m)", format="%.0f"),
+            "asset_type": "type"})
+
+
+@st.cache_resource(show_spinner=False)
+def _rules():
+    return load_rules()
+
+
+def clocks(leak_id: str, dets: pd.DataFrame, vals: pd.DataFrame, leaks: pd.DataFrame) -> None:
+    """Every running regulatory clock of the leak, as of now."""
+    now = pd.Timestamp.now(tz="UTC")
+    ck = leak_clocks(dets, vals, _rules(), now, leak_id=leak_id, assets=c.load("assets"), leaks=leaks)
+    if ck.empty:
+        st.caption("No compliance clock runs for this leak (no rule in config/compliance.yaml applies).")
+        return
+    days = (ck["due_by"] - now).dt.days
+    ck["left"] = [f"{-d} days overdue" if o else f"{d} days left" for d, o in zip(days, ck["overdue"], strict=True)]
+    ck["state"] = ["overdue" if o else "due soon" if s else "running"
+                   for o, s in zip(ck["overdue"], ck["due_soon"], strict=True)]
+    st.dataframe(ck[["state", "due_rule", "due_by", "left", "citation"]], hide_index=True, key="clocks",
+                 column_config={"due_by": st.column_config.DatetimeColumn("due by", format="YYYY-MM-DD"),
+                                "due_rule": "rule: action", "left": "as of today",
+                                "citation": st.column_config.TextColumn(width="medium")})
+
+
+def detections_table(dets: pd.DataFrame) -> None:
+    cols = ["detection_id", "source_name", "source_type", "observed_at", "rate_kg_h", "rate_uncertainty_kg_h",
+            "confidence", "location_uncertainty_m", "asset_id", "event_type", "ambiguous", "batch_id", "source_row"]
+    num = {k: st.column_config.NumberColumn(format="%.1f") for k in ("rate_kg_h", "rate_uncertainty_kg_h",
+                                                                      "location_uncertainty_m")}
+    st.dataframe(dets[cols].sort_values("observed_at", ascending=False), hide_index=True, key="dets", column_config={
+        **num, "confidence": st.column_config.NumberColumn(format="%.2f"),
+        "observed_at": st.column_config.DatetimeColumn("observed (UTC)", format="YYYY-MM-DD HH:mm")})
+
+
+def words(x) -> str:
+    """A JSON detail as ``key: value, …``."""
+    if not isinstance(x, str) or not x:
+        return ""
+    try:
+        d = json.loads(x)
+    except ValueError:
+        return x
+    return ", ".join(f"{k}: {v}" for k, v in d.items()) if isinstance(d, dict) else str(d)

@@ -1,0 +1,60 @@
+"""Sign-in (issue 9): once the store has users, nobody sees a page before signing in; open mode says so."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import common as c
+from mlpe_core import auth
+
+OPEN_NOTE = "Open mode: no users yet — anyone can act. An admin can add users with `mlpe users add`."
+
+
+def signed_in() -> bool:
+    """True in open mode or with a user whose account is still active (a role change applies at once)."""
+    ss = st.session_state
+    with c.session() as s:
+        if auth.open_mode(s):
+            for k in ("auth_user", "auth_role"):
+                ss.pop(k, None)
+            return True
+        name = ss.get("auth_user")
+        ss["auth_role"] = auth.role_of(s, name) if name else None
+    if name and ss["auth_role"] is None:  # removed or deactivated since signing in
+        ss.pop("auth_user", None)
+    return bool(ss.get("auth_role"))
+
+
+def page() -> None:
+    """The only page a visitor sees until signed in."""
+    st.title("Sign in")
+    st.caption("MLPE records who did what: sign in with the user name and password an admin gave you.")
+    with st.form("signin", width=420):
+        name = st.text_input("User name", key="signin_name", autocomplete="username")
+        pw = st.text_input("Password", type="password", key="signin_password", autocomplete="current-password")
+        sent = st.form_submit_button("Sign in", type="primary", width="stretch")
+    if sent:
+        with c.session() as s:
+            u = auth.authenticate(s, name.strip(), pw)
+        if u is None:
+            st.error("Wrong user name or password (or the account is not active).", icon=":material/block:")
+        else:
+            st.session_state["auth_user"], st.session_state["auth_role"] = u.username, u.role
+            st.rerun()
+
+
+def sidebar() -> None:
+    """Who is acting, with sign out; in open mode the note and a name for the audit trail."""
+    ss = st.session_state
+    with st.sidebar:
+        st.divider()
+        if ss.get("auth_user"):
+            box = st.container(horizontal=True, vertical_alignment="center")
+            box.markdown(f":material/person: **{ss['auth_user']}** · {ss['auth_role'].replace('_', ' ')}")
+            if box.button("Sign out", key="signout", type="tertiary"):
+                for k in ("auth_user", "auth_role"):
+                    ss.pop(k, None)
+                st.rerun()
+        else:
+            st.caption(OPEN_NOTE)
+            st.text_input("Your name (for the audit trail)", key="open_name", placeholder=c.OPEN_NAME)

@@ -67,8 +67,7 @@ def add_note(s, leak_id: str, text: str) -> str:
     """A note on a leak is an audit event (action ``note``): who, when, what; never edited."""
     if not text.strip():
         raise ValueError("write the note first")
-    store.audit(s, c.user(), "note", leak_id, {"note": text.strip()})
-    s.commit()
+    store.add_note(s, c.user(), leak_id, text)
     return "Note recorded in the audit trail."
 
 

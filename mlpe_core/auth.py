@@ -27,6 +27,8 @@ PERMISSIONS: dict[str, set[str]] = {
     "fuse": {"analyst", "supervisor", "admin"},
     "score": {"analyst", "supervisor", "admin"},
     "note": {"analyst", "supervisor", "field_lead", "admin"},
+    "mark_dispatch": {"analyst", "supervisor", "admin"},
+    "plan_dispatch": {"analyst", "supervisor", "admin"},
     "export": {"analyst", "supervisor", "field_lead", "admin"},
     "validate": {"field_lead", "supervisor", "admin"},
     "approve_dispatch": {"supervisor", "admin"},

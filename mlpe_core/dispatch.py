@@ -402,6 +402,7 @@ def plan_list(session, top: int | None = None, plan_date: str | None = None, use
 
     ``top`` defaults to the crews' capacity for a day and may not exceed it (a list is one day's work).
     """
+    auth.require(session, user, "plan_dispatch")
     cfg = settings or load_settings()
     cap = sum(c["visits"] for c in cfg["crews"])
     if top is not None and not 0 < int(top) <= cap:

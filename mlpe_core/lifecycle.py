@@ -214,9 +214,21 @@ def save_states(session: Session, states: dict[str, LeakState], now: datetime | 
     return n
 
 
+EVENT_PERMISSION = {"dispatch": "mark_dispatch", "release": "mark_dispatch", "visit": "validate",
+                    "repair_attempt": "validate", "repair": "validate", "delay_of_repair": "validate",
+                    "close": "approve_dispatch", "reopen": "approve_dispatch"}
+
+
 def apply_event(session: Session, leak_id: str, event: str, at=None, actor: str = "system",
                 source: str | None = None, detail: dict | None = None, commit: bool = True) -> LeakState:
-    """Apply one event to one stored leak; raises KeyError (no such leak) or TransitionError."""
+    """Apply one event to one stored leak; raises KeyError (no such leak) or TransitionError.
+
+    The actor needs the permission for the event (``EVENT_PERMISSION``): marking for dispatch is
+    triage, field events are validations, closing is a supervisor's decision.
+    """
+    from .auth import require
+
+    require(session, actor, EVENT_PERMISSION.get(event, "approve_dispatch"))
     states = lock_states(session, [leak_id])
     if leak_id not in states:
         session.rollback()

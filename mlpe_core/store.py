@@ -172,6 +172,20 @@ def save_scores(session: Session, scored: pd.DataFrame) -> None:
     session.execute(update(Leak), df.to_dict(orient="records"))
 
 
+def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
+    """An analyst's note on a leak, kept in the append-only audit trail; returns the event id."""
+    require(session, user, "note")
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("a note needs some text")
+    if session.get(Leak, leak_id) is None:
+        raise KeyError(f"no leak '{leak_id}'")
+    ev = AuditEvent(at=now(), actor=user, action="note", target=leak_id, detail=json.dumps({"note": text[:4000]}))
+    session.add(ev)
+    session.commit()
+    return int(ev.id)
+
+
 def set_status(session: Session, leak_ids: list[str], status: str, user: str = "system") -> None:
     """Move leaks to ``status`` through the lifecycle (no commit); an illegal move raises
     ``lifecycle.TransitionError`` with the reason."""

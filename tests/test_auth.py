@@ -145,3 +145,34 @@ def test_cli_acts_as_named_user(tmp_path) -> None:
     r = mlpe("--user", "mallory", "fuse")
     assert r.returncode == 2 and "not an active user" in r.stderr
     assert mlpe("--user", "root", "fuse").returncode == 0
+
+
+def test_notes_and_dispatch_marks_are_checked_in_core(staffed, tmp_path) -> None:
+    import pandas as pd
+
+    from mlpe_core.ingest import ingest_file
+    from mlpe_core.lifecycle import apply_event
+    from mlpe_core.lineage import audit_events
+    from mlpe_core.pipeline import run_fuse
+    from mlpe_core.store import add_note
+
+    f = tmp_path / "d.csv"
+    pd.DataFrame(
+        {
+            "detection_id": ["a"],
+            "source_type": ["aerial"],
+            "source_name": ["Air"],
+            "observed_at": ["2026-06-01T00:00:00Z"],
+            "latitude": [32.0],
+            "longitude": [-102.0],
+        }
+    ).to_csv(f, index=False)
+    ingest_file(staffed, f, user="u_analyst")
+    run_fuse(staffed, user="u_analyst")
+    add_note(staffed, "u_field_lead", "L000001", "gate locked, call ahead")
+    assert audit_events(staffed, action="note")["detail"].str.contains("gate locked").any()
+    with pytest.raises(ValueError, match="needs some text"):
+        add_note(staffed, "u_analyst", "L000001", "   ")
+    with pytest.raises(PermissionDenied):
+        apply_event(staffed, "L000001", "dispatch", actor="u_field_lead")
+    assert apply_event(staffed, "L000001", "dispatch", actor="u_analyst").status == "dispatched"

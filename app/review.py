@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common as c
-from mlpe_core import learn, lineage, store
+from mlpe_core import learn, lineage, review, store
 from mlpe_core.comply import deadlines, load_rules
 from mlpe_core.models import ModelVersion
 from mlpe_core.score import leak_features, model_rates, priority, risk_band
@@ -28,29 +28,13 @@ def _events(action: str, ver: tuple) -> pd.DataFrame:
 
 def overrides(ver: tuple) -> pd.DataFrame:
     """The latest override of each leak still in force: leak_id, override (rank), reason, by, at."""
-    ev = _events("rank_override", ver)
-    cols = ["leak_id", "override", "reason", "by", "at"]
-    if ev.empty:
-        return pd.DataFrame(columns=cols)
-    ev = ev.sort_values("id", ascending=False).drop_duplicates("target")
-    d = ev["detail"].map(lambda x: json.loads(x) if x else {})
-    out = pd.DataFrame({"leak_id": ev["target"], "override": d.map(lambda x: x.get("after")),
-                        "reason": d.map(lambda x: x.get("reason")), "by": ev["actor"], "at": ev["at"]})
-    return out[out["override"].notna()].astype({"override": int})[cols].reset_index(drop=True)
+    with c.session() as s:
+        return review.rank_overrides(s)
 
 
 def ranked(leaks: pd.DataFrame, ver: tuple) -> pd.DataFrame:
-    """Ranked leaks in the order the supervisor sees: an override puts a leak at that rank, the others keep their
-    order around it. Adds ``override``, ``override_reason`` and ``eff_rank`` (1..n)."""
-    lk = leaks[leaks["rank"].notna()].copy()
-    ov = overrides(ver).set_index("leak_id")
-    lk["override"] = lk["leak_id"].map(ov["override"]).astype("Int64")
-    lk["override_reason"] = lk["leak_id"].map(ov["reason"])
-    ovr = lk["override"].to_numpy(dtype=float, na_value=np.nan)
-    lk["_k"] = np.where(np.isnan(ovr), lk["rank"].to_numpy(dtype=float), ovr - 0.5)
-    lk = lk.sort_values(["_k", "rank"]).drop(columns="_k")
-    lk["eff_rank"] = np.arange(1, len(lk) + 1)
-    return lk
+    """Ranked leaks in the order the supervisor sees (``mlpe_core.review.effective_ranking``)."""
+    return review.effective_ranking(leaks, overrides(ver))
 
 
 def record_override(s, user: str, row: pd.Series, after: int | None, reason: str) -> str:
@@ -61,9 +45,7 @@ def record_override(s, user: str, row: pd.Series, after: int | None, reason: str
         raise ValueError(f"{row['leak_id']} is already at rank {after}")
     if after is None and pd.isna(row["override"]):
         raise ValueError(f"{row['leak_id']} has no override to clear")
-    store.audit(s, user, "rank_override", row["leak_id"], {
-        "before": int(row["eff_rank"]), "after": after, "model_rank": int(row["rank"]), "reason": reason.strip()})
-    s.commit()
+    review.record_override(s, user, row["leak_id"], int(row["eff_rank"]), int(row["rank"]), after, reason)
     lid = row["leak_id"]
     return f"{lid}: override cleared." if after is None else f"{lid} moved from #{row['eff_rank']} to #{after}."
 

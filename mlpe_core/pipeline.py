@@ -292,9 +292,14 @@ def _export_frame(session: Session, what: str, top: int | None) -> pd.DataFrame:
         return d[lead + rest]
     if what == "dispatch":
         from .lifecycle import validated_since_open
+        from .review import effective_ranking, rank_overrides
 
         leaks = store.leaks_frame(session)
         vals = store.validations_frame(session)
+        ov = rank_overrides(session)
+        if len(ov):  # a supervisor's override (audited, with its reason) moves the leak in the list crews get
+            ranked = effective_ranking(leaks, ov)
+            leaks = leaks.assign(rank=leaks["leak_id"].map(ranked.set_index("leak_id")["eff_rank"]).astype("Int64"))
         return dispatch_list(leaks, validated_since_open(leaks, vals), top)  # a re-opened leak can go out again
     if what == "validations":
         v = store.validations_frame(session)

@@ -21,7 +21,7 @@ from .dispatch import dispatch_list
 from .fuse import LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, loads, outcome_labels, train_candidate
 from .models import Leak
-from .schema import LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
+from .schema import CANONICAL_COLUMNS, LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
 from .score import FEATURES, leak_features, score_table
 
 Progress = Callable[[float, str], None] | None
@@ -74,6 +74,14 @@ def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "syst
     return summary
 
 
+def _register_cold_start(session: Session, decision: str, user: str):
+    model = default_model()
+    mv = store.save_model(
+        session, "cold_start", dumps(model), {}, list(FEATURES), "", decision, promote=True, user=user
+    )
+    return model, mv.id
+
+
 def current_model(session: Session, user: str = "system"):
     """The active scoring model and its version id; registers the cold-start model on first use.
 
@@ -83,33 +91,13 @@ def current_model(session: Session, user: str = "system"):
     """
     mv = store.active_model(session)
     if mv is None:
-        model = default_model()
-        mv = store.save_model(
-            session,
-            "cold_start",
-            dumps(model),
-            {},
-            list(FEATURES),
-            "",
-            "cold start: no validations yet",
-            promote=True,
-            user=user,
-        )
-        return model, mv.id
+        return _register_cold_start(session, "cold start: no validations yet", user)
     model = loads(mv.blob)
     if list(getattr(model, "feature_names_in_", FEATURES)) != list(FEATURES):
-        old = mv.id
-        model = default_model()
-        mv = store.save_model(
+        return _register_cold_start(
             session,
-            "cold_start",
-            dumps(model),
-            {},
-            list(FEATURES),
-            "",
-            f"cold start: model version {old} was fitted on an older feature list; retrain with `mlpe train`",
-            promote=True,
-            user=user,
+            f"cold start: model version {mv.id} was fitted on an older feature list; retrain with `mlpe train`",
+            user,
         )
     return model, mv.id
 
@@ -269,26 +257,7 @@ def _export_frame(session: Session, what: str, top: int | None) -> pd.DataFrame:
     if what == "detections":
         d = store.detections_frame(session)
         lead = ["detection_id", "source_name", "leak_id"]
-        rest = [
-            c
-            for c in (
-                "source_type",
-                "observed_at",
-                "latitude",
-                "longitude",
-                "location_uncertainty_m",
-                "rate_kg_h",
-                "rate_uncertainty_kg_h",
-                "confidence",
-                "wind_speed_m_s",
-                "asset_id",
-                "event_type",
-                "ambiguous",
-                "batch_id",
-                "source_row",
-            )
-            if c in d
-        ]
+        rest = [c for c in (*CANONICAL_COLUMNS, "ambiguous", "batch_id", "source_row") if c in d and c not in lead]
         return d[lead + rest]
     if what == "dispatch":
         from .lifecycle import validated_since_open

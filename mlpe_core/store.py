@@ -194,6 +194,19 @@ def set_status(session: Session, leak_ids: list[str], status: str, user: str = "
     _set(session, leak_ids, status, actor=user)
 
 
+def file_batch(path: Path, kind: str, user: str, **counts: int) -> IngestBatch:
+    """The lineage record of one imported file (name, hash, time, who, row counts)."""
+    return IngestBatch(
+        file_name=path.name,
+        sha256=file_sha256(path),
+        format=kind,
+        kind=kind,
+        ingested_at=now(),
+        recorded_by=user,
+        **counts,
+    )
+
+
 def import_assets(session: Session, path: str | Path, user: str = "system") -> dict:
     """Load or update the asset registry; rows with bad coordinates are rejected with reasons."""
     require(session, user, "assets_import")
@@ -239,19 +252,7 @@ def import_assets(session: Session, path: str | Path, user: str = "system") -> d
     existing = set(session.execute(select(Asset.asset_id)).scalars())
     try:
         new, upd = upsert(session, Asset, "asset_id", records, existing)
-        session.add(
-            IngestBatch(
-                file_name=path.name,
-                sha256=file_sha256(path),
-                format="assets",
-                kind="assets",
-                ingested_at=now(),
-                recorded_by=user,
-                n_rows=len(df),
-                n_accepted=len(records),
-                n_rejected=len(rejects),
-            )
-        )
+        session.add(file_batch(path, "assets", user, n_rows=len(df), n_accepted=len(records), n_rejected=len(rejects)))
         audit(
             session, user, "assets_import", path.name, {"new": len(new), "updated": len(upd), "rejected": len(rejects)}
         )
@@ -421,16 +422,7 @@ def import_validations(session: Session, path: str | Path, user: str = "system")
     raw = read_table(path)
     known = set(session.execute(select(Leak.leak_id)).scalars())
     good, rejects = validate_validations(raw, known, path.name)
-    batch = IngestBatch(
-        file_name=path.name,
-        sha256=file_sha256(path),
-        format="validations",
-        kind="validations",
-        ingested_at=now(),
-        recorded_by=user,
-        n_rows=len(raw),
-        n_rejected=len(set(rejects["row"])),
-    )
+    batch = file_batch(path, "validations", user, n_rows=len(raw), n_rejected=len(set(rejects["row"])))
     res = record_validations(session, good, user, batch)
     lifecycle_rejects = res.pop("rejects")
     res.pop("rejected")

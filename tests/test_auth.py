@@ -17,6 +17,23 @@ from mlpe_core.auth import (
 from mlpe_core.db import get_engine
 
 
+def _one_detection(tmp_path):
+    import pandas as pd
+
+    f = tmp_path / "d.csv"
+    pd.DataFrame(
+        {
+            "detection_id": ["a"],
+            "source_type": ["aerial"],
+            "source_name": ["Air"],
+            "observed_at": ["2026-06-01T00:00:00Z"],
+            "latitude": [32.0],
+            "longitude": [-102.0],
+        }
+    ).to_csv(f, index=False)
+    return f
+
+
 @pytest.fixture
 def session():
     with Session(get_engine("sqlite://")) as s:
@@ -83,17 +100,7 @@ def test_core_functions_refuse_forbidden_roles_and_write_nothing(staffed, tmp_pa
     from mlpe_core.pipeline import run_fuse, run_score, run_train
     from mlpe_core.store import record_validations
 
-    f = tmp_path / "d.csv"
-    pd.DataFrame(
-        {
-            "detection_id": ["a"],
-            "source_type": ["aerial"],
-            "source_name": ["Air"],
-            "observed_at": ["2026-06-01T00:00:00Z"],
-            "latitude": [32.0],
-            "longitude": [-102.0],
-        }
-    ).to_csv(f, index=False)
+    f = _one_detection(tmp_path)
     with pytest.raises(PermissionDenied, match="u_field_lead"):
         ingest_file(staffed, f, user="u_field_lead")
     assert staffed.execute(select(func.count()).select_from(Detection)).scalar_one() == 0
@@ -148,7 +155,6 @@ def test_cli_acts_as_named_user(tmp_path) -> None:
 
 
 def test_notes_and_dispatch_marks_are_checked_in_core(staffed, tmp_path) -> None:
-    import pandas as pd
 
     from mlpe_core.ingest import ingest_file
     from mlpe_core.lifecycle import apply_event
@@ -156,17 +162,7 @@ def test_notes_and_dispatch_marks_are_checked_in_core(staffed, tmp_path) -> None
     from mlpe_core.pipeline import run_fuse
     from mlpe_core.store import add_note
 
-    f = tmp_path / "d.csv"
-    pd.DataFrame(
-        {
-            "detection_id": ["a"],
-            "source_type": ["aerial"],
-            "source_name": ["Air"],
-            "observed_at": ["2026-06-01T00:00:00Z"],
-            "latitude": [32.0],
-            "longitude": [-102.0],
-        }
-    ).to_csv(f, index=False)
+    f = _one_detection(tmp_path)
     ingest_file(staffed, f, user="u_analyst")
     run_fuse(staffed, user="u_analyst")
     add_note(staffed, "u_field_lead", "L000001", "gate locked, call ahead")

@@ -105,18 +105,17 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout
     if args.command == "ingest":
-        from .ingest import ingest_file
+        from .auth import require
+        from .ingest import load_prepared, prepare_file
 
         with _session(args.db) as s:
-            # check every file's structure first: a bad file among several loads nothing
-            from .ingest import read_table, to_canonical
-
-            for f in args.files:
-                to_canonical(read_table(f, str(f)), args.format, args.source_name, str(f))
+            require(s, args.user, "ingest")
+            # check every file's structure first (reading each once): a bad file among several loads nothing
+            prepared = [prepare_file(s, f, args.format, args.source_name, str(f)) for f in args.files]
             total = {"accepted": 0, "rejected": 0, "duplicate": 0}
             all_rejects = []
-            for f in args.files:
-                rep = ingest_file(s, f, args.format, args.source_name, user=args.user, label=str(f))
+            for f, prep in zip(args.files, prepared, strict=True):
+                rep = load_prepared(s, prep, user=args.user)
                 print(rep.summary(), file=out)
                 _print_rejects(f, rep.rejects, out, hint="use --rejects FILE")
                 all_rejects.append(rep.rejects.assign(file=str(f)))

@@ -1071,6 +1071,55 @@ def _reject_table(f: pd.DataFrame, problems: list, first_row: int, names_of: dic
 # --------------------------------------------------------------------------------------------- loading
 
 
+@dataclass
+class PreparedFile:
+    """A file that passed every structural check: its hash and canonical rows (None when already loaded)."""
+
+    label: str
+    sha256: str
+    canon: pd.DataFrame | None
+    seen: IngestBatch | None
+
+
+def prepare_file(
+    session: Session, path: str | Path, fmt: str = "auto", source_name: str | None = None, label: str | None = None
+) -> PreparedFile:
+    """Read and map one file, raising IngestError on any structural problem; writes nothing.
+
+    A file whose bytes were loaded before is not read at all. Callers that load several files check
+    them all with this first, so a bad file among several loads nothing, and each file is read once.
+    """
+    path = Path(path)
+    label = label or path.name
+    if fmt not in FORMATS:
+        raise IngestError(label, f"unknown --format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if not path.exists():
+        raise IngestError(label, "file not found")
+    if path.is_dir():
+        raise IngestError(label, "is a folder, not a file")
+    sha = file_sha256(path)
+    seen = _batch_with_sha(session, sha)
+    if seen is not None:
+        return PreparedFile(label, sha, None, seen)
+    return PreparedFile(label, sha, to_canonical(read_table(path, label), fmt, source_name, label), None)
+
+
+def load_prepared(
+    session: Session, prep: PreparedFile, user: str = "system", *, progress: Progress = None
+) -> IngestReport:
+    """Load a prepared file in one transaction (see :func:`ingest_frame`)."""
+    # the same bytes loaded before, or since it was prepared (the same file twice in one command): nothing to do
+    seen = prep.seen or _batch_with_sha(session, prep.sha256)
+    if seen is not None:
+        require(session, user, "ingest")
+        _say(progress, 1.0, f"{prep.label}: already ingested")
+        return IngestReport(file_name=prep.label, sha256=prep.sha256, format=seen.format, n_rows=seen.n_rows,
+                            n_duplicate=seen.n_rows, already_ingested=True, batch_id=seen.id)
+    _say(progress, 0.2, f"read {len(prep.canon):,} rows")
+    return ingest_frame(session, prep.canon, prep.label, sha256=prep.sha256, user=user,
+                        progress=_scaled(progress, 0.2, 1.0))
+
+
 def ingest_file(
     session: Session,
     path: str | Path,
@@ -1086,24 +1135,8 @@ def ingest_file(
     ``progress(fraction, text)``, when given, is called as the file is read, checked and written.
     """
     require(session, user, "ingest")
-    path = Path(path)
-    label = label or path.name
-    if fmt not in FORMATS:
-        raise IngestError(label, f"unknown --format '{fmt}' (choose from {', '.join(FORMATS)})")
-    _say(progress, 0.0, f"reading {label}")
-    if not path.exists():
-        raise IngestError(label, "file not found")
-    if path.is_dir():
-        raise IngestError(label, "is a folder, not a file")
-    sha = file_sha256(path)
-    seen = _batch_with_sha(session, sha)
-    if seen is not None:  # the same bytes were loaded before: nothing to read
-        _say(progress, 1.0, f"{label}: already ingested")
-        return IngestReport(file_name=label, sha256=sha, format=seen.format, n_rows=seen.n_rows,
-                            n_duplicate=seen.n_rows, already_ingested=True, batch_id=seen.id)
-    canon = to_canonical(read_table(path, label), fmt, source_name, label)
-    _say(progress, 0.2, f"read {len(canon):,} rows")
-    return ingest_frame(session, canon, label, sha256=sha, user=user, progress=_scaled(progress, 0.2, 1.0))
+    _say(progress, 0.0, f"reading {label or Path(path).name}")
+    return load_prepared(session, prepare_file(session, path, fmt, source_name, label), user, progress=progress)
 
 
 def _batch_with_sha(session: Session, sha256: str) -> IngestBatch | None:

@@ -190,6 +190,13 @@ def _run(*args: str) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def _report(label: str, r: dict, baseline_s: float, peak_gb: float) -> None:
+    """One measured MLPE run: time, memory, ratio to the pyarrow baseline, row counts, and its phases."""
+    print(f"{label}: {r['seconds']:6.2f} s   peak RSS {peak_gb:.2f} GB   ratio {r['seconds'] / baseline_s:.1f}x   "
+          f"({r['accepted']:,} accepted, {r['rejected']:,} rejected, {r['duplicate']:,} duplicate)")
+    print("  where the time goes (s): " + ", ".join(f"{k} {v}" for k, v in r["phases"].items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -229,10 +236,7 @@ def main() -> None:
             runs.append(_run("mlpe", str(csv_path), str(db)))
         m = min(runs, key=lambda r: r["seconds"])
         peak = max(r["peak_rss_gb"] for r in runs)
-        print(f"mlpe ingest_file (fresh) best of {args.repeat}: {m['seconds']:6.2f} s   peak RSS {peak:.2f} GB   "
-              f"ratio {m['seconds'] / b['seconds']:.1f}x   ({m['accepted']:,} accepted, {m['rejected']:,} rejected, "
-              f"{m['duplicate']:,} duplicate)")
-        print("  where the time goes (s): " + ", ".join(f"{k} {v}" for k, v in m["phases"].items()))
+        _report(f"mlpe ingest_file (fresh) best of {args.repeat}", m, b["seconds"], peak)
         if args.dup:
             half = work / "first_half.csv"
             with open(csv_path, encoding="utf-8") as src, open(half, "w", encoding="utf-8") as dst:
@@ -244,10 +248,7 @@ def main() -> None:
             for p in work.glob("store_dup.db*"):
                 p.unlink()
             d = _run("mlpe", str(csv_path), str(db), str(half))
-            print(f"mlpe ingest_file (half already stored): {d['seconds']:6.2f} s   "
-                  f"peak RSS {d['peak_rss_gb']:.2f} GB   ratio {d['seconds'] / b['seconds']:.1f}x   "
-                  f"({d['accepted']:,} accepted, {d['duplicate']:,} duplicate)")
-            print("  where the time goes (s): " + ", ".join(f"{k} {v}" for k, v in d["phases"].items()))
+            _report("mlpe ingest_file (half already stored)", d, b["seconds"], d["peak_rss_gb"])
         if args.floor:
             db = work / "store_floor.db"
             for p in work.glob("store_floor.db*"):

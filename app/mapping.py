@@ -38,15 +38,27 @@ def assets_layer(assets: pd.DataFrame) -> pdk.Layer:
                      radius_min_pixels=1.2, radius_max_pixels=2.5)
 
 
-def detections_layer(dets: pd.DataFrame) -> pdk.Layer:
+def detections_layer(dets: pd.DataFrame) -> list[pdk.Layer]:
+    """Detections coloured by sensor type. Ambiguous ones (a coarse sighting that fits several precise leaks,
+    attached to the most likely and given no weight in its position) are hollow rings, so an analyst sees at
+    a glance which links fusion could not settle."""
     d = dets.nlargest(MAX_DETECTIONS, "observed_at") if len(dets) > MAX_DETECTIONS else dets
+    amb = d["ambiguous"].fillna(False).astype(bool).to_numpy() if "ambiguous" in d else np.zeros(len(d), bool)
     pts = pd.DataFrame({"longitude": d["longitude"].round(6), "latitude": d["latitude"].round(6),
                         "colour": d["source_type"].map(lambda t: c.SOURCE_RGB.get(t, [90, 90, 90]) + [160]),
                         "title": d["source_name"] + " · " + d["source_type"].str.replace("_", " "),
                         "line1": d["observed_at"].dt.strftime("%Y-%m-%d %H:%M") + " UTC · "
                         + d["rate_kg_h"].map(c.rate), "line2": "leak " + d["leak_id"].fillna("–")})
-    return pdk.Layer("ScatterplotLayer", pts, id="detections", get_position=["longitude", "latitude"],
-                     get_fill_color="colour", get_radius=20, radius_min_pixels=2, radius_max_pixels=5, pickable=True)
+    pts.loc[amb, "line2"] = ("ambiguous: fits several leaks; attached to " + d.loc[amb, "leak_id"].fillna("–")
+                             + ", the most likely, without moving its position")
+    layers = [pdk.Layer("ScatterplotLayer", pts[~amb], id="detections", get_position=["longitude", "latitude"],
+                        get_fill_color="colour", get_radius=20, radius_min_pixels=2, radius_max_pixels=5,
+                        pickable=True)]
+    if amb.any():
+        layers.append(pdk.Layer("ScatterplotLayer", pts[amb], id="ambiguous", get_position=["longitude", "latitude"],
+                                get_line_color="colour", filled=False, stroked=True, get_radius=30,
+                                radius_min_pixels=4, radius_max_pixels=8, line_width_min_pixels=2, pickable=True))
+    return layers
 
 
 def uncertainty_layer(pts: pd.DataFrame) -> pdk.Layer:

@@ -60,8 +60,10 @@ if show_unc:
 if show_dets:
     d = c.load("detections")
     d = d[d["leak_id"].isin(now["leak_id"]) & (d["observed_at"].dt.date <= (t or d["observed_at"].max().date()))]
-    layers.append(m.detections_layer(d))
+    layers += m.detections_layer(d)
     legend += ". Detections: " + c.legend(c.SOURCE_RGB)
+    if d["ambiguous"].any():
+        legend += f"; {int(d['ambiguous'].sum()):,} hollow rings are ambiguous (they fit several leaks)"
 layers.append(m.leaks_layer(pts, small=bool(agg and len(now))))
 
 

@@ -125,8 +125,13 @@ def test_map_multi_select_replay_and_layers(db):
     assert deck(at)["layers"][-1]["id"] == "focus"
     at.toggle(key="map_unc").set_value(True)
     at.toggle(key="map_dets").set_value(True).run()
-    ids = [ly["id"] for ly in deck(at)["layers"]]
-    assert {"uncertainty", "detections"} <= set(ids)
+    by_id = {ly["id"]: ly for ly in deck(at)["layers"]}
+    assert {"uncertainty", "detections"} <= set(by_id)
+    dets = frames(db, "detections")
+    n_amb = int(dets.loc[dets["leak_id"].isin(shown["leak_id"]), "ambiguous"].sum())
+    assert ("ambiguous" in by_id) == (n_amb > 0)  # coarse detections that fit several leaks: hollow rings
+    if n_amb:
+        assert len(by_id["ambiguous"]["data"]) == n_amb and by_id["ambiguous"]["filled"] is False
     slider = next(s for s in at.slider if s.key.startswith("map_replay"))
     first = shown["first_seen"].min().date()
     slider.set_value(first + timedelta(days=1)).run()  # replay to the second day of the window
@@ -605,3 +610,21 @@ def test_entry_point_loads_the_demo_into_an_empty_store(tmp_path, monkeypatch):
     assert at.title[0].value == "Leak map"
     assert len(frames(db, "leaks")) > 0
     assert "Open mode: no users yet" in texts(at.sidebar, "caption")
+
+
+def test_ambiguous_detections_are_hollow_rings_naming_their_leak():
+    from app import mapping
+
+    dets = pd.DataFrame({
+        "longitude": [-102.5, -102.501, -102.52], "latitude": [32.0, 32.001, 32.02],
+        "source_type": ["aerial", "scada", "satellite"], "source_name": ["AirLidar", "SCADA", "CoarseSat"],
+        "observed_at": pd.to_datetime(["2026-06-01", "2026-06-02", "2026-06-03"], utc=True),
+        "rate_kg_h": [12.0, np.nan, 900.0], "leak_id": ["L000001", "L000001", "L000002"],
+        "ambiguous": [False, True, False]})
+    before = dets.copy()
+    solid, rings = mapping.detections_layer(dets)
+    assert len(solid.data) == 2 and len(rings.data) == 1 and rings.filled is False
+    assert rings.data[0]["line2"].startswith("ambiguous: fits several leaks; attached to L000001")
+    assert [r["line2"] for r in solid.data] == ["leak L000001", "leak L000002"]
+    assert len(mapping.detections_layer(dets.assign(ambiguous=False))) == 1  # no rings layer when none is ambiguous
+    pd.testing.assert_frame_equal(dets, before)

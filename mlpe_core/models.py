@@ -40,7 +40,7 @@ class Detection(SQLModel, table=True):
     detection_id: str
     source_type: str
     source_name: str
-    observed_at: datetime = Field(index=True)
+    observed_at: datetime  # no index: time windows are applied to frames, and it cost 1/7 of a bulk load
     latitude: float
     longitude: float
     location_uncertainty_m: float

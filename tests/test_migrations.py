@@ -79,3 +79,24 @@ def test_backup_and_restore_round_trip(tmp_path: Path) -> None:
     junk.write_bytes(b"not a database at all" * 100)
     r = mlpe("restore", str(junk))
     assert r.returncode == 2 and "junk.db" in r.stderr
+
+
+def test_store_at_0001_upgrades_in_place_dropping_the_time_index(tmp_path: Path) -> None:
+    from alembic import command
+
+    db = tmp_path / "v1.db"
+    eng = create_engine(f"sqlite:///{db}")
+    with eng.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+        conn.exec_driver_sql(
+            "INSERT INTO detection (detection_id, source_type, source_name, observed_at, latitude, longitude, "
+            "location_uncertainty_m, ambiguous) "
+            "VALUES ('D1', 'ogi', 'OGI', '2026-06-01 00:00:00.000000', 32, -102, 3, 0)")
+    assert "ix_detection_observed_at" in {i["name"] for i in inspect(eng).get_indexes("detection")}
+    eng.dispose()
+    eng = get_engine(str(db))
+    assert "ix_detection_observed_at" not in {i["name"] for i in inspect(eng).get_indexes("detection")}
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("SELECT detection_id FROM detection").scalars().all() == ["D1"]
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert MigrationContext.configure(conn).get_current_revision() == head == "0002"

@@ -53,7 +53,8 @@ def metrics(L: dict) -> None:
                 delta=(f"{lo:,.1f}–{hi:,.1f} kg/h" + ("" if L["rate_quantified"] else " (not quantified)"))
                 if lo else None, delta_color="off", delta_arrow="off")
     m[4].metric("Priority", c.rate(L["priority_score"]),
-                help="expected kg/h a visit finds: P(real) × rate × (1 + compliance urgency)")
+                help="expected kg/h a visit finds, P(real) × rate, plus a running compliance clock's urgency × "
+                     "P(real) × min(rate, 20 kg/h)")
     due = pd.Timestamp(L["due_by"]) if L["due_by"] else None
     due = due.tz_localize("UTC") if due is not None and due.tzinfo is None else due
     left = (due - pd.Timestamp.now(tz="UTC")).days if due is not None else None

@@ -9,7 +9,8 @@ knows the truth and picks greedily by marginal methane) for MLPE's cold-start ra
 baseline "largest reported rate first".
 
 Then the learning loop: round 1 visits the top 60 plus a random 40, outcomes come from the truth,
-``mlpe train`` runs (time hold-out, promotion rule), and round 2 visits the next 100 open leaks, with and
+``mlpe train`` runs (labels from each cycle's first usable visit, features as of each visit, time hold-out,
+promotion rule), and round 2 visits the next 100 open leaks, with and
 without the training; both are printed (methane not already found in round 1). Then the calibration of
 the cold-start probability against the truth (is a still-emitting real source behind the leak?) and the
 time to score 100k leaks with explanations with both scorers.
@@ -289,8 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, loops, cals = [], [], []
     last = None
     print(f"MLPE ranking benchmark: {len(runs)} basins of {args.n_assets} assets, 120 days\n")
-    print("MLPE = the ranking as dispatched (p_real × rate × (1 + compliance urgency)); p×r = the same without the")
-    print("urgency (expected methane only); base = largest reported rate first. Shares of the oracle's top K.\n")
+    print("MLPE = the ranking as dispatched (p_real × rate + urgency × p_real × min(rate, 20 kg/h)); p×r = the")
+    print("same without the urgency (expected methane only); base = largest reported rate first. Shares of the")
+    print("oracle's top K.\n")
     head = "  ".join(f"{'MLPE@' + str(k):>7s} {'p×r@' + str(k):>7s} {'base@' + str(k):>8s}" for k in KS)
     print(f"{'basin':<18s} {'leaks':>5s} {'kg/h':>6s}  {head}")
     for seed, spacing in runs:

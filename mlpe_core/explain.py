@@ -25,9 +25,11 @@ TYPE_WORDS = {
 _SENSOR_TERMS = set(SOURCE_TYPES) | {f"n_{t}" for t in SOURCE_TYPES} | {"n_sources", "n_source_types", "n_detections"}
 _RECENCY_TERMS = {"recency", "days_since_last"}
 _SILENCE_TERMS = {"silence", "missed_looks", "log_p_silence"}
+_REPAIR_TERMS = {"repair_clock", "log_p_unrepaired"}
 _FEATURE_COLUMNS = ["n_detections", "n_sources", *[f"n_{t}" for t in SOURCE_TYPES], "mean_confidence",
                     "confidence_evidence", "days_since_last", "span_days", "n_days_seen", "missed_looks",
-                    "radius_m", "source_names", "est_rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h", "rate_quantified"]
+                    "radius_m", "source_names", "days_since_ogi", "est_rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h",
+                    "rate_quantified"]
 MIN_TERM = 0.05  # log-odds: smaller terms are not worth a phrase
 
 
@@ -87,6 +89,11 @@ def _phrase(term: str, f: dict, value: float) -> str | None:
         if value < 0 and m >= 0.5:
             return f"not seen again in ~{m:.0f} expected sighting{'s' if round(m) != 1 else ''}"
         return "seen again whenever expected" if value > 0 else None
+    if term in _REPAIR_TERMS:
+        d = _num(f, "days_since_ogi")
+        if value < 0 and math.isfinite(d):
+            return f"found by an OGI survey {d:.0f} days ago: probably repaired since (30-day repair clock)"
+        return None
     if term in ("isolated", "log_lr_isolated"):
         return "a one-off detection: a source that size would likely have been seen before" if value < 0 else None
     if term in ("confidence", "confidence_evidence", "mean_confidence", "max_confidence"):
@@ -134,7 +141,7 @@ def _sentence(f: dict, terms: list[str], values: np.ndarray, k: int) -> str:
             break
         term = terms[j]
         group = ("sensors" if term in _SENSOR_TERMS else "recency" if term in _RECENCY_TERMS
-                 else "silence" if term in _SILENCE_TERMS else term)
+                 else "silence" if term in _SILENCE_TERMS else "repair" if term in _REPAIR_TERMS else term)
         if group in groups:
             continue
         groups.add(group)

@@ -22,12 +22,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import Ridge
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
 from .schema import SOURCE_TYPES
-from .score import FEATURES, ColdStartScorer, model_rates
+from .score import FEATURES, ColdStartScorer, leak_features, model_rates
 
 POSITIVE = {"confirmed"}
 NEGATIVE = {"not_found", "already_repaired"}  # already repaired: nothing left for a crew to find
@@ -37,15 +37,116 @@ MIN_RATES = 20  # measured rates before the rate model is fitted
 RATE_FEATURES = ["log_rate", "rate_rel_unc", "unquantified", "log_n_quantified", *[f"has_{t}" for t in SOURCE_TYPES]]
 
 
-def outcome_labels(validations: pd.DataFrame) -> pd.DataFrame:
-    """One label per leak from its latest usable visit (not_accessible says nothing about the leak)."""
+def outcome_labels(validations: pd.DataFrame, detections: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One label per leak and cycle: the outcome of the first usable visit of the cycle.
+
+    The first visit is what a crew found when the ranking sent it; later visits of the same cycle are
+    follow-ups (a crew that repaired the leak and came back reports ``already_repaired``) and would teach
+    the model the wrong answer. ``not_accessible`` says nothing about the leak and is skipped. A cycle ends
+    with a visit that found nothing to fix (``not_found``, ``already_repaired``) or a repair (``repaired_at``);
+    the next cycle begins when ``detections`` show the leak again after that end (the leak re-opens, see
+    ``lifecycle.reopen_seen_again``), and its first usable visit after that sighting is labelled too.
+    Without ``detections`` every leak has one cycle.
+
+    Index: the leak id for a leak's first cycle, ``"<leak_id>#<k>"`` for its k-th re-opening; columns
+    ``leak_id``, ``cycle``, ``visited_at``, ``y`` (1 = confirmed), ``measured_rate_kg_h``.
+    """
+    cols = ["leak_id", "cycle", "visited_at", "y", "measured_rate_kg_h"]
     v = validations[validations["outcome"].isin(POSITIVE | NEGATIVE)].copy()
+    if v.empty:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="label_id"))
     v["visited_at"] = pd.to_datetime(v["visited_at"], utc=True)
     if "measured_rate_kg_h" not in v:
         v["measured_rate_kg_h"] = np.nan
-    v = v.sort_values("visited_at").groupby("leak_id").last()
-    v["y"] = v["outcome"].isin(POSITIVE).astype(int)
-    return v[["visited_at", "y", "measured_rate_kg_h"]]
+    rep = pd.to_datetime(v["repaired_at"], utc=True) if "repaired_at" in v else pd.Series(pd.NaT, index=v.index)
+    v["ends_at"] = np.where(v["outcome"].isin(NEGATIVE), v["visited_at"], rep.where(rep.notna(), pd.NaT))
+    v["ends_at"] = pd.to_datetime(v["ends_at"], utc=True)
+    v = v.sort_values(["leak_id", "visited_at"], kind="stable")
+    seen: dict[str, np.ndarray] = {}
+    if detections is not None and len(detections):
+        d = detections[detections["leak_id"].isin(set(v["leak_id"]))]
+        t = pd.to_datetime(d["observed_at"], utc=True).dt.tz_localize(None)  # naive UTC, comparable as datetime64
+        seen = {k: np.sort(g.to_numpy("datetime64[ns]")) for k, g in t.groupby(d["leak_id"].to_numpy())}
+    rows = []
+    for lid, g in v.groupby("leak_id", sort=False):
+        times = seen.get(lid)
+        cycle, end, labelled = 0, None, False
+        for r in g.itertuples():
+            if end is not None:  # the cycle ended: a later visit starts a new one only if the leak was seen again
+                lo, hi = (np.datetime64(x.tz_convert("UTC").tz_localize(None), "ns") for x in (end, r.visited_at))
+                again = times is not None and bool(np.any((times > lo) & (times <= hi)))
+                if not again:
+                    continue
+                cycle, end, labelled = cycle + 1, None, False
+            if not labelled:
+                key = lid if cycle == 0 else f"{lid}#{cycle}"
+                rows.append((key, lid, cycle, r.visited_at, int(r.outcome in POSITIVE), r.measured_rate_kg_h))
+                labelled = True
+            if pd.notna(r.ends_at):
+                end = r.ends_at
+    out = pd.DataFrame(rows, columns=["label_id", *cols]).set_index("label_id")
+    out["measured_rate_kg_h"] = out["measured_rate_kg_h"].astype(float)
+    return out
+
+
+def features_at_visits(detections: pd.DataFrame, leaks: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Features of each labelled visit as the ranking saw them: computed from the detections observed before
+    the visit, as of the visit (silence, recency, the feeds' revisit and the sensors' fitted look efficiency
+    included). Visits are grouped by UTC day: one cut-off per day, at its earliest visit, so no detection
+    from after any visit of that day is used; ``days_since_last`` is then counted to each visit's own time.
+    Indexed like ``labels``; a leak with no detection before its visit is left out (nothing to rank it by).
+    """
+    if labels.empty:
+        return pd.DataFrame(columns=FEATURES)
+    t = pd.to_datetime(detections["observed_at"], utc=True)
+    visited = pd.to_datetime(labels["visited_at"], utc=True)
+    parts = []
+    for _day, g in labels.groupby(visited.dt.floor("D"), sort=True):
+        cut = pd.to_datetime(g["visited_at"], utc=True).min()
+        d = detections[(t < cut).to_numpy() & detections["leak_id"].isin(set(g["leak_id"])).to_numpy()]
+        if d.empty:
+            continue
+        # the sensors' look statistics need every detection before the cut-off, not only the visited leaks'
+        X = leak_features(detections[(t < cut).to_numpy() & detections["leak_id"].notna().to_numpy()], leaks, cut)
+        ok = g[g["leak_id"].isin(X.index)]
+        if ok.empty:
+            continue
+        f = X.loc[ok["leak_id"].to_numpy()].copy()
+        f.index = ok.index
+        at = pd.to_datetime(ok["visited_at"], utc=True)
+        since = (at - pd.to_datetime(f["last_seen"], utc=True)).dt.total_seconds() / 86400.0
+        f["days_since_last"] = since.clip(lower=0)
+        parts.append(f)
+    if not parts:
+        return pd.DataFrame(columns=FEATURES)
+    out = pd.concat(parts)
+    out.index.name = labels.index.name
+    return out.reindex([i for i in labels.index if i in out.index])
+
+
+PLATT_PRIOR_SD = 0.5  # Gaussian prior of the Platt slope around 1 and intercept around 0 (no recalibration)
+
+
+def platt(z: np.ndarray, y: np.ndarray, prior_sd: float = PLATT_PRIOR_SD) -> tuple[float, float]:
+    """Platt scaling (Platt 1999) of out-of-fold log-odds ``z``: the (a, b) of P = sigmoid(a·z + b), maximum
+    a posteriori with independent Gaussian priors a ~ N(1, sd²), b ~ N(0, sd²). The log-odds already start
+    from the cold-start prior, so "no recalibration" is the reference; a few dozen outcomes move it only as
+    far as they support (unpenalised, 70 outcomes stretched the log-odds by 1.5-2.3×, which did not hold
+    on later visits)."""
+    from scipy.optimize import minimize
+
+    z, y = np.asarray(z, float).ravel(), np.asarray(y, float)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        t = w[0] * z + w[1]
+        p = 1 / (1 + np.exp(-t))
+        nll = float(np.sum(np.logaddexp(0.0, t) - y * t))
+        g = np.array([np.sum((p - y) * z), np.sum(p - y)])
+        pen = np.array([w[0] - 1.0, w[1]]) / prior_sd**2
+        return nll + 0.5 * float(np.sum(np.array([w[0] - 1.0, w[1]]) ** 2) / prior_sd**2), g + pen
+
+    res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return float(res.x[0]), float(res.x[1])
 
 
 def _matrix(X: pd.DataFrame) -> pd.DataFrame:
@@ -138,15 +239,17 @@ class LearnedScorer:
     kind = "learned"
 
     def __init__(self, n_estimators: int = 60, max_depth: int = 2, learning_rate: float = 0.05,
-                 min_samples_leaf: int = 15, random_state: int = 0):
+                 min_samples_leaf: int = 15, random_state: int = 0, select_trees: bool = True):
+        self.select_trees = select_trees
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.learning_rate = learning_rate
         self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
 
-    def _model(self) -> GradientBoostingClassifier:
-        return GradientBoostingClassifier(n_estimators=self.n_estimators, max_depth=self.max_depth,
+    def _model(self, n_estimators: int | None = None) -> GradientBoostingClassifier:
+        n = getattr(self, "n_trees_", None) or self.n_estimators if n_estimators is None else n_estimators
+        return GradientBoostingClassifier(n_estimators=n, max_depth=self.max_depth,
                                           learning_rate=self.learning_rate, subsample=0.8,
                                           min_samples_leaf=self.min_samples_leaf, init=PriorInit(self.prior_),
                                           random_state=self.random_state)
@@ -157,13 +260,13 @@ class LearnedScorer:
         y = np.asarray(y, int)
         self.feature_names_in_ = list(FEATURES)
         self.prior_ = ColdStartScorer().fit()
-        self.model_ = self._model().fit(Xf, y)
         folds = min(5, int(np.bincount(y, minlength=2).min())) if len(np.unique(y)) == 2 else 0
+        self.n_trees_ = self._select_trees(Xf, y, folds) if self.select_trees else self.n_estimators
+        self.model_ = self._model().fit(Xf, y)
         if folds >= 2:
             oof = cross_val_predict(self._model(), Xf, y, method="decision_function",
                                     cv=StratifiedKFold(folds, shuffle=True, random_state=self.random_state))
-            platt = LogisticRegression(C=1e6).fit(oof.reshape(-1, 1), y)
-            self.a_, self.b_ = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+            self.a_, self.b_ = platt(oof, y)
         else:
             self.a_, self.b_ = 1.0, 0.0
         self.expected_trees_ = float(np.ravel(self._explainer().expected_value)[-1])
@@ -174,6 +277,20 @@ class LearnedScorer:
             if ok.sum() >= MIN_RATES:
                 self.rate_model_ = RateModel().fit(X.loc[ok], m[ok])
         return self
+
+    def _select_trees(self, Xf: pd.DataFrame, y: np.ndarray, folds: int) -> int:
+        """How many trees (1 to ``n_estimators``) the data support: the count with the lowest cross-validated
+        Brier score (``folds`` stratified folds, every count read off one fit per fold). A few dozen outcomes
+        support only a few small corrections of the prior; more trees would fit their noise."""
+        if folds < 2:
+            return self.n_estimators
+        cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+        err = np.zeros(self.n_estimators)
+        for tr, te in cv.split(Xf, y):
+            m = self._model(self.n_estimators).fit(Xf.iloc[tr], y[tr])
+            for i, z in enumerate(m.staged_decision_function(Xf.iloc[te])):
+                err[i] += float(np.sum((1 / (1 + np.exp(-np.ravel(z))) - y[te]) ** 2))
+        return int(np.argmin(err)) + 1
 
     def _explainer(self):
         """SHAP TreeExplainer of the trees alone (the prior is explained by its own exact terms)."""

@@ -19,7 +19,7 @@ from .auth import require
 from .comply import deadlines, load_rules
 from .dispatch import dispatch_list
 from .fuse import LeakFuser, attribute_assets, carry_ids
-from .learn import default_model, dumps, loads, outcome_labels, train_candidate
+from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
 from .models import Leak
 from .schema import CANONICAL_COLUMNS, LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
 from .score import FEATURES, leak_features, score_table
@@ -183,14 +183,10 @@ def run_train(session: Session, user: str = "system") -> dict:
     leaks = store.leaks_frame(session, active_only=False)
     dets = store.detections_frame(session)
     dets = dets[dets["leak_id"].notna()]
-    as_of = dets["observed_at"].max()
-    X = leak_features(dets, leaks, as_of)
-    labels = outcome_labels(vals)
-    # features as the crew saw them: time since last sighting counted at the visit, not today
-    known = labels.index.intersection(X.index)
-    last = X.loc[known, "last_seen"]
-    at_visit = (labels.loc[known, "visited_at"] - last).dt.total_seconds() / 86400.0
-    X.loc[known, "days_since_last"] = at_visit.clip(lower=0)
+    # one label per leak and cycle (its first usable visit), with the features as the ranking saw them
+    # then: detections observed before the visit, silence and recency counted at the visit
+    labels = outcome_labels(vals, dets)
+    X = features_at_visits(dets, leaks, labels)
     current, _ = current_model(session, user)
     res = train_candidate(X, labels, current)
     if res["model"] is None:

@@ -1,7 +1,8 @@
 """Score: how likely a crew finds a real, still-emitting leak, how big it is, and so what a visit is worth.
 
-priority_score = P(crew finds a real, still-emitting leak) × estimated rate × (1 + regulatory urgency),
-i.e. the kg/h of methane a visit is expected to find, raised for leaks with a compliance clock running.
+priority_score = P(crew finds a real, still-emitting leak) × estimated rate, i.e. the kg/h of methane a visit
+is expected to find, plus a bounded regulatory urgency for leaks with a compliance clock running
+(urgency × P × min(rate, 20 kg/h), see :func:`priority`).
 (Method, references and measured ranking quality: ``docs/scoring.md``.)
 
 The cold-start scorer needs no validations: it is a log-odds model whose terms come from what is known
@@ -43,6 +44,7 @@ FEATURES: list[str] = [
     "log_p_silence",
     "confidence_evidence",
     "log_lr_isolated",
+    "log_p_unrepaired",
 ]
 
 # log-space 1-sigma of a single rate when the source gives none, by source type
@@ -69,11 +71,18 @@ SYSTEMATIC_SHARE = 0.5  # a sensor's systematic rate error (log space) as a shar
 PERSISTENCE_DAYS = 180.0  # mean remaining life of a leak that nothing has contradicted (prior survival)
 LARGE_EVENT_KG_H, LARGE_EVENT_DAYS = (100.0, 1000.0), 30.0  # large emissions are short events (persistence_days)
 RECENCY_TAU_DAYS = PERSISTENCE_DAYS  # former name, kept for callers
+# A leak an OGI (LDAR) survey found is under a repair clock: OOOOb requires the first repair attempt within
+# 30 days of the survey (40 CFR 60.5397b(h); the same 30 days as OOOOa and most state LDAR rules). With no
+# repair record in the store, the repair time is taken as uniform over that window, and a share of found
+# leaks is still emitting after it (repair delayed, attempt failed, re-leak): ``REPAIR_MISS``.
+REPAIR_CLOCK_DAYS = 30.0
+REPAIR_MISS = 0.1
 PRIOR_REAL = 0.25  # prior P(real) of a place before any sensor: the reference the sensor precisions update
 REPEAT_WEIGHT = 0.5  # log-odds per e-fold of repeated sightings by the same kind of sensor
 CONFIDENCE_WEIGHT = 0.5  # log-odds per unit of confidence evidence (confidence_evidence)
 CONFIDENCE_MAX_N = 10  # repeats of one leak are correlated: at most this many count as independent
 HIGH_KG_H, MEDIUM_KG_H = 20.0, 2.0  # risk bands on expected methane found per visit
+URGENCY_CAP_KG_H = HIGH_KG_H  # a compliance clock adds at most urgency × P(find) × this (``priority``)
 _EPOCH = pd.Timestamp("2000-01-01", tz="UTC")
 
 
@@ -323,6 +332,33 @@ def confidence_evidence(dets: pd.DataFrame) -> pd.Series:
     return (g.mean() * np.minimum(g.size(), CONFIDENCE_MAX_N)).reindex(pd.Index(dets["leak_id"].unique())).fillna(0.0)
 
 
+def p_unrepaired(days: np.ndarray) -> np.ndarray:
+    """P(a leak an OGI survey found ``days`` ago is not repaired yet): uniform repair over the regulatory
+    window ``REPAIR_CLOCK_DAYS``, with a share ``REPAIR_MISS`` never repaired in it."""
+    d = np.maximum(np.asarray(days, float), 0.0)
+    return REPAIR_MISS + (1 - REPAIR_MISS) * np.clip(1 - d / REPAIR_CLOCK_DAYS, 0.0, 1.0)
+
+
+def repair_clock(dets: pd.DataFrame, last: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per leak: ``log_p_unrepaired`` = ln P(still unrepaired at ``as_of`` | unrepaired when last seen) under
+    the repair clock an OGI survey find starts (:func:`p_unrepaired`, from the leak's last OGI detection; 0
+    without one: other sensors start no repair), and ``days_since_ogi`` (NaN without one).
+
+    Seen again by any sensor after the OGI find, the leak was not repaired by then: only the part of the
+    clock after the last sighting counts."""
+    leaks = pd.Index(dets["leak_id"].unique())
+    out = pd.DataFrame({"log_p_unrepaired": 0.0, "days_since_ogi": np.nan}, index=leaks)
+    ogi = dets["source_type"].astype(str).eq("ogi").to_numpy()
+    if not ogi.any():
+        return out
+    t = pd.to_datetime(dets.loc[ogi, "observed_at"], utc=True).groupby(dets.loc[ogi, "leak_id"]).max()
+    seen = (last.reindex(t.index) - t).dt.total_seconds().to_numpy() / 86400.0
+    now = np.maximum((pd.Timestamp(as_of) - t).dt.total_seconds().to_numpy() / 86400.0, seen)
+    out.loc[t.index, "log_p_unrepaired"] = np.minimum(np.log(p_unrepaired(now)) - np.log(p_unrepaired(seen)), 0.0)
+    out.loc[t.index, "days_since_ogi"] = now
+    return out
+
+
 def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """One row per leak (index leak_id) with :data:`FEATURES`, the rate estimate columns, first/last seen
     and ``source_names`` (the distinct sensor names, most detections first; for the reasons, not a feature)."""
@@ -359,6 +395,7 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) 
     if {"latitude", "longitude"} <= set(d.columns):
         centres = centres.fillna(d.groupby("leak_id")[["latitude", "longitude"]].median().reindex(f.index))
     f = f.join(look_stats(d, centres, f["log_rate"], as_of))
+    f = f.join(repair_clock(d, last, as_of))
     names = d.groupby(["leak_id", "source_name"]).size().sort_values(ascending=False).reset_index()
     f["source_names"] = names.groupby("leak_id", sort=False)["source_name"].agg(", ".join).reindex(f.index)
     f["first_seen"], f["last_seen"] = first, last
@@ -435,18 +472,31 @@ class ColdStartScorer:
         out["isolated"] = np.minimum(self._col(X, "log_lr_isolated", 0.0), 0.0)
         out["confidence"] = self.confidence_weight * self._col(X, "confidence_evidence", 0.0)
         z_real = self.base_ + out.sum(axis=1).to_numpy()
-        p_real = _sigmoid(z_real)
+        # in log space throughout, so that the terms stay exact for P(find) near 0 or 1
+        lp_real, lp_false = -np.logaddexp(0.0, -z_real), -np.logaddexp(0.0, z_real)
         days = np.maximum(self._col(X, "days_since_last", 0.0), 0.0)
-        surv = np.exp(-days / persistence_days(np.exp(self._col(X, "log_rate", 0.0)), self.recency_tau_days))
+        log_surv = -days / persistence_days(np.exp(self._col(X, "log_rate", 0.0)), self.recency_tau_days)
+        log_alive = log_surv + np.minimum(self._col(X, "log_p_unrepaired", 0.0), 0.0)
         logp0 = np.minimum(self._col(X, "log_p_silence", 0.0), 0.0)
-        p0 = np.exp(logp0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            p0_stopped = np.where(logp0 < -1e-9, (1 - p0) / np.maximum(-logp0, 1e-12), 1.0)
-        alive = surv * p0 / np.maximum(surv * p0 + (1 - surv) * p0_stopped, 1e-300)
-        z1 = _logit(p_real * surv)
-        z2 = _logit(p_real * alive)
+            # P(silence | stopped at a uniform time in the window) = (1 − P0) / (−ln P0)
+            log_p0_stopped = np.where(logp0 < -1e-9, np.log(-np.expm1(logp0)) - np.log(np.maximum(-logp0, 1e-300)),
+                                      0.0)
+
+            def z(log_a: np.ndarray, log_sil_alive: np.ndarray, log_sil_stopped: np.ndarray) -> np.ndarray:
+                """logit P(real, emitting | evidence) with P(emitting | real) = exp(log_a) before the silence.
+                Three states: false (never seen again: P(silence) = 1), real but stopped, real and emitting."""
+                log_stopped = np.log(-np.expm1(np.minimum(log_a, -1e-300)))
+                other = np.logaddexp(lp_false, lp_real + log_stopped + log_sil_stopped)
+                return lp_real + log_a + log_sil_alive - other
+
+            zero = np.zeros(len(X))
+            z1 = z(log_surv, zero, zero)
+            z2 = z(log_alive, zero, zero)
+            z3 = z(log_alive, logp0, log_p0_stopped)
         out["recency"] = z1 - z_real
-        out["silence"] = z2 - z1
+        out["repair_clock"] = z2 - z1
+        out["silence"] = z3 - z2
         return out
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
@@ -458,9 +508,16 @@ class ColdStartScorer:
 
 
 def priority(p_real: np.ndarray, rate: np.ndarray, urgency: np.ndarray | None = None) -> np.ndarray:
-    """Expected kg/h found by a visit, raised by the compliance urgency factor (0 none, 1 overdue)."""
-    u = np.zeros(len(p_real)) if urgency is None else np.asarray(urgency, float)
-    return np.asarray(p_real, float) * np.asarray(rate, float) * (1.0 + u)
+    """Expected kg/h found by a visit plus the compliance urgency (0 none, 0.5 due soon, 1 overdue):
+
+    p·rate + urgency·p·min(rate, ``URGENCY_CAP_KG_H``). A running clock counts the leak's expected methane
+    again up to the cap: a small overdue leak counts double, a large one gains at most p × 20 kg/h, so an
+    overdue clock reorders leaks of comparable expected methane and never lifts a leak that has probably
+    stopped (small p) over one that is probably emitting much more."""
+    p = np.asarray(p_real, float)
+    r = np.asarray(rate, float)
+    u = np.zeros(len(p)) if urgency is None else np.asarray(urgency, float)
+    return p * r + u * p * np.minimum(r, URGENCY_CAP_KG_H)
 
 
 def risk_band(priority_score: np.ndarray, overdue: np.ndarray | None = None) -> np.ndarray:

@@ -40,7 +40,8 @@ k1.metric("Leaks shown", f"{len(now):,}")
 k2.metric("HIGH risk", f"{(now['risk_band'] == 'HIGH').sum():,}")
 k3.metric("Estimated emissions", f"{now['est_rate_kg_h'].sum():,.0f} kg/h", help="sum of best-estimate rates shown")
 k4.metric("Expected find per visit (top 10)", c.rate(now["priority_score"].nlargest(10).mean()),
-          help="mean priority score (P(real) × rate × urgency) of the ten highest")
+          help="mean priority score of the ten highest: P(real) × rate, plus a compliance clock's urgency "
+               "× P(real) × min(rate, 20 kg/h)")
 
 layers, legend = [], "Risk: " + c.legend(c.BAND_RGB) + " — circle area ∝ estimated rate"
 order = now.sort_values("priority_score", na_position="first")  # biggest on top

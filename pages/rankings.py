@@ -39,7 +39,8 @@ with tabs[0]:
     with sb:
         filters.filter_note(len(df), len(lk))
     st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
-               "kept beside it. Priority = expected kg/h a visit finds: P(real) × rate × (1 + compliance urgency). "
+               "kept beside it. Priority = expected kg/h a visit finds, P(real) × rate, plus urgency × P(real) × "
+               "min(rate, 20) when a compliance clock runs (urgency 0.5 due soon, 1 overdue). "
                "Click a column header to sort.")
     view = df.assign(p_pct=df["p_real"] * 100, sensors=df["source_types"].str.replace("_", " ").str.replace(",", ", "),
                      due=df["due_by"].dt.strftime("%Y-%m-%d").fillna("–"))

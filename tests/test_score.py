@@ -18,6 +18,7 @@ from mlpe_core.score import (
     FEATURES,
     PERSISTENCE_DAYS,
     PRIOR_REAL,
+    URGENCY_CAP_KG_H,
     ColdStartScorer,
     estimate_rates,
     leak_features,
@@ -250,10 +251,26 @@ def test_risk_band_without_overdue_information():
     assert risk_band(np.array([25.0, 3.0, 0.5])).tolist() == ["HIGH", "MEDIUM", "LOW"]
 
 
-def test_priority_is_p_times_rate_times_one_plus_urgency():
+def test_priority_is_expected_methane_plus_bounded_urgency():
     p, rate = np.array([0.5, 0.2, 1.0]), np.array([10.0, 100.0, 3.0])
-    assert priority(p, rate, np.array([0.0, 0.5, 1.0])).tolist() == pytest.approx([5.0, 30.0, 6.0])
+    # p·rate + urgency·p·min(rate, 20 kg/h): a small overdue leak counts double, a large one gains at most p·20
+    assert priority(p, rate, np.array([0.0, 0.5, 1.0])).tolist() == pytest.approx([5.0, 20.0 + 0.5 * 0.2 * 20, 6.0])
     assert priority(p, rate).tolist() == pytest.approx([5.0, 20.0, 3.0])
+    assert URGENCY_CAP_KG_H == 20.0
+
+
+def test_overdue_clock_does_not_lift_a_probably_stopped_super_emitter():
+    # an overdue 1 t/h satellite leak that has probably stopped (p 0.02: 20 kg/h expected) against a probably
+    # emitting 30 kg/h leak (p 0.9: 27 kg/h expected) with no clock: the expected methane decides
+    p, rate, u = np.array([0.02, 0.9]), np.array([1000.0, 30.0]), np.array([1.0, 0.0])
+    pr = priority(p, rate, u)
+    assert pr[1] > pr[0]
+    assert pr[0] == pytest.approx(20.0 + 0.02 * 20.0)
+    # but between comparable expected methane the clock decides: urgency never lowers a priority
+    p2, rate2 = np.array([0.9, 0.9]), np.array([30.0, 31.0])
+    pr2 = priority(p2, rate2, np.array([1.0, 0.0]))
+    assert pr2[0] > pr2[1]
+    assert np.all(priority(p, rate, u) >= priority(p, rate))
 
 
 # --------------------------------------------------------------------------------------------- explain
@@ -305,3 +322,63 @@ def test_reasons_keep_at_most_k_terms_then_the_rate():
 def test_rate_phrase(est, lo, hi, quantified, expected):
     f = _f(est_rate_kg_h=est, rate_lo_kg_h=lo, rate_hi_kg_h=hi, rate_quantified=quantified)
     assert rate_phrase(f) == expected
+
+
+# --------------------------------------------------------------------------------------------- persistence
+
+
+def _row(**kw) -> pd.DataFrame:
+    r = dict.fromkeys(FEATURES, 0.0)
+    r.update(kw)
+    return pd.DataFrame([r])
+
+
+def test_silence_is_also_evidence_that_the_detection_was_false():
+    """Three states (false, real but stopped, real and emitting): a false detection is never seen again, so a
+    long silence lowers P(find) below P(real) × P(emitting | real, silence)."""
+    m = ColdStartScorer().fit()
+    row = _row(n_satellite=1.0, days_since_last=30.0, log_rate=math.log(50.0), log_p_silence=math.log(0.1))
+    p = float(m.predict_proba(row)[0, 1])
+    c = m.contributions(row).iloc[0]
+    p_real = float(_sigmoid(m.base_ + c[[*SOURCE_TYPES, "isolated", "confidence"]].sum()))
+    surv = math.exp(-30.0 / PERSISTENCE_DAYS)
+    p0, p0s = 0.1, (1 - 0.1) / -math.log(0.1)
+    expected = p_real * surv * p0 / (p_real * surv * p0 + p_real * (1 - surv) * p0s + (1 - p_real))
+    assert p == pytest.approx(expected, rel=1e-9)
+    two_state = p_real * surv * p0 / (surv * p0 + (1 - surv) * p0s)
+    assert p < two_state
+    # without silence nothing changes: P(find) = P(real) × survival
+    quiet = row.assign(log_p_silence=0.0)
+    assert float(m.predict_proba(quiet)[0, 1]) == pytest.approx(p_real * surv, rel=1e-9)
+
+
+def test_contributions_stay_exact_at_extreme_probabilities():
+    m = ColdStartScorer().fit()
+    X = pd.concat([_row(n_aerial=1e9, n_ogi=1e9, n_satellite=1e9), _row(n_scada=1.0, days_since_last=3000.0,
+                                                                       log_p_silence=-50.0, log_p_unrepaired=-5.0)])
+    c = m.contributions(X)
+    assert np.isfinite(c.to_numpy()).all()
+    z = m.base_ + c.sum(axis=1).to_numpy()
+    assert z[0] > 30 and z[1] < -30  # beyond what a probability clipped at 1e-12 could express
+
+
+def test_an_ogi_find_starts_a_repair_clock(dets):
+    """An OGI (LDAR) find is repaired within the regulatory 30 days, with a 10 % miss: P(unrepaired) falls
+    linearly from 1 to 0.1 over the clock; a sighting after the find restarts the count from that sighting."""
+    d = dets([dict(leak="L1", type="ogi", name="OGI", day=0.0),
+              dict(leak="L2", type="ogi", name="OGI", day=0.0, dx=3000.0),
+              dict(leak="L2", type="aerial", name="AirLidar", rate=20.0, day=20.0, dx=3000.0),
+              dict(leak="L3", type="aerial", name="AirLidar", rate=20.0, day=0.0, dx=6000.0)])
+    f = _features(d, T0 + pd.Timedelta(days=15))
+    assert f.loc["L1", "log_p_unrepaired"] == pytest.approx(math.log(0.1 + 0.9 * 0.5))
+    assert f.loc["L1", "days_since_ogi"] == pytest.approx(15.0)
+    assert f.loc["L3", "log_p_unrepaired"] == 0.0 and np.isnan(f.loc["L3", "days_since_ogi"])
+    f = _features(d, T0 + pd.Timedelta(days=40))
+    assert f.loc["L1", "log_p_unrepaired"] == pytest.approx(math.log(0.1))
+    # L2 was still emitting on day 20 (seen again): P(unrepaired on day 40 | unrepaired on day 20)
+    assert f.loc["L2", "log_p_unrepaired"] == pytest.approx(math.log(0.1) - math.log(0.1 + 0.9 * (1 - 20 / 30)))
+    m = ColdStartScorer().fit()
+    c = m.contributions(f)
+    assert c.loc["L1", "repair_clock"] < 0 and c.loc["L3", "repair_clock"] == pytest.approx(0.0, abs=1e-9)
+    text = top_reasons(f.loc["L1"], c.loc["L1"])
+    assert "found by an OGI survey 40 days ago: probably repaired since" in text

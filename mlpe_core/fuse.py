@@ -11,6 +11,10 @@ Why this shape (details and references in ``docs/fusion.md``):
   afterwards to the leak they are statistically compatible with, or marked ambiguous when several fit.
 * Time splits a group where the sightings stop for longer than ``time_gap_days``: a leak that ended
   and a new one at the same spot months later are separate events of one site.
+* Site sensors (fence-line monitors, SCADA) report the site, not the component, so two sources on
+  one pad are told apart by when and how much, not where: each sensor's stream at an asset is cut
+  at silences its own cadence makes improbable and split where its measured log rates are two
+  sources, and each segment joins the leak seen at that site during it at a compatible rate.
 """
 
 from __future__ import annotations
@@ -52,11 +56,18 @@ class LeakFuser:
     site_sigma_m : extent of a site, for attributing leaks to assets.
     asset_attach_sigmas : looser limit when the detection and the leak name the same asset (a 2-D
         Gaussian lies beyond 3 sigma 1.1% of the time, beyond 4 sigma 0.03%).
+    silence_p : a site sensor's stream (one asset, one sensor) is cut where it falls silent for longer
+        than its own cadence makes this improbable (p below ``silence_p``): the source stopped, and
+        what the sensor reports afterwards is another source. The same test decides whether a segment's
+        measured rates are one source or two (a two-component log-rate mixture, see ``_rate_split``).
+    rate_slack_log : spread allowed between two sensors' log-rate scales when a site stream's segment is
+        matched to a precise leak (on top of both measurement errors).
 
     Attributes (after ``fit``)
     --------------------------
     labels_ : int array, the leak of each detection (0..n_leaks-1); every detection has one.
-    ambiguous_ : bool array, coarse detections compatible with more than one precise leak.
+    ambiguous_ : bool array, coarse detections compatible with more than one leak (for a site's alarm:
+        more than one leak of its site active at its time).
     leaks_ : DataFrame, one row per leak: latitude, longitude, radius_m, n_detections, n_sources,
         source_types, first_seen, last_seen, n_ambiguous.
     """
@@ -71,6 +82,8 @@ class LeakFuser:
         time_gap_days: float = 90.0,
         site_sigma_m: float = 30.0,
         asset_attach_sigmas: float = 4.0,
+        silence_p: float = 1e-6,
+        rate_slack_log: float = 0.5,
     ):
         self.anchor_sigma_m = anchor_sigma_m
         self.precise_sigma_m = precise_sigma_m
@@ -80,6 +93,8 @@ class LeakFuser:
         self.time_gap_days = time_gap_days
         self.site_sigma_m = site_sigma_m
         self.asset_attach_sigmas = asset_attach_sigmas
+        self.silence_p = silence_p
+        self.rate_slack_log = rate_slack_log
 
     # ----------------------------------------------------------------------------------------- fit
     def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None) -> LeakFuser:
@@ -116,8 +131,18 @@ class LeakFuser:
             labels = self._merge_compatible(xyz, sigma, t_days, labels)
         if len(coarse):
             leak_asset = self._leak_assets(xyz, sigma, labels, asset, assets)
-            if (labels >= 0).any():
-                self._attach(coarse, xyz, sigma, t_days, asset, labels, ambiguous, leak_asset, rates)
+            precise_labels = labels.copy()
+            named = coarse[pd.notna(asset[coarse])]
+            if len(named):
+                lr, lr_sd = _log_rate_and_sd(X, rates)
+                stream = _stream_names(X)
+                self._attach_streams(named, xyz, sigma, t_days, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd)
+            rest = coarse[labels[coarse] < 0]
+            if len(rest) and (precise_labels >= 0).any():
+                # the rest (unnamed, or far from their asset's leaks) attach on precise evidence only, as
+                # coarse detections never build or bridge precise leaks
+                self._attach(rest, xyz, sigma, t_days, asset, precise_labels, ambiguous, leak_asset, rates)
+                labels[rest] = precise_labels[rest]
             self._group_leftovers(coarse[labels[coarse] < 0], xyz, sigma, t_days, asset, labels)
         labels = _relabel(labels)
         self.labels_ = labels
@@ -263,6 +288,95 @@ class LeakFuser:
             if ambiguous is not None and len(cand) > 1:
                 ambiguous[i] = True
 
+    def _attach_streams(self, pts, xyz, sigma, t, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd) -> None:
+        """Site-level detections that name an asset, handled per stream (one asset, one sensor) (in place).
+
+        Each stream is cut at its significant silences and, where its measured rates are two sources,
+        into those two (``_stream_segments``); a segment is one source's run as that sensor saw it.
+        Largest segments first, a segment joins the leak of its asset that was seen during the segment
+        (give or take the silence the segment itself would tolerate) at a compatible rate. With no such
+        leak it becomes a leak of its own; with several, each detection goes to the leak active at its
+        time (nearest in time), then the likeliest (as ``_attach``).
+        """
+        have = labels >= 0
+        c, se = _centres(xyz, sigma, labels)
+        m0 = len(c)
+        lo, hi = _time_bounds(labels, t, m0)
+        lo, hi = list(lo), list(hi)
+        # evidence span (precise sightings, or the founding segment) decides which segment joins which
+        # leak; activity span (every member) decides, detection by detection, which leak was active
+        ev_lo, ev_hi = list(lo), list(hi)
+        counts = list(np.bincount(labels[have], minlength=m0).astype(float))
+        mu, var = _log_rate_stats(labels, lr, lr_sd, m0)
+        mu, var = list(mu), list(var)
+        by_asset: dict = {}
+        for j, names in leak_asset.items():
+            if j < m0 and np.isfinite(c[j]).all():
+                for a in names:
+                    by_asset.setdefault(a, []).append(j)
+        segs = _stream_segments(pts, asset, stream, t, lr, lr_sd, self.silence_p, self.time_gap_days)
+        k = self.asset_attach_sigmas
+        slack2 = self.rate_slack_log**2
+        for idx, w0, w1 in sorted(segs, key=lambda s: (-len(s[0]), int(s[0][0]))):
+            a = asset[idx[0]]
+            seg_mu, seg_var = _log_rate_stats(np.zeros(len(idx), dtype=np.int64), lr[idx], lr_sd[idx], 1)
+            cand = []
+            for j in by_asset.get(a, ()):
+                if ev_lo[j] > w1 or ev_hi[j] < w0:
+                    continue
+                if np.isfinite(seg_mu[0]) and np.isfinite(mu[j]):
+                    # a 1 kg/h monitor run is not the 500 kg/h plume a satellite saw there
+                    zr = abs(seg_mu[0] - mu[j]) / np.sqrt(seg_var[0] + var[j] + slack2)
+                    if zr > self.attach_sigmas:
+                        continue
+                cand.append(j)
+            if not cand:
+                j = len(lo)
+                labels[idx] = j
+                lo.append(float(t[idx].min()))
+                hi.append(float(t[idx].max()))
+                ev_lo.append(lo[j])
+                ev_hi.append(hi[j])
+                counts.append(float(len(idx)))
+                mu.append(float(seg_mu[0]))
+                var.append(float(seg_var[0]))
+                by_asset.setdefault(a, []).append(j)
+                leak_asset.setdefault(j, set()).add(a)
+                continue
+            cand = np.asarray(cand)
+            # precise leaks have a centre to be compatible with; a leak built from the site's own
+            # streams has none (naming the same asset is the whole evidence)
+            precise = cand < m0
+            z = np.zeros((len(idx), len(cand)))
+            if precise.any():
+                cp = cand[precise]
+                d = np.linalg.norm(xyz[idx][:, None, :] - c[cp][None, :, :], axis=2)
+                z[:, precise] = d / np.sqrt(sigma[idx][:, None] ** 2 + se[cp][None, :] ** 2)
+            ok = z <= k
+            ti = t[idx][:, None]
+            d_out = np.maximum(np.maximum(np.asarray(lo)[cand][None, :] - ti, ti - np.asarray(hi)[cand][None, :]), 0.0)
+            d_out = np.where(ok, d_out, np.inf)
+            tied = ok & (d_out <= d_out.min(axis=1)[:, None])
+            like = np.exp(-0.5 * z**2) * np.asarray(counts)[cand][None, :]
+            cmu = np.asarray(mu)[cand]
+            has = np.isfinite(lr[idx])
+            if has.any():
+                # a monitor reading tonnes belongs to the leak emitting tonnes (log-rate agreement)
+                fac = np.where(
+                    np.isfinite(cmu)[None, :], np.exp(-0.5 * (lr[idx][:, None] - np.nan_to_num(cmu)[None, :]) ** 2), 0.3
+                )
+                like = np.where(has[:, None], like * fac, like)
+            pick = cand[np.argmax(np.where(tied, like, -1.0), axis=1)]
+            got = tied.any(axis=1)
+            labels[idx[got]] = pick[got]
+            if len(cand) > 1:
+                ambiguous[idx[got]] = tied[got].sum(axis=1) > 1
+            for j in np.unique(pick[got]):
+                mine = idx[got][pick[got] == j]
+                lo[j] = min(lo[j], float(t[mine].min()))
+                hi[j] = max(hi[j], float(t[mine].max()))
+                counts[j] += len(mine)
+
     def _group_leftovers(self, rest, xyz, sigma, t, asset, labels) -> None:
         """Coarse detections with no precise leak: by named asset (split in time), else by compatibility."""
         if len(rest) == 0:
@@ -311,6 +425,172 @@ def _split_in_time(lab: np.ndarray, t: np.ndarray, gap_days: float) -> np.ndarra
     new[1:] = (lo[1:] != lo[:-1]) | (np.diff(to) > gap_days)
     out[order] = np.cumsum(new) - 1
     return out
+
+
+def _stream_names(X: pd.DataFrame) -> np.ndarray:
+    """Which sensor each detection comes from (its feed name, else its type)."""
+    for col in ("source_name", "source_type"):
+        if col in X:
+            return X[col].astype(str).to_numpy()
+    return np.full(len(X), "", dtype=object)
+
+
+def _silence_cuts(t: np.ndarray, log_p: float) -> list[int]:
+    """Where to cut a sorted stream of times: at silences its own cadence makes improbable.
+
+    Gaps between a stream's reports are taken as exponential with an unknown rate. The longest gap g
+    of n reports spanning T is tested against the other n-2 gaps (total T-g): the chance that one gap
+    is at least g is ((T-g)/T)**(n-2) (the exponential's predictive with the rate unknown, which is
+    wary of short streams), times n-1 for having looked at every gap. Below ``exp(log_p)`` the stream is
+    cut there and both sides are tested again.
+    """
+    cuts: list[int] = []
+    todo = [(0, len(t))]
+    while todo:
+        a, b = todo.pop()
+        n = b - a
+        if n < 3:
+            continue
+        gaps = np.diff(t[a:b])
+        i = int(np.argmax(gaps))
+        g, span = float(gaps[i]), float(t[b - 1] - t[a])
+        if span <= 0 or g >= span:
+            continue
+        if (n - 2) * np.log((span - g) / span) + np.log(n - 1) < log_p:
+            cuts.append(a + i + 1)
+            todo += [(a, a + i + 1), (a + i + 1, b)]
+    return sorted(cuts)
+
+
+def _silence_margin(n: int, span: float, log_p: float, cap: float) -> float:
+    """The longest silence next to a segment of n reports over ``span`` days that the cut test would accept."""
+    if n < 2 or span <= 0:
+        return cap
+    return float(min(cap, span * np.expm1((-log_p + np.log(n)) / (n - 1))))
+
+
+def _stream_segments(pts, asset, stream, t, lr, lr_sd, p: float, cap: float) -> list[tuple[np.ndarray, float, float]]:
+    """Cut each (asset, sensor) stream of ``pts`` into single-source segments: [(indices, window start, end)].
+
+    First at significant silences (``_silence_cuts``), then each piece by its measured rates where they
+    are two sources (``_rate_split``). A segment's window is its time span widened by the silence it
+    would itself tolerate, but never past the middle of the silence that cut it from its neighbour.
+    """
+    key = pd.factorize(pd.Series(list(zip(asset[pts], stream[pts], strict=True)), dtype=object))[0]
+    srt = np.lexsort((t[pts], key))
+    order, sk = pts[srt], key[srt]
+    starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
+    ends = np.r_[starts[1:], len(order)]
+    log_p = float(np.log(p))
+    out: list[tuple[np.ndarray, float, float]] = []
+    for a, b in zip(starts, ends, strict=True):
+        members = order[a:b]
+        tt = t[members]
+        bounds = [0, *_silence_cuts(tt, log_p), len(members)]
+        for u, v in zip(bounds[:-1], bounds[1:], strict=True):
+            lim0 = -np.inf if u == 0 else 0.5 * (float(tt[u - 1]) + float(tt[u]))
+            lim1 = np.inf if v == len(members) else 0.5 * (float(tt[v - 1]) + float(tt[v]))
+            piece = members[u:v]
+            for seg in _rate_split(piece, lr, lr_sd, log_p):
+                first, last = float(t[seg].min()), float(t[seg].max())
+                margin = _silence_margin(len(seg), last - first, log_p, cap)
+                out.append((seg, max(first - margin, lim0), min(last + margin, lim1)))
+    return out
+
+
+def _rate_split(idx: np.ndarray, lr: np.ndarray, lr_sd: np.ndarray, log_p: float) -> list[np.ndarray]:
+    """One stream segment's detections as one source or two, by their measured log rates.
+
+    A sensor's log-rate errors are Gaussian with a known spread (from ``rate_uncertainty_kg_h``), so a
+    single source gives one Gaussian and two sources a two-component mixture (fitted by EM with the
+    spreads fixed). Split only when the mixture is far likelier (log-likelihood gain above -``log_p``)
+    and when, by the mixture's own posteriors, splitting is expected to put fewer pairs of detections
+    in the wrong grouping than keeping them together. Detections without a rate stay with the larger part.
+    """
+    y, s = lr[idx], lr_sd[idx]
+    rated = np.isfinite(y) & np.isfinite(s) & (s > 0)
+    if rated.sum() < 6:
+        return [idx]
+    y, w = y[rated], 1.0 / s[rated] ** 2
+    n = len(y)
+    mean = float(np.sum(w * y) / np.sum(w))
+    chi2 = float(np.sum(w * (y - mean) ** 2))
+    if chi2 < (n - 1) + 2.0 * np.sqrt(2.0 * (n - 1)):
+        return [idx]  # no more spread than one source's measurement error: nothing to split (and fast)
+    ll1 = float(np.sum(_norm_ll(y, mean, w)))
+    ys = np.sort(y)
+    m0, m1 = float(ys[n // 5]), float(ys[(4 * n) // 5])
+    if m1 - m0 <= 0:
+        return [idx]
+    pi = 0.5
+    wy = w * y
+    for _ in range(40):
+        e = (np.log1p(-pi) - np.log(pi)) - 0.5 * w * ((y - m0) ** 2 - (y - m1) ** 2)
+        r = 1.0 / (1.0 + np.exp(np.clip(e, -700, 700)))  # posterior of the upper component
+        q = 1.0 - r
+        sr, sq = float(np.sum(r * w)), float(np.sum(q * w))
+        if sr < 1e-12 or sq < 1e-12:
+            return [idx]
+        n0, n1 = float(np.sum(q * wy)) / sq, float(np.sum(r * wy)) / sr
+        pi = min(max(float(r.mean()), 1e-6), 1 - 1e-6)
+        done = abs(n0 - m0) + abs(n1 - m1) < 1e-6
+        m0, m1 = n0, n1
+        if done:
+            break
+    ll2 = float(np.sum(np.logaddexp(np.log1p(-pi) + _norm_ll(y, m0, w), np.log(pi) + _norm_ll(y, m1, w))))
+    if ll2 - ll1 <= -log_p:
+        return [idx]
+    up = r > 0.5
+    if up.all() or not up.any():
+        return [idx]
+    # expected pairs in the wrong grouping: kept together, every pair from different sources; split,
+    # pairs from different sources within a part plus pairs of one source across the parts
+    q = 1.0 - r
+
+    def within(sel):
+        return r[sel].sum() * q[sel].sum() - np.sum(r[sel] * q[sel])
+
+    keep = within(np.ones(len(r), dtype=bool))
+    split = within(up) + within(~up) + r[up].sum() * r[~up].sum() + q[up].sum() * q[~up].sum()
+    if split >= keep:
+        return [idx]
+    upper = np.zeros(len(idx), dtype=bool)
+    upper[np.flatnonzero(rated)[up]] = True
+    if not rated.all():
+        upper[~rated] = up.sum() > (~up).sum()
+    return [idx[~upper], idx[upper]]
+
+
+def _norm_ll(y: np.ndarray, mean: float, w: np.ndarray) -> np.ndarray:
+    """Gaussian log density of y around ``mean`` with precision w."""
+    return 0.5 * np.log(w / (2 * np.pi)) - 0.5 * w * (y - mean) ** 2
+
+
+def _log_rate_and_sd(X: pd.DataFrame, rates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each detection's log rate and its 1-sigma in log space (from the rate's stated uncertainty).
+
+    A lognormal error with coefficient of variation cv has log-space sigma sqrt(log(1 + cv²)); where no
+    uncertainty is stated, 0.5 (a factor of 1.6) is assumed.
+    """
+    n = len(X)
+    if rates is None:
+        return np.full(n, np.nan), np.full(n, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lr = np.where(np.isfinite(rates) & (rates > 0), np.log(np.where(rates > 0, rates, 1.0)), np.nan)
+        unc = X["rate_uncertainty_kg_h"].to_numpy(float) if "rate_uncertainty_kg_h" in X else np.full(n, np.nan)
+        cv = unc / rates
+        sd = np.where(np.isfinite(cv) & (cv > 0), np.sqrt(np.log1p(cv**2)), 0.5)
+    return lr, np.where(np.isfinite(lr), sd, np.nan)
+
+
+def _log_rate_stats(lab, lr, lr_sd, m) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance mean log rate of each label and that mean's variance (NaN where none is rated)."""
+    ok = (lab >= 0) & np.isfinite(lr) & np.isfinite(lr_sd) & (lr_sd > 0)
+    w = 1.0 / lr_sd[ok] ** 2
+    sw = np.bincount(lab[ok], w, minlength=m)
+    sy = np.bincount(lab[ok], w * lr[ok], minlength=m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(sw > 0, sy / sw, np.nan), np.where(sw > 0, 1.0 / sw, np.nan)
 
 
 def _compatible_components(xyz, sigma, t, k, gap_days) -> np.ndarray:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import T0, distance_m, offset, partition
 
-from mlpe_core.fuse import LeakFuser, attribute_assets, carry_ids
+from mlpe_core.fuse import LeakFuser, _silence_cuts, attribute_assets, carry_ids
 
 A = [dict(dx=0, dy=0, day=0), dict(dx=3, dy=2, day=1), dict(dx=-2, dy=3, day=2)]
 B = [dict(dx=500, dy=0, day=0), dict(dx=503, dy=-2, day=1), dict(dx=498, dy=2, day=2)]
@@ -112,6 +112,78 @@ def test_fit_does_not_modify_its_input(dets):
 def test_fit_predict_equals_fit_labels(dets):
     X = dets(A + B)
     assert LeakFuser().fit_predict(X).tolist() == LeakFuser().fit(X).labels_.tolist()
+
+
+# --------------------------------------------------------------------------------------------- site streams
+
+
+def _fence(days, rate=2.0, dx=0.0, asset="PAD-1", cv=0.9):
+    """Fence-line monitor alerts (150 m, naming the pad) at ``days``, all at ``rate`` kg/h."""
+    rates = rate if np.ndim(rate) else [rate] * len(days)
+    return [dict(dx=dx + (7 * i) % 40 - 20, dy=(11 * i) % 40 - 20, day=float(d), sigma=150, type="continuous_monitor",
+                 name="FenceCMS", asset=asset, rate=float(r), unc=cv * float(r))
+            for i, (d, r) in enumerate(zip(days, rates, strict=True))]
+
+
+def test_silence_cuts_only_at_improbable_silences():
+    daily = np.arange(40.0)
+    assert _silence_cuts(daily, np.log(1e-6)) == []
+    assert _silence_cuts(np.r_[daily[:20], daily[20:] + 3], np.log(1e-6)) == []  # a 4-day lull is ordinary
+    assert _silence_cuts(np.r_[daily[:20], daily[20:] + 40], np.log(1e-6)) == [20]  # 41 days of silence is not
+    assert _silence_cuts(np.array([0.0, 50.0, 51.0]), np.log(1e-6)) == []  # three reports prove nothing
+
+
+def test_two_sources_on_one_pad_one_after_the_other_are_two_leaks(dets):
+    # the OGI leak is seen on day 10 while the monitor alerts daily; the monitor then falls silent for
+    # 40 days and alerts again: a second source on the same pad, which only the monitor sees
+    ogi = dict(dx=0, dy=0, day=10, sigma=3, type="ogi", asset="PAD-1")
+    first, second = _fence(range(0, 30)), _fence(range(70, 100))
+    f = _fit(dets([ogi, *first, *second]))
+    assert partition(f.labels_) == [0] * 31 + [1] * 30
+    assert not f.ambiguous_.any()
+
+
+def test_one_source_with_an_ordinary_lull_stays_one_leak(dets):
+    ogi = dict(dx=0, dy=0, day=10, sigma=3, type="ogi", asset="PAD-1")
+    f = _fit(dets([ogi, *_fence([*range(0, 30), *range(34, 64)])]))
+    assert partition(f.labels_) == [0] * 61
+
+
+def test_a_site_alarm_joins_the_leak_active_at_its_time(dets):
+    # two monitor runs (two sources, one after the other) and SCADA alarms, which report no rate:
+    # each alarm belongs to the run it falls in, not to the bigger leak
+    first, second = _fence(range(0, 40)), _fence(range(80, 100))
+    scada = [dict(day=d, sigma=200, type="scada", name="SCADA", asset="PAD-1") for d in (5.5, 90.5, 30.5)]
+    f = _fit(dets([*first, *second, *scada]))
+    assert partition(f.labels_) == [0] * 40 + [1] * 20 + [0, 1, 0]
+
+
+def test_interleaved_monitor_alerts_at_very_different_rates_are_two_sources(dets):
+    # a 2 kg/h and a 300 kg/h source on one pad, both alerting all the time; measured rates (cv 30%)
+    rng = np.random.default_rng(3)
+    days = np.arange(40.0)
+    big = np.arange(40) % 3 == 0
+    rates = np.where(big, 300.0, 2.0) * np.exp(rng.normal(0, 0.29, 40))
+    f = _fit(dets(_fence(days, rate=rates, cv=0.3)))
+    assert partition(f.labels_) == partition(big.astype(int))
+    assert len(f.leaks_) == 2
+
+
+def test_monitor_alerts_at_one_rate_stay_one_source(dets):
+    rng = np.random.default_rng(4)
+    rates = 5.0 * np.exp(rng.normal(0, np.sqrt(np.log1p(0.81)), 120))
+    f = _fit(dets(_fence(np.arange(120.0) / 2, rate=rates)))
+    assert len(f.leaks_) == 1
+
+
+def test_a_monitor_run_at_another_rate_does_not_join_the_plume_seen_there(dets):
+    # a satellite saw 500 kg/h at the pad on day 20; the monitor reads about 1 kg/h all along: another
+    # (small) source, so the run does not join the plume's leak
+    sat = [dict(dx=0, day=20, sigma=25, type="satellite", name="SAT", rate=500.0, unc=175.0),
+           dict(dx=10, day=21, sigma=25, type="satellite", name="SAT", rate=450.0, unc=160.0)]
+    ogi = dict(dx=5, day=20.5, sigma=3, type="ogi", asset="PAD-1")
+    f = _fit(dets([*sat, ogi, *_fence(range(0, 40), rate=1.0)]))
+    assert partition(f.labels_) == [0, 0, 0] + [1] * 40
 
 
 # --------------------------------------------------------------------------------------------- carry_ids

@@ -17,6 +17,7 @@ time to score 100k leaks with explanations with both scorers.
 
     python benchmarks/ranking.py                 # 5 seeds at 500 m spacing + 3 dense (200 m)
     python benchmarks/ranking.py --seeds 0 1 --dense-seeds --n-assets 1000 --no-timing
+    python benchmarks/ranking.py --seeds $(seq 0 19) --dense-seeds --no-loop   # generalisation: 20 basins
 """
 
 from __future__ import annotations
@@ -323,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<18s} {'':5s} {'':6s}  "
               + "  ".join(f"{_fmt(agg[f'mlpe{k}']):>7s} {_fmt(agg[f'pxr{k}']):>7s} {_fmt(agg[f'base{k}']):>8s}"
                           for k in KS))
+    below = {k: int((df[k] < 0.85).sum()) for k in [f"{m}{K}" for K in KS for m in ("mlpe", "pxr", "base")]}
+    print(f"{'basins < 0.85':<18s} {'':5s} {'':6s}  "
+          + "  ".join(f"{below[f'mlpe{k}']:>7d} {below[f'pxr{k}']:>7d} {below[f'base{k}']:>8d}" for k in KS))
     print("\nShare = methane (true kg/h of still-emitting sources, each once) found by the top K / oracle's top K;"
           "\nkg/h = all still-emitting methane behind the open leaks.")
 

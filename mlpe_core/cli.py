@@ -51,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     ai = asub.add_parser("import", help="load or update assets")
     ai.add_argument("file", type=Path)
 
-    sub.add_parser("fuse", help="group all detections into leaks")
+    fz = sub.add_parser("fuse", help="group all detections into leaks")
+    fz.add_argument(
+        "--full",
+        action="store_true",
+        help="re-fuse every detection (default: only the area that detections new since the last fuse affect)",
+    )
     sc = sub.add_parser("score", help="score and rank every open leak")
     sc.add_argument("--as-of", default=None, help="ISO time to score at (default: latest detection)")
 
@@ -91,6 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("file", type=Path)
     _add_ops_parsers(sub)
     return p
+
+
+def _fuse_line(r: dict) -> str:
+    """The one-line summary of `mlpe fuse`: what was done (full or incremental) and how much was re-fused."""
+    tail = (
+        f"into {r['leaks']:,} leaks ({r.get('kept', 0):,} kept ids, {r.get('new', 0):,} new, "
+        f"{r.get('retired', 0):,} retired, {r.get('ambiguous', 0):,} ambiguous detections)"
+    )
+    if r.get("mode") == "incremental":
+        if r.get("refused", 0) == 0:
+            return f"nothing new to fuse: re-fused 0 of {r['detections']:,} detections; {r['leaks']:,} leaks unchanged"
+        return (
+            f"fused {r.get('new_detections', 0):,} new detections incrementally (re-fused {r['refused']:,} of "
+            f"{r['detections']:,} in the affected area) {tail}"
+        )
+    why = f"; full re-fuse: {r['reason']}" if r.get("reason") else ""
+    return f"fused {r['detections']:,} detections {tail}{why}"
 
 
 def _session(db: str | None) -> Session:
@@ -146,12 +168,8 @@ def run(argv: list[str]) -> int:
         from .pipeline import run_fuse
 
         with _session(args.db) as s:
-            r = run_fuse(s, user=args.user, progress=_progress)
-        print(
-            f"fused {r['detections']} detections into {r['leaks']} leaks ({r.get('kept', 0)} kept ids, "
-            f"{r.get('new', 0)} new, {r.get('retired', 0)} retired, {r.get('ambiguous', 0)} ambiguous detections)",
-            file=out,
-        )
+            r = run_fuse(s, user=args.user, progress=_progress, full=args.full)
+        print(_fuse_line(r), file=out)
         return EXIT_OK
     if args.command == "score":
         import pandas as pd

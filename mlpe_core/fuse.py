@@ -769,3 +769,259 @@ def carry_ids(old_members: pd.Series, new_labels: pd.Series, existing_ids: set[s
             mapping[new] = f"{prefix}{nxt:06d}"
             nxt += 1
     return mapping
+
+
+# --------------------------------------------------------------------------------------------- incremental
+
+
+class IncrementalFuser:
+    """Fuse the detections that arrived since the last fusion by re-fusing only the area they can change.
+
+    ``X`` is the whole store: every detection with its stored ``leak_id`` (empty for a detection not yet
+    fused) and ``ambiguous`` flag. The result is meant to be exactly what ``LeakFuser`` would give on all
+    of ``X``, for the rows it rewrites (``region_``) and for the rows it leaves alone. Design:
+
+    1. **Seeds.** The new detections (no ``leak_id``), and every stored detection within the interaction
+       distance of a new one. Two detections *i*, *j* interact directly only when some step of
+       ``LeakFuser`` could compare them: HDBSCAN's leave-one-out check, the mid-tier and coarse attach and
+       the leftover grouping all accept a pair within k·√(σᵢ² + σⱼ²), k = max(``attach_sigmas``,
+       ``asset_attach_sigmas``) (4 by default: a few sigma of the larger uncertainty, since
+       √(σᵢ² + σⱼ²) ≤ √2·max σ). Only precise and unnamed coarse detections are compared by position;
+       a coarse detection that names its asset joins only leaks of that asset (rule 2). Pairs further
+       apart in time than ``time_gap_days`` are left to the checks (4), as are HDBSCAN's longer links.
+       The detections naming a site near a new precise fix are seeds too (its leak may be that site's).
+    2. **Closure.** Every detection naming an asset named by a region detection (site streams are per
+       asset, and a stream's segments are matched against each other's leaks), and every detection of a
+       leak touched so far (its summary and its id by overlap need all of it); repeated until it stops
+       growing.
+    3. **Context.** The region is fused together with *every* precise detection of the store (1-sigma ≤
+       ``precise_sigma_m``; a few % of a basin, HDBSCAN on them takes a fraction of a second). Precise
+       leaks are built from precise detections alone, so they come out exactly as in a full fusion, and
+       HDBSCAN's choice of clusters, which depends on the whole tree and not only on a neighbourhood,
+       is no approximation.
+    4. **Checks**, after each fit; any failure adds the named detections (with rule 2) and fits again:
+       a region leak that took a precise detection from outside; precise detections outside grouped
+       differently than before; a coarse detection outside, unnamed, within k·√(σ² + se²) of a region
+       precise leak's centre, old or new (it could now choose or doubt another leak); unnamed coarse
+       leftovers outside within k·√(σᵢ² + σⱼ²) of a region leftover (leftovers group transitively);
+       detections naming an asset that a region precise leak, old or new, can be attributed to (its
+       named assets and every asset within ``attach_sigmas``·√(se² + ``site_sigma_m``²)).
+       When no check fails, no leak outside the region can change and no detection outside can change
+       a region leak, so the region's result is the full fusion's (same detections in the same order,
+       so even the floating-point sums agree).
+
+    A region larger than ``max_share`` of the store, or one that has not settled after ``max_rounds``
+    fits, is not worth it: the whole store is fused (``full_`` is True, ``reason_`` says why). So is a
+    store never fused before, or when ``full`` is set.
+
+    Parameters
+    ----------
+    fuser : the LeakFuser whose settings are used (default settings when None). It must be the one the
+        stored leaks came from: after changing settings, fuse with ``full=True``.
+    max_share : fuse everything when the affected area exceeds this share of the store.
+    max_rounds : most fits before giving up and fusing everything.
+    full : always fuse everything.
+
+    Attributes (after ``fit``)
+    --------------------------
+    region_ : bool array, the detections re-fused (all when ``full_``); only these need writing.
+    labels_ : int array, the leak (0..len(leaks_)-1) of each region detection, -1 outside.
+    ambiguous_ : bool array for every detection: new flags in the region, the stored ones outside.
+    leaks_ : DataFrame, one row per region leak (as ``LeakFuser.leaks_``).
+    full_ : whether everything was fused; ``reason_`` why (or how the region was settled).
+    n_new_ : detections without a leak; ``rounds_`` : fits made.
+    """
+
+    def __init__(self, fuser: LeakFuser | None = None, max_share: float = 0.5, max_rounds: int = 8, full: bool = False):
+        self.fuser = fuser
+        self.max_share = max_share
+        self.max_rounds = max_rounds
+        self.full = full
+
+    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None) -> IncrementalFuser:
+        import copy
+
+        fuser = copy.copy(self.fuser) if self.fuser is not None else LeakFuser()
+        n = len(X)
+        old = X["leak_id"].astype(object).where(X["leak_id"].notna(), None) if "leak_id" in X else pd.Series([None] * n)
+        new = old.isna().to_numpy()
+        stored_amb = X["ambiguous"].fillna(False).astype(bool).to_numpy() if "ambiguous" in X else np.zeros(n, bool)
+        self.n_new_ = int(new.sum())
+        self.rounds_ = 0
+        if self.full or (n and new.all()):
+            return self._fit_all(fuser, X, assets, "asked for" if self.full else "no previous fusion")
+        if not new.any():
+            empty = summarize(X.iloc[0:0], np.zeros(0, np.int64), np.zeros(0, bool))
+            self._set(np.zeros(n, bool), np.full(n, -1, np.int64), stored_amb, empty)
+            self.full_, self.reason_ = False, "nothing new"
+            return self
+        g = _StoreGeometry(X, old, fuser, assets)
+        region = g.closure(new | g.near(new))
+        for rounds in range(1, self.max_rounds + 1):
+            # the old leaks' reach first (cheap, no fit), then fit and check the new ones'
+            while True:
+                grown = g.closure(region | g.reach_old(region))
+                if grown.sum() == region.sum():
+                    break
+                region = grown
+            if region.sum() > self.max_share * n:
+                return self._fit_all(
+                    fuser, X, assets, f"affected area {region.sum():,} of {n:,} detections (> {self.max_share:.0%})"
+                )
+            rows = np.flatnonzero(region | g.precise)
+            f = fuser.fit(X.iloc[rows], assets)
+            self.rounds_ = rounds
+            more = g.closure(region | g.reach_new(rows, region[rows], f.labels_))
+            if more.sum() == region.sum():
+                break
+            region = more
+        else:
+            return self._fit_all(fuser, X, assets, f"affected area not settled after {self.max_rounds} fits")
+        in_r = region[rows]
+        uniq, lab = np.unique(f.labels_[in_r], return_inverse=True)
+        labels = np.full(n, -1, dtype=np.int64)
+        labels[region] = lab
+        amb = stored_amb.copy()
+        amb[region] = f.ambiguous_[in_r]
+        self._set(region, labels, amb, f.leaks_.iloc[uniq].reset_index(drop=True))
+        self.full_, self.reason_ = False, f"{region.sum():,} of {n:,} detections re-fused"
+        return self
+
+    def _fit_all(self, fuser: LeakFuser, X: pd.DataFrame, assets, reason: str) -> IncrementalFuser:
+        f = fuser.fit(X, assets)
+        self.rounds_ += 1
+        self._set(np.ones(len(X), bool), f.labels_, f.ambiguous_, f.leaks_)
+        self.full_, self.reason_ = True, reason
+        return self
+
+    def _set(self, region, labels, ambiguous, leaks) -> None:
+        self.region_, self.labels_, self.ambiguous_, self.leaks_ = region, labels, ambiguous, leaks
+
+
+class _StoreGeometry:
+    """Positions, tiers, assets and stored leaks of a fused store, for growing an incremental fusion's region."""
+
+    def __init__(self, X: pd.DataFrame, old: pd.Series, fuser: LeakFuser, assets: pd.DataFrame | None):
+        self.f = fuser
+        self.n = len(X)
+        self.xyz = to_ecef(X["latitude"].to_numpy(float), X["longitude"].to_numpy(float))
+        self.sigma = np.maximum(X["location_uncertainty_m"].to_numpy(float), 1.0)
+        self.precise = self.sigma <= fuser.precise_sigma_m
+        self.t = _days(X["observed_at"])
+        self.gap = fuser.time_gap_days
+        a = X["asset_id"] if "asset_id" in X else pd.Series([None] * self.n)
+        self.named = a.notna().to_numpy()
+        self.asset_code, asset_names = pd.factorize(
+            a.astype(object).where(a.notna(), None).map(lambda v: None if v is None else str(v))
+        )
+        self.asset_pos = {name: i for i, name in enumerate(asset_names)}
+        self.leak_code, _ = pd.factorize(old)
+        self.k = max(fuser.attach_sigmas, fuser.asset_attach_sigmas)
+        self.loose = ~self.precise & ~self.named  # unnamed coarse: they attach and group by position
+        self.assets = None
+        if assets is not None and len(assets):
+            self.assets = (
+                to_ecef(assets["latitude"].to_numpy(float), assets["longitude"].to_numpy(float)),
+                assets["asset_id"].astype(str).to_numpy(),
+            )
+            self.asset_tree = cKDTree(self.assets[0])
+
+    def closure(self, region: np.ndarray) -> np.ndarray:
+        """Add every detection naming an asset of the region and every detection of a leak of the region."""
+        region = region.copy()
+        while True:
+            size = int(region.sum())
+            for code in (self.asset_code, self.leak_code):
+                hit = np.zeros(int(code.max()) + 2, dtype=bool)
+                hit[code[region] + 1] = True
+                hit[0] = False  # code -1: no asset / not fused yet
+                region |= hit[code + 1]
+            if int(region.sum()) == size:
+                return region
+
+    def near(self, seeds: np.ndarray) -> np.ndarray:
+        """Stored precise or unnamed coarse detections within k·√(σᵢ² + σⱼ²) and the time gap of a seed of the
+        same kinds, and detections naming a site that a new precise fix's leak may be attributed to."""
+        out = np.zeros(self.n, dtype=bool)
+        src = np.flatnonzero(seeds & (self.precise | self.loose))
+        dst = np.flatnonzero(~seeds & (self.precise | self.loose))
+        if len(src) == 0:
+            return out
+        if len(dst) == 0:
+            p = src[self.precise[src]]
+            return self._naming_assets_near(self.xyz[p], self.sigma[p])
+        out[self._within(self.xyz[src], self.sigma[src], self.t[src], self.t[src], dst)] = True
+        # the sites a new precise fix's leak may be attributed to: their streams may join it
+        p = src[self.precise[src]]
+        return out | self._naming_assets_near(self.xyz[p], self.sigma[p])
+
+    def _within(self, centres, spread, t0, t1, dst: np.ndarray) -> np.ndarray:
+        """Rows of ``dst`` within k·√(σ² + spread²) of a centre and seen within the time gap of [t0, t1]."""
+        tree = cKDTree(self.xyz[dst])
+        smax = float(self.sigma[dst].max())
+        hits = []
+        for c, s, a, b, near in zip(
+            centres, spread, t0, t1, tree.query_ball_point(centres, self.k * np.hypot(spread, smax)), strict=True
+        ):
+            if near:
+                j = dst[near]
+                j = j[(self.t[j] >= a - self.gap) & (self.t[j] <= b + self.gap)]
+                d = np.linalg.norm(self.xyz[j] - c, axis=1)
+                hits.append(j[d <= self.k * np.hypot(self.sigma[j], s)])
+        return np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+
+    def _naming_assets_near(self, centres: np.ndarray, se: np.ndarray) -> np.ndarray:
+        """Detections naming a registered asset that a leak centred here may be attributed to."""
+        hit = np.zeros(len(self.asset_pos) + 1, dtype=bool)
+        if self.assets is not None and len(centres):
+            r = self.f.attach_sigmas * np.hypot(se, self.f.site_sigma_m)
+            for near in self.asset_tree.query_ball_point(centres, r):
+                for name in self.assets[1][near]:
+                    code = self.asset_pos.get(name)
+                    if code is not None:
+                        hit[code + 1] = True
+        return hit[self.asset_code + 1]
+
+    def _reach(self, region: np.ndarray, rows: np.ndarray, lab: np.ndarray) -> np.ndarray:
+        """What the leaks ``lab`` of region ``rows`` can reach outside the region (checks 3-5 of the class doc)."""
+        out = np.zeros(self.n, dtype=bool)
+        outside_loose = np.flatnonzero(~region & self.loose)
+        p = self.precise[rows]
+        if p.any():
+            keys, inv = np.unique(lab[p], return_inverse=True)
+            c, se = _centres(self.xyz[rows[p]], self.sigma[rows[p]], inv)
+            lo, hi = _time_bounds(inv, self.t[rows[p]], len(keys))
+            if len(outside_loose):
+                out[self._within(c, se, lo, hi, outside_loose)] = True
+            out |= self._naming_assets_near(c, se)
+            has_precise = np.isin(lab, keys)
+        else:
+            has_precise = np.zeros(len(rows), dtype=bool)
+        left = rows[self.loose[rows] & ~has_precise]  # leftovers: coarse leaks with no precise member
+        if len(left) and len(outside_loose):
+            out[self._within(self.xyz[left], self.sigma[left], self.t[left], self.t[left], outside_loose)] = True
+        return out & ~region
+
+    def reach_old(self, region: np.ndarray) -> np.ndarray:
+        rows = np.flatnonzero(region & (self.leak_code >= 0))
+        return self._reach(region, rows, self.leak_code[rows])
+
+    def reach_new(self, rows: np.ndarray, in_region: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """After a fit of ``rows`` (region and precise context): all that the fit says the region must hold."""
+        region = np.zeros(self.n, dtype=bool)
+        region[rows[in_region]] = True
+        out = self._reach(region, rows[in_region], labels[in_region])
+        ctx = ~in_region
+        if ctx.any():
+            # a region leak holding an outside precise detection: that detection's leak joins the region
+            mixed = np.intersect1d(labels[in_region], labels[ctx])
+            bad = ctx & np.isin(labels, mixed)
+            # outside precise detections grouped otherwise than before: their leaks join the region
+            old = self.leak_code[rows[ctx]]
+            pairs = pd.DataFrame({"new": labels[ctx], "old": old}).drop_duplicates()
+            split_new = pairs["new"].duplicated(keep=False).to_numpy()
+            split_old = pairs["old"].duplicated(keep=False).to_numpy()
+            bad_old = set(pairs["old"][split_new | split_old])
+            bad[np.flatnonzero(ctx)[np.isin(old, list(bad_old))]] = True
+            out[rows[bad]] = True
+        return out

@@ -18,7 +18,7 @@ from . import store
 from .auth import require
 from .comply import deadlines, load_rules
 from .dispatch import dispatch_list
-from .fuse import LeakFuser, attribute_assets, carry_ids
+from .fuse import IncrementalFuser, LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
 from .models import Leak
 from .schema import CANONICAL_COLUMNS, LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
@@ -32,46 +32,108 @@ def _say(progress: Progress, frac: float, text: str) -> None:
         progress(frac, text)
 
 
-def run_fuse(session: Session, fuser: LeakFuser | None = None, user: str = "system", progress: Progress = None) -> dict:
-    """Group every detection into leaks, keeping the ids of leaks that still exist."""
+def run_fuse(
+    session: Session,
+    fuser: LeakFuser | None = None,
+    user: str = "system",
+    progress: Progress = None,
+    full: bool = False,
+    max_share: float = 0.5,
+) -> dict:
+    """Group every detection into leaks, keeping the ids of leaks that still exist.
+
+    After a first fusion, only detections not yet in a leak are new: the area they can change is re-fused
+    (``fuse.IncrementalFuser``, the same result as fusing everything) and only its detections and leaks are
+    rewritten. Everything is fused when ``full`` is set, when nothing was fused before, when the fuser's
+    settings or the asset registry changed since the last fusion, or when the affected area is more than
+    ``max_share`` of the store. The summary's ``mode`` says which was done, ``refused`` how many detections
+    were re-fused and ``reason`` why.
+    """
     require(session, user, "fuse")
     dets = store.detections_frame(session)
     if dets.empty:
-        return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0}
-    _say(progress, 0.1, f"clustering {len(dets):,} detections")
+        return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0, "mode": "full", "refused": 0}
     assets = store.assets_frame(session)
-    f = (fuser or LeakFuser()).fit(dets, assets)
-    _say(progress, 0.6, f"{len(f.leaks_):,} leaks; keeping ids and attributing assets")
+    fuser = fuser or LeakFuser()
+    settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")}
+    why_full = "asked for" if full else _stale_fusion(session, settings)
+    _say(
+        progress, 0.1, f"clustering {len(dets):,} detections" if why_full else "finding the area new detections affect"
+    )
+    inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets)
+    reason = why_full or inc.reason_
+    reg = inc.region_
     existing = set(session.execute(select(Leak.leak_id)).scalars())
-    mapping = carry_ids(dets["leak_id"], pd.Series(f.labels_, index=dets.index), existing)
-    leaks = f.leaks_.copy()
+    outside = set(dets.loc[~reg, "leak_id"].dropna())
+    region_old = set(dets.loc[reg, "leak_id"].dropna())
+    leaks = inc.leaks_.copy()
+    _say(progress, 0.6, f"{len(leaks):,} leaks; keeping ids and attributing assets")
+    mapping = carry_ids(dets.loc[reg, "leak_id"], pd.Series(inc.labels_[reg], index=dets.index[reg]), existing)
     leaks["label"] = np.arange(len(leaks))
     leaks["leak_id"] = [mapping[i] for i in leaks["label"]]
-    votes = pd.DataFrame({"label": f.labels_, "asset_id": dets["asset_id"].to_numpy()}).dropna()
+    votes = pd.DataFrame({"label": inc.labels_[reg], "asset_id": dets.loc[reg, "asset_id"].to_numpy()}).dropna()
     attr = attribute_assets(leaks, assets, votes)
     leaks["asset_id"] = attr["asset_id"].to_numpy()
     leaks["asset_candidates"] = attr["asset_candidates"].map(json.dumps).to_numpy()
     leaks["active"] = True
-    leak_ids = leaks["leak_id"].to_numpy()[f.labels_]
-    kept = len(set(leaks["leak_id"]) & existing)
-    retired = len({lid for lid in dets["leak_id"].dropna().unique()} - set(leaks["leak_id"]))
+    leak_ids = leaks["leak_id"].to_numpy()[inc.labels_[reg]] if reg.any() else np.zeros(0, dtype=object)
+    produced = set(leaks["leak_id"])
+    retired = region_old - produced
     try:
-        store.save_fusion(session, dets["id"].to_numpy(), leak_ids, f.ambiguous_, leaks.drop(columns=["label"]))
+        store.save_fusion(
+            session,
+            dets.loc[reg, "id"].to_numpy(),
+            leak_ids,
+            inc.ambiguous_[reg],
+            leaks.drop(columns=["label"]),
+            retire=None if inc.full_ else retired,
+        )
         summary = {
             "detections": len(dets),
-            "leaks": len(leaks),
-            "kept": kept,
-            "new": len(leaks) - kept,
-            "retired": retired,
-            "ambiguous": int(f.ambiguous_.sum()),
+            "leaks": len(outside) + len(leaks),
+            "kept": len(outside) + len(produced & existing),
+            "new": len(produced - existing),
+            "retired": len(retired),
+            "ambiguous": int(inc.ambiguous_.sum()),
+            "mode": "full" if inc.full_ else "incremental",
+            "new_detections": inc.n_new_,
+            "refused": int(reg.sum()),
+            "reason": reason,
         }
-        store.audit(session, user, "fuse", None, summary)
+        store.audit(session, user, "fuse", None, {**summary, "settings": settings})
         session.commit()
     except Exception:
         session.rollback()
         raise
     _say(progress, 1.0, "fused")
     return summary
+
+
+def _stale_fusion(session: Session, settings: dict) -> str | None:
+    """Why the stored leaks cannot be fused into incrementally (None when they can).
+
+    The last fusion must have used the same fuser settings, and no asset import may have come after it
+    (the registry decides which leaks a site's detections may join).
+    """
+    from .models import AuditEvent
+
+    last = session.execute(
+        select(AuditEvent.id, AuditEvent.detail)
+        .where(AuditEvent.action == "fuse")
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return "no previous fusion"
+    before = json.loads(last.detail or "{}").get("settings")
+    if before is not None and before != json.loads(json.dumps(settings)):
+        return "fuser settings changed since the last fusion"
+    later = session.execute(
+        select(AuditEvent.id).where(AuditEvent.action == "assets_import", AuditEvent.id > last.id).limit(1)
+    ).first()
+    if later is not None:
+        return "assets imported since the last fusion"
+    return None
 
 
 def _register_cold_start(session: Session, decision: str, user: str):

@@ -136,14 +136,25 @@ def upsert(session: Session, model, key: str, rows: list[dict], existing: set) -
 
 
 def save_fusion(
-    session: Session, det_ids: np.ndarray, leak_ids: np.ndarray, ambiguous: np.ndarray, leaks: pd.DataFrame
+    session: Session,
+    det_ids: np.ndarray,
+    leak_ids: np.ndarray,
+    ambiguous: np.ndarray,
+    leaks: pd.DataFrame,
+    retire: set | None = None,
 ) -> None:
-    """Write memberships and leaks in one transaction; leaks no longer produced become inactive."""
+    """Write memberships and leaks in one transaction; leaks no longer produced become inactive.
+
+    ``det_ids``/``leak_ids``/``ambiguous`` may be only the detections re-fused (an incremental fusion) and
+    ``leaks`` only their leaks; then ``retire`` names the leaks to make inactive (those the re-fused
+    detections belonged to that are produced no more). Without it, every leak not in ``leaks`` is retired.
+    """
     memb = pd.DataFrame({"id": det_ids.astype(int), "leak_id": leak_ids, "ambiguous": ambiguous.astype(bool)})
-    session.execute(update(Detection), memb.to_dict(orient="records"))
+    if len(memb):
+        session.execute(update(Detection), memb.to_dict(orient="records"))
     keep = set(leaks["leak_id"])
     old = {r for r in session.execute(select(Leak.leak_id)).scalars()}
-    gone = old - keep
+    gone = (old - keep) if retire is None else (set(retire) & old) - keep
     if gone:
         session.execute(update(Leak).where(Leak.leak_id.in_(gone)).values(active=False, rank=None))
     rows = leaks.astype(object).where(leaks.notna(), None).to_dict(orient="records")

@@ -225,13 +225,15 @@ def basin_flow(work: Path) -> dict:
 
     run["assets"] = ok(mlpe(db, "assets", "import", CHECK_BASIN / "assets.csv"))
     run["ingest1"] = ok(mlpe(db, "ingest", *first))
-    ok(mlpe(db, "fuse"))
+    run["fuse1"] = ok(mlpe(db, "fuse"))
     run["m1"] = membership(db)
-    ok(mlpe(db, "fuse"))
+    run["fuse2"] = ok(mlpe(db, "fuse"))
     run["m2"] = membership(db)
     run["ingest2"] = ok(mlpe(db, "ingest", later, work / "evil.csv"))
-    ok(mlpe(db, "fuse"))
+    run["fuse3"] = ok(mlpe(db, "fuse"))
     run["m3"] = membership(db)
+    run["fuse_full"] = ok(mlpe(db, "fuse", "--full"))
+    run["m4"] = membership(db)
     run["score"] = ok(mlpe(db, "score"))
     for r in mlpe_parallel(db, [
         ["export", "leaks", "-o", work / "leaks.csv"],
@@ -404,6 +406,21 @@ def test_leak_ids_survive_new_data_and_new_leaks_get_new_numbers(basin):
     new_ids = set(m3.values()) - set(m2.values())
     assert new_ids, "the new file's far-away detections form a new leak"
     assert min(map(_num, new_ids)) > max(map(_num, set(m2.values())))
+
+
+def test_fuse_says_whether_it_fused_everything_or_only_what_is_new(basin):
+    first, again, more, full = (basin[k].stdout.strip() for k in ("fuse1", "fuse2", "fuse3", "fuse_full"))
+    assert first.startswith("fused ") and first.endswith("full re-fuse: no previous fusion")
+    assert again.startswith("nothing new to fuse: re-fused 0 of ")
+    n_more = sum(1 for _ in open(basin["later"], encoding="utf-8")) - 1 + 2  # the later file and evil.csv
+    assert more.startswith(f"fused {n_more:,} new detections incrementally (re-fused ") or (
+        more.startswith("fused ") and "full re-fuse: affected area" in more), more
+    assert full.endswith("full re-fuse: asked for")
+
+
+@pytest.mark.slow
+def test_incremental_fusion_is_what_a_full_re_fuse_gives(basin):
+    assert basin["m4"] == basin["m3"]  # the same leaks under the same ids
 
 
 @pytest.mark.slow

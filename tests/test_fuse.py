@@ -264,3 +264,170 @@ def test_attribute_assets_leaves_a_leak_far_from_every_asset_unattributed():
 def test_attribute_assets_with_no_registry():
     out = attribute_assets(_leak(), pd.DataFrame(columns=["asset_id", "latitude", "longitude"]))
     assert out["asset_id"].tolist() == [None]
+
+
+# --------------------------------------------------------------------------------------------- incremental fusion
+
+
+def _store(session, frame: pd.DataFrame) -> None:
+    """Add detections (as from ``dets``) to the store, not yet fused."""
+    from mlpe_core.models import Detection
+
+    cols = ["detection_id", "source_type", "source_name", "observed_at", "latitude", "longitude",
+            "location_uncertainty_m", "rate_kg_h", "rate_uncertainty_kg_h", "asset_id"]
+    recs = frame[cols].astype(object).where(frame[cols].notna(), None).to_dict(orient="records")
+    for r in recs:
+        r["observed_at"] = pd.Timestamp(r["observed_at"]).to_pydatetime()
+    session.add_all([Detection(**r) for r in recs])
+    session.commit()
+
+
+@pytest.fixture
+def fuse_store(session, monkeypatch):
+    """(session, fuse): ``fuse(**kw)`` runs ``run_fuse`` and returns (summary, ids of the detections it wrote)."""
+    from mlpe_core import pipeline, store
+
+    written: list = []
+    real = store.save_fusion
+
+    def spy(session_, det_ids, *a, **kw):
+        written.append(set(map(int, det_ids)))
+        return real(session_, det_ids, *a, **kw)
+
+    monkeypatch.setattr(pipeline.store, "save_fusion", spy)
+
+    def fuse(**kw):
+        kw.setdefault("max_share", 1.0)  # these stores are tiny: any region is a large share of them
+        written.clear()
+        out = pipeline.run_fuse(session, **kw)
+        return out, (written[0] if written else set())
+
+    return session, fuse
+
+
+def _members(session) -> dict:
+    from mlpe_core.store import detections_frame
+
+    d = detections_frame(session)
+    return dict(zip(d["detection_id"], d["leak_id"], strict=True))
+
+
+def test_a_new_fix_5_m_from_a_leak_joins_it_and_keeps_its_id(fuse_store, dets):
+    session, fuse = fuse_store
+    _store(session, dets(A + B))
+    first, _ = fuse()
+    assert (first["mode"], first["leaks"]) == ("full", 2)
+    before = _members(session)
+    _store(session, dets([dict(dx=5, dy=0, day=3, id="new")]))
+    out, written = fuse()
+    after = _members(session)
+    assert out["mode"] == "incremental" and out["new_detections"] == 1
+    assert after["new"] == before["d0"]  # joined A under A's id
+    assert {k: v for k, v in after.items() if k != "new"} == before
+    assert written == {1, 2, 3, 7}  # A's three and the new fix; B untouched
+    assert (out["refused"], out["leaks"], out["kept"], out["new"], out["retired"]) == (4, 2, 2, 0, 0)
+
+
+def test_a_new_fix_5_km_away_is_a_new_leak_and_rewrites_nothing_else(fuse_store, dets):
+    session, fuse = fuse_store
+    _store(session, dets(A + B))
+    fuse()
+    before = _members(session)
+    _store(session, dets([dict(dx=5000, dy=0, day=3, id="far")]))
+    out, written = fuse()
+    after = _members(session)
+    assert written == {7} and out["refused"] == 1
+    assert after["far"] not in set(before.values())
+    assert after["far"] == "L000003"
+    assert {k: v for k, v in after.items() if k != "far"} == before
+    assert (out["leaks"], out["kept"], out["new"]) == (3, 2, 1)
+
+
+def test_a_region_over_the_share_limit_is_fused_in_full_and_says_so(fuse_store, dets):
+    session, fuse = fuse_store
+    _store(session, dets(A + B))
+    fuse()
+    before = _members(session)
+    _store(session, dets([dict(dx=5, dy=0, day=3, id="new")]))
+    out, written = fuse(max_share=0.5)  # A's three and the new fix: 4 of 7
+    assert out["mode"] == "full" and out["reason"] == "affected area 4 of 7 detections (> 50%)"
+    assert written == set(range(1, 8)) and _members(session) == {**before, "new": before["d0"]}
+
+
+def test_a_coarse_detection_covering_two_leaks_is_ambiguous_as_in_a_full_fusion(fuse_store, dets):
+    from mlpe_core.store import detections_frame
+
+    session, fuse = fuse_store
+    _store(session, dets(A + B))
+    fuse()
+    before = _members(session)
+    _store(session, dets([dict(dx=250, dy=0, day=1, sigma=200, type="scada", id="alarm")]))
+    out, written = fuse()
+    d = detections_frame(session)
+    after = dict(zip(d["detection_id"], d["leak_id"], strict=True))
+    assert out["mode"] == "incremental" and written == set(range(1, 8))  # it could join either leak
+    assert {k: v for k, v in after.items() if k != "alarm"} == before
+    assert after["alarm"] in set(before.values())
+    assert d.set_index("detection_id")["ambiguous"].to_dict() == {**{k: False for k in before}, "alarm": True}
+    full = LeakFuser().fit(d)
+    assert partition(full.labels_) == partition(d["leak_id"]) and full.ambiguous_.tolist() == d["ambiguous"].tolist()
+
+
+def test_fusing_again_with_nothing_new_changes_nothing(fuse_store, dets):
+    session, fuse = fuse_store
+    _store(session, dets(A + B + [dict(dx=250, dy=0, day=1, sigma=200, type="scada")]))
+    fuse()
+    before = _members(session)
+    out, written = fuse()
+    assert (out["mode"], out["refused"], out["new_detections"]) == ("incremental", 0, 0)
+    assert written == set() and _members(session) == before
+    assert (out["leaks"], out["kept"], out["new"], out["retired"], out["ambiguous"]) == (2, 2, 0, 0, 1)
+
+
+def test_full_is_forced_by_the_flag_and_by_new_settings(fuse_store, dets):
+    session, fuse = fuse_store
+    _store(session, dets(A + B))
+    fuse()
+    out, written = fuse(full=True)
+    assert (out["mode"], out["reason"], out["refused"]) == ("full", "asked for", 6)
+    out, _ = fuse(fuser=LeakFuser(time_gap_days=30))
+    assert out["mode"] == "full" and "settings" in out["reason"]
+
+
+def _split_basin(n_assets: int, how: str):
+    from mlpe_core.simulate import simulate_basin
+
+    b = simulate_basin(seed=2, n_assets=n_assets, n_days=90)
+    d = pd.concat(list(b.feeds.values()), ignore_index=True)
+    t = pd.to_datetime(d["observed_at"], utc=True)
+    late = (t > t.quantile(0.5)).to_numpy() if how == "halves" else np.random.default_rng(1).random(len(d)) < 0.1
+    d = pd.concat([d[~late], d[late]], ignore_index=True)  # the store's order: part 2 was ingested later
+    d.insert(0, "id", np.arange(1, len(d) + 1))
+    return b, d, int((~late).sum())
+
+
+@pytest.mark.parametrize("how", ["halves", "random 10%"])
+def test_incremental_fusion_equals_a_full_fusion_of_everything(how):
+    from sklearn.metrics import adjusted_rand_score
+
+    from mlpe_core.fuse import IncrementalFuser
+
+    b, d, n1 = _split_basin(400, how)
+    f1 = LeakFuser().fit(d.iloc[:n1], b.assets)
+    d["leak_id"] = pd.Series([f"L{k:06d}" for k in f1.labels_] + [None] * (len(d) - n1), dtype=object)
+    d["ambiguous"] = np.r_[f1.ambiguous_, np.zeros(len(d) - n1, bool)]
+    inc = IncrementalFuser(max_share=1.0).fit(d, b.assets)  # never fall back: this tests the local re-fusion
+    full = LeakFuser().fit(d, b.assets)
+    assert not inc.full_ and inc.region_[n1:].all() and inc.region_.sum() < len(d)
+    combined = np.where(inc.region_, pd.Series(inc.labels_).map("R{}".format), d["leak_id"])
+    assert adjusted_rand_score(full.labels_, combined) == 1.0  # the same partition, exactly
+    assert (inc.ambiguous_ == full.ambiguous_).all()
+    # leaks outside the region are the full fusion's leaks, member for member
+    out = ~inc.region_
+    assert (pd.DataFrame({"old": d["leak_id"][out], "full": full.labels_[out]}).drop_duplicates()
+            .pipe(lambda p: not p["old"].duplicated().any() and not p["full"].duplicated().any()))
+    assert not np.isin(full.labels_[inc.region_], full.labels_[out]).any()
+    # and the region's leak summaries are the full fusion's (same members, same order: same sums)
+    key = pd.Series(full.labels_[inc.region_]).groupby(inc.labels_[inc.region_]).first()
+    cols = ["latitude", "longitude", "radius_m", "n_detections", "n_ambiguous"]
+    pd.testing.assert_frame_equal(inc.leaks_[cols], full.leaks_.iloc[key.to_numpy()][cols].reset_index(drop=True))

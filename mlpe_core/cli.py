@@ -98,23 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fuse_line(r: dict) -> str:
-    """The one-line summary of `mlpe fuse`: what was done (full or incremental) and how much was re-fused."""
-    tail = (
-        f"into {r['leaks']:,} leaks ({r.get('kept', 0):,} kept ids, {r.get('new', 0):,} new, "
-        f"{r.get('retired', 0):,} retired, {r.get('ambiguous', 0):,} ambiguous detections)"
-    )
-    if r.get("mode") == "incremental":
-        if r.get("refused", 0) == 0:
-            return f"nothing new to fuse: re-fused 0 of {r['detections']:,} detections; {r['leaks']:,} leaks unchanged"
-        return (
-            f"fused {r.get('new_detections', 0):,} new detections incrementally (re-fused {r['refused']:,} of "
-            f"{r['detections']:,} in the affected area) {tail}"
-        )
-    why = f"; full re-fuse: {r['reason']}" if r.get("reason") else ""
-    return f"fused {r['detections']:,} detections {tail}{why}"
-
-
 def _session(db: str | None) -> Session:
     from .db import get_engine
 
@@ -165,11 +148,11 @@ def run(argv: list[str]) -> int:
         _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
     if args.command == "fuse":
-        from .pipeline import run_fuse
+        from .pipeline import fuse_summary, run_fuse
 
         with _session(args.db) as s:
             r = run_fuse(s, user=args.user, progress=_progress, full=args.full)
-        print(_fuse_line(r), file=out)
+        print(fuse_summary(r), file=out)
         return EXIT_OK
     if args.command == "score":
         import pandas as pd

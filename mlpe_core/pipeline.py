@@ -197,6 +197,24 @@ def score_frame(
     return s, X
 
 
+def fuse_summary(r: dict) -> str:
+    """One line on a :func:`run_fuse` result, for `mlpe fuse` and the Upload page: what was done (full or
+    incremental, and why full) and how much was re-fused."""
+    tail = (
+        f"into {r['leaks']:,} leaks ({r.get('kept', 0):,} kept ids, {r.get('new', 0):,} new, "
+        f"{r.get('retired', 0):,} retired, {r.get('ambiguous', 0):,} ambiguous detections)"
+    )
+    if r.get("mode") == "incremental":
+        if r.get("refused", 0) == 0:
+            return f"nothing new to fuse: re-fused 0 of {r['detections']:,} detections; {r['leaks']:,} leaks unchanged"
+        return (
+            f"fused {r.get('new_detections', 0):,} new detections incrementally (re-fused {r['refused']:,} of "
+            f"{r['detections']:,} in the affected area) {tail}"
+        )
+    why = f"; full re-fuse: {r['reason']}" if r.get("reason") else ""
+    return f"fused {r['detections']:,} detections {tail}{why}"
+
+
 def run_score(
     session: Session, as_of: pd.Timestamp | None = None, user: str = "system", progress: Progress = None
 ) -> dict:

@@ -61,11 +61,15 @@ for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
 
 st.divider()
 st.subheader("Fuse and score")
-st.caption("Groups every detection into leaks (ids of existing leaks are kept) and ranks the open ones, with reasons.")
+st.caption("Groups every detection into leaks (ids of existing leaks are kept) and ranks the open ones, with reasons. "
+           "New detections are fused into the area they touch; the result equals fusing everything again.")
+full = st.checkbox("Re-fuse everything", value=False, key="up_full",
+                   help="not needed for correctness: use it after changing fusion settings by hand, or to check")
 if st.button("Fuse and score now", key="up_fuse", icon=":material/play_arrow:"):
     bar = st.progress(0.0, text="starting")
     def fuse_and_score(s) -> tuple[dict, dict]:
-        fz = pipeline.run_fuse(s, user=c.user(), progress=lambda f, t: bar.progress(0.5 * f, text=f"fuse: {t}"))
+        fz = pipeline.run_fuse(s, user=c.user(), full=full,
+                               progress=lambda f, t: bar.progress(0.5 * f, text=f"fuse: {t}"))
         pipeline.run_lifecycle(s, user=c.user())  # leaks seen again after a repair or a not-found visit re-open
         return fz, pipeline.run_score(s, user=c.user(),
                                       progress=lambda f, t: bar.progress(0.5 + 0.5 * f, text=f"score: {t}"))
@@ -73,10 +77,9 @@ if st.button("Fuse and score now", key="up_fuse", icon=":material/play_arrow:"):
     if out := c.act("fuse", fuse_and_score):
         fz, sc = out
         bar.progress(1.0, text="done")
-        st.success(f"{fz['leaks']:,} leaks from {fz['detections']:,} detections ({fz.get('new', 0):,} new, "
-                   f"{fz.get('kept', 0):,} kept, {fz.get('retired', 0):,} retired); {sc.get('ranked', 0):,} open "
-                   f"leaks ranked. Risk bands of all {sc.get('scored', 0):,} scored: {sc['high']} HIGH, "
-                   f"{sc['medium']} MEDIUM, {sc['low']} LOW.")
+        st.success(f"{pipeline.fuse_summary(fz).capitalize()}. {sc.get('ranked', 0):,} open leaks ranked; risk "
+                   f"bands of all {sc.get('scored', 0):,} scored: {sc['high']} HIGH, {sc['medium']} MEDIUM, "
+                   f"{sc['low']} LOW.")
 
 st.subheader("Ingest history")
 c.batches_table("up_history", 10)

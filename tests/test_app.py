@@ -475,8 +475,12 @@ def test_upload_ingests_rejects_and_scores(store_copy):
     assert len(frames(store_copy, "batches")) == batches + 1  # the bad file wrote nothing
     at.button(key="up_fuse").click().run()
     assert not at.exception and "ranked" in texts(at, "success")
+    assert "Fused 2 new detections incrementally" in texts(at, "success")  # only the new area was re-fused
     dets = frames(store_copy, "detections")
     assert dets.loc[dets["source_name"] == "TestPlane", "leak_id"].notna().all()
+    at.checkbox(key="up_full").check().run()
+    at.button(key="up_fuse").click().run()
+    assert "full re-fuse: asked for" in texts(at, "success")
 
 
 def test_model_page_is_honest_then_trains(store_copy):

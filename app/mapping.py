@@ -62,11 +62,11 @@ def detections_layer(dets: pd.DataFrame) -> list[pdk.Layer]:
 
 
 def uncertainty_layer(pts: pd.DataFrame) -> pdk.Layer:
-    """Each leak's location uncertainty (radius_m, metres) as a faint circle."""
+    """Each leak's location uncertainty (radius_m, metres) as a ring in its risk colour. Rings only, no fill:
+    on a dense pad, dozens of site-level leaks' circles overlap and filled ones wash the map out."""
     return pdk.Layer("ScatterplotLayer", pts[["longitude", "latitude", "radius_m", "colour"]], id="uncertainty",
                      get_position=["longitude", "latitude"], get_radius="radius_m", radius_units="meters",
-                     get_fill_color=[15, 110, 110, 25], get_line_color="colour", stroked=True,
-                     line_width_min_pixels=1)
+                     filled=False, get_line_color="colour", stroked=True, line_width_min_pixels=1)
 
 
 def hex_bins(shown: pd.DataFrame, size_m: float) -> pd.DataFrame:

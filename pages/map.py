@@ -57,15 +57,18 @@ if agg and len(now):
 pts = m.leak_points(order)
 if show_unc:
     layers.append(m.uncertainty_layer(pts))
-    legend += "; faint rings are location uncertainty"
+    legend += "; thin rings in the risk colour are location uncertainty"
+rings: list = []  # ambiguous detections, drawn last (above the leaks)
 if show_dets:
     d = c.load("detections")
     d = d[d["leak_id"].isin(now["leak_id"]) & (d["observed_at"].dt.date <= (t or d["observed_at"].max().date()))]
-    layers += m.detections_layer(d)
+    solid, *rings = m.detections_layer(d)  # ambiguous rings go above the leaks, or a pad's discs hide them
+    layers.append(solid)
     legend += ". Detections: " + c.legend(c.SOURCE_RGB)
     if d["ambiguous"].any():
         legend += f"; {int(d['ambiguous'].sum()):,} hollow rings are ambiguous (they fit several leaks)"
 layers.append(m.leaks_layer(pts, small=bool(agg and len(now))))
+layers += rings
 
 
 def _from_map() -> None:  # clicks add or remove leaks; the id box replaces the selection

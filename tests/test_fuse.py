@@ -431,3 +431,19 @@ def test_incremental_fusion_equals_a_full_fusion_of_everything(how):
     key = pd.Series(full.labels_[inc.region_]).groupby(inc.labels_[inc.region_]).first()
     cols = ["latitude", "longitude", "radius_m", "n_detections", "n_ambiguous"]
     pd.testing.assert_frame_equal(inc.leaks_[cols], full.leaks_.iloc[key.to_numpy()][cols].reset_index(drop=True))
+
+
+@pytest.mark.parametrize(("plume_rate", "two_leaks"), [(2800.0, True), (60.0, False), (None, False)])
+def test_a_satellite_plume_far_off_the_leaks_rate_is_another_source(dets, plume_rate, two_leaks):
+    """An aircraft pair at ~24 kg/h, then 70 days later a 40 m-pixel plume on the same spot: at 2.8 t/h
+    (over 20× the fixes) it is another event; at 60 kg/h (2.5×) or unquantified it is the same leak."""
+    fixes = [dict(dx=0, dy=0, day=0, rate=24.0), dict(dx=2, dy=1, day=1, rate=22.0)]
+    plume = dict(dx=10, dy=-5, day=70, sigma=40, type="satellite", name="WideSat")
+    if plume_rate is not None:
+        plume["rate"] = plume_rate
+    frame = dets(fixes + [plume])
+    before = frame.copy()
+    f = _fit(frame)
+    assert partition(f.labels_) == ([0, 0, 1] if two_leaks else [0, 0, 0])
+    pd.testing.assert_frame_equal(frame, before)  # input not modified
+    assert partition(_fit(frame, max_rate_ratio=1e9).labels_) == [0, 0, 0]  # without the gate: one leak

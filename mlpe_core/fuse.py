@@ -26,6 +26,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+# Bumped whenever the grouping logic changes with the same settings: a store fused by another version is
+# re-fused in full, never mixed with incremental results of this one (pipeline._stale_fusion).
+FUSION_VERSION = 3
+
 _TO_ECEF = Transformer.from_crs("EPSG:4326", "EPSG:4978", always_xy=True)
 _FROM_ECEF = Transformer.from_crs("EPSG:4978", "EPSG:4326", always_xy=True)
 

@@ -18,7 +18,7 @@ from . import store
 from .auth import require
 from .comply import deadlines, load_rules
 from .dispatch import dispatch_list
-from .fuse import IncrementalFuser, LeakFuser, attribute_assets, carry_ids
+from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
 from .models import Leak
 from .schema import CANONICAL_COLUMNS, LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
@@ -55,7 +55,7 @@ def run_fuse(
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0, "mode": "full", "refused": 0}
     assets = store.assets_frame(session)
     fuser = fuser or LeakFuser()
-    settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")}
+    settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")} | {"version": FUSION_VERSION}
     why_full = "asked for" if full else _stale_fusion(session, settings)
     _say(
         progress, 0.1, f"clustering {len(dets):,} detections" if why_full else "finding the area new detections affect"
@@ -112,8 +112,9 @@ def run_fuse(
 def _stale_fusion(session: Session, settings: dict) -> str | None:
     """Why the stored leaks cannot be fused into incrementally (None when they can).
 
-    The last fusion must have used the same fuser settings, and no asset import may have come after it
-    (the registry decides which leaks a site's detections may join).
+    The last fusion must have used the same fuser settings and the same ``FUSION_VERSION`` (a fusion that
+    recorded neither, made before incremental fusion existed, counts as different), and no asset import may
+    have come after it (the registry decides which leaks a site's detections may join).
     """
     from .models import AuditEvent
 
@@ -126,8 +127,10 @@ def _stale_fusion(session: Session, settings: dict) -> str | None:
     if last is None:
         return "no previous fusion"
     before = json.loads(last.detail or "{}").get("settings")
-    if before is not None and before != json.loads(json.dumps(settings)):
-        return "fuser settings changed since the last fusion"
+    if before is None:
+        return "the last fusion recorded no settings (an older MLPE)"
+    if before != json.loads(json.dumps(settings)):
+        return "fuser settings or version changed since the last fusion"
     later = session.execute(
         select(AuditEvent.id).where(AuditEvent.action == "assets_import", AuditEvent.id > last.id).limit(1)
     ).first()

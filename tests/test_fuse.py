@@ -394,6 +394,38 @@ def test_full_is_forced_by_the_flag_and_by_new_settings(fuse_store, dets):
     assert out["mode"] == "full" and "settings" in out["reason"]
 
 
+@pytest.mark.parametrize("recorded", ["none", "other_version"])
+def test_a_fusion_by_another_version_is_never_extended_incrementally(fuse_store, dets, monkeypatch, recorded):
+    """A store fused by an older MLPE (no settings in its audit event) or by another FUSION_VERSION is
+    re-fused in full: its leaks were grouped by other logic, and mixing them would break equivalence."""
+    import json
+
+    from sqlmodel import select
+
+    from mlpe_core import pipeline
+    from mlpe_core.models import AuditEvent
+
+    session, fuse = fuse_store
+    _store(session, dets(A + B))
+    fuse()
+    last = session.exec(select(AuditEvent).where(AuditEvent.action == "fuse")).all()[-1]
+    detail = json.loads(last.detail)
+    if recorded == "none":
+        detail.pop("settings")
+    else:
+        monkeypatch.setattr(pipeline, "FUSION_VERSION", pipeline.FUSION_VERSION + 1)
+    last.detail = json.dumps(detail)
+    session.add(last)
+    session.commit()
+    _store(session, dets([dict(dx=5, dy=0, day=3, id="new")]))
+    out, written = fuse()
+    assert out["mode"] == "full" and len(written) == 7
+    assert out["reason"] == ("the last fusion recorded no settings (an older MLPE)" if recorded == "none"
+                             else "fuser settings or version changed since the last fusion")
+    out, _ = fuse()  # recorded now: the next fuse may be incremental again
+    assert out["mode"] == "incremental" and out["refused"] == 0
+
+
 def _split_basin(n_assets: int, how: str):
     from mlpe_core.simulate import simulate_basin
 

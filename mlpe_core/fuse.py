@@ -71,7 +71,11 @@ class LeakFuser:
         factor 2 at 1 sigma at most (satellite and aircraft retrievals: 30-50 % 1-sigma, e.g. Carbon
         Mapper's 52 % median in the Stanford 2022 blind test, El Abbadi et al. 2024), so 20 is over
         4 sigma: what is left is another source at the same spot (a 24 kg/h aircraft fix in June and a
-        2.8 t/h plume in September are two events, not one).
+        2.8 t/h plume in September are two events, not one). Among plumes clustered with each other, a
+        plume this far from the mean log-rate of its cluster's other plumes is taken out and regrouped
+        under the same gate. The gate is pairwise (leak to leak, plume to leak), so merges stay
+        transitive: an unquantified plume can still link two leaks far apart in rate. Aircraft and
+        OGI fixes (anchor tier) are not gated among themselves.
 
     Attributes (after ``fit``)
     --------------------------
@@ -139,7 +143,8 @@ class LeakFuser:
             rest = mid[labels[mid] < 0]
             if len(rest):
                 base = int(labels.max()) + 1 if (labels >= 0).any() else 0
-                labels[rest] = base + self._cluster(xyz[rest], sigma[rest], t_days[rest])
+                rest_rates = rates[rest] if rates is not None else None  # plumes are gated among themselves too
+                labels[rest] = base + self._cluster(xyz[rest], sigma[rest], t_days[rest], rest_rates)
             labels = self._merge_compatible(xyz, sigma, t_days, labels, rates)
         if len(coarse):
             leak_asset = self._leak_assets(xyz, sigma, labels, asset, assets)
@@ -166,8 +171,14 @@ class LeakFuser:
         return self.fit(X, assets).labels_
 
     # ----------------------------------------------------------------------------------------- steps
-    def _cluster(self, xyz: np.ndarray, sigma: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """HDBSCAN, split in time, drop members inconsistent with their cluster, regroup the rest."""
+    def _cluster(self, xyz: np.ndarray, sigma: np.ndarray, t: np.ndarray, rates: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """HDBSCAN, split in time, drop members inconsistent with their cluster, regroup the rest.
+
+        With ``rates`` (the mid tier), a quantified member whose rate differs from the mean log-rate of its
+        cluster's other quantified members by more than ``max_rate_ratio`` is dropped too, and the
+        merge, attach and regrouping steps refuse pairs that far apart in rate.
+        """
         n = len(xyz)
         if n >= 2:
             import hdbscan
@@ -201,17 +212,40 @@ class LeakFuser:
                 break
             lab[far] = -1
             lab = _relabel_keep_noise(lab)
-        lab = self._merge_compatible(xyz, sigma, t, lab)
+        if rates is not None and (lab >= 0).any():
+            lab = self._drop_off_rate(lab, rates)
+        lab = self._merge_compatible(xyz, sigma, t, lab, rates)
         noise = np.flatnonzero(lab < 0)
         if len(noise) and (lab >= 0).any():
-            self._attach(noise, xyz, sigma, t, None, lab, None)
+            self._attach(noise, xyz, sigma, t, None, lab, None, gate_rates=rates)
         rest = np.flatnonzero(lab < 0)
         if len(rest):
             base = int(lab.max()) + 1 if (lab >= 0).any() else 0
             lab[rest] = base + _compatible_components(
-                xyz[rest], sigma[rest], t[rest], self.attach_sigmas, self.time_gap_days
+                xyz[rest], sigma[rest], t[rest], self.attach_sigmas, self.time_gap_days,
+                rates[rest] if rates is not None else None, np.log(self.max_rate_ratio),
             )
         return lab
+
+    def _drop_off_rate(self, lab: np.ndarray, rates: np.ndarray) -> np.ndarray:
+        """Members whose rate is over ``max_rate_ratio`` from the mean log-rate of the rest of their cluster
+        become noise (leave-one-out, as for position: of a 24 kg/h and a 2.8 t/h plume, neither vouches)."""
+        q = (lab >= 0) & np.isfinite(rates) & (rates > 0)
+        if not q.any():
+            return lab
+        m = int(lab.max()) + 1
+        lr = np.log(np.where(q, rates, 1.0))
+        n = np.bincount(lab[q], minlength=m).astype(float)
+        sl = np.bincount(lab[q], lr[q], minlength=m)
+        k = lab[q]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            others = (sl[k] - lr[q]) / (n[k] - 1)
+        off = np.flatnonzero(q)[(n[k] > 1) & (np.abs(lr[q] - others) > np.log(self.max_rate_ratio))]
+        if len(off) == 0:
+            return lab
+        lab = lab.copy()
+        lab[off] = -1
+        return _relabel_keep_noise(lab)
 
     def _merge_compatible(self, xyz, sigma, t, lab, rates=None):
         """Join clusters whose centres agree within their errors and whose times overlap or touch (and,
@@ -615,8 +649,9 @@ def _log_rate_stats(lab, lr, lr_sd, m) -> tuple[np.ndarray, np.ndarray]:
         return np.where(sw > 0, sy / sw, np.nan), np.where(sw > 0, 1.0 / sw, np.nan)
 
 
-def _compatible_components(xyz, sigma, t, k, gap_days) -> np.ndarray:
-    """Connected components of 'within k combined sigmas and within the time gap' (for leftovers)."""
+def _compatible_components(xyz, sigma, t, k, gap_days, rates=None, max_log_ratio=np.inf) -> np.ndarray:
+    """Connected components of 'within k combined sigmas and within the time gap' (for leftovers); given
+    ``rates``, pairs both quantified and more than ``max_log_ratio`` apart in log-rate are not linked."""
     n = len(xyz)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -626,6 +661,10 @@ def _compatible_components(xyz, sigma, t, k, gap_days) -> np.ndarray:
         a, b = pairs[:, 0], pairs[:, 1]
         d = np.linalg.norm(xyz[a] - xyz[b], axis=1)
         keep = (d <= k * np.sqrt(sigma[a] ** 2 + sigma[b] ** 2)) & (np.abs(t[a] - t[b]) <= gap_days)
+        if rates is not None:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                lr = np.log(np.where(rates > 0, rates, np.nan))
+            keep &= ~(np.abs(lr[a] - lr[b]) > max_log_ratio)  # NaN (unquantified) never refuses
         a, b = a[keep], b[keep]
     else:
         a = b = np.zeros(0, dtype=np.int64)
@@ -811,7 +850,8 @@ class IncrementalFuser:
        √(σᵢ² + σⱼ²) ≤ √2·max σ). Only precise and unnamed coarse detections are compared by position;
        a coarse detection that names its asset joins only leaks of that asset (rule 2). Pairs further
        apart in time than ``time_gap_days`` are left to the checks (4), as are HDBSCAN's longer links.
-       The detections naming a site near a new precise fix are seeds too (its leak may be that site's).
+       The detections naming a site near a new precise fix are seeds too (its leak may be that site's),
+       and so is every stored precise leak attributable to an asset a seed names (check 4, last item).
     2. **Closure.** Every detection naming an asset named by a region detection (site streams are per
        asset, and a stream's segments are matched against each other's leaks), and every detection of a
        leak touched so far (its summary and its id by overlap need all of it); repeated until it stops
@@ -827,14 +867,17 @@ class IncrementalFuser:
        precise leak's centre, old or new (it could now choose or doubt another leak); unnamed coarse
        leftovers outside within k·√(σᵢ² + σⱼ²) of a region leftover (leftovers group transitively);
        detections naming an asset that a region precise leak, old or new, can be attributed to (its
-       named assets and every asset within ``attach_sigmas``·√(se² + ``site_sigma_m``²)).
+       named assets and every asset within ``attach_sigmas``·√(se² + ``site_sigma_m``²)); precise
+       leaks, outside the region or context, attributable so to an asset a region detection names (a
+       stream picks among its asset's leaks by their activity spans, which other sites' streams that
+       joined the same leak extend; with the leak in the region the closure brings those streams in).
        When no check fails, no leak outside the region can change and no detection outside can change
        a region leak, so the region's result is the full fusion's (same detections in the same order,
        so even the floating-point sums agree).
 
-    A region larger than ``max_share`` of the store, or one that has not settled after ``max_rounds``
-    fits, is not worth it: the whole store is fused (``full_`` is True, ``reason_`` says why). So is a
-    store never fused before, or when ``full`` is set.
+    A region larger than ``max_share`` of the store (checked as it grows), or one that has not settled
+    after ``max_rounds`` fits, is not worth it: the whole store is fused (``full_`` is True, ``reason_``
+    says why). So is a store never fused before, or when ``full`` is set.
 
     Parameters
     ----------
@@ -878,22 +921,33 @@ class IncrementalFuser:
             self.full_, self.reason_ = False, "nothing new"
             return self
         g = _StoreGeometry(X, old, fuser, assets)
-        region = g.closure(new | g.near(new))
+        limit = self.max_share * n
+
+        def too_large(r: np.ndarray) -> IncrementalFuser | None:
+            # checked as the region grows, so a region bound to exceed the share stops early
+            if r.sum() <= limit:
+                return None
+            why = f"affected area {r.sum():,} of {n:,} detections (> {self.max_share:.0%})"
+            return self._fit_all(fuser, X, assets, why)
+
+        region = g.closure(new | g.near(new), limit)
+        seen = np.zeros(n, dtype=bool)  # region rows whose stored leaks' reach is already added
         for rounds in range(1, self.max_rounds + 1):
-            # the old leaks' reach first (cheap, no fit), then fit and check the new ones'
-            while True:
-                grown = g.closure(region | g.reach_old(region))
+            # the old leaks' reach first (cheap, no fit), then fit and check the new ones'. A leak's reach
+            # does not depend on the rest of the region, so each pass adds only the leaks added since
+            # the last one (closure keeps leaks whole).
+            while (stop := too_large(region)) is None:
+                fresh, seen = region & ~seen, region
+                grown = g.closure(region | g.reach_old(region, fresh) | g.leaks_of_region_assets(region), limit)
                 if grown.sum() == region.sum():
                     break
                 region = grown
-            if region.sum() > self.max_share * n:
-                return self._fit_all(
-                    fuser, X, assets, f"affected area {region.sum():,} of {n:,} detections (> {self.max_share:.0%})"
-                )
+            if stop is not None:
+                return stop
             rows = np.flatnonzero(region | g.precise)
             f = fuser.fit(X.iloc[rows], assets)
             self.rounds_ = rounds
-            more = g.closure(region | g.reach_new(rows, region[rows], f.labels_))
+            more = g.closure(region | g.reach_new(rows, region[rows], f.labels_), limit)
             if more.sum() == region.sum():
                 break
             region = more
@@ -939,6 +993,8 @@ class _StoreGeometry:
         self.asset_pos = {name: i for i, name in enumerate(asset_names)}
         self.leak_code, _ = pd.factorize(old)
         self.k = max(fuser.attach_sigmas, fuser.asset_attach_sigmas)
+        self._band_cache: dict = {}
+        self._stored_leak_assets = None
         self.loose = ~self.precise & ~self.named  # unnamed coarse: they attach and group by position
         self.assets = None
         if assets is not None and len(assets):
@@ -948,8 +1004,9 @@ class _StoreGeometry:
             )
             self.asset_tree = cKDTree(self.assets[0])
 
-    def closure(self, region: np.ndarray) -> np.ndarray:
-        """Add every detection naming an asset of the region and every detection of a leak of the region."""
+    def closure(self, region: np.ndarray, limit: float = np.inf) -> np.ndarray:
+        """Add every detection naming an asset of the region and every detection of a leak of the region
+        (stopping early, incomplete, once the region holds more than ``limit`` detections)."""
         region = region.copy()
         while True:
             size = int(region.sum())
@@ -958,7 +1015,8 @@ class _StoreGeometry:
                 hit[code[region] + 1] = True
                 hit[0] = False  # code -1: no asset / not fused yet
                 region |= hit[code + 1]
-            if int(region.sum()) == size:
+            grown = int(region.sum())
+            if grown == size or grown > limit:
                 return region
 
     def near(self, seeds: np.ndarray) -> np.ndarray:
@@ -966,31 +1024,50 @@ class _StoreGeometry:
         same kinds, and detections naming a site that a new precise fix's leak may be attributed to."""
         out = np.zeros(self.n, dtype=bool)
         src = np.flatnonzero(seeds & (self.precise | self.loose))
-        dst = np.flatnonzero(~seeds & (self.precise | self.loose))
         if len(src) == 0:
             return out
-        if len(dst) == 0:
-            p = src[self.precise[src]]
-            return self._naming_assets_near(self.xyz[p], self.sigma[p])
-        out[self._within(self.xyz[src], self.sigma[src], self.t[src], self.t[src], dst)] = True
+        out[self._within(self.xyz[src], self.sigma[src], self.t[src], self.t[src], "positioned", ~seeds)] = True
         # the sites a new precise fix's leak may be attributed to: their streams may join it
         p = src[self.precise[src]]
-        return out | self._naming_assets_near(self.xyz[p], self.sigma[p])
+        out |= self._naming_assets_near(self.xyz[p], self.sigma[p])
+        return out | self.leaks_of_region_assets(seeds | out)
 
-    def _within(self, centres, spread, t0, t1, dst: np.ndarray) -> np.ndarray:
-        """Rows of ``dst`` within k·√(σ² + spread²) of a centre and seen within the time gap of [t0, t1]."""
-        tree = cKDTree(self.xyz[dst])
-        smax = float(self.sigma[dst].max())
+    def _bands(self, kind: str) -> list[tuple[np.ndarray, cKDTree, float]]:
+        """KD-trees of the detections of ``kind`` ("positioned": precise or unnamed coarse; "loose": unnamed
+        coarse), one per decade of sigma, each with its own largest sigma (built once, cached).
+
+        One tree with the largest sigma of all would let one stored 5 km pixel make every 5 m fix search
+        20 km around; per band, a fix searches the 5 m band a few tens of metres around and the 1-10 km
+        band (a few rows) 20 km around.
+        """
+        cache = self._band_cache
+        if kind not in cache:
+            rows = np.flatnonzero((self.precise | self.loose) if kind == "positioned" else self.loose)
+            decade = np.floor(np.log10(self.sigma[rows])).astype(np.int64)
+            cache[kind] = [
+                (r, cKDTree(self.xyz[r]), float(self.sigma[r].max()))
+                for r in (rows[decade == b] for b in np.unique(decade))
+            ]
+        return cache[kind]
+
+    def _within(self, centres, spread, t0, t1, kind: str, allowed: np.ndarray) -> np.ndarray:
+        """Rows of ``kind`` (see ``_bands``) with ``allowed`` set, within k·√(σ² + spread²) of a centre and
+        seen within the time gap of [t0, t1]."""
         hits = []
-        for c, s, a, b, near in zip(
-            centres, spread, t0, t1, tree.query_ball_point(centres, self.k * np.hypot(spread, smax)), strict=True
-        ):
-            if near:
-                j = dst[near]
-                j = j[(self.t[j] >= a - self.gap) & (self.t[j] <= b + self.gap)]
-                d = np.linalg.norm(self.xyz[j] - c, axis=1)
-                hits.append(j[d <= self.k * np.hypot(self.sigma[j], s)])
-        return np.concatenate(hits) if hits else np.zeros(0, dtype=np.int64)
+        if len(centres) == 0:
+            return np.zeros(0, dtype=np.int64)
+        for rows, tree, smax in self._bands(kind):
+            res = tree.query_ball_point(centres, self.k * np.hypot(spread, smax), return_sorted=False)
+            lens = np.fromiter(map(len, res), dtype=np.int64, count=len(res))
+            if lens.sum() == 0:
+                continue
+            ci = np.repeat(np.arange(len(centres)), lens)
+            j = rows[np.concatenate([np.asarray(r, dtype=np.int64) for r in res if len(r)])]
+            keep = allowed[j] & (self.t[j] >= t0[ci] - self.gap) & (self.t[j] <= t1[ci] + self.gap)
+            j, ci = j[keep], ci[keep]
+            d = np.linalg.norm(self.xyz[j] - centres[ci], axis=1)
+            hits.append(j[d <= self.k * np.hypot(self.sigma[j], spread[ci])])
+        return np.unique(np.concatenate(hits)) if hits else np.zeros(0, dtype=np.int64)
 
     def _naming_assets_near(self, centres: np.ndarray, se: np.ndarray) -> np.ndarray:
         """Detections naming a registered asset that a leak centred here may be attributed to."""
@@ -1004,28 +1081,80 @@ class _StoreGeometry:
                         hit[code + 1] = True
         return hit[self.asset_code + 1]
 
+    def leaks_of_region_assets(self, region: np.ndarray, rows=None, lab=None) -> np.ndarray:
+        """Every precise leak, outside the region too, attributable to an asset named in the region.
+
+        A site stream chooses among its asset's leaks by their activity spans and sizes, which the other
+        streams that joined the same leak change: a leak a region stream may join must be in the region,
+        so that the closure brings in its other streams. Attributable (as ``LeakFuser._leak_assets``,
+        loosened to every asset in range): a member names the asset, or its centre is within
+        ``attach_sigmas``·√(se² + ``site_sigma_m``²) of it. ``rows``/``lab``: the precise detections and
+        their leaks (default: the stored precise detections and their stored leaks).
+        """
+        out = np.zeros(self.n, dtype=bool)
+        codes = np.unique(self.asset_code[region & self.named])
+        if len(codes) == 0:
+            return out
+        if rows is None:
+            if self._stored_leak_assets is None:  # the stored leaks' assets: computed once
+                rows = np.flatnonzero(self.precise & (self.leak_code >= 0))
+                self._stored_leak_assets = self._leak_asset_pairs(rows, self.leak_code[rows])
+            rows, inv, pair_leak, pair_code = self._stored_leak_assets
+        else:
+            keep = self.precise[rows]
+            rows, inv, pair_leak, pair_code = self._leak_asset_pairs(rows[keep], lab[keep])
+        if len(pair_leak) == 0:
+            return out
+        in_codes = np.zeros(int(self.asset_code.max()) + 1, dtype=bool)
+        in_codes[codes] = True
+        hit = np.zeros(int(inv.max()) + 1, dtype=bool)
+        hit[pair_leak[in_codes[pair_code]]] = True
+        out[rows[hit[inv]]] = True
+        return out & ~region
+
+    def _leak_asset_pairs(self, rows: np.ndarray, lab: np.ndarray):
+        """(rows, leak index of each row, then pairs leak index, asset code): the named assets each precise
+        leak may be attributed to."""
+        empty = np.zeros(0, dtype=np.int64)
+        if len(rows) == 0:
+            return rows, empty, empty, empty
+        keys, inv = np.unique(lab, return_inverse=True)
+        named = self.asset_code[rows] >= 0
+        pl, pc = [inv[named]], [self.asset_code[rows][named]]
+        if self.assets is not None:
+            c, se = _centres(self.xyz[rows], self.sigma[rows], inv)
+            ok = np.flatnonzero(np.isfinite(c).all(axis=1))
+            if len(ok):
+                r = self.f.attach_sigmas * np.hypot(se[ok], self.f.site_sigma_m)
+                for leak, near in zip(ok, self.asset_tree.query_ball_point(c[ok], r), strict=True):
+                    got = [self.asset_pos[a] for a in self.assets[1][near] if a in self.asset_pos]
+                    if got:
+                        pl.append(np.full(len(got), leak, dtype=np.int64))
+                        pc.append(np.asarray(got, dtype=np.int64))
+        return rows, inv, np.concatenate(pl).astype(np.int64), np.concatenate(pc).astype(np.int64)
+
     def _reach(self, region: np.ndarray, rows: np.ndarray, lab: np.ndarray) -> np.ndarray:
         """What the leaks ``lab`` of region ``rows`` can reach outside the region (checks 3-5 of the class doc)."""
         out = np.zeros(self.n, dtype=bool)
-        outside_loose = np.flatnonzero(~region & self.loose)
+        outside = ~region
         p = self.precise[rows]
         if p.any():
             keys, inv = np.unique(lab[p], return_inverse=True)
             c, se = _centres(self.xyz[rows[p]], self.sigma[rows[p]], inv)
             lo, hi = _time_bounds(inv, self.t[rows[p]], len(keys))
-            if len(outside_loose):
-                out[self._within(c, se, lo, hi, outside_loose)] = True
+            out[self._within(c, se, lo, hi, "loose", outside)] = True
             out |= self._naming_assets_near(c, se)
             has_precise = np.isin(lab, keys)
         else:
             has_precise = np.zeros(len(rows), dtype=bool)
         left = rows[self.loose[rows] & ~has_precise]  # leftovers: coarse leaks with no precise member
-        if len(left) and len(outside_loose):
-            out[self._within(self.xyz[left], self.sigma[left], self.t[left], self.t[left], outside_loose)] = True
+        if len(left):
+            out[self._within(self.xyz[left], self.sigma[left], self.t[left], self.t[left], "loose", outside)] = True
         return out & ~region
 
-    def reach_old(self, region: np.ndarray) -> np.ndarray:
-        rows = np.flatnonzero(region & (self.leak_code >= 0))
+    def reach_old(self, region: np.ndarray, fresh: np.ndarray | None = None) -> np.ndarray:
+        """What the stored leaks of the ``fresh`` rows of the region (default: all of it) can reach outside it."""
+        rows = np.flatnonzero((region if fresh is None else fresh) & (self.leak_code >= 0))
         return self._reach(region, rows, self.leak_code[rows])
 
     def reach_new(self, rows: np.ndarray, in_region: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -1033,6 +1162,8 @@ class _StoreGeometry:
         region = np.zeros(self.n, dtype=bool)
         region[rows[in_region]] = True
         out = self._reach(region, rows[in_region], labels[in_region])
+        # the precise leaks (context included) a region stream may join, with their other streams (closure)
+        out |= self.leaks_of_region_assets(region, rows, labels)
         ctx = ~in_region
         if ctx.any():
             # a region leak holding an outside precise detection: that detection's leak joins the region

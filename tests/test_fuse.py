@@ -479,3 +479,152 @@ def test_a_satellite_plume_far_off_the_leaks_rate_is_another_source(dets, plume_
     assert partition(f.labels_) == ([0, 0, 1] if two_leaks else [0, 0, 0])
     pd.testing.assert_frame_equal(frame, before)  # input not modified
     assert partition(_fit(frame, max_rate_ratio=1e9).labels_) == [0, 0, 0]  # without the gate: one leak
+
+
+# ------------------------------------------------------------------------------------ incremental: review fixes
+
+
+def _stored(frame: pd.DataFrame, new: np.ndarray, assets=None) -> pd.DataFrame:
+    """``frame`` with the rows not in ``new`` fused and stored (leak_id, ambiguous); the ``new`` rows unfused."""
+    d = frame.copy()
+    f1 = LeakFuser().fit(d[~new], assets)
+    lid = np.full(len(d), None, dtype=object)
+    lid[~new] = [f"L{k:06d}" for k in f1.labels_]
+    d["leak_id"] = pd.Series(lid, dtype=object)
+    amb = np.zeros(len(d), bool)
+    amb[~new] = f1.ambiguous_
+    d["ambiguous"] = amb
+    return d
+
+
+def _same_as_full(d: pd.DataFrame, assets=None, **kw):
+    from mlpe_core.fuse import IncrementalFuser
+
+    inc = IncrementalFuser(max_share=1.0, **kw).fit(d, assets)
+    full = LeakFuser().fit(d, assets)
+    combined = np.where(inc.region_, pd.Series(inc.labels_).map("R{}".format), d["leak_id"])
+    return partition(full.labels_) == partition(combined) and (inc.ambiguous_ == full.ambiguous_).all(), inc
+
+
+def _shared_leak_scene(dets):
+    """Pads P (0 m) and Q (150 m). Precise leak R 30 m west of P, leak O 55 m east (attributable to P by
+    position, to Q by an OGI fix naming Q). Q's fence-line monitor (days 0-60) joins O and keeps it active;
+    P's monitor alerts (days 20-50) therefore join O, not R, in a full fusion."""
+
+    def asset(name, dx):
+        la, lo = offset(dx, 0)
+        return dict(asset_id=name, latitude=la, longitude=lo)
+
+    assets = pd.DataFrame([asset("P", 0), asset("Q", 150)])
+    r = [dict(dx=-30 + e, dy=e, day=k, id=f"R{k}") for k, e in zip(range(4), (0, 1, -1, 2), strict=True)]
+    o = [dict(dx=55, dy=0, day=0, id="O0"), dict(dx=57, dy=1, day=1, id="O1"),
+         dict(dx=56, dy=-1, day=2, sigma=3, type="ogi", name="OGI", asset="Q", id="O2")]
+    cms = dict(sigma=150, type="continuous_monitor", name="FenceCMS")
+    q = [dict(cms, dx=150, dy=0, day=k, asset="Q", id=f"Q{k}") for k in range(0, 61, 2)]
+    p = [dict(cms, dx=0, dy=0, day=k, asset="P", id=f"P{k}") for k in range(20, 51, 3)]
+    return dets(r + o + q + p), assets
+
+
+def test_incremental_stream_joins_a_leak_another_sites_stream_keeps_active(dets):
+    frame, assets = _shared_leak_scene(dets)
+    new = frame["detection_id"].str.startswith("P").to_numpy()
+    d = _stored(frame, new, assets)
+    same, inc = _same_as_full(d, assets)
+    assert same and not inc.full_
+    full = LeakFuser().fit(d, assets)
+    ids = frame["detection_id"].to_numpy()
+    assert full.labels_[ids == "P20"][0] == full.labels_[ids == "O0"][0]  # the scene is what it says
+    assert inc.region_[ids == "Q0"][0]  # Q's stream, which shapes O's activity span, was re-fused too
+
+
+def test_stored_stream_joins_a_leak_another_sites_stream_keeps_active(fuse_store, dets):
+    from mlpe_core import pipeline
+
+    session, fuse = fuse_store
+    frame, assets = _shared_leak_scene(dets)
+    pipeline.store_assets(session, assets)
+    new = frame["detection_id"].str.startswith("P").to_numpy()
+    _store(session, frame[~new])
+    fuse()
+    _store(session, frame[new])
+    out, _ = fuse()
+    assert out["mode"] == "incremental"
+    after = _members(session)
+    assert after["P20"] == after["O0"] != after["R0"]
+    fuse(full=True)
+    assert _members(session) == after  # a full re-fusion changes nothing
+
+
+def _pad_chain(n: int) -> list[dict]:
+    """Pads 1 km apart, each with an aircraft pair and an unnamed 200 m pixel 550 m east (within reach of
+    two pads' leaks): a region started at pad 0 grows one pad per pass."""
+    rows = []
+    for i in range(n):
+        x = 1000.0 * i
+        rows += [dict(dx=x, dy=0, day=0), dict(dx=x + 2, dy=1, day=1),
+                 dict(dx=x + 550, dy=0, day=1, sigma=200, type="satellite", name="S200")]
+    return rows
+
+
+def test_a_region_growing_along_a_chain_stops_at_the_share_limit_and_reaches_each_leak_once(dets, monkeypatch):
+    from mlpe_core.fuse import IncrementalFuser, _StoreGeometry
+
+    n_pads = 40
+    frame = dets(_pad_chain(n_pads) + [dict(dx=-3, dy=0, day=2)])
+    d = _stored(frame, np.arange(len(frame)) == len(frame) - 1)
+    seen = []
+    real = _StoreGeometry._reach
+
+    def spy(self, region, rows, lab):
+        seen.append(len(rows))
+        return real(self, region, rows, lab)
+
+    monkeypatch.setattr(_StoreGeometry, "_reach", spy)
+    inc = IncrementalFuser(max_share=0.5).fit(d)
+    assert inc.full_ and inc.reason_.startswith("affected area") and inc.rounds_ == 1
+    assert len(seen) <= 0.6 * n_pads  # stopped once past half the store, not after growing over all of it
+    assert sum(seen) <= len(d)  # each stored leak's reach computed once, not once per pass
+    monkeypatch.setattr(_StoreGeometry, "_reach", real)
+    same, inc = _same_as_full(d)  # and without the limit the chain is followed to the end, exactly
+    assert same and inc.region_.all()
+
+
+def test_one_stored_km_pixel_does_not_widen_the_search_around_every_new_fix(dets, monkeypatch):
+    import mlpe_core.fuse as fuse_mod
+    from mlpe_core.fuse import _StoreGeometry
+
+    rng = np.random.default_rng(3)
+    rows = [dict(dx=float(x), dy=float(y), day=float(t), id=f"s{i}") for i, (x, y, t) in
+            enumerate(zip(rng.uniform(-5000, 5000, 300), rng.uniform(-5000, 5000, 300), rng.uniform(0, 30, 300),
+                          strict=True))]
+    rows.append(dict(dx=9000, dy=9000, day=5, sigma=5000, type="tropomi", name="TROPOMI", id="pixel"))
+    rows.append(dict(dx=1, dy=1, day=6, id="new"))
+    d = dets(rows)
+    old = pd.Series([f"L{i}" for i in range(len(d) - 1)] + [None], dtype=object)
+    returned = []
+
+    class Tree(fuse_mod.cKDTree):
+        def query_ball_point(self, x, r, *a, **kw):
+            res = super().query_ball_point(x, r, *a, **kw)
+            returned.append(sum(map(len, res)))
+            return res
+
+    monkeypatch.setattr(fuse_mod, "cKDTree", Tree)
+    g = _StoreGeometry(d, old, LeakFuser(), None)
+    hit = g.near(old.isna().to_numpy())
+    assert hit[d["detection_id"] == "pixel"].all()  # the pixel covers the new fix: it is found
+    assert sum(returned) < 20  # but the 5 m fixes are searched a few tens of metres around, not 20 km
+
+
+@pytest.mark.parametrize("n_small", [1, 2])
+def test_the_rate_gate_also_separates_satellite_plumes_clustered_among_themselves(dets, n_small):
+    """Satellite plumes only (mid tier, no aircraft anchor): one or two 24 kg/h PointSat plumes and a
+    2.8 t/h WideSat plume on the same spot are two sources, as they are when the 24 kg/h fixes are aircraft."""
+    small = [dict(dx=0, dy=0, day=0, sigma=25, type="satellite", name="PointSat", rate=24.0),
+             dict(dx=5, dy=3, day=6, sigma=25, type="satellite", name="PointSat", rate=22.0)][:n_small]
+    big = dict(dx=10, dy=-5, day=70, sigma=40, type="satellite", name="WideSat", rate=2800.0)
+    frame = dets(small + [big])
+    assert partition(_fit(frame).labels_) == [0] * n_small + [1]
+    assert partition(_fit(frame, max_rate_ratio=1e9).labels_) == [0] * (n_small + 1)  # without the gate: one
+    unquantified = dets(small + [{k: v for k, v in big.items() if k != "rate"}])
+    assert partition(_fit(unquantified).labels_) == [0] * (n_small + 1)  # an unquantified plume is never refused

@@ -305,6 +305,15 @@ def fuse_store(session, monkeypatch):
     return session, fuse
 
 
+def _fused_then_added(session, fuse, dets, new: dict) -> dict:
+    """Store leaks A and B, fuse them, then store one ``new`` detection; returns the memberships before it."""
+    _store(session, dets(A + B))
+    fuse()
+    before = _members(session)
+    _store(session, dets([new]))
+    return before
+
+
 def _members(session) -> dict:
     from mlpe_core.store import detections_frame
 
@@ -330,10 +339,7 @@ def test_a_new_fix_5_m_from_a_leak_joins_it_and_keeps_its_id(fuse_store, dets):
 
 def test_a_new_fix_5_km_away_is_a_new_leak_and_rewrites_nothing_else(fuse_store, dets):
     session, fuse = fuse_store
-    _store(session, dets(A + B))
-    fuse()
-    before = _members(session)
-    _store(session, dets([dict(dx=5000, dy=0, day=3, id="far")]))
+    before = _fused_then_added(session, fuse, dets, dict(dx=5000, dy=0, day=3, id="far"))
     out, written = fuse()
     after = _members(session)
     assert written == {7} and out["refused"] == 1
@@ -345,10 +351,7 @@ def test_a_new_fix_5_km_away_is_a_new_leak_and_rewrites_nothing_else(fuse_store,
 
 def test_a_region_over_the_share_limit_is_fused_in_full_and_says_so(fuse_store, dets):
     session, fuse = fuse_store
-    _store(session, dets(A + B))
-    fuse()
-    before = _members(session)
-    _store(session, dets([dict(dx=5, dy=0, day=3, id="new")]))
+    before = _fused_then_added(session, fuse, dets, dict(dx=5, dy=0, day=3, id="new"))
     out, written = fuse(max_share=0.5)  # A's three and the new fix: 4 of 7
     assert out["mode"] == "full" and out["reason"] == "affected area 4 of 7 detections (> 50%)"
     assert written == set(range(1, 8)) and _members(session) == {**before, "new": before["d0"]}
@@ -358,10 +361,7 @@ def test_a_coarse_detection_covering_two_leaks_is_ambiguous_as_in_a_full_fusion(
     from mlpe_core.store import detections_frame
 
     session, fuse = fuse_store
-    _store(session, dets(A + B))
-    fuse()
-    before = _members(session)
-    _store(session, dets([dict(dx=250, dy=0, day=1, sigma=200, type="scada", id="alarm")]))
+    before = _fused_then_added(session, fuse, dets, dict(dx=250, dy=0, day=1, sigma=200, type="scada", id="alarm"))
     out, written = fuse()
     d = detections_frame(session)
     after = dict(zip(d["detection_id"], d["leak_id"], strict=True))

@@ -103,11 +103,11 @@ def features_at_visits(detections: pd.DataFrame, leaks: pd.DataFrame, labels: pd
     parts = []
     for _day, g in labels.groupby(visited.dt.floor("D"), sort=True):
         cut = pd.to_datetime(g["visited_at"], utc=True).min()
-        d = detections[(t < cut).to_numpy() & detections["leak_id"].isin(set(g["leak_id"])).to_numpy()]
-        if d.empty:
+        before = (t < cut).to_numpy()
+        if not (before & detections["leak_id"].isin(set(g["leak_id"])).to_numpy()).any():
             continue
         # the sensors' look statistics need every detection before the cut-off, not only the visited leaks'
-        X = leak_features(detections[(t < cut).to_numpy() & detections["leak_id"].notna().to_numpy()], leaks, cut)
+        X = leak_features(detections[before & detections["leak_id"].notna().to_numpy()], leaks, cut)
         ok = g[g["leak_id"].isin(X.index)]
         if ok.empty:
             continue
@@ -142,8 +142,8 @@ def platt(z: np.ndarray, y: np.ndarray, prior_sd: float = PLATT_PRIOR_SD) -> tup
         p = 1 / (1 + np.exp(-t))
         nll = float(np.sum(np.logaddexp(0.0, t) - y * t))
         g = np.array([np.sum((p - y) * z), np.sum(p - y)])
-        pen = np.array([w[0] - 1.0, w[1]]) / prior_sd**2
-        return nll + 0.5 * float(np.sum(np.array([w[0] - 1.0, w[1]]) ** 2) / prior_sd**2), g + pen
+        off = np.array([w[0] - 1.0, w[1]])  # distance from "no recalibration"
+        return nll + 0.5 * float(off @ off) / prior_sd**2, g + off / prior_sd**2
 
     res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
     return float(res.x[0]), float(res.x[1])
@@ -248,7 +248,7 @@ class LearnedScorer:
         self.random_state = random_state
 
     def _model(self, n_estimators: int | None = None) -> GradientBoostingClassifier:
-        n = getattr(self, "n_trees_", None) or self.n_estimators if n_estimators is None else n_estimators
+        n = n_estimators if n_estimators is not None else getattr(self, "n_trees_", None) or self.n_estimators
         return GradientBoostingClassifier(n_estimators=n, max_depth=self.max_depth,
                                           learning_rate=self.learning_rate, subsample=0.8,
                                           min_samples_leaf=self.min_samples_leaf, init=PriorInit(self.prior_),

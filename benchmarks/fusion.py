@@ -1,10 +1,14 @@
 """Fusion benchmark: accuracy against ground truth, and speed and memory against plain HDBSCAN.
 
-Accuracy: seeded simulated basins (``mlpe_core.simulate``) at asset spacings of 500 m and 150 m.
-For MLPE, a 200 m grid-snap baseline and plain DBSCAN (eps 100 m, min_samples 1) it prints, over
-detections of real sources: adjusted Rand index, sources split across more than one leak, and
-leaks merging two or more sources. Targets (issue 5): ARI ≥ 0.98 on the dense basin; at most a
-third of the grid baseline's split sources.
+Accuracy: seeded simulated basins (``mlpe_core.simulate``, 2000 assets, seeds 0-19) at asset spacings
+of 500 m and 150 m. For MLPE, a 200 m grid-snap baseline and plain DBSCAN (eps 100 m, min_samples 1)
+it prints, over detections of real sources: adjusted Rand index, sources split across more than one
+leak, and leaks merging two or more sources, as the mean over seeds; for MLPE also the worst seed,
+how many seeds reach 0.98, and the mean of seeds 0-2 (the three seeds earlier notes reported).
+Targets (issue 5): ARI ≥ 0.98 on the dense basin; at most a third of the grid baseline's split
+sources. One basin's ARI swings by a few thousandths with one pad (two sources of one pad that only
+a fence-line monitor sees, at rates within its measurement error, cannot be told apart), so the
+target is judged on the mean of 20 basins.
 
 Speed: fusion of ~100k and ~300k detections as a ratio to plain HDBSCAN (the ``hdbscan`` package,
 min_cluster_size=2, min_samples=1) on the same points' projected (x, y) in the same run; each
@@ -185,18 +189,20 @@ def main() -> None:
         print("Incremental fusion of new detections into a fused store vs a full re-fuse (best of 2)")
         print(inc.round(3).to_string(index=False))
         return
-    seeds = [0] if a.quick else [0, 1, 2]
+    seeds = [0] if a.quick else list(range(20))
     acc = accuracy(seeds, 2000)
     pd.set_option("display.width", 140)
-    print("Accuracy on real-source detections (mean over seeds)")
+    print(f"Accuracy on real-source detections (mean over {len(seeds)} seed(s))")
     summary = acc.groupby(["spacing_m", "method"])[["ARI", "split", "merged", "sources", "leaks"]].mean().round(3)
     print(summary.to_string())
     for spacing in (500.0, 150.0):
         s = summary.loc[spacing]
+        mine = acc[(acc["spacing_m"] == spacing) & (acc["method"] == "MLPE")].set_index("seed")["ARI"]
         print(
             f"spacing {spacing:.0f} m: MLPE split sources / grid baseline's = "
             f"{s.loc['MLPE', 'split'] / max(s.loc['grid 200 m', 'split'], 1):.2f} (target ≤ 0.33); "
-            f"MLPE ARI {s.loc['MLPE', 'ARI']:.3f} (target ≥ 0.98 on 150 m)"
+            f"MLPE ARI mean {s.loc['MLPE', 'ARI']:.3f} (target ≥ 0.98 on 150 m), worst seed {mine.min():.3f}, "
+            f"{int((mine >= 0.98).sum())} of {len(mine)} seeds ≥ 0.98, seeds 0-2 {mine.loc[mine.index < 3].mean():.3f}"
         )
     sizes = {"~30k": 3000} if a.quick else {"~100k": 10000, "~300k": 30000}
     sp = speed(sizes)

@@ -357,29 +357,35 @@ class LeakFuser:
         have = labels >= 0
         c, se = _centres(xyz, sigma, labels)
         m0 = len(c)
-        lo, hi = _time_bounds(labels, t, m0)
-        lo, hi = list(lo), list(hi)
-        # evidence span (precise sightings, or the founding segment) decides which segment joins which
-        # leak; activity span (every member) decides, detection by detection, which leak was active
-        ev_lo, ev_hi = list(lo), list(hi)
-        counts = list(np.bincount(labels[have], minlength=m0).astype(float))
-        mu, var = _log_rate_stats(labels, lr, lr_sd, m0)
-        mu, var = list(mu), list(var)
+        segs = _stream_segments(pts, asset, stream, t, lr, lr_sd, self.silence_p, self.time_gap_days)
+        # per leak, with room for one new leak per segment: activity span (every member) decides,
+        # detection by detection, which leak was active; evidence span (precise sightings, or the founding
+        # segment) decides which segment joins which leak
+        room = m0 + len(segs)
+
+        def grown(a: np.ndarray, fill: float) -> np.ndarray:
+            return np.r_[a.astype(float), np.full(room - len(a), fill)]
+
+        lo, hi = (grown(b, np.nan) for b in _time_bounds(labels, t, m0))
+        ev_lo, ev_hi = lo.copy(), hi.copy()
+        counts = grown(np.bincount(labels[have], minlength=m0), 0.0)
+        mu, var = (grown(b, np.nan) for b in _log_rate_stats(labels, lr, lr_sd, m0))
+        m = m0
         by_asset: dict = {}
         for j, names in leak_asset.items():
             if j < m0 and np.isfinite(c[j]).all():
                 for a in names:
                     by_asset.setdefault(a, []).append(j)
-        segs = _stream_segments(pts, asset, stream, t, lr, lr_sd, self.silence_p, self.time_gap_days)
         k = self.asset_attach_sigmas
         slack2 = self.rate_slack_log**2
-        for idx, w0, w1 in sorted(segs, key=lambda s: (-len(s[0]), int(s[0][0]))):
+        families: dict[int, set] = {}  # leak -> families of the segments that joined it
+        for idx, w0, w1, fam in sorted(segs, key=lambda s: (-len(s[0]), int(s[0][0]))):
             a = asset[idx[0]]
             seg_mu, seg_var = _log_rate_stats(np.zeros(len(idx), dtype=np.int64), lr[idx], lr_sd[idx], 1)
             cand = []
             for j in by_asset.get(a, ()):
-                if ev_lo[j] > w1 or ev_hi[j] < w0:
-                    continue
+                if ev_lo[j] > w1 or ev_hi[j] < w0 or fam in families.get(j, ()):
+                    continue  # not seen at the time, or already holds a source this one was split from
                 if np.isfinite(seg_mu[0]) and np.isfinite(mu[j]):
                     # a 1 kg/h monitor run is not the 500 kg/h plume a satellite saw there
                     zr = abs(seg_mu[0] - mu[j]) / np.sqrt(seg_var[0] + var[j] + slack2)
@@ -387,17 +393,15 @@ class LeakFuser:
                         continue
                 cand.append(j)
             if not cand:
-                j = len(lo)
+                j, m = m, m + 1
                 labels[idx] = j
-                lo.append(float(t[idx].min()))
-                hi.append(float(t[idx].max()))
-                ev_lo.append(lo[j])
-                ev_hi.append(hi[j])
-                counts.append(float(len(idx)))
-                mu.append(float(seg_mu[0]))
-                var.append(float(seg_var[0]))
+                lo[j] = ev_lo[j] = float(t[idx].min())
+                hi[j] = ev_hi[j] = float(t[idx].max())
+                counts[j] = float(len(idx))
+                mu[j], var[j] = float(seg_mu[0]), float(seg_var[0])
                 by_asset.setdefault(a, []).append(j)
                 leak_asset.setdefault(j, set()).add(a)
+                families[j] = {fam}
                 continue
             cand = np.asarray(cand)
             # precise leaks have a centre to be compatible with; a leak built from the site's own
@@ -410,11 +414,11 @@ class LeakFuser:
                 z[:, precise] = d / np.sqrt(sigma[idx][:, None] ** 2 + se[cp][None, :] ** 2)
             ok = z <= k
             ti = t[idx][:, None]
-            d_out = np.maximum(np.maximum(np.asarray(lo)[cand][None, :] - ti, ti - np.asarray(hi)[cand][None, :]), 0.0)
+            d_out = np.maximum(np.maximum(lo[cand][None, :] - ti, ti - hi[cand][None, :]), 0.0)
             d_out = np.where(ok, d_out, np.inf)
             tied = ok & (d_out <= d_out.min(axis=1)[:, None])
-            like = np.exp(-0.5 * z**2) * np.asarray(counts)[cand][None, :]
-            cmu = np.asarray(mu)[cand]
+            like = np.exp(-0.5 * z**2) * counts[cand][None, :]
+            cmu = mu[cand]
             has = np.isfinite(lr[idx])
             if has.any():
                 # a monitor reading tonnes belongs to the leak emitting tonnes (log-rate agreement)
@@ -422,12 +426,29 @@ class LeakFuser:
                     np.isfinite(cmu)[None, :], np.exp(-0.5 * (lr[idx][:, None] - np.nan_to_num(cmu)[None, :]) ** 2), 0.3
                 )
                 like = np.where(has[:, None], like * fac, like)
-            pick = cand[np.argmax(np.where(tied, like, -1.0), axis=1)]
+            col = np.argmax(np.where(tied, like, -1.0), axis=1)
+            pick = cand[col]
+            if has.sum() >= 6 and len(cand) > 1 and len(np.unique(pick[tied.any(axis=1)])) > 1:
+                # shared out by date between leaks of the pad; but the rates could have split this segment
+                # and did not. Keep it whole with the one leak whose measured rate explains it best, unless
+                # the leaks' own rates explain the shared-out segment better (Gaussian in log rate, with both
+                # measurement errors and the sensors' scale slack)
+                v = lr_sd[idx][:, None] ** 2 + np.nan_to_num(var[cand], nan=0.0)[None, :] + slack2
+                fit = -0.5 * z**2 - 0.5 * np.where(
+                    np.isfinite(cmu)[None, :], (lr[idx][:, None] - np.nan_to_num(cmu)[None, :]) ** 2 / v, 1.0
+                )  # a leak with no measured rate: the mean penalty of one that agrees (chi-square, 1 df)
+                fit = np.where(has[:, None], fit, -0.5 * z**2)
+                fit = np.where(ok, fit, -0.5 * k**2)
+                whole = int(np.argmax(fit.sum(axis=0)))
+                if fit[:, whole].sum() >= fit[np.arange(len(idx)), col].sum():
+                    tied = ok & (np.arange(len(cand)) == whole)[None, :]
+                    pick = cand[np.argmax(np.where(tied, like, -1.0), axis=1)]
             got = tied.any(axis=1)
             labels[idx[got]] = pick[got]
             if len(cand) > 1:
                 ambiguous[idx[got]] = tied[got].sum(axis=1) > 1
             for j in np.unique(pick[got]):
+                families.setdefault(int(j), set()).add(fam)
                 mine = idx[got][pick[got] == j]
                 lo[j] = min(lo[j], float(t[mine].min()))
                 hi[j] = max(hi[j], float(t[mine].max()))
@@ -525,8 +546,11 @@ def _silence_margin(n: int, span: float, log_p: float, cap: float) -> float:
     return float(min(cap, span * np.expm1((-log_p + np.log(n)) / (n - 1))))
 
 
-def _stream_segments(pts, asset, stream, t, lr, lr_sd, p: float, cap: float) -> list[tuple[np.ndarray, float, float]]:
-    """Cut each (asset, sensor) stream of ``pts`` into single-source segments: [(indices, window start, end)].
+def _stream_segments(
+    pts, asset, stream, t, lr, lr_sd, p: float, cap: float
+) -> list[tuple[np.ndarray, float, float, int]]:
+    """Cut each (asset, sensor) stream of ``pts`` into single-source segments: [(indices, window start, end,
+    family)], where segments split from one piece by their rates share a family (they are different sources).
 
     First at significant silences (``_silence_cuts``), then each piece by its measured rates where they
     are two sources (``_rate_split``). A segment's window is its time span widened by the silence it
@@ -547,21 +571,27 @@ def _stream_segments(pts, asset, stream, t, lr, lr_sd, p: float, cap: float) -> 
             lim0 = -np.inf if u == 0 else 0.5 * (float(tt[u - 1]) + float(tt[u]))
             lim1 = np.inf if v == len(members) else 0.5 * (float(tt[v - 1]) + float(tt[v]))
             piece = members[u:v]
-            for seg in _rate_split(piece, lr, lr_sd, log_p):
+            family = len(out)
+            for seg in _rate_split(piece, t, lr, lr_sd, log_p):
                 first, last = float(t[seg].min()), float(t[seg].max())
                 margin = _silence_margin(len(seg), last - first, log_p, cap)
-                out.append((seg, max(first - margin, lim0), min(last + margin, lim1)))
+                out.append((seg, max(first - margin, lim0), min(last + margin, lim1), family))
     return out
 
 
-def _rate_split(idx: np.ndarray, lr: np.ndarray, lr_sd: np.ndarray, log_p: float) -> list[np.ndarray]:
-    """One stream segment's detections as one source or two, by their measured log rates.
+def _rate_split(idx: np.ndarray, t: np.ndarray, lr: np.ndarray, lr_sd: np.ndarray, log_p: float,
+                depth: int = 2) -> list[np.ndarray]:
+    """One stream segment's detections (sorted in time) as one source or two, by their measured log rates.
 
     A sensor's log-rate errors are Gaussian with a known spread (from ``rate_uncertainty_kg_h``), so a
-    single source gives one Gaussian and two sources a two-component mixture (fitted by EM with the
-    spreads fixed). Split only when the mixture is far likelier (log-likelihood gain above -``log_p``)
-    and when, by the mixture's own posteriors, splitting is expected to put fewer pairs of detections
-    in the wrong grouping than keeping them together. Detections without a rate stay with the larger part.
+    single source gives one Gaussian. Two sources give a two-component mixture whose components need
+    not both be active all along: ``_two_sources`` fits phases (first one source, then both, then one)
+    with the spreads fixed, which covers a second source starting or stopping inside the first's life,
+    one source replacing another, and two all along. Split only when the two-source model is far
+    likelier (log-likelihood gain above -``log_p``) and when, by its own posteriors, splitting is
+    expected to put fewer pairs of detections in the wrong grouping than keeping them together. Each
+    part is tested again (``depth`` times), for a third source. Detections without a rate go with the
+    source active at their time (the larger part where both are).
     """
     y, s = lr[idx], lr_sd[idx]
     rated = np.isfinite(y) & np.isfinite(s) & (s > 0)
@@ -569,33 +599,17 @@ def _rate_split(idx: np.ndarray, lr: np.ndarray, lr_sd: np.ndarray, log_p: float
         return [idx]
     y, w = y[rated], 1.0 / s[rated] ** 2
     n = len(y)
+    if _split_evidence(y, w) <= -log_p / 2:
+        return [idx]
     mean = float(np.sum(w * y) / np.sum(w))
-    chi2 = float(np.sum(w * (y - mean) ** 2))
-    if chi2 < (n - 1) + 2.0 * np.sqrt(2.0 * (n - 1)):
-        return [idx]  # no more spread than one source's measurement error: nothing to split (and fast)
-    ll1 = float(np.sum(_norm_ll(y, mean, w)))
-    ys = np.sort(y)
-    m0, m1 = float(ys[n // 5]), float(ys[(4 * n) // 5])
-    if m1 - m0 <= 0:
+    ll1 = -0.5 * float(np.sum(w * (y - mean) ** 2))  # as in _em_phases, without the constant
+    fits = _two_sources(y, w)
+    if fits is None or fits[1][0] - ll1 <= -log_p:
         return [idx]
-    pi = 0.5
-    wy = w * y
-    for _ in range(40):
-        e = (np.log1p(-pi) - np.log(pi)) - 0.5 * w * ((y - m0) ** 2 - (y - m1) ** 2)
-        r = 1.0 / (1.0 + np.exp(np.clip(e, -700, 700)))  # posterior of the upper component
-        q = 1.0 - r
-        sr, sq = float(np.sum(r * w)), float(np.sum(q * w))
-        if sr < 1e-12 or sq < 1e-12:
-            return [idx]
-        n0, n1 = float(np.sum(q * wy)) / sq, float(np.sum(r * wy)) / sr
-        pi = min(max(float(r.mean()), 1e-6), 1 - 1e-6)
-        done = abs(n0 - m0) + abs(n1 - m1) < 1e-6
-        m0, m1 = n0, n1
-        if done:
-            break
-    ll2 = float(np.sum(np.logaddexp(np.log1p(-pi) + _norm_ll(y, m0, w), np.log(pi) + _norm_ll(y, m1, w))))
-    if ll2 - ll1 <= -log_p:
-        return [idx]
+    plain, fit = fits
+    if fit[0] - plain[0] <= -log_p / 2:
+        fit = plain  # two sources, but their times tell nothing beyond their rates: both all along
+    r = _phase_posterior(y, w, fit)
     up = r > 0.5
     if up.all() or not up.any():
         return [idx]
@@ -606,20 +620,143 @@ def _rate_split(idx: np.ndarray, lr: np.ndarray, lr_sd: np.ndarray, log_p: float
     def within(sel):
         return r[sel].sum() * q[sel].sum() - np.sum(r[sel] * q[sel])
 
-    keep = within(np.ones(len(r), dtype=bool))
+    keep = within(np.ones(n, dtype=bool))
     split = within(up) + within(~up) + r[up].sum() * r[~up].sum() + q[up].sum() * q[~up].sum()
     if split >= keep:
         return [idx]
     upper = np.zeros(len(idx), dtype=bool)
     upper[np.flatnonzero(rated)[up]] = True
     if not rated.all():
-        upper[~rated] = up.sum() > (~up).sum()
-    return [idx[~upper], idx[upper]]
+        # unrated detections go with the source active at their time: phase boundaries half-way
+        # between the rated detections on either side
+        _, _, _, _, c1, c2, x, y_last = fit
+        tr = t[idx][rated]
+        b1 = -np.inf if c1 == 0 else (np.inf if c1 == n else 0.5 * (tr[c1 - 1] + tr[c1]))
+        b2 = -np.inf if c2 == 0 else (np.inf if c2 == n else 0.5 * (tr[c2 - 1] + tr[c2]))
+        tu = t[idx][~rated]
+        upper[~rated] = np.where(tu < b1, x == 1, np.where(tu >= b2, y_last == 1, up.sum() > (~up).sum()))
+    parts = [idx[~upper], idx[upper]]
+    if depth <= 0:
+        return parts
+    return [p for part in parts for p in _rate_split(part, t, lr, lr_sd, log_p, depth - 1)]
 
 
-def _norm_ll(y: np.ndarray, mean: float, w: np.ndarray) -> np.ndarray:
-    """Gaussian log density of y around ``mean`` with precision w."""
-    return 0.5 * np.log(w / (2 * np.pi)) - 0.5 * w * (y - mean) ** 2
+def _split_evidence(y: np.ndarray, w: np.ndarray, grid: int = 32) -> float:
+    """A quick look for a second source in time-sorted log rates, in log-likelihood units: the largest of
+    the spread beyond measurement error (half the chi-square excess), the gain of one change in mean
+    (exact, by cumulative sums), and the gain of a shifted window (on a grid of ``grid`` cut points).
+
+    ``_rate_split`` fits the two-source models only when this reaches half its threshold. On 5,373
+    fence-line segments of 20 simulated basins, 5% pass at the default ``silence_p``, and every one of
+    the 54 segments the full fit splits has at least twice that (the smallest, 14.3).
+    """
+    n = len(y)
+    sw = float(np.sum(w))
+    dev = y - float(np.sum(w * y)) / sw
+    chi2 = float(np.sum(w * dev**2))
+    cw, cd = np.cumsum(w), np.cumsum(w * dev)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        one_change = np.max(cd[:-1] ** 2 * sw / (cw[:-1] * (sw - cw[:-1]))) if n > 1 else 0.0
+        g = np.unique(np.linspace(0, n, grid + 1).round().astype(int))
+        d_s = np.r_[0.0, cd][g][None, :] - np.r_[0.0, cd][g][:, None]
+        d_w = np.r_[0.0, cw][g][None, :] - np.r_[0.0, cw][g][:, None]
+        window = np.max(np.where(d_w > 0, d_s**2 / np.where(d_w > 0, d_w, 1.0), 0.0))
+    return 0.5 * max(chi2 - (n - 1), float(one_change), float(window))
+
+
+def _two_sources(y: np.ndarray, w: np.ndarray, iters: int = 300) -> tuple[tuple, tuple] | None:
+    """Two-source fits of time-sorted log rates ``y`` (precisions ``w``): (plain, phased), each
+    (log-likelihood, m0, m1, pi, c1, c2, x, y_last).
+
+    In a fit, the detections before index c1 are all from source x (0: mean m0, 1: mean m1), those from
+    c2 on all from source y_last, and those in between from either (the upper with probability pi). The
+    plain fit has both sources all along (c1 = 0, c2 = n): a two-component mixture by EM. The phased fit
+    alternates EM for (m0, m1, pi) with the phases fixed and an exact search over the phases (x, y_last,
+    c1 <= c2) with the means fixed (``_best_phases``), started from the plain fit and from the best
+    single change in the mean; it is never worse than the plain one. None when the data cannot hold
+    two sources.
+    """
+    n = len(y)
+    ys = np.sort(y)
+    if ys[(4 * n) // 5] - ys[n // 5] <= 0:
+        return None
+    plain = _em_phases(y, w, (float(ys[n // 5]), float(ys[(4 * n) // 5]), 0.5, 0, n, 0, 1), False, iters)
+    if plain is None:
+        return None
+    starts = [plain[1:]]
+    cw, cwy, cwyy = np.cumsum(w), np.cumsum(w * y), np.cumsum(w * y * y)
+    lw, lwy, lwyy = cw[:-1], cwy[:-1], cwyy[:-1]
+    rw, rwy, rwyy = cw[-1] - lw, cwy[-1] - lwy, cwyy[-1] - lwyy
+    k = int(np.argmin((lwyy - lwy**2 / lw) + (rwyy - rwy**2 / rw)))  # least squares, one change in mean
+    m_left, m_right = float(lwy[k] / lw[k]), float(rwy[k] / rw[k])
+    if m_left != m_right:
+        x = int(m_left > m_right)
+        starts.append((min(m_left, m_right), max(m_left, m_right), 0.5, k + 1, k + 1, x, 1 - x))
+    phased = plain
+    for start in starts:
+        fit = _em_phases(y, w, start, True, iters)
+        if fit is not None and fit[0] > phased[0]:
+            phased = fit
+    return plain, phased
+
+
+def _em_phases(y: np.ndarray, w: np.ndarray, start: tuple, phased: bool, iters: int) -> tuple | None:
+    """EM from ``start`` (m0, m1, pi, c1, c2, x, y_last); with ``phased``, the phases are re-searched
+    after each step. The fit as ``_two_sources`` gives it, or None if one source takes everything.
+    Log-likelihoods leave out the constant sum(log(w / 2 pi)) / 2, the same for every model of ``y``."""
+    n = len(y)
+    wy = w * y
+    sw, swy = float(w.sum()), float(wy.sum())
+    m0, m1, pi, c1, c2, x, yl = start
+    ll = -np.inf
+    r = np.empty(n)
+    for _ in range(iters):
+        _phase_posterior(y, w, (ll, m0, m1, pi, c1, c2, x, yl), out=r)
+        s1, s1y = float(r @ w), float(r @ wy)
+        s0 = sw - s1
+        if s0 < 1e-9 * sw or s1 < 1e-9 * sw:
+            return None
+        m0, m1 = (swy - s1y) / s0, s1y / s1
+        if c2 > c1:
+            pi = min(max(float(r[c1:c2].mean()), 1e-6), 1.0 - 1e-6)
+        l0, l1 = -0.5 * w * (y - m0) ** 2, -0.5 * w * (y - m1) ** 2
+        lm = np.logaddexp(np.log1p(-pi) + l0, np.log(pi) + l1)
+        new = _best_phases(l0, l1, lm) if phased else (float(lm.sum()), 0, n, 0, 1)
+        done = new[0] - ll < 1e-3
+        ll, c1, c2, x, yl = new
+        if done:
+            break
+    return (ll, m0, m1, pi, c1, c2, x, yl)
+
+
+def _best_phases(l0: np.ndarray, l1: np.ndarray, lm: np.ndarray) -> tuple[float, int, int, int, int]:
+    """The phases (x, y_last, c1 <= c2) that maximise sum(l_x[:c1]) + sum(lm[c1:c2]) + sum(l_y[c2:]).
+
+    ``l0``, ``l1``: each detection's log-likelihood under source 0 or 1 alone; ``lm``: under the mixture.
+    Exact in O(n): for each c2 the best c1 is the running maximum of the prefix term.
+    """
+    n = len(l0)
+    cum = np.zeros((2, n + 1))
+    np.cumsum(l0, out=cum[0, 1:])
+    np.cumsum(l1, out=cum[1, 1:])
+    cm = np.r_[0.0, np.cumsum(lm)]
+    head = cum - cm  # [x, c1]
+    run = np.maximum.accumulate(head, axis=1)
+    total = cm + (cum[:, -1:] - cum)[None, :, :] + run[:, None, :]  # [x, y_last, c2]
+    x, yl, c2 = np.unravel_index(int(np.argmax(total)), total.shape)
+    return float(total[x, yl, c2]), int(np.argmax(head[x, : c2 + 1])), int(c2), int(x), int(yl)
+
+
+def _phase_posterior(y: np.ndarray, w: np.ndarray, fit: tuple, out: np.ndarray | None = None) -> np.ndarray:
+    """P(upper source) of each detection under a ``_two_sources`` fit (into ``out`` when given)."""
+    _, m0, m1, pi, c1, c2, x, yl = fit
+    r = np.empty(len(y)) if out is None else out
+    r[:c1] = x
+    r[c2:] = yl
+    if c2 > c1:
+        e = np.log1p(-pi) - np.log(pi) + 0.5 * w[c1:c2] * ((y[c1:c2] - m1) ** 2 - (y[c1:c2] - m0) ** 2)
+        r[c1:c2] = 1.0 / (1.0 + np.exp(np.clip(e, -700, 700)))
+    return r
 
 
 def _log_rate_and_sd(X: pd.DataFrame, rates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,16 @@ import pandas as pd
 import pytest
 from conftest import T0, distance_m, offset, partition
 
-from mlpe_core.fuse import LeakFuser, _silence_cuts, attribute_assets, carry_ids
+from mlpe_core.fuse import (
+    LeakFuser,
+    _best_phases,
+    _rate_split,
+    _silence_cuts,
+    _split_evidence,
+    _two_sources,
+    attribute_assets,
+    carry_ids,
+)
 
 A = [dict(dx=0, dy=0, day=0), dict(dx=3, dy=2, day=1), dict(dx=-2, dy=3, day=2)]
 B = [dict(dx=500, dy=0, day=0), dict(dx=503, dy=-2, day=1), dict(dx=498, dy=2, day=2)]
@@ -184,6 +193,117 @@ def test_a_monitor_run_at_another_rate_does_not_join_the_plume_seen_there(dets):
     ogi = dict(dx=5, day=20.5, sigma=3, type="ogi", asset="PAD-1")
     f = _fit(dets([*sat, ogi, *_fence(range(0, 40), rate=1.0)]))
     assert partition(f.labels_) == [0, 0, 0] + [1] * 40
+
+
+FENCE_SD = np.sqrt(np.log1p(0.81))  # log-space 1-sigma of a monitor rate with cv 90%
+
+
+def _rated_stream(rates: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two alerts a day with the given true rates, measured with the monitor's lognormal error."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(len(rates)) / 2.0
+    return t, np.log(rates) + rng.normal(0, FENCE_SD, len(t)), np.full(len(t), FENCE_SD)
+
+
+def _misplaced(parts: list[np.ndarray], truth: np.ndarray) -> int:
+    return int(sum(min(truth[p].sum(), (1 - truth[p]).sum()) for p in parts))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 30])
+@pytest.mark.parametrize("seed", range(4))
+def test_best_phases_is_the_exhaustive_optimum(n, seed):
+    rng = np.random.default_rng(seed)
+    l0, l1, lm = rng.normal(0, 1, (3, n))
+    best = max(
+        (l0[:c1].sum() if x == 0 else l1[:c1].sum()) + lm[c1:c2].sum() + (l0[c2:].sum() if y == 0 else l1[c2:].sum())
+        for x in (0, 1) for y in (0, 1) for c1 in range(n + 1) for c2 in range(c1, n + 1)
+    )
+    got, c1, c2, x, y = _best_phases(l0, l1, lm)
+    assert got == pytest.approx(best)
+    again = (l0 if x == 0 else l1)[:c1].sum() + lm[c1:c2].sum() + (l0 if y == 0 else l1)[c2:].sum()
+    assert again == pytest.approx(got)  # the phases returned are the ones that score it
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(
+    "truth",
+    [
+        np.r_[np.zeros(120), np.ones(120)],  # a second, bigger source takes over the alerts on day 60
+        np.r_[np.zeros(80), np.ones(60), np.zeros(100)],  # a bigger source alerts from day 40 to day 70 only
+        np.r_[np.ones(100), np.zeros(140)],  # the bigger source stops on day 50
+    ],
+    ids=["starts", "window", "stops"],
+)
+def test_a_stream_whose_rate_changes_for_good_is_split_at_the_change(seed, truth):
+    t, lr, sd = _rated_stream(np.where(truth == 1, 100.0, 5.0), seed)
+    parts = _rate_split(np.arange(len(t)), t, lr, sd, np.log(1e-6))
+    assert len(parts) == 2
+    assert _misplaced(parts, truth.astype(int)) <= 2  # of 240 (100 against 5 kg/h is 3.9 sigmas apart)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_change_too_small_for_the_rates_alone_is_found_by_its_time(seed):
+    # 3 then 9 kg/h: a factor 3 is 1.4 of the monitor's sigmas, too close for a plain two-component
+    # mixture to be sure of, but before and after the change the rates are one source each
+    truth = np.r_[np.zeros(120), np.ones(120)].astype(int)
+    t, lr, sd = _rated_stream(np.where(truth == 1, 9.0, 3.0), seed)
+    w = 1 / sd**2
+    one = -0.5 * np.sum(w * (lr - np.average(lr, weights=w)) ** 2)
+    plain, phased = _two_sources(lr, w)
+    assert phased[0] - one > 40 > plain[0] - one
+    parts = _rate_split(np.arange(len(t)), t, lr, sd, np.log(1e-6))
+    assert len(parts) == 2
+    assert _misplaced(parts, truth) <= 6  # of 240: only alerts near the change can be mistaken
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_one_intermittent_source_is_never_split(seed):
+    rng = np.random.default_rng(100 + seed)
+    on = np.repeat(rng.random(60) < 0.5, 4)  # on and off in 2-day episodes
+    t = np.flatnonzero(on) / 2.0
+    lr = np.log(5.0) + rng.normal(0, FENCE_SD, len(t))
+    assert len(_rate_split(np.arange(len(t)), t, lr, np.full(len(t), FENCE_SD), np.log(1e-6))) == 1
+
+
+def test_the_quick_look_passes_every_stream_that_splits():
+    # _split_evidence screens streams before the two-source fits; each changing stream above passes it
+    # with room (half the split threshold is 6.9)
+    for truth in (np.r_[np.zeros(120), np.ones(120)], np.r_[np.zeros(80), np.ones(60), np.zeros(100)]):
+        for seed in range(5):
+            _, lr, sd = _rated_stream(np.where(truth == 1, 9.0, 3.0), seed)
+            assert _split_evidence(lr, 1 / sd**2) > 13.8
+
+
+def test_unrated_reports_of_a_split_stream_go_with_the_source_active_at_their_time():
+    truth = np.r_[np.zeros(120), np.ones(120)].astype(int)
+    t, lr, sd = _rated_stream(np.where(truth == 1, 100.0, 5.0), 0)
+    lr[[10, 200]] = np.nan  # two alerts that report no rate, one in each source's time
+    parts = _rate_split(np.arange(len(t)), t, lr, sd, np.log(1e-6))
+    assert _misplaced(parts, truth) == 0
+
+
+def test_two_runs_split_by_rate_never_share_a_leak(dets):
+    # two aircraft fixes 8 m apart (one precise leak: 5 m fixes cannot separate them) and a monitor
+    # whose rate goes from 3 to 40 kg/h on day 60: two sources, so the two runs stay two leaks
+    fixes = [dict(dx=0, day=30, sigma=5, type="aerial", name="AIR", rate=3.0, unc=0.9, asset="PAD-1"),
+             dict(dx=8, day=90, sigma=5, type="aerial", name="AIR", rate=40.0, unc=12.0, asset="PAD-1")]
+    truth = np.r_[np.zeros(120), np.ones(120)].astype(int)
+    _, lr, _ = _rated_stream(np.where(truth == 1, 40.0, 3.0), 1)
+    f = _fit(dets([*fixes, *_fence(np.arange(240) / 2.0, rate=np.exp(lr))]))
+    fence = f.labels_[2:]
+    assert len(set(fence)) == 2
+    assert _misplaced([np.flatnonzero(fence == k) for k in set(fence)], truth) <= 2  # near the change
+
+
+def test_one_monitor_run_goes_whole_to_the_leak_whose_rate_it_matches(dets):
+    # the monitor sees one 9 kg/h source all period (aircraft fix on day 30); the aircraft also found a
+    # 2 kg/h source 40 m away on day 85. Sharing the run out by date would give the second leak every
+    # alert after day 57; its rates say they are all the first source's
+    fixes = [dict(dx=0, day=30, sigma=5, type="aerial", name="AIR", rate=9.0, unc=2.7, asset="PAD-1"),
+             dict(dx=40, day=85, sigma=5, type="aerial", name="AIR", rate=2.0, unc=0.6, asset="PAD-1")]
+    _, lr, _ = _rated_stream(np.full(240, 9.0), 2)
+    f = _fit(dets([*fixes, *_fence(np.arange(240) / 2.0, rate=np.exp(lr))]))
+    assert partition(f.labels_) == [0, 1] + [0] * 240
 
 
 # --------------------------------------------------------------------------------------------- carry_ids

@@ -25,6 +25,7 @@ from pyproj import Transformer
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+from scipy.special import gammaln
 
 # Bumped whenever the grouping logic changes with the same settings: a store fused by another version is
 # re-fused in full, never mixed with incremental results of this one (pipeline._stale_fusion).
@@ -378,8 +379,12 @@ class LeakFuser:
                     by_asset.setdefault(a, []).append(j)
         k = self.asset_attach_sigmas
         slack2 = self.rate_slack_log**2
+        log_p = float(np.log(self.silence_p))
         families: dict[int, set] = {}  # leak -> families of the segments that joined it
-        for idx, w0, w1, fam in sorted(segs, key=lambda s: (-len(s[0]), int(s[0][0]))):
+        # largest first; ties by first report time, then asset and sensor, so row order does not matter
+        order = sorted(segs, key=lambda s: (-len(s[0]), float(t[s[0]].min()), str(asset[s[0][0]]),
+                                            str(stream[s[0][0]]), float(np.nansum(lr[s[0]]))))
+        for idx, w0, w1, fam in order:
             a = asset[idx[0]]
             seg_mu, seg_var = _log_rate_stats(np.zeros(len(idx), dtype=np.int64), lr[idx], lr_sd[idx], 1)
             cand = []
@@ -430,9 +435,10 @@ class LeakFuser:
             pick = cand[col]
             if has.sum() >= 6 and len(cand) > 1 and len(np.unique(pick[tied.any(axis=1)])) > 1:
                 # shared out by date between leaks of the pad; but the rates could have split this segment
-                # and did not. Keep it whole with the one leak whose measured rate explains it best, unless
-                # the leaks' own rates explain the shared-out segment better (Gaussian in log rate, with both
-                # measurement errors and the sensors' scale slack)
+                # and did not. Keep it whole with the one leak whose measured rate explains it best when that
+                # is clearly likelier than the shared-out version (by half the split threshold; Gaussian in
+                # log rate, with both measurement errors and the sensors' scale slack). When the leaks' rates
+                # cannot tell (alike, or unmeasured), the dates decide, as for a stream without rates
                 v = lr_sd[idx][:, None] ** 2 + np.nan_to_num(var[cand], nan=0.0)[None, :] + slack2
                 fit = -0.5 * z**2 - 0.5 * np.where(
                     np.isfinite(cmu)[None, :], (lr[idx][:, None] - np.nan_to_num(cmu)[None, :]) ** 2 / v, 1.0
@@ -440,7 +446,7 @@ class LeakFuser:
                 fit = np.where(has[:, None], fit, -0.5 * z**2)
                 fit = np.where(ok, fit, -0.5 * k**2)
                 whole = int(np.argmax(fit.sum(axis=0)))
-                if fit[:, whole].sum() >= fit[np.arange(len(idx)), col].sum():
+                if fit[:, whole].sum() - fit[np.arange(len(idx)), col].sum() > -log_p / 2:
                     tied = ok & (np.arange(len(cand)) == whole)[None, :]
                     pick = cand[np.argmax(np.where(tied, like, -1.0), axis=1)]
             got = tied.any(axis=1)
@@ -557,7 +563,7 @@ def _stream_segments(
     would itself tolerate, but never past the middle of the silence that cut it from its neighbour.
     """
     key = pd.factorize(pd.Series(list(zip(asset[pts], stream[pts], strict=True)), dtype=object))[0]
-    srt = np.lexsort((t[pts], key))
+    srt = np.lexsort((np.nan_to_num(lr[pts], nan=np.inf), t[pts], key))  # reports at one time: by rate
     order, sk = pts[srt], key[srt]
     starts = np.flatnonzero(np.r_[True, sk[1:] != sk[:-1]])
     ends = np.r_[starts[1:], len(order)]
@@ -588,10 +594,13 @@ def _rate_split(idx: np.ndarray, t: np.ndarray, lr: np.ndarray, lr_sd: np.ndarra
     not both be active all along: ``_two_sources`` fits phases (first one source, then both, then one)
     with the spreads fixed, which covers a second source starting or stopping inside the first's life,
     one source replacing another, and two all along. Split only when the two-source model is far
-    likelier (log-likelihood gain above -``log_p``) and when, by its own posteriors, splitting is
-    expected to put fewer pairs of detections in the wrong grouping than keeping them together. Each
-    part is tested again (``depth`` times), for a third source. Detections without a rate go with the
-    source active at their time (the larger part where both are).
+    likelier (log-likelihood gain above -``log_p``) than the better of two one-source models that are
+    more forgiving than the stated errors: a rate drifting by up to a factor 3 over the segment
+    (``_one_source_ll``) and errors heavier-tailed or wider than stated (``_heavy_tailed_ll``); and
+    when, by its own posteriors, splitting is expected to put fewer pairs of detections in the wrong
+    grouping than keeping them together. Each part is tested again (``depth`` times), for a third
+    source, and parts that turn out to be one source together are rejoined. Detections without a rate
+    go with the source active at their time (where both are, the likelier by the mixture weight).
     """
     y, s = lr[idx], lr_sd[idx]
     rated = np.isfinite(y) & np.isfinite(s) & (s > 0)
@@ -601,8 +610,7 @@ def _rate_split(idx: np.ndarray, t: np.ndarray, lr: np.ndarray, lr_sd: np.ndarra
     n = len(y)
     if _split_evidence(y, w) <= -log_p / 2:
         return [idx]
-    mean = float(np.sum(w * y) / np.sum(w))
-    ll1 = -0.5 * float(np.sum(w * (y - mean) ** 2))  # as in _em_phases, without the constant
+    ll1 = max(_one_source_ll(y, w, t[idx][rated]), _heavy_tailed_ll(y, w))
     fits = _two_sources(y, w)
     if fits is None or fits[1][0] - ll1 <= -log_p:
         return [idx]
@@ -634,11 +642,58 @@ def _rate_split(idx: np.ndarray, t: np.ndarray, lr: np.ndarray, lr_sd: np.ndarra
         b1 = -np.inf if c1 == 0 else (np.inf if c1 == n else 0.5 * (tr[c1 - 1] + tr[c1]))
         b2 = -np.inf if c2 == 0 else (np.inf if c2 == n else 0.5 * (tr[c2 - 1] + tr[c2]))
         tu = t[idx][~rated]
-        upper[~rated] = np.where(tu < b1, x == 1, np.where(tu >= b2, y_last == 1, up.sum() > (~up).sum()))
+        upper[~rated] = np.where(tu < b1, x == 1, np.where(tu >= b2, y_last == 1, fit[3] > 0.5))
     parts = [idx[~upper], idx[upper]]
     if depth <= 0:
         return parts
-    return [p for part in parts for p in _rate_split(part, t, lr, lr_sd, log_p, depth - 1)]
+    leaves = [p for part in parts for p in _rate_split(part, t, lr, lr_sd, log_p, depth - 1)]
+    # a first cut through the middle of a third source leaves that source on both sides, each side then
+    # split again: rejoin any two leaves that are one source together
+    merged = True
+    while merged and len(leaves) > 2:
+        merged = False
+        for i in range(len(leaves)):
+            for j in range(i + 1, len(leaves)):
+                both = np.concatenate([leaves[i], leaves[j]])
+                both = both[np.argsort(t[both], kind="stable")]
+                if len(_rate_split(both, t, lr, lr_sd, log_p, 0)) == 1:
+                    leaves[i] = both
+                    del leaves[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return leaves
+
+
+def _heavy_tailed_ll(y: np.ndarray, w: np.ndarray) -> float:
+    """Log-likelihood (same constant as ``_em_phases``) of one source whose errors are Student-t around
+    the stated spreads, scale and tail fitted on a grid."""
+    sd = 1.0 / np.sqrt(w)
+    m = float(np.median(y))
+    nu = np.array([1.0, 2.0, 3.0, 5.0, 8.0, 15.0, 30.0, 1000.0])[:, None, None]
+    sc = np.exp(np.linspace(np.log(0.5), np.log(3.0), 25))[None, :, None]
+    z2 = ((y - m) / sd)[None, None, :] ** 2 / sc**2
+    ll = (gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(sc)
+          - (nu + 1) / 2 * np.log1p(z2 / nu)).sum(axis=2) + 0.5 * len(y) * np.log(2 * np.pi)
+    return float(ll.max())
+
+
+MAX_DRIFT = np.log(3.0)  # how far one source's log rate may drift over a segment (a factor 3)
+
+
+def _one_source_ll(y: np.ndarray, w: np.ndarray, t: np.ndarray) -> float:
+    """Log-likelihood (without the constant, as ``_em_phases``) of one source whose log rate may drift
+    linearly in time ``t`` by up to a factor 3 over the segment: weighted least squares, the slope
+    clipped. A source whose rate creeps from 5 to 10 kg/h over months is one source, not two phases;
+    a rate that climbs 2, 20, 200, 2000 kg/h is not a drift."""
+    tc = t - float(np.sum(w * t) / np.sum(w))
+    mean = float(np.sum(w * y) / np.sum(w))
+    stt, span = float(np.sum(w * tc * tc)), float(t.max() - t.min())
+    slope = float(np.sum(w * tc * (y - mean))) / stt if stt > 0 and span > 0 else 0.0
+    if span > 0:
+        slope = float(np.clip(slope, -MAX_DRIFT / span, MAX_DRIFT / span))
+    return -0.5 * float(np.sum(w * (y - mean - slope * tc) ** 2))
 
 
 def _split_evidence(y: np.ndarray, w: np.ndarray, grid: int = 32) -> float:
@@ -712,9 +767,12 @@ def _em_phases(y: np.ndarray, w: np.ndarray, start: tuple, phased: bool, iters: 
     r = np.empty(n)
     for _ in range(iters):
         _phase_posterior(y, w, (ll, m0, m1, pi, c1, c2, x, yl), out=r)
+        mass = float(r.sum())
+        if mass < 1e-6 or n - mass < 1e-6:
+            return None  # one source took everything
         s1, s1y = float(r @ w), float(r @ wy)
         s0 = sw - s1
-        if s0 < 1e-9 * sw or s1 < 1e-9 * sw:
+        if s0 <= 0 or s1 <= 0:
             return None
         m0, m1 = (swy - s1y) / s0, s1y / s1
         if c2 > c1:
@@ -763,7 +821,8 @@ def _log_rate_and_sd(X: pd.DataFrame, rates: np.ndarray | None) -> tuple[np.ndar
     """Each detection's log rate and its 1-sigma in log space (from the rate's stated uncertainty).
 
     A lognormal error with coefficient of variation cv has log-space sigma sqrt(log(1 + cv²)); where no
-    uncertainty is stated, 0.5 (a factor of 1.6) is assumed.
+    uncertainty is stated, 0.5 (a factor of 1.6) is assumed. No rate is taken as better than 1 %
+    (sigma 0.01): a stated 0.0001 kg/h on 100 kg/h would otherwise outweigh every other reading.
     """
     n = len(X)
     if rates is None:
@@ -772,7 +831,7 @@ def _log_rate_and_sd(X: pd.DataFrame, rates: np.ndarray | None) -> tuple[np.ndar
         lr = np.where(np.isfinite(rates) & (rates > 0), np.log(np.where(rates > 0, rates, 1.0)), np.nan)
         unc = X["rate_uncertainty_kg_h"].to_numpy(float) if "rate_uncertainty_kg_h" in X else np.full(n, np.nan)
         cv = unc / rates
-        sd = np.where(np.isfinite(cv) & (cv > 0), np.sqrt(np.log1p(cv**2)), 0.5)
+        sd = np.where(np.isfinite(cv) & (cv > 0), np.maximum(np.sqrt(np.log1p(cv**2)), 0.01), 0.5)
     return lr, np.where(np.isfinite(lr), sd, np.nan)
 
 

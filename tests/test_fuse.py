@@ -10,6 +10,7 @@ from conftest import T0, distance_m, offset, partition
 from mlpe_core.fuse import (
     LeakFuser,
     _best_phases,
+    _log_rate_and_sd,
     _rate_split,
     _silence_cuts,
     _split_evidence,
@@ -265,6 +266,66 @@ def test_one_intermittent_source_is_never_split(seed):
     assert len(_rate_split(np.arange(len(t)), t, lr, np.full(len(t), FENCE_SD), np.log(1e-6))) == 1
 
 
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("kind", ["drifts x3", "heavy-tailed errors"])
+def test_one_source_that_drifts_or_reads_wild_is_not_split(seed, kind):
+    # 400 alerts of one source: its rate creeping up threefold over 200 days, or read with Student-t
+    # errors (5 degrees of freedom, same variance) instead of the stated lognormal
+    rng = np.random.default_rng(seed)
+    t = np.arange(400) / 2.0
+    if kind == "drifts x3":
+        lr = np.log(5.0) + np.log(3.0) * t / t.max() + rng.normal(0, FENCE_SD, 400)
+    else:
+        lr = np.log(5.0) + rng.standard_t(5, 400) * FENCE_SD * np.sqrt(3 / 5)
+    assert len(_rate_split(np.arange(400), t, lr, np.full(400, FENCE_SD), np.log(1e-6))) == 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_staircase_of_sources_is_one_part_per_step(seed):
+    # 2, 20, 200, 2000 kg/h, one after another: a climb by 1000x is four sources, not a drift
+    truth = np.repeat(np.arange(4), 60)
+    t, lr, sd = _rated_stream(2.0 * 10.0**truth, seed)
+    parts = _rate_split(np.arange(len(t)), t, lr, sd, np.log(1e-6))
+    assert len(parts) == 4
+    assert sorted(np.bincount(truth[p]).argmax() for p in parts) == [0, 1, 2, 3]
+    assert min(np.bincount(truth[p]).max() for p in parts) >= 58  # only alerts at a step can be mistaken
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_third_source_cut_by_the_first_split_is_rejoined(seed):
+    # 5, then 50, then 500 kg/h: a first two-way cut can go through the middle source's alerts; its
+    # two halves are one source again afterwards, not two leaks
+    truth = np.repeat(np.arange(3), 80)
+    t, lr, sd = _rated_stream(5.0 * 10.0**truth, seed)
+    parts = _rate_split(np.arange(len(t)), t, lr, sd, np.log(1e-6))
+    assert len(parts) == 3
+    assert sorted(np.bincount(truth[p], minlength=3).argmax() for p in parts) == [0, 1, 2]
+    assert min(np.bincount(truth[p]).max() for p in parts) >= 76  # only alerts at a step can be mistaken
+
+
+def test_unrated_reports_inside_a_window_go_with_the_source_of_the_window():
+    truth = np.r_[np.zeros(80), np.ones(60), np.zeros(100)].astype(int)
+    t, lr, sd = _rated_stream(np.where(truth == 1, 100.0, 5.0), 0)
+    unrated = [20, 100, 110, 120, 200]
+    lr[unrated] = np.nan
+    parts = _rate_split(np.arange(len(t)), t, lr, sd, np.log(1e-6))
+    assert len(parts) == 2
+    window = next(p for p in parts if truth[p].mean() > 0.5)
+    assert sorted(set(unrated) & set(window)) == [100, 110, 120]
+    assert _misplaced(parts, truth) <= 1
+
+
+def test_one_reading_stated_as_exact_does_not_stop_a_split():
+    truth = np.r_[np.zeros(40), np.ones(40)].astype(int)
+    t, lr, _ = _rated_stream(np.where(truth == 1, 100.0, 5.0), 0)
+    cv = np.r_[[0.9] * 5, 1e-6, [0.9] * 74]  # one meter wrote 0.0001 kg/h of uncertainty on 100 kg/h
+    X = pd.DataFrame({"rate_kg_h": np.exp(lr), "rate_uncertainty_kg_h": np.exp(lr) * cv})
+    lr2, sd2 = _log_rate_and_sd(X, X["rate_kg_h"].to_numpy())
+    assert sd2.min() == pytest.approx(0.01)
+    parts = _rate_split(np.arange(len(t)), t, lr2, sd2, np.log(1e-6))
+    assert _misplaced(parts, truth) == 0
+
+
 def test_the_quick_look_passes_every_stream_that_splits():
     # _split_evidence screens streams before the two-source fits; each changing stream above passes it
     # with room (half the split threshold is 6.9)
@@ -304,6 +365,41 @@ def test_one_monitor_run_goes_whole_to_the_leak_whose_rate_it_matches(dets):
     _, lr, _ = _rated_stream(np.full(240, 9.0), 2)
     f = _fit(dets([*fixes, *_fence(np.arange(240) / 2.0, rate=np.exp(lr))]))
     assert partition(f.labels_) == [0, 1] + [0] * 240
+
+
+def test_when_rates_cannot_tell_two_fixes_apart_the_dates_share_out_the_run(dets):
+    # two sources one after the other at the same rate, 40 m apart on one pad: aircraft fixes of the
+    # first on days 5-20 and of the second on days 70-80; the monitor alerts through both lives
+    fix = dict(sigma=5, type="aerial", name="AIR", rate=5.0, unc=1.5, asset="PAD-1")
+    fixes = [dict(fix, dx=0, day=d) for d in (5, 10, 20)] + [dict(fix, dx=40, day=d) for d in (70, 80)]
+    days = np.r_[np.arange(0, 40, 0.5), np.arange(45, 90, 0.5)]
+    _, lr, _ = _rated_stream(np.full(len(days), 5.0), 3)
+    f = _fit(dets([*fixes, *_fence(days, rate=np.exp(lr))]))
+    first, second = f.labels_[0], f.labels_[3]
+    assert first != second
+    fence = f.labels_[5:]
+    assert ((fence == first) == (days < 42)).mean() >= 0.99
+
+
+def test_fusion_does_not_depend_on_row_order(dets):
+    # two pads, each with a monitor whose rate changes and SCADA alarms, one aircraft fix
+    rows = [dict(dx=0, day=30, sigma=5, type="aerial", name="AIR", rate=3.0, unc=0.9, asset="PAD-1")]
+    for pad, dx, seed in (("PAD-1", 0, 1), ("PAD-2", 3000, 2)):
+        truth = np.r_[np.zeros(60), np.ones(60)]
+        _, lr, _ = _rated_stream(np.where(truth == 1, 30.0, 3.0), seed)
+        rows += _fence(np.arange(120) / 2.0, rate=np.exp(lr), dx=dx, asset=pad)
+        rows += [dict(dx=dx, day=d, sigma=200, type="scada", name="SCADA", asset=pad) for d in (3.5, 20.5, 45.5, 50.5)]
+    X = dets(rows)
+    base = LeakFuser().fit(X)
+    for seed in range(5):
+        p = np.random.default_rng(seed).permutation(len(X))
+        got = LeakFuser().fit(X.iloc[p].reset_index(drop=True))
+        back = np.empty(len(X), dtype=np.int64)
+        back[p] = got.labels_
+        assert partition(back) == partition(base.labels_)
+        amb = np.empty(len(X), dtype=bool)
+        amb[p] = got.ambiguous_
+        assert (amb == base.ambiguous_).all()
 
 
 # --------------------------------------------------------------------------------------------- carry_ids

@@ -15,6 +15,7 @@ POINTS_WHEN_AGGREGATED = 1_500  # highest-priority leaks still drawn (and clicka
 MAX_DETECTIONS = 20_000  # most recent detections drawn
 TOOLTIP = {"html": "<b>{title}</b><br/>{line1}<br/><i>{line2}</i>",
            "style": {"maxWidth": "300px", "fontSize": "12px", "whiteSpace": "normal"}}
+PIXELS = '"pixels"'  # pydeck sends a bare string as an expression (@@=pixels: undefined); quoted, as the value
 HEX_RANGE = [[255, 237, 160], [254, 217, 118], [254, 178, 76], [253, 141, 60], [240, 59, 32], [189, 0, 38]]
 
 
@@ -23,7 +24,9 @@ def leak_points(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"leak_id": df["leak_id"], "longitude": df["longitude"].round(6),
                         "latitude": df["latitude"].round(6), "radius_m": df["radius_m"].round(1)})
     out["colour"] = df["risk_band"].map(c.BAND_RGB).map(lambda v: v + [200] if isinstance(v, list) else [150] * 4)
-    out["radius"] = (50 * np.sqrt(df["est_rate_kg_h"].fillna(1).clip(lower=0.1))).round(1)
+    # in screen pixels, so that circle area stays proportional to rate at every zoom (in metres, every big
+    # leak hit the same pixel cap when zoomed on a pad): 1.8 kg/h and less at 4 px, 100 kg/h and more at 30
+    out["radius"] = (3.0 * np.sqrt(df["est_rate_kg_h"].fillna(1).clip(lower=0.0))).clip(4, 30).round(1)
     rank = df["rank"].map(lambda r: f"#{int(r)}" if pd.notna(r) else "not ranked")
     out["title"] = df["leak_id"] + " " + rank + " · " + df["risk_band"].fillna("–")
     out["line1"] = ("P(real) " + df["p_real"].map(c.pct) + " · " + df["est_rate_kg_h"].map(c.rate) + " · asset "
@@ -65,7 +68,7 @@ def uncertainty_layer(pts: pd.DataFrame) -> pdk.Layer:
     """Each leak's location uncertainty (radius_m, metres) as a ring in its risk colour. Rings only, no fill:
     on a dense pad, dozens of site-level leaks' circles overlap and filled ones wash the map out."""
     return pdk.Layer("ScatterplotLayer", pts[["longitude", "latitude", "radius_m", "colour"]], id="uncertainty",
-                     get_position=["longitude", "latitude"], get_radius="radius_m", radius_units="meters",
+                     get_position=["longitude", "latitude"], get_radius="radius_m",
                      filled=False, get_line_color="colour", stroked=True, line_width_min_pixels=1)
 
 
@@ -111,13 +114,13 @@ def leaks_layer(pts: pd.DataFrame, small: bool = False) -> pdk.Layer:
     """The leaks, clickable; ``small`` over hexagons so the hexagons still show between them."""
     return pdk.Layer("ScatterplotLayer", pts, id="leaks", get_position=["longitude", "latitude"],
                      get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True, line_width_min_pixels=1,
-                     get_radius="radius", radius_min_pixels=3 if small else 6, radius_max_pixels=20 if small else 45,
+                     get_radius="radius", radius_units=PIXELS, radius_scale=0.45 if small else 1.0,
                      pickable=True)  # no auto_highlight: it sticks on the last clicked leak after a rerun
 
 
 def focus_layer(pts: pd.DataFrame) -> pdk.Layer:
     """A ring around each selected leak."""
     return pdk.Layer("ScatterplotLayer", pts[["longitude", "latitude", "radius"]], id="focus",
-                     get_position=["longitude", "latitude"], get_radius="radius", filled=False, stroked=True,
-                     get_line_color=[15, 110, 110], line_width_min_pixels=3, radius_min_pixels=11,
-                     radius_max_pixels=50)
+                     get_position=["longitude", "latitude"], get_radius="radius", radius_units=PIXELS,
+                     radius_scale=1.25, filled=False, stroked=True, get_line_color=[15, 110, 110],
+                     line_width_min_pixels=3, radius_min_pixels=11)

@@ -703,7 +703,7 @@ def _split_evidence(y: np.ndarray, w: np.ndarray, grid: int = 32) -> float:
 
     ``_rate_split`` fits the two-source models only when this reaches half its threshold. On 5,373
     fence-line segments of 20 simulated basins, 5% pass at the default ``silence_p``, and every one of
-    the 54 segments the full fit splits has at least twice that (the smallest, 14.3).
+    the 42 segments the full test splits has at least twice that (the smallest, 14.4).
     """
     n = len(y)
     sw = float(np.sum(w))

@@ -43,7 +43,7 @@ k4.metric("Expected find per visit (top 10)", c.rate(now["priority_score"].nlarg
           help="mean priority score of the ten highest: P(real) × rate, plus a compliance clock's urgency "
                "× P(real) × min(rate, 20 kg/h)")
 
-layers, legend = [], "Risk: " + c.legend(c.BAND_RGB) + " — circle area ∝ estimated rate"
+layers, legend = [], "Risk: " + c.legend(c.BAND_RGB) + " — circle area ∝ estimated rate (2–100 kg/h; at any zoom)"
 order = now.sort_values("priority_score", na_position="first")  # biggest on top
 if show_assets and len(assets := c.load("assets")):
     layers.append(m.assets_layer(assets))

@@ -632,3 +632,21 @@ def test_ambiguous_detections_are_hollow_rings_naming_their_leak():
     assert [r["line2"] for r in solid.data] == ["leak L000001", "leak L000002"]
     assert len(mapping.detections_layer(dets.assign(ambiguous=False))) == 1  # no rings layer when none is ambiguous
     pd.testing.assert_frame_equal(dets, before)
+
+
+def test_leak_circles_are_sized_in_screen_pixels_area_proportional_to_rate():
+    # in metres with a pixel cap, every big leak was the same size when zoomed on a pad
+    import json
+
+    import pydeck as pdk
+
+    from app import mapping
+
+    leaks = pd.DataFrame({"leak_id": ["L1", "L2", "L3", "L4"], "longitude": [-102.5] * 4, "latitude": [32.0] * 4,
+                          "radius_m": [5.0] * 4, "risk_band": ["HIGH"] * 4, "est_rate_kg_h": [0.5, 16.0, 64.0, 900.0],
+                          "rank": [1, 2, 3, 4], "p_real": [0.9] * 4, "asset_id": ["A"] * 4, "status": ["open"] * 4,
+                          "top_reasons": [""] * 4})
+    pts = mapping.leak_points(leaks)
+    assert pts["radius"].tolist() == [4.0, 12.0, 24.0, 30.0]  # 64 kg/h has 4x the area of 16 kg/h
+    deck = json.loads(pdk.Deck(layers=[mapping.leaks_layer(pts), mapping.focus_layer(pts)]).to_json())
+    assert [layer["radiusUnits"] for layer in deck["layers"]] == ["pixels", "pixels"]

@@ -14,7 +14,8 @@ Why this shape (details and references in ``docs/fusion.md``):
 * Site sensors (fence-line monitors, SCADA) report the site, not the component, so two sources on
   one pad are told apart by when and how much, not where: each sensor's stream at an asset is cut
   at silences its own cadence makes improbable and split where its measured log rates are two
-  sources, and each segment joins the leak seen at that site during it at a compatible rate.
+  sources (one after the other, one inside the other's life, or both all along), and each segment
+  joins the leak seen at that site during it at a compatible rate.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class LeakFuser:
         Gaussian lies beyond 3 sigma 1.1% of the time, beyond 4 sigma 0.03%).
     silence_p : a site sensor's stream (one asset, one sensor) is cut where it falls silent for longer
         than its own cadence makes this improbable (p below ``silence_p``): the source stopped, and
-        what the sensor reports afterwards is another source. The same test decides whether a segment's
-        measured rates are one source or two (a two-component log-rate mixture, see ``_rate_split``).
+        what the sensor reports afterwards is another source. The same level decides whether a segment's
+        measured rates are one source or two (a two-source log-rate model with phases, see ``_rate_split``).
     rate_slack_log : spread allowed between two sensors' log-rate scales when a site stream's segment is
         matched to a precise leak (on top of both measurement errors).
     max_rate_ratio : a satellite plume (mid tier) does not join, or merge with, a leak whose measured rate
@@ -351,9 +352,11 @@ class LeakFuser:
         Each stream is cut at its significant silences and, where its measured rates are two sources,
         into those two (``_stream_segments``); a segment is one source's run as that sensor saw it.
         Largest segments first, a segment joins the leak of its asset that was seen during the segment
-        (give or take the silence the segment itself would tolerate) at a compatible rate. With no such
+        (give or take the silence the segment itself would tolerate) at a compatible rate, and never one
+        that already holds a segment it was split from by rate (those are different sources). With no such
         leak it becomes a leak of its own; with several, each detection goes to the leak active at its
-        time (nearest in time), then the likeliest (as ``_attach``).
+        time (nearest in time), then the likeliest (as ``_attach``), unless the segment has rates and one
+        leak's measured rate explains all of it clearly better than that sharing-out does.
         """
         have = labels >= 0
         c, se = _centres(xyz, sigma, labels)

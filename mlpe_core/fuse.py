@@ -30,7 +30,7 @@ from scipy.special import gammaln
 
 # Bumped whenever the grouping logic changes with the same settings: a store fused by another version is
 # re-fused in full, never mixed with incremental results of this one (pipeline._stale_fusion).
-FUSION_VERSION = 3
+FUSION_VERSION = 4
 
 _TO_ECEF = Transformer.from_crs("EPSG:4326", "EPSG:4978", always_xy=True)
 _FROM_ECEF = Transformer.from_crs("EPSG:4978", "EPSG:4326", always_xy=True)

@@ -199,11 +199,11 @@ def test_a_monitor_run_at_another_rate_does_not_join_the_plume_seen_there(dets):
 FENCE_SD = np.sqrt(np.log1p(0.81))  # log-space 1-sigma of a monitor rate with cv 90%
 
 
-def _rated_stream(rates: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two alerts a day with the given true rates, measured with the monitor's lognormal error."""
+def _rated_stream(rates: np.ndarray, seed: int, sd: float = FENCE_SD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two alerts a day with the given true rates, measured with a lognormal error (the monitor's)."""
     rng = np.random.default_rng(seed)
     t = np.arange(len(rates)) / 2.0
-    return t, np.log(rates) + rng.normal(0, FENCE_SD, len(t)), np.full(len(t), FENCE_SD)
+    return t, np.log(rates) + rng.normal(0, sd, len(t)), np.full(len(t), sd)
 
 
 def _misplaced(parts: list[np.ndarray], truth: np.ndarray) -> int:
@@ -282,17 +282,19 @@ def test_one_source_that_drifts_or_reads_wild_is_not_split(seed, kind):
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize(
-    ("first", "steps", "per_step"),
+    ("first", "steps", "per_step", "sd"),
     [
-        (2.0, 4, 60),  # 2, 20, 200, 2000 kg/h: a climb by 1000x is four sources, not a drift
-        (5.0, 3, 80),  # 5, 50, 500 kg/h: a first two-way cut can go through the middle source's alerts;
-        # its two halves are one source again afterwards, not two leaks
+        (2.0, 4, 60, FENCE_SD),  # 2, 20, 200, 2000 kg/h: a climb by 1000x is four sources, not a drift
+        (5.0, 3, 80, FENCE_SD),  # 5, 50, 500 kg/h: a first two-way cut can go through the middle source's
+        # alerts; its two halves are one source again afterwards, not two leaks
+        (5.0, 3, 80, np.sqrt(np.log1p(0.09))),  # the same read to 30 %: three tight groups far apart, which
+        # a wide heavy-tailed single source must not explain better than two sources with the same errors
     ],
-    ids=["staircase of four", "third source"],
+    ids=["staircase of four", "third source", "third source, precise rates"],
 )
-def test_sources_one_after_another_are_one_part_each(seed, first, steps, per_step):
+def test_sources_one_after_another_are_one_part_each(seed, first, steps, per_step, sd):
     truth = np.repeat(np.arange(steps), per_step)
-    t, lr, sd = _rated_stream(first * 10.0**truth, seed)
+    t, lr, sd = _rated_stream(first * 10.0**truth, seed, sd)
     parts = _rate_split(np.arange(len(t)), t, lr, sd, np.log(1e-6))
     assert len(parts) == steps
     assert sorted(np.bincount(truth[p], minlength=steps).argmax() for p in parts) == list(range(steps))

@@ -752,9 +752,12 @@ def _two_sources(y: np.ndarray, w: np.ndarray, iters: int = 300) -> tuple[tuple,
     """
     n = len(y)
     ys = np.sort(y)
-    if ys[(4 * n) // 5] - ys[n // 5] <= 0:
-        return None
-    plain = _em_phases(y, w, (float(ys[n // 5]), float(ys[(4 * n) // 5]), 0.5, 0, n, 0, 1), False, iters)
+    lo, hi = float(ys[n // 5]), float(ys[(4 * n) // 5])
+    if hi <= lo:  # readings quantised to a few values: start from the extremes instead
+        lo, hi = float(ys[0]), float(ys[-1])
+        if hi <= lo:
+            return None
+    plain = _em_phases(y, w, (lo, hi, 0.5, 0, n, 0, 1), False, iters)
     if plain is None:
         return None
     starts = [plain[1:]]

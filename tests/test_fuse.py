@@ -301,6 +301,13 @@ def test_sources_one_after_another_are_one_part_each(seed, first, steps, per_ste
     assert min(np.bincount(truth[p]).max() for p in parts) >= 0.95 * per_step  # mistakes only at a step
 
 
+def test_readings_quantised_to_two_values_still_split():
+    # a monitor that reports whole kg/h bands: 34 alerts read exactly 5, then 6 read exactly 500
+    y = np.r_[np.full(34, np.log(5.0)), np.full(6, np.log(500.0))]
+    parts = _rate_split(np.arange(40), np.arange(40.0), y, np.full(40, FENCE_SD), np.log(1e-6))
+    assert sorted(len(p) for p in parts) == [6, 34]
+
+
 def test_unrated_reports_inside_a_window_go_with_the_source_of_the_window():
     truth = np.r_[np.zeros(80), np.ones(60), np.zeros(100)].astype(int)
     t, lr, sd = _rated_stream(np.where(truth == 1, 100.0, 5.0), 0)

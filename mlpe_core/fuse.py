@@ -20,6 +20,8 @@ Why this shape (details and references in ``docs/fusion.md``):
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 from pyproj import Transformer
@@ -650,23 +652,19 @@ def _rate_split(idx: np.ndarray, t: np.ndarray, lr: np.ndarray, lr_sd: np.ndarra
     parts = [idx[~upper], idx[upper]]
     if depth <= 0:
         return parts
-    leaves = [p for part in parts for p in _rate_split(part, t, lr, lr_sd, log_p, depth - 1)]
     # a first cut through the middle of a third source leaves that source on both sides, each side then
     # split again: rejoin any two leaves that are one source together
-    merged = True
-    while merged and len(leaves) > 2:
-        merged = False
-        for i in range(len(leaves)):
-            for j in range(i + 1, len(leaves)):
-                both = np.concatenate([leaves[i], leaves[j]])
-                both = both[np.argsort(t[both], kind="stable")]
-                if len(_rate_split(both, t, lr, lr_sd, log_p, 0)) == 1:
-                    leaves[i] = both
-                    del leaves[j]
-                    merged = True
-                    break
-            if merged:
+    leaves = [p for part in parts for p in _rate_split(part, t, lr, lr_sd, log_p, depth - 1)]
+    while len(leaves) > 2:
+        for i, j in itertools.combinations(range(len(leaves)), 2):
+            both = np.concatenate([leaves[i], leaves[j]])
+            both = both[np.argsort(t[both], kind="stable")]
+            if len(_rate_split(both, t, lr, lr_sd, log_p, 0)) == 1:
+                leaves[i] = both
+                del leaves[j]
                 break
+        else:
+            break  # no two leaves are one source
     return leaves
 
 
@@ -729,13 +727,26 @@ def _split_evidence(y: np.ndarray, w: np.ndarray, grid: int = 32) -> float:
     dev = y - float(np.sum(w * y)) / sw
     chi2 = float(np.sum(w * dev**2))
     cw, cd = np.cumsum(w), np.cumsum(w * dev)
+    one_change = _best_change(y, w)[1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        one_change = np.max(cd[:-1] ** 2 * sw / (cw[:-1] * (sw - cw[:-1]))) if n > 1 else 0.0
         g = np.unique(np.linspace(0, n, grid + 1).round().astype(int))
         d_s = np.r_[0.0, cd][g][None, :] - np.r_[0.0, cd][g][:, None]
         d_w = np.r_[0.0, cw][g][None, :] - np.r_[0.0, cw][g][:, None]
         window = np.max(np.where(d_w > 0, d_s**2 / np.where(d_w > 0, d_w, 1.0), 0.0))
-    return 0.5 * max(chi2 - (n - 1), float(one_change), float(window))
+    return 0.5 * max(chi2 - (n - 1), one_change, float(window))
+
+
+def _best_change(y: np.ndarray, w: np.ndarray) -> tuple[int, float]:
+    """The one change in mean that most reduces the weighted squared deviations of time-sorted ``y``:
+    (how many values come before it, the reduction). Exact, by cumulative sums; (0, 0.0) under two values."""
+    if len(y) < 2:
+        return 0, 0.0
+    sw = float(np.sum(w))
+    cw, cd = np.cumsum(w)[:-1], np.cumsum(w * (y - float(np.sum(w * y)) / sw))[:-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.nan_to_num(cd**2 * sw / (cw * (sw - cw)))
+    k = int(np.argmax(gain))
+    return k + 1, float(gain[k])
 
 
 def _two_sources(y: np.ndarray, w: np.ndarray, iters: int = 300) -> tuple[tuple, tuple] | None:
@@ -761,14 +772,11 @@ def _two_sources(y: np.ndarray, w: np.ndarray, iters: int = 300) -> tuple[tuple,
     if plain is None:
         return None
     starts = [plain[1:]]
-    cw, cwy, cwyy = np.cumsum(w), np.cumsum(w * y), np.cumsum(w * y * y)
-    lw, lwy, lwyy = cw[:-1], cwy[:-1], cwyy[:-1]
-    rw, rwy, rwyy = cw[-1] - lw, cwy[-1] - lwy, cwyy[-1] - lwyy
-    k = int(np.argmin((lwyy - lwy**2 / lw) + (rwyy - rwy**2 / rw)))  # least squares, one change in mean
-    m_left, m_right = float(lwy[k] / lw[k]), float(rwy[k] / rw[k])
+    c, _ = _best_change(y, w)
+    m_left, m_right = float(np.average(y[:c], weights=w[:c])), float(np.average(y[c:], weights=w[c:]))
     if m_left != m_right:
         x = int(m_left > m_right)
-        starts.append((min(m_left, m_right), max(m_left, m_right), 0.5, k + 1, k + 1, x, 1 - x))
+        starts.append((min(m_left, m_right), max(m_left, m_right), 0.5, c, c, x, 1 - x))
     phased = plain
     for start in starts:
         fit = _em_phases(y, w, start, True, iters)

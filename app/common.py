@@ -13,9 +13,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from mlpe_core import auth, pipeline, store
-from mlpe_core.db import get_engine, resolve_url
 from mlpe_core.lifecycle import TransitionError
-from mlpe_core.models import AuditEvent
+from mlpe_core.store.db import get_engine, resolve_url
+from mlpe_core.store.models import AuditEvent
 
 BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [60, 110, 175]}
 SOURCE_RGB = {"satellite": [120, 60, 200], "aerial": [0, 150, 200], "continuous_monitor": [0, 150, 110],

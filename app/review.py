@@ -14,16 +14,16 @@ import pandas as pd
 import streamlit as st
 
 from app import common as c
-from mlpe_core import learn, lineage, review, store
+from mlpe_core import learn, review, store
 from mlpe_core.comply import deadlines, load_rules
-from mlpe_core.models import ModelVersion
 from mlpe_core.score import leak_features, model_rates, priority, risk_band
+from mlpe_core.store.models import ModelVersion
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _events(action: str, ver: tuple) -> pd.DataFrame:
     with c.session() as s:
-        return lineage.audit_events(s, action=action)
+        return store.audit_events(s, action=action)
 
 
 def overrides(ver: tuple) -> pd.DataFrame:

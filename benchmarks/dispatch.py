@@ -32,10 +32,10 @@ from sqlmodel import Session
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlpe_core import dispatch as dsp  # noqa: E402
 from mlpe_core import store  # noqa: E402
-from mlpe_core.db import get_engine  # noqa: E402
 from mlpe_core.ingest import ingest_frame, to_canonical  # noqa: E402
 from mlpe_core.pipeline import run_fuse, run_score, store_assets  # noqa: E402
 from mlpe_core.simulate import simulate_basin  # noqa: E402
+from mlpe_core.store.db import get_engine  # noqa: E402
 
 
 def ranked_basin(seed: int, n_assets: int, spacing_m: float):

@@ -103,8 +103,8 @@ def measure_mlpe(csv_path: str, db_path: str, pre_path: str | None = None) -> di
     sys.path.insert(0, str(ROOT))
     from sqlmodel import Session
 
-    from mlpe_core.db import get_engine
     from mlpe_core.ingest import ingest_file
+    from mlpe_core.store.db import get_engine
 
     engine = get_engine(db_path)  # creating the empty tables is not timed
     if pre_path:  # untimed: the store already holds part of this data
@@ -148,13 +148,14 @@ def measure_floor(csv_path: str, db_path: str) -> dict:
     from sqlmodel import Session
 
     from mlpe_core import ingest
-    from mlpe_core.db import get_engine
-    from mlpe_core.models import IngestBatch
+    from mlpe_core.store import detections as writer
+    from mlpe_core.store.db import get_engine
+    from mlpe_core.store.models import IngestBatch
 
     engine = get_engine(db_path)
     good, _ = ingest.validate_detections(ingest.to_canonical(ingest.read_table(Path(csv_path)), "auto", None, "f"))
     good = good.iloc[good.attrs["key_order"].value].reset_index(drop=True)
-    cols = [c for c in ingest._DATA_COLUMNS if not good[c].isna().all()]
+    cols = [c for c in writer._DATA_COLUMNS if not good[c].isna().all()]
     with Session(engine) as s:
         batch = IngestBatch(file_name="floor", sha256="floor", format="canonical", ingested_at=datetime.now(UTC))
         s.add(batch)
@@ -162,11 +163,11 @@ def measure_floor(csv_path: str, db_path: str) -> dict:
         raw = s.connection().connection.dbapi_connection
         cur = raw.cursor()
         cur.execute(f"CREATE TEMP TABLE staging ({', '.join(cols)})")
-        plan = ingest._sqlite_plan(s.connection().dialect, batch.id)
-        times = ingest._time_texts(good["observed_at"], plan.time_processor)  # the store's own text
+        plan = writer._sqlite_plan(s.connection().dialect, batch.id)
+        times = writer._time_texts(good["observed_at"], plan.time_processor)  # the store's own text
         for start in range(0, len(good), 100_000):
             stop = min(start + 100_000, len(good))
-            lists = ingest._column_lists(good, start, stop, times, cols)
+            lists = writer._column_lists(good, start, stop, times, cols)
             cur.executemany(f"INSERT INTO staging VALUES ({', '.join('?' * len(cols))})", zip(*lists, strict=True))
         raw.commit()
         cur.execute("PRAGMA cache_size=-131072")

@@ -35,11 +35,11 @@ from scipy import sparse
 from sqlmodel import Session
 
 from mlpe_core import pipeline, store
-from mlpe_core.db import get_engine
 from mlpe_core.ingest import ingest_frame, to_canonical
 from mlpe_core.learn import LearnedScorer, default_model
 from mlpe_core.score import leak_features, score_table
 from mlpe_core.simulate import Basin, simulate_basin
+from mlpe_core.store.db import get_engine
 
 KS = (25, 50, 100)
 

@@ -27,8 +27,10 @@ from sqlmodel import Session, select
 from . import __version__, auth, dispatch, lifecycle, store
 from .comply import leak_clocks, load_rules
 from .ingest import IngestError
-from .models import Leak
+from .ingest.tables import validate_validations
+from .outcomes import record_validations
 from .schema import LEAK_EXPORT_COLUMNS, RISK_BANDS
+from .store.models import Leak
 
 LEAK_FIELDS = [*LEAK_EXPORT_COLUMNS, "rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule", "failed_repair",
                "status_at", "repair_attempted_at", "repaired_at", "reopened_at"]
@@ -97,7 +99,7 @@ def _as_utc(v: str | None, name: str) -> pd.Timestamp | None:
 def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     """The FastAPI application on the store ``db`` (path or URL; default as for the CLI) or ``engine``."""
     if engine is None:
-        from .db import get_engine
+        from .store.db import get_engine
 
         engine = get_engine(db)
     app = FastAPI(title="MLPE API", version=__version__,
@@ -247,8 +249,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         raw = pd.DataFrame([r.model_dump() for r in rows]).astype(object)
         raw = raw.where(raw.notna(), "").astype(str)
         known = set(s.execute(select(Leak.leak_id)).scalars())
-        good, rejects = guard(store.validate_validations, raw, known, "request body")
-        res = store.record_validations(s, good, who)
+        good, rejects = guard(validate_validations, raw, known, "request body")
+        res = record_validations(s, good, who)
         allrej = pd.concat([x for x in (rejects, res["rejects"]) if len(x)] or [rejects], ignore_index=True)
         allrej = allrej.sort_values("row", kind="stable")
         out = [{"index": int(r.row) - 2, "column": r.column, "reason": r.reason} for r in allrej.itertuples()]

@@ -11,13 +11,11 @@ open mode for good. Passwords are hashed with bcrypt; only hashes are stored.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import bcrypt
-from sqlalchemy import func, select
 from sqlmodel import Session
 
-from .models import User
+from . import store
+from .store.models import User
 
 ROLES: tuple[str, ...] = ("analyst", "supervisor", "field_lead", "admin")
 
@@ -50,7 +48,7 @@ class PermissionDenied(PermissionError):
 
 def open_mode(session: Session) -> bool:
     """True while no user exists: everyone may do everything (single-user install)."""
-    return int(session.execute(select(func.count()).select_from(User)).scalar_one()) == 0
+    return store.user_count(session) == 0
 
 
 def role_of(session: Session, username: str) -> str | None:
@@ -88,8 +86,6 @@ def check_password(password: str, hashed: str) -> bool:
 
 def add_user(session: Session, actor: str, username: str, role: str, password: str) -> User:
     """Create a user. The first user must be an admin (it ends open mode); later ones need an admin."""
-    from .store import audit
-
     if role not in ROLES:
         raise ValueError(f"unknown role '{role}' (one of {', '.join(ROLES)})")
     if not username or not username.replace("_", "").replace(".", "").replace("-", "").isalnum():
@@ -101,9 +97,8 @@ def add_user(session: Session, actor: str, username: str, role: str, password: s
         require(session, actor, "manage_users")
     if session.get(User, username) is not None:
         raise ValueError(f"user '{username}' already exists")
-    user = User(username=username, role=role, password_hash=hash_password(password), created_at=datetime.now(UTC))
-    session.add(user)
-    audit(session, actor, "user_added", f"user:{username}", {"role": role})
+    user = store.insert_user(session, username, role, hash_password(password))
+    store.audit(session, actor, "user_added", f"user:{username}", {"role": role})
     session.commit()
     return user
 

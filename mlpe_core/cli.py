@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _session(db: str | None) -> Session:
-    from .db import get_engine
+    from .store.db import get_engine
 
     return Session(get_engine(db))
 
@@ -138,7 +138,7 @@ def run(argv: list[str]) -> int:
             )
         return EXIT_OK
     if args.command == "assets":
-        from .store import import_assets
+        from .pipeline import import_assets
 
         with _session(args.db) as s:
             r = import_assets(s, args.file, user=args.user)
@@ -176,7 +176,7 @@ def run(argv: list[str]) -> int:
             )
         return EXIT_OK
     if args.command == "validations":
-        from .store import import_validations
+        from .outcomes import import_validations
 
         with _session(args.db) as s:
             r = import_validations(s, args.file, user=args.user)
@@ -237,7 +237,7 @@ def run(argv: list[str]) -> int:
         from sqlalchemy import select
 
         from .auth import add_user
-        from .models import User
+        from .store.models import User
 
         with _session(args.db) as s:
             if args.action == "list":
@@ -255,13 +255,13 @@ def run(argv: list[str]) -> int:
         print(f"added {args.username} ({args.role})", file=out)
         return EXIT_OK
     if args.command == "backup":
-        from .db import backup
+        from .store.db import backup
 
         size = backup(args.db, args.output)
         print(f"backed up the store to {args.output} ({size / 1e6:.1f} MB)", file=out)
         return EXIT_OK
     if args.command == "restore":
-        from .db import restore
+        from .store.db import restore
 
         restore(args.db, args.file)
         print(f"restored the store from {args.file}", file=out)
@@ -430,7 +430,7 @@ def _run_ops(args, out) -> int:
         if args.command == "workorder":
             from sqlmodel import select
 
-            from .models import DispatchItem
+            from .store.models import DispatchItem
 
             is_wo = s.exec(select(DispatchItem).where(DispatchItem.work_order_id == args.id)).first() is not None
             r = dispatch.set_work_order_status(
@@ -464,8 +464,8 @@ def _run_ops(args, out) -> int:
         import pandas as pd
 
         from .comply import leak_clocks, load_rules
-        from .models import Leak
         from .store import assets_frame, detections_frame, leaks_frame, validations_frame
+        from .store.models import Leak
 
         leak = s.get(Leak, args.leak_id)
         if leak is None:

@@ -10,7 +10,7 @@ a :class:`TransitionError` that says why (a leak not found cannot be repaired; a
 closed only after its repair; a closed leak takes no more visits until it re-opens). The store
 functions that record visits, approvals and work-order updates call it, so the app, the command
 line and the API cannot disagree about what a leak's status may become. Each change is written as a
-:class:`~mlpe_core.models.LeakEvent` row: the history a regulator reads.
+:class:`~mlpe_core.store.models.LeakEvent` row: the history a regulator reads.
 
 A field visit (contract §2 row) is the event ``visit`` with its outcome, followed by
 ``repair_attempt`` when it carries ``repair_attempted_at``, ``repair`` when it carries
@@ -20,15 +20,15 @@ repaired it) and ``delay_of_repair`` when it carries ``delay_reason``.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import replace
 
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import Session
 
-from .models import Detection, Leak, LeakEvent
+from .store import LeakState, leak_events_frame, lock_states, save_states
+from .store import as_time as _ts
+from .store.models import Detection, Leak
 
 STATUSES: tuple[str, ...] = ("open", "dispatched", "confirmed", "not_found", "no_access", "repair_attempted",
                              "repaired", "closed")
@@ -53,27 +53,6 @@ class TransitionError(ValueError):
         what = f"record a '{outcome}' visit" if event == "visit" and outcome else event.replace("_", " ")
         who = f"leak {leak_id}" if leak_id else "leak"
         super().__init__(f"{who} is {status}: cannot {what}: {reason}")
-
-
-@dataclass
-class LeakState:
-    """What the lifecycle needs to know about one leak (a row of ``Leak``)."""
-
-    leak_id: str
-    status: str = "open"
-    status_at: pd.Timestamp | None = None
-    repair_attempted_at: pd.Timestamp | None = None
-    repaired_at: pd.Timestamp | None = None
-    reopened_at: pd.Timestamp | None = None
-    failed_repair: bool = False
-    events: list[dict] = field(default_factory=list)  # transitions applied, not yet written
-
-
-def _ts(v) -> pd.Timestamp | None:
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return None
-    t = pd.Timestamp(v)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
 def _refuse(state: LeakState, event: str, reason: str, outcome: str | None = None) -> TransitionError:
@@ -168,50 +147,6 @@ def transition(state: LeakState, event: str, at, outcome: str | None = None, act
 
 
 # --------------------------------------------------------------------------------------------- store
-
-
-def lock_states(session: Session, leak_ids) -> dict[str, LeakState]:
-    """Current states of ``leak_ids``, read inside a write transaction.
-
-    A no-op UPDATE on the leaks first takes the write lock (SQLite) or the row locks (other
-    databases), so two processes recording visits to one leak at once apply their moves one after
-    the other instead of both starting from the same stale status.
-    """
-    ids = sorted({str(i) for i in leak_ids})
-    if not ids:
-        return {}
-    session.execute(update(Leak).where(Leak.leak_id.in_(ids)).values(status=Leak.status))
-    rows = session.execute(select(Leak.leak_id, Leak.status, Leak.status_at, Leak.repair_attempted_at,
-                                  Leak.repaired_at, Leak.reopened_at, Leak.failed_repair)
-                           .where(Leak.leak_id.in_(ids))).all()
-    return {r[0]: LeakState(r[0], r[1] or "open", _ts(r[2]), _ts(r[3]), _ts(r[4]), _ts(r[5]), bool(r[6]))
-            for r in rows}
-
-
-def save_states(session: Session, states: dict[str, LeakState], now: datetime | None = None) -> int:
-    """Write the leaks' new statuses and their queued events (no commit: the caller's transaction)."""
-    from .store import audit
-
-    now = now or pd.Timestamp.now(tz="UTC").to_pydatetime()
-    n = 0
-    for st in states.values():
-        if not st.events:
-            continue
-        py = {k: (v.to_pydatetime() if isinstance(v, pd.Timestamp) else v)
-              for k, v in (("status_at", st.status_at), ("repair_attempted_at", st.repair_attempted_at),
-                           ("repaired_at", st.repaired_at), ("reopened_at", st.reopened_at))}
-        session.execute(update(Leak).where(Leak.leak_id == st.leak_id)
-                        .values(status=st.status, failed_repair=st.failed_repair, **py))
-        for e in st.events:
-            session.add(LeakEvent(leak_id=e["leak_id"], at=e["at"].to_pydatetime(), event=e["event"],
-                                  from_status=e["from_status"], to_status=e["to_status"], actor=e["actor"],
-                                  recorded_at=now, source=e["source"],
-                                  detail=json.dumps(e["detail"], default=str) if e["detail"] else None))
-            audit(session, e["actor"], f"lifecycle_{e['event']}", e["leak_id"],
-                  {"from": e["from_status"], "to": e["to_status"], **(e["detail"] or {})})
-            n += 1
-        st.events = []
-    return n
 
 
 EVENT_PERMISSION = {"dispatch": "mark_dispatch", "release": "mark_dispatch", "visit": "validate",
@@ -351,11 +286,7 @@ def allowed_events(status: str) -> list[str]:
 def history(session: Session, leak_id: str) -> pd.DataFrame:
     """The lifecycle events of a leak in the order they were applied (each was checked against the status
     the one before left; ``at`` is when it happened in the field, which a late record can put earlier)."""
-    df = pd.read_sql(select(LeakEvent).where(LeakEvent.leak_id == leak_id).order_by(LeakEvent.id),
-                     session.connection())
-    for c in ("at", "recorded_at"):
-        df[c] = pd.to_datetime(df[c], utc=True, format="ISO8601")
-    return df
+    return leak_events_frame(session, leak_id)
 
 
 def reopen_seen_again(session: Session, actor: str = "system", commit: bool = True) -> dict:

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, Validation
+from .store.models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, Validation
 
 STORY_COLUMNS = ["at", "kind", "what", "who", "source"]
 
@@ -70,23 +70,3 @@ def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=STORY_COLUMNS)
     df["at"] = pd.to_datetime(df["at"], utc=True)
     return df.sort_values("at", kind="stable").reset_index(drop=True)
-
-
-def audit_events(session: Session, actor: str | None = None, action: str | None = None, target: str | None = None,
-                 since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> pd.DataFrame:
-    """The audit trail, newest first, filtered."""
-    q = select(AuditEvent).order_by(AuditEvent.id.desc())
-    if actor:
-        q = q.where(AuditEvent.actor == actor)
-    if action:
-        q = q.where(AuditEvent.action == action)
-    if target:
-        q = q.where(AuditEvent.target == target)
-    if since is not None:
-        q = q.where(AuditEvent.at >= pd.Timestamp(since).to_pydatetime())
-    if until is not None:
-        q = q.where(AuditEvent.at <= pd.Timestamp(until).to_pydatetime())
-    df = pd.DataFrame([a.model_dump() for a in session.execute(q).scalars()],
-                      columns=["id", "at", "actor", "action", "target", "detail"])
-    df["at"] = pd.to_datetime(df["at"], utc=True)
-    return df

@@ -20,14 +20,15 @@ from .comply import deadlines, load_rules
 from .dispatch import dispatch_list
 from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
-from .models import Leak
+from .outcomes import record_validations
 from .schema import CANONICAL_COLUMNS, LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
 from .score import FEATURES, leak_features, score_table
+from .store.models import Leak
 
 Progress = Callable[[float, str], None] | None
 
 
-def _say(progress: Progress, frac: float, text: str) -> None:
+def say(progress: Progress, frac: float, text: str) -> None:
     if progress:
         progress(frac, text)
 
@@ -57,7 +58,7 @@ def run_fuse(
     fuser = fuser or LeakFuser()
     settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")} | {"version": FUSION_VERSION}
     why_full = "asked for" if full else _stale_fusion(session, settings)
-    _say(
+    say(
         progress, 0.1, f"clustering {len(dets):,} detections" if why_full else "finding the area new detections affect"
     )
     inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets)
@@ -67,7 +68,7 @@ def run_fuse(
     outside = set(dets.loc[~reg, "leak_id"].dropna())
     region_old = set(dets.loc[reg, "leak_id"].dropna())
     leaks = inc.leaks_.copy()
-    _say(progress, 0.6, f"{len(leaks):,} leaks; keeping ids and attributing assets")
+    say(progress, 0.6, f"{len(leaks):,} leaks; keeping ids and attributing assets")
     mapping = carry_ids(dets.loc[reg, "leak_id"], pd.Series(inc.labels_[reg], index=dets.index[reg]), existing)
     leaks["label"] = np.arange(len(leaks))
     leaks["leak_id"] = [mapping[i] for i in leaks["label"]]
@@ -105,7 +106,7 @@ def run_fuse(
     except Exception:
         session.rollback()
         raise
-    _say(progress, 1.0, "fused")
+    say(progress, 1.0, "fused")
     return summary
 
 
@@ -116,7 +117,7 @@ def _stale_fusion(session: Session, settings: dict) -> str | None:
     recorded neither, made before incremental fusion existed, counts as different), and no asset import may
     have come after it (the registry decides which leaks a site's detections may join).
     """
-    from .models import AuditEvent
+    from .store.models import AuditEvent
 
     last = session.execute(
         select(AuditEvent.id, AuditEvent.detail)
@@ -223,12 +224,12 @@ def run_score(
 ) -> dict:
     """Score and rank every open leak, with reasons, and store the results."""
     require(session, user, "score")
-    _say(progress, 0.1, "computing features")
+    say(progress, 0.1, "computing features")
     run_lifecycle(session, user=user)  # leaks seen again after a repair or a not-found visit re-open first
     s, _ = score_frame(session, as_of, user)
     if s.empty:
         return {"scored": 0, "high": 0, "medium": 0, "low": 0}
-    _say(progress, 0.8, f"writing {len(s):,} scores")
+    say(progress, 0.8, f"writing {len(s):,} scores")
     try:
         store.save_scores(session, s)
         bands = s["risk_band"].value_counts()
@@ -245,7 +246,7 @@ def run_score(
     except Exception:
         session.rollback()
         raise
-    _say(progress, 1.0, "scored")
+    say(progress, 1.0, "scored")
     return summary
 
 
@@ -372,21 +373,21 @@ def run_demo(
     from .ingest import ingest_frame, to_canonical
     from .simulate import simulate_basin
 
-    _say(progress, 0.05, "simulating basin")
+    say(progress, 0.05, "simulating basin")
     basin = simulate_basin(seed=seed, n_assets=n_assets)
     tmp_assets = basin.assets
     store_assets(session, tmp_assets, user)
     n = 0
     for i, (name, feed) in enumerate(sorted(basin.feeds.items())):
-        _say(progress, 0.1 + 0.4 * i / max(len(basin.feeds), 1), f"ingesting {name}")
+        say(progress, 0.1 + 0.4 * i / max(len(basin.feeds), 1), f"ingesting {name}")
         text = feed.astype(object).where(feed.notna(), "")
         text["observed_at"] = pd.to_datetime(feed["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         canon = to_canonical(text.astype(str), "canonical", None, f"demo-seed{seed}-{name}.csv")
         rep = ingest_frame(session, canon, f"demo-seed{seed}-{name}.csv", user=user)
         n += rep.n_accepted
-    _say(progress, 0.55, "fusing")
+    say(progress, 0.55, "fusing")
     fz = run_fuse(session, user=user)
-    _say(progress, 0.75, "scoring")
+    say(progress, 0.75, "scoring")
     sc = run_score(session, user=user)
     out = {
         "seed": seed,
@@ -396,21 +397,44 @@ def run_demo(
         **{f"score_{k}": v for k, v in sc.items()},
     }
     if with_validations:
-        _say(progress, 0.85, "simulating a first round of field visits")
+        say(progress, 0.85, "simulating a first round of field visits")
         out["validations"] = simulate_visits(session, basin, seed=seed, user=user)
         run_score(session, user=user)
-    _say(progress, 1.0, "demo basin ready")
+    say(progress, 1.0, "demo basin ready")
     return out
 
 
-def store_assets(session: Session, assets: pd.DataFrame, user: str = "system") -> None:
-    from .models import Asset
+def store_assets(session: Session, assets: pd.DataFrame, user: str = "system", file_name: str = "simulated",
+                 sha256: str = "", n_rows: int | None = None, rejected: int = 0) -> dict:
+    """Upsert typed asset rows (``ingest.tables.check_assets``), record the batch and audit; one transaction."""
+    try:
+        new, upd = store.upsert_assets(session, assets)
+        if sha256:
+            rows = len(assets) if n_rows is None else n_rows
+            store.add_batch(session, store.file_batch(file_name, sha256, "assets", user, n_rows=rows,
+                                                      n_accepted=len(assets), n_rejected=rejected))
+        store.audit(session, user, "assets_import", file_name, {"new": new, "updated": upd, "rejected": rejected})
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return {"new": new, "updated": upd}
 
-    existing = set(session.execute(select(Asset.asset_id)).scalars())
-    recs = assets.astype(object).where(assets.notna(), None).to_dict(orient="records")
-    session.add_all([Asset(**r) for r in recs if r["asset_id"] not in existing])
-    store.audit(session, user, "assets_import", "simulated", {"assets": len(recs)})
-    session.commit()
+
+def import_assets(session: Session, path, user: str = "system") -> dict:
+    """``mlpe assets import``: check the asset file row by row, then upsert its good rows in one transaction."""
+    from pathlib import Path
+
+    from .ingest import file_sha256, read_table
+    from .ingest.tables import check_assets
+
+    require(session, user, "assets_import")
+    path = Path(path)
+    raw = read_table(path)
+    good, rejects = check_assets(raw, path.name)
+    r = store_assets(session, good, user, path.name, file_sha256(path), len(raw), len(rejects))
+    return {"file": path.name, "rows": len(raw), "new": r["new"], "updated": r["updated"], "rejected": len(rejects),
+            "rejects": rejects}
 
 
 def simulate_visits(
@@ -475,7 +499,7 @@ def simulate_visits(
         if c not in good:
             good[c] = None
     good["repaired_at"] = pd.NaT
-    return store.record_validations(session, good, user)["recorded"]
+    return record_validations(session, good, user)["recorded"]
 
 
 def leak_detail(session: Session, leak_id: str) -> dict:

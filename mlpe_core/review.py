@@ -15,8 +15,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from .auth import require
-from .lineage import audit_events
-from .store import audit
+from .store import audit, audit_events
 
 OVERRIDE_COLUMNS = ["leak_id", "override", "reason", "by", "at"]
 

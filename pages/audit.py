@@ -7,14 +7,14 @@ import streamlit as st
 
 from app import common as c
 from app.leakview import words
-from mlpe_core import lineage
+from mlpe_core import lineage, store
 from mlpe_core.export import spreadsheet_safe
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def events(ver: tuple, actor: str | None, action: str | None, target: str | None, since, until) -> pd.DataFrame:
     with c.session() as s:
-        return lineage.audit_events(s, actor, action, target, since, until)
+        return store.audit_events(s, actor, action, target, since, until)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

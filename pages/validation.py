@@ -9,7 +9,8 @@ import streamlit as st
 
 from app import common as c
 from app import dispatching
-from mlpe_core import store
+from mlpe_core.ingest.tables import FOUND_BY, validate_validations
+from mlpe_core.outcomes import import_validations, record_validations
 from mlpe_core.schema import OUTCOMES, VALIDATION_COLUMNS
 
 
@@ -64,7 +65,7 @@ with st.form("visit", clear_on_submit=True, width=520):
                        index=None)  # no default: a slip of the thumb must not record "confirmed"
     rate = st.number_input("Measured rate (kg/h, optional)", min_value=0.0, value=None, step=0.1, key="val_rate")
     component = st.text_input("Component", key="val_component", placeholder="e.g. thief hatch")
-    found_by = st.segmented_control("Found by (optional)", store.FOUND_BY, key="val_found_by",
+    found_by = st.segmented_control("Found by (optional)", FOUND_BY, key="val_found_by",
                                     format_func=lambda f: {"avo": "AVO", "ogi": "OGI", "method21": "Method 21"}.get(
                                         f, f), help="how the crew found it; sets the repair clock that applies")
     repaired = st.date_input("Repaired on (optional)", value=None, key="val_repaired")
@@ -79,10 +80,10 @@ if sent:
            "repaired_at": f"{repaired.isoformat()}T00:00:00Z" if repaired else "", "crew": crew,
            "notes": "\n".join(x for x in (notes.strip(), f"photo: {photo.strip()}" if photo.strip() else "") if x),
            "found_by": found_by or ""}
-    good, rejects = store.validate_validations(pd.DataFrame([row], dtype=str), set(lk["leak_id"]), "form")
+    good, rejects = validate_validations(pd.DataFrame([row], dtype=str), set(lk["leak_id"]), "form")
     for r in rejects.itertuples():
         st.error(f"{r.column}: {r.reason}")
-    res = c.act("validate", lambda s: store.record_validations(s, good, c.user())) if len(good) else None
+    res = c.act("validate", lambda s: record_validations(s, good, c.user())) if len(good) else None
     for r in (res or {}).get("rejects", pd.DataFrame()).itertuples():  # a move the lifecycle does not allow
         st.error(f"{r.column}: {r.reason}")
     if res and res["recorded"]:
@@ -99,7 +100,7 @@ if up is not None and st.button("Import validations", key="val_import"):
     with tempfile.TemporaryDirectory() as tmp:  # a file it cannot read is an IngestError: shown by c.act
         path = Path(tmp) / Path(up.name).name
         path.write_bytes(up.getvalue())
-        r = c.act("validate", lambda s: store.import_validations(s, path, user=c.user()))
+        r = c.act("validate", lambda s: import_validations(s, path, user=c.user()))
     if r:
         st.success(f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
                    f"{r['rejected']} rejected")

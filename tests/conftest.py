@@ -18,8 +18,8 @@ from pyproj import Geod
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from mlpe_core.db import get_engine
-from mlpe_core.models import Asset, Detection, IngestBatch, Leak, Validation
+from mlpe_core.store.db import get_engine
+from mlpe_core.store.models import Asset, Detection, IngestBatch, Leak, Validation
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"

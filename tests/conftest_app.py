@@ -20,7 +20,7 @@ def fill_store(db: Path) -> str:
     from sqlmodel import Session
 
     from mlpe_core import pipeline
-    from mlpe_core.db import get_engine
+    from mlpe_core.store.db import get_engine
 
     try:
         import mlpe_core.simulate  # noqa: F401
@@ -43,7 +43,7 @@ def fill_demo(db: Path) -> dict:
     from sqlmodel import Session
 
     from mlpe_core import pipeline
-    from mlpe_core.db import get_engine
+    from mlpe_core.store.db import get_engine
 
     engine = get_engine(str(db))
     with Session(engine) as s:

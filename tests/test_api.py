@@ -20,8 +20,8 @@ from sqlmodel import Session
 
 from mlpe_core import auth
 from mlpe_core.api import create_app
-from mlpe_core.models import Detection, Leak
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS, LEAK_EXPORT_COLUMNS
+from mlpe_core.store.models import Detection, Leak
 
 T = pd.Timestamp("2025-03-03T10:00:00Z")
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "workorder.schema.json"

@@ -17,13 +17,14 @@ from conftest_app import MAIN, ROOT, fill_store
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from mlpe_core import auth, dispatch, learn, lineage, pipeline, store
-from mlpe_core.db import get_engine
+from mlpe_core import auth, dispatch, learn, pipeline, store
 from mlpe_core.dispatch import crew_capacity
 from mlpe_core.lifecycle import apply_event
-from mlpe_core.models import Leak, LeakEvent
+from mlpe_core.outcomes import record_validations
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
 from mlpe_core.score import FEATURES, ColdStartScorer
+from mlpe_core.store.db import get_engine
+from mlpe_core.store.models import Leak, LeakEvent
 
 PAGES = ("map", "leak", "rankings", "dispatch", "validation", "upload", "model", "audit")
 
@@ -157,7 +158,7 @@ def _big_store(path, n: int) -> None:
     """``n`` scored leaks, each with one satellite detection: a big basin for the map (bulk inserts: fast)."""
     from sqlalchemy import insert
 
-    from mlpe_core.models import Detection
+    from mlpe_core.store.models import Detection
 
     rng = np.random.default_rng(0)
     now = pd.Timestamp("2026-06-01", tz="UTC").to_pydatetime()
@@ -231,7 +232,7 @@ def test_leak_note_and_mark_for_dispatch_are_recorded(store_copy):
     at.text_input(key="leak_note_text").set_value("operator says the hatch seal was replaced")
     submit(at, "leak_note", "Add note")
     assert not at.exception and "Note recorded" in texts(at, "success")
-    notes = with_session(store_copy, lambda s: lineage.audit_events(s, action="note", target=lid))
+    notes = with_session(store_copy, lambda s: store.audit_events(s, action="note", target=lid))
     assert len(notes) == 1 and notes["actor"].iloc[0] == "dana"
     assert json.loads(notes["detail"].iloc[0])["note"] == "operator says the hatch seal was replaced"
     assert "hatch seal" in texts(at, "caption")  # shown under the actions
@@ -249,7 +250,7 @@ def test_leak_page_shows_compliance_clock_and_assets(store_copy):
     v = pd.DataFrame([{"leak_id": lid, "visited_at": pd.Timestamp("2026-10-01T09:00Z"), "outcome": "confirmed",
                        "measured_rate_kg_h": 2.0, "component": "valve", "repaired_at": pd.NaT, "crew": "c1",
                        "notes": None, "found_by": "ogi"}])
-    with_session(store_copy, lambda s: store.record_validations(s, v, "test"))  # found by OGI: a repair clock
+    with_session(store_copy, lambda s: record_validations(s, v, "test"))  # found by OGI: a repair clock
     at = open_page("leak", leak=lid)
     ck = table(at, "state", "due_rule", "due_by", "citation")
     assert len(ck) >= 1 and set(ck["state"]) <= {"overdue", "due soon", "running"}
@@ -292,13 +293,13 @@ def test_rank_override_needs_a_reason_and_is_recorded(store_copy):
     at.number_input(key="ovr_rank").set_value(1)
     submit(at, "override", "Record override")
     assert "reason" in texts(at, "error")  # refused: nothing recorded
-    assert with_session(store_copy, lambda s: lineage.audit_events(s, action="rank_override")).empty
+    assert with_session(store_copy, lambda s: store.audit_events(s, action="rank_override")).empty
     at.selectbox(key="ovr_leak").set_value(last)
     at.number_input(key="ovr_rank").set_value(1)
     at.text_input(key="ovr_reason").set_value("operator reports a tank blowdown there")
     submit(at, "override", "Record override")
     assert not at.exception and f"{last} moved" in texts(at, "success")
-    ev = with_session(store_copy, lambda s: lineage.audit_events(s, action="rank_override", target=last))
+    ev = with_session(store_copy, lambda s: store.audit_events(s, action="rank_override", target=last))
     d = json.loads(ev["detail"].iloc[0])
     assert d["after"] == 1 and d["before"] == len(df) and d["reason"] == "operator reports a tank blowdown there"
     df = at.dataframe(key="rank_table").value
@@ -320,7 +321,7 @@ def test_since_last_review_shows_new_moved_and_dropped(store_copy):
         v = pd.DataFrame([{"leak_id": top, "visited_at": pd.Timestamp("2026-12-01", tz="UTC"), "outcome": "confirmed",
                            "measured_rate_kg_h": np.nan, "component": None, "repaired_at": pd.NaT, "crew": None,
                            "notes": None}])
-        store.record_validations(s, v, "test")  # the first-ranked leak is visited: it leaves the ranking
+        record_validations(s, v, "test")  # the first-ranked leak is visited: it leaves the ranking
         pipeline.run_score(s, user="test")
 
     with_session(store_copy, change)
@@ -560,7 +561,7 @@ def test_roles_see_only_their_actions_and_the_user_is_recorded(users):
     assert not [b for b in at.button if b.key == "leak_move"]  # an analyst does not dispatch
     at.text_input(key="leak_note_text").set_value("checked the plume image")
     submit(at, "leak_note", "Add note")
-    notes = with_session(users, lambda s: lineage.audit_events(s, action="note", target=lid))
+    notes = with_session(users, lambda s: store.audit_events(s, action="note", target=lid))
     assert notes["actor"].tolist() == ["ana"]
     sup = sign_in("sam", "supervisor-pass-1")
     sup = open_page("rankings", at=sup)

@@ -14,7 +14,7 @@ from mlpe_core.auth import (
     open_mode,
     require,
 )
-from mlpe_core.db import get_engine
+from mlpe_core.store.db import get_engine
 
 
 def _one_detection(tmp_path):
@@ -96,9 +96,9 @@ def test_core_functions_refuse_forbidden_roles_and_write_nothing(staffed, tmp_pa
     from sqlalchemy import func, select
 
     from mlpe_core.ingest import ingest_file
-    from mlpe_core.models import Detection, Validation
+    from mlpe_core.outcomes import record_validations
     from mlpe_core.pipeline import run_fuse, run_score, run_train
-    from mlpe_core.store import record_validations
+    from mlpe_core.store.models import Detection, Validation
 
     f = _one_detection(tmp_path)
     with pytest.raises(PermissionDenied, match="u_field_lead"):
@@ -158,9 +158,8 @@ def test_notes_and_dispatch_marks_are_checked_in_core(staffed, tmp_path) -> None
 
     from mlpe_core.ingest import ingest_file
     from mlpe_core.lifecycle import apply_event
-    from mlpe_core.lineage import audit_events
     from mlpe_core.pipeline import run_fuse
-    from mlpe_core.store import add_note
+    from mlpe_core.store import add_note, audit_events
 
     f = _one_detection(tmp_path)
     ingest_file(staffed, f, user="u_analyst")

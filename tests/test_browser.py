@@ -23,8 +23,8 @@ from conftest_app import ROOT, fill_demo
 from sqlmodel import Session
 
 from mlpe_core import auth, store
-from mlpe_core.db import get_engine
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
+from mlpe_core.store.db import get_engine
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")

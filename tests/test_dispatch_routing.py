@@ -16,8 +16,8 @@ from sqlmodel import select
 from mlpe_core import auth
 from mlpe_core import dispatch as dsp
 from mlpe_core.lifecycle import TransitionError
-from mlpe_core.models import DispatchItem, DispatchList, Leak, LeakEvent
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
+from mlpe_core.store.models import DispatchItem, DispatchList, Leak, LeakEvent
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "docs" / "workorder.schema.json"
@@ -202,7 +202,7 @@ def test_a_planned_list_is_a_draft_until_another_supervisor_approves_it(people):
 
 
 def test_approval_is_refused_when_a_leak_changed_since_planning(ranked, write):
-    from mlpe_core.store import import_validations
+    from mlpe_core.outcomes import import_validations
 
     lid = dsp.plan_list(ranked, top=4, plan_date="2025-03-04", user="sam")
     import_validations(ranked, write("v.csv", "leak_id,visited_at,outcome\nL000003,2025-03-04T08:00:00Z,confirmed\n"))

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 WRITER = r"""
 import sys, pandas as pd
 from sqlmodel import Session
-from mlpe_core.db import get_engine
-from mlpe_core.store import record_validations
+from mlpe_core.store.db import get_engine
+from mlpe_core.outcomes import record_validations
 db, who, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 eng = get_engine(db)
 for i in range(n):

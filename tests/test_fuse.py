@@ -7,17 +7,9 @@ import pandas as pd
 import pytest
 from conftest import T0, distance_m, offset, partition
 
-from mlpe_core.fuse import (
-    LeakFuser,
-    _best_phases,
-    _log_rate_and_sd,
-    _rate_split,
-    _silence_cuts,
-    _split_evidence,
-    _two_sources,
-    attribute_assets,
-    carry_ids,
-)
+from mlpe_core.fuse import LeakFuser, attribute_assets, carry_ids
+from mlpe_core.fuse.geometry import _log_rate_and_sd
+from mlpe_core.fuse.streams import _best_phases, _rate_split, _silence_cuts, _split_evidence, _two_sources
 
 A = [dict(dx=0, dy=0, day=0), dict(dx=3, dy=2, day=1), dict(dx=-2, dy=3, day=2)]
 B = [dict(dx=500, dy=0, day=0), dict(dx=503, dy=-2, day=1), dict(dx=498, dy=2, day=2)]
@@ -492,7 +484,7 @@ def test_attribute_assets_with_no_registry():
 
 def _store(session, frame: pd.DataFrame) -> None:
     """Add detections (as from ``dets``) to the store, not yet fused."""
-    from mlpe_core.models import Detection
+    from mlpe_core.store.models import Detection
 
     cols = ["detection_id", "source_type", "source_name", "observed_at", "latitude", "longitude",
             "location_uncertainty_m", "rate_kg_h", "rate_uncertainty_kg_h", "asset_id"]
@@ -624,7 +616,7 @@ def test_a_fusion_by_another_version_is_never_extended_incrementally(fuse_store,
     from sqlmodel import select
 
     from mlpe_core import pipeline
-    from mlpe_core.models import AuditEvent
+    from mlpe_core.store.models import AuditEvent
 
     session, fuse = fuse_store
     _store(session, dets(A + B))
@@ -788,7 +780,8 @@ def _pad_chain(n: int) -> list[dict]:
 
 
 def test_a_region_growing_along_a_chain_stops_at_the_share_limit_and_reaches_each_leak_once(dets, monkeypatch):
-    from mlpe_core.fuse import IncrementalFuser, _StoreGeometry
+    from mlpe_core.fuse import IncrementalFuser
+    from mlpe_core.fuse.incremental import _StoreGeometry
 
     n_pads = 40
     frame = dets(_pad_chain(n_pads) + [dict(dx=-3, dy=0, day=2)])
@@ -811,8 +804,8 @@ def test_a_region_growing_along_a_chain_stops_at_the_share_limit_and_reaches_eac
 
 
 def test_one_stored_km_pixel_does_not_widen_the_search_around_every_new_fix(dets, monkeypatch):
-    import mlpe_core.fuse as fuse_mod
-    from mlpe_core.fuse import _StoreGeometry
+    import mlpe_core.fuse.incremental as fuse_mod
+    from mlpe_core.fuse.incremental import _StoreGeometry
 
     rng = np.random.default_rng(3)
     rows = [dict(dx=float(x), dy=float(y), day=float(t), id=f"s{i}") for i, (x, y, t) in

@@ -10,8 +10,8 @@ from conftest import HEADER
 from sqlmodel import select
 
 from mlpe_core.ingest import IngestError, ingest_file, to_canonical, validate_detections
-from mlpe_core.models import Detection, IngestBatch
 from mlpe_core.store import detections_frame
+from mlpe_core.store.models import Detection, IngestBatch
 
 FULL_HEADER = (HEADER + ",location_uncertainty_m,rate_kg_h,rate_uncertainty_kg_h,confidence,wind_speed_m_s,"
                "asset_id,event_type")

@@ -12,9 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from mlpe_core import ingest
 from mlpe_core.cli import build_parser, main
-from mlpe_core.db import get_engine
 from mlpe_core.ingest import (
     FORMATS,
     IngestError,
@@ -25,8 +23,11 @@ from mlpe_core.ingest import (
     to_canonical,
     validate_detections,
 )
+from mlpe_core.pipeline import import_assets
 from mlpe_core.schema import CANONICAL_COLUMNS
-from mlpe_core.store import detections_frame, import_assets
+from mlpe_core.store import detections as writer
+from mlpe_core.store import detections_frame
+from mlpe_core.store.db import get_engine
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -232,7 +233,7 @@ def _canonical_csv(path: Path, n: int, start: int = 0, ts: str = "2025-03-01T00:
 
 
 def test_progress_is_reported_while_checking_and_writing(session, tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 40)
+    monkeypatch.setattr(writer, "CHUNK_ROWS", 40)
     calls: list[tuple[float, str]] = []
     rep = ingest_file(session, _canonical_csv(tmp_path / "p.csv", 200), progress=lambda f, t: calls.append((f, t)))
     assert rep.n_accepted == 200
@@ -257,14 +258,14 @@ def test_progress_is_reported_while_checking_and_writing(session, tmp_path, monk
 
 
 def _force_generic(monkeypatch):
-    monkeypatch.setattr(ingest, "_sqlite_plan", lambda *a, **k: None)
+    monkeypatch.setattr(writer, "_sqlite_plan", lambda *a, **k: None)
 
 
 @pytest.mark.parametrize("bulk", [False, True])
 def test_fast_sqlite_path_matches_the_generic_path(tmp_path, monkeypatch, bulk):
     if bulk:
-        monkeypatch.setattr(ingest, "BULK_ROWS", 10)
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 64)
+        monkeypatch.setattr(writer, "BULK_ROWS", 10)
+    monkeypatch.setattr(writer, "CHUNK_ROWS", 64)
     f1 = _canonical_csv(tmp_path / "a.csv", 300, 0, "2025-03-01T10:20:30.123456+02:00")
     f2 = _canonical_csv(tmp_path / "b.csv", 300, 150, "2025-03-02 00:00:00")  # half already stored
     results = []
@@ -294,9 +295,9 @@ def test_fast_sqlite_path_matches_the_generic_path(tmp_path, monkeypatch, bulk):
 @pytest.mark.parametrize("bulk", [False, True])
 def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch, bulk):
     if bulk:
-        monkeypatch.setattr(ingest, "BULK_ROWS", 10)
-    monkeypatch.setattr(ingest, "CHUNK_ROWS", 50)
-    real = ingest._column_lists
+        monkeypatch.setattr(writer, "BULK_ROWS", 10)
+    monkeypatch.setattr(writer, "CHUNK_ROWS", 50)
+    real = writer._column_lists
     seen = []
 
     def failing(good, start, stop, times, *columns):
@@ -305,7 +306,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch, bulk):
             raise OSError("disk went away")
         return real(good, start, stop, times, *columns)
 
-    monkeypatch.setattr(ingest, "_column_lists", failing)
+    monkeypatch.setattr(writer, "_column_lists", failing)
     eng = get_engine(f"sqlite:///{tmp_path}/s.db")
     with eng.begin() as c:
         c.exec_driver_sql("CREATE INDEX ix_team_source_type ON detection (source_type)")
@@ -317,7 +318,7 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, monkeypatch, bulk):
         assert s.execute(text("SELECT count(*) FROM ingestbatch")).scalar_one() == 0
         idx = {r[0] for r in s.execute(text("SELECT name FROM sqlite_master WHERE type='index'"))}
         assert {"ix_team_source_type", "ix_detection_leak_id"} <= idx  # the dropped index is back
-        monkeypatch.setattr(ingest, "_column_lists", real)
+        monkeypatch.setattr(writer, "_column_lists", real)
         assert ingest_file(s, tmp_path / "a.csv").n_accepted == 300  # and the file loads afterwards
     eng.dispose()
 

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from mlpe_core.db import get_engine
 from mlpe_core.ingest import IngestError, ingest_file
-from mlpe_core.models import Asset
 from mlpe_core.schema import CANONICAL_COLUMNS
+from mlpe_core.store.db import get_engine
+from mlpe_core.store.models import Asset
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.data_too_large])

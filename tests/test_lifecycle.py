@@ -8,10 +8,12 @@ import pytest
 from sqlmodel import select
 
 from mlpe_core import lifecycle as lc
-from mlpe_core.lifecycle import LeakState, TransitionError, next_status, transition
-from mlpe_core.models import Detection, Leak, LeakEvent, Validation
+from mlpe_core.ingest.tables import validate_validations
+from mlpe_core.lifecycle import LeakState, TransitionError, next_status, set_status, transition
+from mlpe_core.outcomes import import_validations, record_validations
 from mlpe_core.pipeline import export_frame, run_lifecycle
-from mlpe_core.store import import_validations, leaks_frame, record_validations, set_status, validate_validations
+from mlpe_core.store import leaks_frame
+from mlpe_core.store.models import Detection, Leak, LeakEvent, Validation
 
 T = pd.Timestamp("2025-03-03T10:00:00Z")
 VAL_HEADER = "leak_id,visited_at,outcome,measured_rate_kg_h,component,repaired_at,crew,notes"
@@ -187,7 +189,7 @@ def test_record_validations_reports_lifecycle_rejects_like_the_form_needs(leaks)
 
 
 def test_set_status_goes_through_the_lifecycle(leaks):
-    set_status(leaks, ["L000001", "L000002"], "dispatched", user="sup")
+    set_status(leaks, ["L000001", "L000002"], "dispatched", actor="sup")
     leaks.commit()
     assert _status(leaks)["L000001"] == "dispatched"
     with pytest.raises(TransitionError, match="only a repaired or not-found leak can be closed"):

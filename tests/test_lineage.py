@@ -8,12 +8,13 @@ import pandas as pd
 import pytest
 from sqlmodel import Session, select
 
-from mlpe_core.db import get_engine
 from mlpe_core.ingest import ingest_file
-from mlpe_core.lineage import audit_events, leak_story
-from mlpe_core.models import Leak
+from mlpe_core.lineage import leak_story
+from mlpe_core.outcomes import record_validations
 from mlpe_core.pipeline import run_fuse, run_score
-from mlpe_core.store import record_validations
+from mlpe_core.store import audit_events
+from mlpe_core.store.db import get_engine
+from mlpe_core.store.models import Leak
 
 
 def test_story_from_file_row_to_visit(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 from sqlmodel import Session, SQLModel
 
-from mlpe_core.db import alembic_config, get_engine
-from mlpe_core.models import Asset
+from mlpe_core.store.db import alembic_config, get_engine
+from mlpe_core.store.models import Asset
 
 
 def test_new_store_is_at_head_and_matches_models(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 
 from mlpe_core import pipeline, store
-from mlpe_core.explain import reasons, top_reasons
 from mlpe_core.learn import (
     MIN_HOLDOUT,
     LearnedScorer,
@@ -33,6 +32,7 @@ from mlpe_core.learn import (
     train_candidate,
 )
 from mlpe_core.score import FEATURES, ColdStartScorer, leak_features, score_table
+from mlpe_core.score.explain import reasons, top_reasons
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import ranking as bench  # noqa: E402

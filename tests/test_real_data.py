@@ -15,10 +15,10 @@ from conftest import REAL_DATA
 from scipy.spatial import cKDTree
 from sqlmodel import Session
 
-from mlpe_core.db import get_engine
 from mlpe_core.fuse import LeakFuser, to_ecef
 from mlpe_core.ingest import ingest_file
 from mlpe_core.store import detections_frame
+from mlpe_core.store.db import get_engine
 
 CM_FILE = REAL_DATA / "carbonmapper_permian_plumes.csv"
 MARS_FILE = REAL_DATA / "unep_mars_plumes.csv"

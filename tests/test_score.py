@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from conftest import T0
 
-from mlpe_core.explain import rate_phrase, top_reasons
 from mlpe_core.ingest import load_instruments
 from mlpe_core.schema import SOURCE_TYPES
 from mlpe_core.score import (
@@ -26,6 +25,7 @@ from mlpe_core.score import (
     priority,
     risk_band,
 )
+from mlpe_core.score.explain import rate_phrase, top_reasons
 
 
 def _leaks(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,15 +10,10 @@ import pytest
 from sqlmodel import select
 
 from mlpe_core.ingest import IngestError
-from mlpe_core.models import Asset, AuditEvent, IngestBatch, Leak, Validation
-from mlpe_core.store import (
-    counts,
-    import_assets,
-    import_validations,
-    leaks_frame,
-    save_fusion,
-    validations_frame,
-)
+from mlpe_core.outcomes import import_validations
+from mlpe_core.pipeline import import_assets
+from mlpe_core.store import counts, leaks_frame, save_fusion, validations_frame
+from mlpe_core.store.models import Asset, AuditEvent, IngestBatch, Leak, Validation
 
 ASSET_HEADER = "asset_id,latitude,longitude,asset_type,operator"
 VAL_HEADER = "leak_id,visited_at,outcome,measured_rate_kg_h,component,repaired_at,crew,notes"

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-from mlpe_core import models  # noqa: F401  (registers the tables)
+from mlpe_core.store import models  # noqa: F401  (registers the tables)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .schema import SOURCE_TYPES
+from ..schema import SOURCE_TYPES
 
 TYPE_WORDS = {
     "satellite": "satellite",

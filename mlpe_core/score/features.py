@@ -1,0 +1,300 @@
+"""Features: one row per leak of what its detections say (sensors, counts, recency, silence, repair clock),
+the inputs of every scoring model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.special import betaln
+
+from ..schema import SOURCE_TYPES
+from .rates import estimate_rates, p_detect, sensor_default
+
+FEATURES: list[str] = [
+    "n_detections",
+    "n_sources",
+    "n_source_types",
+    *[f"n_{t}" for t in SOURCE_TYPES],
+    "mean_confidence",
+    "max_confidence",
+    "days_since_last",
+    "span_days",
+    "n_days_seen",
+    "n_quantified",
+    "log_rate",
+    "rate_rel_unc",
+    "radius_m",
+    "ambiguous_share",
+    "missed_looks",
+    "log_p_silence",
+    "confidence_evidence",
+    "log_lr_isolated",
+    "log_p_unrepaired",
+]
+
+
+# Persistence: how a sensor's silence since it last saw a leak is counted in looks.
+# "revisit": a sensor that keeps looking (an imager on its orbit, a site monitor or SCADA system): looks are
+#   the days elapsed divided by the feed's revisit (the lower quartile of the gaps between days it reported
+#   anything), up to the last day the feed reported. "campaign": an aircraft flies an area for a few days:
+#   looks are the days it reported anything within CAMPAIGN_CELL_DEG of the leak. None: OGI crews report only
+#   what they find and do not come back, so their silence says nothing.
+LOOK_MODE: dict[str, str | None] = {"satellite": "revisit", "aerial": "campaign", "continuous_monitor": "revisit",
+                                    "scada": "revisit", "ogi": None}
+
+
+CAMPAIGN_CELL_DEG = 0.02
+
+
+LOOK_PRIOR_STRENGTH = 2.0  # pseudo-looks behind the prior of a leak's per-look sighting probability
+
+
+SENSOR_OUTAGE = 0.05  # P(a sensor misses a still-emitting leak for reasons outside the model: outage, data gap)
+
+
+# A leak an OGI (LDAR) survey found is under a repair clock: OOOOb requires the first repair attempt within
+# 30 days of the survey (40 CFR 60.5397b(h); the same 30 days as OOOOa and most state LDAR rules). With no
+# repair record in the store, the repair time is taken as uniform over that window, and a share of found
+# leaks is still emitting after it (repair delayed, attempt failed, re-leak): ``REPAIR_MISS``.
+REPAIR_CLOCK_DAYS = 30.0
+
+
+REPAIR_MISS = 0.1
+
+
+CONFIDENCE_MAX_N = 10  # repeats of one leak are correlated: at most this many count as independent
+
+
+_EPOCH = pd.Timestamp("2000-01-01", tz="UTC")
+
+PERSISTENCE_DAYS = 180.0  # mean remaining life of a leak that nothing has contradicted (prior survival)
+
+
+LARGE_EVENT_KG_H, LARGE_EVENT_DAYS = (100.0, 1000.0), 30.0  # large emissions are short events (persistence_days)
+
+
+def _cell_keys(lat: np.ndarray, lon: np.ndarray, cell: float) -> np.ndarray:
+    """Integer key of the look cell of each point."""
+    iy = np.floor((np.asarray(lat, float) + 90.0) / cell).astype(np.int64)
+    ix = np.floor((np.asarray(lon, float) + 180.0) / cell).astype(np.int64)
+    return iy * 1_000_000 + ix
+
+
+def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: float) -> tuple[float, float]:
+    """Look efficiency c and detection limit L of one sensor from the leaks it saw on ≥ 2 days.
+
+    Maximum likelihood of ``hits`` re-sightings in ``looks`` looks with P(sighting) = c·p_detect(rate, L),
+    on a grid (L from limit/100 to limit×10). The feed measures itself: no field outcome is used.
+    """
+    Ls = limit * 10.0 ** np.linspace(-2, 1, 31)
+    cs = np.linspace(0.02, 1.0, 50)
+    pdet = p_detect(rate[None, :], Ls[:, None])  # (L, pair)
+    q = np.clip(cs[:, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
+    ll = (hits * np.log(q) + (looks - hits) * np.log1p(-q)).sum(axis=-1)
+    i, j = np.unravel_index(int(np.argmax(ll)), ll.shape)
+    return float(cs[i]), float(Ls[j])
+
+
+def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per leak: how often its sensors looked since they last saw it, and how likely that silence is if it
+    still emits.
+
+    For each (leak, sensor) pair: n = days the sensor saw the leak, A = looks from its first to its last
+    sighting and k = looks since (see ``LOOK_MODE``). The per-look sighting probability q has a Beta prior
+    of strength ``LOOK_PRIOR_STRENGTH`` centred on c·p_detect(rate, L), where the sensor's look efficiency c
+    (clouds, wind, alert caps) and detection limit L are fitted to how often it re-saw the leaks it saw at
+    least twice (:func:`_fit_sensor`; the instrument table's limit and c = 0.5 when it saw fewer than 5),
+    and the leak's own history (n − 1 sightings in A − 1 looks) updates it. P(k silent looks | emitting) is
+    the beta-binomial E[(1 − q)^k], floored by a sensor outage probability ``SENSOR_OUTAGE``.
+    Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed, Σ k·E[q]) and ``log_p_silence``
+    (Σ over sensors of ln P(silence | still emitting)).
+    """
+    cols = ["n_days_seen", "missed_looks", "log_p_silence", "log_lr_isolated"]
+    leaks = pd.Index(dets["leak_id"].unique())
+    if dets.empty:
+        return pd.DataFrame(columns=cols, index=leaks, dtype=float)
+    day = np.floor((pd.to_datetime(dets["observed_at"], utc=True) - _EPOCH).dt.total_seconds().to_numpy() / 86400.0)
+    day = day.astype(np.int64)
+    asof_day = int(math.floor((pd.Timestamp(as_of) - _EPOCH).total_seconds() / 86400.0))
+    d = pd.DataFrame({"leak_id": dets["leak_id"].to_numpy(), "source_name": dets["source_name"].astype(str).to_numpy(),
+                      "source_type": dets["source_type"].to_numpy(), "day": day})
+    seen = d.groupby("leak_id")["day"].nunique()
+    pairs = d.groupby(["leak_id", "source_name"], sort=False).agg(
+        source_type=("source_type", "first"), n=("day", "nunique"), first=("day", "min"), last=("day", "max")
+    ).reset_index()
+    cen = centres.reindex(pairs["leak_id"])
+    lat, lon = cen["latitude"].to_numpy(float), cen["longitude"].to_numpy(float)
+    n = pairs["n"].to_numpy(float)
+    first, last = pairs["first"].to_numpy(float), pairs["last"].to_numpy(float)
+    A = n.copy()
+    k = np.zeros(len(pairs))
+    k_pre = np.zeros(len(pairs))  # looks before the first sighting, since the feed began
+    pre_days = np.zeros(len(pairs))
+    informative = np.zeros(len(pairs), bool)
+    nan = np.full(len(dets), np.nan)
+    lat_d = dets["latitude"].to_numpy(float) if "latitude" in dets else nan
+    lon_d = dets["longitude"].to_numpy(float) if "longitude" in dets else nan
+    names = d["source_name"].to_numpy()
+    for name, idx in pairs.groupby("source_name", sort=False).groups.items():
+        idx = np.asarray(idx)
+        mode = LOOK_MODE.get(pairs["source_type"].iloc[idx[0]])
+        mine = names == name
+        active = np.unique(day[mine])
+        if mode is None or len(active) < 2:
+            continue
+        if mode == "revisit":
+            gaps = np.diff(active)
+            revisit = max(1.0, float(np.quantile(gaps, 0.25)))
+            end = min(asof_day, int(active[-1] + gaps.max()))  # a feed silent longer than ever before has stopped
+            A[idx] = (last[idx] - first[idx]) / revisit + 1
+            k[idx] = np.maximum(end - last[idx], 0) / revisit
+            k_pre[idx] = np.maximum(first[idx] - active[0], 0) / revisit
+        else:
+            where = mine & np.isfinite(lat_d) & np.isfinite(lon_d)
+            idx = idx[np.isfinite(lat[idx]) & np.isfinite(lon[idx])]
+            if not where.any() or len(idx) == 0:
+                continue
+            act = np.unique(_cell_keys(lat_d[where], lon_d[where], CAMPAIGN_CELL_DEG) * 100_000 + day[where])
+            key = _cell_keys(lat[idx], lon[idx], CAMPAIGN_CELL_DEG) * 100_000
+            A[idx] = np.searchsorted(act, key + last[idx], "right") - np.searchsorted(act, key + first[idx], "left")
+            k[idx] = np.searchsorted(act, key + asof_day, "right") - np.searchsorted(act, key + last[idx], "right")
+            k_pre[idx] = np.searchsorted(act, key + first[idx], "left") - np.searchsorted(act, key, "left")
+        pre_days[idx] = np.maximum(first[idx] - active[0], 0)
+        informative[idx] = True
+    A = np.maximum(A, n)
+    limit = sensor_default(pairs["source_name"], pairs["source_type"], "detection_limit_kg_h")
+    limit = np.where(np.isfinite(limit), limit, 1.0)
+    rate = np.exp(log_rate.reindex(pairs["leak_id"]).fillna(0.0).to_numpy(float))
+    m = np.zeros(len(pairs))
+    for _name, idx in pairs.groupby("source_name", sort=False).groups.items():
+        idx = np.asarray(idx)
+        rep = idx[informative[idx] & (n[idx] >= 2)]
+        c, lim = 0.5, float(limit[idx[0]])
+        if len(rep) >= 5:
+            c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim)
+        m[idx] = c * p_detect(rate[idx], lim)
+    m = np.clip(m, 1e-3, 1 - 1e-3)
+    a = LOOK_PRIOR_STRENGTH * m + (n - 1)
+    b = LOOK_PRIOR_STRENGTH * (1 - m) + np.maximum(A - n, 0)
+    p0 = np.where(informative & (k > 0), np.exp(betaln(a, b + k) - betaln(a, b)), 1.0)
+    logp = np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0)
+    missed = np.where(informative, k * a / (a + b), 0.0)
+    # an imager's one-off: would a real source of this size have been seen before? Its age is exponential
+    # with the mean life of its size (persistence_days), looks come at k_pre / pre_days a day, each seeing it
+    # with probability m; a false plume is a one-off whatever the looks. Likelihood ratio real : false.
+    n_leak = d.groupby("leak_id").size().reindex(pairs["leak_id"]).to_numpy()
+    lone = informative & (n_leak == 1) & pairs["source_type"].isin(["satellite", "aerial"]).to_numpy()
+    inv_tau = 1.0 / persistence_days(rate)
+    lam = -np.log1p(-m) * k_pre / np.maximum(pre_days, 1.0)
+    e = np.exp(-pre_days * (inv_tau + lam))
+    lr = inv_tau / (inv_tau + lam) * (1 - e) + e
+    log_lr = np.where(lone, np.log(np.maximum(lr, 1e-12)), 0.0)
+    out = pd.DataFrame({"leak_id": pairs["leak_id"], "missed_looks": missed, "log_p_silence": logp,
+                        "log_lr_isolated": log_lr})
+    out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_lr_isolated"]].sum()
+    out["n_days_seen"] = seen
+    return out.reindex(leaks)[cols]
+
+
+def confidence_evidence(dets: pd.DataFrame) -> pd.Series:
+    """Per leak: how much more (or less) confident its sensors were than usual, in log-odds.
+
+    Each detection's confidence is compared with the mean confidence of its own feed (logit difference):
+    a feed's false alarms tend to carry lower confidence than its true detections, whatever its scale.
+    The leak's value is the mean difference times the number of detections with a confidence, capped at
+    ``CONFIDENCE_MAX_N`` because repeats of one leak are not independent.
+    """
+    if "confidence" not in dets:
+        return pd.Series(0.0, index=pd.Index(dets["leak_id"].unique()))
+    c = dets["confidence"].astype(float).clip(0.01, 0.99)
+    ok = c.notna()
+    if not ok.any():
+        return pd.Series(0.0, index=pd.Index(dets["leak_id"].unique()))
+    lc = np.log(c / (1 - c))
+    feed = c[ok].groupby(dets.loc[ok, "source_name"]).mean()
+    ref = dets["source_name"].map(feed).astype(float)
+    rel = (lc - np.log(ref / (1 - ref)))[ok]
+    g = rel.groupby(dets.loc[ok, "leak_id"])
+    return (g.mean() * np.minimum(g.size(), CONFIDENCE_MAX_N)).reindex(pd.Index(dets["leak_id"].unique())).fillna(0.0)
+
+
+def p_unrepaired(days: np.ndarray) -> np.ndarray:
+    """P(a leak an OGI survey found ``days`` ago is not repaired yet): uniform repair over the regulatory
+    window ``REPAIR_CLOCK_DAYS``, with a share ``REPAIR_MISS`` never repaired in it."""
+    d = np.maximum(np.asarray(days, float), 0.0)
+    return REPAIR_MISS + (1 - REPAIR_MISS) * np.clip(1 - d / REPAIR_CLOCK_DAYS, 0.0, 1.0)
+
+
+def repair_clock(dets: pd.DataFrame, last: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per leak: ``log_p_unrepaired`` = ln P(still unrepaired at ``as_of`` | unrepaired when last seen) under
+    the repair clock an OGI survey find starts (:func:`p_unrepaired`, from the leak's last OGI detection; 0
+    without one: other sensors start no repair), and ``days_since_ogi`` (NaN without one).
+
+    Seen again by any sensor after the OGI find, the leak was not repaired by then: only the part of the
+    clock after the last sighting counts."""
+    leaks = pd.Index(dets["leak_id"].unique())
+    out = pd.DataFrame({"log_p_unrepaired": 0.0, "days_since_ogi": np.nan}, index=leaks)
+    ogi = dets["source_type"].astype(str).eq("ogi").to_numpy()
+    if not ogi.any():
+        return out
+    t = pd.to_datetime(dets.loc[ogi, "observed_at"], utc=True).groupby(dets.loc[ogi, "leak_id"]).max()
+    seen = (last.reindex(t.index) - t).dt.total_seconds().to_numpy() / 86400.0
+    now = np.maximum((pd.Timestamp(as_of) - t).dt.total_seconds().to_numpy() / 86400.0, seen)
+    out.loc[t.index, "log_p_unrepaired"] = np.minimum(np.log(p_unrepaired(now)) - np.log(p_unrepaired(seen)), 0.0)
+    out.loc[t.index, "days_since_ogi"] = now
+    return out
+
+
+def persistence_days(rate: np.ndarray, small_days: float = PERSISTENCE_DAYS) -> np.ndarray:
+    """Mean remaining life of a leak by its rate: ``small_days`` up to ``LARGE_EVENT_KG_H[0]``, falling
+    log-linearly to ``LARGE_EVENT_DAYS`` at ``LARGE_EVENT_KG_H[1]`` and above. The largest emissions are
+    mostly abnormal events (stuck dump valves, unlit flares, blowdowns) that last days to weeks, not months
+    (Zavala-Araiza et al. 2017; Cusworth et al. 2021; Lauvaux et al. 2022)."""
+    lo, hi = LARGE_EVENT_KG_H
+    x = np.clip((np.log(np.maximum(np.asarray(rate, float), 1e-9)) - math.log(lo)) / math.log(hi / lo), 0.0, 1.0)
+    return np.exp(np.log(small_days) + x * (math.log(LARGE_EVENT_DAYS) - np.log(small_days)))
+
+
+def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """One row per leak (index leak_id) with :data:`FEATURES`, the rate estimate columns, first/last seen
+    and ``source_names`` (the distinct sensor names, most detections first; for the reasons, not a feature)."""
+    d = dets
+    g = d.groupby("leak_id")
+    counts = pd.crosstab(d["leak_id"], d["source_type"]).reindex(columns=list(SOURCE_TYPES), fill_value=0)
+    counts.columns = [f"n_{c}" for c in counts.columns]
+    t = pd.to_datetime(d["observed_at"], utc=True)
+    as_of = pd.Timestamp(as_of)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
+    last = t.groupby(d["leak_id"]).max()
+    first = t.groupby(d["leak_id"]).min()
+    rates = estimate_rates(d)
+    f = pd.DataFrame(index=pd.Index(d["leak_id"].unique(), name="leak_id"))
+    f["n_detections"] = g.size()
+    f["n_sources"] = g["source_name"].nunique()
+    f["n_source_types"] = g["source_type"].nunique()
+    f = f.join(counts)
+    f["mean_confidence"] = g["confidence"].mean()
+    f["max_confidence"] = g["confidence"].max()
+    f["confidence_evidence"] = confidence_evidence(d).reindex(f.index).fillna(0.0)
+    f["days_since_last"] = ((as_of - last).dt.total_seconds() / 86400.0).clip(lower=0)
+    f["span_days"] = (last - first).dt.total_seconds() / 86400.0
+    f = f.join(rates)
+    f["rate_rel_unc"] = f["log_sigma"]
+    amb = d["ambiguous"] if "ambiguous" in d else pd.Series(False, index=d.index)
+    f["ambiguous_share"] = amb.fillna(False).astype(float).groupby(d["leak_id"]).mean()
+    lk = leaks.set_index("leak_id") if len(leaks) and "leak_id" in leaks else pd.DataFrame()
+    f["radius_m"] = lk["radius_m"].reindex(f.index) if "radius_m" in lk else np.nan
+    if {"latitude", "longitude"} <= set(lk.columns):
+        centres = lk[["latitude", "longitude"]].reindex(f.index)
+    else:
+        centres = pd.DataFrame(index=f.index, columns=["latitude", "longitude"], dtype=float)
+    if {"latitude", "longitude"} <= set(d.columns):
+        centres = centres.fillna(d.groupby("leak_id")[["latitude", "longitude"]].median().reindex(f.index))
+    f = f.join(look_stats(d, centres, f["log_rate"], as_of))
+    f = f.join(repair_clock(d, last, as_of))
+    names = d.groupby(["leak_id", "source_name"]).size().sort_values(ascending=False).reset_index()
+    f["source_names"] = names.groupby("leak_id", sort=False)["source_name"].agg(", ".join).reindex(f.index)
+    f["first_seen"], f["last_seen"] = first, last
+    return f

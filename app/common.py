@@ -9,44 +9,40 @@ import numpy as np
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
-from sqlalchemy import func, select
-from sqlmodel import Session
 
-from mlpe_core import auth, pipeline, store
-from mlpe_core.lifecycle import TransitionError
-from mlpe_core.store.db import get_engine, resolve_url
-from mlpe_core.store.models import AuditEvent
+from mlpe_core import desk
+from mlpe_core.desk import STATUSES, PermissionDenied, TransitionError  # noqa: F401  (pages read STATUSES here)
 
 BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [60, 110, 175]}
 SOURCE_RGB = {"satellite": [120, 60, 200], "aerial": [0, 150, 200], "continuous_monitor": [0, 150, 110],
               "scada": [160, 110, 40], "ogi": [220, 70, 160]}
-try:  # the leak lifecycle (mlpe_core.lifecycle) names every status; older cores had these six
-    from mlpe_core.lifecycle import STATUSES
-except ImportError:  # pragma: no cover
-    STATUSES = ("open", "dispatched", "confirmed", "not_found", "repaired", "no_access")
 OPEN = ["open", "dispatched"]  # ranked: still need a visit
 VISITABLE = [*OPEN, "no_access", "confirmed", "repair_attempted"]  # a crew may still record a visit or repair
 # st.Page / st.switch_page paths are relative to app/main.py
-PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "dispatch", "validation", "upload", "model",
-                                         "audit")}
+PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "obligations", "dispatch", "validation", "upload",
+                                         "model", "audit")}
 T = TypeVar("T")
 OPEN_NAME = "app"  # who acts in open mode unless they give a name
 
 
 @st.cache_resource(show_spinner=False)
 def _engine(url: str):
-    return get_engine(url)
+    return desk.engine(url)
 
 
-def session() -> Session:
-    """A new Session on the store chosen by ``MLPE_DB`` (use as a context manager)."""
-    return Session(_engine(resolve_url()))
+def resolve_url() -> str:
+    return desk.store_url()
+
+
+def session():
+    """A new session on the store chosen by ``MLPE_DB`` (use as a context manager)."""
+    return desk.open_session(_engine(resolve_url()))
 
 
 def is_open() -> bool:
     """True while the store has no users (auth open mode): anyone may act."""
     with session() as s:
-        return auth.open_mode(s)
+        return desk.is_open(s)
 
 
 def user() -> str:
@@ -56,18 +52,19 @@ def user() -> str:
 
 
 def can(action: str) -> bool:
-    """Whether to offer ``action`` (hidden otherwise); ``mlpe_core.auth`` enforces it either way."""
-    return st.session_state.get("auth_role") in auth.PERMISSIONS[action] or is_open()
+    """Whether to offer ``action`` (hidden otherwise): ``desk.can``, the rule ``mlpe_core.auth`` enforces."""
+    with session() as s:
+        return desk.can(s, st.session_state.get("auth_user"), action)
 
 
-def act(action: str, work: Callable[[Session], T]) -> T | None:
+def act(action: str, work: Callable[[desk.Session], T]) -> T | None:
     """``work(session)`` as the current user, once ``mlpe_core.auth`` allows ``action``. A refusal (role, lifecycle,
     bad value) is shown with ``st.error`` and gives None; ``work`` returns what to report (e.g. a message)."""
     try:
         with session() as s:
-            auth.require(s, user(), action)
+            desk.require(s, user(), action)  # a refusal says who, what and which roles may
             return work(s)
-    except (auth.PermissionDenied, TransitionError, ValueError, KeyError) as e:
+    except (PermissionDenied, TransitionError, ValueError, KeyError) as e:
         st.error(str(e.args[0] if isinstance(e, KeyError) and e.args else e), icon=":material/block:")
         return None
 
@@ -85,36 +82,41 @@ def flashed(key: str) -> None:
 
 
 def version() -> tuple:
-    """Changes whenever anything is written: cached frames are keyed on it."""
+    """Changes whenever anything is written (``desk.version``: four primary-key lookups): cached frames key on it."""
     with session() as s:
-        last = s.execute(select(func.max(AuditEvent.id))).scalar() or 0
-        return (resolve_url(), last, *store.counts(s).values())
+        return (resolve_url(), *desk.version(s))
+
+
+FRAMES = {"leaks": lambda s: desk.ranking(s), "detections": desk.detections, "assets": desk.assets,
+          "validations": desk.outcomes, "batches": desk.batches, "models": desk.models, "audit": desk.audit_trail,
+          "obligations": desk.obligations}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def frame(name: str, ver: tuple) -> pd.DataFrame:
-    """``store.<name>_frame`` (leaks, detections, assets, validations, batches, models, audit) at version ``ver``."""
+    """One of :data:`FRAMES` from the desk at store version ``ver`` (leaks = the effective ranking)."""
     with session() as s:
-        return getattr(store, f"{name}_frame")(s)
+        return FRAMES[name](s)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def export(what: str, ver: tuple, top: int | None = None) -> pd.DataFrame:
+def clock(ver: tuple) -> pd.Timestamp:
+    """The as-of of the scores on show (``desk.as_of``): every "days ago" and "overdue" counts from it."""
     with session() as s:
-        return pipeline.export_frame(s, what, top)
+        return desk.as_of(s)
 
 
 def load(name: str) -> pd.DataFrame:
     return frame(name, version())
 
 
+def as_of() -> pd.Timestamp:
+    return clock(version())
+
+
 def leaks_with_operator() -> pd.DataFrame:
-    lk, assets = load("leaks"), load("assets")
-    if len(assets) and "operator" in assets:
-        lk = lk.merge(assets[["asset_id", "operator"]], on="asset_id", how="left")
-    else:
-        lk["operator"] = None
-    return lk
+    """The effective ranking (``desk.ranking``: every active leak with its asset's operator and type)."""
+    return load("leaks")
 
 
 def empty_store_hint() -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import date
 
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
 
 from app import common as c
-from mlpe_core import dispatch, store
+from mlpe_core import desk
 from mlpe_core.export import spreadsheet_safe, to_geojson, to_kml
 
 CREW_RGB = [[15, 110, 110], [240, 140, 0], [122, 60, 200], [42, 127, 168], [200, 35, 35], [90, 143, 41]]
@@ -19,43 +18,26 @@ ROUTE_FIRST = ["stop", "leak_id", "risk_band", "est_rate_kg_h", "leg_km", "due_b
 
 
 def today() -> str:
-    return date.today().isoformat()
+    """The plan day: the clock's date (``desk.as_of``), the day every "today" counts from."""
+    return c.as_of().date().isoformat()
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def lists(ver: tuple) -> pd.DataFrame:
     with c.session() as s:
-        return dispatch.lists_frame(s)
+        return desk.lists(s)
 
 
 @st.cache_data(show_spinner="Routing the crews…", max_entries=8)
 def todays(ver: tuple, k: int) -> tuple[dict, pd.DataFrame]:
-    """(meta, stops): today's approved list, else today's draft, else the routed proposal of the top ``k``.
-
-    meta: list_id (None for a proposal), status (approved, draft, proposal), plan_date, created_by, approved_by,
-    approved_at, total_km. Stops: contract dispatch columns, then crew, stop, leg_km (and work_order_id, wo_status
-    for a stored list), ordered by crew and stop.
-    """
-    ls = lists(ver)
-    mine = ls[(ls["plan_date"] == today()) & ls["status"].isin(["approved", "draft"])] if len(ls) else ls
+    """``desk.plan``: today's approved list, else today's draft, else the routed proposal of the top ``k``."""
     with c.session() as s:
-        if len(mine):
-            row = mine.sort_values(["status", "id"], ascending=[True, False]).iloc[0]  # approved before draft
-            meta = {k_: row.get(k_) for k_ in ("status", "plan_date", "created_by", "approved_by", "approved_at",
-                                               "total_km")}
-            meta["list_id"] = int(row["id"])
-            return meta, dispatch.list_frame(s, int(row["id"]))
-        routed = dispatch.route_dispatch(dispatch.current_list(s, k))
-        routed["due_rule"] = routed["leak_id"].map(store.leaks_frame(s).set_index("leak_id")["due_rule"])
-    if routed.empty:
-        return {"list_id": None, "status": "empty"}, routed
-    km = float(routed.drop_duplicates(["day", "crew"])["route_km"].sum())
-    return {"list_id": None, "status": "proposal", "plan_date": today(), "total_km": km}, routed
+        return desk.plan(s, k)
 
 
 def work_orders(ver: tuple, meta: dict, stops: pd.DataFrame) -> str:
     with c.session() as s:
-        doc = dispatch.work_orders(s, meta["list_id"]) if meta["list_id"] else dispatch.work_orders(s, frame=stops)
+        doc = desk.work_orders(s, meta["list_id"], len(stops) or None)
     return json.dumps(doc, indent=1, default=str)
 
 
@@ -110,7 +92,7 @@ def approve_controls(list_id: int, flash_key: str, key: str) -> None:
     if row.button("Approve list", key=f"{key}_ok", type="primary", icon=":material/verified:",
                   help="the list becomes final and its leaks move to dispatched"):
         c.flash(flash_key, c.act("approve_dispatch", lambda s: "List {list_id} approved: {items} leaks dispatched."
-                                 .format(**dispatch.approve_list(s, list_id, c.user()))))
+                                 .format(**desk.approve_list(s, c.user(), list_id))))
     if row.button("Withdraw", key=f"{key}_withdraw", icon=":material/delete:", help="discard this draft"):
         c.flash(flash_key, c.act("approve_dispatch", lambda s: "List {list_id} withdrawn ({released} leaks back to "
-                                 "open).".format(**dispatch.withdraw_list(s, list_id, c.user()))))
+                                 "open).".format(**desk.withdraw_list(s, c.user(), list_id))))

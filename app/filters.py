@@ -7,8 +7,9 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from app.common import OPEN, STATUSES, load
-from mlpe_core.schema import RISK_BANDS, SOURCE_TYPES
+from app.common import OPEN, STATUSES, as_of, load
+from mlpe_core import desk
+from mlpe_core.desk import RISK_BANDS, SOURCE_TYPES
 
 # session key -> (query parameter, default); lists are multiselects where empty means "all"
 FILTERS = {"f_band": ("band", []), "f_src": ("source", []), "f_status": ("status", OPEN),
@@ -103,24 +104,19 @@ def window() -> tuple[date, date] | None:
     return (w[0], w[1] if len(w) > 1 else span[1])
 
 
-def apply_filters(leaks: pd.DataFrame) -> pd.DataFrame:
-    """The sidebar filters applied to a leaks frame (with ``operator`` when filtering by operator)."""
-    ss, m = st.session_state, pd.Series(True, index=leaks.index)
-    if ss.get("f_band"):
-        m &= leaks["risk_band"].isin(ss["f_band"])
-    if ss.get("f_src"):
-        types = leaks["source_types"].fillna("").str.split(",")
-        m &= types.map(lambda t: bool(set(t) & set(ss["f_src"])))
-    if ss.get("f_status"):
-        m &= leaks["status"].isin(ss["f_status"])
-    if ss.get("f_min_rate"):
-        m &= leaks["est_rate_kg_h"].fillna(0) >= float(ss["f_min_rate"])
-    if ss.get("f_op") and "operator" in leaks:
-        m &= leaks["operator"].isin(ss["f_op"])
+def current() -> desk.LeakFilter:
+    """The sidebar's filters as the desk's :class:`~mlpe_core.desk.LeakFilter` (the same one the API takes)."""
+    ss = st.session_state
     win = window()
-    if win and win != ss.get("f_window_span") and len(leaks):
-        m &= (leaks["first_seen"].dt.date <= win[1]) & (leaks["last_seen"].dt.date >= win[0])
-    return leaks[m]
+    return desk.LeakFilter(bands=list(ss.get("f_band") or []), source_types=list(ss.get("f_src") or []),
+                           statuses=list(ss.get("f_status") or []), operators=list(ss.get("f_op") or []),
+                           min_rate_kg_h=float(ss.get("f_min_rate") or 0.0) or None,
+                           window=win if win and win != ss.get("f_window_span") else None)
+
+
+def apply_filters(leaks: pd.DataFrame) -> pd.DataFrame:
+    """The sidebar filters applied to a ranking frame (``desk.LeakFilter.apply``, as of the scores' clock)."""
+    return current().apply(leaks, as_of())
 
 
 def filter_note(n_shown: int, n_total: int) -> None:

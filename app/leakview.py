@@ -8,9 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common as c
-from mlpe_core import lineage, pipeline, store
-from mlpe_core.comply import leak_clocks, load_rules
-from mlpe_core.lifecycle import history as status_history
+from mlpe_core import desk
 
 
 def pick_leak(lk: pd.DataFrame, where) -> str:
@@ -36,13 +34,13 @@ def pick_leak(lk: pd.DataFrame, where) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def detail(leak_id: str, ver: tuple) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(pipeline.leak_detail, lifecycle history, lineage story) of one leak at store version ``ver``."""
+def detail(leak_id: str, ver: tuple) -> dict:
+    """``desk.leak_detail`` of one leak at store version ``ver``."""
     with c.session() as s:
-        return pipeline.leak_detail(s, leak_id), status_history(s, leak_id), lineage.leak_story(s, leak_id)
+        return desk.leak_detail(s, leak_id)
 
 
-def metrics(L: dict) -> None:
+def metrics(L: dict, now: pd.Timestamp) -> None:
     m = st.columns(6)
     m[0].metric("Rank", f"#{L['rank']}" if L["rank"] else "not ranked",
                 help="1 = visit first; only open leaks are ranked")
@@ -57,7 +55,7 @@ def metrics(L: dict) -> None:
                      "P(real) × min(rate, 20 kg/h)")
     due = pd.Timestamp(L["due_by"]) if L["due_by"] else None
     due = due.tz_localize("UTC") if due is not None and due.tzinfo is None else due
-    left = (due - pd.Timestamp.now(tz="UTC")).days if due is not None else None
+    left = (due - now).days if due is not None else None
     m[5].metric("Due by", f"{due:%Y-%m-%d}" if due is not None else "–", help=f"compliance clock: {L['due_rule']}"
                 if L["due_rule"] else "no compliance clock runs", delta=None if left is None else
                 f"{-left} days overdue" if left < 0 else f"{left} days left", delta_color="inverse" if left is not None
@@ -68,15 +66,13 @@ def add_note(s, leak_id: str, text: str) -> str:
     """A note on a leak is an audit event (action ``note``): who, when, what; never edited."""
     if not text.strip():
         raise ValueError("write the note first")
-    store.add_note(s, c.user(), leak_id, text)
+    desk.add_note(s, c.user(), leak_id, text)
     return "Note recorded in the audit trail."
 
 
-def notes(history: pd.DataFrame) -> None:
-    n = history[history["action"] == "note"]
+def notes(n: pd.DataFrame) -> None:
     for r in n.head(5).itertuples():
-        st.caption(f":material/sticky_note_2: **{r.actor}** · {r.at:%Y-%m-%d %H:%M} UTC — "
-                   f"{json.loads(r.detail or '{}').get('note', '')}")
+        st.caption(f":material/sticky_note_2: **{r.actor}** · {r.at:%Y-%m-%d %H:%M} UTC — {r.note}")
     if len(n) > 5:
         st.caption(f"… {len(n) - 5} older notes in the Audit tab below.")
 
@@ -97,25 +93,19 @@ def assets(L: dict, candidates: list) -> None:
             "asset_type": "type"})
 
 
-@st.cache_resource(show_spinner=False)
-def _rules():
-    return load_rules()
-
-
-def clocks(leak_id: str, dets: pd.DataFrame, vals: pd.DataFrame, leaks: pd.DataFrame) -> None:
-    """Every running regulatory clock of the leak, as of now."""
-    now = pd.Timestamp.now(tz="UTC")
-    ck = leak_clocks(dets, vals, _rules(), now, leak_id=leak_id, assets=c.load("assets"), leaks=leaks)
+def clocks(ck: pd.DataFrame, now: pd.Timestamp) -> None:
+    """Every running regulatory clock of the leak, as of the scores' clock."""
     if ck.empty:
-        st.caption("No compliance clock runs for this leak (no rule in config/compliance.yaml applies).")
+        st.caption("No compliance clock runs for this leak (no rule in the compliance rules applies).")
         return
     days = (ck["due_by"] - now).dt.days
-    ck["left"] = [f"{-d} days overdue" if o else f"{d} days left" for d, o in zip(days, ck["overdue"], strict=True)]
-    ck["state"] = ["overdue" if o else "due soon" if s else "running"
-                   for o, s in zip(ck["overdue"], ck["due_soon"], strict=True)]
+    ck = ck.assign(left=[f"{-d} days overdue" if o else f"{d} days left" for d, o in zip(days, ck["overdue"],
+                                                                                           strict=True)],
+                   state=["overdue" if o else "due soon" if s else "running"
+                          for o, s in zip(ck["overdue"], ck["due_soon"], strict=True)])
     st.dataframe(ck[["state", "due_rule", "due_by", "left", "citation"]], hide_index=True, key="clocks",
                  column_config={"due_by": st.column_config.DatetimeColumn("due by", format="YYYY-MM-DD"),
-                                "due_rule": "rule: action", "left": "as of today",
+                                "due_rule": "rule: action", "left": f"as of {now:%Y-%m-%d}",
                                 "citation": st.column_config.TextColumn(width="medium")})
 
 

@@ -10,7 +10,7 @@ if str(ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from app import common, filters, signin  # noqa: E402
-from mlpe_core import auth, pipeline, store  # noqa: E402
+from mlpe_core import desk  # noqa: E402
 
 st.set_page_config(layout="wide", page_title="MLPE", page_icon=":material/heat:")
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}"  # less empty space on top
@@ -18,9 +18,9 @@ st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}"  # les
 
 if not st.session_state.get("demo_checked"):  # an empty store gets the simulated demo basin, once
     with common.session() as s:
-        if store.counts(s)["detections"] == 0 and auth.open_mode(s):  # never into a store with users
+        if desk.status(s)["detections"] == 0 and desk.is_open(s):  # never into a store with users
             with st.spinner("Empty store: loading the simulated demo basin (about 10 seconds)…"):
-                pipeline.ensure_demo(s)
+                desk.ensure_demo(s)
     st.session_state["demo_checked"] = True
 
 if not signin.signed_in():  # a store with users: nothing but the sign-in form until then
@@ -31,6 +31,7 @@ nav = st.navigation({
     "Triage": [st.Page(P["map"], title="Map", icon=":material/map:", default=True),
                st.Page(P["leak"], title="Leak detail", icon=":material/location_searching:")],
     "Review": [st.Page(P["rankings"], title="Rankings", icon=":material/format_list_numbered:"),
+               st.Page(P["obligations"], title="Obligations", icon=":material/gavel:"),
                st.Page(P["dispatch"], title="Dispatch", icon=":material/local_shipping:")],
     "Field": [st.Page(P["validation"], title="Field validation", icon=":material/fact_check:"),
               st.Page(P["upload"], title="Upload", icon=":material/upload_file:")],
@@ -42,4 +43,6 @@ try:
     nav.run()
 finally:  # who is acting, at the foot of the sidebar, under the page's own controls (also after st.stop)
     signin.sidebar()
+    st.sidebar.caption(f"Scores as of **{common.as_of():%Y-%m-%d %H:%M} UTC**: every \"days ago\", \"overdue\" "
+                       "and \"today\" counts from it.")
     st.sidebar.caption(f"Store: `{common.resolve_url().split('/')[-1]}`")

@@ -7,21 +7,21 @@ import streamlit as st
 
 from app import charts, dispatching, review
 from app import common as c
-from mlpe_core import dispatch
+from mlpe_core import desk
 
 N = st.column_config.NumberColumn
 
 
-def since_last_review(rk: pd.DataFrame, lk: pd.DataFrame, ver: tuple) -> None:
+def since_last_review(ver: tuple) -> None:
     c.flashed("review_flash")
-    last = review.last_review(ver)
+    last = review.changes(ver)
     if last is None:
         st.info("Nobody has marked the ranking as reviewed yet. Mark it once you have gone through it: from then "
                 "on this tab shows which leaks are new, moved up or dropped out since.", icon=":material/info:")
     else:
-        ch = review.changes(last["ranks"], rk, lk)
+        ch = last
         st.caption(f"Compared with the ranking **{last['by']}** reviewed on {last['at']:%Y-%m-%d %H:%M} UTC "
-                   f"({len(last['ranks']):,} ranked leaks then, {len(rk):,} now).")
+                   f"({last['n_then']:,} ranked leaks then, {last['n_now']:,} now).")
         m = st.columns(4)
         for col, (k, label) in zip(m, (("new", "New"), ("up", "Moved up"), ("down", "Moved down"),
                                        ("dropped", "Dropped")), strict=True):
@@ -38,10 +38,11 @@ def since_last_review(rk: pd.DataFrame, lk: pd.DataFrame, ver: tuple) -> None:
         right.markdown("**Dropped out** (visited, repaired or re-fused)")
         right.dataframe(ch["dropped"], hide_index=True, key="rev_dropped", column_config={
             "leak_id": "leak", "was": N("was", format="%d")})
-    if c.can("override_rank"):
+    if c.can("review_ranking"):
         if st.button("Mark as reviewed", key="rev_mark", type="primary", icon=":material/done_all:",
                      help="records the ranking as you see it now (an audit event) for the next comparison"):
-            c.flash("review_flash", c.act("override_rank", lambda s: review.mark_reviewed(s, c.user(), rk)))
+            n = c.act("review_ranking", lambda s: desk.mark_reviewed(s, c.user()))
+            c.flash("review_flash", n is not None and f"Ranking of {n:,} leaks marked as reviewed.")
     else:
         st.caption("A supervisor marks the ranking as reviewed.")
 
@@ -50,7 +51,7 @@ def overrides(rk: pd.DataFrame, ver: tuple) -> None:
     c.flashed("override_flash")
     ov = review.overrides(ver)
     if c.can("override_rank"):
-        labels = {r.leak_id: f"#{r.eff_rank} {r.leak_id} · {r.risk_band} · {c.rate(r.priority_score)}"
+        labels = {r.leak_id: f"#{r.rank} {r.leak_id} · {r.risk_band} · {c.rate(r.priority_score)}"
                   for r in rk.itertuples()}
         with st.form("override", width=640):
             st.markdown("**Override a leak's rank** — the reason is recorded with your name and the ranks before "
@@ -62,10 +63,8 @@ def overrides(rk: pd.DataFrame, ver: tuple) -> None:
             clear = st.checkbox("Clear this leak's override instead (back to the model's rank)", key="ovr_clear")
             sent = st.form_submit_button("Record override", type="primary")
         if sent:
-            row = rk.set_index("leak_id").loc[leak].copy()
-            row["leak_id"] = leak
-            c.flash("override_flash", c.act("override_rank", lambda s: review.record_override(
-                s, c.user(), row, None if clear else int(new), reason)))
+            c.flash("override_flash", c.act("override_rank", lambda s: desk.override_rank(
+                s, c.user(), leak, None if clear else int(new), reason)))
     else:
         st.caption("A supervisor can override a leak's rank, with a reason.")
     if ov.empty:
@@ -87,7 +86,7 @@ def approval(ver: tuple) -> None:
             st.markdown(f"**List {r.id}** for {r.plan_date} · {r.n_items} stops · {r.total_km:,.1f} km · planned by "
                         f"{r.created_by} on {r.created_at:%Y-%m-%d %H:%M}")
             with c.session() as s:
-                stops = dispatch.list_frame(s, int(r.id))
+                stops = desk.list_stops(s, int(r.id))
             st.dataframe(stops[["crew", "stop", "leak_id", "rank", "risk_band", "est_rate_kg_h", "due_by"]],
                          hide_index=True, key=f"appr_stops_{r.id}", height=min(38 + 35 * len(stops), 300))
             dispatching.approve_controls(int(r.id), "approve_flash", f"appr_{r.id}")
@@ -116,7 +115,7 @@ def compare_models(ver: tuple) -> None:
         st.caption("Pick two versions, then switch this on to see how each would rank today's open leaks.")
         return
     with st.spinner("Scoring today's leaks with both versions…"):
-        cmp, summary = review.compare(review.rank_with(va, ver), review.rank_with(vb, ver), dispatch.crew_capacity())
+        cmp, summary = review.compare(va, vb, ver)
     m = st.columns(3)
     m[0].metric(f"Shared in both top {summary['top']}", f"{summary['overlap']} of {summary['top']}",
                 help="the top = one day of the crews' visits")

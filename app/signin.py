@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import common as c
-from mlpe_core import auth
+from mlpe_core import desk
 
 OPEN_NOTE = "Open mode: no users yet — anyone can act. An admin can add users with `mlpe users add`."
 
@@ -14,12 +14,12 @@ def signed_in() -> bool:
     """True in open mode or with a user whose account is still active (a role change applies at once)."""
     ss = st.session_state
     with c.session() as s:
-        if auth.open_mode(s):
+        if desk.is_open(s):
             for k in ("auth_user", "auth_role"):
                 ss.pop(k, None)
             return True
         name = ss.get("auth_user")
-        ss["auth_role"] = auth.role_of(s, name) if name else None
+        ss["auth_role"] = desk.role_of(s, name)
     if name and ss["auth_role"] is None:  # removed or deactivated since signing in
         ss.pop("auth_user", None)
     return bool(ss.get("auth_role"))
@@ -35,7 +35,7 @@ def page() -> None:
         sent = st.form_submit_button("Sign in", type="primary", width="stretch")
     if sent:
         with c.session() as s:
-            u = auth.authenticate(s, name.strip(), pw)
+            u = desk.sign_in(s, name.strip(), pw)
         if u is None:
             st.error("Wrong user name or password (or the account is not active).", icon=":material/block:")
         else:

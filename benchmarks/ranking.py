@@ -63,7 +63,7 @@ def load_basin(seed: int, n_assets: int = 2000, spacing_m: float = 500.0, n_days
         canon = to_canonical(text.astype(str), "canonical", None, f"{name}.csv")
         ingest_frame(session, canon, f"bench-{seed}-{name}.csv", user="bench")
     pipeline.run_fuse(session, user="bench")
-    pipeline.run_score(session, user="bench")
+    pipeline.run_score(session, as_of=basin.as_of, user="bench")  # as of the end of the simulated period
     return Loaded(basin, session, time.perf_counter() - t0)
 
 
@@ -169,7 +169,7 @@ def learning_loop(L: Loaded, seed: int, n_round: int = 100, top_share: float = 0
            "round1_measured": int(vals["measured_rate_kg_h"].notna().sum())}
 
     def round2() -> tuple[float, pd.DataFrame]:
-        sc, _ = pipeline.score_frame(s, user="bench")
+        sc, _ = pipeline.score_frame(s, L.basin.as_of, user="bench")
         sc = sc[sc["rank"].notna()].sort_values("rank")
         return methane(M, val, pos.get_indexer(sc["leak_id"].head(n_round)), exclude=found1), sc
 

@@ -12,28 +12,25 @@ HTTP Basic credentials of an active user, and writes need the role for them (val
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
-import json
 import secrets
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from . import __version__, auth, dispatch, lifecycle, store
-from .comply import leak_clocks, load_rules
+from . import __version__, auth, desk, dispatch, lifecycle
+from .export import json_records
 from .ingest import IngestError
-from .ingest.tables import validate_validations
-from .outcomes import record_validations
-from .schema import LEAK_EXPORT_COLUMNS, RISK_BANDS
-from .store.models import Leak
+from .schema import LEAK_EXPORT_COLUMNS
 
-LEAK_FIELDS = [*LEAK_EXPORT_COLUMNS, "rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule", "failed_repair",
-               "status_at", "repair_attempted_at", "repaired_at", "reopened_at"]
+LEAK_FIELDS = [*LEAK_EXPORT_COLUMNS, "model_rank", "override_reason", "marked", "overdue", "band_why", "rate_lo_kg_h",
+               "rate_hi_kg_h", "due_by", "due_rule", "failed_repair", "status_at", "repair_attempted_at",
+               "repaired_at", "reopened_at"]
 
 
 # --------------------------------------------------------------------------------------------- bodies
@@ -76,15 +73,18 @@ class ApproveRequest(BaseModel):
     note: str | None = None
 
 
+class LeakEventRequest(BaseModel):
+    event: str = Field(..., description="dispatch (mark for the next plan), release, close or reopen")
+    at: str | None = Field(None, description="when it happened (ISO 8601); default now")
+    note: str | None = None
+
+
+class OverrideRequest(BaseModel):
+    rank: int | None = Field(None, ge=1, le=1_000_000, description="the rank to move the leak to; null clears")
+    reason: str = Field(..., min_length=1, description="why: recorded as evidence with the ranks before and after")
+
+
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def _jsonable(df: pd.DataFrame) -> list[dict]:
-    out = df.copy()
-    for c in out.columns:
-        if isinstance(out[c].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[c]):
-            out[c] = out[c].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return json.loads(out.to_json(orient="records", date_format="iso"))
 
 
 def _as_utc(v: str | None, name: str) -> pd.Timestamp | None:
@@ -144,7 +144,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     def health() -> dict:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks, filtered")
+    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks, filtered (the effective ranking)")
     def get_leaks(s: Db, _who: Who,
                   status: Annotated[list[str] | None, Query(description="one or more statuses")] = None,
                   band: Annotated[list[str] | None, Query(description="HIGH, MEDIUM, LOW")] = None,
@@ -155,119 +155,105 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
                   ranked: Annotated[bool, Query(description="only leaks with a rank (open, scored)")] = True,
                   top: Annotated[int, Query(ge=0, le=100_000)] = 100,
                   offset: Annotated[int, Query(ge=0)] = 0) -> dict:
-        lk = store.leaks_frame(s)
-        if band and not set(band) <= set(RISK_BANDS):
-            raise HTTPException(422, f"band must be among {', '.join(RISK_BANDS)}")
-        now = pd.Timestamp.now(tz="UTC")
-        m = pd.Series(True, index=lk.index)
-        if ranked:
-            m &= lk["rank"].notna()
-        if status:
-            m &= lk["status"].isin(status)
-        if band:
-            m &= lk["risk_band"].isin(band)
-        if source_type:
-            m &= lk["source_types"].fillna("").str.split(",").map(lambda t: source_type in [x.strip() for x in t])
-        if asset_id:
-            m &= lk["asset_id"] == asset_id
-        if min_priority is not None:
-            m &= lk["priority_score"].fillna(-1) >= min_priority
-        if overdue is not None:
-            m &= (lk["due_by"].notna() & (lk["due_by"] < now)) == overdue
-        if due_within_days is not None:
-            m &= lk["due_by"].notna() & (lk["due_by"] <= now + pd.Timedelta(days=due_within_days))
-        if failed_repair is not None:
-            m &= lk["failed_repair"].fillna(False).astype(bool) == failed_repair
-        sel = lk[m]
+        flt = guard(desk.LeakFilter, bands=band or [], statuses=status or [],
+                    source_types=[source_type] if source_type else [], asset_id=asset_id, min_priority=min_priority,
+                    overdue=overdue, due_within_days=due_within_days, failed_repair=failed_repair, ranked_only=ranked)
+        sel = desk.ranking(s, flt)
         page = sel.iloc[offset:offset + top].reindex(columns=LEAK_FIELDS)
-        page = page.assign(overdue=page["due_by"].notna() & (page["due_by"] < now))
-        return {"count": int(len(sel)), "offset": offset, "leaks": _jsonable(page)}
+        return {"count": int(len(sel)), "offset": offset, "as_of": desk.as_of(s).isoformat(),
+                "leaks": json_records(page)}
 
     @app.get("/leaks/{leak_id}", tags=["leaks"], summary="One leak: detections, visits, lifecycle, deadlines")
     def get_leak(leak_id: str, s: Db, _who: Who) -> dict:
-        leak = s.get(Leak, leak_id)
-        if leak is None:
-            raise HTTPException(404, f"no leak '{leak_id}'")
-        dets = store.detections_frame(s, leak_id)
-        vals = store.validations_frame(s)
-        vals = vals[vals["leak_id"] == leak_id]
-        clocks = leak_clocks(dets, vals, load_rules(), pd.Timestamp.now(tz="UTC"), leak_id,
-                             assets=store.assets_frame(s), leaks=store.leaks_frame(s, active_only=False))
-        rec = _jsonable(pd.DataFrame([leak.model_dump()]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
-                                                                           "asset_candidates"]))[0]
-        return {"leak": rec, "allowed_events": lifecycle.allowed_events(leak.status),
-                "deadlines": _jsonable(clocks.drop(columns=["leak_id"])),
-                "detections": _jsonable(dets.drop(columns=["attributes"], errors="ignore")),
-                "validations": _jsonable(vals.drop(columns=["id", "batch_id"], errors="ignore")),
-                "history": _jsonable(lifecycle.history(s, leak_id).drop(columns=["id"]))}
+        d = guard(desk.leak_detail, s, leak_id)
+        rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
+                                                                        "asset_candidates"]))[0]
+        return {"leak": rec, "as_of": d["as_of"].isoformat(), "allowed_events": d["allowed_events"],
+                "deadlines": json_records(d["clocks"].drop(columns=["leak_id"])),
+                "detections": json_records(d["detections"].drop(columns=["attributes"], errors="ignore")),
+                "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
+                "history": json_records(d["events"].drop(columns=["id"]))}
 
-    @app.get("/dispatch", tags=["dispatch"], summary="The current dispatch list (contract columns)")
+    @app.get("/obligations", tags=["leaks"], summary="Every running regulatory clock, soonest first")
+    def get_obligations(s: Db, _who: Who) -> dict:
+        ob = desk.obligations(s)
+        return {"count": int(len(ob)), "as_of": desk.as_of(s).isoformat(), "obligations": json_records(ob)}
+
+    @app.get("/dispatch", tags=["dispatch"], summary="The leaks to visit next (contract columns)")
     def get_dispatch(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0)] = None,
-                     routed: Annotated[bool, Query(description="add crew, day, stop and route km")] = False) -> dict:
-        disp = guard(dispatch.current_list, s, top)
+                     routed: Annotated[bool, Query(description="the day's plan: crew, stop and route km")] = False
+                     ) -> dict:
         if routed:
-            disp = guard(dispatch.route_dispatch, disp)
-        return {"count": int(len(disp)), "items": _jsonable(disp)}
+            meta, stops = guard(desk.plan, s, top)
+            return {"count": int(len(stops)), "status": meta["status"], "list_id": meta["list_id"],
+                    "items": json_records(stops)}
+        disp = guard(desk.export_dispatch, s, top)
+        return {"count": int(len(disp)), "items": json_records(disp)}
 
-    @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders for the current list (draft)")
+    @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders of the day's plan")
     def get_current_workorders(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0)] = None) -> dict:
-        from .pipeline import dispatch_workorders
-
-        return guard(dispatch_workorders, s, top)
+        return guard(desk.work_orders, s, None, top)
 
     @app.post("/dispatch/lists", tags=["dispatch"], status_code=201, summary="Plan a routed list (a draft)")
     def post_list(s: Db, who: Who, body: Annotated[PlanRequest | None, Body()] = None) -> dict:
         body = body or PlanRequest()
-        list_id = guard(dispatch.plan_list, s, body.top, body.plan_date, who, note=body.note)
-        return {"list_id": list_id, "status": "draft", "items": _jsonable(dispatch.list_frame(s, list_id))}
+        list_id = guard(desk.plan_list, s, who, body.top, body.plan_date, note=body.note)
+        return {"list_id": list_id, "status": "draft", "items": json_records(desk.list_stops(s, list_id))}
 
     @app.get("/dispatch/lists", tags=["dispatch"], summary="Every dispatch list, newest first")
     def get_lists(s: Db, _who: Who) -> dict:
-        return {"lists": _jsonable(dispatch.lists_frame(s))}
+        return {"lists": json_records(desk.lists(s))}
 
     @app.get("/dispatch/lists/{list_id}", tags=["dispatch"], summary="One list and its stops")
-    def get_list(list_id: int, s: Db, _who: Who) -> dict:
-        lists = dispatch.lists_frame(s)
+    def get_list(list_id: Annotated[int, Path(ge=1, le=2**31 - 1)], s: Db, _who: Who) -> dict:
+        lists = desk.lists(s)
         meta = lists[lists["id"] == list_id]
         if meta.empty:
             raise HTTPException(404, f"no dispatch list {list_id}")
-        return {"list": _jsonable(meta)[0], "items": _jsonable(dispatch.list_frame(s, list_id))}
+        return {"list": json_records(meta)[0], "items": json_records(desk.list_stops(s, list_id))}
 
     @app.post("/dispatch/lists/{list_id}/approve", tags=["dispatch"], summary="Supervisor approval")
-    def approve(list_id: int, s: Db, who: Who, body: Annotated[ApproveRequest | None, Body()] = None) -> dict:
+    def approve(list_id: Annotated[int, Path(ge=1, le=2**31 - 1)], s: Db, who: Who,
+                body: Annotated[ApproveRequest | None, Body()] = None) -> dict:
         body = body or ApproveRequest()
-        return guard(dispatch.approve_list, s, list_id, who, body.note)
+        return guard(desk.approve_list, s, who, list_id, body.note)
 
     @app.get("/dispatch/lists/{list_id}/workorders", tags=["dispatch"], summary="Work orders of a stored list")
-    def get_workorders(list_id: int, s: Db, _who: Who) -> dict:
-        return guard(dispatch.work_orders, s, list_id)
+    def get_workorders(list_id: Annotated[int, Path(ge=1, le=2**31 - 1)], s: Db, _who: Who) -> dict:
+        return guard(desk.work_orders, s, list_id)
 
     @app.post("/validations", tags=["field"], summary="Record field outcomes (checked like the CSV import)")
     def post_validations(rows: Annotated[list[ValidationRow], Body(min_length=1, max_length=10_000)], s: Db,
                          who: Who) -> dict:
-        guard(auth.require, s, who, "validate")
         raw = pd.DataFrame([r.model_dump() for r in rows]).astype(object)
         raw = raw.where(raw.notna(), "").astype(str)
-        known = set(s.execute(select(Leak.leak_id)).scalars())
-        good, rejects = guard(validate_validations, raw, known, "request body")
-        res = record_validations(s, good, who)
-        allrej = pd.concat([x for x in (rejects, res["rejects"]) if len(x)] or [rejects], ignore_index=True)
-        allrej = allrej.sort_values("row", kind="stable")
-        out = [{"index": int(r.row) - 2, "column": r.column, "reason": r.reason} for r in allrej.itertuples()]
+        res = guard(desk.record_outcomes, s, who, raw, "request body")
+        out = [{"index": int(r.row) - 2, "column": r.column, "reason": r.reason} for r in res["rejects"].itertuples()]
         return {"rows": len(rows), "recorded": res["recorded"], "duplicates": res["duplicates"],
-                "rejected": len({o["index"] for o in out}), "rejects": out}
+                "rejected": len({o["index"] for o in out}), "rejects": out, "changes": res["changes"]}
 
     @app.post("/workorders/status", tags=["field"], summary="Work-order progress from a maintenance system")
     def post_status(body: WorkOrderStatus, s: Db, who: Who) -> dict:
         at = _as_utc(body.at, "at")
-        return guard(dispatch.set_work_order_status, s, body.status, who, work_order_id=body.work_order_id,
+        return guard(desk.set_work_order_status, s, who, body.status, work_order_id=body.work_order_id,
                      leak_id=body.leak_id, at=at, crew=body.crew, note=body.note, reason=body.reason)
+
+    @app.post("/leaks/{leak_id}/events", tags=["leaks"], summary="Mark for dispatch, release, close or reopen")
+    def post_leak_event(leak_id: str, body: LeakEventRequest, s: Db, who: Who) -> dict:
+        if body.event not in ("dispatch", "release", "close", "reopen"):
+            raise HTTPException(422, "event must be dispatch, release, close or reopen")
+        at = _as_utc(body.at, "at")
+        status = guard(desk.leak_event, s, who, leak_id, body.event, at, body.note, source="api")
+        return {"leak_id": leak_id, "status": status}
+
+    @app.post("/leaks/{leak_id}/override", tags=["leaks"], summary="A supervisor moves a leak in the ranking")
+    def post_override(leak_id: str, body: OverrideRequest, s: Db, who: Who) -> dict:
+        return {"leak_id": leak_id, "message": guard(desk.override_rank, s, who, leak_id, body.rank, body.reason)}
 
     @app.get("/leaks/{leak_id}/history", tags=["leaks"], summary="Lifecycle events of a leak")
     def get_history(leak_id: str, s: Db, _who: Who) -> dict[str, Any]:
-        if s.get(Leak, leak_id) is None:
-            raise HTTPException(404, f"no leak '{leak_id}'")
-        return {"leak_id": leak_id, "events": _jsonable(lifecycle.history(s, leak_id).drop(columns=["id"]))}
+        d = guard(desk.leak_detail, s, leak_id)
+        return {"leak_id": leak_id, "events": json_records(d["events"].drop(columns=["id"]))}
 
     app.state.started_at = datetime.now(UTC).isoformat()
     return app

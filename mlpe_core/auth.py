@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "validate": {"field_lead", "supervisor", "admin"},
     "approve_dispatch": {"supervisor", "admin"},
     "override_rank": {"supervisor", "admin"},
+    "review_ranking": {"supervisor", "admin"},
     "train": {"supervisor", "admin"},
     "promote_model": {"supervisor", "admin"},
     "manage_users": {"admin"},
@@ -109,3 +110,13 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
     if u is None or not u.active or not check_password(password, u.password_hash):
         return None
     return u
+
+
+def can(session: Session, username: str | None, action: str) -> bool:
+    """Whether ``username`` may take ``action`` (what a face offers; :func:`require` enforces the same rule)."""
+    if action not in PERMISSIONS:
+        raise ValueError(f"unknown action '{action}'")
+    if open_mode(session):
+        return True
+    role = role_of(session, username) if username else None
+    return role is not None and role in PERMISSIONS[action]

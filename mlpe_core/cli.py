@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-empty", action="store_true", help="do nothing when the store already has detections")
 
     sub.add_parser("status", help="what the store holds")
+    rk = sub.add_parser("ranking", help="the effective ranking: model rank with overrides, marks and deadlines")
+    rk.add_argument("--top", type=int, default=None)
+    rk.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
+    ob = sub.add_parser("obligations", help="every running regulatory clock, soonest first")
+    ob.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     us = sub.add_parser("users", help="users and roles (the first user must be an admin; it ends open mode)")
     usub = us.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ua = usub.add_parser("add", help="add a user; the password is read from $MLPE_PASSWORD or asked for")
@@ -105,22 +110,16 @@ def _session(db: str | None) -> Session:
 
 
 def run(argv: list[str]) -> int:
-    from .ingest import IngestError
-
     args = build_parser().parse_args(argv)
     out = sys.stdout
     if args.command == "ingest":
-        from .auth import require
-        from .ingest import load_prepared, prepare_file
+        from . import desk
 
         with _session(args.db) as s:
-            require(s, args.user, "ingest")
-            # check every file's structure first (reading each once): a bad file among several loads nothing
-            prepared = [prepare_file(s, f, args.format, args.source_name, str(f)) for f in args.files]
+            reports = desk.ingest(s, args.user, args.files, args.format, args.source_name)
             total = {"accepted": 0, "rejected": 0, "duplicate": 0}
             all_rejects = []
-            for f, prep in zip(args.files, prepared, strict=True):
-                rep = load_prepared(s, prep, user=args.user)
+            for f, rep in zip(args.files, reports, strict=True):
                 print(rep.summary(), file=out)
                 _print_rejects(f, rep.rejects, out, hint="use --rejects FILE")
                 all_rejects.append(rep.rejects.assign(file=str(f)))
@@ -130,7 +129,9 @@ def run(argv: list[str]) -> int:
             if args.rejects:
                 import pandas as pd
 
-                pd.concat(all_rejects).to_csv(args.rejects, index=False)
+                from .export import write
+
+                _atomic_write(args.rejects, lambda p: write(pd.concat(all_rejects), p, "csv"))
             print(
                 f"total: {total['accepted']} accepted, {total['rejected']} rejected, "
                 f"{total['duplicate']} already loaded",
@@ -138,88 +139,87 @@ def run(argv: list[str]) -> int:
             )
         return EXIT_OK
     if args.command == "assets":
-        from .pipeline import import_assets
+        from . import desk
 
         with _session(args.db) as s:
-            r = import_assets(s, args.file, user=args.user)
+            r = desk.import_assets(s, args.user, args.file)
         print(
             f"{r['file']}: {r['rows']} rows, {r['new']} new, {r['updated']} updated, {r['rejected']} rejected", file=out
         )
         _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
     if args.command == "fuse":
-        from .pipeline import fuse_summary, run_fuse
+        from . import desk
+        from .pipeline import fuse_summary
 
         with _session(args.db) as s:
-            r = run_fuse(s, user=args.user, progress=_progress, full=args.full)
+            r = desk.fuse(s, args.user, full=args.full, progress=_progress)
         print(fuse_summary(r), file=out)
         return EXIT_OK
     if args.command == "score":
-        import pandas as pd
+        from . import desk
 
-        from .pipeline import run_score
-
-        as_of = None
-        if args.as_of:
-            as_of = pd.to_datetime(args.as_of, utc=True, errors="coerce")
-            if pd.isna(as_of):
-                raise UsageError(f"--as-of '{args.as_of}' is not an ISO 8601 time")
+        as_of = _when(args.as_of, "--as-of")
         with _session(args.db) as s:
-            r = run_score(s, as_of=as_of, user=args.user, progress=_progress)
+            r = desk.score(s, args.user, as_of, progress=_progress)
         if not r["scored"]:
             print("no leaks to score: run `mlpe ingest` and `mlpe fuse` first", file=out)
         else:
             print(
-                f"scored {r['scored']} leaks ({r['ranked']} open and ranked): {r['high']} HIGH, {r['medium']} MEDIUM, "
-                f"{r['low']} LOW; model version {r['model_version']}",
+                f"scored {r['scored']} leaks as of {r['as_of']:%Y-%m-%d %H:%M} UTC ({r['ranked']} open and ranked): "
+                f"{r['high']} HIGH, {r['medium']} MEDIUM, {r['low']} LOW; model version {r['model_version']}",
                 file=out,
             )
         return EXIT_OK
     if args.command == "validations":
-        from .outcomes import import_validations
+        from . import desk
 
         with _session(args.db) as s:
-            r = import_validations(s, args.file, user=args.user)
+            r = desk.import_outcomes(s, args.user, args.file)
+        ch = r["changes"]
         print(
             f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
-            f"{r['rejected']} rejected",
+            f"{r['rejected']} rejected; {len(ch['left_ranking'])} leaks left the ranking, {ch['moved']} others moved",
             file=out,
         )
         _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
     if args.command == "train":
-        from .pipeline import run_train
+        from . import desk
 
         with _session(args.db) as s:
-            r = run_train(s, user=args.user)
+            r = desk.train(s, args.user)
         print(r["decision"], file=out)
         return EXIT_OK
     if args.command == "export":
+        from . import desk
         from .export import write
-        from .pipeline import export_frame
 
         if args.top is not None and args.top < 0:
             raise UsageError("--top must be ≥ 0")
         if args.format == "workorder":
-            return _export_workorders(args, out)
+            if args.what != "dispatch":
+                raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
+            from .export import write_workorders
+
+            with _session(args.db) as s:
+                doc = desk.work_orders(s, top=args.top)
+            _atomic_write(args.output, lambda p: write_workorders(doc, p))
+            print(f"wrote {len(doc['work_orders'])} work orders (draft, routed per crew) to {args.output}", file=out)
+            return EXIT_OK
         with _session(args.db) as s:
-            df = export_frame(s, args.what, args.top)
-        if not args.output.parent.exists():
-            raise IngestError(str(args.output), "output folder does not exist")
-        tmp = args.output.with_name(args.output.name + ".part")
-        write(df, tmp, args.format)
-        tmp.replace(args.output)  # a reader never sees a half-written file
+            df = desk.export_frame(s, args.what, args.top)
+        _atomic_write(args.output, lambda p: write(df, p, args.format))
         print(f"wrote {len(df)} {args.what} rows to {args.output}", file=out)
         return EXIT_OK
     if args.command == "demo":
-        from .pipeline import run_demo
-        from .store import counts
+        from . import desk
 
         with _session(args.db) as s:
-            if args.if_empty and counts(s)["detections"] > 0:
+            if args.if_empty and desk.status(s)["detections"] > 0:
                 print("store already has detections; demo not loaded", file=out)
                 return EXIT_OK
-            r = run_demo(s, seed=args.seed, n_assets=args.assets, progress=_progress)
+            r = desk.demo(s, "demo", seed=args.seed, n_assets=args.assets, progress=_progress)
         print(
             f"demo basin (seed {r['seed']}): {r['assets']} assets, {r['detections']} detections, "
             f"{r['fuse_leaks']} leaks, {r.get('validations', 0)} field outcomes",
@@ -227,21 +227,21 @@ def run(argv: list[str]) -> int:
         )
         return EXIT_OK
     if args.command == "status":
-        from .store import counts
+        from . import desk
 
         with _session(args.db) as s:
-            for k, v in counts(s).items():
+            for k, v in desk.status(s).items():
                 print(f"{k}: {v}", file=out)
         return EXIT_OK
+    if args.command in ("ranking", "obligations"):
+        return _print_table(args, out)
     if args.command == "users":
-        from sqlalchemy import select
-
-        from .auth import add_user
-        from .store.models import User
+        from . import auth
+        from .store import users
 
         with _session(args.db) as s:
             if args.action == "list":
-                for u in s.execute(select(User).order_by(User.username)).scalars():
+                for u in users(s):
                     print(f"{u.username}\t{u.role}\t{'active' if u.active else 'inactive'}", file=out)
                 return EXIT_OK
             password = os.environ.get("MLPE_PASSWORD")
@@ -251,7 +251,7 @@ def run(argv: list[str]) -> int:
                 import getpass
 
                 password = getpass.getpass(f"password for {args.username}: ")
-            add_user(s, args.user, args.username, args.role, password)
+            auth.add_user(s, args.user, args.username, args.role, password)
         print(f"added {args.username} ({args.role})", file=out)
         return EXIT_OK
     if args.command == "backup":
@@ -269,6 +269,38 @@ def run(argv: list[str]) -> int:
     if args.command in OPS_COMMANDS:
         return _run_ops(args, out)
     raise UsageError(f"unknown command {args.command}")
+
+
+TABLES = {
+    "ranking": ["rank", "leak_id", "risk_band", "p_real", "est_rate_kg_h", "priority_score", "due_by", "asset_id",
+                "status", "marked", "override_reason", "top_reasons"],
+    "obligations": ["due_by", "state", "leak_id", "asset_id", "due_rule", "citation", "rank", "status"],
+}
+
+
+def _print_table(args, out) -> int:
+    """``mlpe ranking`` and ``mlpe obligations``: a table, or with ``--json`` one JSON list of objects."""
+    import json
+
+    from . import desk
+
+    with _session(args.db) as s:
+        if args.command == "ranking":
+            df = desk.ranking(s, desk.LeakFilter(ranked_only=True))
+            df = df.head(args.top) if args.top is not None else df
+        else:
+            df = desk.obligations(s)
+    df = df.reindex(columns=TABLES[args.command])
+    if args.json:
+        from .export import json_records
+
+        print(json.dumps(json_records(df)), file=out)
+    elif df.empty:
+        print("nothing to show: " + ("no ranked leak (run `mlpe score`)" if args.command == "ranking"
+                                     else "no compliance clock is running"), file=out)
+    else:
+        print(df.to_string(index=False, max_colwidth=60), file=out)
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------ serve, dispatch lists, work orders, lifecycle
@@ -315,9 +347,15 @@ def _add_ops_parsers(sub) -> None:
     ls.add_argument("leak_id")
     le = lsub.add_parser("set", help="close a repaired or not-found leak, reopen one, or release a dispatched one")
     le.add_argument("leak_id")
-    le.add_argument("event", choices=["close", "reopen", "release"])
+    le.add_argument("event", choices=["close", "reopen", "release", "dispatch"],
+                    help="dispatch marks the leak for the next plan whatever its rank")
     le.add_argument("--at", default=None, help="when (ISO 8601; default now)")
     le.add_argument("--note", default=None)
+    lo = lsub.add_parser("override", help="a supervisor moves a leak to a rank, with the reason (recorded)")
+    lo.add_argument("leak_id")
+    lo.add_argument("--rank", type=int, default=None)
+    lo.add_argument("--clear", action="store_true", help="go back to the model's rank")
+    lo.add_argument("--reason", required=True)
 
 
 def _when(value: str | None, flag: str = "--at"):
@@ -341,19 +379,6 @@ def _atomic_write(path: Path, write_fn) -> None:
     tmp.replace(path)
 
 
-def _export_workorders(args, out) -> int:
-    from .export import write_workorders
-    from .pipeline import dispatch_workorders
-
-    if args.what != "dispatch":
-        raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
-    with _session(args.db) as s:
-        doc = dispatch_workorders(s, args.top)
-    _atomic_write(args.output, lambda p: write_workorders(doc, p))
-    print(f"wrote {len(doc['work_orders'])} work orders (draft, routed per crew) to {args.output}", file=out)
-    return EXIT_OK
-
-
 def _run_ops(args, out) -> int:
     if args.command == "serve":
         from .api import serve
@@ -361,137 +386,86 @@ def _run_ops(args, out) -> int:
         print(f"MLPE API on http://{args.host}:{args.port} (docs at /docs); Ctrl-C stops it", file=out, flush=True)
         serve(args.db, args.host, args.port)
         return EXIT_OK
-    from . import dispatch
+    from . import desk
 
     with _session(args.db) as s:
         if args.command == "dispatch":
-            if args.action == "plan":
-                lid = dispatch.plan_list(s, args.top, args.date, args.user, note=args.note)
-                df = dispatch.list_frame(s, lid)
-                km = dispatch.lists_frame(s).set_index("id").loc[lid, "total_km"]
-                print(
-                    f"planned dispatch list {lid}: {len(df)} stops for {df['crew'].nunique()} crews, "
-                    f"{km:.1f} km of driving (draft: a supervisor approves it with "
-                    f"`mlpe dispatch approve {lid}`)",
-                    file=out,
-                )
-                for crew, g in df.groupby("crew"):
-                    print(f"  {crew}: " + " → ".join(g["leak_id"]), file=out)
-            elif args.action == "approve":
-                r = dispatch.approve_list(s, args.list_id, args.user, args.note)
-                print(
-                    f"dispatch list {r['list_id']} approved by {r['approved_by']}: {r['items']} leaks dispatched",
-                    file=out,
-                )
-            elif args.action == "withdraw":
-                r = dispatch.withdraw_list(s, args.list_id, args.user)
-                print(f"dispatch list {r['list_id']} withdrawn; {r['released']} leaks back to open", file=out)
-            elif args.action == "list":
-                lists = dispatch.lists_frame(s)
-                if lists.empty:
-                    print("no dispatch lists yet: `mlpe dispatch plan`", file=out)
-                for r in lists.itertuples():
-                    who = f", approved by {r.approved_by}" if r.approved_by else ""
-                    print(
-                        f"{r.id}: {r.plan_date} {r.status}, {r.n_items} stops, {r.total_km:.1f} km, "
-                        f"planned by {r.created_by}{who}",
-                        file=out,
-                    )
-            else:  # show
-                from .export import write, write_workorders
-
-                df = dispatch.list_frame(s, args.list_id)
-                if args.output is None:
-                    print(
-                        df[
-                            [
-                                "crew",
-                                "stop",
-                                "rank",
-                                "leak_id",
-                                "asset_id",
-                                "risk_band",
-                                "due_by",
-                                "leg_km",
-                                "work_order_id",
-                                "wo_status",
-                            ]
-                        ].to_string(index=False),
-                        file=out,
-                    )
-                elif args.format == "workorder":
-                    doc = dispatch.work_orders(s, args.list_id)
-                    _atomic_write(args.output, lambda p: write_workorders(doc, p))
-                else:
-                    _atomic_write(args.output, lambda p: write(df, p, args.format))
-                if args.output is not None:
-                    print(f"wrote {len(df)} stops of list {args.list_id} to {args.output}", file=out)
-            return EXIT_OK
+            return _dispatch(s, args, out)
         if args.command == "workorder":
-            from sqlmodel import select
+            from .store import item_by_work_order
 
-            from .store.models import DispatchItem
-
-            is_wo = s.exec(select(DispatchItem).where(DispatchItem.work_order_id == args.id)).first() is not None
-            r = dispatch.set_work_order_status(
-                s,
-                args.status,
-                args.user,
-                work_order_id=args.id if is_wo else None,
-                leak_id=None if is_wo else args.id,
-                at=_when(args.at),
-                crew=args.crew,
-                note=args.note,
-                reason=args.reason,
-            )
+            is_wo = item_by_work_order(s, args.id) is not None
+            r = desk.set_work_order_status(s, args.user, args.status, work_order_id=args.id if is_wo else None,
+                                           leak_id=None if is_wo else args.id, at=_when(args.at), crew=args.crew,
+                                           note=args.note, reason=args.reason)
             print(f"{args.id}: {args.status}; leak {r['leak_id']} is now {r['leak_status']}", file=out)
             return EXIT_OK
-        # leak
-        from .lifecycle import apply_event, history
-
         if args.action == "set":
-            st = apply_event(
-                s,
-                args.leak_id,
-                args.event,
-                _when(args.at),
-                actor=args.user,
-                source="cli",
-                detail={"note": args.note} if args.note else None,
-            )
-            print(f"leak {args.leak_id} is now {st.status}", file=out)
+            status = desk.leak_event(s, args.user, args.leak_id, args.event, _when(args.at), note=args.note,
+                                     source="cli")
+            print(f"leak {args.leak_id} is now {status}", file=out)
             return EXIT_OK
-        import pandas as pd
+        if args.action == "override":
+            if args.rank is None and not args.clear:
+                raise UsageError("give --rank N, or --clear to go back to the model's rank")
+            print(desk.override_rank(s, args.user, args.leak_id, None if args.clear else args.rank, args.reason),
+                  file=out)
+            return EXIT_OK
+        d = desk.leak_detail(s, args.leak_id)
+    L = d["leak"]
+    flag = " (possible failed repair: seen again after repair)" if L["failed_repair"] else ""
+    rank = f"rank {L['rank']}" if L["rank"] is not None else "not ranked"
+    print(f"leak {L['leak_id']}: {L['status']}{flag}; {rank}, {L['risk_band'] or '-'}, asset {L['asset_id'] or '-'}"
+          f" (as of {d['as_of']:%Y-%m-%d %H:%M} UTC)", file=out)
+    for c in d["clocks"].itertuples():
+        late = " OVERDUE" if c.overdue else ""
+        print(f"  due {c.due_by:%Y-%m-%d %H:%M} UTC{late}: {c.due_rule} ({c.citation})", file=out)
+    for e in d["events"].itertuples():
+        print(f"  {e.at:%Y-%m-%d %H:%M} {e.event}: {e.from_status} → {e.to_status} by {e.actor}", file=out)
+    return EXIT_OK
 
-        from .comply import leak_clocks, load_rules
-        from .store import assets_frame, detections_frame, leaks_frame, validations_frame
-        from .store.models import Leak
 
-        leak = s.get(Leak, args.leak_id)
-        if leak is None:
-            raise KeyError(f"no leak '{args.leak_id}'")
-        flag = " (possible failed repair: seen again after repair)" if leak.failed_repair else ""
-        print(
-            f"leak {leak.leak_id}: {leak.status}{flag}; rank {leak.rank or '-'}, {leak.risk_band or '-'}, "
-            f"asset {leak.asset_id or '-'}",
-            file=out,
-        )
-        vals = validations_frame(s)
-        clocks = leak_clocks(
-            detections_frame(s, args.leak_id),
-            vals[vals["leak_id"] == args.leak_id],
-            load_rules(),
-            pd.Timestamp.now(tz="UTC"),
-            args.leak_id,
-            assets=assets_frame(s),
-            leaks=leaks_frame(s, active_only=False),
-        )
-        for c in clocks.itertuples():
-            late = " OVERDUE" if c.overdue else ""
-            print(f"  due {c.due_by:%Y-%m-%d %H:%M} UTC{late}: {c.due_rule} ({c.citation})", file=out)
-        for e in history(s, args.leak_id).itertuples():
-            print(f"  {e.at:%Y-%m-%d %H:%M} {e.event}: {e.from_status} → {e.to_status} by {e.actor}", file=out)
-        return EXIT_OK
+def _dispatch(s, args, out) -> int:
+    from . import desk
+
+    if args.action == "plan":
+        lid = desk.plan_list(s, args.user, args.top, args.date, note=args.note)
+        df = desk.list_stops(s, lid)
+        km = desk.lists(s).set_index("id").loc[lid, "total_km"]
+        print(f"planned dispatch list {lid}: {len(df)} stops for {df['crew'].nunique()} crews, {km:.1f} km of "
+              f"driving (draft: a supervisor approves it with `mlpe dispatch approve {lid}`)", file=out)
+        for crew, g in df.groupby("crew"):
+            print(f"  {crew}: " + " → ".join(g["leak_id"]), file=out)
+    elif args.action == "approve":
+        r = desk.approve_list(s, args.user, args.list_id, args.note)
+        print(f"dispatch list {r['list_id']} approved by {r['approved_by']}: {r['items']} leaks dispatched", file=out)
+    elif args.action == "withdraw":
+        r = desk.withdraw_list(s, args.user, args.list_id)
+        print(f"dispatch list {r['list_id']} withdrawn; {r['released']} leaks back to open", file=out)
+    elif args.action == "list":
+        lists = desk.lists(s)
+        if lists.empty:
+            print("no dispatch lists yet: `mlpe dispatch plan`", file=out)
+        for r in lists.itertuples():
+            who = f", approved by {r.approved_by}" if r.approved_by else ""
+            print(f"{r.id}: {r.plan_date} {r.status}, {r.n_items} stops, {r.total_km:.1f} km, planned by "
+                  f"{r.created_by}{who}", file=out)
+    else:  # show
+        from .export import write, write_workorders
+
+        df = desk.list_stops(s, args.list_id)
+        if args.output is None:
+            cols = ["crew", "stop", "rank", "leak_id", "asset_id", "risk_band", "due_by", "leg_km", "work_order_id",
+                    "wo_status"]
+            print(df[cols].to_string(index=False), file=out)
+            return EXIT_OK
+        if args.format == "workorder":
+            doc = desk.work_orders(s, args.list_id)
+            _atomic_write(args.output, lambda p: write_workorders(doc, p))
+        else:
+            _atomic_write(args.output, lambda p: write(df, p, args.format))
+        print(f"wrote {len(df)} stops of list {args.list_id} to {args.output}", file=out)
+    return EXIT_OK
 
 
 def _print_rejects(file, rejects, out, limit: int = 20, hint: str = "") -> None:

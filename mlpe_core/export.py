@@ -148,3 +148,12 @@ def write(df: pd.DataFrame, path: str | Path, fmt: str) -> None:
             Path(path).write_text(to_kml(df), encoding="utf-8")
     else:
         raise ValueError(f"unknown export format '{fmt}' (csv, geojson, kml or workorder)")
+
+
+def json_records(df: pd.DataFrame) -> list[dict]:
+    """A frame as JSON-ready records: times as ISO 8601 UTC, blanks as null (``--json`` and the API)."""
+    out = df.copy()
+    for c in out.columns:
+        if isinstance(out[c].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[c]):
+            out[c] = out[c].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.loads(out.to_json(orient="records", date_format="iso"))

@@ -355,60 +355,80 @@ def evaluate_rates(model, X: pd.DataFrame, measured: np.ndarray) -> dict | None:
     return {"n": int(ok.sum()), "rmse_log": float(np.sqrt(np.mean(r**2))), "bias_log": float(np.mean(r))}
 
 
-def time_split(labels: pd.DataFrame, holdout_share: float = 0.3) -> tuple[pd.Index, pd.Index]:
-    """Oldest visits train, the most recent ``holdout_share`` are held out."""
-    order = labels.sort_values("visited_at").index
-    cut = int(round(len(order) * (1 - holdout_share)))
-    return order[:cut], order[cut:]
-
-
 def data_hash(X: pd.DataFrame, y: np.ndarray) -> str:
     h = hashlib.sha256(pd.util.hash_pandas_object(_matrix(X).round(9), index=True).to_numpy().tobytes())
     h.update(np.asarray(y, np.int8).tobytes())
     return h.hexdigest()[:16]
 
 
-def train_candidate(features: pd.DataFrame, labels: pd.DataFrame, current, holdout_share: float = 0.3,
-                    min_holdout: int = MIN_HOLDOUT) -> dict:
-    """Fit a candidate on older outcomes, compare with ``current`` on the newest; decide promotion.
+def _iso(t) -> str | None:
+    return None if t is None or pd.isna(t) else pd.Timestamp(t).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    Returns a dict with the fitted candidate (refit on all labelled leaks when promoted), metrics of
-    both on the hold-out, and the decision with its reason, which always states the hold-out size. A
-    hold-out smaller than ``min_holdout`` decides nothing: the candidate is kept for the record only.
+
+def train_candidate(features: pd.DataFrame, labels: pd.DataFrame, current, holdout_share: float = 0.3,
+                    min_holdout: int = MIN_HOLDOUT, current_through: pd.Timestamp | None = None,
+                    current_name: str = "the live model", last_hash: str | None = None) -> dict:
+    """Fit a candidate on older outcomes and compare it with ``current`` on outcomes neither model saw.
+
+    The gate is honest only if no model is graded on visits it was trained on. ``current_through`` is the
+    newest visit the live model was fitted on (None for the cold-start model, which saw none): the hold-out
+    is drawn only from visits after it, the most recent ``holdout_share`` of all labelled visits (at least
+    ``min_holdout``), and the candidate is fitted on the visits before the hold-out. A promoted candidate is
+    refitted on every labelled visit and records that newest visit as its own ``trained_through``, so the
+    next training compares on outcomes that arrive after it. Training again on the same outcomes as the last
+    recorded version (``last_hash``) fits nothing. The decision always states the sizes and dates.
     """
     idx = labels.index.intersection(features.index)
-    labels = labels.loc[idx]
+    labels = labels.loc[idx].sort_values("visited_at", kind="stable")
     if len(idx) < MIN_TRAIN or labels["y"].nunique() < 2:
         return {"promote": False, "model": None, "metrics": {},
                 "decision": f"not trained: {len(idx)} usable validations with both outcomes needed "
                             f"(at least {MIN_TRAIN}; not_accessible visits do not count)"}
-    train, hold = time_split(labels, holdout_share)
-    ytr, yho = labels.loc[train, "y"].to_numpy(), labels.loc[hold, "y"].to_numpy()
-    if len(np.unique(ytr)) < 2:
+    labels = labels.assign(visited_at=pd.to_datetime(labels["visited_at"], utc=True))
+    h_all = data_hash(features.loc[labels.index], labels["y"].to_numpy())
+    if last_hash is not None and h_all == last_hash:
+        return {"promote": False, "model": None, "metrics": {}, "unchanged": True,
+                "decision": f"not trained: no new field outcome since the last model was fitted on the same "
+                            f"{len(labels)} validations; nothing changed"}
+    through = None if current_through is None else pd.Timestamp(current_through)
+    if through is not None:
+        through = through.tz_localize("UTC") if through.tzinfo is None else through.tz_convert("UTC")
+    newer = labels if through is None else labels[labels["visited_at"] > through]
+    want = max(int(np.ceil(holdout_share * len(labels))), min_holdout)
+    hold = newer.index[-min(want, len(newer)):] if len(newer) else newer.index
+    if len(hold) < min_holdout:
         return {"promote": False, "model": None, "metrics": {},
-                "decision": f"not trained: the {len(train)} older validations hold one outcome only "
-                            f"(hold-out {len(hold)})"}
+                "decision": f"not promoted: only {len(newer)} field outcomes are newer than the visits "
+                            f"{current_name} was trained on (through {_iso(through)[:10]}); at least {min_holdout} "
+                            "are needed to compare the two fairly"}
+    start = labels.loc[hold, "visited_at"].min()
+    train = labels.index[(labels["visited_at"] < start).to_numpy()]
+    ytr, yho = labels.loc[train, "y"].to_numpy(), labels.loc[hold, "y"].to_numpy()
+    if len(train) < MIN_HOLDOUT or len(np.unique(ytr)) < 2:
+        return {"promote": False, "model": None, "metrics": {},
+                "decision": f"not trained: the {len(train)} visits before the hold-out hold too few or one outcome "
+                            f"only (hold-out {len(hold)} visits from {_iso(start)[:10]})"}
     rates = labels["measured_rate_kg_h"] if "measured_rate_kg_h" in labels else pd.Series(np.nan, index=labels.index)
     cand = LearnedScorer().fit(features.loc[train], ytr, rates.loc[train].to_numpy(float))
     m_cand = evaluate(cand, features.loc[hold], yho)
     m_cur = evaluate(current, features.loc[hold], yho)
     metrics = {"candidate": m_cand, "current": m_cur, "n_train": int(len(train)), "n_holdout": int(len(hold)),
+               "holdout_from": _iso(start), "current_trained_through": _iso(through),
+               "trained_through": _iso(labels.loc[train, "visited_at"].max()),
                "rates_candidate": evaluate_rates(cand, features.loc[hold], rates.loc[hold].to_numpy(float)),
                "rates_current": evaluate_rates(current, features.loc[hold], rates.loc[hold].to_numpy(float)),
                "rate_model": None if cand.rate_model_ is None else
                {"n": cand.rate_model_.n_, "sigma_log": cand.rate_model_.sigma_,
                 "sigma_log_uncorrected": cand.rate_model_.sigma_uncorrected_}}
-    out = {"model": cand, "metrics": metrics, "data_hash": data_hash(features.loc[idx], labels["y"].to_numpy())}
-    if len(hold) < min_holdout:
-        out.update(promote=False, decision=f"not promoted: hold-out too small ({len(hold)} most recent validations "
-                                           f"held out, at least {min_holdout} needed; {len(train)} trained)")
-        return out
+    out = {"model": cand, "metrics": metrics, "data_hash": h_all}
     better = m_cand["brier"] < m_cur["brier"]
     decision = (f"{'promoted' if better else 'kept current'}: hold-out Brier {m_cand['brier']:.4f} (candidate) vs "
-                f"{m_cur['brier']:.4f} (current) on the {len(hold)} most recent validations "
-                f"(trained on the {len(train)} before)")
+                f"{m_cur['brier']:.4f} ({current_name}) on the {len(hold)} visits since {_iso(start)[:10]}, which "
+                f"neither had seen (candidate trained on the {len(train)} before)")
     if better:
-        out["model"] = LearnedScorer().fit(features.loc[idx], labels["y"].to_numpy(), rates.to_numpy(float))
+        out["model"] = LearnedScorer().fit(features.loc[labels.index], labels["y"].to_numpy(), rates.to_numpy(float))
+        metrics["trained_through"] = _iso(labels["visited_at"].max())
+        metrics["n_train_final"] = int(len(labels))
     out.update(promote=better, decision=decision)
     return out
 

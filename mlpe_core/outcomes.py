@@ -78,6 +78,7 @@ def _record_validations_once(
         raise
     return {
         "recorded": len(rows),
+        "leak_ids": sorted({r["leak_id"] for r in rows}),
         "duplicates": dup,
         "rejected": len({n for n, _, _ in rej}),
         "rejects": pd.DataFrame(rej, columns=["row", "column", "reason"]),

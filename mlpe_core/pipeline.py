@@ -17,13 +17,13 @@ from sqlmodel import Session
 from . import store
 from .auth import require
 from .comply import deadlines, load_rules
-from .dispatch import dispatch_list
 from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
+from .lifecycle import OPEN_STATUSES
 from .outcomes import record_validations
-from .schema import CANONICAL_COLUMNS, LEAK_EXPORT_COLUMNS, VALIDATION_COLUMNS
+from .schema import CANONICAL_COLUMNS, VALIDATION_COLUMNS
 from .score import FEATURES, leak_features, score_table
-from .store.models import Leak
+from .store.models import Leak, ModelVersion
 
 Progress = Callable[[float, str], None] | None
 
@@ -168,22 +168,36 @@ def current_model(session: Session, user: str = "system"):
     return model, mv.id
 
 
+def clock(as_of=None) -> pd.Timestamp:
+    """The time a score is computed as of: ``as_of`` when given (UTC), else now. Every "days ago", "overdue" and
+    "today" counts from the as-of of the scores on show (``desk.as_of``)."""
+    t = pd.Timestamp.now(tz="UTC") if as_of is None else pd.Timestamp(as_of)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
 def score_frame(
-    session: Session, as_of: pd.Timestamp | None = None, user: str = "system"
+    session: Session, as_of: pd.Timestamp | None = None, user: str = "system", model=None,
+    leak_ids: set[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features and scores for every active leak (not written). Returns (scored leaks, features).
 
-    The active model gives p_real, the contributions and, when it has learned one, the rate
-    (``score.score_table``); compliance clocks add urgency.
+    The active model (or ``model``) gives p_real, the contributions and, when it has learned one, the rate
+    (``score.score_table``); compliance clocks add urgency. ``leak_ids`` limits the work to those leaks (the
+    sensors' look statistics still see every detection); ranks are then left to :func:`rank_open`.
     """
     leaks = store.leaks_frame(session)
     dets = store.detections_frame(session)
     dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
     if leaks.empty or dets.empty:
         return leaks.iloc[0:0], pd.DataFrame()
-    as_of = pd.Timestamp(as_of) if as_of is not None else dets["observed_at"].max()
+    as_of = clock(as_of)
     X = leak_features(dets, leaks, as_of)
-    model, version = current_model(session, user)
+    if leak_ids is not None:
+        X = X[X.index.isin(leak_ids)]
+    if model is None:
+        model, version = current_model(session, user)
+    else:
+        version = None
     vals = store.validations_frame(session)
     dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks)
     urg = dl["urgency"].reindex(X.index).fillna(0.0).to_numpy(float) if len(dl) else np.zeros(len(X))
@@ -194,7 +208,7 @@ def score_frame(
     s["model_version"] = version
     s["scored_at"] = store.now()
     status = leaks.set_index("leak_id")["status"].reindex(X.index)
-    openmask = status.isin(["open", "dispatched"])
+    openmask = status.isin(OPEN_STATUSES)
     order = s.loc[openmask].sort_values(["priority_score", "p_real"], ascending=False).index
     s["rank"] = pd.Series(np.arange(1, len(order) + 1), index=order).reindex(s.index)
     s = s.reset_index().rename(columns={"index": "leak_id"})
@@ -222,13 +236,16 @@ def fuse_summary(r: dict) -> str:
 def run_score(
     session: Session, as_of: pd.Timestamp | None = None, user: str = "system", progress: Progress = None
 ) -> dict:
-    """Score and rank every open leak, with reasons, and store the results."""
+    """Score and rank every open leak as of ``as_of`` (default now), with reasons, and store the results.
+
+    The as-of is recorded with the run (audit action ``score``): it is the clock every face counts from."""
     require(session, user, "score")
+    as_of = clock(as_of)
     say(progress, 0.1, "computing features")
     run_lifecycle(session, user=user)  # leaks seen again after a repair or a not-found visit re-open first
     s, _ = score_frame(session, as_of, user)
     if s.empty:
-        return {"scored": 0, "high": 0, "medium": 0, "low": 0}
+        return {"scored": 0, "high": 0, "medium": 0, "low": 0, "as_of": as_of}
     say(progress, 0.8, f"writing {len(s):,} scores")
     try:
         store.save_scores(session, s)
@@ -241,21 +258,67 @@ def run_score(
             "low": int(bands.get("LOW", 0)),
             "model_version": int(s["model_version"].iloc[0]),
         }
-        store.audit(session, user, "score", None, summary)
+        store.audit(session, user, "score", None, {**summary, "as_of": as_of.isoformat()})
         session.commit()
     except Exception:
         session.rollback()
         raise
     say(progress, 1.0, "scored")
-    return summary
+    return {**summary, "as_of": as_of}
+
+
+def rescore_leaks(session: Session, leak_ids: set[str], user: str = "system") -> dict:
+    """Re-score only ``leak_ids`` as of the current scores' clock, then re-rank every open leak.
+
+    Used when a field outcome is recorded: the visited leaks' clocks, bands and statuses change, the other
+    leaks' scores do not, so only their ranks move. Returns the ranks before and after (open leaks)."""
+    require(session, user, "score")
+    before = store.leaks_frame(session)
+    before = before.loc[before["rank"].notna()].set_index("leak_id")["rank"].astype(int).to_dict()
+    as_of = last_score_as_of(session)
+    if as_of is None:
+        return {"before": before, "after": before, "as_of": None}
+    s, _ = score_frame(session, as_of, user, leak_ids=set(leak_ids))
+    try:
+        if len(s):
+            store.save_scores(session, s.drop(columns=["rank"]))
+        after = rank_open(session)
+        store.audit(session, user, "rescore", None, {"leaks": sorted(leak_ids), "as_of": as_of.isoformat()})
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    return {"before": before, "after": after, "as_of": as_of}
+
+
+def rank_open(session: Session) -> dict[str, int]:
+    """Rank the open leaks by their stored priority (then P(real)); others lose their rank. No commit."""
+    lk = store.leaks_frame(session)
+    if lk.empty:
+        return {}
+    open_ = lk[lk["status"].isin(OPEN_STATUSES) & lk["priority_score"].notna()]
+    order = open_.sort_values(["priority_score", "p_real", "leak_id"], ascending=[False, False, True])["leak_id"]
+    ranks = {lid: i + 1 for i, lid in enumerate(order)}
+    store.save_ranks(session, ranks, set(lk["leak_id"]) - set(ranks))
+    return ranks
+
+
+def last_score_as_of(session: Session) -> pd.Timestamp | None:
+    """The as-of of the latest scoring run (None before the first)."""
+    ev = store.latest_audit(session, "score")
+    if ev is None:
+        return None
+    at = json.loads(ev.detail or "{}").get("as_of")
+    return clock(at) if at else clock(ev.at)
 
 
 def run_train(session: Session, user: str = "system") -> dict:
-    """Fit a model from validations; promote it only if it beats the current one on held-out visits.
+    """Fit a model from validations; promote it only if it beats the live one on visits neither saw.
 
-    Every fitted candidate is recorded in the model registry with its hold-out metrics and the decision
-    (which states the hold-out size); a promoted one becomes active. The learned model carries its rate
-    model when at least ``learn.MIN_RATES`` measured rates exist.
+    Every fitted candidate is recorded in the model registry with its hold-out metrics, the newest visit it
+    was trained on (``trained_through``) and the decision; a promoted one becomes active and the leaks are
+    re-scored with it. The learned model carries its rate model when at least ``learn.MIN_RATES`` measured
+    rates exist. Training again on the outcomes the last version was fitted on records nothing.
     """
     require(session, user, "train")
     vals = store.validations_frame(session)
@@ -271,8 +334,15 @@ def run_train(session: Session, user: str = "system") -> dict:
     # then: detections observed before the visit, silence and recency counted at the visit
     labels = outcome_labels(vals, dets)
     X = features_at_visits(dets, leaks, labels)
-    current, _ = current_model(session, user)
-    res = train_candidate(X, labels, current)
+    current, version = current_model(session, user)
+    live = session.get(ModelVersion, version)
+    through = json.loads(live.metrics or "{}").get("trained_through") if live is not None else None
+    if through is None and live is not None and live.kind != "cold_start":  # an older MLPE recorded no cut-off:
+        through = live.created_at  # every visit before it was made may have been seen
+    last = store.models_frame(session)
+    last_hash = next((h for h in last["data_hash"] if h), None) if len(last) else None
+    res = train_candidate(X, labels, current, current_through=through, current_name=f"the live model v{version}",
+                          last_hash=last_hash)
     if res["model"] is None:
         store.audit(session, user, "train", None, {"decision": res["decision"]})
         session.commit()
@@ -286,21 +356,18 @@ def run_train(session: Session, user: str = "system") -> dict:
         res["data_hash"],
         res["decision"],
         res["promote"],
-        res["metrics"].get("n_train", 0),
+        res["metrics"].get("n_train_final", res["metrics"].get("n_train", 0)),
         res["metrics"].get("n_holdout", 0),
         user=user,
     )
-    if res["promote"]:
-        run_score(session, user=user)  # a promoted model ranks at once: no stale scores until the next `mlpe score`
+    if res["promote"]:  # a promoted model ranks at once, as of the scores' clock: no stale scores until `mlpe score`
+        run_score(session, as_of=last_score_as_of(session), user=user)
     return {
         "promoted": res["promote"],
         "decision": res["decision"],
         "version": mv.id,
         "n_holdout": res["metrics"].get("n_holdout", 0),
     }
-
-
-# --------------------------------------------------------------------------------------------- exports
 
 
 def _fmt_time(s: pd.Series) -> pd.Series:
@@ -319,44 +386,23 @@ ROUNDING = {
 }
 
 
+def round_export(df: pd.DataFrame) -> pd.DataFrame:
+    """Numbers rounded to what the measurement supports (a p_real to 4 places, coordinates to ~0.1 m)."""
+    return df.round({k: v for k, v in ROUNDING.items() if k in df})
+
+
 def export_frame(session: Session, what: str, top: int | None = None) -> pd.DataFrame:
-    """The frame behind ``mlpe export WHAT`` with the contract's columns first, numbers rounded to
-    what the measurement supports (a p_real to 4 places, coordinates to ~0.1 m)."""
-    return _export_frame(session, what, top).round({k: v for k, v in ROUNDING.items()})
-
-
-def _export_frame(session: Session, what: str, top: int | None) -> pd.DataFrame:
-    if what == "leaks":
-        df = store.leaks_frame(session)
-        df = df.reindex(
-            columns=list(LEAK_EXPORT_COLUMNS) + ["rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule", "n_ambiguous"]
-        )
-        if top is not None:
-            df = df[df["rank"].notna()].head(top)
-        return df
+    """The frame behind ``mlpe export detections|validations`` with the contract's columns first (leaks and
+    dispatch come from ``desk``, which applies the effective ranking)."""
     if what == "detections":
         d = store.detections_frame(session)
         lead = ["detection_id", "source_name", "leak_id"]
         rest = [c for c in (*CANONICAL_COLUMNS, "ambiguous", "batch_id", "source_row") if c in d and c not in lead]
-        return d[lead + rest]
-    if what == "dispatch":
-        from .lifecycle import validated_since_open
-        from .review import effective_ranking, rank_overrides
-
-        leaks = store.leaks_frame(session)
-        vals = store.validations_frame(session)
-        ov = rank_overrides(session)
-        if len(ov):  # a supervisor's override (audited, with its reason) moves the leak in the list crews get
-            ranked = effective_ranking(leaks, ov)
-            leaks = leaks.assign(rank=leaks["leak_id"].map(ranked.set_index("leak_id")["eff_rank"]).astype("Int64"))
-        return dispatch_list(leaks, validated_since_open(leaks, vals), top)  # a re-opened leak can go out again
+        return round_export(d[lead + rest])
     if what == "validations":
         v = store.validations_frame(session)
         return v.reindex(columns=list(VALIDATION_COLUMNS) + ["recorded_at", "recorded_by"])
     raise ValueError(f"unknown export '{what}' (leaks, detections, dispatch or validations)")
-
-
-# --------------------------------------------------------------------------------------------- demo
 
 
 def run_demo(
@@ -366,15 +412,24 @@ def run_demo(
     with_validations: bool = True,
     progress: Progress = None,
     user: str = "demo",
+    end: str | None = None,
+    n_days: int = 120,
 ) -> dict:
     """Fill the store with a simulated basin and run the pipeline (ingest, fuse, score, and a first
-    round of field outcomes so the validation and model pages have something to show)."""
+    round of field outcomes so the validation and model pages have something to show).
+
+    The basin's ``n_days`` end at ``end`` (default: today, 00:00 UTC), so a new user sees live clocks; the
+    first round of visits falls on the last ten days before it and everything is scored as of now (or
+    ``end`` when it is given)."""
     require(session, user, "demo")
     from .ingest import ingest_frame, to_canonical
     from .simulate import simulate_basin
 
     say(progress, 0.05, "simulating basin")
-    basin = simulate_basin(seed=seed, n_assets=n_assets)
+    stop = clock(end).floor("D") if end is None else clock(end)
+    score_at = None if end is None else stop
+    basin = simulate_basin(seed=seed, n_assets=n_assets, n_days=n_days,
+                           start=(stop - pd.Timedelta(days=n_days)).isoformat())
     tmp_assets = basin.assets
     store_assets(session, tmp_assets, user)
     n = 0
@@ -388,7 +443,7 @@ def run_demo(
     say(progress, 0.55, "fusing")
     fz = run_fuse(session, user=user)
     say(progress, 0.75, "scoring")
-    sc = run_score(session, user=user)
+    sc = run_score(session, as_of=score_at, user=user)
     out = {
         "seed": seed,
         "assets": len(tmp_assets),
@@ -398,8 +453,8 @@ def run_demo(
     }
     if with_validations:
         say(progress, 0.85, "simulating a first round of field visits")
-        out["validations"] = simulate_visits(session, basin, seed=seed, user=user)
-        run_score(session, user=user)
+        out["validations"] = simulate_visits(session, basin, seed=seed, user=user, start_day=-10)
+        run_score(session, as_of=score_at, user=user)
     say(progress, 1.0, "demo basin ready")
     return out
 
@@ -502,28 +557,6 @@ def simulate_visits(
     return record_validations(session, good, user)["recorded"]
 
 
-def leak_detail(session: Session, leak_id: str) -> dict:
-    """Everything the leak page shows: the leak, its detections, validations, history."""
-    leak = session.get(Leak, leak_id)
-    if leak is None:
-        raise KeyError(f"no leak '{leak_id}'")
-    return {
-        "leak": leak.model_dump(),
-        "detections": store.detections_frame(session, leak_id),
-        "validations": store.validations_frame(session).query("leak_id == @leak_id"),
-        "history": store.audit_frame(session, leak_id),
-        "contributions": json.loads(leak.contributions or "{}"),
-        "candidates": json.loads(leak.asset_candidates or "[]"),
-    }
-
-
-def ensure_demo(session: Session, seed: int = 0) -> dict | None:
-    """Fill an empty store with the demo basin (the README's run command relies on this)."""
-    if store.counts(session)["detections"] == 0:
-        return run_demo(session, seed=seed)
-    return None
-
-
 # --------------------------------------------------------------------------------------------- lifecycle and dispatch
 
 
@@ -537,13 +570,3 @@ def run_lifecycle(session: Session, user: str = "system") -> dict:
         store.audit(session, user, "lifecycle_check", None, summary)
     session.commit()
     return summary
-
-
-def dispatch_workorders(session: Session, top: int | None = None) -> dict:
-    """The current dispatch list, routed per crew, as a work-order document (not stored; a draft)."""
-    from .dispatch import current_list, route_dispatch, work_orders
-
-    disp = current_list(session, top)
-    routed = route_dispatch(disp)
-    routed["due_rule"] = routed["leak_id"].map(store.leaks_frame(session).set_index("leak_id")["due_rule"])
-    return work_orders(session, frame=routed)

@@ -15,7 +15,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from .auth import require
-from .store import audit, audit_events
+from .store import audit, audit_events, latest_audit
 
 OVERRIDE_COLUMNS = ["leak_id", "override", "reason", "by", "at"]
 
@@ -74,3 +74,50 @@ def record_override(
         },
     )
     session.commit()
+
+
+def last_review(session: Session) -> dict | None:
+    """The newest ``ranking_reviewed`` event: at, by, ranks {leak_id: rank}."""
+    ev = latest_audit(session, "ranking_reviewed")
+    if ev is None:
+        return None
+    at = pd.Timestamp(ev.at)
+    return {"at": at.tz_localize("UTC") if at.tzinfo is None else at, "by": ev.actor,
+            "ranks": json.loads(ev.detail or "{}").get("ranks", {})}
+
+
+def mark_reviewed(session: Session, user: str, ranking: pd.DataFrame) -> int:
+    """Record the effective ranking as reviewed by ``user`` (a supervisor): the reference for "what changed"."""
+    require(session, user, "review_ranking")
+    ranks = dict(zip(ranking["leak_id"], ranking["eff_rank"].astype(int).tolist(), strict=True))
+    audit(session, user, "ranking_reviewed", "ranking", {"n": len(ranks), "ranks": ranks})
+    session.commit()
+    return len(ranks)
+
+
+def changes(before: dict[str, int], ranking: pd.DataFrame, leaks: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """New to the ranking, moved up, moved down, and dropped out of it (with the status that took it out)."""
+    now = ranking.set_index("leak_id")["eff_rank"]
+    was = pd.Series(before, dtype=float)
+    both = now.index.intersection(was.index)
+    move = pd.DataFrame({"leak_id": both, "was": was[both].astype(int).to_numpy(), "now": now[both].to_numpy()})
+    move["moved"] = move["was"] - move["now"]
+    new = ranking[~ranking["leak_id"].isin(was.index)][["leak_id", "eff_rank", "risk_band", "priority_score"]]
+    gone = [i for i in was.index if i not in now.index]
+    status = leaks.set_index("leak_id")["status"]
+    dropped = pd.DataFrame({"leak_id": gone, "was": was[gone].astype(int).to_numpy(),
+                            "status now": [status.get(i, "retired (fused away)") for i in gone]})
+    return {"new": new.rename(columns={"eff_rank": "now"}).reset_index(drop=True),
+            "up": move[move["moved"] > 0].sort_values("now").reset_index(drop=True),
+            "down": move[move["moved"] < 0].sort_values("now").reset_index(drop=True),
+            "dropped": dropped.sort_values("was").reset_index(drop=True)}
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, top: int) -> tuple[pd.DataFrame, dict]:
+    """Two rankings side by side (suffixes _a, _b) with the rank change, and summary numbers: shared share of
+    both top ``top`` lists and the Spearman rank correlation."""
+    m = a.merge(b, on="leak_id", suffixes=("_a", "_b"))
+    m["change"] = m["rank_a"] - m["rank_b"]
+    ta, tb = set(a.nsmallest(top, "rank")["leak_id"]), set(b.nsmallest(top, "rank")["leak_id"])
+    rho = float(m["rank_a"].corr(m["rank_b"], method="spearman")) if len(m) > 2 else float("nan")
+    return m.sort_values("rank_b").reset_index(drop=True), {"overlap": len(ta & tb), "top": top, "spearman": rho}

@@ -7,20 +7,20 @@ import streamlit as st
 
 from app import common as c
 from app.leakview import words
-from mlpe_core import lineage, store
+from mlpe_core import desk
 from mlpe_core.export import spreadsheet_safe
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def events(ver: tuple, actor: str | None, action: str | None, target: str | None, since, until) -> pd.DataFrame:
     with c.session() as s:
-        return store.audit_events(s, actor, action, target, since, until)
+        return desk.audit_trail(s, actor, action, target, since, until)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def story(ver: tuple, leak_id: str) -> pd.DataFrame:
     with c.session() as s:
-        return lineage.leak_story(s, leak_id)
+        return desk.leak_story(s, leak_id)
 
 
 def short(text: str, n: int = 300) -> str:

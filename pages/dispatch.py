@@ -4,7 +4,8 @@ import streamlit as st
 
 from app import common as c
 from app import dispatching as dsp
-from mlpe_core.dispatch import crew_capacity
+from mlpe_core import desk
+from mlpe_core.desk import crew_capacity
 
 st.title("Dispatch")
 cap, ver = crew_capacity(), c.version()
@@ -33,10 +34,10 @@ bar = st.container(horizontal=True, vertical_alignment="bottom")
 if meta["status"] == "proposal":
     bar.number_input("Stops (K)", min_value=1, max_value=cap, value=cap, step=1, key="dispatch_k", width=160,
                      help=f"default = one day of the crews' visits (config/dispatch.yaml: {cap})")
-    if c.can("export") and bar.button("Plan today's list", key="dispatch_plan", type="primary",
+    if c.can("plan_dispatch") and bar.button("Plan today's list", key="dispatch_plan", type="primary",
                                       icon=":material/edit_calendar:"):
         with st.spinner("Planning routes…"):
-            lid = c.act("export", lambda s: dsp.dispatch.plan_list(s, k, dsp.today(), c.user()))
+            lid = c.act("plan_dispatch", lambda s: desk.plan_list(s, c.user(), k, dsp.today()))
         c.flash("dispatch_flash", lid and f"List {lid} planned as a draft: a supervisor approves it.")
 dsp.downloads(meta, stops, ver, bar)
 st.caption(f"For {dsp.today()}. Downloads: contract columns first, then crew, stop and leg km. The sidebar filters "

@@ -7,7 +7,7 @@ import streamlit as st
 from app import charts
 from app import common as c
 from app import leakview as v
-from mlpe_core.lifecycle import allowed_events, apply_event
+from mlpe_core import desk
 
 lk = c.load("leaks")
 if lk.empty:
@@ -16,14 +16,14 @@ if lk.empty:
     st.stop()
 head, picker = st.columns([3, 1], vertical_alignment="bottom")
 leak_id = v.pick_leak(lk, picker)
-d, events, story = v.detail(leak_id, c.version())
-L = d["leak"]
+d = v.detail(leak_id, c.version())
+events, story, L = d["events"], d["story"], d["leak"]
 head.title(f"Leak {leak_id}")
 st.caption(f"{c.plural(L['n_detections'], 'detection')} from {c.plural(L['n_sources'], 'sensor')} "
            f"({L['source_types'].replace('_', ' ').replace(',', ', ')}) · "
            f"first seen {L['first_seen']:%Y-%m-%d} · last seen {L['last_seen']:%Y-%m-%d} · status **{L['status']}** · "
            f"{L['latitude']:.5f}, {L['longitude']:.5f} (±{L['radius_m']:.0f} m)")
-v.metrics(L)
+v.metrics(L, d["as_of"])
 st.info(f"**Why:** {L['top_reasons'] or 'not scored yet'}", icon=":material/lightbulb:")
 
 c.flashed("leak_flash")
@@ -31,10 +31,11 @@ bar = st.container(horizontal=True, vertical_alignment="bottom")
 move = {"open": ("dispatch", "Mark for dispatch", ":material/local_shipping:"),
         "no_access": ("dispatch", "Mark for dispatch", ":material/local_shipping:"),
         "dispatched": ("release", "Release from dispatch", ":material/undo:")}.get(L["status"])
-if move and move[0] in allowed_events(L["status"]) and c.can("approve_dispatch"):
-    if bar.button(move[1], key="leak_move", icon=move[2], help="a status change, recorded with your name"):
-        done = c.act("approve_dispatch", lambda s: apply_event(s, leak_id, move[0], actor=c.user(),
-                                                               source="app: leak page"))
+if move and move[0] in d["allowed_events"] and c.can("mark_dispatch"):
+    if bar.button(move[1], key="leak_move", icon=move[2], help="a status change, recorded with your name; a marked "
+                  "leak goes on the next plan whatever its rank"):
+        act = desk.mark_for_dispatch if move[0] == "dispatch" else desk.release
+        done = c.act("mark_dispatch", lambda s: act(s, c.user(), leak_id))
         c.flash("leak_flash", done and f"{leak_id}: {move[1].lower()} recorded.")
 if c.can("note"):
     with bar.form("leak_note", clear_on_submit=True, border=False, width=640):
@@ -43,7 +44,7 @@ if c.can("note"):
         sent = row.form_submit_button("Add note", icon=":material/edit_note:")
     if sent:
         c.flash("leak_flash", c.act("note", lambda s: v.add_note(s, leak_id, note)))
-v.notes(d["history"])
+v.notes(d["notes"])
 
 left, right = st.columns(2)
 with left:
@@ -62,7 +63,7 @@ with right:
     charts.plot(charts.timeline(d["detections"]), "timeline", f"{leak_id}_detections")
     st.caption("Unquantified detections sit on the zero line. Error bars are ±1σ.")
     st.subheader("Compliance clock")
-    v.clocks(leak_id, d["detections"], d["validations"], lk)
+    v.clocks(d["clocks"], d["as_of"])
 
 vals = d["validations"].drop(columns=["id", "batch_id"], errors="ignore")
 tabs = st.tabs([f"Story ({len(story)})", f"Detections ({len(d['detections'])})",

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app import charts
 from app import common as c
-from mlpe_core import pipeline, store
+from mlpe_core import desk
 
 st.title("Model")
 mf = c.load("models")
@@ -34,10 +34,7 @@ st.caption(f"{c.plural(nv, 'field outcome')} recorded. Training fits a model on 
 if c.can("train") and st.button("Train now", key="train", type="primary", icon=":material/model_training:",
                                 help="promotes the new model only if it beats the live one on held-out visits"):
     def train(s) -> dict:
-        res = pipeline.run_train(s, user=c.user())
-        if res["promoted"]:
-            pipeline.run_score(s, user=c.user())
-        return res
+        return desk.train(s, c.user())  # a promoted model re-scores every leak in the same action
 
     with st.spinner("Training and comparing on held-out visits…"):
         c.flash("train_result", c.act("train", train))  # the live model shown above may have changed
@@ -87,6 +84,6 @@ if len(mf) > 1 and c.can("promote_model"):
     v = a.selectbox("Roll back / forward to", mf["id"], format_func=lambda i: f"v{i}", key="model_pick")
     if b.button("Activate and re-score", key="model_activate"):
         with st.spinner("Re-scoring every leak…"):
-            c.flash("model_flash", c.act("promote_model", lambda s: store.activate_model(s, int(v), user=c.user())
-                                         or pipeline.run_score(s, user=c.user()) and f"v{v} is live; leaks re-scored."))
+            done = c.act("promote_model", lambda s: desk.activate_model(s, c.user(), int(v)))
+            c.flash("model_flash", done is not None and f"v{v} is live; leaks re-scored.")
 st.caption("Compare how two versions rank today's leaks on the Rankings page (*Compare models*).")

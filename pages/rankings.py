@@ -7,8 +7,8 @@ import streamlit as st
 
 from app import common as c
 from app import filters, review, review_ui
+from mlpe_core.desk import LEAK_EXPORT_COLUMNS
 from mlpe_core.export import spreadsheet_safe, to_geojson
-from mlpe_core.schema import LEAK_EXPORT_COLUMNS
 
 st.title("Rankings")
 lk = c.leaks_with_operator()
@@ -16,10 +16,10 @@ if lk.empty:
     c.empty_store_hint()
     st.stop()
 ver = c.version()
-rk = review.ranked(lk, ver)
-full = lk.merge(rk[["leak_id", "eff_rank", "override", "override_reason"]], on="leak_id", how="left")
-if last := review.last_review(ver):
-    ch = review.changes(last["ranks"], rk, lk)
+rk = lk[lk["rank"].notna()]
+full = lk
+if ch := review.changes(ver):
+    last = ch
     st.caption(f":material/difference: Since **{last['by']}** reviewed it on {last['at']:%Y-%m-%d %H:%M} UTC: "
                f"**{len(ch['new'])} new**, **{len(ch['up'])} moved up**, {len(ch['down'])} moved down, "
                f"**{len(ch['dropped'])} dropped** — see *Since last review*.")
@@ -35,7 +35,7 @@ with tabs[0]:
     if q:
         df = df[df["leak_id"].str.contains(q, case=False, regex=False)
                 | df["asset_id"].fillna("").str.contains(q, case=False, regex=False)]
-    df = df.sort_values(["eff_rank", "priority_score"], ascending=[True, False], na_position="last")
+    df = df.sort_values(["rank", "priority_score"], ascending=[True, False], na_position="last")
     with sb:
         filters.filter_note(len(df), len(lk))
     st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
@@ -44,20 +44,20 @@ with tabs[0]:
                "Click a column header to sort.")
     view = df.assign(p_pct=df["p_real"] * 100, sensors=df["source_types"].str.replace("_", " ").str.replace(",", ", "),
                      due=df["due_by"].dt.strftime("%Y-%m-%d").fillna("–"))
-    cols = ["eff_rank", "leak_id", "risk_band", "p_pct", "est_rate_kg_h", "priority_score", "due", "top_reasons",
-            "rank", "override_reason", "n_detections", "sensors", "asset_id", "operator", "status", "last_seen"]
+    cols = ["rank", "leak_id", "risk_band", "p_pct", "est_rate_kg_h", "priority_score", "due", "top_reasons",
+            "model_rank", "override_reason", "n_detections", "sensors", "asset_id", "operator", "status", "last_seen"]
     N = st.column_config.NumberColumn
     ev = st.dataframe(
         view[cols], hide_index=True, key="rank_table", on_select="rerun", selection_mode="single-row",
         height=min(38 + 35 * max(len(view), 3), 560),
         column_config={
-            "eff_rank": N("rank", format="%d", width="small"), "leak_id": st.column_config.TextColumn("leak"),
+            "rank": N("rank", format="%d", width="small"), "leak_id": st.column_config.TextColumn("leak"),
             "risk_band": st.column_config.TextColumn("risk", width="small"),
             "p_pct": st.column_config.ProgressColumn("P(real)", min_value=0, max_value=100, format="%.1f%%",
                                                      width="small"),
             "est_rate_kg_h": N("rate (kg/h)", format="%.1f"), "priority_score": N("priority (kg/h)", format="%.2f"),
             "due": st.column_config.TextColumn("due by", help="compliance deadline, when a rule applies"),
-            "rank": N("model rank", format="%d", width="small", help="before any override"),
+            "model_rank": N("model rank", format="%d", width="small", help="before any override"),
             "override_reason": st.column_config.TextColumn("override reason"),
             "n_detections": N("detections", format="%d", width="small"),
             "asset_id": st.column_config.TextColumn("asset"),
@@ -78,7 +78,7 @@ with tabs[0]:
     else:
         bar.caption("Tick a row to open that leak.")
 with tabs[1]:
-    review_ui.since_last_review(rk, lk, ver)
+    review_ui.since_last_review(ver)
 with tabs[2]:
     review_ui.overrides(rk, ver)
 with tabs[3]:

@@ -6,9 +6,9 @@ from pathlib import Path
 import streamlit as st
 
 from app import common as c
-from mlpe_core import pipeline
+from mlpe_core import desk
+from mlpe_core.desk import FORMATS, IngestError
 from mlpe_core.export import spreadsheet_safe
-from mlpe_core.ingest import FORMATS, IngestError, ingest_file
 
 st.title("Upload detections")
 if not c.can("ingest"):
@@ -34,7 +34,7 @@ elif st.button(f"Ingest {len(files)} file(s)", type="primary", key="up_go", icon
                 path = Path(tmp) / Path(f.name).name
                 path.write_bytes(f.getvalue())
                 try:
-                    rep = ingest_file(s, path, fmt, source.strip() or None, user=c.user(), label=f.name)
+                    rep = desk.ingest_upload(s, c.user(), path, fmt, source.strip() or None, label=f.name)
                     reports.append((f.name, rep, None))
                 except IngestError as e:
                     reports.append((f.name, None, str(e)))
@@ -68,16 +68,12 @@ full = st.checkbox("Re-fuse everything", value=False, key="up_full",
 if st.button("Fuse and score now", key="up_fuse", icon=":material/play_arrow:"):
     bar = st.progress(0.0, text="starting")
     def fuse_and_score(s) -> tuple[dict, dict]:
-        fz = pipeline.run_fuse(s, user=c.user(), full=full,
-                               progress=lambda f, t: bar.progress(0.5 * f, text=f"fuse: {t}"))
-        pipeline.run_lifecycle(s, user=c.user())  # leaks seen again after a repair or a not-found visit re-open
-        return fz, pipeline.run_score(s, user=c.user(),
-                                      progress=lambda f, t: bar.progress(0.5 + 0.5 * f, text=f"score: {t}"))
+        return desk.fuse_and_score(s, c.user(), full=full, progress=lambda f, t: bar.progress(f, text=t))
 
     if out := c.act("fuse", fuse_and_score):
         fz, sc = out
         bar.progress(1.0, text="done")
-        st.success(f"{pipeline.fuse_summary(fz).capitalize()}. {sc.get('ranked', 0):,} open leaks ranked; risk "
+        st.success(f"{desk.fuse_summary(fz).capitalize()}. {sc.get('ranked', 0):,} open leaks ranked; risk "
                    f"bands of all {sc.get('scored', 0):,} scored: {sc['high']} HIGH, {sc['medium']} MEDIUM, "
                    f"{sc['low']} LOW.")
 

@@ -9,9 +9,8 @@ import streamlit as st
 
 from app import common as c
 from app import dispatching
-from mlpe_core.ingest.tables import FOUND_BY, validate_validations
-from mlpe_core.outcomes import import_validations, record_validations
-from mlpe_core.schema import OUTCOMES, VALIDATION_COLUMNS
+from mlpe_core import desk
+from mlpe_core.desk import FOUND_BY, OUTCOMES, VALIDATION_COLUMNS, crew_capacity
 
 
 def recent_visits() -> None:
@@ -21,7 +20,7 @@ def recent_visits() -> None:
         st.caption("No field outcome recorded yet.")
         return
     cols = [*VALIDATION_COLUMNS, "recorded_by", "recorded_at"]
-    recent = v.sort_values("id", ascending=False).head(50).reindex(columns=cols)
+    recent = v.head(50).reindex(columns=cols)  # newest first
     text = [k for k in cols if recent[k].dtype == object or pd.api.types.is_string_dtype(recent[k])]
     when = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
     st.dataframe(recent.fillna({k: "" for k in text}), hide_index=True, key="val_recent", column_config={
@@ -40,7 +39,7 @@ if not c.can("validate"):
     recent_visits()
     st.stop()
 todo = lk[lk["status"].isin(c.VISITABLE)].sort_values(["rank", "leak_id"], na_position="last")
-meta, stops = dispatching.todays(c.version(), dispatching.dispatch.crew_capacity())
+meta, stops = dispatching.todays(c.version(), crew_capacity())
 route = {r.leak_id: f"{r.crew} stop {r.stop} · " for r in stops.itertuples()} if meta["list_id"] else {}
 todo = pd.concat([todo[todo["leak_id"].isin(route)].set_index("leak_id").loc[list(route)].reset_index()
                   if route else todo.iloc[0:0], todo[~todo["leak_id"].isin(route)]])
@@ -80,15 +79,14 @@ if sent:
            "repaired_at": f"{repaired.isoformat()}T00:00:00Z" if repaired else "", "crew": crew,
            "notes": "\n".join(x for x in (notes.strip(), f"photo: {photo.strip()}" if photo.strip() else "") if x),
            "found_by": found_by or ""}
-    good, rejects = validate_validations(pd.DataFrame([row], dtype=str), set(lk["leak_id"]), "form")
-    for r in rejects.itertuples():
-        st.error(f"{r.column}: {r.reason}")
-    res = c.act("validate", lambda s: record_validations(s, good, c.user())) if len(good) else None
-    for r in (res or {}).get("rejects", pd.DataFrame()).itertuples():  # a move the lifecycle does not allow
+    res = c.act("validate", lambda s: desk.record_outcomes(s, c.user(), pd.DataFrame([row], dtype=str), "form"))
+    for r in (res or {}).get("rejects", pd.DataFrame()).itertuples():  # a bad value, or a move the lifecycle forbids
         st.error(f"{r.column}: {r.reason}")
     if res and res["recorded"]:
-        st.success(f"Recorded {outcome.replace('_', ' ')} for {leak_id}. It leaves the dispatch list; "
-                   "re-score (Upload page) to update the ranking.")
+        ch = res["changes"]
+        left = " It left the ranking." if leak_id in ch["left_ranking"] else ""
+        st.success(f"Recorded {outcome.replace('_', ' ')} for {leak_id}.{left} Ranking updated: "
+                   f"{c.plural(ch['moved'], 'other leak')} moved.")
     elif res and res["duplicates"]:
         st.warning("This visit (same leak, time and outcome) was already recorded; nothing changed.")
 
@@ -100,7 +98,7 @@ if up is not None and st.button("Import validations", key="val_import"):
     with tempfile.TemporaryDirectory() as tmp:  # a file it cannot read is an IngestError: shown by c.act
         path = Path(tmp) / Path(up.name).name
         path.write_bytes(up.getvalue())
-        r = c.act("validate", lambda s: import_validations(s, path, user=c.user()))
+        r = c.act("validate", lambda s: desk.import_outcomes(s, c.user(), path))
     if r:
         st.success(f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
                    f"{r['rejected']} rejected")

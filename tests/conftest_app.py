@@ -42,11 +42,11 @@ def fill_demo(db: Path) -> dict:
     """Fill ``db`` with the demo basin exactly as the app does on first start (``pipeline.ensure_demo``)."""
     from sqlmodel import Session
 
-    from mlpe_core import pipeline
+    from mlpe_core import desk
     from mlpe_core.store.db import get_engine
 
     engine = get_engine(str(db))
     with Session(engine) as s:
-        out = pipeline.ensure_demo(s)
+        out = desk.ensure_demo(s)
     engine.dispose()
     return out

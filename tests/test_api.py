@@ -199,7 +199,8 @@ def test_mlpe_serve_answers_on_the_given_port(tmp_path, store):
         else:
             pytest.fail("mlpe serve did not answer within 60 s")
         assert r.json()["status"] == "ok"
-        assert httpx.get(f"http://127.0.0.1:{port}/leaks").json() == {"count": 0, "offset": 0, "leaks": []}
+        got = httpx.get(f"http://127.0.0.1:{port}/leaks").json()
+        assert (got["count"], got["offset"], got["leaks"]) == (0, 0, [])
     finally:
         proc.terminate()
         proc.wait(timeout=30)

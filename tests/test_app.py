@@ -26,7 +26,7 @@ from mlpe_core.score import FEATURES, ColdStartScorer
 from mlpe_core.store.db import get_engine
 from mlpe_core.store.models import Leak, LeakEvent
 
-PAGES = ("map", "leak", "rankings", "dispatch", "validation", "upload", "model", "audit")
+PAGES = ("map", "leak", "rankings", "obligations", "dispatch", "validation", "upload", "model", "audit")
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +246,8 @@ def test_leak_note_and_mark_for_dispatch_are_recorded(store_copy):
 
 def test_leak_page_shows_compliance_clock_and_assets(store_copy):
     leaks = frames(store_copy, "leaks")
-    lid = leaks.loc[leaks["status"] == "open", "leak_id"].iloc[0]
+    visited = set(frames(store_copy, "validations")["leak_id"])
+    lid = leaks.loc[(leaks["status"] == "open") & ~leaks["leak_id"].isin(visited), "leak_id"].iloc[0]
     v = pd.DataFrame([{"leak_id": lid, "visited_at": pd.Timestamp("2026-10-01T09:00Z"), "outcome": "confirmed",
                        "measured_rate_kg_h": 2.0, "component": "valve", "repaired_at": pd.NaT, "crew": "c1",
                        "notes": None, "found_by": "ogi"}])
@@ -267,7 +268,7 @@ def test_rankings_table_filters_and_search(db):
     at = open_page("rankings")
     df = at.dataframe(key="rank_table").value
     assert len(df) > 0 and "leak_id" in df.columns
-    assert df["eff_rank"].tolist() == sorted(df["eff_rank"].tolist())
+    assert df["rank"].tolist() == sorted(df["rank"].tolist())
     assert set(df["status"]) <= {"open", "dispatched"}
     one = df["leak_id"].iloc[-1]
     at.text_input(key="rank_search").set_value(one.lower()).run()
@@ -304,7 +305,7 @@ def test_rank_override_needs_a_reason_and_is_recorded(store_copy):
     assert d["after"] == 1 and d["before"] == len(df) and d["reason"] == "operator reports a tank blowdown there"
     df = at.dataframe(key="rank_table").value
     assert df["leak_id"].iloc[0] == last and df["override_reason"].iloc[0].startswith("operator reports")
-    assert df["rank"].iloc[0] == d["model_rank"]  # the model's rank is kept beside the override
+    assert df["rank"].iloc[0] == 1 and df["model_rank"].iloc[0] == d["model_rank"]  # the model's rank stays beside
 
 
 def test_since_last_review_shows_new_moved_and_dropped(store_copy):
@@ -558,7 +559,9 @@ def test_roles_see_only_their_actions_and_the_user_is_recorded(users):
     leaks = frames(users, "leaks")
     lid = leaks.loc[leaks["status"] == "open", "leak_id"].iloc[0]
     at = open_page("leak", at=at, leak=lid)
-    assert not [b for b in at.button if b.key == "leak_move"]  # an analyst does not dispatch
+    # an analyst may mark a leak for dispatch (auth: mark_dispatch), so the page offers it (issue 15)
+    assert [b.label for b in at.button if b.key == "leak_move"] == ["Mark for dispatch"]
+    assert not [b for b in at.button if b.key == "dispatch_plan"]
     at.text_input(key="leak_note_text").set_value("checked the plume image")
     submit(at, "leak_note", "Add note")
     notes = with_session(users, lambda s: store.audit_events(s, action="note", target=lid))
@@ -651,3 +654,22 @@ def test_leak_circles_are_sized_in_screen_pixels_area_proportional_to_rate():
     assert pts["radius"].tolist() == [4.0, 12.0, 24.0, 30.0]  # 64 kg/h has 4x the area of 16 kg/h
     deck = json.loads(pdk.Deck(layers=[mapping.leaks_layer(pts), mapping.focus_layer(pts)]).to_json())
     assert [layer["radiusUnits"] for layer in deck["layers"]] == ["pixels", "pixels"]
+
+
+def test_obligations_page_lists_every_running_clock_soonest_first(db):
+    at = open_page("obligations")
+    ob = frames_desk(db, "obligations")
+    if ob.empty:
+        assert "No regulatory clock is running" in texts(at, "info")
+        return
+    at.multiselect(key="ob_state").set_value([]).run()  # every state
+    shown = at.dataframe(key="ob_table").value
+    assert shown["leak_id"].tolist() == ob["leak_id"].tolist()  # the desk's queue, in its order
+    assert shown["due_by"].is_monotonic_increasing
+    assert at.metric[0].value == f"{int((ob['state'] == 'overdue').sum()):,}"
+
+
+def frames_desk(db, name: str):
+    from mlpe_core import desk
+
+    return with_session(db, lambda s: getattr(desk, name)(s))

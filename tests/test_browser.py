@@ -35,6 +35,7 @@ LOAD_LIMIT_S = 2.0
 # sidebar label -> (screenshot name, heading that proves the page rendered, another text that must be visible)
 PAGES = {
     "Rankings": ("rankings", "Rankings", "Search leak or asset id"),
+    "Obligations": ("obligations", "Obligations", "Independent of the methane ranking"),
     "Leak detail": ("leak", "Leak L0", "What moved the score"),
     "Dispatch": ("dispatch", "Dispatch", "Stops (K)"),
     "Field validation": ("validation", "Field validation", "Record a visit"),

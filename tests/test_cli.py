@@ -451,6 +451,16 @@ def test_kml_exports_parse(basin):
     assert names == read_csv(w / "dispatch.csv")["leak_id"].tolist()
 
 
+def _day_order(leaks: pd.DataFrame, k: int) -> list[str]:
+    """The contract's dispatch order, from an exported leaks table: leaks whose deadline falls before the end of
+    the plan day (today) first, soonest first; then the rest by rank."""
+    d = leaks[leaks["rank"].astype(str) != ""].assign(r=lambda x: x["rank"].astype(float),
+                                                       due=lambda x: pd.to_datetime(x["due_by"], utc=True))
+    end = pd.Timestamp.now(tz="UTC").floor("D") + pd.Timedelta(days=1)
+    must = d[d["due"].notna() & (d["due"] < end)].sort_values(["due", "r"])
+    return pd.concat([must, d.drop(must.index).sort_values("r")])["leak_id"].head(k).tolist()
+
+
 @pytest.mark.slow
 def test_dispatch_lists_the_top_open_unvalidated_leaks(basin):
     w = basin["work"]
@@ -459,8 +469,7 @@ def test_dispatch_lists_the_top_open_unvalidated_leaks(basin):
     assert disp["rank"].astype(int).tolist() == [1, 2, 3, 4, 5]
     assert not set(disp["leak_id"]) & set(basin["visited"])
     lk = basin["leaks"]
-    expected = (lk[~lk["leak_id"].isin(basin["visited"])].assign(r=lambda d: d["rank"].astype(int))
-                .sort_values("r")["leak_id"].head(5).tolist())
+    expected = _day_order(lk[~lk["leak_id"].isin(basin["visited"])], 5)
     assert disp["leak_id"].tolist() == expected
     status = dict(query(basin["db"], "SELECT leak_id, status FROM leak"))
     assert {status[i] for i in disp["leak_id"]} == {"open"}
@@ -553,7 +562,7 @@ def test_simulated_basin_dispatch_after_outcomes(simulated):
     k = min(5, len(open_ranked))
     assert k > 0
     assert disp["rank"].tolist() == [str(i) for i in range(1, k + 1)]
-    expected = open_ranked.assign(r=lambda d: d["rank"].astype(float)).sort_values("r")["leak_id"].head(k).tolist()
+    expected = _day_order(open_ranked, k)
     assert disp["leak_id"].tolist() == expected
     assert not set(disp["leak_id"]) & set(simulated["visited"]["leak_id"])
     names = [m.findtext("k:name", namespaces=KML_NS) for m in placemarks(w / "dispatch.kml")]

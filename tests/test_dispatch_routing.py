@@ -13,7 +13,7 @@ import pytest
 import yaml
 from sqlmodel import select
 
-from mlpe_core import auth
+from mlpe_core import auth, desk
 from mlpe_core import dispatch as dsp
 from mlpe_core.lifecycle import TransitionError
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
@@ -136,12 +136,43 @@ def test_crews_without_a_yard_start_from_their_share_of_the_leaks():
     assert routed.groupby("crew")["longitude"].agg(lambda s: (s < -102).all() or (s > -102).all()).all()
 
 
-def test_dispatch_list_keeps_the_contract():
-    leaks = pd.DataFrame({"leak_id": ["L1", "L2", "L3", "L4"], "status": ["open", "open", "dispatched", "open"],
-                          "rank": [2, 1, 3, 4], "latitude": 32.0, "longitude": -102.0})
-    d = dsp.dispatch_list(leaks, {"L4"}, 10)
-    assert list(d.columns) == list(DISPATCH_EXPORT_COLUMNS)
+DAY_END = pd.Timestamp("2025-03-05T00:00:00Z")
+
+
+def _ranking(**cols) -> pd.DataFrame:
+    n = len(cols["leak_id"])
+    base = {"status": ["open"] * n, "marked": [False] * n, "due_by": [pd.NaT] * n, "due_rule": [None] * n,
+            "latitude": 32.0, "longitude": -102.0, "model_rank": cols["rank"]}
+    df = pd.DataFrame({**base, **cols})
+    df["due_by"] = pd.to_datetime(df["due_by"], utc=True)
+    return df
+
+
+def test_the_day_list_keeps_the_contract_and_leaves_out_visited_and_unopen_leaks():
+    leaks = _ranking(leak_id=["L1", "L2", "L3", "L4"], status=["open", "open", "dispatched", "open"], rank=[2, 1, 3, 4])
+    before = leaks.copy()
+    d = dsp.select_for_day(leaks, {"L4"}, 10, DAY_END)
+    assert list(d.columns[: len(DISPATCH_EXPORT_COLUMNS)]) == list(DISPATCH_EXPORT_COLUMNS)
     assert d["leak_id"].tolist() == ["L2", "L1"] and d["rank"].tolist() == [1, 2]
+    assert d["why_listed"].tolist() == ["rank 1", "rank 2"] and not d["must"].any()
+    pd.testing.assert_frame_equal(leaks, before)  # input not modified
+
+
+@pytest.mark.parametrize("k, expected", [(6, ["L5", "L4", "L3", "L1", "L2", "L6"]), (2, ["L5", "L4"])])
+def test_deadlines_then_marks_then_the_ranking_choose_the_day(k, expected):
+    leaks = _ranking(leak_id=["L1", "L2", "L3", "L4", "L5", "L6"], rank=[1, 2, 3, 4, 5, 6],
+                     status=["open", "open", "dispatched", "open", "open", "open"],
+                     marked=[False, False, True, False, False, False],
+                     due_by=[pd.NaT, pd.Timestamp("2025-03-09", tz="UTC"), pd.NaT,
+                             pd.Timestamp("2025-03-04T15:00", tz="UTC"), pd.Timestamp("2025-01-10", tz="UTC"), pd.NaT],
+                     due_rule=[None, "r:report", None, "r:investigate", "r:investigate", None])
+    d = dsp.select_for_day(leaks, set(), k, DAY_END)
+    assert d["leak_id"].tolist() == expected and d["rank"].tolist() == list(range(1, k + 1))
+    if k == 6:  # overdue first, then due on the plan day, then marked, then rank order (L2 is due later)
+        assert d["must"].tolist() == [True, True, True, False, False, False]
+        assert d["why_listed"].tolist()[:3] == ["deadline overdue (r:investigate)", "due on the plan day "
+                                                "(r:investigate)", "marked for dispatch"]
+        assert d["model_rank"].tolist() == [5, 4, 3, 1, 2, 6]
 
 
 # --------------------------------------------------------------------------------------------- lists and approval
@@ -178,7 +209,7 @@ def _status(session, lid):
 
 
 def test_a_planned_list_is_a_draft_until_another_supervisor_approves_it(people):
-    lid = dsp.plan_list(people, plan_date="2025-03-04", user="sam")
+    lid = desk.plan_list(people, "sam", day="2025-03-04")
     dl = people.get(DispatchList, lid)
     assert (dl.status, dl.created_by, dl.n_items) == ("draft", "sam", 12)
     assert _status(people, "L000001") == "open"
@@ -198,13 +229,13 @@ def test_a_planned_list_is_a_draft_until_another_supervisor_approves_it(people):
     with pytest.raises(ValueError, match="only a draft"):
         dsp.approve_list(people, lid, "sue")
     # the next list takes the next leaks: dispatched leaks are not listed again
-    assert dsp.current_list(people)["leak_id"].tolist() == ["L000013", "L000014", "L000015"]
+    assert desk.export_dispatch(people)["leak_id"].tolist() == ["L000013", "L000014", "L000015"]
 
 
 def test_approval_is_refused_when_a_leak_changed_since_planning(ranked, write):
     from mlpe_core.outcomes import import_validations
 
-    lid = dsp.plan_list(ranked, top=4, plan_date="2025-03-04", user="sam")
+    lid = desk.plan_list(ranked, "sam", 4, day="2025-03-04")
     import_validations(ranked, write("v.csv", "leak_id,visited_at,outcome\nL000003,2025-03-04T08:00:00Z,confirmed\n"))
     with pytest.raises(TransitionError, match="L000003.*plan a new list"):
         dsp.approve_list(ranked, lid, "sue")
@@ -213,18 +244,18 @@ def test_approval_is_refused_when_a_leak_changed_since_planning(ranked, write):
 
 def test_plan_refuses_more_than_a_day_and_an_empty_ranking(ranked, session):
     with pytest.raises(ValueError, match="--top must be 1..12"):
-        dsp.plan_list(ranked, top=13)
+        desk.plan_list(ranked, "sam", 13)
     ranked.execute(Leak.__table__.update().values(rank=None))
     ranked.commit()
     with pytest.raises(ValueError, match="nothing to dispatch"):
-        dsp.plan_list(ranked)
+        desk.plan_list(ranked, "sam")
 
 
 def test_work_orders_match_the_documented_schema(ranked):
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
-    lid = dsp.plan_list(ranked, plan_date="2025-03-04", user="sam")
+    lid = desk.plan_list(ranked, "sam", day="2025-03-04")
     draft = dsp.work_orders(ranked, lid)
     jsonschema.validate(draft, schema)
     dsp.approve_list(ranked, lid, "sue")
@@ -239,16 +270,14 @@ def test_work_orders_match_the_documented_schema(ranked):
     assert wo["L000001"]["work_order_id"] == f"MLPE-{lid:05d}-L000001" and wo["L000001"]["status"] == "dispatched"
     stops = sorted((w["crew"], w["stop"]) for w in doc["work_orders"])
     assert stops == sorted((c, s) for c in ("crew-1", "crew-2", "crew-3") for s in range(1, 5))
-    from mlpe_core.pipeline import dispatch_workorders
-
-    current = dispatch_workorders(ranked)
+    current = desk.work_orders(ranked)
     jsonschema.validate(current, schema)
     assert sorted(w["leak_id"] for w in current["work_orders"]) == ["L000013", "L000014", "L000015"]
     assert {w["work_order_id"] for w in current["work_orders"]} == {f"MLPE-DRAFT-L00001{i}" for i in (3, 4, 5)}
 
 
 def test_work_order_status_moves_the_leak_and_refuses_illegal_moves(ranked):
-    lid = dsp.plan_list(ranked, top=3, plan_date="2025-03-04", user="sam")
+    lid = desk.plan_list(ranked, "sam", 3, day="2025-03-04")
     dsp.approve_list(ranked, lid, "sue")
     wo = f"MLPE-{lid:05d}-L000001"
     r = dsp.set_work_order_status(ranked, "in_progress", "lee", work_order_id=wo, at=T)
@@ -272,7 +301,7 @@ def test_work_order_status_moves_the_leak_and_refuses_illegal_moves(ranked):
 
 
 def test_withdrawing_an_approved_list_releases_its_unvisited_leaks(ranked):
-    lid = dsp.plan_list(ranked, top=3, plan_date="2025-03-04", user="sam")
+    lid = desk.plan_list(ranked, "sam", 3, day="2025-03-04")
     dsp.approve_list(ranked, lid, "sue")
     dsp.set_work_order_status(ranked, "repaired", "lee", work_order_id=f"MLPE-{lid:05d}-L000001", at=T)
     assert dsp.withdraw_list(ranked, lid, "sue") == {"list_id": lid, "released": 2}
@@ -280,7 +309,7 @@ def test_withdrawing_an_approved_list_releases_its_unvisited_leaks(ranked):
 
 
 def test_stored_list_frame_has_contract_columns_then_route(ranked):
-    lid = dsp.plan_list(ranked, top=6, plan_date="2025-03-04", user="sam")
+    lid = desk.plan_list(ranked, "sam", 6, day="2025-03-04")
     df = dsp.list_frame(ranked, lid)
     assert list(df.columns[: len(DISPATCH_EXPORT_COLUMNS)]) == list(DISPATCH_EXPORT_COLUMNS)
     assert {"crew", "stop", "leg_km", "work_order_id", "wo_status"} <= set(df.columns)

@@ -13,7 +13,6 @@ from mlpe_core.learn import (
     evaluate,
     loads,
     outcome_labels,
-    time_split,
     train_candidate,
 )
 from mlpe_core.score import FEATURES
@@ -213,12 +212,34 @@ def test_features_at_visits_use_only_what_was_known_before_the_visit(dets):
     assert features_at_visits(d, leaks, outcome_labels(early, d)).empty
 
 
-def test_time_split_holds_out_the_most_recent_visits():
-    _, labels = _table(n=10)
-    shuffled = labels.sample(frac=1, random_state=3)
-    train, hold = time_split(shuffled, holdout_share=0.3)
-    assert list(train) == [f"L{i:06d}" for i in range(7)]
-    assert list(hold) == [f"L{i:06d}" for i in range(7, 10)]
+def test_the_hold_out_is_the_most_recent_visits_when_the_live_model_saw_none(promoted):
+    _, labels, res = promoted
+    m = res["metrics"]
+    first_held = labels["visited_at"].sort_values().iloc[N - m["n_holdout"]]
+    assert m["holdout_from"] == first_held.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert m["current_trained_through"] is None  # the current model saw no outcome: every visit can be held out
+    # promoted: refitted on everything, so it was trained through the newest visit
+    assert m["trained_through"] == labels["visited_at"].max().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_live_model_is_never_graded_on_visits_it_was_trained_on():
+    X, labels = _table()
+    through = labels["visited_at"].iloc[N - 12]  # the live model saw all but the 11 newest visits
+    res = train_candidate(X, labels, _Backwards(), current_through=through, current_name="v7")
+    assert res["metrics"]["n_holdout"] == 11 and res["metrics"]["holdout_from"] > through.strftime("%Y-%m-%dT%H:%M")
+    assert "11 visits since" in res["decision"]
+    # fewer new visits than a fair comparison needs: nothing is decided, nothing is fitted
+    few = train_candidate(X, labels, _Backwards(), current_through=labels["visited_at"].iloc[N - 4],
+                          current_name="v7")
+    assert few["model"] is None and few["promote"] is False
+    assert "only 3 field outcomes are newer" in few["decision"] and "v7" in few["decision"]
+
+
+def test_training_again_on_the_same_outcomes_changes_nothing(promoted):
+    X, labels, res = promoted
+    again = train_candidate(X, labels, res["model"], last_hash=res["data_hash"])
+    assert again["model"] is None and again.get("unchanged") is True
+    assert "no new field outcome" in again["decision"]
 
 
 def test_evaluate_reports_brier_exactly():

@@ -7,11 +7,13 @@ import pandas as pd
 import pytest
 from sqlmodel import select
 
+from mlpe_core import desk
 from mlpe_core import lifecycle as lc
+from mlpe_core.desk import export_frame
 from mlpe_core.ingest.tables import validate_validations
 from mlpe_core.lifecycle import LeakState, TransitionError, next_status, set_status, transition
 from mlpe_core.outcomes import import_validations, record_validations
-from mlpe_core.pipeline import export_frame, run_lifecycle
+from mlpe_core.pipeline import run_lifecycle
 from mlpe_core.store import leaks_frame
 from mlpe_core.store.models import Detection, Leak, LeakEvent, Validation
 
@@ -274,7 +276,7 @@ def test_a_leak_followed_from_detection_to_closed_with_every_deadline(session, w
         return leak_clocks(detections_frame(session, lid), validations_frame(session), load_rules(), at(8), lid)
 
     assert clocks()[["action", "due_by"]].values.tolist() == [["investigate", at(5)], ["report", at(15)]]
-    list_id = dsp.plan_list(session, top=2, plan_date="2025-03-11", user="planner")
+    list_id = desk.plan_list(session, "planner", 2, day="2025-03-11")
     dsp.approve_list(session, list_id, "supervisor")
     session.expire_all()
     assert session.get(Leak, lid).status == "dispatched"

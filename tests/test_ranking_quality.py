@@ -93,25 +93,25 @@ def test_cold_start_contributions_are_exact(basins):
 
 def test_learning_loop_trains_on_visits_and_keeps_round_two_near_the_oracle(basins):
     """Round 1 = top 36 + random 24; train; round 2 = next 60. Measured on seeds 0 and 1 (1000 assets): the
-    cold start's round 2 already finds 99.7 % and 97.8 % of the oracle's; seed 0 kept the cold start
-    (104 kg/h both), seed 1 promoted on an 18-visit hold-out and found 173 instead of 190 kg/h (89 % of the
-    oracle's 194): a hold-out that small is noisy (docs/scoring.md, known limits). On the 2000-asset
-    benchmark (100 visits, 30 held out) training found 1.11× as much in round 2, never less."""
+    cold start's round 2 already finds nearly all of the oracle's. On 18 held-out visits the candidate's Brier
+    score is within a few thousandths of the cold start's either way, so whether it is promoted is noise
+    (docs/scoring.md, known limits): both outcomes are accepted, and the store must score with what was decided.
+    On the 2000-asset benchmark (100 visits, 30 held out) training found 1.11× as much in round 2, never less."""
     results = [bench.learning_loop(b["loaded"], seed, n_round=60, diagnose=False)
                for b, seed in zip(basins[:2], SEEDS[:2], strict=True)]
     for r in results:
-        said = f"on the {r['holdout']} most recent validations" in r["decision"]
-        assert said or "hold-out too small" in r["decision"]
+        said = f"on the {r['holdout']} visits since" in r["decision"] and "neither had seen" in r["decision"]
+        assert said or "field outcomes are newer" in r["decision"]
         assert r["round2_with"] >= 0.85 * r["round2_oracle"]
         if not r["promoted"]:
             assert r["round2_with"] == pytest.approx(r["round2_without"])
-    promoted = [r for r in results if r["promoted"]]
-    assert promoted, [r["decision"] for r in results]
-    # the promoted model is what the store now scores with
-    first = [r["promoted"] for r in results].index(True)
-    model, _ = pipeline.current_model(basins[first]["loaded"].session)
-    assert isinstance(model, LearnedScorer)
-    assert 1 <= model.n_trees_ <= model.n_estimators  # tree count chosen by cross-validation
+    for b, r in zip(basins[:2], results, strict=True):  # the store scores with what the gate decided
+        model, _ = pipeline.current_model(b["loaded"].session)
+        if r["promoted"]:
+            assert isinstance(model, LearnedScorer)
+            assert 1 <= model.n_trees_ <= model.n_estimators  # tree count chosen by cross-validation
+        else:
+            assert isinstance(model, ColdStartScorer)
 
 
 @pytest.fixture(scope="module")
@@ -159,17 +159,15 @@ def test_rate_model_keeps_its_uncertainty(labelled):
     assert few.rate_model_ is None  # fewer than 20 measured rates: the features' estimate is kept
 
 
-def test_promotion_refused_on_a_tiny_holdout(labelled):
+def test_promotion_refused_when_too_few_outcomes_are_newer_than_the_live_model(labelled):
     X, lab, _, _ = labelled
-    small = lab.sort_values("visited_at").head(30)
+    small = lab.sort_values("visited_at").head(40)
     if small["y"].nunique() < 2:
-        pytest.skip("first 30 visits hold one outcome")
-    res = train_candidate(X, small, default_model(), holdout_share=0.2)
-    n_hold = res["metrics"]["n_holdout"]
-    assert n_hold < MIN_HOLDOUT
-    assert res["promote"] is False
-    assert res["decision"].startswith("not promoted: hold-out too small")
-    assert f"({n_hold} most recent validations held out" in res["decision"]
+        pytest.skip("first 40 visits hold one outcome")
+    through = small["visited_at"].iloc[-(MIN_HOLDOUT - 3)]  # the live model saw all but the newest few
+    res = train_candidate(X, small, default_model(), current_through=through, current_name="v2")
+    assert res["promote"] is False and res["model"] is None
+    assert res["decision"].startswith(f"not promoted: only {MIN_HOLDOUT - 4} field outcomes are newer")
 
 
 def test_sensor_precision_counts_each_leak_once(labelled):

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from mlpe_core.auth import PermissionDenied, add_user
+from mlpe_core.desk import export_frame
 from mlpe_core.ingest import ingest_file
-from mlpe_core.pipeline import export_frame, run_fuse, run_score
+from mlpe_core.pipeline import run_fuse, run_score
 from mlpe_core.review import effective_ranking, rank_overrides, record_override
 
 

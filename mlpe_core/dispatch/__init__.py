@@ -19,21 +19,23 @@ method, the approval rules and the API.
 
 from .plan import (
     DISPATCHABLE,
+    PLAN_COLUMNS,
     WO_STATUSES,
     approve_list,
-    current_list,
-    dispatch_list,
     list_frame,
     lists_frame,
-    plan_list,
+    marked_ids,
+    route_day,
+    select_for_day,
     set_work_order_status,
+    store_draft,
     withdraw_list,
     work_orders,
 )
 from .routing import ROUTE_COLUMNS, km_matrix, route_dispatch, route_in_rank_order, tour_km, two_opt
 from .settings import SETTINGS, DispatchConfigError, crew_capacity, load_settings
 
-__all__ = ["approve_list", "crew_capacity", "current_list", "dispatch_list", "DISPATCHABLE", "DispatchConfigError",
-           "km_matrix", "list_frame", "lists_frame", "load_settings", "plan_list", "ROUTE_COLUMNS", "route_dispatch",
-           "route_in_rank_order", "set_work_order_status", "SETTINGS", "tour_km", "two_opt", "withdraw_list",
-           "WO_STATUSES", "work_orders"]
+__all__ = ["approve_list", "crew_capacity", "DISPATCHABLE", "DispatchConfigError", "km_matrix", "list_frame",
+           "lists_frame", "load_settings", "marked_ids", "PLAN_COLUMNS", "ROUTE_COLUMNS", "route_day", "route_dispatch",
+           "route_in_rank_order", "select_for_day", "set_work_order_status", "SETTINGS", "store_draft", "tour_km",
+           "two_opt", "withdraw_list", "WO_STATUSES", "work_orders"]

@@ -2,80 +2,82 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import numpy as np
 import pandas as pd
 
 from .. import auth, store
-from ..lifecycle import TransitionError, apply_event, transition, validated_since_open
+from ..lifecycle import TransitionError, apply_event, transition
 from ..outcomes import record_validations
 from ..schema import DISPATCH_EXPORT_COLUMNS
 from ..store.models import Leak
 from .routing import route_dispatch
-from .settings import crew_capacity, load_settings
+from .settings import load_settings
 
 DISPATCHABLE = ("open",)
-
-
 WO_STATUSES = ("dispatched", "in_progress", "repair_attempted", "repaired", "delayed", "closed", "cancelled")
-
-
 WORKORDER_SCHEMA = "https://mlpe.local/schemas/workorder-1.0.json"  # also in export.py
+PLAN_COLUMNS = (*DISPATCH_EXPORT_COLUMNS, "must", "why_listed", "model_rank", "due_rule")
 
 
-def dispatch_list(leaks: pd.DataFrame, validated: set[str] | None = None, k: int | None = None) -> pd.DataFrame:
-    """Top ``k`` open, unvalidated leaks by rank, with the contract's dispatch columns."""
-    k = crew_capacity() if k is None else int(k)
+def select_for_day(ranking: pd.DataFrame, visited: set[str], k: int, day_end: pd.Timestamp) -> pd.DataFrame:
+    """The ``k`` leaks to visit next, in the order they go out (rank 1..k on the list).
+
+    Leaks still needing a visit are those open (or marked for dispatch) with a rank and no field visit since
+    they became open. First the ones the law says must be visited: a deadline before ``day_end`` (overdue, or
+    due on the plan day), soonest first; then the ones an analyst marked; then the effective ranking (which
+    carries supervisors' overrides). ``must`` flags the first two kinds (the router never drops them),
+    ``why_listed`` says in words why each leak is on the list. ``ranking`` is ``desk.ranking`` (columns rank,
+    model_rank, marked, status, due_by, ...); it is not modified.
+    """
     if k < 0:
         raise ValueError("--top must be ≥ 0")
-    validated = validated or set()
-    d = leaks[leaks["status"].isin(DISPATCHABLE) & ~leaks["leak_id"].isin(validated) & leaks["rank"].notna()]
-    d = d.sort_values("rank").head(k).copy()
-    d["rank"] = range(1, len(d) + 1)
-    return d.reindex(columns=list(DISPATCH_EXPORT_COLUMNS))
+    marked = ranking["marked"].fillna(False).astype(bool) if "marked" in ranking else pd.Series(False,
+                                                                                                  ranking.index)
+    pool = ranking[(ranking["status"].isin(DISPATCHABLE) | marked) & ~ranking["leak_id"].isin(visited)
+                   & ranking["rank"].notna()]
+    pmark = marked.reindex(pool.index).to_numpy()
+    due = (pool["due_by"].notna() & (pool["due_by"] < day_end)).to_numpy()
+    parts = [pool[due].sort_values(["due_by", "rank"]), pool[~due & pmark].sort_values("rank"),
+             pool[~due & ~pmark].sort_values("rank")]
+    out = pd.concat(parts).head(k).copy()
+    day_start = day_end - pd.Timedelta(days=1)
+    is_due = out["due_by"].notna() & (out["due_by"] < day_end)
+    is_mark = marked.reindex(out.index).fillna(False).to_numpy()
+    out["must"] = is_due.to_numpy() | is_mark
+    out["why_listed"] = [
+        (f"deadline overdue ({r})" if d < day_start else f"due on the plan day ({r})") if isd
+        else "marked for dispatch" if mk else f"rank {int(rk)}"
+        for isd, d, r, mk, rk in zip(is_due, out["due_by"], out["due_rule"], is_mark, out["rank"], strict=True)]
+    if "model_rank" not in out:
+        out["model_rank"] = out["rank"]
+    out["rank"] = range(1, len(out) + 1)
+    return out.reindex(columns=list(PLAN_COLUMNS)).reset_index(drop=True)
 
 
-def current_list(session, top: int | None = None) -> pd.DataFrame:
-    """The dispatch list as ``mlpe export dispatch`` writes it (contract columns, rank order)."""
-    leaks = store.leaks_frame(session)
-    return dispatch_list(leaks, validated_since_open(leaks, store.validations_frame(session)), top)
+def route_day(selected: pd.DataFrame, settings: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Route the selected leaks for one day: (stops of day 1, ids that did not fit in the crews' day)."""
+    if selected.empty:
+        return selected.assign(**{c: pd.Series(dtype=object) for c in ("crew", "day", "stop", "leg_km")}), []
+    routed = route_dispatch(selected, settings or load_settings())
+    left = routed.loc[routed["day"] > 1, "leak_id"].tolist()
+    return routed[routed["day"] == 1].reset_index(drop=True), left
 
 
-def plan_list(session, top: int | None = None, plan_date: str | None = None, user: str = "system",
-              settings: dict | None = None, note: str | None = None) -> int:
-    """Plan one day's routed dispatch list from the current ranking and store it as a draft; returns its id.
-
-    ``top`` defaults to the crews' capacity for a day and may not exceed it (a list is one day's work).
-    """
-    auth.require(session, user, "plan_dispatch")
+def store_draft(session, routed: pd.DataFrame, left: list[str], plan_date: str, user: str,
+                note: str | None = None, settings: dict | None = None) -> int:
+    """Store a routed day as a draft list (a supervisor approves it); returns its id."""
     cfg = settings or load_settings()
-    cap = sum(c["visits"] for c in cfg["crews"])
-    if top is not None and not 0 < int(top) <= cap:
-        raise ValueError(f"--top must be 1..{cap}: a dispatch list is one day of the crews' visits "
-                         "(config/dispatch.yaml)")
-    disp = current_list(session, cap if top is None else int(top))
-    if disp.empty:
-        raise ValueError("nothing to dispatch: no open, unvisited, ranked leak (run `mlpe score` first)")
-    routed = route_dispatch(disp, cfg)
-    later = routed.loc[routed["day"] > 1, "leak_id"].tolist()  # did not fit in the crews' day
-    routed = routed[routed["day"] == 1]
-    due_rule = store.leaks_frame(session).set_index("leak_id")["due_rule"]
-    plan_date = plan_date or date.today().isoformat()
-    try:
-        date.fromisoformat(plan_date)
-    except ValueError as exc:
-        raise ValueError(f"--date '{plan_date}' is not a YYYY-MM-DD date") from exc
-    total = float(routed.drop_duplicates(["day", "crew"])["route_km"].sum())
+    total = float(routed.drop_duplicates(["day", "crew"])["route_km"].sum()) if len(routed) else 0.0
     items = [dict(
         leak_id=r.leak_id, rank=int(r.rank), crew=r.crew, stop=int(r.stop), leg_km=float(r.leg_km),
         latitude=float(r.latitude), longitude=float(r.longitude), asset_id=None if pd.isna(r.asset_id) else r.asset_id,
         est_rate_kg_h=_f(r.est_rate_kg_h), p_real=_f(r.p_real), priority_score=_f(r.priority_score),
         risk_band=r.risk_band, due_by=None if pd.isna(r.due_by) else pd.Timestamp(r.due_by).to_pydatetime(),
-        due_rule=_s(due_rule.get(r.leak_id)), top_reasons=_s(r.top_reasons)) for r in routed.itertuples(index=False)]
+        due_rule=_s(getattr(r, "due_rule", None)), top_reasons=_s(r.top_reasons))
+        for r in routed.itertuples(index=False)]
     dl = store.insert_list(session, user, plan_date, note, total, dict(cfg.items()), items)
     store.audit(session, user, "dispatch_planned", f"dispatch_list:{dl.id}",
-                {"items": len(routed), "total_km": round(total, 2), "plan_date": plan_date, "did_not_fit": later})
+                {"items": len(routed), "total_km": round(total, 2), "plan_date": plan_date, "did_not_fit": left})
     session.commit()
     return int(dl.id)
 
@@ -106,11 +108,15 @@ def approve_list(session, list_id: int, user: str, note: str | None = None, sett
     if cfg["separate_approver"] and user == dl.created_by and not auth.open_mode(session):
         raise auth.PermissionDenied(f"'{user}' planned dispatch list {list_id}; another supervisor must approve it")
     items = store.list_items(session, list_id)
+    marked = marked_ids(session)
     states = store.lock_states(session, [i.leak_id for i in items])
     at = store.now()
     try:
         for it in items:
             st = states[it.leak_id]
+            if st.status == "dispatched" and it.leak_id in marked:  # marked for dispatch: now on this list
+                store.set_item_status(session, it, "dispatched", at)
+                continue
             if st.status not in ("open", "no_access"):
                 raise TransitionError(it.leak_id, st.status, "dispatch",
                                       f"it is no longer open (on list {list_id} since planning); plan a new list")
@@ -255,3 +261,17 @@ def set_work_order_status(session, status: str, user: str, work_order_id: str | 
 def _status(session, leak_id: str) -> str:
     session.expire_all()
     return session.get(Leak, leak_id).status
+
+
+def marked_ids(session) -> set[str]:
+    """Leaks marked for dispatch: ``dispatched``, but not as a stop of an approved list still out."""
+    lk = store.leaks_frame(session)
+    dispatched = set(lk.loc[lk["status"] == "dispatched", "leak_id"])
+    if not dispatched:
+        return set()
+    on_lists: set[str] = set()
+    lists = store.lists_frame(session)
+    for lid in lists.loc[lists["status"] == "approved", "id"]:
+        items = store.list_items_frame(session, int(lid))
+        on_lists |= set(items.loc[items["wo_status"].isin(["dispatched", "in_progress"]), "leak_id"])
+    return dispatched - on_lists

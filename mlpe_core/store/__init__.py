@@ -8,7 +8,7 @@ migrations) and ``common``. Functions take a ``Session``; writers never commit u
 """
 
 from .assets import assets_frame, upsert_assets
-from .audit import add_note, audit, audit_events, audit_frame
+from .audit import add_note, audit, audit_events, audit_frame, latest_audit
 from .batches import add_batch, batches_frame, file_batch
 from .common import clear_store, counts, now, upsert
 from .detections import detections_frame, insert_detections
@@ -30,6 +30,7 @@ from .leaks import (
     leaks_frame,
     lock_states,
     save_fusion,
+    save_ranks,
     save_scores,
     save_states,
 )
@@ -40,7 +41,7 @@ from .validations import insert_validations, validation_keys, validations_frame
 __all__ = ["activate_model", "active_model", "add_batch", "add_note", "as_time", "assets_frame", "audit",
            "audit_events", "audit_frame", "batches_frame", "clear_store", "counts", "detections_frame", "file_batch",
            "get_list", "get_user", "insert_detections", "insert_list", "insert_user", "insert_validations",
-           "item_by_work_order", "leak_events_frame", "leak_ids", "leaks_frame", "LeakState", "list_items",
-           "list_items_frame", "lists_frame", "lock_states", "models_frame", "now", "save_fusion", "save_model",
-           "save_scores", "save_states", "set_item_status", "set_list_status", "upsert", "upsert_assets", "user_count",
-           "users", "validation_keys", "validations_frame"]
+           "item_by_work_order", "latest_audit", "leak_events_frame", "leak_ids", "leaks_frame", "LeakState",
+           "list_items", "list_items_frame", "lists_frame", "lock_states", "models_frame", "now", "save_fusion",
+           "save_model", "save_ranks", "save_scores", "save_states", "set_item_status", "set_list_status", "upsert",
+           "upsert_assets", "user_count", "users", "validation_keys", "validations_frame"]

@@ -64,3 +64,9 @@ def audit_events(session: Session, actor: str | None = None, action: str | None 
                       columns=["id", "at", "actor", "action", "target", "detail"])
     df["at"] = pd.to_datetime(df["at"], utc=True)
     return df
+
+
+def latest_audit(session: Session, action: str) -> AuditEvent | None:
+    """The newest audit event of ``action`` (None when there is none)."""
+    return session.execute(select(AuditEvent).where(AuditEvent.action == action)
+                           .order_by(AuditEvent.id.desc()).limit(1)).scalars().first()

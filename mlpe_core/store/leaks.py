@@ -72,8 +72,19 @@ def save_scores(session: Session, scored: pd.DataFrame) -> None:
         "due_rule",
         "scored_at",
     ]
+    cols = [c for c in cols if c in scored]
     df = scored[cols].astype(object).where(scored[cols].notna(), None)
     session.execute(update(Leak), df.to_dict(orient="records"))
+
+
+def save_ranks(session: Session, ranks: dict[str, int], unranked: set[str]) -> None:
+    """Set the rank of ranked leaks and clear it on the others (no commit)."""
+    if ranks:
+        session.execute(update(Leak), [{"leak_id": k, "rank": int(v)} for k, v in ranks.items()])
+    if unranked:
+        ids = sorted(unranked)
+        for i in range(0, len(ids), 500):
+            session.execute(update(Leak).where(Leak.leak_id.in_(ids[i:i + 500])).values(rank=None))
 
 
 @dataclass

@@ -1,0 +1,711 @@
+"""Desk: the one service layer every face calls (the CLI, the API and the app's pages).
+
+Why it exists: a decision made twice is a decision that disagrees. The effective ranking (model rank,
+supervisors' overrides, leaks marked for dispatch), the day's plan, a leak's detail, the obligations queue
+and what a recorded outcome changes are each assembled here once, as of one clock, and every face draws
+what these functions return. Actions check the actor's role (``auth``) and are audited in the stages they
+call; faces never reach the store or re-derive a decision.
+
+The clock: every score is computed as of an explicit time (``mlpe score --as-of``, default now) and that
+time is recorded with the run. :func:`as_of` returns it; "days ago", "overdue" and "today" all count from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from . import auth, dispatch, lifecycle, lineage, pipeline, review, store
+from .auth import PermissionDenied  # noqa: F401  (faces catch the desk's refusals by these names)
+from .comply import leak_clocks, load_rules
+from .dispatch import crew_capacity  # noqa: F401  (one day of the crews' visits: the default list size)
+from .ingest import FORMATS, IngestError  # noqa: F401
+from .ingest.tables import FOUND_BY, validate_validations  # noqa: F401
+from .learn import default_model, loads, sensor_precision
+from .lifecycle import STATUSES, TransitionError  # noqa: F401
+from .outcomes import import_validations, record_validations
+from .schema import (  # noqa: F401  (faces label what the contract names)
+    DISPATCH_EXPORT_COLUMNS,
+    LEAK_EXPORT_COLUMNS,
+    OUTCOMES,
+    RISK_BANDS,
+    SOURCE_TYPES,
+    VALIDATION_COLUMNS,
+)
+from .store.models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, ModelVersion, Validation
+
+OPEN = lifecycle.OPEN_STATUSES
+
+
+# --------------------------------------------------------------------------------------------- the store
+
+
+def store_url(db: str | None = None) -> str:
+    """The store a face works on: ``db``, else ``MLPE_DB``, else ``data/mlpe.db`` (a path or any SQLAlchemy URL)."""
+    from .store.db import resolve_url
+
+    return resolve_url(db)
+
+
+def engine(db: str | None = None):
+    """An engine on the store, its schema brought to the newest migration."""
+    from .store.db import get_engine
+
+    return get_engine(db)
+
+
+def open_session(eng) -> Session:
+    """A session on ``eng`` (use it as a context manager)."""
+    return Session(eng)
+
+
+def is_open(session: Session) -> bool:
+    """True while the store has no users: anyone may act (``auth.open_mode``)."""
+    return auth.open_mode(session)
+
+
+# --------------------------------------------------------------------------------------------- the clock
+
+
+def as_of(session: Session) -> pd.Timestamp:
+    """The clock of the scores on show: the as-of of the latest scoring run, else now (nothing scored yet)."""
+    return pipeline.last_score_as_of(session) or pipeline.clock()
+
+
+def version(session: Session) -> tuple:
+    """A cheap stamp that changes whenever anything is written (cached answers are keyed on it): the newest id
+    of each append-only table. Four primary-key lookups, no scan."""
+    out = []
+    for model in (AuditEvent, IngestBatch, LeakEvent, Validation):
+        out.append(int(session.execute(select(func.max(model.id))).scalar() or 0))
+    return tuple(out)
+
+
+def status(session: Session) -> dict[str, int]:
+    """What the store holds (``mlpe status``)."""
+    return store.counts(session)
+
+
+def can(session: Session, user: str | None, action: str) -> bool:
+    """Whether a face should offer ``action`` to ``user``; the core refuses it anyway when not allowed."""
+    return auth.can(session, user, action)
+
+
+def require(session: Session, user: str, action: str) -> None:
+    """Refuse ``action`` for ``user`` with the reason (``PermissionDenied``) unless the role allows it."""
+    auth.require(session, user, action)
+
+
+def role_of(session: Session, user: str | None) -> str | None:
+    """The active role of ``user`` (None for an unknown or deactivated user)."""
+    return auth.role_of(session, user) if user else None
+
+
+def sign_in(session: Session, user: str, password: str):
+    """The user when the password matches an active account, else None."""
+    return auth.authenticate(session, user, password)
+
+
+# --------------------------------------------------------------------------------------------- filters
+
+
+@dataclass
+class LeakFilter:
+    """The filters every face offers on the ranking (the app's sidebar, the API's query, the CLI's export).
+
+    Empty lists mean "all". ``window`` keeps leaks whose first-to-last sighting overlaps it (dates, UTC).
+    ``search`` matches leak or asset ids (case-insensitive substring). ``overdue`` and ``due_within_days``
+    count from the clock (:func:`as_of`)."""
+
+    bands: list[str] = field(default_factory=list)
+    source_types: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    operators: list[str] = field(default_factory=list)
+    min_rate_kg_h: float | None = None
+    min_priority: float | None = None
+    window: tuple[date, date] | None = None
+    search: str | None = None
+    asset_id: str | None = None
+    overdue: bool | None = None
+    due_within_days: float | None = None
+    failed_repair: bool | None = None
+    ranked_only: bool = False
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.bands) - set(RISK_BANDS))
+        if bad:
+            raise ValueError(f"risk band '{bad[0]}' is not one of {', '.join(RISK_BANDS)}")
+        bad = sorted(set(self.statuses) - set(lifecycle.STATUSES))
+        if bad:
+            raise ValueError(f"status '{bad[0]}' is not one of {', '.join(lifecycle.STATUSES)}")
+
+    def apply(self, leaks: pd.DataFrame, clock: pd.Timestamp) -> pd.DataFrame:
+        m = pd.Series(True, index=leaks.index)
+        if self.ranked_only:
+            m &= leaks["rank"].notna()
+        if self.bands:
+            m &= leaks["risk_band"].isin(self.bands)
+        if self.source_types:
+            want = set(self.source_types)
+            m &= leaks["source_types"].fillna("").str.split(",").map(lambda t: bool(want & {x.strip() for x in t}))
+        if self.statuses:
+            m &= leaks["status"].isin(self.statuses)
+        if self.operators and "operator" in leaks:
+            m &= leaks["operator"].isin(self.operators)
+        if self.min_rate_kg_h:
+            m &= leaks["est_rate_kg_h"].fillna(0) >= float(self.min_rate_kg_h)
+        if self.min_priority is not None:
+            m &= leaks["priority_score"].fillna(-1) >= float(self.min_priority)
+        if self.window and len(leaks):
+            lo, hi = self.window
+            m &= (leaks["first_seen"].dt.date <= hi) & (leaks["last_seen"].dt.date >= lo)
+        if self.search:
+            q = self.search.strip()
+            m &= (leaks["leak_id"].str.contains(q, case=False, regex=False)
+                  | leaks["asset_id"].fillna("").str.contains(q, case=False, regex=False))
+        if self.asset_id:
+            m &= leaks["asset_id"] == self.asset_id
+        due = leaks["due_by"]
+        if self.overdue is not None:
+            m &= (due.notna() & (due < clock)) == self.overdue
+        if self.due_within_days is not None:
+            m &= due.notna() & (due <= clock + pd.Timedelta(days=float(self.due_within_days)))
+        if self.failed_repair is not None:
+            m &= leaks["failed_repair"].fillna(False).astype(bool) == self.failed_repair
+        return leaks[m]
+
+
+# --------------------------------------------------------------------------------------------- the ranking
+
+
+def marked(session: Session) -> set[str]:
+    """Leaks an analyst marked for dispatch (they go on the next plan whatever their rank)."""
+    return dispatch.marked_ids(session)
+
+
+def ranking(session: Session, flt: LeakFilter | None = None) -> pd.DataFrame:
+    """Every active leak in the order crews should visit: the model's rank with supervisors' overrides applied.
+
+    Columns: the leak's stored fields, ``operator`` and ``asset_type`` of its asset, ``model_rank`` (the
+    scorer's), ``rank`` (effective: 1 = visit first; blank for leaks no longer open), ``override`` and
+    ``override_reason``, ``marked`` (for dispatch), ``overdue`` (a deadline passed, as of the clock) and
+    ``band_why`` (what set the risk band). Ranked leaks first, in rank order.
+    """
+    lk = store.leaks_frame(session)
+    assets = store.assets_frame(session)
+    cols = [c for c in ("asset_id", "operator", "asset_type") if c in assets]
+    lk = lk.merge(assets[cols], on="asset_id", how="left") if len(assets) and "asset_id" in cols else lk.assign(
+        operator=None, asset_type=None)
+    lk = lk.rename(columns={"rank": "model_rank"})
+    eff = review.effective_ranking(lk.rename(columns={"model_rank": "rank"}), review.rank_overrides(session))
+    by = eff.set_index("leak_id")
+    lk["rank"] = lk["leak_id"].map(by["eff_rank"]).astype("Int64")
+    lk["override"] = lk["leak_id"].map(by["override"]).astype("Int64")
+    lk["override_reason"] = lk["leak_id"].map(by["override_reason"])
+    lk["marked"] = lk["leak_id"].isin(marked(session))
+    clock = as_of(session)
+    lk["overdue"] = lk["due_by"].notna() & (lk["due_by"] < clock)
+    lk["band_why"] = band_why(lk, clock)
+    if flt is not None:
+        lk = flt.apply(lk, clock)
+    return lk.sort_values(["rank", "priority_score", "leak_id"], ascending=[True, False, True],
+                          na_position="last").reset_index(drop=True)
+
+
+def band_why(lk: pd.DataFrame, clock: pd.Timestamp) -> pd.Series:
+    """What set each leak's risk band, in words shown beside it."""
+    from .score import HIGH_KG_H, MEDIUM_KG_H
+
+    out = []
+    for band, pr, due, rule in zip(lk["risk_band"], lk["priority_score"], lk["due_by"], lk["due_rule"], strict=True):
+        if band is None or pd.isna(band):
+            out.append("not scored yet")
+        elif band == "HIGH" and pd.notna(due) and due < clock and (pd.isna(pr) or pr < HIGH_KG_H):
+            out.append(f"HIGH because a deadline is overdue ({rule})")
+        elif band == "HIGH":
+            out.append(f"HIGH: about {pr:,.1f} kg/h expected to be found per visit (at least {HIGH_KG_H:g})")
+        elif band == "MEDIUM":
+            out.append(f"MEDIUM: about {pr:,.1f} kg/h expected per visit ({MEDIUM_KG_H:g} to {HIGH_KG_H:g})")
+        else:
+            out.append(f"LOW: under {MEDIUM_KG_H:g} kg/h expected per visit")
+    return pd.Series(out, index=lk.index, dtype=object)
+
+
+def export_leaks(session: Session, flt: LeakFilter | None = None, top: int | None = None) -> pd.DataFrame:
+    """``mlpe export leaks``: the contract's columns first (``rank`` is the effective rank), then the extras."""
+    rk = ranking(session, flt)
+    if top is not None:
+        rk = rk[rk["rank"].notna()].head(top)
+    extra = ["model_rank", "override_reason", "rate_lo_kg_h", "rate_hi_kg_h", "due_by", "due_rule", "n_ambiguous",
+             "band_why"]
+    return pipeline.round_export(rk.reindex(columns=list(LEAK_EXPORT_COLUMNS) + extra))
+
+
+# --------------------------------------------------------------------------------------------- the day's plan
+
+
+def _plan_day(session: Session, day: str | None) -> str:
+    d = day or as_of(session).date().isoformat()
+    try:
+        date.fromisoformat(d)
+    except ValueError as exc:
+        raise ValueError(f"--date '{d}' is not a YYYY-MM-DD date") from exc
+    return d
+
+
+def dispatch_candidates(session: Session, top: int | None = None, day: str | None = None) -> pd.DataFrame:
+    """The leaks to visit next, in the order they should go out (contract §4, ``mlpe export dispatch``).
+
+    Leaks that must go come first: a legal deadline overdue or falling on the plan day, then leaks an
+    analyst marked for dispatch; the effective ranking (with supervisors' overrides) fills the rest. Only
+    leaks still needing a visit (open or marked, no field visit since they became open) are listed.
+    ``rank`` is the order on the list (1 = first); ``must`` and ``why_listed`` say why each is there.
+    """
+    k = dispatch.crew_capacity() if top is None else int(top)
+    if k < 0:
+        raise ValueError("--top must be ≥ 0")
+    d = _plan_day(session, day)
+    rk = ranking(session)
+    vals = store.validations_frame(session)
+    visited = lifecycle.validated_since_open(rk, vals)
+    return dispatch.select_for_day(rk, visited, k, pd.Timestamp(d, tz="UTC") + pd.Timedelta(days=1))
+
+
+def export_dispatch(session: Session, top: int | None = None) -> pd.DataFrame:
+    """``mlpe export dispatch``: the contract's dispatch columns of :func:`dispatch_candidates`."""
+    return pipeline.round_export(dispatch_candidates(session, top).reindex(columns=list(DISPATCH_EXPORT_COLUMNS)))
+
+
+def plan(session: Session, top: int | None = None, day: str | None = None) -> tuple[dict, pd.DataFrame]:
+    """The plan for ``day`` (default: the clock's day): its approved list, else its draft, else a routed proposal.
+
+    Returns (meta, stops). meta: list_id (None for a proposal), status (approved, draft, proposal, empty),
+    plan_date, created_by, approved_by, approved_at, total_km, left_over (must-visit leaks that did not fit).
+    Stops: the contract's dispatch columns, then crew, stop, leg_km and the route (and the work order of a
+    stored list), in crew and stop order.
+    """
+    d = _plan_day(session, day)
+    lists = store.lists_frame(session)
+    mine = lists[(lists["plan_date"] == d) & lists["status"].isin(["approved", "draft"])] if len(lists) else lists
+    if len(mine):
+        row = mine.sort_values(["status", "id"], ascending=[True, False]).iloc[0]  # approved before draft
+        meta = {k: row.get(k) for k in ("status", "plan_date", "created_by", "approved_by", "approved_at",
+                                        "total_km")}
+        meta.update(list_id=int(row["id"]), left_over=[])
+        return meta, dispatch.list_frame(session, int(row["id"]))
+    cand = dispatch_candidates(session, top, d)
+    if cand.empty:
+        return {"list_id": None, "status": "empty", "plan_date": d, "total_km": 0.0, "left_over": []}, cand
+    routed, left = dispatch.route_day(cand)
+    km = float(routed.drop_duplicates(["day", "crew"])["route_km"].sum()) if len(routed) else 0.0
+    return {"list_id": None, "status": "proposal", "plan_date": d, "total_km": km, "left_over": left}, routed
+
+
+def plan_list(session: Session, user: str, top: int | None = None, day: str | None = None,
+              note: str | None = None) -> int:
+    """Store the day's proposal as a draft list for a supervisor to approve; returns its id."""
+    auth.require(session, user, "plan_dispatch")
+    cap = dispatch.crew_capacity()
+    if top is not None and not 0 < int(top) <= cap:
+        raise ValueError(f"--top must be 1..{cap}: a dispatch list is one day of the crews' visits "
+                         "(config/dispatch.yaml)")
+    d = _plan_day(session, day)
+    cand = dispatch_candidates(session, top, d)
+    if cand.empty:
+        raise ValueError("nothing to dispatch: no open, unvisited, ranked leak (run `mlpe score` first)")
+    routed, left = dispatch.route_day(cand)
+    return dispatch.store_draft(session, routed, left, d, user, note)
+
+
+def approve_list(session: Session, user: str, list_id: int, note: str | None = None) -> dict:
+    return dispatch.approve_list(session, list_id, user, note)
+
+
+def withdraw_list(session: Session, user: str, list_id: int) -> dict:
+    return dispatch.withdraw_list(session, list_id, user)
+
+
+def lists(session: Session) -> pd.DataFrame:
+    return dispatch.lists_frame(session)
+
+
+def list_stops(session: Session, list_id: int) -> pd.DataFrame:
+    return dispatch.list_frame(session, list_id)
+
+
+def work_orders(session: Session, list_id: int | None = None, top: int | None = None) -> dict:
+    """The work-order document of a stored list, or of the day's plan (a draft) when ``list_id`` is None."""
+    if list_id is not None:
+        return dispatch.work_orders(session, list_id)
+    meta, stops = plan(session, top)
+    if meta["list_id"] is not None:
+        return dispatch.work_orders(session, meta["list_id"])
+    return dispatch.work_orders(session, frame=stops)
+
+
+def set_work_order_status(session: Session, user: str, status: str, work_order_id: str | None = None,
+                          leak_id: str | None = None, at=None, crew: str | None = None, note: str | None = None,
+                          reason: str | None = None) -> dict:
+    res = dispatch.set_work_order_status(session, status, user, work_order_id=work_order_id, leak_id=leak_id,
+                                         at=at, crew=crew, note=note, reason=reason)
+    if status in ("repair_attempted", "repaired", "delayed", "closed", "cancelled"):
+        pipeline.rescore_leaks(session, {res["leak_id"]}, user="system")
+    return res
+
+
+# --------------------------------------------------------------------------------------------- one leak
+
+
+def leak_detail(session: Session, leak_id: str) -> dict:
+    """Everything any face shows about one leak, as of the clock.
+
+    Keys: ``leak`` (stored fields plus ``rank`` (effective), ``model_rank``, ``override``, ``override_reason``,
+    ``marked``, ``overdue``, ``band_why``, ``operator``, ``asset_type``), ``as_of``, ``detections``,
+    ``validations``, ``events`` (lifecycle transitions), ``history`` (audit events on it), ``notes``,
+    ``story`` (its lineage), ``clocks`` (every running compliance clock), ``contributions`` (the score's
+    log-odds terms), ``candidates`` (nearby assets with attribution likelihood), ``allowed_events``.
+    """
+    leak = session.get(Leak, leak_id)
+    if leak is None:
+        raise KeyError(f"no leak '{leak_id}'")
+    clock = as_of(session)
+    rk = ranking(session)
+    row = rk[rk["leak_id"] == leak_id]
+    rec = leak.model_dump()
+    if len(row):
+        r = row.iloc[0]
+        rec.update({k: (None if pd.isna(r[k]) else r[k]) for k in ("rank", "model_rank", "override",
+                                                                     "override_reason", "operator", "asset_type")})
+        rec.update(marked=bool(r["marked"]), overdue=bool(r["overdue"]), band_why=r["band_why"])
+    else:  # a leak a later fusion retired: shown as it was
+        rec.update(rank=None, model_rank=rec.get("rank"), override=None, override_reason=None, marked=False,
+                   overdue=False, band_why="retired by a later fusion", operator=None, asset_type=None)
+    for k in ("first_seen", "last_seen", "due_by", "scored_at", "status_at", "repaired_at", "reopened_at",
+              "repair_attempted_at"):
+        if rec.get(k) is not None:
+            t = pd.Timestamp(rec[k])
+            rec[k] = t.tz_localize("UTC") if t.tzinfo is None else t
+    dets = store.detections_frame(session, leak_id)
+    vals = store.validations_frame(session)
+    vals = vals[vals["leak_id"] == leak_id].reset_index(drop=True)
+    history = store.audit_frame(session, leak_id)
+    clocks = leak_clocks(dets, vals, load_rules(), clock, leak_id, assets=store.assets_frame(session),
+                         leaks=store.leaks_frame(session, active_only=False))
+    notes = history[history["action"] == "note"].assign(
+        note=lambda h: h["detail"].map(lambda x: json.loads(x or "{}").get("note", "")))
+    return {
+        "leak": rec,
+        "as_of": clock,
+        "detections": dets,
+        "validations": vals,
+        "events": lifecycle.history(session, leak_id),
+        "history": history,
+        "notes": notes[["id", "at", "actor", "note"]].reset_index(drop=True),
+        "story": lineage.leak_story(session, leak_id),
+        "clocks": clocks,
+        "contributions": json.loads(leak.contributions or "{}"),
+        "candidates": json.loads(leak.asset_candidates or "[]"),
+        "allowed_events": lifecycle.allowed_events(leak.status),
+    }
+
+
+def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
+    """An analyst's note on a leak (kept in the append-only audit trail); returns its event id."""
+    auth.require(session, user, "note")
+    text = (text or "").strip()
+    if not text:
+        raise ValueError("a note needs some text")
+    if session.get(Leak, leak_id) is None:
+        raise KeyError(f"no leak '{leak_id}'")
+    return store.add_note(session, user, leak_id, text)
+
+
+def leak_event(session: Session, user: str, leak_id: str, event: str, at=None, note: str | None = None,
+               source: str = "desk") -> str:
+    """Apply a lifecycle event (close, reopen, release, dispatch) to one leak; the ranking follows at once.
+    Returns the leak's new status."""
+    st = lifecycle.apply_event(session, leak_id, event, at, actor=user, source=source,
+                               detail={"note": note} if note else None)
+    pipeline.rescore_leaks(session, {leak_id}, user="system")
+    return st.status
+
+
+def mark_for_dispatch(session: Session, user: str, leak_id: str) -> str:
+    """Put a leak on the next plan whatever its rank (it must go out); recorded with the user's name."""
+    return leak_event(session, user, leak_id, "dispatch", source="mark")
+
+
+def release(session: Session, user: str, leak_id: str) -> str:
+    """Take a marked (or dispatched) leak back to open."""
+    return leak_event(session, user, leak_id, "release", source="release")
+
+
+# --------------------------------------------------------------------------------------------- obligations
+
+
+def obligations(session: Session) -> pd.DataFrame:
+    """Every running regulatory clock, soonest first, as of the clock: what the law requires and by when.
+
+    Independent of the methane ranking: a leak ranked low still owes its deadline. Columns: leak_id,
+    asset_id, status, rule, action, due_by, due_rule, state (overdue, due soon, running), days_left,
+    citation, verified, rank."""
+    clock = as_of(session)
+    dets = store.detections_frame(session)
+    lk = ranking(session)
+    if lk.empty or dets.empty:
+        return pd.DataFrame(columns=["leak_id", "asset_id", "status", "rule", "action", "due_by", "due_rule",
+                                     "state", "days_left", "citation", "verified", "rank"])
+    live = lk[~lk["status"].isin(["closed"])]
+    dets = dets[dets["leak_id"].isin(live["leak_id"])]
+    ck = leak_clocks(dets, store.validations_frame(session), load_rules(), clock,
+                     assets=store.assets_frame(session), leaks=store.leaks_frame(session, active_only=False))
+    if ck.empty:
+        return ck.assign(asset_id=None, status=None, state=None, days_left=None, rank=None)
+    ck["state"] = np.where(ck["overdue"], "overdue", np.where(ck["due_soon"], "due soon", "running"))
+    ck["days_left"] = ((ck["due_by"] - clock).dt.total_seconds() / 86400.0).round(1)
+    by = live.set_index("leak_id")
+    ck["asset_id"] = ck["leak_id"].map(by["asset_id"])
+    ck["status"] = ck["leak_id"].map(by["status"])
+    ck["rank"] = ck["leak_id"].map(by["rank"]).astype("Int64")
+    return ck.sort_values(["due_by", "leak_id"]).reset_index(drop=True)[
+        ["leak_id", "asset_id", "status", "rule", "action", "due_by", "due_rule", "state", "days_left", "citation",
+         "verified", "rank"]]
+
+
+# --------------------------------------------------------------------------------------------- field outcomes
+
+
+def _what_changed(res: dict, leak_ids: set[str]) -> dict:
+    before, after = res["before"], res["after"]
+    left = sorted(lid for lid in leak_ids if lid in before and lid not in after)
+    moved = sum(1 for lid, r in after.items() if lid in before and before[lid] != r)
+    return {"left_ranking": left, "moved": moved, "ranked": len(after)}
+
+
+def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str = "form") -> dict:
+    """Check and record field outcomes (contract §2 columns, as text) and re-score the leaks they concern.
+
+    Returns recorded, duplicates, rejected, rejects (row, column, reason: row 2 is the first data row) and
+    ``changes`` (which leaks left the ranking, how many others moved)."""
+    auth.require(session, user, "validate")
+    good, rejects = validate_validations(rows, store.leak_ids(session), label)
+    res = record_validations(session, good, user) if len(good) else {"recorded": 0, "duplicates": 0, "rejected": 0,
+                                                                      "rejects": rejects.iloc[0:0]}
+    allrej = pd.concat([x for x in (rejects, res["rejects"]) if len(x)] or [rejects], ignore_index=True)
+    allrej = allrej.sort_values("row", kind="stable").reset_index(drop=True)
+    touched = set(res.get("leak_ids", []))
+    changes = _what_changed(pipeline.rescore_leaks(session, touched, user="system"), touched) if touched else \
+        {"left_ranking": [], "moved": 0}
+    return {"rows": len(rows), "recorded": res["recorded"], "duplicates": res["duplicates"],
+            "rejected": int(allrej["row"].nunique()) if len(allrej) else 0, "rejects": allrej, "changes": changes}
+
+
+def import_outcomes(session: Session, user: str, path: str | Path) -> dict:
+    """``mlpe validations import``: record a file of field outcomes and re-score the leaks they concern."""
+    auth.require(session, user, "validate")
+    r = import_validations(session, path, user=user)
+    touched = set(r.pop("leak_ids", []))
+    r["changes"] = _what_changed(pipeline.rescore_leaks(session, touched, user="system"), touched) if touched else \
+        {"left_ranking": [], "moved": 0}
+    return r
+
+
+def outcomes(session: Session, leak_id: str | None = None) -> pd.DataFrame:
+    """Recorded field outcomes, newest first (contract §2 columns plus recorded_at, recorded_by)."""
+    v = store.validations_frame(session)
+    if leak_id is not None:
+        v = v[v["leak_id"] == leak_id]
+    cols = [*VALIDATION_COLUMNS, "found_by", "rate_method", "repair_attempted_at", "delay_reason", "recorded_at",
+            "recorded_by"]
+    return v.sort_values("id", ascending=False).reindex(columns=cols).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------- review
+
+
+def override_rank(session: Session, user: str, leak_id: str, after: int | None, reason: str) -> str:
+    """Move a leak to rank ``after`` (None clears its override), with the reason; recorded with the ranks before."""
+    rk = ranking(session)
+    row = rk[rk["leak_id"] == leak_id]
+    if row.empty or pd.isna(row.iloc[0]["rank"]):
+        raise KeyError(f"no ranked leak '{leak_id}'")
+    r = row.iloc[0]
+    if after is not None and int(after) == int(r["rank"]):
+        raise ValueError(f"{leak_id} is already at rank {after}")
+    if after is None and pd.isna(r["override"]):
+        raise ValueError(f"{leak_id} has no override to clear")
+    review.record_override(session, user, leak_id, int(r["rank"]), int(r["model_rank"]), after, reason)
+    return f"{leak_id}: override cleared." if after is None else f"{leak_id} moved from #{int(r['rank'])} to #{after}."
+
+
+def overrides(session: Session) -> pd.DataFrame:
+    return review.rank_overrides(session)
+
+
+def review_changes(session: Session) -> dict | None:
+    """What changed since the last review: None before the first; else at, by, n_then and the change tables
+    (new, up, down, dropped) against today's effective ranking."""
+    last = review.last_review(session)
+    if last is None:
+        return None
+    rk = ranking(session)
+    ranked = rk[rk["rank"].notna()].rename(columns={"rank": "eff_rank"})
+    return {**last, "n_then": len(last["ranks"]), "n_now": len(ranked),
+            **review.changes(last["ranks"], ranked, store.leaks_frame(session))}
+
+
+def mark_reviewed(session: Session, user: str) -> int:
+    """Record today's effective ranking as reviewed by ``user`` (supervisors); returns how many leaks."""
+    rk = ranking(session)
+    return review.mark_reviewed(session, user, rk[rk["rank"].notna()].rename(columns={"rank": "eff_rank"}))
+
+
+# --------------------------------------------------------------------------------------------- models
+
+
+def models(session: Session) -> pd.DataFrame:
+    """The model registry, newest first (no blobs)."""
+    return store.models_frame(session)
+
+
+def rank_with(session: Session, model_id: int) -> pd.DataFrame:
+    """Today's open leaks scored by stored model version ``model_id`` as of the clock (nothing written):
+    leak_id, p_real, est_rate_kg_h, priority_score, risk_band, rank."""
+    mv = session.get(ModelVersion, int(model_id))
+    if mv is None:
+        raise KeyError(f"no model version {model_id}")
+    model = loads(mv.blob) if mv.blob else default_model()
+    s, _ = pipeline.score_frame(session, as_of(session), model=model)
+    cols = ["leak_id", "p_real", "est_rate_kg_h", "priority_score", "risk_band", "rank"]
+    if s.empty:
+        return pd.DataFrame(columns=cols)
+    return s[s["rank"].notna()][cols].sort_values("rank").reset_index(drop=True)
+
+
+def compare_models(session: Session, a: int, b: int, top: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """How versions ``a`` and ``b`` rank today's leaks, side by side, with the overlap of their top ``top``."""
+    return review.compare(rank_with(session, a), rank_with(session, b), top or dispatch.crew_capacity())
+
+
+def train(session: Session, user: str) -> dict:
+    return pipeline.run_train(session, user=user)
+
+
+def activate_model(session: Session, user: str, version_id: int) -> dict:
+    """Roll back (or forward) to a recorded model version and re-score with it."""
+    auth.require(session, user, "promote_model")
+    if session.get(ModelVersion, int(version_id)) is None:
+        raise KeyError(f"no model version {version_id}")
+    store.activate_model(session, int(version_id), user=user)
+    return pipeline.run_score(session, as_of=as_of(session), user=user)
+
+
+def sensor_quality(session: Session) -> pd.DataFrame:
+    """Per sensor: how often the leaks it saw were real when a crew checked (from field outcomes)."""
+    return sensor_precision(store.detections_frame(session), store.validations_frame(session))
+
+
+# --------------------------------------------------------------------------------------------- runs
+
+
+def ingest(session: Session, user: str, files: list[Path], fmt: str = "auto", source_name: str | None = None,
+           progress=None) -> list:
+    """Validate every file's structure first (a bad file among several loads nothing), then load each in its
+    own transaction. Returns one ``IngestReport`` per file."""
+    from .ingest import load_prepared, prepare_file
+
+    auth.require(session, user, "ingest")
+    prepared = [prepare_file(session, f, fmt, source_name, str(f)) for f in files]
+    return [load_prepared(session, p, user=user, progress=progress) for p in prepared]
+
+
+def ingest_upload(session: Session, user: str, path: Path, fmt: str = "auto", source_name: str | None = None,
+                  label: str | None = None):
+    """One uploaded file (the app keeps going with the others when one is refused)."""
+    from .ingest import ingest_file
+
+    return ingest_file(session, path, fmt, source_name, user=user, label=label)
+
+
+def import_assets(session: Session, user: str, path: Path) -> dict:
+    return pipeline.import_assets(session, path, user=user)
+
+
+def fuse_summary(r: dict) -> str:
+    """One line on a fusion's result (full or incremental, and why), for the CLI and the Upload page."""
+    return pipeline.fuse_summary(r)
+
+
+def fuse(session: Session, user: str, full: bool = False, progress=None) -> dict:
+    return pipeline.run_fuse(session, user=user, full=full, progress=progress)
+
+
+def score(session: Session, user: str, as_of_time=None, progress=None) -> dict:
+    return pipeline.run_score(session, as_of=as_of_time, user=user, progress=progress)
+
+
+def fuse_and_score(session: Session, user: str, full: bool = False, progress=None) -> tuple[dict, dict]:
+    """New detections into leaks, then every open leak re-scored now (the Upload page's one button)."""
+    fz = pipeline.run_fuse(session, user=user, full=full,
+                           progress=(lambda f, t: progress(0.5 * f, f"fuse: {t}")) if progress else None)
+    sc = pipeline.run_score(session, user=user,
+                            progress=(lambda f, t: progress(0.5 + 0.5 * f, f"score: {t}")) if progress else None)
+    return fz, sc
+
+
+def demo(session: Session, user: str = "demo", seed: int = 0, n_assets: int = 2000, progress=None) -> dict:
+    return pipeline.run_demo(session, seed=seed, n_assets=n_assets, progress=progress, user=user)
+
+
+def ensure_demo(session: Session) -> dict | None:
+    """Fill an empty store that has no users with the demo basin (the README's run command relies on this)."""
+    if store.counts(session)["detections"] == 0 and auth.open_mode(session):
+        return pipeline.run_demo(session)
+    return None
+
+
+# --------------------------------------------------------------------------------------------- records
+
+
+def batches(session: Session) -> pd.DataFrame:
+    return store.batches_frame(session)
+
+
+def audit_trail(session: Session, actor: str | None = None, action: str | None = None, target: str | None = None,
+                since=None, until=None) -> pd.DataFrame:
+    return store.audit_events(session, actor, action, target, since, until)
+
+
+def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
+    return lineage.leak_story(session, leak_id)
+
+
+def assets(session: Session) -> pd.DataFrame:
+    return store.assets_frame(session)
+
+
+def detections(session: Session, leak_ids: set[str] | None = None) -> pd.DataFrame:
+    """Detections (all, or of ``leak_ids``), oldest first."""
+    if leak_ids is not None and len(leak_ids) <= 500:
+        d = pd.read_sql(select(Detection).where(Detection.leak_id.in_(sorted(leak_ids))).order_by(Detection.id),
+                        session.connection())
+        d["observed_at"] = pd.to_datetime(d["observed_at"], utc=True, format="ISO8601")
+        return d
+    d = store.detections_frame(session)
+    return d if leak_ids is None else d[d["leak_id"].isin(leak_ids)]
+
+
+def export_frame(session: Session, what: str, top: int | None = None) -> pd.DataFrame:
+    """The frame behind ``mlpe export WHAT``."""
+    if what == "leaks":
+        return export_leaks(session, top=top)
+    if what == "dispatch":
+        return export_dispatch(session, top)
+    return pipeline.export_frame(session, what, top)

@@ -1,0 +1,42 @@
+"""Obligations: what regulation requires and by when, soonest first, whatever each leak's place in the ranking."""
+
+import streamlit as st
+
+from app import common as c
+from mlpe_core.export import spreadsheet_safe
+
+st.title("Obligations")
+ob = c.load("obligations")
+now = c.as_of()
+if ob.empty:
+    st.info("No regulatory clock is running as of the scores' clock: no leak is under a rule in the compliance "
+            "rules. Clocks start when a rule's trigger happens (a notification received, an OGI find, an "
+            "action level crossed).", icon=":material/gavel:")
+    st.stop()
+counts = ob["state"].value_counts()
+m = st.columns(3)
+m[0].metric("Overdue", f"{counts.get('overdue', 0):,}")
+m[1].metric("Due within 7 days", f"{counts.get('due soon', 0):,}")
+m[2].metric("Running", f"{counts.get('running', 0):,}")
+st.caption(f"As of {now:%Y-%m-%d %H:%M} UTC (the scores' clock). Independent of the methane ranking: a leak "
+           "ranked low still owes its deadline, and the day's plan puts overdue and due-today obligations first.")
+states = st.multiselect("State", ["overdue", "due soon", "running"], default=["overdue", "due soon"],
+                        key="ob_state", placeholder="every state")
+shown = ob[ob["state"].isin(states)] if states else ob
+N = st.column_config.NumberColumn
+ev = st.dataframe(shown, hide_index=True, key="ob_table", on_select="rerun", selection_mode="single-row",
+                  column_order=["due_by", "state", "days_left", "leak_id", "asset_id", "due_rule", "citation", "rank",
+                                "status"],
+                  column_config={"due_by": st.column_config.DatetimeColumn("due by (UTC)", format="YYYY-MM-DD HH:mm"),
+                                 "days_left": N("days left", format="%.1f"), "leak_id": "leak", "asset_id": "asset",
+                                 "due_rule": "rule: action", "rank": N("rank", format="%d"),
+                                 "citation": st.column_config.TextColumn(width="large")})
+bar = st.container(horizontal=True)
+bar.download_button("Download CSV", spreadsheet_safe(shown).to_csv(index=False), "mlpe_obligations.csv", "text/csv",
+                    key="ob_csv", icon=":material/download:", on_click="ignore")
+if ev and ev.selection.rows:
+    pick = shown.iloc[ev.selection.rows[0]]["leak_id"]
+    if bar.button(f"Open {pick} in Leak detail", key="ob_open", type="primary", icon=":material/arrow_forward:"):
+        st.session_state["leak_id"] = pick
+        st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
+

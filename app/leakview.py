@@ -105,7 +105,8 @@ def _rules():
 def clocks(leak_id: str, dets: pd.DataFrame, vals: pd.DataFrame, leaks: pd.DataFrame) -> None:
     """Every running regulatory clock of the leak, as of now."""
     now = pd.Timestamp.now(tz="UTC")
-    ck = leak_clocks(dets, vals, _rules(), now, leak_id=leak_id, assets=c.load("assets"), leaks=leaks)
+    ck = leak_clocks(dets, vals, _rules(), now, leak_id=leak_id, assets=c.load("assets"), leaks=leaks,
+                     notifications=c.load("notifications"))
     if ck.empty:
         st.caption("No compliance clock runs for this leak (no rule in config/compliance.yaml applies).")
         return

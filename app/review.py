@@ -16,7 +16,7 @@ import streamlit as st
 from app import common as c
 from mlpe_core import learn, review, store
 from mlpe_core.comply import deadlines, load_rules
-from mlpe_core.score import leak_features, model_rates, priority, risk_band
+from mlpe_core.score import leak_features, model_rates, obligation_bands, priority
 from mlpe_core.store.models import ModelVersion
 
 
@@ -91,20 +91,20 @@ def rank_with(model_id: int, ver: tuple) -> pd.DataFrame:
     with c.session() as s:
         leaks, dets = store.leaks_frame(s), store.detections_frame(s)
         vals, mv = store.validations_frame(s), s.get(ModelVersion, int(model_id))
+        notes = store.notifications_frame(s)
         model = learn.loads(mv.blob) if mv is not None and mv.blob else learn.default_model()
     dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
     if dets.empty:
         return pd.DataFrame(columns=["leak_id", "p_real", "est_rate_kg_h", "priority_score", "risk_band", "rank"])
     as_of = dets["observed_at"].max()
     X = leak_features(dets, leaks, as_of)
-    dl = deadlines(dets, vals, load_rules(), as_of)
-    urg = dl["urgency"].reindex(X.index).fillna(0.0).to_numpy(float) if len(dl) else np.zeros(len(X))
-    over = dl["overdue"].reindex(X.index).fillna(False).to_numpy(bool) if len(dl) else np.zeros(len(X), bool)
+    dl = deadlines(dets, vals, load_rules(), as_of, leaks=leaks, notifications=notes).reindex(X.index)
+    urg = dl["urgency"].fillna(0.0).to_numpy(float)
     out = pd.DataFrame(index=X.index)
     out["p_real"] = model.predict_proba(X)[:, 1]
     out["est_rate_kg_h"] = model_rates(model, X)["est_rate_kg_h"].to_numpy(float)
     out["priority_score"] = priority(out["p_real"].to_numpy(), out["est_rate_kg_h"].to_numpy(), urg)
-    out["risk_band"] = risk_band(out["priority_score"].to_numpy(), over)
+    out["risk_band"] = obligation_bands(out["p_real"].to_numpy(), out["est_rate_kg_h"].to_numpy(), dl)[0]
     is_open = leaks.set_index("leak_id")["status"].reindex(X.index).isin(c.OPEN)
     out = out[is_open].sort_values(["priority_score", "p_real"], ascending=False)
     out["rank"] = np.arange(1, len(out) + 1)

@@ -192,7 +192,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         vals = store.validations_frame(s)
         vals = vals[vals["leak_id"] == leak_id]
         clocks = leak_clocks(dets, vals, load_rules(), pd.Timestamp.now(tz="UTC"), leak_id,
-                             assets=store.assets_frame(s), leaks=store.leaks_frame(s, active_only=False))
+                             assets=store.assets_frame(s), leaks=store.leaks_frame(s, active_only=False),
+                             notifications=store.notifications_frame(s))
         rec = _jsonable(pd.DataFrame([leak.model_dump()]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
                                                                            "asset_candidates"]))[0]
         return {"leak": rec, "allowed_events": lifecycle.allowed_events(leak.status),

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     vi = vsub.add_parser("import", help="record field outcomes from a CSV")
     vi.add_argument("file", type=Path)
 
+    nt = sub.add_parser("notifications", help="notices (EPA super-emitter, MARS, state) that start legal clocks")
+    nsub = nt.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ni = nsub.add_parser("import", help="record notifications from a CSV, XLSX or JSON file and match them to leaks")
+    ni.add_argument("file", type=Path)
+
     sub.add_parser("train", help="fit the scoring model from validations; promote only if better")
 
     ex = sub.add_parser("export", help="write leaks, detections, dispatch or validations")
@@ -183,6 +188,18 @@ def run(argv: list[str]) -> int:
         print(
             f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
             f"{r['rejected']} rejected",
+            file=out,
+        )
+        _print_rejects(args.file, r["rejects"], out)
+        return EXIT_OK
+    if args.command == "notifications":
+        from .comply.notifications import import_notifications
+
+        with _session(args.db) as s:
+            r = import_notifications(s, args.file, user=args.user)
+        print(
+            f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
+            f"{r['matched']} matched to a leak, {r['unmatched']} unmatched, {r['rejected']} rejected",
             file=out,
         )
         _print_rejects(args.file, r["rejects"], out)
@@ -464,7 +481,7 @@ def _run_ops(args, out) -> int:
         import pandas as pd
 
         from .comply import leak_clocks, load_rules
-        from .store import assets_frame, detections_frame, leaks_frame, validations_frame
+        from .store import assets_frame, detections_frame, leaks_frame, notifications_frame, validations_frame
         from .store.models import Leak
 
         leak = s.get(Leak, args.leak_id)
@@ -485,6 +502,7 @@ def _run_ops(args, out) -> int:
             args.leak_id,
             assets=assets_frame(s),
             leaks=leaks_frame(s, active_only=False),
+            notifications=notifications_frame(s),
         )
         for c in clocks.itertuples():
             late = " OVERDUE" if c.overdue else ""

@@ -17,6 +17,7 @@ from sqlmodel import Session
 from . import store
 from .auth import require
 from .comply import deadlines, load_rules
+from .comply.notifications import rematch_notifications
 from .dispatch import dispatch_list
 from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
@@ -101,6 +102,8 @@ def run_fuse(
             "refused": int(reg.sum()),
             "reason": reason,
         }
+        session.flush()
+        summary["notifications"] = rematch_notifications(session)  # a notice may now find its detection's leak
         store.audit(session, user, "fuse", None, {**summary, "settings": settings})
         session.commit()
     except Exception:
@@ -174,7 +177,7 @@ def score_frame(
     """Features and scores for every active leak (not written). Returns (scored leaks, features).
 
     The active model gives p_real, the contributions and, when it has learned one, the rate
-    (``score.score_table``); compliance clocks add urgency.
+    (``score.score_table``); compliance clocks add urgency and, with the obligation state, set the band.
     """
     leaks = store.leaks_frame(session)
     dets = store.detections_frame(session)
@@ -185,12 +188,11 @@ def score_frame(
     X = leak_features(dets, leaks, as_of)
     model, version = current_model(session, user)
     vals = store.validations_frame(session)
-    dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks)
-    urg = dl["urgency"].reindex(X.index).fillna(0.0).to_numpy(float) if len(dl) else np.zeros(len(X))
-    overdue = dl["overdue"].reindex(X.index).fillna(False).to_numpy(bool) if len(dl) else np.zeros(len(X), bool)
-    s, _ = score_table(X, model, urg, overdue)
-    s["due_by"] = dl["due_by"].reindex(X.index) if len(dl) else pd.NaT
-    s["due_rule"] = dl["due_rule"].reindex(X.index) if len(dl) else None
+    dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks,
+                   notifications=store.notifications_frame(session)).reindex(X.index)
+    s, _ = score_table(X, model, obligations=dl)  # urgency, and the band with its reason (score.rank.band_reasons)
+    s["due_by"] = pd.to_datetime(dl["due_by"], utc=True)
+    s["due_rule"] = dl["due_rule"]
     s["model_version"] = version
     s["scored_at"] = store.now()
     status = leaks.set_index("leak_id")["status"].reindex(X.index)

@@ -51,6 +51,8 @@ def obligations(dets: pd.DataFrame, validations: pd.DataFrame | None, rules: lis
     out["title"] = out["rule"].map(lambda r: by_id[r].get("label", by_id[r]["name"]))
     out["citation"] = out["rule"].map(lambda r: by_id[r]["citation"])
     out["verified"] = out["rule"].map(lambda r: bool(by_id[r]["verified"]))
+    for c in ("leak_id", "site"):  # a notice not yet matched runs on no leak: None, not NaN, in every face
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
     out["order"] = out["state"].map({s: i for i, s in enumerate(STATES)})
     out = out.sort_values(["order", "due_by", "leak_id", "rule", "action"], kind="stable", na_position="last")
     return out[OBLIGATION_COLUMNS].reset_index(drop=True)

@@ -65,98 +65,116 @@ def default_coverage(readings: pd.DataFrame, sample_hours: float = 1.0) -> pd.Da
     return out.rename_axis("site").reset_index()
 
 
-def _covered_hours(coverage: pd.DataFrame, site: str, days: pd.DatetimeIndex) -> np.ndarray:
-    """Watched hours of ``site`` on each day (windows clipped to the day, overlaps counted once)."""
-    w = coverage[coverage["site"] == site]
-    hours = np.zeros(len(days))
+def _merged_windows(coverage: pd.DataFrame) -> pd.DataFrame:
+    """Each site's watching windows with overlaps merged, so an hour is never counted twice (site, start, end)."""
+    c = coverage.assign(start=pd.to_datetime(coverage["start"], utc=True),
+                        end=pd.to_datetime(coverage["end"], utc=True))
+    c = c[c["end"] > c["start"]].sort_values(["site", "start"], kind="stable").reset_index(drop=True)
+    if c.empty:
+        return c[["site", "start", "end"]]
+    reach = c.groupby("site")["end"].cummax()
+    prev = reach.groupby(c["site"]).shift(1)
+    new = prev.isna() | (c["start"] > prev)
+    grp = new.cumsum()
+    return c.groupby(grp).agg(site=("site", "first"), start=("start", "min"), end=("end", "max")).reset_index(drop=True)
+
+
+def _covered_hours(coverage: pd.DataFrame) -> pd.DataFrame:
+    """Watched hours per site and UTC day (site, day, covered_h), from the merged windows."""
+    w = _merged_windows(coverage)
     if w.empty:
-        return hours
-    spans = sorted(zip(pd.to_datetime(w["start"], utc=True), pd.to_datetime(w["end"], utc=True), strict=True))
-    merged: list[list[pd.Timestamp]] = []
-    for s, e in spans:  # merge overlapping windows so an hour is never counted twice
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    start = days.to_numpy(dtype="datetime64[ns]")
-    end = start + np.timedelta64(1, "D")
-    for s, e in merged:
-        s64 = np.datetime64(s.tz_convert("UTC").tz_localize(None), "ns")
-        e64 = np.datetime64(e.tz_convert("UTC").tz_localize(None), "ns")
-        lo, hi = np.maximum(start, s64), np.minimum(end, e64)
-        hours += np.clip((hi - lo) / np.timedelta64(1, "h"), 0, None)
-    return hours
+        return pd.DataFrame({"site": pd.Series(dtype=object), "day": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "covered_h": pd.Series(dtype=float)})
+    start = w["start"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
+    end = w["end"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
+    first = start.astype("datetime64[D]").astype("datetime64[ns]")
+    n_days = ((end - np.timedelta64(1, "us")).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(int) + 1
+    rep = np.repeat(np.arange(len(w)), n_days)
+    offs = np.arange(len(rep)) - np.repeat(np.cumsum(n_days) - n_days, n_days)
+    day = first[rep] + offs * np.timedelta64(1, "D")
+    lo = np.maximum(day, start[rep])
+    hi = np.minimum(day + np.timedelta64(1, "D"), end[rep])
+    hours = (hi - lo) / np.timedelta64(1, "h")
+    out = pd.DataFrame({"site": w["site"].to_numpy()[rep], "day": pd.to_datetime(day, utc=True), "covered_h": hours})
+    return out.groupby(["site", "day"], as_index=False)["covered_h"].sum()
 
 
 def daily_values(readings: pd.DataFrame, coverage: pd.DataFrame | None = None, sample_hours: float = 1.0
                  ) -> pd.DataFrame:
     """Per site and UTC day: mass (Σ rate × sample_hours, kg), rate_sum, n (readings), covered_h (watched hours).
 
-    Every day from a site's first watched day to its last is present, so windows count the days without readings.
-    """
+    Every day from a site's first watched day (or reading) to its last is present, so windows count the days
+    without readings."""
+    cols = ["site", "day", "mass", "rate_sum", "n", "covered_h"]
     cov = default_coverage(readings, sample_hours) if coverage is None else coverage
-    frames = []
-    for site in sorted(set(readings["site"]) | set(cov["site"])):
-        r = readings[readings["site"] == site]
-        c = cov[cov["site"] == site]
-        times = list(r["observed_at"]) + list(pd.to_datetime(c["start"], utc=True)) + \
-            list(pd.to_datetime(c["end"], utc=True) - pd.Timedelta(microseconds=1))
-        if not times:
-            continue
-        days = pd.date_range(min(times).floor("D"), max(times).floor("D"), freq="D")
-        day_of = r["observed_at"].dt.floor("D")
-        per = pd.DataFrame({"mass": r["rate_kg_h"].to_numpy() * float(sample_hours), "rate": r["rate_kg_h"].to_numpy(),
-                            "day": day_of.to_numpy()}).groupby("day").agg(mass=("mass", "sum"),
-                                                                         rate_sum=("rate", "sum"), n=("rate", "size"))
-        per = per.reindex(days, fill_value=0)
-        per["covered_h"] = _covered_hours(cov, site, days)
-        per["site"] = site
-        frames.append(per.rename_axis("day").reset_index())
-    if not frames:
-        return pd.DataFrame(columns=["site", "day", "mass", "rate_sum", "n", "covered_h"])
-    return pd.concat(frames, ignore_index=True)[["site", "day", "mass", "rate_sum", "n", "covered_h"]]
+    per = readings.assign(day=readings["observed_at"].dt.floor("D"), mass=readings["rate_kg_h"] * float(sample_hours))
+    per = per.groupby(["site", "day"]).agg(mass=("mass", "sum"), rate_sum=("rate_kg_h", "sum"),
+                                           n=("rate_kg_h", "size"))
+    hours = _covered_hours(cov).set_index(["site", "day"])["covered_h"]
+    keys = per.index.union(hours.index)
+    if not len(keys):
+        return pd.DataFrame(columns=cols)
+    span = keys.to_frame(index=False).groupby("site")["day"].agg(["min", "max"])
+    n_days = ((span["max"] - span["min"]).dt.days + 1).to_numpy()
+    rep = np.repeat(np.arange(len(span)), n_days)
+    offs = np.arange(len(rep)) - np.repeat(np.cumsum(n_days) - n_days, n_days)
+    lo = span["min"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy("datetime64[ns]")
+    grid = pd.MultiIndex.from_arrays([span.index.to_numpy()[rep],
+                                      pd.to_datetime(lo[rep] + offs * np.timedelta64(1, "D"), utc=True)],
+                                     names=["site", "day"])
+    out = per.reindex(grid, fill_value=0)
+    out["covered_h"] = hours.reindex(grid).fillna(0.0).to_numpy()
+    return out.reset_index()[cols]
+
+
+def _window_sums(daily: pd.DataFrame, cols: list[str], days: int) -> pd.DataFrame:
+    """Sums of ``cols`` over the ``days`` rows ending at each row, within each site (rows: one per day, in order)."""
+    site = daily["site"].to_numpy()
+    start = np.r_[0, np.flatnonzero(site[1:] != site[:-1]) + 1]
+    first_of = np.repeat(start, np.diff(np.r_[start, len(site)]))
+    idx = np.arange(len(site))
+    j = np.maximum(idx - days + 1, first_of)  # the window's first row
+    out = {}
+    for c in cols:
+        cs = np.cumsum(daily[c].to_numpy(float))
+        out[c] = cs - np.where(j > 0, cs[np.maximum(j - 1, 0)], 0.0)
+    return pd.DataFrame(out, index=daily.index)
 
 
 def rolling_average(daily: pd.DataFrame, days: int, fill: str = "zero", min_coverage: float = 0.0) -> pd.DataFrame:
     """The ``days``-day rolling average at the end of each day: site, day, average_kg_h, coverage (watched share
     of the window). NaN where the window has no data or its coverage is under ``min_coverage``."""
-    out = []
-    for site, g in daily.groupby("site", sort=True):
-        g = g.set_index("day").sort_index()
-        roll = g[["mass", "rate_sum", "n", "covered_h"]].rolling(f"{int(days)}D").sum()
-        if fill == "zero":
-            avg = roll["mass"] / roll["covered_h"].where(roll["covered_h"] > 0)
-        else:
-            avg = roll["rate_sum"] / roll["n"].where(roll["n"] > 0)
-        cover = (roll["covered_h"] / (24.0 * days)).clip(upper=1.0)
-        avg = avg.where(cover >= min_coverage)
-        out.append(pd.DataFrame({"site": site, "day": g.index, "average_kg_h": avg.to_numpy(float),
-                                 "coverage": cover.to_numpy(float)}))
-    if not out:
+    if daily.empty:
         return pd.DataFrame(columns=["site", "day", "average_kg_h", "coverage"])
-    return pd.concat(out, ignore_index=True)
+    daily = daily.sort_values(["site", "day"], kind="stable").reset_index(drop=True)
+    roll = _window_sums(daily, ["mass", "rate_sum", "n", "covered_h"], int(days))
+    if fill == "zero":
+        avg = roll["mass"] / roll["covered_h"].where(roll["covered_h"] > 0)
+    else:
+        avg = roll["rate_sum"] / roll["n"].where(roll["n"] > 0)
+    cover = (roll["covered_h"] / (24.0 * days)).clip(upper=1.0)
+    avg = avg.where(cover >= min_coverage)
+    return pd.DataFrame({"site": daily["site"], "day": daily["day"], "average_kg_h": avg.to_numpy(float),
+                         "coverage": cover.to_numpy(float)})
 
 
 def site_baselines(daily: pd.DataFrame, baseline_days: int, fill: str = "zero") -> pd.DataFrame:
     """Each site's own baseline: its average over its first ``baseline_days`` days (from its first watched day),
-    and the first day a level over it can be judged. Columns: site, baseline_kg_h, judged_from."""
-    rows = []
-    for site, g in daily.groupby("site", sort=True):
-        watched = g[g["covered_h"] > 0]
-        if watched.empty:
-            continue
-        first = watched["day"].min()
-        end = first + pd.Timedelta(days=int(baseline_days))
-        w = g[(g["day"] >= first) & (g["day"] < end)]
-        if g["day"].max() < end - DAY:  # the baseline period has not ended yet
-            rows.append((site, np.nan, end))
-            continue
-        if fill == "zero":
-            base = w["mass"].sum() / w["covered_h"].sum() if w["covered_h"].sum() > 0 else np.nan
-        else:
-            base = w["rate_sum"].sum() / w["n"].sum() if w["n"].sum() > 0 else np.nan
-        rows.append((site, float(base), end))
-    return pd.DataFrame(rows, columns=["site", "baseline_kg_h", "judged_from"])
+    and the first day a level over it can be judged. Columns: site, baseline_kg_h, judged_from (NaN baseline while
+    the period has not ended)."""
+    watched = daily[daily["covered_h"] > 0]
+    if watched.empty:
+        return pd.DataFrame(columns=["site", "baseline_kg_h", "judged_from"])
+    first = watched.groupby("site")["day"].min()
+    end = first + pd.Timedelta(days=int(baseline_days))
+    d = daily[daily["site"].isin(first.index)]
+    inside = (d["day"] >= d["site"].map(first)) & (d["day"] < d["site"].map(end))
+    w = d[inside].groupby("site")[["mass", "rate_sum", "n", "covered_h"]].sum().reindex(first.index)
+    base = w["mass"] / w["covered_h"].where(w["covered_h"] > 0) if fill == "zero" \
+        else w["rate_sum"] / w["n"].where(w["n"] > 0)
+    ended = d.groupby("site")["day"].max().reindex(first.index) >= end - DAY
+    base = base.where(ended)
+    return pd.DataFrame({"site": first.index, "baseline_kg_h": base.to_numpy(float), "judged_from": end.to_numpy()})
 
 
 def site_classes(sites: pd.Series | list[str], assets: pd.DataFrame | None, settings: dict) -> pd.Series:

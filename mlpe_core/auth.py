@@ -29,6 +29,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "plan_dispatch": {"analyst", "supervisor", "admin"},
     "export": {"analyst", "supervisor", "field_lead", "admin"},
     "validate": {"field_lead", "supervisor", "admin"},
+    "notifications": {"analyst", "supervisor", "admin"},  # record notices that start legal clocks; correct matches
     "approve_dispatch": {"supervisor", "admin"},
     "override_rank": {"supervisor", "admin"},
     "review_ranking": {"supervisor", "admin"},

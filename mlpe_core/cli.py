@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     vi = vsub.add_parser("import", help="record field outcomes from a CSV")
     vi.add_argument("file", type=Path)
 
+    nt = sub.add_parser("notifications", help="notices (EPA super-emitter, MARS, state) that start legal clocks")
+    nsub = nt.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ni = nsub.add_parser("import", help="record notifications from a CSV, XLSX or JSON file and match them to leaks")
+    ni.add_argument("file", type=Path)
+
     sub.add_parser("train", help="fit the scoring model from validations; promote only if better")
 
     ex = sub.add_parser("export", help="write leaks, detections, dispatch or validations")
@@ -184,6 +189,18 @@ def run(argv: list[str]) -> int:
         )
         _print_rejects(args.file, r["rejects"], out)
         return EXIT_OK
+    if args.command == "notifications":
+        from . import desk
+
+        with _session(args.db) as s:
+            r = desk.import_notifications(s, args.user, args.file)
+        print(
+            f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
+            f"{r['matched']} matched to a leak, {r['unmatched']} unmatched, {r['rejected']} rejected",
+            file=out,
+        )
+        _print_rejects(args.file, r["rejects"], out)
+        return EXIT_OK
     if args.command == "train":
         from . import desk
 
@@ -274,7 +291,8 @@ def run(argv: list[str]) -> int:
 TABLES = {
     "ranking": ["rank", "leak_id", "risk_band", "p_real", "est_rate_kg_h", "priority_score", "due_by", "asset_id",
                 "status", "marked", "override_reason", "top_reasons"],
-    "obligations": ["due_by", "state", "leak_id", "asset_id", "due_rule", "citation", "rank", "status"],
+    "obligations": ["due_by", "state", "leak_id", "site", "title", "action", "started_text", "citation", "rank",
+                    "status"],
 }
 
 

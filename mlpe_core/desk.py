@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from . import auth, dispatch, lifecycle, lineage, pipeline, review, store
+from . import auth, comply, dispatch, lifecycle, lineage, pipeline, review, store
 from .auth import PermissionDenied  # noqa: F401  (faces catch the desk's refusals by these names)
 from .comply import leak_clocks, load_rules
 from .dispatch import crew_capacity  # noqa: F401  (one day of the crews' visits: the default list size)
@@ -220,9 +219,11 @@ def ranking(session: Session, flt: LeakFilter | None = None) -> pd.DataFrame:
 
 
 def band_why(lk: pd.DataFrame, clock: pd.Timestamp) -> pd.Series:
-    """What set each leak's risk band, in words shown beside it."""
+    """What set each leak's risk band, in words shown beside it: the reason the scorer stored with the band
+    (``score.rank.band_reasons``), else (a store scored by an older MLPE) one derived from priority and deadline."""
     from .score import HIGH_KG_H, MEDIUM_KG_H
 
+    stored = lk["band_reason"] if "band_reason" in lk else pd.Series(None, index=lk.index, dtype=object)
     out = []
     for band, pr, due, rule in zip(lk["risk_band"], lk["priority_score"], lk["due_by"], lk["due_rule"], strict=True):
         if band is None or pd.isna(band):
@@ -235,7 +236,8 @@ def band_why(lk: pd.DataFrame, clock: pd.Timestamp) -> pd.Series:
             out.append(f"MEDIUM: about {pr:,.1f} kg/h expected per visit ({MEDIUM_KG_H:g} to {HIGH_KG_H:g})")
         else:
             out.append(f"LOW: under {MEDIUM_KG_H:g} kg/h expected per visit")
-    return pd.Series(out, index=lk.index, dtype=object)
+    derived = pd.Series(out, index=lk.index, dtype=object)
+    return stored.where(stored.notna() & (stored.astype(str) != ""), derived)
 
 
 def export_leaks(session: Session, flt: LeakFilter | None = None, top: int | None = None) -> pd.DataFrame:
@@ -397,7 +399,8 @@ def leak_detail(session: Session, leak_id: str) -> dict:
     vals = vals[vals["leak_id"] == leak_id].reset_index(drop=True)
     history = store.audit_frame(session, leak_id)
     clocks = leak_clocks(dets, vals, load_rules(), clock, leak_id, assets=store.assets_frame(session),
-                         leaks=store.leaks_frame(session, active_only=False))
+                         leaks=store.leaks_frame(session, active_only=False),
+                         notifications=store.notifications_frame(session))
     notes = history[history["action"] == "note"].assign(
         note=lambda h: h["detail"].map(lambda x: json.loads(x or "{}").get("note", "")))
     return {
@@ -450,33 +453,75 @@ def release(session: Session, user: str, leak_id: str) -> str:
 # --------------------------------------------------------------------------------------------- obligations
 
 
-def obligations(session: Session) -> pd.DataFrame:
-    """Every running regulatory clock, soonest first, as of the clock: what the law requires and by when.
+OBLIGATION_VIEW = ["leak_id", "site", "title", "action", "due_by", "state", "days_left", "started_at", "started_text",
+                   "met_at", "citation", "verified", "voluntary", "due_rule", "rank", "status"]
 
-    Independent of the methane ranking: a leak ranked low still owes its deadline. Columns: leak_id,
-    asset_id, status, rule, action, due_by, due_rule, state (overdue, due soon, running), days_left,
-    citation, verified, rank."""
-    clock = as_of(session)
-    dets = store.detections_frame(session)
-    lk = ranking(session)
-    if lk.empty or dets.empty:
-        return pd.DataFrame(columns=["leak_id", "asset_id", "status", "rule", "action", "due_by", "due_rule",
-                                     "state", "days_left", "citation", "verified", "rank"])
-    live = lk[~lk["status"].isin(["closed"])]
-    dets = dets[dets["leak_id"].isin(live["leak_id"])]
-    ck = leak_clocks(dets, store.validations_frame(session), load_rules(), clock,
-                     assets=store.assets_frame(session), leaks=store.leaks_frame(session, active_only=False))
-    if ck.empty:
-        return ck.assign(asset_id=None, status=None, state=None, days_left=None, rank=None)
-    ck["state"] = np.where(ck["overdue"], "overdue", np.where(ck["due_soon"], "due soon", "running"))
-    ck["days_left"] = ((ck["due_by"] - clock).dt.total_seconds() / 86400.0).round(1)
-    by = live.set_index("leak_id")
-    ck["asset_id"] = ck["leak_id"].map(by["asset_id"])
-    ck["status"] = ck["leak_id"].map(by["status"])
-    ck["rank"] = ck["leak_id"].map(by["rank"]).astype("Int64")
-    return ck.sort_values(["due_by", "leak_id"]).reset_index(drop=True)[
-        ["leak_id", "asset_id", "status", "rule", "action", "due_by", "due_rule", "state", "days_left", "citation",
-         "verified", "rank"]]
+
+def obligations(session: Session, include_met: bool = False) -> pd.DataFrame:
+    """What regulation requires and by when, soonest first, as of the clock (``comply.obligation_queue``).
+
+    Independent of the methane ranking: a leak ranked low still owes its deadline, and a notice that matched no
+    leak still runs its clocks (``leak_id`` blank). Each row says what started it (a notice received, an OGI find,
+    an action level crossed), its state (overdue, due soon, running; met ones with ``include_met``), the citation
+    and whether the rule text was verified; ``rank`` and ``status`` are the leak's."""
+    ob, _ = comply.obligation_queue(session, as_of(session), include_met=include_met)
+    if ob.empty:
+        return pd.DataFrame(columns=OBLIGATION_VIEW)
+    lk = store.leaks_frame(session).set_index("leak_id")
+    rk = ranking(session).set_index("leak_id")["rank"]
+    ob = ob.assign(rank=ob["leak_id"].map(rk).astype("Int64"), status=ob["leak_id"].map(lk["status"]))
+    order = {"overdue": 0, "due soon": 1, "running": 2, "met": 3}
+    ob = ob.assign(_o=ob["state"].map(order).fillna(9)).sort_values(["_o", "due_by", "leak_id"]).drop(columns="_o")
+    return ob.reindex(columns=OBLIGATION_VIEW).reset_index(drop=True)
+
+
+def watch_list(session: Session) -> pd.DataFrame:
+    """Likely notifications: detections that would qualify for a notice that has not arrived. Never a deadline,
+    never overdue, never the band on its own."""
+    return comply.obligation_queue(session, as_of(session), include_met=False)[1]
+
+
+def notifications(session: Session) -> pd.DataFrame:
+    """Every recorded notice, with the leak it was matched to and how."""
+    return store.notifications_frame(session)
+
+
+def import_notifications(session: Session, user: str, path: str | Path) -> dict:
+    """``mlpe notifications import``: record notices, match them to leaks, start their clocks, re-score."""
+    from .comply.notifications import import_notifications as _import
+
+    auth.require(session, user, "notifications")
+    r = _import(session, path, user=user)
+    if r.get("recorded"):
+        pipeline.run_score(session, as_of=as_of(session), user=user)
+    return r
+
+
+def add_notification(session: Session, user: str, fields: dict) -> dict:
+    """One notice entered by hand (Leak page, API); starts its clocks and re-scores."""
+    from .comply.notifications import add_notification as _add
+
+    auth.require(session, user, "notifications")
+    r = _add(session, fields, user=user)
+    pipeline.run_score(session, as_of=as_of(session), user=user)
+    return r
+
+
+def set_notification_match(session: Session, user: str, notification_id: str, leak_id: str | None,
+                           reason: str = "") -> dict:
+    """Correct which leak a notice concerns (audited; later fusions keep it); re-scores."""
+    from .comply.notifications import set_match
+
+    auth.require(session, user, "notifications")
+    r = set_match(session, notification_id, leak_id, user=user, reason=reason)
+    pipeline.run_score(session, as_of=as_of(session), user=user)
+    return r
+
+
+def action_levels(session: Session, site: str) -> pd.DataFrame:
+    """A site's continuous-monitor rolling averages per day and rule, with baseline and threshold (for a chart)."""
+    return comply.action_level_series(store.detections_frame(session), load_rules(), site,
+                                      leaks=store.leaks_frame(session), assets=store.assets_frame(session))
 
 
 # --------------------------------------------------------------------------------------------- field outcomes

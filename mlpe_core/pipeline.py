@@ -17,6 +17,7 @@ from sqlmodel import Session
 from . import store
 from .auth import require
 from .comply import deadlines, load_rules
+from .comply.notifications import rematch_notifications
 from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
 from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
 from .lifecycle import OPEN_STATUSES
@@ -101,6 +102,8 @@ def run_fuse(
             "refused": int(reg.sum()),
             "reason": reason,
         }
+        session.flush()
+        summary["notifications"] = rematch_notifications(session)  # a notice may now find its detection's leak
         store.audit(session, user, "fuse", None, {**summary, "settings": settings})
         session.commit()
     except Exception:
@@ -182,8 +185,9 @@ def score_frame(
     """Features and scores for every active leak (not written). Returns (scored leaks, features).
 
     The active model (or ``model``) gives p_real, the contributions and, when it has learned one, the rate
-    (``score.score_table``); compliance clocks add urgency. ``leak_ids`` limits the work to those leaks (the
-    sensors' look statistics still see every detection); ranks are then left to :func:`rank_open`.
+    (``score.score_table``); compliance clocks add urgency and, with the obligation state, set the band.
+    ``leak_ids`` limits the work to those leaks (the sensors' look statistics still see every detection); ranks
+    are then left to :func:`rank_open`.
     """
     leaks = store.leaks_frame(session)
     dets = store.detections_frame(session)
@@ -199,12 +203,11 @@ def score_frame(
     else:
         version = None
     vals = store.validations_frame(session)
-    dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks)
-    urg = dl["urgency"].reindex(X.index).fillna(0.0).to_numpy(float) if len(dl) else np.zeros(len(X))
-    overdue = dl["overdue"].reindex(X.index).fillna(False).to_numpy(bool) if len(dl) else np.zeros(len(X), bool)
-    s, _ = score_table(X, model, urg, overdue)
-    s["due_by"] = dl["due_by"].reindex(X.index) if len(dl) else pd.NaT
-    s["due_rule"] = dl["due_rule"].reindex(X.index) if len(dl) else None
+    dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks,
+                   notifications=store.notifications_frame(session)).reindex(X.index)
+    s, _ = score_table(X, model, obligations=dl)  # urgency, and the band with its reason (score.rank.band_reasons)
+    s["due_by"] = pd.to_datetime(dl["due_by"], utc=True)
+    s["due_rule"] = dl["due_rule"]
     s["model_version"] = version
     s["scored_at"] = store.now()
     status = leaks.set_index("leak_id")["status"].reindex(X.index)
@@ -451,12 +454,75 @@ def run_demo(
         **{f"fuse_{k}": v for k, v in fz.items()},
         **{f"score_{k}": v for k, v in sc.items()},
     }
+    say(progress, 0.85, "simulating super-emitter notices and the operator's past compliance visits")
+    out["notifications"] = simulate_notices(session, basin, seed=seed, user=user)
+    out["compliance_visits"] = simulate_compliance(session, basin, seed=seed, user=user)
     if with_validations:
-        say(progress, 0.85, "simulating a first round of field visits")
+        say(progress, 0.9, "simulating a first round of field visits")
         out["validations"] = simulate_visits(session, basin, seed=seed, user=user, start_day=-10)
-        run_score(session, as_of=score_at, user=user)
+    run_score(session, as_of=score_at, user=user)
     say(progress, 1.0, "demo basin ready")
     return out
+
+
+def simulate_notices(session: Session, basin, n: int = 5, seed: int = 0, user: str = "demo") -> int:
+    """Record the simulated EPA super-emitter notices of a basin (``simulate.simulate_notifications``) as a person
+    importing them would: checked, matched to their leaks, their legal clocks running from receipt."""
+    from .comply.notifications import record_notifications
+    from .ingest.notifications import check_notifications
+    from .simulate import simulate_notifications
+
+    notes = simulate_notifications(basin, n=n, seed=seed)
+    if notes.empty:
+        return 0
+    good, _ = check_notifications(notes, "simulated notices")
+    return record_notifications(session, good, user)["recorded"]
+
+
+def _truth_outcome(sids: list, src: pd.DataFrame, rng: np.random.Generator) -> dict:
+    """What a crew finds at a leak whose detections came from sources ``sids`` (simulated truth)."""
+    if len(sids) == 0:
+        return {"outcome": "not_found"}
+    alive = src.loc[sids]
+    alive = alive[alive["emitting_at_end"].astype(bool)]
+    if alive.empty:
+        return {"outcome": "already_repaired"}
+    rate = float(alive["rate_kg_h"].sum()) * float(np.exp(rng.normal(0, 0.3)))
+    return {"outcome": "confirmed", "measured_rate_kg_h": round(rate, 2),
+            "component": rng.choice(["valve", "connector", "thief hatch", "compressor seal", "tank vent"])}
+
+
+def simulate_compliance(session: Session, basin, seed: int = 0, user: str = "demo", grace_days: float = 14.0) -> int:
+    """The operator's past compliance: every legal obligation that fell due more than ``grace_days`` before the end
+    of the period was met on time, by a visit the day before it was due (confirmed leaks repaired on the spot),
+    with outcomes from the simulated truth. What is due later is left for the demo's users to act on."""
+    from .comply import obligation_queue
+
+    ob, _ = obligation_queue(session, basin.as_of, include_met=False)
+    ob = ob[ob["leak_id"].notna() & (ob["due_by"] < basin.as_of - pd.Timedelta(days=grace_days))]
+    if ob.empty:
+        return 0
+    rng = np.random.default_rng(seed + 7)
+    dets = store.detections_frame(session)
+    truth = basin.truth.merge(dets[["source_name", "detection_id", "leak_id"]], on=["source_name", "detection_id"])
+    by_leak = truth[truth["source_id"] != ""].groupby("leak_id")["source_id"].agg(lambda s: sorted(set(s)))
+    src = basin.sources.set_index("source_id")
+    first = ob.sort_values("due_by").groupby("leak_id").first()
+    rows = []
+    for lk, r in first.iterrows():
+        start = pd.Timestamp(r["started_at"]) if pd.notna(r.get("started_at")) else r["due_by"] - pd.Timedelta(days=5)
+        visited = max(r["due_by"] - pd.Timedelta(days=1), start + pd.Timedelta(hours=2))
+        row = {"leak_id": lk, "visited_at": visited, "crew": f"crew-{1 + len(rows) % 3}",
+               **_truth_outcome(by_leak.get(lk, []), src, rng)}
+        if row["outcome"] == "confirmed":
+            row["repaired_at"] = visited + pd.Timedelta(hours=2)
+        rows.append(row)
+    good = pd.DataFrame(rows)
+    for c in ("measured_rate_kg_h", "component", "crew", "notes", "repaired_at"):
+        if c not in good:
+            good[c] = None
+    good["repaired_at"] = pd.to_datetime(good["repaired_at"], utc=True)
+    return record_validations(session, good, user)["recorded"]
 
 
 def store_assets(session: Session, assets: pd.DataFrame, user: str = "system", file_name: str = "simulated",
@@ -530,25 +596,9 @@ def simulate_visits(
         if rng.random() < p_no_access:
             rows.append({"leak_id": lk, "visited_at": visited, "outcome": "not_accessible"})
             continue
-        if len(sids) == 0:
-            rows.append({"leak_id": lk, "visited_at": visited, "outcome": "not_found"})
-            continue
-        alive = src.loc[sids]
-        alive = alive[alive["emitting_at_end"].astype(bool)]
-        if alive.empty:
-            rows.append({"leak_id": lk, "visited_at": visited, "outcome": "already_repaired"})
-            continue
-        rate = float(alive["rate_kg_h"].sum()) * float(np.exp(rng.normal(0, 0.3)))
-        rows.append(
-            {
-                "leak_id": lk,
-                "visited_at": visited,
-                "outcome": "confirmed",
-                "measured_rate_kg_h": round(rate, 2),
-                "component": rng.choice(["valve", "connector", "thief hatch", "compressor seal", "tank vent"]),
-                "crew": f"crew-{1 + i % 3}",
-            }
-        )
+        found = _truth_outcome(sids, src, rng)
+        rows.append({"leak_id": lk, "visited_at": visited, **found,
+                     **({"crew": f"crew-{1 + i % 3}"} if found["outcome"] == "confirmed" else {})})
     good = pd.DataFrame(rows, columns=["leak_id", "visited_at", "outcome", "measured_rate_kg_h", "component", "crew"])
     for c in ("measured_rate_kg_h", "component", "crew", "notes", "repaired_at"):
         if c not in good:

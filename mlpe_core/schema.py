@@ -76,3 +76,19 @@ DISPATCH_EXPORT_COLUMNS: tuple[str, ...] = (
     "top_reasons",
 )
 RISK_BANDS: tuple[str, ...] = ("HIGH", "MEDIUM", "LOW")
+
+# Notifications (contract §2): a regulator's or program's notice that starts legal clocks.
+NOTIFICATION_COLUMNS: tuple[str, ...] = (
+    "notification_id",
+    "received_at",
+    "program",
+    "notifier",
+    "detection_ref",
+    "latitude",
+    "longitude",
+    "rate_kg_h",
+    "notes",
+)
+NOTIFICATION_REQUIRED: tuple[str, ...] = ("notification_id", "received_at", "program")
+NOTIFICATION_PROGRAMS: tuple[str, ...] = ("ooooB_super_emitter", "imeo_mars", "state", "voluntary")
+MATCH_METHODS: tuple[str, ...] = ("reference", "position", "manual")

@@ -287,6 +287,52 @@ def simulate_basin(
     )
 
 
+NOTICE_LAG_DAYS = 5.0  # simulated time from an overpass to the operator's receipt of EPA's notice
+
+
+def simulate_notifications(basin: Basin, n: int = 5, seed: int = 0, lag_days: float = NOTICE_LAG_DAYS,
+                           min_rate_kg_h: float = 100.0, recent: int = 2, recent_days: float = 20.0) -> pd.DataFrame:
+    """Super-emitter notices for ``n`` real sources a satellite or aircraft saw at ``min_rate_kg_h`` or more.
+
+    Under the OOOOb super-emitter program EPA sends a notice after checking a certified notifier's data; the
+    operator's clocks start at its receipt (40 CFR 60.5371b). Each notice names the first qualifying detection
+    (``detection_ref``) and is received ``lag_days`` after it, only if that is before the end of the period.
+    ``recent`` of the ``n`` are drawn from the last ``recent_days`` (their clocks still run at the end), the
+    rest from before. Returns the contract's notifications columns as text (``schema.NOTIFICATION_COLUMNS``).
+    """
+    from .schema import NOTIFICATION_COLUMNS
+
+    rows = []
+    for name, feed in sorted(basin.feeds.items()):
+        f = feed[feed["source_type"].isin(["satellite", "aerial"])]
+        f = f[pd.to_numeric(f["rate_kg_h"], errors="coerce").fillna(0) >= min_rate_kg_h]
+        if f.empty:
+            continue
+        t = basin.truth[basin.truth["source_name"] == name].set_index("detection_id")["source_id"]
+        f = f.assign(source_id=f["detection_id"].map(t))
+        rows.append(f[f["source_id"].fillna("") != ""])
+    if not rows:
+        return pd.DataFrame(columns=list(NOTIFICATION_COLUMNS))
+    q = pd.concat(rows).assign(at=lambda d: pd.to_datetime(d["observed_at"], utc=True))
+    q = q[q["at"] + pd.Timedelta(days=lag_days) < basin.as_of].sort_values("at").drop_duplicates("source_id")
+    late = q["at"] >= basin.as_of - pd.Timedelta(days=recent_days)
+    new = q[late].sample(n=min(recent, int(late.sum()), n), random_state=seed)
+    old = q[~late].sample(n=min(n - len(new), int((~late).sum())), random_state=seed)
+    pick = pd.concat([old, new]).sort_values("at")
+    received = pick["at"] + pd.Timedelta(days=lag_days)
+    return pd.DataFrame({
+        "notification_id": [f"EPA-SEP-{r:%Y%m%d}-{i + 1:03d}" for i, r in enumerate(received)],
+        "received_at": received.dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(),
+        "program": "ooooB_super_emitter",
+        "notifier": "EPA Super-Emitter Program (simulated)",
+        "detection_ref": pick["detection_id"].to_numpy(),
+        "latitude": pick["latitude"].astype(str).to_numpy(),
+        "longitude": pick["longitude"].astype(str).to_numpy(),
+        "rate_kg_h": pick["rate_kg_h"].astype(str).to_numpy(),
+        "notes": "simulated notice of a super-emitter event",
+    })[list(NOTIFICATION_COLUMNS)].reset_index(drop=True)
+
+
 def write_basin(basin: Basin, folder: str | Path) -> dict[str, Path]:
     """Write ``basin`` as CSV files into ``folder`` (created if needed) and return name -> path.
 

@@ -8,6 +8,9 @@ from mlpe_core.export import spreadsheet_safe
 st.title("Obligations")
 ob = c.load("obligations")
 now = c.as_of()
+st.caption(f"What regulation requires and by when, as of {now:%Y-%m-%d %H:%M} UTC (the scores' clock). Independent "
+           "of the methane ranking: a leak ranked low still owes its deadline, and the day's plan puts overdue and "
+           "due-today obligations first.")
 if ob.empty:
     st.info("No regulatory clock is running as of the scores' clock: no leak is under a rule in the compliance "
             "rules. Clocks start when a rule's trigger happens (a notification received, an OGI find, an "
@@ -18,18 +21,18 @@ m = st.columns(3)
 m[0].metric("Overdue", f"{counts.get('overdue', 0):,}")
 m[1].metric("Due within 7 days", f"{counts.get('due soon', 0):,}")
 m[2].metric("Running", f"{counts.get('running', 0):,}")
-st.caption(f"As of {now:%Y-%m-%d %H:%M} UTC (the scores' clock). Independent of the methane ranking: a leak "
-           "ranked low still owes its deadline, and the day's plan puts overdue and due-today obligations first.")
 states = st.multiselect("State", ["overdue", "due soon", "running"], default=["overdue", "due soon"],
                         key="ob_state", placeholder="every state")
 shown = ob[ob["state"].isin(states)] if states else ob
 N = st.column_config.NumberColumn
 ev = st.dataframe(shown, hide_index=True, key="ob_table", on_select="rerun", selection_mode="single-row",
-                  column_order=["due_by", "state", "days_left", "leak_id", "asset_id", "due_rule", "citation", "rank",
-                                "status"],
+                  column_order=["due_by", "state", "days_left", "title", "action", "leak_id", "site", "started_text",
+                                "citation", "rank", "status"],
                   column_config={"due_by": st.column_config.DatetimeColumn("due by (UTC)", format="YYYY-MM-DD HH:mm"),
-                                 "days_left": N("days left", format="%.1f"), "leak_id": "leak", "asset_id": "asset",
-                                 "due_rule": "rule: action", "rank": N("rank", format="%d"),
+                                 "days_left": N("days left", format="%.1f"), "leak_id": "leak", "site": "site",
+                                 "title": "rule", "started_text": st.column_config.TextColumn("started by",
+                                                                                              width="medium"),
+                                 "rank": N("rank", format="%d"),
                                  "citation": st.column_config.TextColumn(width="large")})
 bar = st.container(horizontal=True)
 bar.download_button("Download CSV", spreadsheet_safe(shown).to_csv(index=False), "mlpe_obligations.csv", "text/csv",

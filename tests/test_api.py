@@ -21,7 +21,7 @@ from sqlmodel import Session
 from mlpe_core import auth
 from mlpe_core.api import create_app
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS, LEAK_EXPORT_COLUMNS
-from mlpe_core.store.models import Detection, Leak
+from mlpe_core.store.models import Detection, Leak, Notification
 
 T = pd.Timestamp("2025-03-03T10:00:00Z")
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "workorder.schema.json"
@@ -44,6 +44,9 @@ def store(engine):
         s.add(Detection(detection_id="d1", source_type="satellite", source_name="PointSat",
                         observed_at=T.to_pydatetime(), latitude=32.02, longitude=-102.02, location_uncertainty_m=25,
                         rate_kg_h=150.0, leak_id="L000001"))
+        s.add(Notification(notification_id="EPA-1", received_at=T.to_pydatetime(), program="ooooB_super_emitter",
+                           detection_ref="d1", leak_id="L000001", match_method="reference",
+                           recorded_at=T.to_pydatetime()))
         s.commit()
     return engine
 

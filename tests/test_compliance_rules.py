@@ -42,6 +42,11 @@ def rules():
     return load_rules()
 
 
+def notes(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"notification_id": f"N{i}", "received_at": r["t"], "program": "ooooB_super_emitter",
+                          "notifier": None, "leak_id": r["leak"]} for i, r in enumerate(rows)])
+
+
 def clocks(rules, d, v=None, as_of=T0, **kw) -> dict[tuple[str, str], pd.Timestamp]:
     c = leak_clocks(d, v, rules, as_of, **kw)
     return {(r.leak_id, r.due_rule): r.due_by for r in c.itertuples()}
@@ -52,7 +57,8 @@ def clocks(rules, d, v=None, as_of=T0, **kw) -> dict[tuple[str, str], pd.Timesta
 
 def test_shipped_rules_cover_issue_7_with_citations(rules):
     by_id = {r["id"]: r for r in rules}
-    assert {"ooooB_super_emitter", "ooooB_fugitive_ogi", "ooooB_fugitive_avo", "ooooB_cms_action", "ooooB_cms_90day",
+    assert {"ooooB_super_emitter", "program_notification", "ooooB_fugitive_ogi", "ooooB_fugitive_avo",
+            "ooooB_cms_action", "ooooB_cms_90day",
             "co_reg7_repair", "eu_2024_1787_art14"} <= set(by_id)
     for r in rules:
         assert r["citation"].strip()
@@ -123,17 +129,19 @@ def test_a_leak_seen_again_after_its_repair_runs_a_new_clock(rules):
 
 
 def test_a_record_before_the_notice_does_not_meet_its_clock(rules):
-    d = dets([dict(leak="L1", type="satellite", rate=200.0, t=day(10))])
-    v = visits([dict(leak="L1", t=day(2))])
-    assert clocks(rules, d, v)[("L1", "ooooB_super_emitter:investigate")] == day(15)
+    d = dets([dict(leak="L1", type="satellite", rate=200.0, t=day(1))])
+    n = notes([dict(leak="L1", t=day(10))])  # received nine days after the overpass
+    v = visits([dict(leak="L1", t=day(2))])  # a visit after the overpass but before the notice
+    assert clocks(rules, d, v, notifications=n)[("L1", "ooooB_super_emitter:investigate")] == day(15)
     v = visits([dict(leak="L1", t=day(10) - pd.Timedelta(hours=5))])  # same day as the notice: counts
-    assert ("L1", "ooooB_super_emitter:investigate") not in clocks(rules, d, v)
+    assert ("L1", "ooooB_super_emitter:investigate") not in clocks(rules, d, v, notifications=n)
 
 
 def test_no_access_does_not_meet_an_investigation(rules):
     d = dets([dict(leak="L1", type="satellite", rate=200.0)])
     v = visits([dict(leak="L1", t=day(1), outcome="not_accessible")])
-    assert deadlines(d, v, rules, T0).loc["L1", "due_rule"] == "ooooB_super_emitter:investigate"
+    out = deadlines(d, v, rules, T0, notifications=notes([dict(leak="L1", t=T0)]))
+    assert out.loc["L1", "due_rule"] == "ooooB_super_emitter:investigate"
 
 
 def test_colorado_visit_found_leak_uses_working_days(rules):
@@ -142,7 +150,9 @@ def test_colorado_visit_found_leak_uses_working_days(rules):
     v = visits([dict(leak="C1", t=friday, found_by="avo")])
     c = clocks(rules, d, v)
     assert c[("C1", "co_reg7_repair:repair_attempt")] == pd.Timestamp("2025-01-10T10:00:00Z")
-    assert c[("C1", "co_reg7_repair:repair")] == pd.Timestamp("2025-02-14T10:00:00Z")  # 30 working days
+    # 30 working days: 14 Feb without holidays; Colorado's MLK Day (20 Jan) and Washington-Lincoln Day (17 Feb) move
+    # it to Tuesday 18 Feb
+    assert c[("C1", "co_reg7_repair:repair")] == pd.Timestamp("2025-02-18T10:00:00Z")
 
 
 # --------------------------------------------------------------------------------------------- CMS action levels
@@ -160,27 +170,32 @@ def test_seven_day_level_is_15_at_wellhead_only_sites_and_21_elsewhere(rules):
     d = dets(cms("LW", "W1", 18.0, 3, every_h=8) + cms("LP", "P1", 18.0, 3, every_h=8))
     leaks = pd.DataFrame({"leak_id": ["LW", "LP"], "asset_id": ["W1", "P1"], "latitude": TEXAS[0],
                           "longitude": TEXAS[1]})
+    start = T0.floor("D")  # the site's average passes its level on T0's day: the clock starts that day
     c = clocks(rules, d, assets=ASSETS, leaks=leaks)
-    assert c == {("LW", "ooooB_cms_action:investigate"): day(5)}
+    assert c == {("LW", "ooooB_cms_action:investigate"): start + pd.Timedelta(days=5)}
     # without the asset registry the site class is unknown: the default class (other, 21 kg/h) applies
     assert clocks(rules, d) == {}
     # the asset may also come from the detections themselves (a monitor knows its site)
-    assert clocks(rules, d, assets=ASSETS) == {("LW", "ooooB_cms_action:investigate"): day(5)}
+    assert clocks(rules, d, assets=ASSETS) == {("LW", "ooooB_cms_action:investigate"): start + pd.Timedelta(days=5)}
 
 
-def test_ninety_day_average_over_baseline(rules):
-    # an hourly monitor reading 2 kg/h: the 90-day average (missing hours count as zero) passes 1.6 kg/h
-    # with the 1729th reading and 1.2 kg/h (wellhead-only) with the 1297th
-    d = dets(cms("LP", "P1", 2.0, 2000) + cms("LW", "W1", 2.0, 2000))
+def test_ninety_day_level_is_judged_over_the_sites_own_baseline(rules):
+    # an hourly monitor: 0.5 kg/h for its first 90 days (the baseline), then 3 kg/h. The 90-day average
+    # (0.5 × (90 − k) + 3k) / 90 passes 0.5 + 1.6 = 2.1 kg/h once k = 58 days are high: day 90 + 57
+    midnight = T0.floor("D") - T0
+    low = [dict(r, t=r["t"] + midnight) for r in cms("LP", "P1", 0.5, 90 * 24)]
+    high = [dict(r, rate=3.0, t=r["t"] + midnight + pd.Timedelta(days=90)) for r in cms("LP", "P1", 0.0, 80 * 24)]
+    d = dets(low + high)
     c = clocks(rules, d, assets=ASSETS)
-    assert c[("LP", "ooooB_cms_90day:investigate")] == T0 + pd.Timedelta(hours=1728, days=5)
-    assert c[("LW", "ooooB_cms_90day:investigate")] == T0 + pd.Timedelta(hours=1296, days=5)
-    # a site baseline of 0.5 kg/h lifts the level to 2.1 kg/h: never reached
-    c = clocks(rules, d, assets=ASSETS, baselines={"P1": 0.5})
-    assert ("LP", "ooooB_cms_90day:investigate") not in c
-    # a few alerts a day do not make a 90-day average (they do pass the 7-day level of the alerts' mean)
-    c = clocks(rules, dets(cms("LQ", "P1", 50.0, 30, every_h=8)), assets=ASSETS)
-    assert c == {("LQ", "ooooB_cms_action:investigate"): day(5)}
+    assert c == {("LP", "ooooB_cms_90day:investigate"): T0.floor("D") + pd.Timedelta(days=147 + 5)}
+    # the wellhead-only level (1.2 over 0.5) is passed sooner: k > 43.2 → day 90 + 43
+    dw = dets([dict(r, asset="W1") for r in low + high])
+    assert clocks(rules, dw, assets=ASSETS) == {("LP", "ooooB_cms_90day:investigate"):
+                                                T0.floor("D") + pd.Timedelta(days=133 + 5)}
+    # an operator's baseline of 1.5 kg/h lifts the level to 3.1 kg/h: never reached
+    assert clocks(rules, d, assets=ASSETS, baselines={"P1": 1.5}) == {}
+    # before the site's first 90 days end there is no baseline, and nothing is judged
+    assert clocks(rules, dets(cms("LQ", "P1", 2.0, 2000)), assets=ASSETS) == {}
 
 
 # --------------------------------------------------------------------------------------------- broken rule files
@@ -188,7 +203,7 @@ def test_ninety_day_average_over_baseline(rules):
 
 def _rule(**over) -> dict:
     r = {"id": "r1", "name": "n", "citation": "c", "verified": False, "enabled": True,
-         "trigger": {"source_types": ["ogi"]},
+         "trigger": {"event": "field_find", "source_types": ["ogi"]},
          "clocks": [{"action": "repair_attempt", "days": 30}, {"action": "repair", "days": 30,
                                                                "after": "repair_attempt"}]}
     r.update(over)
@@ -202,30 +217,58 @@ def _write(tmp_path, data) -> str:
 
 
 def test_a_good_file_with_every_new_field_loads(tmp_path):
-    good = _rule(delay_of_repair={"max_days": 365}, note="n", region=[30.0, 40.0, -110.0, -100.0],
-                 trigger={"source_types": ["continuous_monitor"], "event_types": ["alarm"], "found_by": ["ogi"],
-                          "rolling_mean_kg_h": {"days": 7, "above": {"wellhead_only": 1, "other": 2},
-                                                "over_baseline": True, "fill": "zero", "sample_hours": 0.25}})
+    good = _rule(delay_of_repair={"max_days": 365}, note="n", region=[30.0, 40.0, -110.0, -100.0], holidays="US-CO",
+                 label="R one", trigger={"event": "field_find", "source_types": ["ogi"], "event_types": ["alarm"],
+                                         "found_by": ["ogi"]})
+    level = _rule(id="r2", trigger={"event": "action_level", "rolling_mean_kg_h": {
+        "days": 7, "above": {"wellhead_only": 1, "other": 2}, "over_baseline": True, "baseline_days": 30,
+        "fill": "zero", "sample_hours": 0.25, "min_coverage": 0.5}})
+    notice = _rule(id="r3", voluntary=True, trigger={"event": "notification", "programs": ["imeo_mars", "state"],
+                                                     "candidate": {"source_types": ["satellite"], "min_rate_kg_h": 10}})
     rules = load_rules(_write(tmp_path, {"settings": {"site_classes": {"wellhead_only": ["WH"]},
-                                                      "site_baselines_kg_h": {"A1": 0.3}}, "rules": [good]}))
-    assert [r["id"] for r in rules] == ["r1"]
+                                                      "site_baselines_kg_h": {"A1": 0.3},
+                                                      "candidates": {"urgency": 0.5, "own_detections_voluntary": True,
+                                                                     "own_source_names": ["OwnAir"]},
+                                                      "notifications": {"match_distance_m": 250, "match_days": 30}},
+                                         "rules": [good, level, notice]}))
+    assert [r["id"] for r in rules] == ["r1", "r2", "r3"]
+    assert rules[1]["trigger"]["source_types"] == ["continuous_monitor"]  # what an action level reads by default
+    assert rules.settings["candidates"] == {"urgency": 0.5, "own_detections_voluntary": True,
+                                            "own_source_names": ["OwnAir"]}
+    assert rules.settings["notifications"] == {"match_distance_m": 250.0, "match_days": 30}
     assert rules.settings["site_classes"]["wellhead_only"] == ["wh"]
     assert rules.settings["site_baselines_kg_h"] == {"A1": 0.3}
 
 
+ROLL = {"event": "action_level"}
+
+
 @pytest.mark.parametrize(("over", "field"), [
-    ({"trigger": {"source_types": ["ogi"], "found_by": ["drone"]}}, "trigger.found_by"),
-    ({"trigger": {"source_types": ["ogi"], "event_types": "avo"}}, "trigger.event_types"),
-    ({"trigger": {"source_types": ["ogi"], "min_rate": 5}}, "trigger.min_rate"),
-    ({"trigger": {"source_types": ["ogi"], "rolling_mean_kg_h": {"days": 7}}}, "trigger.rolling_mean_kg_h"),
-    ({"trigger": {"source_types": ["ogi"], "rolling_mean_kg_h": {"days": 0, "above": 1}}},
-     "trigger.rolling_mean_kg_h.days"),
-    ({"trigger": {"source_types": ["ogi"], "rolling_mean_kg_h": {"days": 7, "above": {"wellhead_only": 1}}}},
+    ({"trigger": {"event": "field_find", "source_types": ["ogi"], "found_by": ["drone"]}}, "trigger.found_by"),
+    ({"trigger": {"event": "field_find", "source_types": ["ogi"], "event_types": "avo"}}, "trigger.event_types"),
+    ({"trigger": {"event": "field_find", "source_types": ["ogi"], "min_rate": 5}}, "trigger.min_rate"),
+    ({"trigger": {"source_types": ["ogi"]}}, "trigger.event"),
+    ({"trigger": {"event": "field_find"}}, "trigger.found_by"),
+    ({"trigger": {"event": "detection"}}, "trigger.source_types"),
+    ({"trigger": {"event": "detection", "source_types": ["ogi"], "found_by": ["ogi"]}}, "trigger.found_by"),
+    ({"trigger": {"event": "detection", "source_types": ["ogi"], "rolling_mean_kg_h": {"days": 7, "above": 1}}},
+     "trigger.rolling_mean_kg_h"),
+    ({"trigger": {"event": "notification", "programs": ["state"], "candidate": {"min_rate_kg_h": 100}}},
+     "trigger.candidate"),
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 7}}}, "trigger.rolling_mean_kg_h"),
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 0, "above": 1}}}, "trigger.rolling_mean_kg_h.days"),
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 7, "above": {"wellhead_only": 1}}}},
      "trigger.rolling_mean_kg_h.above"),
-    ({"trigger": {"source_types": ["ogi"], "rolling_mean_kg_h": {"days": 7, "above": 1, "fill": "mean"}}},
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 7, "above": 1, "fill": "mean"}}},
      "trigger.rolling_mean_kg_h.fill"),
-    ({"trigger": {"source_types": ["ogi"], "rolling_mean_kg_h": {"days": 7, "above": 1, "sample_hours": -1}}},
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 7, "above": 1, "sample_hours": -1}}},
      "trigger.rolling_mean_kg_h.sample_hours"),
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 7, "above": 1, "baseline_days": 30}}},
+     "trigger.rolling_mean_kg_h.baseline_days"),
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 7, "above": 1, "min_coverage": 2}}},
+     "trigger.rolling_mean_kg_h.min_coverage"),
+    ({"trigger": {**ROLL, "rolling_mean_kg_h": {"days": 7, "above": 1, "window": 2}}},
+     "trigger.rolling_mean_kg_h.window"),
     ({"clocks": [{"action": "investigate", "days": 5, "after": "repair_attempt"}]}, "clocks.after"),
     ({"clocks": [{"action": "repair", "days": 5}, {"action": "repair", "days": 9}]}, "clocks.action"),
     ({"delay_of_repair": {"max_days": "2y"}}, "delay_of_repair"),
@@ -233,6 +276,8 @@ def test_a_good_file_with_every_new_field_loads(tmp_path):
     ({"citaton": "typo"}, "citaton"),
     ({"region": [40, 30, -110, -100]}, "region"),
     ({"verified": "true"}, "verified"),
+    ({"holidays": "Narnia"}, "holidays"),
+    ({"label": 5}, "label"),
 ])
 def test_a_broken_rule_names_the_rule_and_the_field(tmp_path, over, field):
     bad = _rule(id="broken_rule", **over)
@@ -243,7 +288,14 @@ def test_a_broken_rule_names_the_rule_and_the_field(tmp_path, over, field):
 
 @pytest.mark.parametrize(("settings", "field"), [({"site_classes": {"wellhead": ["x"]}}, "site_classes"),
                                                  ({"default_site_class": "tiny"}, "default_site_class"),
-                                                 ({"site_baselines_kg_h": {"A1": -1}}, "site_baselines_kg_h")])
+                                                 ({"site_baselines_kg_h": {"A1": -1}}, "site_baselines_kg_h"),
+                                                 ({"candidates": {"urgency": 2}}, "candidates.urgency"),
+                                                 ({"candidates": {"voluntary": True}}, "candidates.voluntary"),
+                                                 ({"candidates": {"own_detections_voluntary": 1}},
+                                                  "candidates.own_detections_voluntary"),
+                                                 ({"notifications": {"match_distance_m": 0}},
+                                                  "notifications.match_distance_m"),
+                                                 ({"notifications": {"match_days": 1.5}}, "notifications.match_days")])
 def test_broken_settings_name_the_field(tmp_path, settings, field):
     with pytest.raises(RuleError, match=f"settings: field '{field}'"):
         load_rules(_write(tmp_path, {"settings": settings, "rules": [_rule()]}))
@@ -252,6 +304,7 @@ def test_broken_settings_name_the_field(tmp_path, settings, field):
 def test_the_shipped_file_breaks_loudly_when_a_rule_is_damaged(tmp_path):
     data = yaml.safe_load(RULES_PATH.read_text(encoding="utf-8"))
     broken = copy.deepcopy(data)
-    broken["rules"][1]["clocks"][1]["after"] = "first_visit"
+    ogi = next(r for r in broken["rules"] if r["id"] == "ooooB_fugitive_ogi")
+    ogi["clocks"][1]["after"] = "first_visit"
     with pytest.raises(RuleError, match="'ooooB_fugitive_ogi': field 'clocks.after'"):
         load_rules(_write(tmp_path, broken))

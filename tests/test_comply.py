@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import T0
 
-from mlpe_core.comply import ACTIONS, RULES_PATH, RuleError, deadlines, load_rules
-from mlpe_core.schema import SOURCE_TYPES
+from mlpe_core.comply import ACTIONS, EVENTS, RULES_PATH, RuleError, deadlines, load_rules
+from mlpe_core.schema import NOTIFICATION_PROGRAMS, SOURCE_TYPES
 
 TEXAS = (32.0, -102.0)
 COLORADO = (39.5, -105.0)
@@ -26,6 +26,13 @@ def _dets(rows: list[dict]) -> pd.DataFrame:
     out["observed_at"] = pd.to_datetime(out["observed_at"], utc=True)
     out["rate_kg_h"] = out["rate_kg_h"].astype(float)
     return out
+
+
+def _notes(rows: list[dict]) -> pd.DataFrame:
+    """Notifications as ``deadlines`` reads them (already matched to a leak, or not: leak None)."""
+    return pd.DataFrame([{"notification_id": r.get("id", f"N{i}"), "received_at": pd.Timestamp(r.get("t", T0)),
+                          "program": r.get("program", "ooooB_super_emitter"), "notifier": "EPA",
+                          "leak_id": r.get("leak")} for i, r in enumerate(rows)])
 
 
 def _visits(rows: list[dict]) -> pd.DataFrame:
@@ -47,7 +54,9 @@ def test_the_shipped_rules_load(rules):
     assert len(ids) == len(set(ids))
     assert "ooooB_super_emitter" in ids
     for r in rules:
-        assert set(r["trigger"]["source_types"]) <= set(SOURCE_TYPES)
+        assert r["trigger"]["event"] in EVENTS
+        assert set(r["trigger"].get("source_types", [])) <= set(SOURCE_TYPES)
+        assert set(r["trigger"].get("programs", [])) <= set(NOTIFICATION_PROGRAMS)
         for c in r["clocks"]:
             assert c["action"] in ACTIONS and isinstance(c["days"], int) and c["days"] >= 0
 
@@ -58,7 +67,7 @@ VALID_RULE = {
     "citation": "none",
     "verified": False,
     "enabled": True,
-    "trigger": {"source_types": ["satellite"], "min_rate_kg_h": 50},
+    "trigger": {"event": "detection", "source_types": ["satellite"], "min_rate_kg_h": 50},
     "clocks": [{"action": "investigate", "days": 5, "calendar": "calendar"}],
 }
 
@@ -92,9 +101,20 @@ def _set(path, value):
         (_set(("clocks", 0, "calendar"), "lunar"), "clocks.calendar"),
         (_set(("trigger", "min_rate_kg_h"), "lots"), "trigger.min_rate_kg_h"),
         (_set(("region",), [30, 40]), "region"),
+        (lambda r: r["trigger"].pop("event"), "trigger.event"),
+        (_set(("trigger", "event"), "overpass"), "trigger.event"),
+        (_set(("trigger",), {"event": "notification"}), "trigger.programs"),
+        (_set(("trigger",), {"event": "notification", "programs": ["epa"]}), "trigger.programs"),
+        (_set(("trigger",), {"event": "notification", "programs": ["state"], "min_rate_kg_h": 5}),
+         "trigger.min_rate_kg_h"),
+        (_set(("trigger",), {"event": "action_level"}), "trigger.rolling_mean_kg_h"),
+        (_set(("holidays",), "XX-ZZ"), "holidays"),
+        (_set(("voluntary",), "yes"), "voluntary"),
     ],
     ids=["no-citation", "no-clocks", "no-verified", "bad-action", "bad-source-type", "float-days", "text-days",
-         "negative-days", "bad-calendar", "bad-min-rate", "bad-region"],
+         "negative-days", "bad-calendar", "bad-min-rate", "bad-region", "no-trigger-event", "unknown-event",
+         "notification-without-programs", "unknown-program", "detection-field-on-notification",
+         "action-level-without-average", "unknown-holidays", "voluntary-not-bool"],
 )
 def test_a_broken_rule_file_names_the_rule_and_the_field(tmp_path, mutate, field):
     good = copy.deepcopy(VALID_RULE)
@@ -137,31 +157,39 @@ def test_shipped_rules_path_is_the_config_file():
 # --------------------------------------------------------------------------------------------- clocks
 
 
-def test_super_emitter_is_due_five_days_after_first_detection(rules):
+def test_a_remote_detection_alone_starts_no_super_emitter_clock(rules):
+    d = _dets([dict(leak="L1", rate=150.0, t=T0), dict(leak="L2", type="aerial", rate=5000.0, t=T0)])
+    out = deadlines(d, None, rules, T0)
+    assert out["due_by"].isna().all() and not out["overdue"].any()
+    assert out["watch"].tolist() == [True, True] and out["legal_state"].isna().all()
+
+
+def test_super_emitter_is_due_five_and_fifteen_days_after_the_notification_is_received(rules):
     d = _dets([
         dict(leak="L1", rate=150.0, t=T0),
-        dict(leak="L1", rate=300.0, t=T0 + pd.Timedelta(days=1)),
-        dict(leak="L2", rate=99.0, t=T0),  # below 100 kg/h: no super-emitter clock
-        dict(leak="L3", type="aerial", rate=100.0, t=T0 + pd.Timedelta(hours=3)),  # 100 is enough
-        dict(leak="L4", type="scada", rate=500.0, t=T0),  # not a remote sensing detection
+        dict(leak="L2", rate=99.0, t=T0),  # below 100 kg/h, but EPA notified: the notice decides, not the size
+        dict(leak="L3", type="aerial", rate=400.0, t=T0),  # no notice: a watch item only
     ])
-    out = deadlines(d, None, rules, T0)
-    assert sorted(out.index) == ["L1", "L3"]
-    assert out.loc["L1", "due_by"] == T0 + pd.Timedelta(days=5)
+    received = T0 + pd.Timedelta(days=12, hours=3)
+    n = _notes([dict(id="EPA-1", leak="L1", t=received), dict(id="EPA-2", leak="L2", t=received)])
+    out = deadlines(d, None, rules, T0, notifications=n)
+    assert out.loc[["L1", "L2"], "due_by"].tolist() == [received + pd.Timedelta(days=5)] * 2
     assert out.loc["L1", "due_rule"] == "ooooB_super_emitter:investigate"
-    assert out.loc["L3", "due_by"] == T0 + pd.Timedelta(days=5, hours=3)
+    assert out.loc["L1", "started_text"].startswith("notification EPA-1 (ooooB_super_emitter, EPA) received")
+    assert pd.isna(out.loc["L3", "due_by"]) and bool(out.loc["L3", "watch"])
 
 
-def test_the_clock_starts_at_the_first_triggering_detection_not_the_first_detection(rules):
+def test_the_clock_starts_at_the_first_triggering_detection_not_the_first_detection():
     d = _dets([dict(leak="L1", rate=20.0, t=T0), dict(leak="L1", rate=120.0, t=T0 + pd.Timedelta(days=2))])
-    out = deadlines(d, None, rules, T0)
+    out = deadlines(d, None, [copy.deepcopy(VALID_RULE)], T0)
     assert out.loc["L1", "due_by"] == T0 + pd.Timedelta(days=7)
 
 
 def test_a_visited_leak_has_met_its_investigate_clock(rules):
     d = _dets([dict(leak="L1", rate=150.0), dict(leak="L2", rate=150.0)])
-    out = deadlines(d, _visits([dict(leak="L1", t=T0 + pd.Timedelta(days=1))]), rules, T0)
-    assert out.index.tolist() == ["L2"]
+    n = _notes([dict(leak="L1"), dict(leak="L2")])
+    out = deadlines(d, _visits([dict(leak="L1", t=T0 + pd.Timedelta(days=1))]), rules, T0, notifications=n)
+    assert out.index.tolist() == ["L2"]  # notified, so not a watch item either
 
 
 def test_a_visit_does_not_meet_a_repair_clock_but_a_repair_does(rules):
@@ -184,8 +212,11 @@ def test_continuous_monitor_rolling_mean_above_the_action_level(rules):
     ])
     out = deadlines(d, None, rules, T0)
     assert out.index.tolist() == ["L1"]
-    assert out.loc["L1", "due_by"] == T0 + pd.Timedelta(days=5)
+    # the site's 7-day average (mean of the readings: 30 kg/h) passes 21 kg/h on T0's day: the clock starts that day
+    assert out.loc["L1", "due_by"] == T0.floor("D") + pd.Timedelta(days=5)
     assert out.loc["L1", "due_rule"] == "ooooB_cms_action:investigate"
+    assert out.loc["L1", "started_text"] == ("7-day average 30.00 kg/h over the 21.00 kg/h level at site leak:L1 "
+                                             "on 2025-03-03")
 
 
 def test_a_disabled_rule_sets_no_clock():
@@ -195,10 +226,22 @@ def test_a_disabled_rule_sets_no_clock():
 
 def test_working_day_clock_skips_the_weekend():
     rule = copy.deepcopy(VALID_RULE)
-    rule["trigger"] = {"source_types": ["ogi"]}
+    rule["trigger"] = {"event": "detection", "source_types": ["ogi"]}
     rule["clocks"] = [{"action": "investigate", "days": 1, "calendar": "working"}]
     out = deadlines(_dets([dict(leak="L1", type="ogi", t=FRIDAY)]), None, [rule], FRIDAY)
     assert out.loc["L1", "due_by"] == pd.Timestamp("2025-01-06T10:00:00Z")  # Friday + 1 working day = Monday
+
+
+@pytest.mark.parametrize(("found", "due"), [
+    ("2025-01-03T10:00:00Z", "2025-01-10T10:00:00Z"),  # Friday + 5 working days, no holiday between
+    ("2025-01-17T10:00:00Z", "2025-01-27T10:00:00Z"),  # Martin Luther King Jr. Day (Mon 20 Jan) is not a working day
+    ("2025-03-28T10:00:00Z", "2025-04-07T10:00:00Z"),  # Cesar Chavez Day (Mon 31 Mar), a Colorado holiday
+    ("2025-10-03T10:00:00Z", "2025-10-13T10:00:00Z"),  # Frances Xavier Cabrini Day (Mon 6 Oct), Colorado's own
+], ids=["plain-week", "mlk-day", "cesar-chavez-day", "cabrini-day"])
+def test_colorado_working_days_skip_colorado_public_holidays(rules, found, due):
+    t = pd.Timestamp(found)
+    out = deadlines(_dets([dict(leak="C1", type="ogi", at=COLORADO, t=t)]), None, rules, t)
+    assert (out.loc["C1", "due_by"], out.loc["C1", "due_rule"]) == (pd.Timestamp(due), "co_reg7_repair:repair_attempt")
 
 
 def test_colorado_leak_gets_the_five_working_day_repair_attempt(rules):
@@ -221,7 +264,8 @@ def test_colorado_leak_gets_the_five_working_day_repair_attempt(rules):
     ],
 )
 def test_overdue_due_soon_and_urgency(rules, as_of, overdue, due_soon, urgency):
-    out = deadlines(_dets([dict(leak="L1", rate=150.0, t=T0)]), None, rules, as_of)
+    out = deadlines(_dets([dict(leak="L1", rate=150.0, t=T0)]), None, rules, as_of,
+                    notifications=_notes([dict(leak="L1", t=T0)]))
     row = out.loc["L1"]
     assert (bool(row["overdue"]), bool(row["due_soon"]), float(row["urgency"])) == (overdue, due_soon, urgency)
 
@@ -229,7 +273,8 @@ def test_overdue_due_soon_and_urgency(rules, as_of, overdue, due_soon, urgency):
 def test_no_triggered_rule_gives_an_empty_frame_with_the_columns(rules):
     out = deadlines(_dets([dict(leak="L1", type="scada")]), None, rules, T0)
     assert out.empty
-    assert list(out.columns) == ["due_by", "due_rule", "overdue", "due_soon", "urgency"]
+    assert list(out.columns) == ["due_by", "due_rule", "overdue", "due_soon", "urgency", "started_text", "voluntary",
+                                 "legal_state", "legal_what", "watch"]
 
 
 def test_deadlines_do_not_modify_their_input(rules):

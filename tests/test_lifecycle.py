@@ -257,8 +257,9 @@ def test_a_leak_followed_from_detection_to_closed_with_every_deadline(session, w
     """Detection → fuse → score → plan → approve → visit (found by OGI) → repair → close, deadlines at each step."""
     from mlpe_core import dispatch as dsp
     from mlpe_core.comply import leak_clocks, load_rules
+    from mlpe_core.comply.notifications import add_notification
     from mlpe_core.pipeline import run_fuse, run_score
-    from mlpe_core.store import detections_frame, validations_frame
+    from mlpe_core.store import detections_frame, notifications_frame, validations_frame
 
     for i, (src, typ, t, lat, lon, rate) in enumerate([("PointSat", "satellite", at(0), 32.0, -102.0, 150.0),
                                                        ("PointSat", "satellite", at(7), 32.0001, -102.0001, 140.0),
@@ -266,6 +267,9 @@ def test_a_leak_followed_from_detection_to_closed_with_every_deadline(session, w
         session.add(Detection(detection_id=f"d{i}", source_type=typ, source_name=src, observed_at=t.to_pydatetime(),
                               latitude=lat, longitude=lon, location_uncertainty_m=25.0, rate_kg_h=rate))
     session.commit()
+    # EPA's notice arrives before the plume is fused: it matches its detection's leak once fused
+    add_notification(session, {"notification_id": "EPA-0001", "received_at": at(0).isoformat(),
+                               "program": "ooooB_super_emitter", "detection_ref": "d0"})
     run_fuse(session)
     run_score(session, as_of=at(8))
     leak = leaks_frame(session).sort_values("est_rate_kg_h").iloc[-1]
@@ -273,7 +277,8 @@ def test_a_leak_followed_from_detection_to_closed_with_every_deadline(session, w
     assert leak["due_by"] == at(5) and leak["due_rule"] == "ooooB_super_emitter:investigate"
 
     def clocks():
-        return leak_clocks(detections_frame(session, lid), validations_frame(session), load_rules(), at(8), lid)
+        return leak_clocks(detections_frame(session, lid), validations_frame(session), load_rules(), at(8), lid,
+                           notifications=notifications_frame(session))
 
     assert clocks()[["action", "due_by"]].values.tolist() == [["investigate", at(5)], ["report", at(15)]]
     list_id = desk.plan_list(session, "planner", 2, day="2025-03-11")

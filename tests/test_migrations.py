@@ -99,4 +99,4 @@ def test_store_at_0001_upgrades_in_place_dropping_the_time_index(tmp_path: Path)
     with eng.connect() as conn:
         assert conn.exec_driver_sql("SELECT detection_id FROM detection").scalars().all() == ["D1"]
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert MigrationContext.configure(conn).get_current_revision() == head == "0002"
+        assert MigrationContext.configure(conn).get_current_revision() == head  # the newest

@@ -1,20 +1,48 @@
-"""Clocks: when each rule's clock starts for a leak, what meets it, and when it is due."""
+"""Clocks: when each rule's clock starts for a leak (the event its trigger names), what meets it, when it is due,
+and what started it, so a deadline can always be traced to the notice, detection, visit or exceedance behind it."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from .action_levels import exceedances
+from .candidates import watch_list, watch_urgency
 from .rules import ACTIONS, DEFAULT_SETTINGS, DUE_SOON_DAYS
 
+ACTION_NOUNS = {"investigate": "investigation", "report": "report", "repair_attempt": "first repair attempt",
+                "repair": "repair"}
 
-def _add(start: pd.Timestamp, days: int, calendar: str) -> pd.Timestamp:
-    """``start`` + ``days`` calendar days, or working days (Mon-Fri; a weekend start rolls to Monday)."""
+CLOCK_COLUMNS = ["leak_id", "site", "rule", "action", "due_by", "due_rule", "started_at", "started_by", "started_ref",
+                 "started_text", "met_at", "voluntary", "legal"]
+
+
+@lru_cache(maxsize=32)
+def _holiday_days(code: str, first_year: int, last_year: int) -> np.ndarray:
+    """Public holidays of ``code`` (``US-CO``: country-subdivision) as datetime64[D], from the ``holidays``
+    package (a maintained calendar: moved and observed days included)."""
+    import holidays
+
+    country, _, subdiv = code.partition("-")
+    cal = holidays.country_holidays(country, subdiv=subdiv or None, years=range(first_year, last_year + 1))
+    return np.array(sorted(cal.keys()), dtype="datetime64[D]")
+
+
+def add_days(start: pd.Timestamp, days: int, calendar: str, holidays: str | None = None) -> pd.Timestamp:
+    """``start`` + ``days`` calendar days, or working days (Monday-Friday, less ``holidays``' public holidays;
+    a start on a day off rolls to the next working day), keeping the time of day."""
     if calendar == "working":
         day = np.datetime64(start.tz_convert("UTC").tz_localize(None).floor("D").date(), "D")
-        due = np.busday_offset(day, days, roll="forward")
+        hol = _holiday_days(holidays, start.year, start.year + 1 + days // 200) if holidays else None
+        due = np.busday_offset(day, days, roll="forward", holidays=hol if hol is not None else [])
         return pd.Timestamp(due).tz_localize("UTC") + (start - start.floor("D"))
     return start + pd.Timedelta(days=days)
+
+
+_add = add_days  # the name the earlier code used
 
 
 def _utc(s) -> pd.Series:
@@ -52,52 +80,121 @@ def _in_region(lat: pd.Series, lon: pd.Series, region) -> pd.Series:
     return lat.between(region[0], region[1]) & lon.between(region[2], region[3])
 
 
-def _trigger_times(rule: dict, dets: pd.DataFrame, visits: pd.DataFrame, positions: pd.DataFrame,
-                   klass: pd.Series, asset: pd.Series, baselines: dict) -> pd.DataFrame:
-    """Every event that triggers ``rule``: a frame of (leak_id, at)."""
-    trig = rule["trigger"]
-    d = dets[dets["source_type"].isin(trig["source_types"])]
+@dataclass
+class _Context:
+    """Everything the triggers read, prepared once per call."""
+
+    dets: pd.DataFrame
+    visits: pd.DataFrame
+    positions: pd.DataFrame
+    asset: pd.Series
+    settings: dict
+    baselines: dict
+    notifications: pd.DataFrame
+    assets: pd.DataFrame | None
+    leaks: pd.DataFrame | None
+    coverage: pd.DataFrame | None
+
+
+EVENT_COLUMNS = ["key", "leak_id", "site", "at", "kind", "ref", "text", "voluntary"]
+
+
+def _fmt(t: pd.Timestamp) -> str:
+    return f"{pd.Timestamp(t):%Y-%m-%d %H:%M} UTC"
+
+
+def _detections(trig: dict, d: pd.DataFrame) -> pd.DataFrame:
+    d = d[d["source_type"].isin(trig.get("source_types", []))]
     if trig.get("event_types"):
         ev = d["event_type"] if "event_type" in d else pd.Series("", index=d.index)
         d = d[ev.fillna("").astype(str).str.strip().str.lower().isin([e.lower() for e in trig["event_types"]])]
     if "min_rate_kg_h" in trig:
         d = d[d["rate_kg_h"].fillna(-1) >= float(trig["min_rate_kg_h"])]
+    return d
+
+
+def _detection_events(d: pd.DataFrame, ctx: _Context, kind: str = "detection", voluntary: bool = False
+                      ) -> pd.DataFrame:
+    ids = d["detection_id"].astype(str) if "detection_id" in d else pd.Series("", index=d.index)
+    rate = d["rate_kg_h"] if "rate_kg_h" in d else pd.Series(np.nan, index=d.index)
+    text = [f"{'own ' if voluntary else ''}{st} detection {i}" + (f" of {r:,.0f} kg/h" if pd.notna(r) else "")
+            + f" on {_fmt(t)}" for st, i, r, t in zip(d["source_type"], ids, rate, d["observed_at"], strict=True)]
+    return pd.DataFrame({"key": d["leak_id"], "leak_id": d["leak_id"], "site": d["leak_id"].map(ctx.asset),
+                         "at": d["observed_at"], "kind": kind, "ref": ids, "text": text, "voluntary": voluntary})
+
+
+def _trigger_events(rule: dict, ctx: _Context) -> pd.DataFrame:
+    """Every event that starts ``rule``'s clocks: key (the leak, or ``notification:<id>`` for a notice not yet
+    matched to a leak), leak_id, site, at, kind, ref, text, voluntary."""
+    trig = rule["trigger"]
+    event = trig["event"]
     region = rule.get("region")
-    if region:
-        d = d[_in_region(d["latitude"], d["longitude"], region)]
-    roll = trig.get("rolling_mean_kg_h")
-    if roll and len(d):
-        d = d[d["rate_kg_h"].notna()].sort_values("observed_at").set_index("observed_at")
-        window = f"{int(roll['days'])}D"
-        g = d.groupby("leak_id")["rate_kg_h"].rolling(window)
-        if roll.get("fill", "none") == "zero":  # a missing reading is no emission: time-weighted mean
-            value = g.sum() * float(roll.get("sample_hours", 1.0)) / (24.0 * int(roll["days"]))
-        else:  # mean of the readings the monitor reported
-            value = g.mean()
-        value = value.reset_index()
-        above = roll["above"]
-        if isinstance(above, dict):
-            level = value["leak_id"].map(klass).map(above).astype(float)
-        else:
-            level = pd.Series(float(above), index=value.index)
-        if roll.get("over_baseline"):
-            level = level + value["leak_id"].map(asset).map(baselines).fillna(0.0).astype(float)
-        hit = value[value["rate_kg_h"] > level]
-        out = hit[["leak_id", "observed_at"]].rename(columns={"observed_at": "at"})
-    else:
-        out = d[["leak_id", "observed_at"]].rename(columns={"observed_at": "at"})
-    if trig.get("found_by") and len(visits):
-        v = visits[(visits["outcome"] == "confirmed") & visits["found_by"].isin(trig["found_by"])]
-        if region and len(v):
-            pos = positions.reindex(v["leak_id"])
-            v = v[_in_region(pos["latitude"], pos["longitude"], region).to_numpy()]
-        out = pd.concat([out, v[["leak_id", "visited_at"]].rename(columns={"visited_at": "at"})], ignore_index=True)
-    return out
+    parts = []
+    if event == "notification":
+        n = ctx.notifications
+        n = n[n["program"].isin(trig["programs"])] if len(n) else n
+        if len(n):
+            matched = n["leak_id"].notna()
+            key = n["leak_id"].where(matched, "notification:" + n["notification_id"].astype(str))
+            text = [f"notification {i} ({p}{', ' + str(w) if isinstance(w, str) and w else ''}) received {_fmt(t)}"
+                    + ("" if m else "; not yet matched to a leak")
+                    for i, p, w, t, m in zip(n["notification_id"], n["program"], n["notifier"], n["received_at"],
+                                             matched, strict=True)]
+            parts.append(pd.DataFrame({"key": key, "leak_id": n["leak_id"].where(matched, None),
+                                       "site": n["leak_id"].map(ctx.asset), "at": n["received_at"],
+                                       "kind": "notification", "ref": n["notification_id"].astype(str),
+                                       "text": text, "voluntary": False}))
+        cand = trig.get("candidate")
+        pol = ctx.settings.get("candidates", {})
+        if cand and pol.get("own_detections_voluntary"):
+            d = _detections(cand, ctx.dets)
+            if pol.get("own_source_names"):
+                d = d[d["source_name"].isin(pol["own_source_names"])] if "source_name" in d else d.iloc[0:0]
+            if region:
+                d = d[_in_region(d["latitude"], d["longitude"], region)]
+            parts.append(_detection_events(d, ctx, "own detection", voluntary=True))
+    elif event in ("detection", "field_find"):
+        if trig.get("source_types"):
+            d = _detections(trig, ctx.dets)
+            if region:
+                d = d[_in_region(d["latitude"], d["longitude"], region)]
+            parts.append(_detection_events(d, ctx))
+        v = ctx.visits
+        if trig.get("found_by") and len(v):
+            v = v[(v["outcome"] == "confirmed") & v["found_by"].isin(trig["found_by"])]
+            if region and len(v):
+                pos = ctx.positions.reindex(v["leak_id"])
+                v = v[_in_region(pos["latitude"], pos["longitude"], region).to_numpy()]
+            ref = v["id"].astype(str) if "id" in v else v["visited_at"].map(_fmt)
+            text = [f"visit {_fmt(t)} found it by {f}" for t, f in zip(v["visited_at"], v["found_by"], strict=True)]
+            parts.append(pd.DataFrame({"key": v["leak_id"], "leak_id": v["leak_id"],
+                                       "site": v["leak_id"].map(ctx.asset), "at": v["visited_at"], "kind": "visit",
+                                       "ref": ref, "text": text, "voluntary": False}))
+    elif event == "action_level":
+        ex = exceedances(ctx.dets, rule, ctx.settings, ctx.leaks, ctx.assets, ctx.coverage, ctx.baselines)
+        if region and len(ex):
+            pos = ctx.positions.reindex(ex["leak_ids"].map(lambda x: x[0] if x else None))
+            ex = ex[_in_region(pos["latitude"], pos["longitude"], region).fillna(False).to_numpy()]
+        days = int(rule["trigger"]["rolling_mean_kg_h"]["days"])
+        rows = []
+        for x in ex.itertuples():
+            for lk in x.leak_ids:
+                base = f" (baseline {x.baseline_kg_h:.2f})" if x.baseline_kg_h else ""
+                rows.append((lk, lk, x.site, x.day, "exceedance", f"{x.site}:{x.day:%Y-%m-%d}",
+                             f"{days}-day average {x.average_kg_h:.2f} kg/h over the {x.threshold_kg_h:.2f} kg/h "
+                             f"level{base} at site {x.site} on {x.day:%Y-%m-%d}", False))
+        parts.append(pd.DataFrame(rows, columns=EVENT_COLUMNS))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=EVENT_COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    out["at"] = pd.to_datetime(out["at"], utc=True)
+    return out[out["at"].notna()]
 
 
-def _np(times: pd.Series) -> np.ndarray:
+def _np(times) -> np.ndarray:
     """UTC times as sorted naive datetime64[ns] (what the clock arithmetic searches)."""
-    return np.sort(pd.to_datetime(times, utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ns]"))
+    return np.sort(pd.to_datetime(pd.Series(times), utc=True).dt.tz_localize(None).to_numpy().astype("datetime64[ns]"))
 
 
 def _meets(visits: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
@@ -131,24 +228,30 @@ def _first_at_or_after(times: np.ndarray | None, t: pd.Timestamp) -> pd.Timestam
     return pd.Timestamp(times[i]).tz_localize("UTC") if i < len(times) else None
 
 
-def _open_start(starts: np.ndarray, met: np.ndarray | None) -> pd.Timestamp | None:
-    """Start of the clock instance still running, if any (see the module docstring)."""
-    t = pd.Timestamp(starts[0]).tz_localize("UTC")
+def _instances(starts: np.ndarray, met: np.ndarray | None) -> list[tuple[int, pd.Timestamp | None]]:
+    """Each instance of a clock: (index of its start in ``starts``, the record that met it or None).
+
+    A record on or after an instance's start day meets it; the next instance starts at the first triggering
+    event after that record (a leak seen again after its repair runs a new repair clock)."""
+    out: list[tuple[int, pd.Timestamp | None]] = []
+    i = 0
     while True:
+        t = pd.Timestamp(starts[i]).tz_localize("UTC")
         m = _first_at_or_after(met, t)
+        out.append((i, m))
         if m is None:
-            return t
-        later = starts[starts > max(m, t).tz_localize(None).to_datetime64()]  # a record met this instance
+            return out
+        later = np.flatnonzero(starts > max(m, t).tz_localize(None).to_datetime64())
         if not len(later):
-            return None
-        t = pd.Timestamp(later[0]).tz_localize("UTC")
+            return out
+        i = int(later[0])
 
 
 def _visits(validations: pd.DataFrame | None) -> pd.DataFrame:
     cols = ["leak_id", "outcome", "visited_at", "repaired_at", "repair_attempted_at", "found_by", "delay_reason"]
     if validations is None or not len(validations):
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    v = validations.reindex(columns=cols).copy()
+    v = validations.reindex(columns=cols + (["id"] if "id" in validations else [])).copy()
     for c in ("visited_at", "repaired_at", "repair_attempted_at"):
         v[c] = _utc(v[c])
     v["outcome"] = v["outcome"].astype(str)
@@ -158,69 +261,99 @@ def _visits(validations: pd.DataFrame | None) -> pd.DataFrame:
     return v
 
 
-def _clock_rows(dets: pd.DataFrame, validations: pd.DataFrame | None, rules: list[dict],
-                assets: pd.DataFrame | None, leaks: pd.DataFrame | None, baselines: dict | None) -> pd.DataFrame:
-    """Every running clock: (leak_id, due_by, due_rule, rule, action)."""
+def _notifications(notifications: pd.DataFrame | None) -> pd.DataFrame:
+    cols = ["notification_id", "received_at", "program", "notifier", "leak_id"]
+    if notifications is None or not len(notifications):
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    n = notifications.reindex(columns=cols).copy()
+    n["received_at"] = _utc(n["received_at"])
+    n["leak_id"] = n["leak_id"].where(n["leak_id"].notna() & n["leak_id"].astype(str).str.strip().ne(""), None)
+    return n[n["received_at"].notna()]
+
+
+def _site_meets(meets: dict, events: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """For site-level clocks (action levels): a visit to any leak holding the site's readings meets them."""
+    out: dict[str, dict[str, np.ndarray]] = {k: {} for k in meets}
+    for _site, g in events.groupby("site"):
+        leaks = sorted(set(g["leak_id"].dropna()))
+        for kind, per in meets.items():
+            arrs = [per[lk] for lk in leaks if lk in per]
+            joined = np.sort(np.concatenate(arrs)) if arrs else np.array([], dtype="datetime64[ns]")
+            for lk in leaks:
+                out[kind][lk] = joined
+    return out
+
+
+def clock_instances(dets: pd.DataFrame, validations: pd.DataFrame | None, rules: list[dict],
+                    assets: pd.DataFrame | None = None, leaks: pd.DataFrame | None = None,
+                    baselines: dict | None = None, notifications: pd.DataFrame | None = None,
+                    coverage: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every instance of every clock, running or met (``CLOCK_COLUMNS``).
+
+    ``started_by`` is the kind of event that started it (notification, detection, own detection, visit,
+    exceedance), ``started_ref`` its id (notification id, detection id, validation id, ``site:day``) and
+    ``started_text`` a sentence for people. ``met_at`` is the record that met it (NaT while it runs).
+    ``voluntary`` clocks come from a rule marked voluntary or from the operator's own qualifying detections
+    (``settings.candidates.own_detections_voluntary``); ``legal`` is the others. A notice not yet matched to a
+    leak runs with a blank ``leak_id``.
+    """
     settings = getattr(rules, "settings", DEFAULT_SETTINGS)
+    settings = {**DEFAULT_SETTINGS, **settings}
     base = dict(settings.get("site_baselines_kg_h", {}))
     base.update(baselines or {})
     dets = dets.assign(observed_at=pd.to_datetime(dets["observed_at"], utc=True))
     dets = dets[dets["leak_id"].notna()]
     visits = _visits(validations)
     meets = _meets(visits)
-    asset, klass = _leak_sites(dets, assets, leaks, settings)
-    positions = _leak_positions(dets, leaks)
+    asset, _klass = _leak_sites(dets, assets, leaks, settings)
+    ctx = _Context(dets=dets, visits=visits, positions=_leak_positions(dets, leaks), asset=asset, settings=settings,
+                   baselines=base, notifications=_notifications(notifications), assets=assets, leaks=leaks,
+                   coverage=coverage)
     rows = []
     for rule in rules:
         if not rule.get("enabled", True):
             continue
-        trig = _trigger_times(rule, dets, visits, positions, klass, asset, base)
-        if trig.empty:
+        events = _trigger_events(rule, ctx)
+        if events.empty:
             continue
+        rule_meets = _site_meets(meets, events) if rule["trigger"]["event"] == "action_level" else meets
         by_clock = {c["action"]: c for c in rule["clocks"]}
         delay = rule.get("delay_of_repair")
-        for lid, g in trig.groupby("leak_id"):
+        hol = rule.get("holidays")
+        for (_key, vol), g in events.groupby(["key", "voluntary"], sort=True):
+            g = g.sort_values("at", kind="stable")
             starts = _np(g["at"])
+            lid = g["leak_id"].iloc[0]
+            lid = None if lid is None or (isinstance(lid, float) and np.isnan(lid)) else lid
+            voluntary = bool(vol) or bool(rule.get("voluntary"))
             for clock in rule["clocks"]:
                 action, days, cal = clock["action"], clock["days"], clock.get("calendar", "calendar")
                 kind = "any" if ACTIONS[action] == {"any"} else ("attempt" if action == "repair_attempt" else "repair")
-                start = _open_start(starts, meets[kind].get(lid))
-                if start is None:
-                    continue
-                label = f"{rule['id']}:{action}"
-                if clock.get("after") == "repair_attempt":
-                    attempt = _first_at_or_after(meets["attempt"].get(lid), start)
-                    first = by_clock["repair_attempt"]
-                    origin = attempt if attempt is not None else _add(start, first["days"],
-                                                                      first.get("calendar", "calendar"))
-                    due = _add(origin, days, cal)
-                else:
-                    due = _add(start, days, cal)
-                if delay and action == "repair" and _first_at_or_after(meets["delay"].get(lid), start) is not None:
-                    due = _add(start, int(delay["max_days"]), "calendar")
-                    label += " (delay of repair)"
-                rows.append((lid, due, label, rule["id"], action))
-    out = pd.DataFrame(rows, columns=["leak_id", "due_by", "due_rule", "rule", "action"])
-    out["due_by"] = pd.to_datetime(out["due_by"], utc=True)
+                met = rule_meets[kind].get(lid) if lid is not None else None
+                for i, met_at in _instances(starts, met):
+                    start = pd.Timestamp(starts[i]).tz_localize("UTC")
+                    ev = g.iloc[i]
+                    label = f"{rule['id']}:{action}"
+                    if clock.get("after") == "repair_attempt":
+                        attempt = _first_at_or_after(rule_meets["attempt"].get(lid), start) if lid else None
+                        first = by_clock["repair_attempt"]
+                        origin = attempt if attempt is not None else add_days(
+                            start, first["days"], first.get("calendar", "calendar"), hol)
+                        due = add_days(origin, days, cal, hol)
+                    else:
+                        due = add_days(start, days, cal, hol)
+                    if delay and action == "repair" and lid is not None and \
+                            _first_at_or_after(rule_meets["delay"].get(lid), start) is not None:
+                        due = add_days(start, int(delay["max_days"]), "calendar")
+                        label += " (delay of repair)"
+                    if voluntary:
+                        label += " (voluntary)"
+                    rows.append((lid, ev["site"] if isinstance(ev["site"], str) else None, rule["id"], action, due,
+                                 label, start, ev["kind"], ev["ref"], ev["text"], met_at, voluntary, not voluntary))
+    out = pd.DataFrame(rows, columns=CLOCK_COLUMNS)
+    for c in ("due_by", "started_at", "met_at"):
+        out[c] = pd.to_datetime(out[c], utc=True)
     return out
-
-
-def deadlines(dets: pd.DataFrame, validations: pd.DataFrame | None, rules: list[dict],
-              as_of: pd.Timestamp, assets: pd.DataFrame | None = None, leaks: pd.DataFrame | None = None,
-              baselines: dict[str, float] | None = None) -> pd.DataFrame:
-    """Per leak with a running clock: due_by, due_rule, overdue, due_soon and urgency (0, 0.5 or 1).
-
-    ``assets`` (asset_id, asset_type) and ``leaks`` (leak_id, asset_id, latitude, longitude) let
-    rules tell wellhead-only sites from other sites; ``baselines`` (asset_id → kg/h) are the sites'
-    baselines for action levels set over baseline (default: the rule file's ``settings``, else 0).
-    """
-    cols = ["due_by", "due_rule", "overdue", "due_soon", "urgency"]
-    allr = _clock_rows(dets, validations, rules, assets, leaks, baselines)
-    if allr.empty:
-        return pd.DataFrame(columns=cols, index=pd.Index([], name="leak_id"))
-    first = allr.sort_values(["due_by", "due_rule"], kind="stable").groupby("leak_id").first()
-    _flags(first, as_of)
-    return first[cols]
 
 
 def _flags(df: pd.DataFrame, as_of) -> None:
@@ -231,20 +364,106 @@ def _flags(df: pd.DataFrame, as_of) -> None:
     df["urgency"] = np.where(df["overdue"], 1.0, np.where(df["due_soon"], 0.5, 0.0))
 
 
+def _running(inst: pd.DataFrame) -> pd.DataFrame:
+    """The clock instances still running: not met by a field record."""
+    return inst[inst["met_at"].isna()].copy()
+
+
+def what(rule: dict, action: str) -> str:
+    """A clock in words, for the band's reason: 'an OOOOb super-emitter investigation'."""
+    phrase = f"{rule.get('label', rule['name'])} {ACTION_NOUNS[action]}"
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
+
+
+def deadlines(dets: pd.DataFrame, validations: pd.DataFrame | None, rules: list[dict],
+              as_of: pd.Timestamp, assets: pd.DataFrame | None = None, leaks: pd.DataFrame | None = None,
+              baselines: dict[str, float] | None = None, notifications: pd.DataFrame | None = None,
+              coverage: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per leak with a running clock or on the likely-notification watch list: due_by, due_rule, overdue, due_soon,
+    urgency (0, 0.5 or 1) of its earliest clock (NaT / False / the policy's watch urgency for a watch item alone),
+    started_text (what started that clock), voluntary (that clock is voluntary), the state of its legal clocks for
+    the risk band: legal_state (overdue, due soon, running, or None) and legal_what (the most urgent legal clock in
+    words, e.g. 'an OOOOb super-emitter investigation'), and watch (on the watch list, ``comply.candidates``).
+
+    ``notifications`` (the store's, matched to leaks) start notification rules; ``assets`` (asset_id,
+    asset_type) and ``leaks`` (leak_id, asset_id, latitude, longitude) tell wellhead-only sites from other sites;
+    ``baselines`` (asset_id → kg/h) override the sites' own baselines; ``coverage`` (site, start, end) says when
+    each site's monitor watched (``comply.action_levels``).
+    """
+    cols = ["due_by", "due_rule", "overdue", "due_soon", "urgency", "started_text", "voluntary", "legal_state",
+            "legal_what", "watch"]
+    inst = clock_instances(dets, validations, rules, assets, leaks, baselines, notifications, coverage)
+    run = _running(inst)
+    run = run[run["leak_id"].notna()]
+    watch = watch_list(dets, rules, as_of, _notifications(notifications), leaks)
+    watched = pd.Index(sorted(set(watch["leak_id"])), name="leak_id")
+    if run.empty and not len(watched):
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="leak_id"))
+    _flags(run, as_of)
+    first = run.sort_values(["due_by", "due_rule"], kind="stable").groupby("leak_id").first()
+    by_id = {r["id"]: r for r in rules}
+    legal = run[run["legal"]].copy()
+    first["legal_state"] = None
+    first["legal_what"] = None
+    if len(legal):
+        legal["state"] = np.where(legal["overdue"], "overdue", np.where(legal["due_soon"], "due soon", "running"))
+        legal["order"] = legal["state"].map({"overdue": 0, "due soon": 1, "running": 2})
+        worst = legal.sort_values(["order", "due_by"], kind="stable").groupby("leak_id").first()
+        first.loc[worst.index, "legal_state"] = worst["state"]
+        first.loc[worst.index, "legal_what"] = [what(by_id[r], a) for r, a in zip(worst["rule"], worst["action"],
+                                                                                  strict=True)]
+    first = first.reindex(first.index.union(watched))
+    first["watch"] = first.index.isin(watched)
+    first["urgency"] = np.maximum(first["urgency"].fillna(0.0).astype(float),
+                                  np.where(first["watch"], watch_urgency(rules), 0.0))
+    for c in ("overdue", "due_soon", "voluntary"):
+        first[c] = first[c].fillna(False).astype(bool)
+    first["legal_state"] = first["legal_state"].astype(object).where(first["legal_state"].notna(), None)
+    first["legal_what"] = first["legal_what"].astype(object).where(first["legal_what"].notna(), None)
+    return first[cols].rename_axis("leak_id")
+
+
+def _leak_and_site_detections(dets: pd.DataFrame, leak_id: str, leaks: pd.DataFrame | None) -> pd.DataFrame:
+    """The leak's detections plus the monitor readings of its site (a site-level action level needs them)."""
+    own = dets[dets["leak_id"] == leak_id]
+    sites = set(own["asset_id"].dropna()) if "asset_id" in own else set()
+    if leaks is not None and len(leaks) and "asset_id" in leaks:
+        sites |= set(leaks.loc[leaks["leak_id"] == leak_id, "asset_id"].dropna())
+        neighbours = set(leaks.loc[leaks["asset_id"].isin(sites), "leak_id"])
+    else:
+        neighbours = set()
+    if not sites:
+        return own
+    cm = dets["source_type"] == "continuous_monitor"
+    at_site = dets["leak_id"].isin(neighbours) | (dets["asset_id"].isin(sites) if "asset_id" in dets else False)
+    return dets[(dets["leak_id"] == leak_id) | (cm & at_site)]
+
+
 def leak_clocks(dets: pd.DataFrame, validations: pd.DataFrame | None, rules: list[dict], as_of: pd.Timestamp,
                 leak_id: str | None = None, **kw) -> pd.DataFrame:
     """Every running clock (of one leak, or all), not only the earliest: for the leak page, API and work orders.
 
-    Columns: leak_id, rule, action, due_by, due_rule, overdue, due_soon, citation, verified.
+    Columns: leak_id, rule, action, due_by, due_rule, overdue, due_soon, citation, verified, started_at, started_by,
+    started_ref, started_text, voluntary. Keywords as :func:`deadlines` (assets, leaks, baselines, notifications,
+    coverage). With ``leak_id``, a site-level clock (action level) still sees the site's other monitor readings.
     """
     if leak_id is not None:
-        dets = dets[dets["leak_id"] == leak_id]
+        dets = _leak_and_site_detections(dets, leak_id, kw.get("leaks"))
         if validations is not None and len(validations):
-            validations = validations[validations["leak_id"] == leak_id]
-    out = _clock_rows(dets, validations, rules, kw.get("assets"), kw.get("leaks"), kw.get("baselines"))
+            validations = validations[validations["leak_id"].isin(set(dets["leak_id"].dropna()))]
+    notes = kw.get("notifications")
+    if leak_id is not None and notes is not None and len(notes):
+        notes = notes[notes["leak_id"] == leak_id]
+    inst = clock_instances(dets, validations, rules, kw.get("assets"), kw.get("leaks"), kw.get("baselines"), notes,
+                           kw.get("coverage"))
+    out = _running(inst)
+    out = out[out["leak_id"].notna()]
+    if leak_id is not None:
+        out = out[out["leak_id"] == leak_id]
     by_id = {r["id"]: r for r in rules}
     _flags(out, as_of)
     out["citation"] = out["rule"].map(lambda r: by_id[r]["citation"])
     out["verified"] = out["rule"].map(lambda r: bool(by_id[r]["verified"]))
     return out.sort_values(["leak_id", "due_by"]).reset_index(drop=True)[
-        ["leak_id", "rule", "action", "due_by", "due_rule", "overdue", "due_soon", "citation", "verified"]]
+        ["leak_id", "rule", "action", "due_by", "due_rule", "overdue", "due_soon", "citation", "verified",
+         "started_at", "started_by", "started_ref", "started_text", "voluntary"]]

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pyproj import Transformer
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-_TO_ECEF = Transformer.from_crs("EPSG:4326", "EPSG:4978", always_xy=True)
-
-
-_FROM_ECEF = Transformer.from_crs("EPSG:4978", "EPSG:4326", always_xy=True)
-
-
-def to_ecef(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """WGS84 degrees → Earth-centred metres, shape (n, 3)."""
-    x, y, z = _TO_ECEF.transform(np.asarray(lon, float), np.asarray(lat, float), np.zeros(len(lat)))
-    return np.column_stack([x, y, z])
-
-
-def from_ecef(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Earth-centred metres → (lat, lon) degrees; points off the surface are projected onto it."""
-    lon, lat, _ = _FROM_ECEF.transform(xyz[:, 0], xyz[:, 1], xyz[:, 2])
-    return np.asarray(lat), np.asarray(lon)
+from ..geo import from_ecef, to_ecef  # noqa: F401  (re-exported for the fuser)
 
 
 def _days(s: pd.Series) -> np.ndarray:

@@ -204,7 +204,13 @@ def _read_csv_python(path: Path, label: str) -> pd.DataFrame:
 
 
 def _read_geojson(path: Path) -> pd.DataFrame:
+    """GeoJSON points (properties plus latitude and longitude), or a JSON array of objects, one row each (what an
+    API client or a notifier's export sends)."""
     data = json.loads(path.read_text(encoding="utf-8-sig"))
+    if isinstance(data, list):
+        if not all(isinstance(r, dict) for r in data):
+            raise ValueError("a JSON array whose items are not all objects")
+        return pd.DataFrame([{str(k): "" if v is None else str(v) for k, v in r.items()} for r in data]).fillna("")
     feats = data.get("features") if isinstance(data, dict) else None
     if not isinstance(feats, list):
         raise ValueError("GeoJSON without a 'features' list")

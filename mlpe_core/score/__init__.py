@@ -18,10 +18,22 @@ cold-start scorer), ``rank`` (priority, band, the scored table), ``explain`` (re
 from .cold import CONFIDENCE_WEIGHT, PRIOR_REAL, ColdStartScorer
 from .explain import reasons, top_reasons
 from .features import FEATURES, PERSISTENCE_DAYS, leak_features, look_stats, persistence_days
-from .rank import HIGH_KG_H, MEDIUM_KG_H, RATE_COLUMNS, URGENCY_CAP_KG_H, model_rates, priority, risk_band, score_table
+from .rank import (
+    HIGH_KG_H,
+    HIGH_MIN_P,
+    MEDIUM_KG_H,
+    RATE_COLUMNS,
+    URGENCY_CAP_KG_H,
+    band_reasons,
+    model_rates,
+    obligation_bands,
+    priority,
+    risk_band,
+    score_table,
+)
 from .rates import DEFAULT_LOG_SIGMA, estimate_rates, p_detect, sensor_default
 
-__all__ = ["ColdStartScorer", "CONFIDENCE_WEIGHT", "DEFAULT_LOG_SIGMA", "estimate_rates", "FEATURES", "HIGH_KG_H",
-           "leak_features", "look_stats", "MEDIUM_KG_H", "model_rates", "p_detect", "PERSISTENCE_DAYS",
-           "persistence_days", "PRIOR_REAL", "priority", "RATE_COLUMNS", "reasons", "risk_band", "score_table",
-           "sensor_default", "top_reasons", "URGENCY_CAP_KG_H"]
+__all__ = ["band_reasons", "ColdStartScorer", "CONFIDENCE_WEIGHT", "DEFAULT_LOG_SIGMA", "estimate_rates", "FEATURES",
+           "HIGH_KG_H", "HIGH_MIN_P", "leak_features", "obligation_bands", "look_stats", "MEDIUM_KG_H", "model_rates",
+           "p_detect", "PERSISTENCE_DAYS", "persistence_days", "PRIOR_REAL", "priority", "RATE_COLUMNS", "reasons",
+           "risk_band", "score_table", "sensor_default", "top_reasons", "URGENCY_CAP_KG_H"]

@@ -1,5 +1,6 @@
-"""Ranking values: priority (expected kg/h a visit finds, plus bounded compliance urgency), the risk band,
-and the scored table with reasons and contributions."""
+"""Ranking values: priority (expected kg/h a visit finds, plus bounded compliance urgency), the risk band (defined
+once, in :func:`band_reasons`, with the sentence that says why), and the scored table with reasons and
+contributions."""
 
 from __future__ import annotations
 
@@ -29,13 +30,89 @@ def priority(p_real: np.ndarray, rate: np.ndarray, urgency: np.ndarray | None = 
     return p * r + u * p * np.minimum(r, URGENCY_CAP_KG_H)
 
 
-def risk_band(priority_score: np.ndarray, overdue: np.ndarray | None = None) -> np.ndarray:
-    """HIGH ≥ 20 kg/h expected (or overdue), MEDIUM ≥ 2 kg/h, else LOW."""
+HIGH_MIN_P = 0.1  # HIGH on methane alone needs at least one visit in ten to find the leak (band_reasons)
+
+
+def _kg(x: float) -> str:
+    return f"{x:.1f}" if x < 100 else f"{x:,.0f}"
+
+
+def band_reasons(expected_kg_h, p_real=None, legal_state=None, legal_what=None, watch=None,
+                 voluntary_state=None) -> tuple[np.ndarray, list[str]]:
+    """The risk band, defined here and nowhere else, and the sentence that says why.
+
+    From the expected methane a visit finds (p × rate, kg/h) and the state of the leak's *legal* obligations only:
+
+    * HIGH when a legal obligation is overdue or due within 7 days ("HIGH because an OOOOb super-emitter
+      investigation is overdue"), or when the expected methane is ≥ 20 kg/h and P(find) ≥ ``HIGH_MIN_P``;
+    * MEDIUM when the expected methane is ≥ 2 kg/h (also ≥ 20 kg/h that a crew would probably not find:
+      "…, but only a 6% chance a crew finds it");
+    * LOW otherwise.
+
+    A likely-notification watch item (``watch``) and a voluntary clock (``voluntary_state``: overdue, due soon,
+    running) never set the band: the sentence mentions them. ``legal_state`` is overdue, due soon, running or
+    None per leak and ``legal_what`` the clock in words (``comply.deadlines``). Without ``p_real`` the P(find)
+    floor is not applied (a priority alone)."""
+    e = np.asarray(expected_kg_h, float)
+    n = len(e)
+    p = None if p_real is None else np.asarray(p_real, float)
+    state = [None] * n if legal_state is None else list(legal_state)
+    whats = [None] * n if legal_what is None else list(legal_what)
+    w = np.zeros(n, bool) if watch is None else np.asarray(pd.Series(watch).fillna(False), bool)
+    vol = [None] * n if voluntary_state is None else list(voluntary_state)
+    bands = np.empty(n, dtype=object)
+    why: list[str] = []
+    for i in range(n):
+        st = state[i] if isinstance(state[i], str) else None
+        clock = whats[i] if isinstance(whats[i], str) else "a legal deadline"
+        ei = float(e[i]) if np.isfinite(e[i]) else 0.0
+        found = f"expected {_kg(ei)} kg/h found per visit"
+        if st in ("overdue", "due soon"):
+            bands[i] = "HIGH"
+            text = f"HIGH because {clock} is {'overdue' if st == 'overdue' else 'due within 7 days'}; {found}"
+        elif ei >= HIGH_KG_H and (p is None or p[i] >= HIGH_MIN_P):
+            bands[i], text = "HIGH", f"HIGH: {found}"
+        elif ei >= HIGH_KG_H:
+            bands[i] = "MEDIUM"
+            text = (f"MEDIUM: {found}, but only a {p[i]:.0%} chance a crew finds it (HIGH needs "
+                    f"{HIGH_MIN_P:.0%})")
+        elif ei >= MEDIUM_KG_H:
+            bands[i], text = "MEDIUM", f"MEDIUM: {found}"
+        else:
+            bands[i], text = "LOW", f"LOW: {found}"
+        if st == "running":
+            text += f"; {clock} is running"
+        v = vol[i] if isinstance(vol[i], str) else None
+        if v:
+            text += f"; a voluntary clock is {v} (voluntary: does not set the band)"
+        if w[i]:
+            text += "; likely notification: on the watch list, no legal clock until a notice is received"
+        why.append(text)
+    return bands, why
+
+
+def risk_band(priority_score: np.ndarray, overdue: np.ndarray | None = None, p_real: np.ndarray | None = None,
+              due_soon: np.ndarray | None = None) -> np.ndarray:
+    """The band alone (``band_reasons``): HIGH ≥ 20 kg/h expected (with P(find) ≥ 0.1 when ``p_real`` is given),
+    or a legal clock overdue or due soon; MEDIUM ≥ 2 kg/h; else LOW. ``priority_score`` must be the expected
+    methane (p × rate), not a priority that holds a watch item's policy urgency."""
     s = np.asarray(priority_score, float)
-    band = np.where(s >= HIGH_KG_H, "HIGH", np.where(s >= MEDIUM_KG_H, "MEDIUM", "LOW"))
-    if overdue is not None:
-        band = np.where(np.asarray(overdue, bool), "HIGH", band)
-    return band
+    o = np.zeros(len(s), bool) if overdue is None else np.asarray(overdue, bool)
+    d = np.zeros(len(s), bool) if due_soon is None else np.asarray(due_soon, bool)
+    state = np.where(o, "overdue", np.where(d, "due soon", None))
+    return band_reasons(s, p_real, state)[0]
+
+
+def obligation_bands(p_real: np.ndarray, rate: np.ndarray, dl: pd.DataFrame | None) -> tuple[np.ndarray, list[str]]:
+    """Bands and reasons for leaks from their ``comply.deadlines`` rows (``dl`` indexed like the leaks, NaN rows
+    for leaks without a clock): the one call every face's ranking goes through."""
+    p, r = np.asarray(p_real, float), np.asarray(rate, float)
+    if dl is None or not len(dl):
+        return band_reasons(p * r, p)
+    vol = np.where(dl["voluntary"].fillna(False).astype(bool),
+                   np.where(dl["overdue"].fillna(False).astype(bool), "overdue",
+                            np.where(dl["due_soon"].fillna(False).astype(bool), "due soon", "running")), None)
+    return band_reasons(p * r, p, dl["legal_state"], dl["legal_what"], dl["watch"], vol)
 
 
 RATE_COLUMNS = ["log_rate", "log_sigma", "est_rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h"]
@@ -51,9 +128,13 @@ def model_rates(model, X: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
-                overdue: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score a features frame with ``model``: p_real, rate, priority, band, reasons and contributions.
+                overdue: np.ndarray | None = None, obligations: pd.DataFrame | None = None
+                ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score a features frame with ``model``: p_real, rate, priority, band (and its reason), reasons and
+    contributions.
 
+    ``obligations`` is the leaks' ``comply.deadlines`` rows indexed like X (NaN for leaks without a clock): it
+    gives the urgency and the legal state the band reads. Without it ``urgency`` and ``overdue`` are used.
     Returns (scores indexed like X, contributions). ``contributions`` (a JSON column) holds ``base`` and
     every non-zero term, rounded to 4 places; they sum to the logit of ``p_real``.
     """
@@ -68,8 +149,15 @@ def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
     s["rate_hi_kg_h"] = rates["rate_hi_kg_h"].to_numpy(float)
     s["rate_quantified"] = X["rate_quantified"].fillna(False).astype(bool).to_numpy() if "rate_quantified" in X \
         else True
-    s["priority_score"] = priority(p, s["est_rate_kg_h"].to_numpy(float), urgency)
-    s["risk_band"] = risk_band(s["priority_score"].to_numpy(), overdue)
+    rate = s["est_rate_kg_h"].to_numpy(float)
+    if obligations is not None:
+        urgency = obligations["urgency"].fillna(0.0).to_numpy(float) if len(obligations) else None
+        s["priority_score"] = priority(p, rate, urgency)
+        s["risk_band"], s["band_reason"] = obligation_bands(p, rate, obligations)
+    else:
+        s["priority_score"] = priority(p, rate, urgency)
+        o = np.zeros(len(p), bool) if overdue is None else np.asarray(overdue, bool)
+        s["risk_band"], s["band_reason"] = band_reasons(p * rate, p, np.where(o, "overdue", None))
     feats = X.drop(columns=[c for c in RATE_COLUMNS + ["rate_quantified"] if c in X]).join(s)
     s["top_reasons"] = reasons(feats, contrib)
     base = round(float(model.base_), 4)

@@ -73,6 +73,7 @@ def save_scores(session: Session, scored: pd.DataFrame) -> None:
         "scored_at",
     ]
     cols = [c for c in cols if c in scored]
+    cols += [c for c in ("band_reason",) if c in scored]  # why the band is what it is (score.rank.band_reasons)
     df = scored[cols].astype(object).where(scored[cols].notna(), None)
     session.execute(update(Leak), df.to_dict(orient="records"))
 

@@ -92,6 +92,7 @@ class Leak(SQLModel, table=True):
     repaired_at: datetime | None = None
     reopened_at: datetime | None = None
     failed_repair: bool = False  # seen again after it was repaired: a possible failed repair
+    band_reason: str | None = None  # why the risk band is what it is (score.rank.band_reasons), shown beside it
 
 
 class Validation(SQLModel, table=True):
@@ -202,3 +203,31 @@ class User(SQLModel, table=True):
     password_hash: str  # bcrypt
     active: bool = True
     created_at: datetime
+
+
+class Notification(SQLModel, table=True):
+    """A regulator's or program's notice about an emission (contract §2): legal clocks start from its receipt.
+
+    ``leak_id`` is the leak it was matched to (``comply.notifications``): by ``detection_ref``, else by position
+    and time, or set by a person (``match_method`` manual, audited); a blank ``leak_id`` is unmatched.
+    """
+
+    __table_args__ = (UniqueConstraint("notification_id", name="uq_notification_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: str  # the notice's own id (unique): importing it again adds nothing
+    received_at: datetime  # when the operator received it: the clocks' date of notice
+    program: str  # ooooB_super_emitter, imeo_mars, state, voluntary
+    notifier: str | None = None
+    detection_ref: str | None = None  # the detection_id (or the source's plume id) it concerns
+    latitude: float | None = None
+    longitude: float | None = None
+    rate_kg_h: float | None = None  # the rate the notice states
+    notes: str | None = None
+    leak_id: str | None = Field(default=None, index=True)
+    match_method: str | None = None  # reference, position, manual (None: unmatched)
+    match_distance_m: float | None = None  # from the notice's position to the matched detection, when both known
+    batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id")
+    source_row: int | None = None  # 1-based line in the source file (header = line 1); None when entered by hand
+    recorded_at: datetime
+    recorded_by: str = "system"
+

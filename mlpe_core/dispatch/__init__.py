@@ -5,10 +5,13 @@ outcome's own workflow (repair clocks), not for another visit.
 
 :func:`dispatch_list` keeps the contract (§4): the top K by rank with the dispatch columns.
 :func:`route_dispatch` then assigns those leaks to crews (``config/dispatch.yaml``: crews, visits per
-crew per day, home bases) and orders each crew's visits as a route: cheapest insertion in rank
-order, then relocate / swap moves between crews and 2-opt within each route, on straight-line
-kilometres times a road factor. It never changes which leaks go out, only who visits them and in
-what order; with more leaks than one day's capacity the best-ranked go out on day 1.
+crew per day, home bases) and orders each crew's visits as a route from and back to its yard, on a
+clock (``day_start``, ``time_zone``): PyVRP with time windows, so stops overdue or due within the day
+are visited early enough, and ``must`` stops (marked, overridden, legally due) are never left out for
+others; straight-line kilometres times a road factor. It never changes which leaks go out, only who
+visits them, in what order and, when a day cannot hold them all, which wait for the next day (the
+lowest-ranked first). :func:`plan_routes` adds the yards, the crew-day totals (expected methane
+per crew-day) and the leftover lists.
 
 A planned list is a draft (:func:`plan_list`) until a supervisor approves it (:func:`approve_list`),
 which moves its leaks to ``dispatched`` through the lifecycle; work orders for maintenance systems
@@ -30,10 +33,25 @@ from .plan import (
     withdraw_list,
     work_orders,
 )
-from .routing import ROUTE_COLUMNS, km_matrix, route_dispatch, route_in_rank_order, tour_km, two_opt
+from .routing import (
+    ROUTE_COLUMNS,
+    DayProblem,
+    RoutePlan,
+    crew_days,
+    day_start,
+    km_matrix,
+    plan_routes,
+    route_dispatch,
+    route_in_rank_order,
+    solve_heuristic,
+    solve_pyvrp,
+    tour_km,
+    two_opt,
+)
 from .settings import SETTINGS, DispatchConfigError, crew_capacity, load_settings
 
-__all__ = ["approve_list", "crew_capacity", "current_list", "dispatch_list", "DISPATCHABLE", "DispatchConfigError",
-           "km_matrix", "list_frame", "lists_frame", "load_settings", "plan_list", "ROUTE_COLUMNS", "route_dispatch",
-           "route_in_rank_order", "set_work_order_status", "SETTINGS", "tour_km", "two_opt", "withdraw_list",
+__all__ = ["approve_list", "crew_capacity", "crew_days", "current_list", "day_start", "DayProblem", "dispatch_list",
+           "DISPATCHABLE", "DispatchConfigError", "km_matrix", "list_frame", "lists_frame", "load_settings",
+           "plan_list", "plan_routes", "ROUTE_COLUMNS", "route_dispatch", "route_in_rank_order", "RoutePlan",
+           "set_work_order_status", "SETTINGS", "solve_heuristic", "solve_pyvrp", "tour_km", "two_opt", "withdraw_list",
            "WO_STATUSES", "work_orders"]

@@ -57,15 +57,15 @@ def plan_list(session, top: int | None = None, plan_date: str | None = None, use
     disp = current_list(session, cap if top is None else int(top))
     if disp.empty:
         raise ValueError("nothing to dispatch: no open, unvisited, ranked leak (run `mlpe score` first)")
-    routed = route_dispatch(disp, cfg)
-    later = routed.loc[routed["day"] > 1, "leak_id"].tolist()  # did not fit in the crews' day
-    routed = routed[routed["day"] == 1]
-    due_rule = store.leaks_frame(session).set_index("leak_id")["due_rule"]
     plan_date = plan_date or date.today().isoformat()
     try:
         date.fromisoformat(plan_date)
     except ValueError as exc:
         raise ValueError(f"--date '{plan_date}' is not a YYYY-MM-DD date") from exc
+    routed = route_dispatch(disp, cfg, start=plan_date)  # the plan date starts the routes' clock (deadlines)
+    later = routed.loc[routed["day"] > 1, "leak_id"].tolist()  # did not fit in the crews' day
+    routed = routed[routed["day"] == 1]
+    due_rule = store.leaks_frame(session).set_index("leak_id")["due_rule"]
     total = float(routed.drop_duplicates(["day", "crew"])["route_km"].sum())
     items = [dict(
         leak_id=r.leak_id, rank=int(r.rank), crew=r.crew, stop=int(r.stop), leg_km=float(r.leg_km),

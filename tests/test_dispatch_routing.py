@@ -196,6 +196,8 @@ def test_the_day_starts_at_local_time_in_the_configured_zone():
     assert routed["arrive_at"].iloc[0] == pd.Timestamp("2025-03-04T13:42:00Z")
     assert dsp.day_start("2025-07-01", cfg) == pd.Timestamp("2025-07-01T12:30:00Z")  # CDT, UTC-5
     assert dsp.day_start(pd.Timestamp("2025-03-04T05:00:00Z"), cfg, day=2) == pd.Timestamp("2025-03-05T05:00:00Z")
+    gap = dict(cfg, day_start=(2, 30))  # 02:30 does not exist on 9 March in Chicago: the clock jumps to 03:00 CDT
+    assert dsp.day_start("2025-03-09", gap) == pd.Timestamp("2025-03-09T08:00:00Z")
 
 
 def test_an_overdue_stop_is_the_first_stop_not_the_last(solver):

@@ -305,7 +305,7 @@ def plan(session: Session, top: int | None = None, day: str | None = None) -> tu
     cand = dispatch_candidates(session, top, d)
     if cand.empty:
         return {"list_id": None, "status": "empty", "plan_date": d, "total_km": 0.0, "left_over": []}, cand
-    routed, left = dispatch.route_day(cand)
+    routed, left = dispatch.route_day(cand, d)
     km = float(routed.drop_duplicates(["day", "crew"])["route_km"].sum()) if len(routed) else 0.0
     return {"list_id": None, "status": "proposal", "plan_date": d, "total_km": km, "left_over": left}, routed
 
@@ -322,7 +322,7 @@ def plan_list(session: Session, user: str, top: int | None = None, day: str | No
     cand = dispatch_candidates(session, top, d)
     if cand.empty:
         raise ValueError("nothing to dispatch: no open, unvisited, ranked leak (run `mlpe score` first)")
-    routed, left = dispatch.route_day(cand)
+    routed, left = dispatch.route_day(cand, d)
     return dispatch.store_draft(session, routed, left, d, user, note)
 
 

@@ -158,6 +158,215 @@ def test_the_day_list_keeps_the_contract_and_leaves_out_visited_and_unopen_leaks
     pd.testing.assert_frame_equal(leaks, before)  # input not modified
 
 
+# --------------------------------------------------------------------------------------------- deadlines, yards, totals
+
+DAY = "2025-03-04"  # plan date; the shipped day starts 07:00 UTC
+START = pd.Timestamp("2025-03-04T07:00:00Z")
+YARD = (32.0, -102.0)
+
+
+def _east(km: float, c=YARD) -> tuple[float, float]:
+    """``km`` great-circle kilometres east of ``c`` (the router's haversine radius, so distances come out exact)."""
+    return (c[0], c[1] + km / (6371.0088 * math.pi / 180 * math.cos(math.radians(c[0]))))
+
+
+def _line(kms, **cols) -> pd.DataFrame:
+    """Stops along a line east of the yard, rank 1 first, with optional columns (lists by position)."""
+    df = frame([_east(k) for k in kms])
+    df["priority_score"] = [10.0 * (len(kms) - i) for i in range(len(kms))]
+    for c, v in cols.items():
+        df[c] = v
+    return df
+
+
+def _due(*hours_or_none) -> pd.Series:
+    return pd.Series([pd.NaT if h is None else START + pd.Timedelta(hours=h) for h in hours_or_none],
+                     dtype="datetime64[ns, UTC]")
+
+
+@pytest.fixture(params=[None, dsp.solve_heuristic], ids=["pyvrp", "heuristic"])
+def solver(request):
+    """The router (PyVRP) and the heuristic it falls back on: both must honour deadlines, must stops and yards."""
+    return request.param
+
+
+def route(df: pd.DataFrame, cfg: dict, solver=None) -> pd.DataFrame:
+    return dsp.plan_routes(df, cfg, start=DAY, solver=solver).stops
+
+
+def one_crew(visits=8, **over) -> dict:
+    return settings([("solo", YARD, visits)], **{"day_start": (7, 0), "time_zone": "UTC", **over})
+
+
+def test_tiny_exact_route_and_clock(solver):
+    # two stops 10 and 20 km east (road factor 1): out 10, on 10, back 20 km; 50 km/h, 1 h per visit
+    routed = route(_line([10.0, 20.0]), one_crew(), solver)
+    assert routed["leak_id"].tolist() == ["L000001", "L000002"] and routed["stop"].tolist() == [1, 2]
+    assert routed["leg_km"].tolist() == pytest.approx([10.0, 10.0], abs=0.01)
+    assert routed["route_km"].tolist() == pytest.approx([40.0, 40.0], abs=0.01)
+    assert routed["route_hours"].iloc[0] == pytest.approx(40 / 50 + 2, abs=0.01)
+    assert routed["arrive_at"].tolist() == [START + pd.Timedelta(minutes=12), START + pd.Timedelta(minutes=84)]
+    assert routed["route_kg_h"].tolist() == [30.0, 30.0]  # 20 + 10: the crew-day's expected methane
+    assert routed["on_time"].isna().all() and routed["due_by"].isna().all()
+    assert (routed["home_lat"] == YARD[0]).all() and (routed["home_lon"] == YARD[1]).all()
+
+
+def test_the_day_starts_at_local_time_in_the_configured_zone():
+    cfg = one_crew(day_start=(7, 30), time_zone="America/Chicago")
+    routed = dsp.route_dispatch(_line([10.0]), cfg, start=DAY)
+    # 07:30 in Chicago on 4 March (CST, UTC-6) is 13:30 UTC; 12 minutes' drive
+    assert routed["arrive_at"].iloc[0] == pd.Timestamp("2025-03-04T13:42:00Z")
+    assert dsp.day_start("2025-07-01", cfg) == pd.Timestamp("2025-07-01T12:30:00Z")  # CDT, UTC-5
+    assert dsp.day_start(pd.Timestamp("2025-03-04T05:00:00Z"), cfg, day=2) == pd.Timestamp("2025-03-05T05:00:00Z")
+    gap = dict(cfg, day_start=(2, 30))  # 02:30 does not exist on 9 March in Chicago: the clock jumps to 03:00 CDT
+    assert dsp.day_start("2025-03-09", gap) == pd.Timestamp("2025-03-09T08:00:00Z")
+
+
+def test_an_overdue_stop_is_the_first_stop_not_the_last(solver):
+    # four stops on a line; the worst-ranked (farthest) one is overdue: by kilometres and rank it would come last
+    kms = [5.0, 10.0, 15.0, 30.0]
+    plain = route(_line(kms), one_crew(), solver)
+    assert plain.set_index("leak_id").loc["L000004", "stop"] == 4  # the test could fail: it is last without a deadline
+    df = _line(kms, due_by=_due(None, None, None, -48), must=[False, False, False, True])
+    routed = route(df, one_crew(), solver)
+    first = routed.sort_values("stop").iloc[0]
+    assert first["leak_id"] == "L000004" and first["arrive_at"] == START + pd.Timedelta(minutes=36)
+    assert not first["on_time"]  # it was due before the day began: late, but reached first
+    assert set(routed["leak_id"]) == set(df["leak_id"]) and (routed["day"] == 1).all()
+
+
+def test_an_overdue_stop_goes_to_the_crew_that_can_reach_it_first(solver):
+    cfg = settings([("west", WEST, 4), ("east", EAST, 4)], day_start=(7, 0), time_zone="UTC")
+    pts = [_around(WEST, 3.0 * i) for i in range(1, 4)] + [_around(EAST, 3.0 * i) for i in range(1, 4)]
+    df = frame(pts)
+    df["due_by"] = _due(None, None, -1, None, None, None)
+    routed = route(df, cfg, solver).set_index("leak_id")
+    assert routed.loc["L000003", ["crew", "stop"]].tolist() == ["west", 1]
+
+
+def test_a_stop_due_at_ten_is_visited_by_ten(solver):
+    # one crew, stops 10, 20, 30 km east and one 25 km north of the yard: the shortest loop reaches the north
+    # stop last (after 11:00); due at 10:00 it must come before 10:00
+    pts = [_east(10.0), _east(20.0), _east(30.0), (YARD[0] + 25 / 111.2, YARD[1])]
+    df = frame(pts)
+    df["priority_score"] = 1.0
+    plain = route(df, one_crew(), solver).set_index("leak_id")
+    assert plain.loc["L000004", "arrive_at"] > START + pd.Timedelta(hours=3)  # without the deadline: late
+    df["due_by"] = _due(None, None, None, 3.0)
+    df["must"] = [False, False, False, True]
+    routed = route(df, one_crew(), solver).set_index("leak_id")
+    assert routed.loc["L000004", "arrive_at"] <= pd.Timestamp("2025-03-04T10:00:00Z")
+    assert routed.loc["L000004", "on_time"] == True  # noqa: E712  (pandas' boolean NA-aware scalar)
+    assert routed["on_time"].drop("L000004").isna().all()
+    assert routed["due_by"].loc["L000004"] == pd.Timestamp("2025-03-04T10:00:00Z")
+
+
+def test_must_stops_are_never_dropped_for_the_day(solver):
+    # an 8 h day holds about five of these stops; the worst-ranked, farthest one is a must stop
+    kms = [10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0, 60.0]
+    df = _line(kms, must=[False] * 7 + [True])
+    plain = dsp.plan_routes(_line(kms), one_crew(), start=DAY, solver=solver)
+    assert "L000008" in plain.leftover  # the test could fail: without the flag it is the first to wait
+    plan = dsp.plan_routes(df, one_crew(), start=DAY, solver=solver)
+    day1 = plan.stops[plan.stops["day"] == 1]
+    assert "L000008" in set(day1["leak_id"]) and plan.must_leftover == []
+    assert day1["route_hours"].iloc[0] <= 8.0 + 1e-9
+    assert plan.leftover and set(plan.leftover) <= {f"L{i:06d}" for i in range(1, 8)}
+    assert plan.leftover == plan.stops.loc[plan.stops["day"] > 1, "leak_id"].tolist()
+
+
+def test_a_deadline_no_route_can_meet_is_visited_late_not_left_out():
+    # due 07:05, but 30 km from the yard (36 minutes away): no hard window can hold it, so the day is planned with
+    # soft deadlines (the heuristic, or PyVRP without windows, whichever is less late): first stop, 31 minutes late
+    df = _line([5.0, 10.0, 30.0], due_by=_due(None, None, 5 / 60), must=[False, False, True])
+    routed = dsp.route_dispatch(df, one_crew(), start=DAY).set_index("leak_id")
+    assert routed.loc["L000003", ["day", "stop"]].tolist() == [1, 1]
+    assert routed.loc["L000003", "arrive_at"] == START + pd.Timedelta(minutes=36)
+    assert routed.loc["L000003", "on_time"] == False  # noqa: E712
+    assert (routed["day"] == 1).all()
+
+
+def test_must_stops_that_alone_exceed_the_day_are_named(solver):
+    # ten must stops of an hour each cannot fit an 8 h day
+    df = _line([5.0 + i for i in range(10)], must=True)
+    plan = dsp.plan_routes(df, one_crew(visits=12), start=DAY, solver=solver)
+    day1 = plan.stops[plan.stops["day"] == 1]
+    assert len(day1) >= 6 and set(plan.must_leftover) == set(plan.leftover)
+    assert plan.must_leftover and set(plan.must_leftover).isdisjoint(day1["leak_id"])
+
+
+def test_routes_start_and_end_at_the_yard_and_the_yards_are_returned():
+    cfg = settings([("a", (32.0, -102.0), 4), ("b", None, 4)], day_start=(7, 0), time_zone="UTC")
+    pts = [_around((32.0, -102.0), 2.0 + i) for i in range(4)] + [_around(EAST, 2.0 + i) for i in range(4)]
+    plan = dsp.plan_routes(frame(pts), cfg, start=DAY)
+    yards = plan.yards.set_index("crew")
+    assert yards.loc["a", ["home_lat", "home_lon", "configured"]].tolist() == [32.0, -102.0, True]
+    centre = (np.mean([p[0] for p in pts]), np.mean([p[1] for p in pts]))  # one crew without a yard: one group
+    assert not yards.loc["b", "configured"]
+    assert yards.loc["b", ["home_lat", "home_lon"]].tolist() == pytest.approx(centre, abs=1e-6)
+    for crew, g in plan.stops.groupby("crew"):
+        g = g.sort_values("stop")
+        home = (g["home_lat"].iloc[0], g["home_lon"].iloc[0])
+        assert home == tuple(yards.loc[crew, ["home_lat", "home_lon"]])
+        lat = np.r_[home[0], g["latitude"], home[0]]
+        lon = np.r_[home[1], g["longitude"], home[1]]
+        legs = [dsp.km_matrix(lat[i:i + 2], lon[i:i + 2])[0, 1] for i in range(len(lat) - 1)]
+        assert g["leg_km"].tolist() == pytest.approx(legs[:-1], abs=0.01)  # the first leg is from the yard
+        assert g["route_km"].iloc[0] == pytest.approx(sum(legs), abs=0.02)  # and the drive back is counted
+
+
+def test_methane_per_crew_day_and_the_crew_day_totals():
+    rng = np.random.default_rng(7)
+    pts = list(zip(32 + rng.uniform(0, 0.3, 12), -102 + rng.uniform(0, 0.3, 12), strict=True))
+    df = frame(pts)
+    df["priority_score"] = rng.uniform(1, 50, 12).round(2)
+    cfg = settings([("a", (32.0, -102.0), 4), ("b", (32.3, -101.7), 4)], day_start=(7, 0), time_zone="UTC")
+    plan = dsp.plan_routes(df, cfg, start=DAY)
+    sums = plan.stops.groupby(["day", "crew"])["priority_score"].sum()
+    got = plan.stops.groupby(["day", "crew"])["route_kg_h"].agg(["min", "max"])
+    assert np.allclose(got["min"], sums) and np.allclose(got["max"], sums)
+    cd = plan.crew_days.set_index(["day", "crew"])
+    assert np.allclose(cd.loc[sums.index, "route_kg_h"], sums) and cd["stops"].sum() == 12
+    assert (cd["first_arrival"] >= START).all()
+    base = dsp.route_in_rank_order(df, cfg, start=DAY)
+    assert set(dsp.ROUTE_COLUMNS) <= set(base.columns) and set(dsp.ROUTE_COLUMNS) <= set(plan.stops.columns)
+
+
+def test_same_input_same_routes_and_the_input_is_not_modified(solver):
+    rng = np.random.default_rng(11)
+    pts = list(zip(32 + rng.uniform(0, 0.5, 20), -102 + rng.uniform(0, 0.5, 20), strict=True))
+    df = frame(pts).sample(frac=1.0, random_state=3)  # not in rank order
+    df["due_by"] = pd.Series([pd.NaT] * 20, index=df.index, dtype="datetime64[ns, UTC]")
+    df.iloc[4, df.columns.get_loc("due_by")] = START - pd.Timedelta(days=2)
+    df.iloc[9, df.columns.get_loc("due_by")] = START + pd.Timedelta(hours=4)
+    df["must"] = df["due_by"].notna()
+    before = df.copy()
+    cfg = settings([("a", (32.0, -102.0), 8), ("b", (32.5, -101.5), 8)], day_start=(7, 0), time_zone="UTC")
+    one = route(df, cfg, solver)
+    two = route(df, cfg, solver)
+    pd.testing.assert_frame_equal(one, two)
+    pd.testing.assert_frame_equal(df, before)
+    assert one["leak_id"].is_unique and len(one) == 20
+
+
+@pytest.mark.parametrize(("value", "field"), [("7:00", None), (420, "day_start"), ("25:00", "day_start"),
+                                              ("seven", "day_start")])
+def test_day_start_setting(tmp_path, value, field):
+    p = tmp_path / "d.yaml"
+    p.write_text(f"day_start: {value if isinstance(value, int) else repr(value)}\ntime_zone: America/Denver\n")
+    if field is None:
+        cfg = dsp.load_settings(p)
+        assert cfg["day_start"] == (7, 0) and cfg["time_zone"] == "America/Denver"
+    else:
+        with pytest.raises(dsp.DispatchConfigError, match=f"field '{field}'"):
+            dsp.load_settings(p)
+    p.write_text("time_zone: Mars/Olympus\n")
+    with pytest.raises(dsp.DispatchConfigError, match="field 'time_zone'"):
+        dsp.load_settings(p)
+    p.write_text("day_start: 6\n")
+    assert dsp.load_settings(p)["day_start"] == (6, 0)
+
+
 @pytest.mark.parametrize("k, expected", [(6, ["L5", "L4", "L3", "L1", "L2", "L6"]), (2, ["L5", "L4"])])
 def test_deadlines_then_marks_then_the_ranking_choose_the_day(k, expected):
     leaks = _ranking(leak_id=["L1", "L2", "L3", "L4", "L5", "L6"], rank=[1, 2, 3, 4, 5, 6],

@@ -54,11 +54,13 @@ def select_for_day(ranking: pd.DataFrame, visited: set[str], k: int, day_end: pd
     return out.reindex(columns=list(PLAN_COLUMNS)).reset_index(drop=True)
 
 
-def route_day(selected: pd.DataFrame, settings: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """Route the selected leaks for one day: (stops of day 1, ids that did not fit in the crews' day)."""
+def route_day(selected: pd.DataFrame, day: str | None = None, settings: dict | None = None
+              ) -> tuple[pd.DataFrame, list[str]]:
+    """Route the selected leaks on the plan ``day`` (YYYY-MM-DD; its clock starts the crews' day, so deadlines
+    inside it are met): (stops of day 1, ids that did not fit in the crews' day)."""
     if selected.empty:
         return selected.assign(**{c: pd.Series(dtype=object) for c in ("crew", "day", "stop", "leg_km")}), []
-    routed = route_dispatch(selected, settings or load_settings())
+    routed = route_dispatch(selected, settings or load_settings(), start=day)
     left = routed.loc[routed["day"] > 1, "leak_id"].tolist()
     return routed[routed["day"] == 1].reset_index(drop=True), left
 

@@ -4,6 +4,7 @@ checked field by field."""
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -17,7 +18,8 @@ class DispatchConfigError(ValueError):
 
 
 def load_settings(path: str | Path | None = None) -> dict:
-    """Crews (name, home base or auto, visits a day), speeds and limits, checked field by field."""
+    """Crews (name, home base or auto, visits a day), speeds and limits, the working day's start and time zone,
+    checked field by field (``day_start`` comes back as (hour, minute))."""
     p = Path(path) if path else config_path("dispatch.yaml")
     try:
         cfg = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
@@ -57,12 +59,29 @@ def load_settings(path: str | Path | None = None) -> dict:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise DispatchConfigError(f"{p}: field 'crews[{i}].visits_per_day' must be a whole number ≥ 1")
         out_crews.append({"name": name, "home": tuple(map(float, home)) if home else None, "visits": v})
+    start = cfg.get("day_start", "07:00")
+    if isinstance(start, int) and not isinstance(start, bool) and 0 <= start <= 23:
+        start = f"{start:02d}:00"
+    try:
+        hh, mm = (int(x) for x in str(start).split(":")) if isinstance(start, str) else (-1, -1)
+    except ValueError:
+        hh, mm = -1, -1
+    if not (0 <= hh <= 23 and 0 <= mm <= 59):
+        # unquoted 7:00 reaches here as 420 (YAML 1.1 reads it as base 60)
+        raise DispatchConfigError(f"{p}: field 'day_start' must be a local time in quotes, e.g. \"07:00\", or an hour")
+    tz = cfg.get("time_zone", "UTC")
+    try:
+        ZoneInfo(tz if isinstance(tz, str) else "")
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise DispatchConfigError(f"{p}: field 'time_zone' must be a time zone name such as UTC or "
+                                  "America/Chicago") from exc
     appr = cfg.get("approval", {}) or {}
     if not isinstance(appr, dict) or not isinstance(appr.get("separate_approver", True), bool):
         raise DispatchConfigError(f"{p}: field 'approval.separate_approver' must be true or false")
     return {"crews": out_crews, "visits_per_crew_per_day": visits, "speed_km_h": num("speed_km_h", 50.0),
             "road_factor": num("road_factor", 1.3), "visit_hours": num("visit_hours", 1.0),
-            "day_hours": num("day_hours", 8.0), "separate_approver": appr.get("separate_approver", True)}
+            "day_hours": num("day_hours", 8.0), "day_start": (hh, mm), "time_zone": tz,
+            "separate_approver": appr.get("separate_approver", True)}
 
 
 def crew_capacity(path: str | Path | None = None) -> int:

@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="validate and load detection files")
     ing.add_argument("files", nargs="+", type=Path)
     ing.add_argument(
-        "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada"]
+        "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada", "cms_report",
+                                             "cms_windows", "aircraft_report"]
     )  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
+    ing.add_argument("--asset", default=None, help="the site of files that name none (monitor and aircraft reports)")
     ing.add_argument("--rejects", type=Path, default=None, help="write rejected rows with reasons to this CSV")
 
     assets = sub.add_parser("assets", help="asset registry")
@@ -116,7 +118,7 @@ def run(argv: list[str]) -> int:
         with _session(args.db) as s:
             require(s, args.user, "ingest")
             # check every file's structure first (reading each once): a bad file among several loads nothing
-            prepared = [prepare_file(s, f, args.format, args.source_name, str(f)) for f in args.files]
+            prepared = [prepare_file(s, f, args.format, args.source_name, str(f), args.asset) for f in args.files]
             total = {"accepted": 0, "rejected": 0, "duplicate": 0}
             all_rejects = []
             for f, prep in zip(args.files, prepared, strict=True):

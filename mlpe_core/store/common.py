@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from .models import Asset, AuditEvent, Detection, IngestBatch, Leak, ModelVersion, Validation
+from .models import Asset, AuditEvent, Detection, IngestBatch, Leak, ModelVersion, MonitorCoverage, Validation
 
 
 def now() -> datetime:
@@ -53,6 +53,6 @@ def upsert(session: Session, model, key: str, rows: list[dict], existing: set) -
 
 
 def clear_store(session: Session) -> None:
-    for m in (Validation, Detection, Leak, IngestBatch, ModelVersion, AuditEvent, Asset):
+    for m in (Validation, Detection, MonitorCoverage, Leak, IngestBatch, ModelVersion, AuditEvent, Asset):
         session.execute(delete(m))
     session.commit()

@@ -56,12 +56,15 @@ def run_fuse(
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0, "mode": "full", "refused": 0}
     assets = store.assets_frame(session)
     fuser = fuser or LeakFuser()
-    settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")} | {"version": FUSION_VERSION}
+    coverage = store.coverage_frame(session)
+    # new coverage windows (a sensor's silences) change its streams' cuts: a different count re-fuses everything
+    settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")} | {"version": FUSION_VERSION,
+                                                                                "coverage_windows": len(coverage)}
     why_full = "asked for" if full else _stale_fusion(session, settings)
     say(
         progress, 0.1, f"clustering {len(dets):,} detections" if why_full else "finding the area new detections affect"
     )
-    inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets)
+    inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets, coverage)
     reason = why_full or inc.reason_
     reg = inc.region_
     existing = set(session.execute(select(Leak.leak_id)).scalars())
@@ -182,7 +185,7 @@ def score_frame(
     if leaks.empty or dets.empty:
         return leaks.iloc[0:0], pd.DataFrame()
     as_of = pd.Timestamp(as_of) if as_of is not None else dets["observed_at"].max()
-    X = leak_features(dets, leaks, as_of)
+    X = leak_features(dets, leaks, as_of, store.coverage_frame(session))
     model, version = current_model(session, user)
     vals = store.validations_frame(session)
     dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks)
@@ -270,7 +273,7 @@ def run_train(session: Session, user: str = "system") -> dict:
     # one label per leak and cycle (its first usable visit), with the features as the ranking saw them
     # then: detections observed before the visit, silence and recency counted at the visit
     labels = outcome_labels(vals, dets)
-    X = features_at_visits(dets, leaks, labels)
+    X = features_at_visits(dets, leaks, labels, store.coverage_frame(session))
     current, _ = current_model(session, user)
     res = train_candidate(X, labels, current)
     if res["model"] is None:

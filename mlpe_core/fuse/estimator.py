@@ -26,7 +26,7 @@ from .streams import _stream_names, _stream_segments
 
 # Bumped whenever the grouping logic changes with the same settings: a store fused by another version is
 # re-fused in full, never mixed with incremental results of this one (pipeline._stale_fusion).
-FUSION_VERSION = 4
+FUSION_VERSION = 5
 
 
 class LeakFuser:
@@ -96,11 +96,14 @@ class LeakFuser:
         self.max_rate_ratio = max_rate_ratio
 
     # ----------------------------------------------------------------------------------------- fit
-    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None) -> LeakFuser:
+    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None, coverage: pd.DataFrame | None = None
+            ) -> LeakFuser:
         """X has latitude, longitude, location_uncertainty_m, observed_at; optional source_type, asset_id.
 
         ``assets`` (asset_id, latitude, longitude), when given, lets a site-level detection that names
-        its asset join only leaks attributed to that asset.
+        its asset join only leaks attributed to that asset. ``coverage`` (the store's ``MonitorCoverage``
+        windows: source_name, asset_id, start_at, end_at, state), when given, says when each site sensor
+        watched: its silences are counted only then (offline and unreported time is not silence).
         """
         n = len(X)
         xyz = to_ecef(X["latitude"].to_numpy(float), X["longitude"].to_numpy(float))
@@ -136,7 +139,8 @@ class LeakFuser:
             if len(named):
                 lr, lr_sd = _log_rate_and_sd(X, rates)
                 stream = _stream_names(X)
-                self._attach_streams(named, xyz, sigma, t_days, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd)
+                self._attach_streams(named, xyz, sigma, t_days, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd,
+                                     _watched_windows(coverage))
             rest = coarse[labels[coarse] < 0]
             if len(rest) and (precise_labels >= 0).any():
                 # the rest (unnamed, or far from their asset's leaks) attach on precise evidence only, as
@@ -327,7 +331,8 @@ class LeakFuser:
             if ambiguous is not None and len(cand) > 1:
                 ambiguous[i] = True
 
-    def _attach_streams(self, pts, xyz, sigma, t, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd) -> None:
+    def _attach_streams(self, pts, xyz, sigma, t, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd,
+                        watched=None) -> None:
         """Site-level detections that name an asset, handled per stream (one asset, one sensor) (in place).
 
         Each stream is cut at its significant silences and, where its measured rates are two sources,
@@ -342,7 +347,7 @@ class LeakFuser:
         have = labels >= 0
         c, se = _centres(xyz, sigma, labels)
         m0 = len(c)
-        segs = _stream_segments(pts, asset, stream, t, lr, lr_sd, self.silence_p, self.time_gap_days)
+        segs = _stream_segments(pts, asset, stream, t, lr, lr_sd, self.silence_p, self.time_gap_days, watched, xyz)
         # per leak, with room for one new leak per segment: activity span (every member) decides,
         # detection by detection, which leak was active; evidence span (precise sightings, or the founding
         # segment) decides which segment joins which leak
@@ -375,6 +380,12 @@ class LeakFuser:
             for j in by_asset.get(a, ()):
                 if ev_lo[j] > w1 or ev_hi[j] < w0 or fam in families.get(j, ()):
                     continue  # not seen at the time, or already holds a source this one was split from
+                if j >= m0:
+                    # a leak built from the site's own streams: another sensor reporting the same site at the same
+                    # time is the same leak, whatever its scale (monitors' calibrations differ by factors of 5,
+                    # Stanford 2022); only position, or co-active rates within one stream, separate sources
+                    cand.append(j)
+                    continue
                 if np.isfinite(seg_mu[0]) and np.isfinite(mu[j]):
                     # a 1 kg/h monitor run is not the 500 kg/h plume a satellite saw there
                     zr = abs(seg_mu[0] - mu[j]) / np.sqrt(seg_var[0] + var[j] + slack2)
@@ -460,6 +471,21 @@ class LeakFuser:
                 xyz[rest][~named], sigma[rest][~named], t[rest][~named], self.attach_sigmas, self.time_gap_days
             )
         labels[rest] = nxt + sub
+
+
+def _watched_windows(coverage: pd.DataFrame | None) -> dict | None:
+    """{(asset_id, source_name): (start days, end days)} of the windows each site sensor watched (it reported
+    something, or that it saw nothing); offline windows left out."""
+    if coverage is None or len(coverage) == 0:
+        return None
+    c = coverage[coverage["state"].isin(["watching", "detected"])]
+    if c.empty:
+        return None
+    s, e = _days(c["start_at"]), _days(c["end_at"])
+    out: dict = {}
+    for key, idx in c.groupby([c["asset_id"].astype(str), c["source_name"].astype(str)], sort=False).indices.items():
+        out[key] = (s[idx], e[idx])
+    return out
 
 
 def summarize(

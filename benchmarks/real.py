@@ -177,3 +177,62 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def cms_calibration(data: Path, rate: pd.Series) -> pd.DataFrame:
+    """Per continuous-monitor vendor: how its reported rates compare with the meter over its P windows.
+
+    For every P window with a reported rate and metered gas: ln(reported / metered mean over the window).
+    Columns: windows, mean_ratio (time-weighted mean reported / time-weighted mean metered: the bias a
+    time-average must divide out), median_ratio, log_sd (sd of the log ratio), slope (ln reported on ln
+    metered: below 1 is saturation), resid_sd (sd around that line), window_min (median window length),
+    windows_per_day (P windows per covered day). Pooled over vendors in the row ``all``."""
+    rows, pooled = [], []
+    for path in sorted((data / "stanford_cms_2022" / "vendor_reports").glob("*_event_windows.csv")):
+        d = pd.read_csv(path, parse_dates=["EmissionStartDateTime", "EmissionEndDateTime"])
+        p = d[d["ReportLabel"] == "P"]
+        rcol = next(c for c in d.columns if c.lower().startswith("reported release rate"))
+        out = []
+        for s, e, r in zip(p["EmissionStartDateTime"], p["EmissionEndDateTime"], p[rcol], strict=True):
+            m = rate[(rate.index >= pd.Timestamp(s, tz="UTC").floor("min")) & (rate.index <= pd.Timestamp(e, tz="UTC"))]
+            out.append((r, m.mean() if len(m) else np.nan, (e - s).total_seconds() / 3600))
+        w = pd.DataFrame(out, columns=["y", "r", "h"])
+        covered = (d["EmissionEndDateTime"] - d["EmissionStartDateTime"]).dt.total_seconds().sum() / 86400
+        row = {"vendor": path.name.split("_event_windows")[0], "windows": len(p),
+               "window_min": float(np.median(w["h"]) * 60), "windows_per_day": len(p) / max(covered, 1e-9)}
+        ok = w[(w["y"] > 0) & (w["r"] > 0)]
+        if len(ok) >= 3:
+            pooled.append(ok)
+            row |= _ratio_stats(ok)
+        rows.append(row)
+    if pooled:
+        rows.append({"vendor": "all", "windows": sum(r["windows"] for r in rows), **_ratio_stats(pd.concat(pooled))})
+    out = pd.DataFrame(rows)
+    quant = out[out["vendor"].ne("all") & out["mean_ratio"].notna()] if "mean_ratio" in out else out.iloc[0:0]
+    out.attrs["between_vendor_log_sd"] = float(np.log(quant["mean_ratio"]).std(ddof=1)) if len(quant) > 1 else np.nan
+    return out
+
+
+def _ratio_stats(w: pd.DataFrame) -> dict:
+    lr = np.log(w["y"] / w["r"])
+    slope, icpt = np.polyfit(np.log(w["r"]), np.log(w["y"]), 1)
+    resid = np.log(w["y"]) - (icpt + slope * np.log(w["r"]))
+    return {"quantified": len(w), "mean_ratio": float((w["y"] * w["h"]).sum() / (w["r"] * w["h"]).sum()),
+            "median_ratio": float(np.exp(lr.median())), "log_sd": float(lr.std(ddof=1)), "slope": float(slope),
+            "resid_sd": float(resid.std(ddof=2))}
+
+
+def aircraft_calibration(data: Path) -> pd.DataFrame:
+    """Per aircraft operator (stage 1, passes that passed both QC): the ratio of mean reported to mean metered
+    rate over detected, quantified passes (the bias a time-average divides out), the median ratio and the sd
+    of the log ratio."""
+    over = pd.read_csv(data / "stanford_aircraft_2022" / "aircraft_overpasses_with_metered_truth.csv")
+    o = over[(over["stage"] == 1) & over["pass_all_qc"].astype(bool) & over["operator_detected"].astype(bool)]
+    o = o[(o["operator_quantification"] > 0) & (o["release_rate_kgh"] > 0)]
+    rows = []
+    for op, g in o.groupby("operator"):
+        lr = np.log(g["operator_quantification"] / g["release_rate_kgh"])
+        rows.append({"operator": op, "passes": len(g),
+                     "mean_ratio": float(g["operator_quantification"].sum() / g["release_rate_kgh"].sum()),
+                     "median_ratio": float(np.exp(lr.median())), "log_sd": float(lr.std(ddof=1))})
+    return pd.DataFrame(rows)

@@ -150,11 +150,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--calibration", action="store_true",
+                    help="only the rate calibration of monitors and aircraft (rate_bias of config/instruments.yaml)")
     args = ap.parse_args(argv)
     if not (args.data / "stanford_cms_2022").exists():
         print(f"skipped: real data not found in {args.data} (../shared is absent)")
         return 0
     rate = meter(args.data)
+    if args.calibration:
+        cal = cms_calibration(args.data, rate)
+        with pd.option_context("display.width", 200):
+            print("Continuous monitors: reported vs metered over each P window")
+            print(cal.round(3).to_string(index=False))
+            print(f"between-vendor sd of ln(mean_ratio): {cal.attrs['between_vendor_log_sd']:.3f}\n")
+            print("Aircraft (stage 1, QC passes): reported vs metered per detected, quantified pass")
+            print(aircraft_calibration(args.data).round(3).to_string(index=False))
+        return 0
     rows = []
     for name, files in cms_sets(args.data).items():
         rows.append({"set": name, **run_set(files, args.data, rate)})

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("files", nargs="+", type=Path)
     ing.add_argument(
         "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada", "cms_report",
-                                             "cms_windows", "aircraft_report"]
+                                             "cms_windows", "aircraft_report", "coverage"]
     )  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
     ing.add_argument("--asset", default=None, help="the site of files that name none (monitor and aircraft reports)")

@@ -388,6 +388,12 @@ def run_demo(
         canon = to_canonical(text.astype(str), "canonical", None, f"demo-seed{seed}-{name}.csv")
         rep = ingest_frame(session, canon, f"demo-seed{seed}-{name}.csv", user=user)
         n += rep.n_accepted
+    if len(basin.coverage):  # the monitors' watched windows (the ``coverage`` format)
+        cov = basin.coverage.astype(object).where(basin.coverage.notna(), "")
+        for c in ("start_at", "end_at"):
+            cov[c] = pd.to_datetime(basin.coverage[c], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = f"demo-seed{seed}-coverage.csv"
+        ingest_frame(session, to_canonical(cov.astype(str), "coverage", None, name), name, user=user)
     say(progress, 0.55, "fusing")
     fz = run_fuse(session, user=user)
     say(progress, 0.75, "scoring")

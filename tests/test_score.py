@@ -46,12 +46,27 @@ def _sigmoid(x):
 SYS = 0.5  # a sensor's systematic log error as a share of its single-measurement log error (score.SYSTEMATIC_SHARE)
 
 
+@pytest.fixture
+def neutral(monkeypatch):
+    """An instrument table without measured biases, scatters or stated-error rules, so that the arithmetic of
+    the estimate is tested on its own (the measured table is tested in test_real_data and benchmarks/real.py)."""
+    from mlpe_core.score import rates
+
+    real = rates.sensor_default
+    keys = {"rate_bias", "rate_bias_log_sd", "log_sigma", "use_reported_bounds", "reported_sigma_scale"}
+
+    def table(names, types, key):
+        return np.full(len(names), np.nan) if key in keys else real(names, types, key)
+
+    monkeypatch.setattr(rates, "sensor_default", table)
+
+
 def _s(rate, unc):
     """Log-space sigma of a rate reported with a 1-sigma ``unc`` (log-normal)."""
     return math.sqrt(math.log1p((unc / rate) ** 2))
 
 
-def test_two_rates_combine_by_inverse_variance_in_log_space(dets):
+def test_two_rates_combine_by_inverse_variance_in_log_space(dets, neutral):
     d = dets([dict(leak="L1", rate=100.0, unc=20.0, name="GAO"), dict(leak="L1", rate=110.0, unc=55.0, name="AV3")])
     r = estimate_rates(d).loc["L1"]
     sys2 = (SYS * DEFAULT_LOG_SIGMA["aerial"]) ** 2  # two sensors: each has its own systematic error
@@ -66,7 +81,7 @@ def test_two_rates_combine_by_inverse_variance_in_log_space(dets):
     assert (r["n_quantified"], bool(r["rate_quantified"])) == (2, True)
 
 
-def test_scatter_between_repeat_measurements_widens_the_interval(dets):
+def test_scatter_between_repeat_measurements_widens_the_interval(dets, neutral):
     d = dets([dict(leak="L1", type="satellite", name="A", rate=100.0, unc=10.0),
               dict(leak="L1", type="satellite", name="B", rate=400.0, unc=40.0)])
     r = estimate_rates(d).loc["L1"]
@@ -74,7 +89,7 @@ def test_scatter_between_repeat_measurements_widens_the_interval(dets):
     assert r["log_sigma"] == pytest.approx(math.log(4) / 2, rel=1e-12)  # std(ln) / sqrt(n) beats propagation
 
 
-def test_repeats_of_one_sensor_do_not_beat_its_systematic_error(dets):
+def test_repeats_of_one_sensor_do_not_beat_its_systematic_error(dets, neutral):
     one = dets([dict(leak="L1", name="GAO", rate=50.0, unc=5.0) for _ in range(40)])
     two = dets([dict(leak="L1", name=("GAO" if i % 2 else "AV3"), rate=50.0, unc=5.0) for i in range(40)])
     floor = SYS * DEFAULT_LOG_SIGMA["aerial"]
@@ -87,7 +102,7 @@ def test_repeats_of_one_sensor_do_not_beat_its_systematic_error(dets):
     assert s_two == pytest.approx(1 / math.sqrt(2 / (v20 + floor**2)), rel=1e-12)  # two sensors: independent
 
 
-def test_the_rate_is_the_time_average_of_the_readings_not_their_log_mean(dets):
+def test_the_rate_is_the_time_average_of_the_readings_not_their_log_mean(dets, neutral):
     # one monitor: 1 kg/h for 9 hours, then 100 kg/h for 1 hour (the windows of its reports): a repair
     # removes 10.9 kg/h on average, whereas the log-space mean of the two readings is 10 and of the hours 1.6
     d = dets([dict(leak="L1", type="continuous_monitor", name="CMS", rate=1.0, unc=0.1, id="a", day=0),
@@ -116,6 +131,8 @@ def test_the_instruments_measured_bias_is_divided_out(dets, monkeypatch):
             return np.where(names.astype(str).eq("LOW").to_numpy(), 0.2, np.nan)
         if key == "rate_bias_log_sd":
             return np.where(names.astype(str).eq("LOW").to_numpy(), 0.8, np.nan)
+        if key in ("log_sigma", "use_reported_bounds", "reported_sigma_scale"):
+            return np.full(len(names), np.nan)
         return real(names, types, key)
 
     monkeypatch.setattr(rates, "sensor_default", table)
@@ -128,7 +145,7 @@ def test_the_instruments_measured_bias_is_divided_out(dets, monkeypatch):
     assert r.loc["L1", "log_sigma"] == pytest.approx(math.sqrt(math.log1p(samp / 100**2) + 0.8**2), rel=1e-12)
 
 
-def test_rate_without_uncertainty_uses_the_source_type_default(dets):
+def test_rate_without_uncertainty_uses_the_source_type_default(dets, neutral):
     r = estimate_rates(dets([dict(leak="L1", rate=50.0, type="aerial")])).loc["L1"]
     s = math.hypot(DEFAULT_LOG_SIGMA["aerial"], SYS * DEFAULT_LOG_SIGMA["aerial"])
     assert r["est_rate_kg_h"] == pytest.approx(50.0)
@@ -136,7 +153,7 @@ def test_rate_without_uncertainty_uses_the_source_type_default(dets):
     assert r["rate_lo_kg_h"] == pytest.approx(50 * math.exp(-s), rel=1e-12)
 
 
-def test_a_coarse_pixel_does_not_set_the_rate_of_a_precise_leak(dets):
+def test_a_coarse_pixel_does_not_set_the_rate_of_a_precise_leak(dets, neutral):
     d = dets([dict(leak="L1", rate=10.0, unc=2.0, sigma=5),
               dict(leak="L1", type="satellite", name="Sentinel-5P/TROPOMI", rate=6000.0, unc=2000.0, sigma=2500),
               dict(leak="L2", type="satellite", name="Sentinel-5P/TROPOMI", rate=6000.0, unc=2000.0, sigma=2500)])
@@ -145,7 +162,7 @@ def test_a_coarse_pixel_does_not_set_the_rate_of_a_precise_leak(dets):
     assert r.loc["L2", "est_rate_kg_h"] == pytest.approx(6000.0)  # a pixel alone still quantifies its leak
 
 
-def test_unquantified_leaks_are_flagged_and_ordered_by_what_saw_them(dets):
+def test_unquantified_leaks_are_flagged_and_ordered_by_what_saw_them(dets, neutral):
     d = dets([
         dict(leak="L1", type="satellite", name="EMIT - NASA"),
         dict(leak="L1", type="ogi", name="OGI"),

@@ -19,30 +19,45 @@ def _stream_names(X: pd.DataFrame) -> np.ndarray:
 
 
 def _silence_cuts(t: np.ndarray, log_p: float) -> list[int]:
-    """Where to cut a sorted stream of times: at silences its own cadence makes improbable.
+    """Where to cut a sorted stream of sighting times: around quiet stretches its own cadence makes improbable.
 
-    Gaps between a stream's reports are taken as exponential with an unknown rate. The longest gap g
-    of n reports spanning T is tested against the other n-2 gaps (total T-g): the chance that one gap
-    is at least g is ((T-g)/T)**(n-2) (the exponential's predictive with the rate unknown, which is
-    wary of short streams), times n-1 for having looked at every gap. Below ``exp(log_p)`` the stream is
-    cut there and both sides are tested again.
-    """
-    cuts: list[int] = []
+    Sightings are taken as a Poisson process whose rate may drop in one stretch: between sightings i and j
+    (i < j) the rate is m/L (m sightings strictly inside, over its length L), elsewhere the rest over the rest of
+    the span. The stretch with the largest likelihood gain over one constant rate is tested: the gain, less
+    the log of the number of stretches looked at (n(n-1)/2), must exceed -log_p. With nothing inside (m = 0)
+    this is the longest silence tested against the others' cadence (before issue 14 the only case: its
+    chance ((T-g)/T)**(n-2), times n-1); with a few sightings inside (a monitor's false alarms while the
+    source was gone, 0.02-0.13 a day for the Stanford 2022 vendors) the silence is still found. The stream is
+    cut at both ends of the stretch (its few inner sightings are a piece of their own) and the pieces tested
+    again. Returns the indices where new pieces start."""
+    cuts: set[int] = set()
     todo = [(0, len(t))]
     while todo:
         a, b = todo.pop()
         n = b - a
         if n < 3:
             continue
-        gaps = np.diff(t[a:b])
-        i = int(np.argmax(gaps))
-        g, span = float(gaps[i]), float(t[b - 1] - t[a])
-        if span <= 0 or g >= span:
+        x = np.asarray(t[a:b], float)
+        span = float(x[-1] - x[0])
+        if span <= 0:
             continue
-        if (n - 2) * np.log((span - g) / span) + np.log(n - 1) < log_p:
-            cuts.append(a + i + 1)
-            todo += [(a, a + i + 1), (a + i + 1, b)]
-    return sorted(cuts)
+        i, j = np.triu_indices(n, 1)
+        length = x[j] - x[i]
+        inner = (j - i - 1).astype(float)
+        rest_l, rest_m = span - length, n - inner
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f_in = np.where(inner > 0, inner * np.log(inner / np.where(length > 0, length, 1.0)), 0.0)
+            f_out = np.where(rest_l > 0, rest_m * np.log(rest_m / np.where(rest_l > 0, rest_l, 1.0)), np.inf)
+            gain = f_in + f_out - n * np.log(n / span)
+            quieter = inner / np.where(length > 0, length, 1.0) < rest_m / np.where(rest_l > 0, rest_l, 1.0)
+            gain = np.where((length > 0) & (rest_l > 0) & quieter, gain, -np.inf)
+        k = int(np.argmax(gain))
+        if not np.isfinite(gain[k]) or gain[k] - np.log(n * (n - 1) / 2) <= -log_p:
+            continue
+        lo, hi = a + int(i[k]) + 1, a + int(j[k])
+        cuts.update({lo, hi})
+        todo += [(a, lo), (lo, hi), (hi, b)] if hi > lo else [(a, lo), (hi, b)]
+    return sorted(c for c in cuts if 0 < c < len(t))
 
 
 def _silence_margin(n: int, span: float, log_p: float, cap: float) -> float:

@@ -307,9 +307,18 @@ def validate_coverage(frame: pd.DataFrame, good: pd.DataFrame, first_row: int = 
     end = parse_times(pd.Series(cov["end"].astype(str).to_numpy(), dtype="str"))
     asset = cov["asset_id"].astype(str).str.strip().to_numpy(dtype=object)
     state = cov["state"].to_numpy(dtype=object)
-    is_det = state == "detected"
-    problems: list[tuple[np.ndarray, str, str, np.ndarray]] = []
+    skip = getattr(frame.attrs.get("not_detection"), "value", None)
+    row_is_detection = np.ones(len(frame), bool) if skip is None else ~np.asarray(skip, dtype=bool)
+    # the window of a detection row of this file; a coverage export's ``detected`` windows are coverage rows
+    # naming detections loaded from another file
+    is_det = (state == "detected") & row_is_detection[cov["pos"].to_numpy(np.int64)]
+    problems: list[tuple[np.ndarray, str, object, np.ndarray]] = []
     only = ~is_det
+    if "state_text" in cov:
+        known = pd.Series(state).isin(["detected", "watching", "offline"]).to_numpy()
+        problems.append((np.flatnonzero(~known), shown.get("state", "state"),
+                         lambda v: f"state '{v}' is not detected, watching or offline (or P, N, NA)",
+                         cov["state_text"].to_numpy(dtype=object)[~known]))
 
     def add(mask: np.ndarray, column: str, reason, values: np.ndarray) -> None:
         idx = np.flatnonzero(mask)
@@ -343,7 +352,8 @@ def validate_coverage(frame: pd.DataFrame, good: pd.DataFrame, first_row: int = 
         start = start.copy()
         start.iloc[np.flatnonzero(keep_det)] = at.reindex(row[keep_det]).to_numpy()
     end = end.where(end.notna() & (end >= start), start)
-    det_id = np.where(is_det, cov["detection_id"].astype(str).to_numpy(dtype=object), None)
+    det_id = np.where(state == "detected", cov["detection_id"].astype(str).to_numpy(dtype=object), None)
+    det_id = np.where(pd.Series(det_id).fillna("").astype(str).str.strip().to_numpy() == "", None, det_id)
     out = pd.DataFrame({"source_name": cov["source_name"].astype(str).to_numpy(dtype=object),
                         "source_type": cov["source_type"].astype(str).to_numpy(dtype=object),
                         "asset_id": asset, "start_at": start.to_numpy(), "end_at": end.to_numpy(), "state": state,

@@ -10,13 +10,14 @@ import pandas as pd
 from scipy.special import betaln
 
 from ..schema import SOURCE_TYPES
-from .rates import estimate_rates, p_detect, sensor_default
+from .rates import DETECTION_SLOPE, estimate_rates, p_detect, sensor_default
 
 FEATURES: list[str] = [
     "n_detections",
     "n_sources",
     "n_source_types",
     *[f"n_{t}" for t in SOURCE_TYPES],
+    *[f"sensors_{t}" for t in SOURCE_TYPES],
     "mean_confidence",
     "max_confidence",
     "days_since_last",
@@ -29,6 +30,7 @@ FEATURES: list[str] = [
     "ambiguous_share",
     "missed_looks",
     "log_p_silence",
+    "log_p_silence_before",
     "confidence_evidence",
     "log_lr_isolated",
     "log_p_unrepaired",
@@ -82,7 +84,8 @@ def _cell_keys(lat: np.ndarray, lon: np.ndarray, cell: float) -> np.ndarray:
     return iy * 1_000_000 + ix
 
 
-def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: float) -> tuple[float, float]:
+def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: float,
+                slope: float = DETECTION_SLOPE) -> tuple[float, float]:
     """Look efficiency c and detection limit L of one sensor from the leaks it saw on ≥ 2 days.
 
     Maximum likelihood of ``hits`` re-sightings in ``looks`` looks with P(sighting) = c·p_detect(rate, L),
@@ -90,7 +93,7 @@ def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: fl
     """
     Ls = limit * 10.0 ** np.linspace(-2, 1, 31)
     cs = np.linspace(0.02, 1.0, 50)
-    pdet = p_detect(rate[None, :], Ls[:, None])  # (L, pair)
+    pdet = p_detect(rate[None, :], Ls[:, None], slope)  # (L, pair)
     q = np.clip(cs[:, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
     ll = (hits * np.log(q) + (looks - hits) * np.log1p(-q)).sum(axis=-1)
     i, j = np.unravel_index(int(np.argmax(ll)), ll.shape)
@@ -102,21 +105,24 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     """Per leak: how often its sensors looked since it was last seen, and how likely that silence is if it
     still emits.
 
-    For each (leak, sensor) pair: n = days the sensor saw the leak, A = looks from its first sighting to the
-    leak's last sighting (by any sensor) and k = looks since the leak's last sighting (see ``LOOK_MODE``).
-    Silence before the leak's last sighting is no evidence that it stopped (another sensor saw it emit after):
-    it only tells how often this sensor sees it (A). With ``coverage`` (the sensors' watched windows at the
+    For each (leak, sensor) pair: n = days the sensor saw the leak, A = looks from its first to its last
+    sighting, k_b = looks from its last sighting to the leak's last sighting (by any sensor) and k = looks
+    since the leak's last sighting (see ``LOOK_MODE``). Silence before the leak's last sighting is no evidence
+    that it stopped (another sensor saw it emit after); it is evidence that this sensor's detections were
+    false (``log_p_silence_before``), and only the silence since (``log_p_silence``) weighs emitting against
+    stopped. With ``coverage`` (the sensors' watched windows at the
     leak's site), looks are counted only while the sensor watched: a monitor's offline or unreported time and
     the weeks an aircraft did not fly are not silence. The per-look sighting probability q has a Beta prior
     of strength ``LOOK_PRIOR_STRENGTH`` centred on c·p_detect(rate, L), where the sensor's look efficiency c
     (clouds, wind, alert caps) and detection limit L are fitted to how often it re-saw the leaks it saw at
-    least twice (:func:`_fit_sensor`; the instrument table's limit and c = 0.5 when it saw fewer than 5),
-    and the leak's own history (n − 1 sightings in A − 1 looks) updates it. P(k silent looks | emitting) is
-    the beta-binomial E[(1 − q)^k], floored by a sensor outage probability ``SENSOR_OUTAGE``.
-    Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed, Σ k·E[q]) and ``log_p_silence``
-    (Σ over sensors of ln P(silence | still emitting)).
+    least twice (:func:`_fit_sensor`; the instrument table's limit, slope and look efficiency when it saw
+    fewer than 5), and the leak's own history (n − 1 sightings in A − 1 looks) updates it. P(k silent looks |
+    emitting) is the beta-binomial E[(1 − q)^k], floored by a sensor outage probability ``SENSOR_OUTAGE``.
+    Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed since the leak's last sighting),
+    ``log_p_silence`` (Σ over sensors of ln P(silence since the leak's last sighting | still emitting)) and
+    ``log_p_silence_before`` (Σ ln P(each sensor's silence before it | real)).
     """
-    cols = ["n_days_seen", "missed_looks", "log_p_silence", "log_lr_isolated"]
+    cols = ["n_days_seen", "missed_looks", "log_p_silence", "log_p_silence_before", "log_lr_isolated"]
     leaks = pd.Index(dets["leak_id"].unique())
     if dets.empty:
         return pd.DataFrame(columns=cols, index=leaks, dtype=float)
@@ -131,16 +137,17 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     seen = d.groupby("leak_id")["day"].nunique()
     pairs = d.groupby(["leak_id", "source_name"], sort=False).agg(
         source_type=("source_type", "first"), n=("day", "nunique"), first=("day", "min"), last=("day", "max"),
-        first_t=("t", "min")).reset_index()
+        first_t=("t", "min"), last_t=("t", "max")).reset_index()
     # the leak's last sighting by any sensor: it was emitting then, whatever each sensor saw before
     leak_last = pairs.groupby("leak_id")["last"].transform("max").to_numpy(float)
     leak_last_t = d.groupby("leak_id")["t"].max().reindex(pairs["leak_id"]).to_numpy(float)
     cen = centres.reindex(pairs["leak_id"])
     lat, lon = cen["latitude"].to_numpy(float), cen["longitude"].to_numpy(float)
     n = pairs["n"].to_numpy(float)
-    first = pairs["first"].to_numpy(float)
+    first, last = pairs["first"].to_numpy(float), pairs["last"].to_numpy(float)
     A = n.copy()
-    k = np.zeros(len(pairs))
+    k = np.zeros(len(pairs))  # looks since the leak's last sighting (by any sensor)
+    k_b = np.zeros(len(pairs))  # looks between this sensor's last sighting and the leak's
     k_pre = np.zeros(len(pairs))  # looks before the first sighting, since the feed began
     pre_days = np.zeros(len(pairs))
     informative = np.zeros(len(pairs), bool)
@@ -161,7 +168,8 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
             gaps = np.diff(active)
             revisit = max(1.0, float(np.quantile(gaps, 0.25)))
             end = min(asof_day, int(active[-1] + gaps.max()))  # a feed silent longer than ever before has stopped
-            A[idx] = (leak_last[idx] - first[idx]) / revisit + 1
+            A[idx] = (last[idx] - first[idx]) / revisit + 1
+            k_b[idx] = np.maximum(np.minimum(leak_last[idx], end) - last[idx], 0) / revisit
             k[idx] = np.maximum(end - leak_last[idx], 0) / revisit
             k_pre[idx] = np.maximum(first[idx] - active[0], 0) / revisit
             if windows is not None:  # looks only while it watched the leak's site
@@ -169,8 +177,10 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
                     clock = _site_clock(windows, d, pairs["leak_id"].iloc[i], name)
                     if clock is None:
                         continue
-                    w_first, w_last, w_now = clock(np.array([pairs["first_t"].iloc[i], leak_last_t[i], asof_t]))
-                    A[i] = (w_last - w_first) / revisit + 1
+                    w_first, w_own, w_last, w_now = clock(np.array([pairs["first_t"].iloc[i], pairs["last_t"].iloc[i],
+                                                                    leak_last_t[i], asof_t]))
+                    A[i] = (w_own - w_first) / revisit + 1
+                    k_b[i] = max(w_last - w_own, 0.0) / revisit
                     k[i] = max(w_now - w_last, 0.0) / revisit
         else:
             where = mine & np.isfinite(lat_d) & np.isfinite(lon_d)
@@ -184,8 +194,10 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
                          if (w := _site_days(windows, d, pairs["leak_id"].iloc[i], name)) is not None]
                 act = np.concatenate([act, *extra]) if extra else act
             act = np.unique(act)
+            at_own = np.searchsorted(act, key + last[idx], "right")
             at_last = np.searchsorted(act, key + leak_last[idx], "right")
-            A[idx] = at_last - np.searchsorted(act, key + first[idx], "left")
+            A[idx] = at_own - np.searchsorted(act, key + first[idx], "left")
+            k_b[idx] = at_last - at_own
             k[idx] = np.searchsorted(act, key + asof_day, "right") - at_last
             k_pre[idx] = np.searchsorted(act, key + first[idx], "left") - np.searchsorted(act, key, "left")
         pre_days[idx] = np.maximum(first[idx] - active[0], 0)
@@ -193,21 +205,29 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     A = np.maximum(A, n)
     limit = sensor_default(pairs["source_name"], pairs["source_type"], "detection_limit_kg_h")
     limit = np.where(np.isfinite(limit), limit, 1.0)
+    slope = sensor_default(pairs["source_name"], pairs["source_type"], "detection_slope")
+    slope = np.where(np.isfinite(slope), slope, DETECTION_SLOPE)
+    eff = sensor_default(pairs["source_name"], pairs["source_type"], "look_efficiency")
+    eff = np.where(np.isfinite(eff), eff, 0.5)
     rate = np.exp(log_rate.reindex(pairs["leak_id"]).fillna(0.0).to_numpy(float))
     m = np.zeros(len(pairs))
     for _name, idx in pairs.groupby("source_name", sort=False).groups.items():
         idx = np.asarray(idx)
         rep = idx[informative[idx] & (n[idx] >= 2)]
-        c, lim = 0.5, float(limit[idx[0]])
+        c, lim, k_ = float(eff[idx[0]]), float(limit[idx[0]]), float(slope[idx[0]])
         if len(rep) >= 5:
-            c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim)
-        m[idx] = c * p_detect(rate[idx], lim)
+            c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim, k_)
+        m[idx] = c * p_detect(rate[idx], lim, k_)
     m = np.clip(m, 1e-3, 1 - 1e-3)
     a = LOOK_PRIOR_STRENGTH * m + (n - 1)
     b = LOOK_PRIOR_STRENGTH * (1 - m) + np.maximum(A - n, 0)
-    p0 = np.where(informative & (k > 0), np.exp(betaln(a, b + k) - betaln(a, b)), 1.0)
+    # the silence before the leak's last sighting (another sensor saw it emit after) and the silence since, each
+    # beta-binomial given what came before it, each floored by an outage
+    p0_b = np.where(informative & (k_b > 0), np.exp(betaln(a, b + k_b) - betaln(a, b)), 1.0)
+    p0 = np.where(informative & (k > 0), np.exp(betaln(a, b + k_b + k) - betaln(a, b + k_b)), 1.0)
     logp = np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0)
-    missed = np.where(informative, k * a / (a + b), 0.0)
+    logp_b = np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0_b)
+    missed = np.where(informative, k * a / (a + b + k_b), 0.0)
     # an imager's one-off: would a real source of this size have been seen before? Its age is exponential
     # with the mean life of its size (persistence_days), looks come at k_pre / pre_days a day, each seeing it
     # with probability m; a false plume is a one-off whatever the looks. Likelihood ratio real : false.
@@ -219,8 +239,8 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     lr = inv_tau / (inv_tau + lam) * (1 - e) + e
     log_lr = np.where(lone, np.log(np.maximum(lr, 1e-12)), 0.0)
     out = pd.DataFrame({"leak_id": pairs["leak_id"], "missed_looks": missed, "log_p_silence": logp,
-                        "log_lr_isolated": log_lr})
-    out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_lr_isolated"]].sum()
+                        "log_p_silence_before": logp_b, "log_lr_isolated": log_lr})
+    out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_p_silence_before", "log_lr_isolated"]].sum()
     out["n_days_seen"] = seen
     return out.reindex(leaks)[cols]
 
@@ -345,6 +365,11 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     f["n_sources"] = g["source_name"].nunique()
     f["n_source_types"] = g["source_type"].nunique()
     f = f.join(counts)
+    # distinct instruments of each kind (two vendors' monitors, two satellites): independent confirmations
+    sensors = d.groupby(["leak_id", "source_type"])["source_name"].nunique().unstack()
+    sensors = sensors.reindex(columns=list(SOURCE_TYPES)).fillna(0).astype(int)
+    sensors.columns = [f"sensors_{c}" for c in sensors.columns]
+    f = f.join(sensors)
     f["mean_confidence"] = g["confidence"].mean()
     f["max_confidence"] = g["confidence"].max()
     f["confidence_evidence"] = confidence_evidence(d).reindex(f.index).fillna(0.0)

@@ -14,13 +14,21 @@ from ..ingest import instrument_defaults
 DEFAULT_LOG_SIGMA = {"satellite": 0.5, "aerial": 0.35, "continuous_monitor": 0.9, "scada": 1.2, "ogi": 1.0}
 
 
-# Prior of a leak's rate before any quantification (kg/h): log-normal, the order of magnitude of measured
-# site-level leak-size distributions (Omara et al. 2018; Brandt et al. 2016). Used only for leaks no sensor
-# quantified, together with the detection limit of the sensor that saw them.
-RATE_PRIOR_MEDIAN_KG_H, RATE_PRIOR_LOG_SD = 5.0, 1.5
+# Prior of a leak's rate before any quantification (kg/h): log-normal, measured site totals (Zavala-Araiza et
+# al. 2018, ``rate_prior`` of config/instruments.yaml; these are the fallbacks). Used only for leaks no sensor
+# quantified, together with the detection curve of the sensor that saw them.
+RATE_PRIOR_MEDIAN_KG_H, RATE_PRIOR_LOG_SD = 1.40, 1.75
 
 
-DETECTION_SLOPE = 2.0  # probability of detection is logistic in log rate, 50 % at the limit (Conrad et al. 2023)
+DETECTION_SLOPE = 2.0  # fallback slope of the detection curve (logistic in log rate, Conrad et al. 2023)
+
+
+def rate_prior() -> tuple[float, float]:
+    """(median kg/h, ln-sd) of the leak-size prior, from ``config/instruments.yaml`` (``rate_prior``)."""
+    from ..ingest import load_instruments
+
+    p = load_instruments().get("rate_prior", {})
+    return float(p.get("median_kg_h", RATE_PRIOR_MEDIAN_KG_H)), float(p.get("log_sd", RATE_PRIOR_LOG_SD))
 
 
 COARSE_SIGMA_M = 500.0  # detections located worse than this (larger than a site) do not quantify a precise leak
@@ -52,18 +60,21 @@ def _log_sigma(rate: np.ndarray, unc: np.ndarray, default: np.ndarray) -> np.nda
     return np.where(np.isfinite(unc) & (unc > 0), np.clip(s, 0.05, 3.0), default)
 
 
-def _unquantified_rate(limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior (mean, sd) of log rate for a leak seen, not quantified, by a sensor with this limit.
+def _unquantified_rate(limit: np.ndarray, slope: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior (mean, sd) of log rate for a leak seen, not quantified, by a sensor with this limit and slope.
 
-    Prior: log-normal leak sizes (``RATE_PRIOR_*``); likelihood: the probability of detection at the limit.
+    Prior: log-normal leak sizes (:func:`rate_prior`); likelihood: the sensor's probability of detection.
     """
-    grid = np.linspace(math.log(RATE_PRIOR_MEDIAN_KG_H) - 6 * RATE_PRIOR_LOG_SD,
-                       math.log(RATE_PRIOR_MEDIAN_KG_H) + 6 * RATE_PRIOR_LOG_SD, 601)
-    prior = np.exp(-0.5 * ((grid - math.log(RATE_PRIOR_MEDIAN_KG_H)) / RATE_PRIOR_LOG_SD) ** 2)
-    uniq, inv = np.unique(np.asarray(limit, float), return_inverse=True)
+    med, lsd = rate_prior()
+    grid = np.linspace(math.log(med) - 6 * lsd, math.log(med) + 6 * lsd, 601)
+    prior = np.exp(-0.5 * ((grid - math.log(med)) / lsd) ** 2)
+    slope = np.full(len(np.atleast_1d(limit)), DETECTION_SLOPE) if slope is None else np.asarray(slope, float)
+    pairs = np.column_stack([np.asarray(limit, float), slope])
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    inv = np.asarray(inv).ravel()
     mu, sd = np.empty(len(uniq)), np.empty(len(uniq))
-    for i, lim in enumerate(uniq):
-        w = prior * p_detect(np.exp(grid), lim)
+    for i, (lim, k) in enumerate(uniq):
+        w = prior * p_detect(np.exp(grid), lim, k)
         w = w / w.sum()
         mu[i] = float((w * grid).sum())
         sd[i] = float(np.sqrt((w * (grid - mu[i]) ** 2).sum()))
@@ -126,6 +137,12 @@ def estimate_rates(dets: pd.DataFrame, coverage: pd.DataFrame | None = None) -> 
     rate = q["rate_kg_h"].to_numpy(float)
     unc = q["rate_uncertainty_kg_h"].to_numpy(float) if "rate_uncertainty_kg_h" in q else np.full(len(q), np.nan)
     default = q["source_type"].map(DEFAULT_LOG_SIGMA).fillna(0.7).to_numpy(float)
+    if len(q):  # the instrument table's measured single-reading scatter, and whether its stated errors hold
+        table = sensor_default(q["source_name"], q["source_type"], "log_sigma")
+        default = np.where(np.isfinite(table), table, default)
+        stated = sensor_default(q["source_name"], q["source_type"], "use_reported_bounds")
+        scale = sensor_default(q["source_name"], q["source_type"], "reported_sigma_scale")
+        unc = np.where(np.isfinite(stated) & (stated == 0), np.nan, unc * np.where(np.isfinite(scale), scale, 1.0))
     s = _log_sigma(rate, unc, default)
     bias = sensor_default(q["source_name"], q["source_type"], "rate_bias") if len(q) else np.zeros(0)
     bias = np.where(np.isfinite(bias) & (bias > 0), bias, 1.0)
@@ -166,8 +183,10 @@ def estimate_rates(dets: pd.DataFrame, coverage: pd.DataFrame | None = None) -> 
     if len(missing):
         u = dets[dets["leak_id"].isin(missing).to_numpy() & use]
         limit = pd.Series(sensor_default(u["source_name"], u["source_type"], "detection_limit_kg_h"), index=u.index)
-        floor = limit.fillna(1.0).groupby(u["leak_id"]).min()
-        m, sd = _unquantified_rate(floor.to_numpy())
+        slope = pd.Series(sensor_default(u["source_name"], u["source_type"], "detection_slope"), index=u.index)
+        best = limit.fillna(1.0).groupby(u["leak_id"]).idxmin()  # the most sensitive sensor that saw it
+        floor = limit.fillna(1.0).loc[best.to_numpy()].set_axis(best.index)
+        m, sd = _unquantified_rate(floor.to_numpy(), slope.fillna(DETECTION_SLOPE).loc[best.to_numpy()].to_numpy())
         out = pd.concat([out, pd.DataFrame({"log_rate": m, "log_sigma": sd, "n_quantified": 0,
                                             "rate_quantified": False, "reading_log_sd": np.nan}, index=floor.index)])
     out.index.name = "leak_id"

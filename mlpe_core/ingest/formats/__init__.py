@@ -19,13 +19,15 @@ from .carbonmapper import CARBONMAPPER_SIGNATURE, map_carbonmapper
 from .cms import CMS_TIME_COLUMNS, map_cms
 from .cmsreport import REPORT_MARKERS, REPORT_SIGNATURE, WINDOWS_MARKER, map_cms_report, map_cms_windows
 from .common import ASSET_COLUMNS, _pick
+from .coverage import COVERAGE_END, COVERAGE_START, is_coverage, map_coverage
 from .mars import MARS_SIGNATURE, map_mars
 from .scada import SCADA_TAG_COLUMNS, SCADA_TIME_COLUMNS, map_scada
 
-FORMATS = ("auto", "canonical", "carbonmapper", "mars", "cms", "scada", "cms_report", "cms_windows", "aircraft_report")
+FORMATS = ("auto", "canonical", "carbonmapper", "mars", "cms", "scada", "cms_report", "cms_windows", "aircraft_report",
+           "coverage")
 
 # formats whose rows are windows a sensor watched: detections and coverage (``formats.windows``)
-WINDOW_FORMATS = ("cms_report", "cms_windows", "aircraft_report")
+WINDOW_FORMATS = ("cms_report", "cms_windows", "aircraft_report", "coverage")
 
 
 def detect_format(columns: Iterable[str]) -> str:
@@ -39,6 +41,8 @@ def detect_format(columns: Iterable[str]) -> str:
         return "canonical"
     if is_aircraft(cols):
         return "aircraft_report"
+    if is_coverage(cols):
+        return "coverage"
     if REPORT_SIGNATURE <= cols and WINDOWS_MARKER in cols:
         return "cms_windows"
     if REPORT_SIGNATURE <= cols and _pick(cols, REPORT_MARKERS):
@@ -65,7 +69,9 @@ def _missing_signature(fmt: str, cols: set[str]) -> list[str]:
         shape = next((s for s in AIRCRAFT_SHAPES if s[0] in cols), AIRCRAFT_SHAPES[0])
         times = next((t for t in AIRCRAFT_TIMES if t[0] in cols), AIRCRAFT_TIMES[0])
         return [c for c in (*shape, *times) if c not in cols] or [" or ".join(t[-1] for t in AIRCRAFT_TIMES)]
-    if fmt in ("cms_report", "cms_windows"):
+    if fmt == "coverage":
+        need = [("state",), ("source_name",), COVERAGE_START, COVERAGE_END]
+    elif fmt in ("cms_report", "cms_windows"):
         need = [(c,) for c in sorted(REPORT_SIGNATURE)]
         need.append((WINDOWS_MARKER,) if fmt == "cms_windows" else REPORT_MARKERS)
     elif fmt == "cms":
@@ -114,7 +120,7 @@ def to_canonical(raw: pd.DataFrame, fmt: str, source_name: str | None, label: st
     elif fmt in WINDOW_FORMATS:
         names = {c.lower(): c for c in raw.columns}
         mapper = {"cms_report": map_cms_report, "cms_windows": map_cms_windows,
-                  "aircraft_report": map_aircraft_report}[fmt]
+                  "aircraft_report": map_aircraft_report, "coverage": map_coverage}[fmt]
         out = mapper(low, source_name, label, asset, names)
     elif fmt == "canonical":
         out = map_canonical(raw, source_name, label)

@@ -52,26 +52,39 @@ Feeds
     PointSat   satellite           25       120 kg/h   every 6-8 days, ~11:00 local, whole     15%
     CoarseSat  satellite           5000     5000 kg/h  daily, 13:30 local, 50% good-quality    ~0.02/d
     AirLidar   aerial              5        3 kg/h     2 campaigns x 40% of assets, 3-5 days   3%
-    FenceCMS   continuous_monitor  150      1 kg/h     15% of assets, alerts <= 3 per day      30%
+    FenceCMS   continuous_monitor  150      1-10 kg/h  15% of assets, <= 3 periods a day       see below
     SCADA      scada               200      --         30% of tank/compressor/plant leaks      50%
     OGI        ogi                 3        1 kg/h     10% of assets, ~8 sites per survey day  ~0.5%
     ========== =================== ======== ========== ======================================= ======
 
     Satellite passes are clear (70%), half-clouded (20%) or cloudy (10%); false plumes fall 40% near
-    an asset (bright pads) and 60% anywhere in the scene, with rates near the limit. FenceCMS alerts
-    need the wind to carry the plume to the fence (35% of hours, 4 h episodes); exceedance hours
-    separated by at most one hour form one alert, and only the first three alerts of a UTC day are
-    reported; its rates have cv 90% and its false alerts come from monitored assets with no leak.
-    SCADA reports the site's registered coordinates with event types by asset (tank_pressure_high,
-    pressure_drop, compressor_vent), one at a leak's onset plus one per ~12 emitting days, and false
-    alarms at random tank/compressor/plant sites; it has no rate and confidence 0.2-0.6. OGI reports
-    no rate, confidence 0.9, and detects an emitting leak with ``0.8 * p(rate, 1 kg/h)``. Only the
-    site-level feeds (FenceCMS, SCADA, OGI) fill ``asset_id``; only the remote ones (satellites,
-    AirLidar) report wind.
+    an asset (bright pads) and 60% anywhere in the scene, with rates near the limit. SCADA reports the
+    site's registered coordinates with event types by asset (tank_pressure_high, pressure_drop,
+    compressor_vent), one at a leak's onset plus one per ~12 emitting days, and false alarms at random
+    tank/compressor/plant sites; it has no rate and confidence 0.2-0.6. OGI reports no rate, confidence
+    0.9, and detects an emitting leak with ``0.8 * p(rate, 1 kg/h)``. Only the site-level feeds (FenceCMS,
+    SCADA, OGI) fill ``asset_id``; only the remote ones (satellites, AirLidar) report wind.
+Real-data realism (issue 14; docs/simulator.md has the fitted numbers and their sources)
+    A source's rate changes from one release episode to the next (an on-run of an intermittent source, a
+    UTC day of a steady one): a lognormal factor of mean 1 and log-sd 0.54 (the Kairos New Mexico Permian
+    repeat sightings, between-pass sd 0.72 less the within-pass 0.48), so ``rate_kg_h`` is the time-average
+    while emitting. Half the intermittent sources emit only in local daytime (07-19 h; an assumption).
+    FenceCMS is now monitors of five kinds, one kind per monitored site, four fitted to the Stanford 2022
+    vendors (``_CMS_VENDORS``): two fragmenting reporters (windows of ~21 min, one or two per detection
+    period; one reports no rate), two all-day reporters (one window per period, ~4 h; they localise and
+    report the located source's rate and position within 30 m, one states a 25 % error), and one 15-minute
+    block reporter (pooled numbers, assumed). Each detects the site's total hourly while the plume reaches it
+    (35% of hours, 4-hour episodes) with its own detection curve, reports at most three periods a UTC day,
+    reads the site's total (or the located source) times its own bias with its own scatter (the real mean
+    ratios 0.06-0.32 of the meter), is offline ~8% of the time in multi-day outages, and raises false alarms
+    at its measured rate (0.02-0.13 a day) at any monitored site. ``Basin.coverage`` holds each alarm's
+    window, the watched-and-quiet windows between them and the block reporter's offline windows. A reading of a
+    site's total while several of its sources emitted is attributed to the largest (``source_share`` < 1 in
+    the truth).
     The volume of false positives of a feed is drawn as Poisson(fraction / (1 - fraction) x its true
     detections), so the false share is as stated at any basin size. Times are UTC; blank values are
-    NaN so CSVs get empty cells. With the defaults the feeds hold 6,300-10,400 detections in total
-    (seeds 0-19), ~85% of them FenceCMS alerts; building them takes well under a second.
+    NaN so CSVs get empty cells. With the defaults the feeds hold about 8,000-16,000 detections in total,
+    most of them FenceCMS alarm windows; building them takes one to two seconds.
 """
 
 from __future__ import annotations

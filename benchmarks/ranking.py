@@ -62,6 +62,12 @@ def load_basin(seed: int, n_assets: int = 2000, spacing_m: float = 500.0, n_days
         text["observed_at"] = pd.to_datetime(feed["observed_at"], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
         canon = to_canonical(text.astype(str), "canonical", None, f"{name}.csv")
         ingest_frame(session, canon, f"bench-{seed}-{name}.csv", user="bench")
+    if len(basin.coverage):  # the monitors' watched windows
+        cov = basin.coverage.astype(object).where(basin.coverage.notna(), "")
+        for c in ("start_at", "end_at"):
+            cov[c] = pd.to_datetime(basin.coverage[c], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        ingest_frame(session, to_canonical(cov.astype(str), "coverage", None, "coverage.csv"),
+                     f"bench-{seed}-coverage.csv", user="bench")
     pipeline.run_fuse(session, user="bench")
     pipeline.run_score(session, as_of=basin.as_of, user="bench")  # as of the end of the simulated period
     return Loaded(basin, session, time.perf_counter() - t0)

@@ -41,9 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="validate and load detection files")
     ing.add_argument("files", nargs="+", type=Path)
     ing.add_argument(
-        "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada"]
+        "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada", "cms_report",
+                                             "cms_windows", "aircraft_report", "coverage"]
     )  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
+    ing.add_argument("--asset", default=None, help="the site of files that name none (monitor and aircraft reports)")
     ing.add_argument("--rejects", type=Path, default=None, help="write rejected rows with reasons to this CSV")
 
     assets = sub.add_parser("assets", help="asset registry")
@@ -121,7 +123,7 @@ def run(argv: list[str]) -> int:
         from . import desk
 
         with _session(args.db) as s:
-            reports = desk.ingest(s, args.user, args.files, args.format, args.source_name)
+            reports = desk.ingest(s, args.user, args.files, args.format, args.source_name, asset=args.asset)
             total = {"accepted": 0, "rejected": 0, "duplicate": 0}
             all_rejects = []
             for f, rep in zip(args.files, reports, strict=True):

@@ -661,22 +661,22 @@ def sensor_quality(session: Session) -> pd.DataFrame:
 
 
 def ingest(session: Session, user: str, files: list[Path], fmt: str = "auto", source_name: str | None = None,
-           progress=None) -> list:
+           progress=None, asset: str | None = None) -> list:
     """Validate every file's structure first (a bad file among several loads nothing), then load each in its
-    own transaction. Returns one ``IngestReport`` per file."""
+    own transaction. ``asset`` names the site of files that name none. Returns one ``IngestReport`` per file."""
     from .ingest import load_prepared, prepare_file
 
     auth.require(session, user, "ingest")
-    prepared = [prepare_file(session, f, fmt, source_name, str(f)) for f in files]
+    prepared = [prepare_file(session, f, fmt, source_name, str(f), asset) for f in files]
     return [load_prepared(session, p, user=user, progress=progress) for p in prepared]
 
 
 def ingest_upload(session: Session, user: str, path: Path, fmt: str = "auto", source_name: str | None = None,
-                  label: str | None = None):
+                  label: str | None = None, asset: str | None = None):
     """One uploaded file (the app keeps going with the others when one is refused)."""
     from .ingest import ingest_file
 
-    return ingest_file(session, path, fmt, source_name, user=user, label=label)
+    return ingest_file(session, path, fmt, source_name, user=user, label=label, asset=asset)
 
 
 def import_assets(session: Session, user: str, path: Path) -> dict:

@@ -89,12 +89,14 @@ def outcome_labels(validations: pd.DataFrame, detections: pd.DataFrame | None = 
     return out
 
 
-def features_at_visits(detections: pd.DataFrame, leaks: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+def features_at_visits(detections: pd.DataFrame, leaks: pd.DataFrame, labels: pd.DataFrame,
+                       coverage: pd.DataFrame | None = None) -> pd.DataFrame:
     """Features of each labelled visit as the ranking saw them: computed from the detections observed before
     the visit, as of the visit (silence, recency, the feeds' revisit and the sensors' fitted look efficiency
     included). Visits are grouped by UTC day: one cut-off per day, at its earliest visit, so no detection
     from after any visit of that day is used; ``days_since_last`` is then counted to each visit's own time.
     Indexed like ``labels``; a leak with no detection before its visit is left out (nothing to rank it by).
+    ``coverage`` (the sensors' watched windows) is cut at the visit too (``leak_features``).
     """
     if labels.empty:
         return pd.DataFrame(columns=FEATURES)
@@ -107,7 +109,7 @@ def features_at_visits(detections: pd.DataFrame, leaks: pd.DataFrame, labels: pd
         if not (before & detections["leak_id"].isin(set(g["leak_id"])).to_numpy()).any():
             continue
         # the sensors' look statistics need every detection before the cut-off, not only the visited leaks'
-        X = leak_features(detections[before & detections["leak_id"].notna().to_numpy()], leaks, cut)
+        X = leak_features(detections[before & detections["leak_id"].notna().to_numpy()], leaks, cut, coverage)
         ok = g[g["leak_id"].isin(X.index)]
         if ok.empty:
             continue

@@ -57,12 +57,15 @@ def run_fuse(
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0, "mode": "full", "refused": 0}
     assets = store.assets_frame(session)
     fuser = fuser or LeakFuser()
-    settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")} | {"version": FUSION_VERSION}
+    coverage = store.coverage_frame(session)
+    # new coverage windows (a sensor's silences) change its streams' cuts: a different count re-fuses everything
+    settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")} | {"version": FUSION_VERSION,
+                                                                                "coverage_windows": len(coverage)}
     why_full = "asked for" if full else _stale_fusion(session, settings)
     say(
         progress, 0.1, f"clustering {len(dets):,} detections" if why_full else "finding the area new detections affect"
     )
-    inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets)
+    inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets, coverage)
     reason = why_full or inc.reason_
     reg = inc.region_
     existing = set(session.execute(select(Leak.leak_id)).scalars())
@@ -195,7 +198,7 @@ def score_frame(
     if leaks.empty or dets.empty:
         return leaks.iloc[0:0], pd.DataFrame()
     as_of = clock(as_of)
-    X = leak_features(dets, leaks, as_of)
+    X = leak_features(dets, leaks, as_of, store.coverage_frame(session))
     if leak_ids is not None:
         X = X[X.index.isin(leak_ids)]
     if model is None:
@@ -336,7 +339,7 @@ def run_train(session: Session, user: str = "system") -> dict:
     # one label per leak and cycle (its first usable visit), with the features as the ranking saw them
     # then: detections observed before the visit, silence and recency counted at the visit
     labels = outcome_labels(vals, dets)
-    X = features_at_visits(dets, leaks, labels)
+    X = features_at_visits(dets, leaks, labels, store.coverage_frame(session))
     current, version = current_model(session, user)
     live = session.get(ModelVersion, version)
     through = json.loads(live.metrics or "{}").get("trained_through") if live is not None else None
@@ -443,6 +446,12 @@ def run_demo(
         canon = to_canonical(text.astype(str), "canonical", None, f"demo-seed{seed}-{name}.csv")
         rep = ingest_frame(session, canon, f"demo-seed{seed}-{name}.csv", user=user)
         n += rep.n_accepted
+    if len(basin.coverage):  # the monitors' watched windows (the ``coverage`` format)
+        cov = basin.coverage.astype(object).where(basin.coverage.notna(), "")
+        for c in ("start_at", "end_at"):
+            cov[c] = pd.to_datetime(basin.coverage[c], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        name = f"demo-seed{seed}-coverage.csv"
+        ingest_frame(session, to_canonical(cov.astype(str), "coverage", None, name), name, user=user)
     say(progress, 0.55, "fusing")
     fz = run_fuse(session, user=user)
     say(progress, 0.75, "scoring")

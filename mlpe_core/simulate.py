@@ -52,26 +52,39 @@ Feeds
     PointSat   satellite           25       120 kg/h   every 6-8 days, ~11:00 local, whole     15%
     CoarseSat  satellite           5000     5000 kg/h  daily, 13:30 local, 50% good-quality    ~0.02/d
     AirLidar   aerial              5        3 kg/h     2 campaigns x 40% of assets, 3-5 days   3%
-    FenceCMS   continuous_monitor  150      1 kg/h     15% of assets, alerts <= 3 per day      30%
+    FenceCMS   continuous_monitor  150      1-10 kg/h  15% of assets, <= 3 periods a day       see below
     SCADA      scada               200      --         30% of tank/compressor/plant leaks      50%
     OGI        ogi                 3        1 kg/h     10% of assets, ~8 sites per survey day  ~0.5%
     ========== =================== ======== ========== ======================================= ======
 
     Satellite passes are clear (70%), half-clouded (20%) or cloudy (10%); false plumes fall 40% near
-    an asset (bright pads) and 60% anywhere in the scene, with rates near the limit. FenceCMS alerts
-    need the wind to carry the plume to the fence (35% of hours, 4 h episodes); exceedance hours
-    separated by at most one hour form one alert, and only the first three alerts of a UTC day are
-    reported; its rates have cv 90% and its false alerts come from monitored assets with no leak.
-    SCADA reports the site's registered coordinates with event types by asset (tank_pressure_high,
-    pressure_drop, compressor_vent), one at a leak's onset plus one per ~12 emitting days, and false
-    alarms at random tank/compressor/plant sites; it has no rate and confidence 0.2-0.6. OGI reports
-    no rate, confidence 0.9, and detects an emitting leak with ``0.8 * p(rate, 1 kg/h)``. Only the
-    site-level feeds (FenceCMS, SCADA, OGI) fill ``asset_id``; only the remote ones (satellites,
-    AirLidar) report wind.
+    an asset (bright pads) and 60% anywhere in the scene, with rates near the limit. SCADA reports the
+    site's registered coordinates with event types by asset (tank_pressure_high, pressure_drop,
+    compressor_vent), one at a leak's onset plus one per ~12 emitting days, and false alarms at random
+    tank/compressor/plant sites; it has no rate and confidence 0.2-0.6. OGI reports no rate, confidence
+    0.9, and detects an emitting leak with ``0.8 * p(rate, 1 kg/h)``. Only the site-level feeds (FenceCMS,
+    SCADA, OGI) fill ``asset_id``; only the remote ones (satellites, AirLidar) report wind.
+Real-data realism (issue 14; docs/simulator.md has the fitted numbers and their sources)
+    A source's rate changes from one release episode to the next (an on-run of an intermittent source, a
+    UTC day of a steady one): a lognormal factor of mean 1 and log-sd 0.54 (the Kairos New Mexico Permian
+    repeat sightings, between-pass sd 0.72 less the within-pass 0.48), so ``rate_kg_h`` is the time-average
+    while emitting. Half the intermittent sources emit only in local daytime (07-19 h; an assumption).
+    FenceCMS is now monitors of five kinds, one kind per monitored site, four fitted to the Stanford 2022
+    vendors (``_CMS_VENDORS``): two fragmenting reporters (windows of ~21 min, one or two per detection
+    period; one reports no rate), two all-day reporters (one window per period, ~4 h; they localise and
+    report the located source's rate and position within 30 m, one states a 25 % error), and one 15-minute
+    block reporter (pooled numbers, assumed). Each detects the site's total hourly while the plume reaches it
+    (35% of hours, 4-hour episodes) with its own detection curve, reports at most three periods a UTC day,
+    reads the site's total (or the located source) times its own bias with its own scatter (the real mean
+    ratios 0.06-0.32 of the meter), is offline ~8% of the time in multi-day outages, and raises false alarms
+    at its measured rate (0.02-0.13 a day) at any monitored site. ``Basin.coverage`` holds each alarm's
+    window, the watched-and-quiet windows between them and the block reporter's offline windows. A reading of a
+    site's total while several of its sources emitted is attributed to the largest (``source_share`` < 1 in
+    the truth).
     The volume of false positives of a feed is drawn as Poisson(fraction / (1 - fraction) x its true
     detections), so the false share is as stated at any basin size. Times are UTC; blank values are
-    NaN so CSVs get empty cells. With the defaults the feeds hold 6,300-10,400 detections in total
-    (seeds 0-19), ~85% of them FenceCMS alerts; building them takes well under a second.
+    NaN so CSVs get empty cells. With the defaults the feeds hold about 8,000-16,000 detections in total,
+    most of them FenceCMS alarm windows; building them takes one to two seconds.
 """
 
 from __future__ import annotations
@@ -104,7 +117,9 @@ SOURCE_COLUMNS: tuple[str, ...] = (
     "intermittency",
     "emitting_at_end",
 )
-TRUTH_COLUMNS: tuple[str, ...] = ("source_name", "detection_id", "source_id")
+TRUTH_COLUMNS: tuple[str, ...] = ("source_name", "detection_id", "source_id", "source_share")
+COVERAGE_COLUMNS: tuple[str, ...] = ("source_name", "source_type", "asset_id", "start_at", "end_at", "state",
+                                     "detection_id")
 FEED_NAMES: tuple[str, ...] = ("WideSat", "PointSat", "CoarseSat", "AirLidar", "FenceCMS", "SCADA", "OGI")
 
 # Asset types, indexed like ASSET_TYPES.
@@ -123,6 +138,14 @@ _RATE_LOG_SD = 1.25
 _SUPER_MEDIAN = 1500.0
 _SUPER_LOG_SD = 0.9
 _RATE_MIN, _RATE_MAX = 0.1, 20000.0
+# Rate of one source from one release episode to the next: the 958 sources of the New Mexico Permian Kairos
+# survey seen on several passes (Chen, Sherwin et al. 2022; ../shared/data/real/stanford_aircraft_2022/
+# chen_sherwin_2022_nm_permian_kairos_plume_table.csv) vary with log-sd 0.72 between passes, of which 0.48 is
+# the scatter of plumes within one pass (measurement): sqrt(0.72² - 0.48²) = 0.54 is the source's own
+# (benchmarks/instrument_priors.py, kairos_permian: between_pass_sd_ln_pooled, within_pass_sd_ln_pooled).
+_EPISODE_LOG_SD = 0.54
+_DIURNAL_SHARE = 0.5  # of intermittent sources emit only in local daytime (our assumption: operations-driven)
+_DAY_HOURS = (7.0, 19.0)  # local solar hours of "daytime"
 
 _DAY = 24.0  # hours
 
@@ -134,7 +157,9 @@ class Basin:
     ``assets`` has ``schema.ASSET_COLUMNS``; ``feeds`` maps each feed name to a detection frame with
     exactly ``schema.CANONICAL_COLUMNS``; ``sources`` has one row per real emission source
     (``SOURCE_COLUMNS``); ``truth`` has one row per detection of every feed naming the source that
-    caused it, ``""`` for a false positive (``TRUTH_COLUMNS``); ``as_of`` is the UTC end of the period.
+    caused it, ``""`` for a false positive, and ``source_share``, that source's share of what the detection
+    measured (1 but for a monitor's reading of a site's total while several of its sources emitted: it is then
+    attributed to the largest) (``TRUTH_COLUMNS``); ``as_of`` is the UTC end of the period.
     """
 
     assets: pd.DataFrame
@@ -142,6 +167,8 @@ class Basin:
     sources: pd.DataFrame
     truth: pd.DataFrame
     as_of: pd.Timestamp
+    # when the monitors watched (``COVERAGE_COLUMNS``): each alarm's window, watched-and-quiet and offline windows
+    coverage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(COVERAGE_COLUMNS)))
 
 
 @dataclass
@@ -164,6 +191,17 @@ class _World:
     end_h: np.ndarray = field(default_factory=lambda: np.zeros(0))
     frac: np.ndarray = field(default_factory=lambda: np.zeros(0))
     on: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))  # (source, hour) on/off
+    # (source, hour) factor on ``rate`` while emitting: each release episode (an on-run, or a day of a steady
+    # source) has its own rate; the factors average 1, so ``rate`` is the time-average while emitting
+    mult: np.ndarray = field(default_factory=lambda: np.ones((0, 0), dtype=np.float32))
+
+    def rate_at(self, src: np.ndarray, t_h: np.ndarray) -> np.ndarray:
+        """Rate of source(s) ``src`` during the episode at time(s) ``t_h`` (while it emits); shapes broadcast."""
+        src, t_h = np.broadcast_arrays(np.asarray(src, dtype=int), np.asarray(t_h, dtype=float))
+        if src.size == 0:
+            return np.zeros(src.shape)
+        hour = np.clip(np.floor(t_h).astype(int), 0, self.n_hours - 1)
+        return self.rate[src] * self.mult[src, hour]
 
     def emitting(self, src: np.ndarray, t_h: np.ndarray) -> np.ndarray:
         """Whether source(s) ``src`` emit at time(s) ``t_h`` (hours since t0); shapes broadcast."""
@@ -208,7 +246,7 @@ _OGI = _Feed("OGI", "ogi", "OGI", 3.0, 1.0, 3.0, 0.0, 0.0)
 # A block of raw detections: times in hours since t0, positions in metres, asset / source indices
 # (-1 = none; src -1 = false positive).
 _Block = dict[str, np.ndarray]
-_RAW_KEYS = ("t", "x", "y", "rate", "conf", "wind", "asset", "event", "src")
+_RAW_KEYS = ("t", "x", "y", "rate", "conf", "wind", "asset", "event", "src", "end", "unc", "share")
 
 
 def simulate_basin(
@@ -253,7 +291,7 @@ def simulate_basin(
     for (feed, orbit), rng in zip(orbits.items(), rngs[3:6], strict=True):
         raws[feed.name] = _satellite_feed(world, rng, feed, _passes(rng, n_hours, *orbit, world.lon0))
     raws["AirLidar"] = _aerial_feed(world, rngs[6])
-    raws["FenceCMS"] = _cms_feed(world, rngs[7])
+    raws["FenceCMS"], cms_cover = _cms_feed(world, rngs[7])
     raws["SCADA"] = _scada_feed(world, rngs[8])
 
     asset_ids = np.array([f"A{i:06d}" for i in range(n_assets)], dtype=object)
@@ -273,10 +311,13 @@ def simulate_basin(
     feeds: dict[str, pd.DataFrame] = {}
     truth_parts: list[pd.DataFrame] = []
     for feed in (_WIDESAT, _POINTSAT, _COARSESAT, _AIRLIDAR, _FENCECMS, _SCADA, _OGI):
-        frame, truth = _finalize(world, feed, raws[feed.name], asset_ids, source_ids)
+        frame, truth, ends = _finalize(world, feed, raws[feed.name], asset_ids, source_ids)
         feeds[feed.name] = frame
         truth_parts.append(truth)
-    truth = pd.concat(truth_parts, ignore_index=True).astype("str")
+        if feed is _FENCECMS:
+            cms_ends = ends
+    truth = pd.concat(truth_parts, ignore_index=True)
+    truth = truth.astype({"source_name": "str", "detection_id": "str", "source_id": "str"})
 
     return Basin(
         assets=assets,
@@ -284,6 +325,7 @@ def simulate_basin(
         sources=_sources_frame(world, asset_ids, source_ids),
         truth=truth,
         as_of=as_of,
+        coverage=_coverage_frame(world, feeds["FenceCMS"], cms_ends, cms_cover, asset_ids),
     )
 
 
@@ -333,16 +375,38 @@ def simulate_notifications(basin: Basin, n: int = 5, seed: int = 0, lag_days: fl
     })[list(NOTIFICATION_COLUMNS)].reset_index(drop=True)
 
 
+def _coverage_frame(world: _World, cms: pd.DataFrame, ends: np.ndarray, cover: pd.DataFrame,
+                    asset_ids: np.ndarray) -> pd.DataFrame:
+    """The monitors' coverage (``COVERAGE_COLUMNS``): each alarm's window, then watching and offline windows."""
+    def at(hours: np.ndarray) -> pd.Series:
+        return pd.Series(world.t0 + pd.to_timedelta(np.round(np.asarray(hours, float) * 3600), unit="s"))
+
+    detected = pd.DataFrame({
+        "source_name": cms["source_name"].to_numpy(), "source_type": cms["source_type"].to_numpy(),
+        "asset_id": cms["asset_id"].to_numpy(), "start_at": pd.to_datetime(cms["observed_at"], utc=True).to_numpy(),
+        "end_at": at(ends).to_numpy(), "state": "detected", "detection_id": cms["detection_id"].to_numpy()})
+    rest = pd.DataFrame({
+        "source_name": _FENCECMS.name, "source_type": _FENCECMS.source_type,
+        "asset_id": asset_ids[cover["asset"].to_numpy(int)], "start_at": at(cover["start_h"]).to_numpy(),
+        "end_at": at(cover["end_h"]).to_numpy(), "state": cover["state"].to_numpy(), "detection_id": None})
+    out = pd.concat([detected, rest], ignore_index=True)
+    out["start_at"] = pd.to_datetime(out["start_at"], utc=True)
+    out["end_at"] = pd.to_datetime(out["end_at"], utc=True)
+    out = out[out["end_at"] >= out["start_at"]].sort_values(["asset_id", "start_at", "state"], kind="stable")
+    return out.reset_index(drop=True)[list(COVERAGE_COLUMNS)]
+
+
 def write_basin(basin: Basin, folder: str | Path) -> dict[str, Path]:
     """Write ``basin`` as CSV files into ``folder`` (created if needed) and return name -> path.
 
     Files: ``assets.csv``, one ``<source_name>.csv`` per feed (canonical columns, ISO 8601 UTC times
-    with a ``Z``, blanks as empty cells), ``truth_sources.csv`` and ``truth_detections.csv``. The keys
-    of the result are the file names without ``.csv``.
+    with a ``Z``, blanks as empty cells), ``coverage.csv`` (the monitors' watched windows, the ``coverage``
+    ingest format), ``truth_sources.csv`` and ``truth_detections.csv``. The keys of the result are the file
+    names without ``.csv``.
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    tables: dict[str, pd.DataFrame] = {"assets": basin.assets, **basin.feeds}
+    tables: dict[str, pd.DataFrame] = {"assets": basin.assets, **basin.feeds, "coverage": basin.coverage}
     tables["truth_sources"] = basin.sources
     tables["truth_detections"] = basin.truth
     paths: dict[str, Path] = {}
@@ -485,9 +549,32 @@ def _add_sources(world: _World, rng: np.random.Generator, leak_fraction: float) 
     on = np.ones((n, n_hours), dtype=bool)
     for i in np.flatnonzero(intermittent):
         on[i] = _on_off(rng, n_hours, float(frac[i]), float(episode[i]))
+    # a share of intermittent sources emit with the site's daytime operations only (bursts by day, gaps at night)
+    local_h = (np.arange(n_hours) + world.lon0 / 15.0 + world.t0.hour) % 24.0
+    daytime = (local_h >= _DAY_HOURS[0]) & (local_h < _DAY_HOURS[1])
+    diurnal = intermittent & (rng.random(n) < _DIURNAL_SHARE)
+    on[diurnal] &= daytime[None, :]
+    frac = np.where(intermittent, on.mean(axis=1), 1.0)
+    mult = _episode_factors(rng, on, intermittent)
 
     world.sx, world.sy, world.s_asset, world.rate = sx, sy, s_asset_arr, rate
-    world.start_h, world.end_h, world.frac, world.on = start_h, end_h, frac, on
+    world.start_h, world.end_h, world.frac, world.on, world.mult = start_h, end_h, frac, on, mult
+
+
+def _episode_factors(rng: np.random.Generator, on: np.ndarray, intermittent: np.ndarray) -> np.ndarray:
+    """(source, hour) rate factors: one lognormal factor (log-sd ``_EPISODE_LOG_SD``, mean 1) per release
+    episode, an on-run of an intermittent source or a UTC day of a steady one."""
+    n, n_hours = on.shape
+    mult = np.ones((n, n_hours), dtype=np.float32)
+    hours = np.arange(n_hours)
+    for i in range(n):
+        if intermittent[i]:
+            run = np.cumsum(np.r_[True, on[i, 1:] != on[i, :-1]])  # a new episode at every switch
+        else:
+            run = hours // 24 + 1
+        f = np.exp(rng.normal(-0.5 * _EPISODE_LOG_SD**2, _EPISODE_LOG_SD, size=int(run.max()) + 1))
+        mult[i] = f[run]
+    return mult
 
 
 def _sources_frame(world: _World, asset_ids: np.ndarray, source_ids: np.ndarray) -> pd.DataFrame:
@@ -529,9 +616,14 @@ def _raw(n: int, **cols: np.ndarray) -> _Block:
         "asset": np.full(n, -1, dtype=int),
         "event": np.full(n, None, dtype=object),
         "src": np.full(n, -1, dtype=int),
+        "end": np.zeros(n),  # end of the window a report covers (hours); = t for a snapshot
+        "unc": np.full(n, np.nan),  # stated 1-sigma relative error when the feed states its own
+        "share": np.ones(n),  # the source's share of what the report measured (< 1: a site's total of several)
     }
     for key, value in cols.items():
         out[key] = np.broadcast_to(np.asarray(value, dtype=out[key].dtype), (n,)).copy()
+    if "end" not in cols:
+        out["end"] = out["t"].copy()
     return out
 
 
@@ -619,9 +711,10 @@ def _satellite_feed(world: _World, rng: np.random.Generator, feed: _Feed, passes
     wind = np.clip(scene_wind[:, None] * np.exp(rng.normal(0, 0.1, size=(n_p, n_s))), 1.0, 8.0)
     limit = feed.limit_kg_h * np.sqrt(wind / 4.0)
     seen = world.emitting(src, t) & (rng.random((n_p, n_s)) < clear[:, None])
-    det = seen & (rng.random((n_p, n_s)) < _p_detect(world.rate[None, :], limit, feed.slope))
+    now = world.rate_at(src, t)
+    det = seen & (rng.random((n_p, n_s)) < _p_detect(now, limit, feed.slope))
     pi, si = np.nonzero(det)
-    rate = _measure(rng, world.rate[si], feed.rate_cv)
+    rate = _measure(rng, now[pi, si], feed.rate_cv)
     true = _raw(
         len(si),
         t=t[pi, si],
@@ -631,7 +724,7 @@ def _satellite_feed(world: _World, rng: np.random.Generator, feed: _Feed, passes
         wind=wind[pi, si],
         src=si,
     )
-    snr = np.log(world.rate[si] / limit[pi, si])
+    snr = np.log(now[pi, si] / limit[pi, si])
 
     # CoarseSat: a few spurious hot-spots (~0.02 per day); the others: a share of the rows.
     n_fp = int(rng.poisson(0.02 * n_p)) if coarse else _n_false(rng, len(si), feed.false_fraction)
@@ -687,20 +780,21 @@ def _aerial_feed(world: _World, rng: np.random.Generator) -> _Block:
         t = when_at[world.s_asset[src]] + rng.uniform(0, 120 / 3600, size=src.size)
         wind = wind_at[world.s_asset[src]]
         limit = feed.limit_kg_h * np.sqrt(wind / 4.0)
-        hit = world.emitting(src, t) & (rng.random(src.size) < _p_detect(world.rate[src], limit, feed.slope))
-        src, t, wind, limit = src[hit], t[hit], wind[hit], limit[hit]
+        now = world.rate_at(src, t)
+        hit = world.emitting(src, t) & (rng.random(src.size) < _p_detect(now, limit, feed.slope))
+        src, t, wind, limit, now = src[hit], t[hit], wind[hit], limit[hit], now[hit]
         blocks.append(
             _raw(
                 src.size,
                 t=t,
                 x=world.sx[src] + rng.normal(0, feed.sigma_m, size=src.size),
                 y=world.sy[src] + rng.normal(0, feed.sigma_m, size=src.size),
-                rate=_measure(rng, world.rate[src], feed.rate_cv),
+                rate=_measure(rng, now, feed.rate_cv),
                 wind=wind,
                 src=src,
             )
         )
-        snrs.append(np.log(world.rate[src] / limit))
+        snrs.append(np.log(now / limit))
         n_true += src.size
 
     n_fp = _n_false(rng, n_true, feed.false_fraction)
@@ -724,73 +818,187 @@ def _aerial_feed(world: _World, rng: np.random.Generator) -> _Block:
     return out
 
 
-def _cms_feed(world: _World, rng: np.random.Generator) -> _Block:
-    """Fence-line continuous monitors at ~15% of assets (favouring big sites): exceedance hours -> alerts."""
-    feed = _FENCECMS
+@dataclass(frozen=True)
+class _CmsVendor:
+    """How one kind of continuous monitor detects, reports and quantifies (fitted to a real vendor)."""
+
+    fitted_to: str  # the Stanford 2022 vendor whose reports set these numbers ("" = assumed)
+    style: str  # "fragment": a detection period as a few short windows; "episode": one window; "block": 15 min
+    limit_kg_h: float  # 50 % detection per downwind hour, of the site's total rate
+    slope: float  # k of the logistic detection curve in log rate
+    window_min: float  # fragment windows: median length (minutes)
+    window_log_sd: float  # and its log-sd
+    median_bias: float  # median reported / true (0 = reports no rate)
+    log_sd: float  # log-scatter of a window's reported rate around median_bias x true
+    stated_cv: float  # 1-sigma it states as relative error (nan: states none usable)
+    localises: bool  # reports where on the site it thinks the emission is
+    false_per_day: float  # false alarm windows per day online
+    reports_offline: bool  # writes its outages as offline windows
+
+
+# Fitted to the four vendors' real P/N timelines and the meter (../shared/data/real/stanford_cms_2022), see
+# docs/simulator.md: detection L50 and slope from benchmarks/instrument_priors.py (cms.vendors.<V>.
+# pod_step_any_overlap; "not identified" -> 1 kg/h, slope 1.4); window length from cms.vendors.<V>.cadence;
+# bias and scatter from benchmarks/real.py cms_calibration (median bias = mean ratio x exp(-resid_sd²/2), so
+# that the mean reported / true is the vendor's measured mean ratio; resid_sd = scatter around its
+# reported-vs-metered line); false alarms from cms.vendors.<V>.false_alarms.per_covered_day. The fixed-block
+# reporter is not among the four: its numbers are the pooled ones (mean ratio 0.181, scatter 1.15) and assumed.
+_CMS_VENDORS = (
+    _CmsVendor("Qube", "fragment", 4.5, 0.66, 21.0, 1.32, 0.104 * math.exp(-0.80**2 / 2), 0.80, np.nan, False,
+               0.13, False),
+    _CmsVendor("Andium", "fragment", 10.2, 0.84, 21.0, 1.14, 0.0, 0.0, np.nan, False, 0.105, False),
+    _CmsVendor("Canary", "episode", 1.0, 1.4, 0.0, 0.0, 0.060 * math.exp(-1.15**2 / 2), 1.15, np.nan, True,
+               0.063, False),
+    _CmsVendor("Sensirion", "episode", 1.0, 1.4, 0.0, 0.0, 0.323 * math.exp(-1.90**2 / 2), 1.90, 0.25, True,
+               0.022, False),
+    _CmsVendor("", "block", 2.0, 1.0, 15.0, 0.0, 0.181 * math.exp(-1.15**2 / 2), 1.15, np.nan, False, 0.10, True),
+)
+_CMS_DOWNWIND = 0.35  # share of hours the plume reaches the monitor's sensors (4 h episodes); assumed
+_CMS_ONLINE_DAYS, _CMS_OUTAGE_DAYS = 25.0, 2.0  # mean online stretch, median outage: ~8 % offline; assumed
+_CMS_PERIODS_PER_DAY = 3  # detection periods reported per UTC day (the real vendors: 0.7-3.2 windows a day)
+_CMS_LOCATE_M = 30.0  # 1-sigma of a localising vendor's emission point on the site; assumed
+
+
+def _alternating(rng: np.random.Generator, n_hours: int, on_days: float, off_days: float) -> np.ndarray:
+    """Hourly online mask: online stretches exponential (mean ``on_days``), outages lognormal (median
+    ``off_days``, log-sd 0.8)."""
+    out = np.ones(n_hours, dtype=bool)
+    t = float(rng.exponential(on_days * _DAY))
+    while t < n_hours:
+        off = float(np.exp(rng.normal(math.log(off_days * _DAY), 0.8)))
+        out[int(t): int(min(t + off, n_hours))] = False
+        t += off + float(rng.exponential(on_days * _DAY))
+    return out
+
+
+def _periods(hit: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of detected hours [first, last], joining runs separated by at most one hour; at most
+    ``_CMS_PERIODS_PER_DAY`` starting in each UTC day."""
+    hours = np.flatnonzero(hit)
+    if hours.size == 0:
+        return []
+    new = np.r_[True, np.diff(hours) > 2]
+    starts, ends = hours[new], hours[np.r_[new[1:], True]]
+    day = starts // 24
+    rank = np.arange(starts.size) - np.searchsorted(day, day)
+    keep = rank < _CMS_PERIODS_PER_DAY
+    return list(zip(starts[keep].tolist(), ends[keep].tolist(), strict=True))
+
+
+def _windows(rng: np.random.Generator, v: _CmsVendor, first: int, last: int) -> list[tuple[float, float]]:
+    """The report windows (start, end hours) a vendor writes for a detection period of hours first..last."""
+    p0, p1 = first + float(rng.uniform(0, 0.5)), last + 1 - float(rng.uniform(0, 0.5))
+    p1 = max(p1, p0 + 1 / 6)
+    if v.style == "episode":
+        return [(p0, p1)]
+    if v.style == "block":  # the blocks of the period's first hour (its alert; later blocks repeat it)
+        b0 = math.floor(p0 * 4) / 4
+        return [(b, b + 0.25) for b in np.arange(b0, p1, 0.25)][:4]
+    out, t = [], p0
+    for _ in range(1 + int(rng.poisson(0.5))):
+        length = float(np.exp(rng.normal(math.log(v.window_min / 60), v.window_log_sd)))
+        out.append((t, min(t + max(length, 1 / 60), p1)))
+        t = out[-1][1] + float(np.exp(rng.normal(math.log(1 / 3), 1.0)))
+        if t >= p1:
+            break
+    return out
+
+
+def _cms_feed(world: _World, rng: np.random.Generator) -> tuple[_Block, pd.DataFrame]:
+    """Continuous monitors at ~15% of assets (favouring big sites), each of one vendor kind (``_CMS_VENDORS``).
+
+    Every hour the plume reaches the sensors (``_CMS_DOWNWIND``) while the monitor is online, it detects the
+    site's total emission with the vendor's probability; detected hours form periods, which the vendor
+    reports as one window, a few fragments or 15-minute blocks, each with the site's total rate read with the
+    vendor's bias and scatter (the window is attributed, in the truth, to the largest source then emitting); a
+    vendor that localises reports that source's rate and position (within ``_CMS_LOCATE_M``) instead.
+    The time it watched and saw nothing becomes ``watching`` coverage windows; outages are silent (or
+    ``offline`` windows for the block reporter). False alarms come at the vendor's measured rate per day.
+    Returns the detections (``end`` = window ends) and the coverage windows (asset, start, end, state).
+    """
     n_assets, n_hours = len(world.ax), world.n_hours
     weight = np.array([1.0, 2.0, 3.0, 3.0, 0.3])[world.atype]
     n_mon = max(1, round(0.15 * n_assets))
     monitored = np.sort(rng.choice(n_assets, size=n_mon, replace=False, p=weight / weight.sum()))
+    kind = rng.integers(0, len(_CMS_VENDORS), size=n_mon)
     mid = np.arange(n_hours) + 0.5
-    starts: list[np.ndarray] = []
-    who: list[np.ndarray] = []
-    for a in monitored:
+    rows: list[tuple] = []  # (t, end, src, asset, vendor index, false)
+    cover: list[tuple] = []  # (asset, start, end, state)
+    for a, k in zip(monitored, kind, strict=True):
+        v = _CMS_VENDORS[k]
+        online = _alternating(rng, n_hours, _CMS_ONLINE_DAYS, _CMS_OUTAGE_DAYS)
         srcs = np.flatnonzero(world.s_asset == a)
-        if srcs.size == 0:
-            continue
-        downwind = _on_off(rng, n_hours, 0.35, 4.0)
-        p = 0.9 * _p_detect(world.rate[srcs], feed.limit_kg_h, feed.slope)
-        hit = (
-            world.emitting(srcs[:, None], mid[None, :])
-            & downwind[None, :]
-            & (rng.random((srcs.size, n_hours)) < p[:, None])
-        )
-        exceed = hit.any(axis=0)
-        prev = np.zeros(n_hours, dtype=bool)
-        prev[1:] |= exceed[:-1]
-        prev[2:] |= exceed[:-2]
-        hours = np.flatnonzero(exceed & ~prev)
-        if hours.size == 0:
-            continue
-        # Cap: the first three alerts of each UTC day.
-        day = hours // 24
-        rank = np.arange(hours.size) - np.searchsorted(day, day)
-        hours = hours[rank < 3]
-        # Attribute each alert to the strongest source detected in its first hour.
-        strength = np.where(hit[:, hours], world.rate[srcs][:, None], -1.0)
-        starts.append(hours)
-        who.append(srcs[np.argmax(strength, axis=0)])
-    hours = np.concatenate(starts) if starts else np.zeros(0, dtype=int)
-    src = np.concatenate(who) if who else np.zeros(0, dtype=int)
-    # Alert time inside its first exceedance hour, and inside the source's life.
-    t = np.clip(hours + rng.uniform(0, 1, size=src.size), world.start_h[src], world.end_h[src] - 1e-3)
-    true = _raw(
-        src.size,
-        t=t,
-        x=world.sx[src] + rng.normal(0, feed.sigma_m, size=src.size),
-        y=world.sy[src] + rng.normal(0, feed.sigma_m, size=src.size),
-        rate=_measure(rng, world.rate[src], feed.rate_cv),
-        asset=world.s_asset[src],
-        src=src,
-    )
-    snr = np.log(world.rate[src] / feed.limit_kg_h)
-
-    clean = np.setdiff1d(monitored, world.s_asset)
-    hosts = clean if clean.size else monitored
-    n_fp = _n_false(rng, src.size, feed.false_fraction)
-    host = hosts[rng.integers(0, hosts.size, size=n_fp)]
-    false = _raw(
-        n_fp,
-        t=rng.uniform(0, n_hours, size=n_fp),
-        x=world.ax[host] + rng.normal(0, feed.sigma_m, size=n_fp),
-        y=world.ay[host] + rng.normal(0, feed.sigma_m, size=n_fp),
-        rate=1.5 * np.exp(rng.normal(0.0, 0.8, size=n_fp)),
-        asset=host,
-    )
-    out = _concat(true, false)
-    out["conf"] = _confidence(rng, snr, n_fp)
-    out["event"] = np.full(src.size + n_fp, "concentration_alert", dtype=object)
-    return out
+        windows: list[tuple[float, float, int, bool]] = []
+        if srcs.size:
+            em = world.emitting(srcs[:, None], mid[None, :])
+            now = np.where(em, world.rate[srcs][:, None] * world.mult[srcs], 0.0)
+            total = now.sum(axis=0)
+            downwind = _on_off(rng, n_hours, _CMS_DOWNWIND, 4.0)
+            p = np.where(total > 0, _p_detect(np.maximum(total, 1e-9), v.limit_kg_h, v.slope), 0.0)
+            hit = online & downwind & (rng.random(n_hours) < p)
+            lead = np.where(em.any(axis=0), srcs[np.argmax(now, axis=0)], -1)
+            for first, last in _periods(hit):
+                for w0, w1 in _windows(rng, v, first, last):
+                    h = min(int(w0), last)
+                    src = lead[h] if lead[h] >= 0 else lead[first]
+                    windows.append((w0, w1, int(src), False))
+        n_false = int(rng.poisson(v.false_per_day * online.sum() / _DAY))
+        if n_false:
+            on_hours = np.flatnonzero(online)
+            starts = rng.choice(on_hours, size=n_false) + rng.uniform(0, 1, size=n_false)
+            length = (np.full(n_false, 0.25) if v.style == "block"
+                      else np.exp(rng.normal(math.log(max(v.window_min, 45.0) / 60), 0.8, size=n_false)))
+            windows += [(float(t0), float(min(t0 + dl, n_hours)), -1, True) for t0, dl in
+                        zip(starts, length, strict=True)]
+        windows.sort()
+        rows += [(w0, w1, src, int(a), int(k), fa) for w0, w1, src, fa in windows]
+        # coverage: online time outside its alarm windows is watching; outages offline (if it says so)
+        edges = np.flatnonzero(np.diff(np.r_[0, online.astype(np.int8), 0]))
+        for s0, s1 in zip(edges[::2], edges[1::2], strict=True):
+            t = float(s0)
+            for w0, w1, *_ in windows:
+                if w1 <= s0 or w0 >= s1:
+                    continue
+                if w0 > t:
+                    cover.append((int(a), t, w0, "watching"))
+                t = max(t, w1)
+            if t < s1:
+                cover.append((int(a), t, float(s1), "watching"))
+            if v.reports_offline and s1 < n_hours:
+                nxt = edges[2::2][edges[2::2] > s1]
+                cover.append((int(a), float(s1), float(nxt[0]) if nxt.size else float(n_hours), "offline"))
+    if not rows:
+        empty = pd.DataFrame(columns=["asset", "start_h", "end_h", "state"])
+        return _concat(_raw(0)), empty
+    t0, t1, src, asset, k, fa = (np.array(c) for c in zip(*rows, strict=True))
+    vend = [_CMS_VENDORS[i] for i in k]
+    bias = np.array([x.median_bias for x in vend])
+    sd = np.array([x.log_sd for x in vend])
+    limit = np.array([x.limit_kg_h for x in vend])
+    true_rate = np.where(src >= 0, world.rate_at(np.maximum(src, 0), t0), 0.0)
+    hour = np.clip(t0.astype(int), 0, n_hours - 1)
+    em_total = np.zeros(len(t0))
+    for i in np.flatnonzero(src >= 0):  # the site's total at the window's start: what the monitor reads
+        ss = np.flatnonzero(world.s_asset == asset[i])
+        em_total[i] = float((world.emitting(ss, np.full(ss.size, hour[i] + 0.5)) * world.rate_at(ss, hour[i])).sum())
+    # a monitor that localises reports the source it located (the largest then), one that does not the site total
+    loc = np.array([x.localises for x in vend])
+    base = np.where(src >= 0, np.where(loc, true_rate, np.maximum(em_total, true_rate)), limit)
+    reading = base * bias * np.exp(rng.normal(0.0, np.where(src >= 0, sd, 0.8)))
+    reading = np.where(bias > 0, reading, np.nan)
+    px = np.where(src >= 0, world.sx[np.maximum(src, 0)], world.ax[asset])
+    py = np.where(src >= 0, world.sy[np.maximum(src, 0)], world.ay[asset])
+    x = np.where(loc, px + rng.normal(0, _CMS_LOCATE_M, size=len(t0)), world.ax[asset])
+    y = np.where(loc, py + rng.normal(0, _CMS_LOCATE_M, size=len(t0)), world.ay[asset])
+    share = np.where(loc | (src < 0), 1.0, true_rate / np.maximum(np.maximum(em_total, true_rate), 1e-12))
+    out = _raw(len(t0), t=t0, end=t1, x=x, y=y, rate=reading, asset=asset, src=src,
+               unc=np.array([x.stated_cv for x in vend]), share=share)
+    snr = np.log(np.maximum(base, 1e-9) / limit)
+    out["conf"] = np.where(fa, rng.beta(3.0, 4.0, size=len(t0)),
+                           np.clip(rng.beta(5.0, 3.0, size=len(t0)) + 0.08 * np.tanh(snr), 0.01, 0.99))
+    out["event"] = np.full(len(t0), "concentration_alert", dtype=object)
+    cov = pd.DataFrame(cover, columns=["asset", "start_h", "end_h", "state"])
+    return out, cov[cov["end_h"] > cov["start_h"]].reset_index(drop=True)
 
 
 _SCADA_EVENTS: dict[int, tuple[tuple[str, ...], tuple[float, ...]]] = {
@@ -873,7 +1081,7 @@ def _ogi_feed(world: _World, rng: np.random.Generator) -> _Block:
 
     src = np.flatnonzero(np.isfinite(when_at[world.s_asset]))
     t = when_at[world.s_asset[src]] + rng.uniform(0, 0.5, size=src.size)
-    p = 0.8 * _p_detect(world.rate[src], feed.limit_kg_h, feed.slope)
+    p = 0.8 * _p_detect(world.rate_at(src, t), feed.limit_kg_h, feed.slope)
     hit = world.emitting(src, t) & (rng.random(src.size) < p)
     src, t = src[hit], t[hit]
     # Found leaks are repaired 1-30 days after the visit (LDAR rules), unless they stop sooner.
@@ -903,8 +1111,8 @@ def _ogi_feed(world: _World, rng: np.random.Generator) -> _Block:
 
 def _finalize(
     world: _World, feed: _Feed, raw: _Block, asset_ids: np.ndarray, source_ids: np.ndarray
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Raw detections -> (canonical frame sorted by time with ids, truth rows)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """Raw detections -> (canonical frame sorted by time with ids, truth rows, window ends in hours)."""
     order = np.lexsort((raw["x"], raw["t"]))
     r = {key: raw[key][order] for key in _RAW_KEYS}
     n = order.size
@@ -924,7 +1132,9 @@ def _finalize(
             "longitude": lon.round(7),
             "location_uncertainty_m": np.full(n, feed.sigma_m),
             "rate_kg_h": rate.round(4),
-            "rate_uncertainty_kg_h": (feed.rate_cv * rate).round(4) if has_rate else np.full(n, np.nan),
+            # a monitor states its own error or none (r["unc"]); the other feeds state their cv
+            "rate_uncertainty_kg_h": ((r["unc"] if feed is _FENCECMS else feed.rate_cv) * rate).round(4)
+            if has_rate else np.full(n, np.nan),
             "confidence": r["conf"].round(4),
             "wind_speed_m_s": r["wind"].round(2),
             "asset_id": np.append(asset_ids, None)[r["asset"]],  # -1 -> the trailing blank
@@ -939,6 +1149,7 @@ def _finalize(
             "source_name": np.full(n, feed.name, dtype=object),
             "detection_id": ids,
             "source_id": np.append(source_ids, "")[r["src"]],  # -1 (false positive) -> ""
+            "source_share": r["share"].round(4),
         }
     )
-    return frame, truth
+    return frame, truth, np.clip(r["end"], t, world.n_hours)

@@ -202,7 +202,10 @@ def test_features_at_visits_use_only_what_was_known_before_the_visit(dets):
     X = features_at_visits(d, leaks, lab)
     assert list(X.index) == ["L1", "L2"]
     assert X.loc["L1", "n_detections"] == 2  # the day-20 detection came after the visit
-    assert X.loc["L1", "est_rate_kg_h"] == pytest.approx(50.0)
+    from mlpe_core.ingest import instrument_defaults
+
+    bias = instrument_defaults(pd.Series(["AirLidar"]), pd.Series(["aerial"]), "rate_bias").iloc[0]
+    assert X.loc["L1", "est_rate_kg_h"] == pytest.approx(50.0 / bias)  # the 500 after the visit is not in it
     assert X.loc["L1", "days_since_last"] == pytest.approx(9.0)  # counted at the visit, not at the end
     assert X.loc["L2", "days_since_last"] == pytest.approx(28.0)
     ref = leak_features(d[d["observed_at"] < T0 + pd.Timedelta(days=10)], leaks, T0 + pd.Timedelta(days=10))

@@ -99,4 +99,17 @@ def test_store_at_0001_upgrades_in_place_dropping_the_time_index(tmp_path: Path)
     with eng.connect() as conn:
         assert conn.exec_driver_sql("SELECT detection_id FROM detection").scalars().all() == ["D1"]
         head = ScriptDirectory.from_config(alembic_config()).get_current_head()
-        assert MigrationContext.configure(conn).get_current_revision() == head  # the newest
+        assert MigrationContext.configure(conn).get_current_revision() == head
+    assert "monitorcoverage" in inspect(eng).get_table_names()  # 0003: the coverage windows of issue 14
+
+
+def test_0003_downgrades_and_upgrades_again(tmp_path: Path) -> None:
+    from alembic import command
+
+    eng = get_engine(str(tmp_path / "v3.db"))
+    with eng.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+    assert "monitorcoverage" not in inspect(eng).get_table_names()
+    with eng.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+    assert "monitorcoverage" in inspect(eng).get_table_names()

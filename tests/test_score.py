@@ -33,8 +33,8 @@ def _leaks(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"leak_id": ids, "radius_m": 5.0})
 
 
-def _features(frame: pd.DataFrame, as_of=T0) -> pd.DataFrame:
-    return leak_features(frame, _leaks(frame), pd.Timestamp(as_of))
+def _features(frame: pd.DataFrame, as_of=T0, coverage: pd.DataFrame | None = None) -> pd.DataFrame:
+    return leak_features(frame, _leaks(frame), pd.Timestamp(as_of), coverage)
 
 
 def _sigmoid(x):
@@ -46,12 +46,27 @@ def _sigmoid(x):
 SYS = 0.5  # a sensor's systematic log error as a share of its single-measurement log error (score.SYSTEMATIC_SHARE)
 
 
+@pytest.fixture
+def neutral(monkeypatch):
+    """An instrument table without measured biases, scatters or stated-error rules, so that the arithmetic of
+    the estimate is tested on its own (the measured table is tested in test_real_data and benchmarks/real.py)."""
+    from mlpe_core.score import rates
+
+    real = rates.sensor_default
+    keys = {"rate_bias", "rate_bias_log_sd", "log_sigma", "use_reported_bounds", "reported_sigma_scale"}
+
+    def table(names, types, key):
+        return np.full(len(names), np.nan) if key in keys else real(names, types, key)
+
+    monkeypatch.setattr(rates, "sensor_default", table)
+
+
 def _s(rate, unc):
     """Log-space sigma of a rate reported with a 1-sigma ``unc`` (log-normal)."""
     return math.sqrt(math.log1p((unc / rate) ** 2))
 
 
-def test_two_rates_combine_by_inverse_variance_in_log_space(dets):
+def test_two_rates_combine_by_inverse_variance_in_log_space(dets, neutral):
     d = dets([dict(leak="L1", rate=100.0, unc=20.0, name="GAO"), dict(leak="L1", rate=110.0, unc=55.0, name="AV3")])
     r = estimate_rates(d).loc["L1"]
     sys2 = (SYS * DEFAULT_LOG_SIGMA["aerial"]) ** 2  # two sensors: each has its own systematic error
@@ -66,7 +81,7 @@ def test_two_rates_combine_by_inverse_variance_in_log_space(dets):
     assert (r["n_quantified"], bool(r["rate_quantified"])) == (2, True)
 
 
-def test_scatter_between_repeat_measurements_widens_the_interval(dets):
+def test_scatter_between_repeat_measurements_widens_the_interval(dets, neutral):
     d = dets([dict(leak="L1", type="satellite", name="A", rate=100.0, unc=10.0),
               dict(leak="L1", type="satellite", name="B", rate=400.0, unc=40.0)])
     r = estimate_rates(d).loc["L1"]
@@ -74,19 +89,63 @@ def test_scatter_between_repeat_measurements_widens_the_interval(dets):
     assert r["log_sigma"] == pytest.approx(math.log(4) / 2, rel=1e-12)  # std(ln) / sqrt(n) beats propagation
 
 
-def test_repeats_of_one_sensor_do_not_beat_its_systematic_error(dets):
+def test_repeats_of_one_sensor_do_not_beat_its_systematic_error(dets, neutral):
     one = dets([dict(leak="L1", name="GAO", rate=50.0, unc=5.0) for _ in range(40)])
     two = dets([dict(leak="L1", name=("GAO" if i % 2 else "AV3"), rate=50.0, unc=5.0) for i in range(40)])
     floor = SYS * DEFAULT_LOG_SIGMA["aerial"]
     s_one = estimate_rates(one).loc["L1", "log_sigma"]
     s_two = estimate_rates(two).loc["L1", "log_sigma"]
-    w = 40 / _s(50, 5.0) ** 2
-    assert s_one == pytest.approx(math.sqrt(1 / w + floor**2), rel=1e-12)
+    # the mean of n equal-weight readings has variance rate² (exp(s²) - 1) / n, in log space ln(1 + that / rate²)
+    v40, v20 = math.log1p(math.expm1(_s(50, 5.0) ** 2) / 40), math.log1p(math.expm1(_s(50, 5.0) ** 2) / 20)
+    assert s_one == pytest.approx(math.sqrt(v40 + floor**2), rel=1e-12)
     assert s_one > floor
-    assert s_two == pytest.approx(1 / math.sqrt(2 / (2 / w + floor**2)), rel=1e-12)  # two sensors: independent
+    assert s_two == pytest.approx(1 / math.sqrt(2 / (v20 + floor**2)), rel=1e-12)  # two sensors: independent
 
 
-def test_rate_without_uncertainty_uses_the_source_type_default(dets):
+def test_the_rate_is_the_time_average_of_the_readings_not_their_log_mean(dets, neutral):
+    # one monitor: 1 kg/h for 9 hours, then 100 kg/h for 1 hour (the windows of its reports): a repair
+    # removes 10.9 kg/h on average, whereas the log-space mean of the two readings is 10 and of the hours 1.6
+    d = dets([dict(leak="L1", type="continuous_monitor", name="CMS", rate=1.0, unc=0.1, id="a", day=0),
+              dict(leak="L1", type="continuous_monitor", name="CMS", rate=100.0, unc=10.0, id="b", day=0.5)])
+    t0 = d["observed_at"].iloc[0]
+    cov = pd.DataFrame({"source_name": ["CMS", "CMS"], "detection_id": ["a", "b"], "state": ["detected"] * 2,
+                        "start_at": [t0, t0 + pd.Timedelta(hours=9)],
+                        "end_at": [t0 + pd.Timedelta(hours=9), t0 + pd.Timedelta(hours=10)]})
+    r = estimate_rates(d, cov).loc["L1"]
+    assert r["est_rate_kg_h"] == pytest.approx(10.9, rel=1e-12)
+    assert estimate_rates(d).loc["L1", "est_rate_kg_h"] == pytest.approx(50.5, rel=1e-12)  # no windows: equal
+    assert r["reading_log_sd"] == pytest.approx(math.log(100) / math.sqrt(2), rel=1e-12)  # per-reading scatter
+    # its uncertainty is the spread of that mean between the two episodes (n/(n-1) sum w²(x - mean)²)
+    var = 2 * ((0.9 * 9.9) ** 2 + (0.1 * 89.1) ** 2)
+    sys2 = (SYS * DEFAULT_LOG_SIGMA["continuous_monitor"]) ** 2
+    assert r["log_sigma"] == pytest.approx(math.sqrt(math.log1p(var / 10.9**2) + sys2), rel=1e-12)
+
+
+def test_the_instruments_measured_bias_is_divided_out(dets, monkeypatch):
+    from mlpe_core.score import rates
+
+    real = rates.sensor_default
+
+    def table(names, types, key):
+        if key == "rate_bias":
+            return np.where(names.astype(str).eq("LOW").to_numpy(), 0.2, np.nan)
+        if key == "rate_bias_log_sd":
+            return np.where(names.astype(str).eq("LOW").to_numpy(), 0.8, np.nan)
+        if key in ("log_sigma", "use_reported_bounds", "reported_sigma_scale"):
+            return np.full(len(names), np.nan)
+        return real(names, types, key)
+
+    monkeypatch.setattr(rates, "sensor_default", table)
+    d = dets([dict(leak="L1", type="continuous_monitor", name="LOW", rate=r, unc=0.1 * r) for r in (10.0, 30.0)]
+             + [dict(leak="L2", type="continuous_monitor", name="OTHER", rate=20.0)])
+    r = estimate_rates(d)
+    assert r.loc["L1", "est_rate_kg_h"] == pytest.approx(100.0, rel=1e-12)  # (10 + 30) / 2 / 0.2
+    assert r.loc["L2", "est_rate_kg_h"] == pytest.approx(20.0, rel=1e-12)  # no bias known: as read
+    samp = 2 * (0.5**2 * 50**2 * 2)  # two readings 50 and 150 around 100, weights 1/2 (beats their 10 % errors)
+    assert r.loc["L1", "log_sigma"] == pytest.approx(math.sqrt(math.log1p(samp / 100**2) + 0.8**2), rel=1e-12)
+
+
+def test_rate_without_uncertainty_uses_the_source_type_default(dets, neutral):
     r = estimate_rates(dets([dict(leak="L1", rate=50.0, type="aerial")])).loc["L1"]
     s = math.hypot(DEFAULT_LOG_SIGMA["aerial"], SYS * DEFAULT_LOG_SIGMA["aerial"])
     assert r["est_rate_kg_h"] == pytest.approx(50.0)
@@ -94,7 +153,7 @@ def test_rate_without_uncertainty_uses_the_source_type_default(dets):
     assert r["rate_lo_kg_h"] == pytest.approx(50 * math.exp(-s), rel=1e-12)
 
 
-def test_a_coarse_pixel_does_not_set_the_rate_of_a_precise_leak(dets):
+def test_a_coarse_pixel_does_not_set_the_rate_of_a_precise_leak(dets, neutral):
     d = dets([dict(leak="L1", rate=10.0, unc=2.0, sigma=5),
               dict(leak="L1", type="satellite", name="Sentinel-5P/TROPOMI", rate=6000.0, unc=2000.0, sigma=2500),
               dict(leak="L2", type="satellite", name="Sentinel-5P/TROPOMI", rate=6000.0, unc=2000.0, sigma=2500)])
@@ -103,7 +162,7 @@ def test_a_coarse_pixel_does_not_set_the_rate_of_a_precise_leak(dets):
     assert r.loc["L2", "est_rate_kg_h"] == pytest.approx(6000.0)  # a pixel alone still quantifies its leak
 
 
-def test_unquantified_leaks_are_flagged_and_ordered_by_what_saw_them(dets):
+def test_unquantified_leaks_are_flagged_and_ordered_by_what_saw_them(dets, neutral):
     d = dets([
         dict(leak="L1", type="satellite", name="EMIT - NASA"),
         dict(leak="L1", type="ogi", name="OGI"),
@@ -382,3 +441,55 @@ def test_an_ogi_find_starts_a_repair_clock(dets):
     assert c.loc["L1", "repair_clock"] < 0 and c.loc["L3", "repair_clock"] == pytest.approx(0.0, abs=1e-9)
     text = top_reasons(f.loc["L1"], c.loc["L1"])
     assert "found by an OGI survey 40 days ago: probably repaired since" in text
+
+
+# --------------------------------------------------------------------------------------------- silence (issue 14)
+
+
+def _monitor_days(leak, name, days, **kw):
+    return [dict(leak=leak, type="continuous_monitor", name=name, sigma=150, asset="PAD-1", day=float(d), **kw)
+            for d in days]
+
+
+def _watching(name, start_day, end_day, state="watching"):
+    return {"source_name": name, "source_type": "continuous_monitor", "asset_id": "PAD-1", "state": state,
+            "detection_id": None, "start_at": T0 + pd.Timedelta(days=start_day),
+            "end_at": T0 + pd.Timedelta(days=end_day)}
+
+
+def test_silence_counts_from_the_leaks_last_sighting_not_each_sensors(dets, scorer):
+    # monitor D saw the leak on days 0-9 and not since; A, B and C saw it every day up to day 30. As of
+    # day 30.2, D's 20 days without it say nothing about the source having stopped (A-C saw it emit since)
+    rows = _monitor_days("L1", "D", range(10))
+    for name in "ABC":
+        rows += _monitor_days("L1", name, range(31))
+    d = dets(rows)
+    f = _features(d, T0 + pd.Timedelta(days=30.2))
+    assert f.loc["L1", "log_p_silence"] == 0.0 and f.loc["L1", "missed_looks"] == 0.0
+    assert scorer.predict_proba(f)[0, 1] > 0.9
+    later = _features(d, T0 + pd.Timedelta(days=40.2))  # then all four are silent for 10 days: that counts
+    assert later.loc["L1", "log_p_silence"] < -6
+
+
+def test_looks_are_counted_only_while_the_monitor_watched(dets):
+    d = dets(_monitor_days("L1", "CMS", range(20)) + _monitor_days("L2", "CMS", range(0, 20, 2)))
+    as_of = T0 + pd.Timedelta(days=30.5)
+    silent = _features(d, as_of)
+    offline = pd.DataFrame([_watching("CMS", 0, 19), _watching("CMS", 19, 30.5, "offline")])  # from its last alarm
+    watching = pd.DataFrame([_watching("CMS", 0, 30.5)])
+    f_off = _features(d, as_of, offline)
+    f_watch = _features(d, as_of, watching)
+    assert f_off.loc["L1", "missed_looks"] == 0.0 and f_off.loc["L1", "log_p_silence"] == 0.0  # it was offline
+    assert f_watch.loc["L1", "missed_looks"] > 8  # 11 watched days without the daily leak
+    # without coverage the feed's own reports are all there is: it reported nothing after day 19, so it is
+    # taken to have stopped looking a day later (its longest gap), and the silence counts for less
+    assert f_watch.loc["L1", "log_p_silence"] < silent.loc["L1", "log_p_silence"] < 0
+
+
+def test_one_streams_silence_is_floored(dets, scorer):
+    # however long one sensor watches in vain, its evidence is at most ln(SENSOR_OUTAGE)
+    from mlpe_core.score.features import SENSOR_OUTAGE
+
+    d = dets(_monitor_days("L1", "CMS", range(30)))
+    f = _features(d, T0 + pd.Timedelta(days=400), pd.DataFrame([_watching("CMS", 0, 400)]))
+    assert f.loc["L1", "log_p_silence"] == pytest.approx(math.log(SENSOR_OUTAGE), abs=1e-6)

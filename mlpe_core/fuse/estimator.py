@@ -26,7 +26,7 @@ from .streams import _stream_names, _stream_segments
 
 # Bumped whenever the grouping logic changes with the same settings: a store fused by another version is
 # re-fused in full, never mixed with incremental results of this one (pipeline._stale_fusion).
-FUSION_VERSION = 4
+FUSION_VERSION = 5
 
 
 class LeakFuser:
@@ -96,11 +96,14 @@ class LeakFuser:
         self.max_rate_ratio = max_rate_ratio
 
     # ----------------------------------------------------------------------------------------- fit
-    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None) -> LeakFuser:
+    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None, coverage: pd.DataFrame | None = None
+            ) -> LeakFuser:
         """X has latitude, longitude, location_uncertainty_m, observed_at; optional source_type, asset_id.
 
         ``assets`` (asset_id, latitude, longitude), when given, lets a site-level detection that names
-        its asset join only leaks attributed to that asset.
+        its asset join only leaks attributed to that asset. ``coverage`` (the store's ``MonitorCoverage``
+        windows: source_name, asset_id, start_at, end_at, state), when given, says when each site sensor
+        watched: its silences are counted only then (offline and unreported time is not silence).
         """
         n = len(X)
         xyz = to_ecef(X["latitude"].to_numpy(float), X["longitude"].to_numpy(float))
@@ -135,8 +138,10 @@ class LeakFuser:
             named = coarse[pd.notna(asset[coarse])]
             if len(named):
                 lr, lr_sd = _log_rate_and_sd(X, rates)
+                lr, cal = _calibrated(X, lr)
                 stream = _stream_names(X)
-                self._attach_streams(named, xyz, sigma, t_days, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd)
+                self._attach_streams(named, xyz, sigma, t_days, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd,
+                                     _watched_windows(coverage), cal)
             rest = coarse[labels[coarse] < 0]
             if len(rest) and (precise_labels >= 0).any():
                 # the rest (unnamed, or far from their asset's leaks) attach on precise evidence only, as
@@ -327,7 +332,8 @@ class LeakFuser:
             if ambiguous is not None and len(cand) > 1:
                 ambiguous[i] = True
 
-    def _attach_streams(self, pts, xyz, sigma, t, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd) -> None:
+    def _attach_streams(self, pts, xyz, sigma, t, asset, stream, labels, ambiguous, leak_asset, lr, lr_sd,
+                        watched=None, cal=None) -> None:
         """Site-level detections that name an asset, handled per stream (one asset, one sensor) (in place).
 
         Each stream is cut at its significant silences and, where its measured rates are two sources,
@@ -342,7 +348,7 @@ class LeakFuser:
         have = labels >= 0
         c, se = _centres(xyz, sigma, labels)
         m0 = len(c)
-        segs = _stream_segments(pts, asset, stream, t, lr, lr_sd, self.silence_p, self.time_gap_days)
+        segs = _stream_segments(pts, asset, stream, t, lr, lr_sd, self.silence_p, self.time_gap_days, watched, xyz)
         # per leak, with room for one new leak per segment: activity span (every member) decides,
         # detection by detection, which leak was active; evidence span (precise sightings, or the founding
         # segment) decides which segment joins which leak
@@ -371,13 +377,22 @@ class LeakFuser:
         for idx, w0, w1, fam in order:
             a = asset[idx[0]]
             seg_mu, seg_var = _log_rate_stats(np.zeros(len(idx), dtype=np.int64), lr[idx], lr_sd[idx], 1)
+            seg_cal2 = float(np.nanmax(cal[idx]) ** 2) if cal is not None and np.isfinite(cal[idx]).any() else 0.0
             cand = []
             for j in by_asset.get(a, ()):
                 if ev_lo[j] > w1 or ev_hi[j] < w0 or fam in families.get(j, ()):
                     continue  # not seen at the time, or already holds a source this one was split from
+                if j >= m0:
+                    # a leak built from the site's own streams: another sensor reporting the same site at the same
+                    # time is the same leak, whatever its scale (monitors' calibrations differ by factors of 5,
+                    # Stanford 2022); only position, or co-active rates within one stream, separate sources
+                    cand.append(j)
+                    continue
                 if np.isfinite(seg_mu[0]) and np.isfinite(mu[j]):
                     # a 1 kg/h monitor run is not the 500 kg/h plume a satellite saw there
-                    zr = abs(seg_mu[0] - mu[j]) / np.sqrt(seg_var[0] + var[j] + slack2)
+                    # both rates calibrated by their instruments' measured bias; a monitor's calibration is
+                    # uncertain by its platform's spread between units (``rate_bias_log_sd``)
+                    zr = abs(seg_mu[0] - mu[j]) / np.sqrt(seg_var[0] + var[j] + slack2 + seg_cal2)
                     if zr > self.attach_sigmas:
                         continue
                 cand.append(j)
@@ -423,7 +438,7 @@ class LeakFuser:
                 # is clearly likelier than the shared-out version (by half the split threshold; Gaussian in
                 # log rate, with both measurement errors and the sensors' scale slack). When the leaks' rates
                 # cannot tell (alike, or unmeasured), the dates decide, as for a stream without rates
-                v = lr_sd[idx][:, None] ** 2 + np.nan_to_num(var[cand], nan=0.0)[None, :] + slack2
+                v = lr_sd[idx][:, None] ** 2 + np.nan_to_num(var[cand], nan=0.0)[None, :] + slack2 + seg_cal2
                 fit = -0.5 * z**2 - 0.5 * np.where(
                     np.isfinite(cmu)[None, :], (lr[idx][:, None] - np.nan_to_num(cmu)[None, :]) ** 2 / v, 1.0
                 )  # a leak with no measured rate: the mean penalty of one that agrees (chi-square, 1 df)
@@ -460,6 +475,38 @@ class LeakFuser:
                 xyz[rest][~named], sigma[rest][~named], t[rest][~named], self.attach_sigmas, self.time_gap_days
             )
         labels[rest] = nxt + sub
+
+
+def _calibrated(X: pd.DataFrame, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log rates divided by each instrument's measured quantification bias (``rate_bias`` of
+    ``config/instruments.yaml``: a continuous monitor reads about 0.18 of the metered rate), and that
+    calibration's log-sd for one unit (``rate_bias_log_sd``; 0 where none is given)."""
+    from ..ingest.instruments import instrument_defaults
+
+    n = len(X)
+    if n == 0 or not np.isfinite(lr).any():
+        return lr, np.zeros(n)
+    names = X["source_name"].astype(str) if "source_name" in X else pd.Series([""] * n, index=X.index)
+    types = X["source_type"].astype(str) if "source_type" in X else pd.Series([""] * n, index=X.index)
+    bias = instrument_defaults(names, types, "rate_bias").to_numpy(float)
+    cal = instrument_defaults(names, types, "rate_bias_log_sd").to_numpy(float)
+    bias = np.where(np.isfinite(bias) & (bias > 0), bias, 1.0)
+    return lr - np.log(bias), np.where(np.isfinite(cal), cal, 0.0)
+
+
+def _watched_windows(coverage: pd.DataFrame | None) -> dict | None:
+    """{(asset_id, source_name): (start days, end days)} of the windows each site sensor watched (it reported
+    something, or that it saw nothing); offline windows left out."""
+    if coverage is None or len(coverage) == 0:
+        return None
+    c = coverage[coverage["state"].isin(["watching", "detected"])]
+    if c.empty:
+        return None
+    s, e = _days(c["start_at"]), _days(c["end_at"])
+    out: dict = {}
+    for key, idx in c.groupby([c["asset_id"].astype(str), c["source_name"].astype(str)], sort=False).indices.items():
+        out[key] = (s[idx], e[idx])
+    return out
 
 
 def summarize(

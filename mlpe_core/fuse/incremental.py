@@ -78,7 +78,9 @@ class IncrementalFuser:
         self.max_rounds = max_rounds
         self.full = full
 
-    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None) -> IncrementalFuser:
+    def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None, coverage: pd.DataFrame | None = None
+            ) -> IncrementalFuser:
+        """``coverage``: the sensors' watched windows, handed to ``LeakFuser.fit`` (a region's streams are whole)."""
         import copy
 
         fuser = copy.copy(self.fuser) if self.fuser is not None else LeakFuser()
@@ -89,7 +91,7 @@ class IncrementalFuser:
         self.n_new_ = int(new.sum())
         self.rounds_ = 0
         if self.full or (n and new.all()):
-            return self._fit_all(fuser, X, assets, "asked for" if self.full else "no previous fusion")
+            return self._fit_all(fuser, X, assets, "asked for" if self.full else "no previous fusion", coverage)
         if not new.any():
             empty = summarize(X.iloc[0:0], np.zeros(0, np.int64), np.zeros(0, bool))
             self._set(np.zeros(n, bool), np.full(n, -1, np.int64), stored_amb, empty)
@@ -103,7 +105,7 @@ class IncrementalFuser:
             if r.sum() <= limit:
                 return None
             why = f"affected area {r.sum():,} of {n:,} detections (> {self.max_share:.0%})"
-            return self._fit_all(fuser, X, assets, why)
+            return self._fit_all(fuser, X, assets, why, coverage)
 
         region = g.closure(new | g.near(new), limit)
         seen = np.zeros(n, dtype=bool)  # region rows whose stored leaks' reach is already added
@@ -120,14 +122,14 @@ class IncrementalFuser:
             if stop is not None:
                 return stop
             rows = np.flatnonzero(region | g.precise)
-            f = fuser.fit(X.iloc[rows], assets)
+            f = fuser.fit(X.iloc[rows], assets, coverage)
             self.rounds_ = rounds
             more = g.closure(region | g.reach_new(rows, region[rows], f.labels_), limit)
             if more.sum() == region.sum():
                 break
             region = more
         else:
-            return self._fit_all(fuser, X, assets, f"affected area not settled after {self.max_rounds} fits")
+            return self._fit_all(fuser, X, assets, f"affected area not settled after {self.max_rounds} fits", coverage)
         in_r = region[rows]
         uniq, lab = np.unique(f.labels_[in_r], return_inverse=True)
         labels = np.full(n, -1, dtype=np.int64)
@@ -138,8 +140,8 @@ class IncrementalFuser:
         self.full_, self.reason_ = False, f"{region.sum():,} of {n:,} detections re-fused"
         return self
 
-    def _fit_all(self, fuser: LeakFuser, X: pd.DataFrame, assets, reason: str) -> IncrementalFuser:
-        f = fuser.fit(X, assets)
+    def _fit_all(self, fuser: LeakFuser, X: pd.DataFrame, assets, reason: str, coverage=None) -> IncrementalFuser:
+        f = fuser.fit(X, assets, coverage)
         self.rounds_ += 1
         self._set(np.ones(len(X), bool), f.labels_, f.ambiguous_, f.leaks_)
         self.full_, self.reason_ = True, reason

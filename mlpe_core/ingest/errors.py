@@ -38,14 +38,33 @@ class IngestReport:
         default_factory=lambda: pd.DataFrame(columns=["row", "column", "value", "reason"])
     )
     n_from_registry: int = 0  # accepted rows whose position came from the asset registry
+    # window files (a monitor's or aircraft's report): rows that are coverage only are not detection rows;
+    # n_rows, n_accepted, n_rejected and n_duplicate count detection rows, these the coverage windows
+    n_coverage_rows: int = 0  # rows that were windows watched with nothing seen, or offline
+    n_coverage: int = 0  # coverage windows stored (those of accepted detections included)
+    n_coverage_rejected: int = 0  # coverage-only rows rejected (their reasons are in ``rejects``)
+    coverage_states: dict = field(default_factory=dict)  # stored windows by state
+    flags: pd.DataFrame = field(  # rows loaded but reported (e.g. rate bounds that do not bracket the rate)
+        default_factory=lambda: pd.DataFrame(columns=["row", "column", "value", "reason"])
+    )
 
     def summary(self) -> str:
         if self.already_ingested:
             return f"{self.file_name}: already ingested (same content), nothing changed"
-        return (
+        text = (
             f"{self.file_name} [{self.format}]: {self.n_rows} rows, {self.n_accepted} accepted, "
             f"{self.n_rejected} rejected, {self.n_duplicate} already loaded"
         )
+        if self.n_coverage_rows or self.n_coverage:
+            states = ", ".join(f"{v} {k}" for k, v in sorted(self.coverage_states.items()))
+            text += (f"; {self.n_coverage} coverage windows kept ({states or 'none new'}) from "
+                     f"{self.n_coverage_rows} coverage-only rows and the detections' own windows, "
+                     f"{self.n_coverage_rejected} coverage rows rejected")
+        if len(self.flags):
+            first = self.flags.iloc[0]
+            text += (f"; {self.flags['row'].nunique()} rows flagged, loaded without the flagged value "
+                     f"(row {first['row']}, column '{first['column']}': {first['reason']})")
+        return text
 
 
 class _Shared:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
@@ -19,7 +20,7 @@ from ..store.models import Asset, IngestBatch
 from .errors import IngestError, IngestReport
 from .formats import FORMATS, to_canonical
 from .readers import file_sha256, read_table
-from .validate import validate_detections
+from .validate import validate_coverage, validate_detections
 
 
 @dataclass
@@ -33,9 +34,12 @@ class PreparedFile:
 
 
 def prepare_file(
-    session: Session, path: str | Path, fmt: str = "auto", source_name: str | None = None, label: str | None = None
+    session: Session, path: str | Path, fmt: str = "auto", source_name: str | None = None, label: str | None = None,
+    asset: str | None = None,
 ) -> PreparedFile:
     """Read and map one file, raising IngestError on any structural problem; writes nothing.
+
+    ``asset`` names the site of a window file that has no site column (``--asset``).
 
     A file whose bytes were loaded before is not read at all. Callers that load several files check
     them all with this first, so a bad file among several loads nothing, and each file is read once.
@@ -52,7 +56,7 @@ def prepare_file(
     seen = _batch_with_sha(session, sha)
     if seen is not None:
         return PreparedFile(label, sha, None, seen)
-    return PreparedFile(label, sha, to_canonical(read_table(path, label), fmt, source_name, label), None)
+    return PreparedFile(label, sha, to_canonical(read_table(path, label), fmt, source_name, label, asset), None)
 
 
 def load_prepared(
@@ -80,14 +84,17 @@ def ingest_file(
     label: str | None = None,
     *,
     progress: Progress = None,
+    asset: str | None = None,
 ) -> IngestReport:
     """Validate one file and load its good rows in one transaction; structural errors write nothing.
 
-    ``progress(fraction, text)``, when given, is called as the file is read, checked and written.
+    ``progress(fraction, text)``, when given, is called as the file is read, checked and written. ``asset``
+    names the site of a window file without a site column (``--asset``).
     """
     require(session, user, "ingest")
     say(progress, 0.0, f"reading {label or Path(path).name}")
-    return load_prepared(session, prepare_file(session, path, fmt, source_name, label), user, progress=progress)
+    return load_prepared(session, prepare_file(session, path, fmt, source_name, label, asset), user,
+                         progress=progress)
 
 
 def _batch_with_sha(session: Session, sha256: str) -> IngestBatch | None:
@@ -116,24 +123,34 @@ def ingest_frame(
     fmt = canon.attrs.get("format", "canonical")
     if sha256 is None:
         sha256 = hashlib.sha256(pd.util.hash_pandas_object(canon.astype(str), index=False).values.tobytes()).hexdigest()
-    report = IngestReport(file_name=file_name, sha256=sha256, format=fmt, n_rows=len(canon))
+    skip = getattr(canon.attrs.get("not_detection"), "value", None)
+    n_cov_rows = int(np.sum(skip)) if skip is not None else 0
+    n_rows = len(canon) - n_cov_rows  # detection rows: coverage-only rows of a window file are not detections
+    report = IngestReport(file_name=file_name, sha256=sha256, format=fmt, n_rows=n_rows, n_coverage_rows=n_cov_rows)
     seen = _batch_with_sha(session, sha256)
     if seen is not None:
         report.already_ingested = True
         report.batch_id = seen.id
-        report.n_duplicate = len(canon)
+        report.n_duplicate = n_rows
         return report
     say(progress, 0.0, f"checking {len(canon):,} rows")
-    good, rejects = validate_detections(canon, first_row=first_row, assets=lambda ids: _asset_positions(session, ids),
-                                        progress=scaled(progress, 0.0, 0.3))
+    lookup = lambda ids: _asset_positions(session, ids)  # noqa: E731
+    good, rejects = validate_detections(canon, first_row=first_row, assets=lookup, progress=scaled(progress, 0.0, 0.3))
     n_rejected = int(rejects["row"].nunique()) if len(rejects) else 0
+    windows, cov_rejects = validate_coverage(canon, good, first_row=first_row, assets=lookup)
+    if len(cov_rejects):
+        rejects = pd.concat([rejects, cov_rejects], ignore_index=True).sort_values(["row", "column"], kind="stable")
+        rejects = rejects.reset_index(drop=True)
     batch = IngestBatch(
         file_name=file_name, sha256=sha256, format=fmt, kind="detections", ingested_at=datetime.now(UTC),
-        recorded_by=user, n_rows=len(canon), n_accepted=len(good), n_rejected=n_rejected, n_duplicate=0,
+        recorded_by=user, n_rows=n_rows, n_accepted=len(good), n_rejected=n_rejected, n_duplicate=0,
     )
     try:
         store.add_batch(session, batch)
         n_new = store.insert_detections(session, good, batch.id, scaled(progress, 0.3, 0.99)) if len(good) else 0
+        if len(windows):
+            report.coverage_states = store.insert_coverage(session, windows, batch.id)
+            report.n_coverage = int(sum(report.coverage_states.values()))
         batch.n_accepted, batch.n_duplicate = n_new, len(good) - n_new
         store.add_batch(session, batch)
         say(progress, 0.99, "committing")
@@ -145,9 +162,23 @@ def ingest_frame(
     report.n_accepted, report.n_rejected, report.n_duplicate = batch.n_accepted, batch.n_rejected, batch.n_duplicate
     report.rejects = rejects
     report.n_from_registry = int(good.attrs.get("n_from_registry", 0))
+    report.n_coverage_rejected = int(cov_rejects["row"].nunique()) if len(cov_rejects) else 0
+    report.flags = _flag_table(canon, first_row)
     say(progress, 1.0, f"{file_name}: {report.n_accepted:,} accepted, {report.n_rejected:,} rejected, "
                         f"{report.n_duplicate:,} already loaded")
     return report
+
+
+def _flag_table(canon: pd.DataFrame, first_row: int) -> pd.DataFrame:
+    """Rows the mapping reported without rejecting them (``attrs['flags']``), as row, column, value, reason."""
+    flags = getattr(canon.attrs.get("flags"), "value", None) or []
+    parts = [pd.DataFrame({"row": np.asarray(idx, np.int64) + first_row, "column": column,
+                           "value": [str(v) for v in values],
+                           "reason": reason if isinstance(reason, list) else [reason] * len(idx)})
+             for idx, column, reason, values in flags]
+    if not parts:
+        return pd.DataFrame(columns=["row", "column", "value", "reason"])
+    return pd.concat(parts, ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
 
 
 def _asset_positions(session: Session, ids: list[str]) -> pd.DataFrame:

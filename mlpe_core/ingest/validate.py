@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from ..progress import Progress, say
 from ..schema import CANONICAL_COLUMNS, SOURCE_TYPES
-from .arrow import _blank, _floats, _np, _nulled, _text
+from .arrow import _blank, _combined, _floats, _np, _nulled, _text
 from .errors import _Shared
 from .instruments import _defaults_for, registry_sigma_m
 
@@ -83,7 +83,14 @@ def validate_detections(frame: pd.DataFrame, first_row: int = 2, assets: AssetLo
         if idx.size:
             problems.append((idx, column, reason, None))
 
+    # rows of a window file that are coverage only (a negative or offline window): neither detections nor rejects
+    skip = getattr(f.attrs.get("not_detection"), "value", None)
+    skip = np.zeros(n, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
     text = {c: _text(f[c]) for c in CANONICAL_COLUMNS}
+    if skip.any():  # their ids take no part in the repeated-id check
+        ids_text = _combined(text["detection_id"]).to_pylist()
+        text["detection_id"] = pa.array([f"\x00coverage row {i}" if k else v for i, (v, k) in
+                                         enumerate(zip(ids_text, skip, strict=True))], type=pa.large_string())
     blank = {c: _blank(text[c]) for c in CANONICAL_COLUMNS}
     for c in ("detection_id", "source_name"):
         add(blank[c], c, f"{c} is blank")
@@ -183,7 +190,12 @@ def validate_detections(frame: pd.DataFrame, first_row: int = 2, assets: AssetLo
     for idx, column, reason, values in getattr(f.attrs.get("mapping_rejects"), "value", []):
         problems.append((np.asarray(idx, dtype=np.int64), column, reason, values))
 
-    bad = np.zeros(n, dtype=bool)
+    if skip.any():
+        problems = [(np.asarray(idx)[keep], column, [r for r, k in zip(reason, keep, strict=True) if k]
+                     if isinstance(reason, list) else reason, None if values is None else np.asarray(values)[keep])
+                    for idx, column, reason, values in problems
+                    for keep in [~skip[np.asarray(idx, dtype=np.int64)]] if keep.any()]
+    bad = skip.copy()
     for idx, *_ in problems:
         bad[idx] = True
     rejects = _reject_table(f, problems, first_row, names_of)
@@ -272,3 +284,85 @@ def _reject_table(f: pd.DataFrame, problems: list, first_row: int, names_of: dic
     for c in ("column", "value", "reason"):
         rejects[c] = rejects[c].astype(object)
     return rejects.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
+
+
+def validate_coverage(frame: pd.DataFrame, good: pd.DataFrame, first_row: int = 2,
+                      assets: AssetLookup = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The coverage windows of a window file (``frame.attrs['coverage']``), typed and checked.
+
+    Windows of detections are kept for the detections that were accepted (``good``: their ``source_row``),
+    starting at the detection's time; an end that cannot be read or comes before the start makes the window
+    instantaneous. Coverage-only windows (watching, offline) are rejected one by one, with file row and
+    column, when a time cannot be read, the window ends before it starts, or the site is blank or (given
+    ``assets``, as for detections) not in the registry. Returns (windows, rejects). The input is not modified.
+    """
+    cov = getattr(frame.attrs.get("coverage"), "value", None)
+    cols = ["source_name", "source_type", "asset_id", "start_at", "end_at", "state", "detection_id", "source_row"]
+    empty_rejects = pd.DataFrame(columns=["row", "column", "value", "reason"])
+    if cov is None or len(cov) == 0:
+        return pd.DataFrame(columns=cols), empty_rejects
+    shown = frame.attrs.get("coverage_columns", {})
+    row = cov["pos"].to_numpy(np.int64) + first_row
+    start = parse_times(pd.Series(cov["start"].astype(str).to_numpy(), dtype="str"))
+    end = parse_times(pd.Series(cov["end"].astype(str).to_numpy(), dtype="str"))
+    asset = cov["asset_id"].astype(str).str.strip().to_numpy(dtype=object)
+    state = cov["state"].to_numpy(dtype=object)
+    skip = getattr(frame.attrs.get("not_detection"), "value", None)
+    row_is_detection = np.ones(len(frame), bool) if skip is None else ~np.asarray(skip, dtype=bool)
+    # the window of a detection row of this file; a coverage export's ``detected`` windows are coverage rows
+    # naming detections loaded from another file
+    is_det = (state == "detected") & row_is_detection[cov["pos"].to_numpy(np.int64)]
+    problems: list[tuple[np.ndarray, str, object, np.ndarray]] = []
+    only = ~is_det
+    if "state_text" in cov:
+        known = pd.Series(state).isin(["detected", "watching", "offline"]).to_numpy()
+        problems.append((np.flatnonzero(~known), shown.get("state", "state"),
+                         lambda v: f"state '{v}' is not detected, watching or offline (or P, N, NA)",
+                         cov["state_text"].to_numpy(dtype=object)[~known]))
+
+    def add(mask: np.ndarray, column: str, reason, values: np.ndarray) -> None:
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            problems.append((idx, column, reason, values[idx]))
+
+    start_text = cov["start"].astype(str).to_numpy(dtype=object)
+    end_text = cov["end"].astype(str).to_numpy(dtype=object)
+    add(only & start.isna().to_numpy(), shown.get("start", "start"),
+        lambda v: "start is blank" if not v.strip() else f"cannot read '{v}' as a time", start_text)
+    add(only & start.notna().to_numpy() & end.isna().to_numpy(), shown.get("end", "end"),
+        lambda v: "end is blank" if not v.strip() else f"cannot read '{v}' as a time", end_text)
+    with np.errstate(invalid="ignore"):
+        backwards = (end < start).fillna(False).to_numpy(bool)
+    add(only & backwards, shown.get("end", "end"), lambda v: f"the window ends ({v}) before it starts", end_text)
+    add(only & (asset == ""), shown.get("asset_id", "asset_id"), "no site: name it with --asset", asset)
+    if assets is not None and only.any():
+        need = sorted({a for a in asset[only] if a})
+        reg = assets(need) if callable(assets) else assets
+        known = set(_registry_frame(reg).index)
+        add(only & (asset != "") & ~pd.Series(asset).isin(known).to_numpy(), shown.get("asset_id", "asset_id"),
+            lambda v: f"unknown asset_id '{v}': import assets first", asset)
+    bad = np.zeros(len(cov), dtype=bool)
+    for idx, *_ in problems:
+        bad[idx] = True
+    accepted = set(good["source_row"].astype(np.int64)) if len(good) else set()
+    keep_det = is_det & pd.Series(row).isin(accepted).to_numpy()
+    keep = (only & ~bad) | keep_det
+    if keep_det.any():  # a detection's window starts at the detection's accepted time
+        at = good.set_index("source_row")["observed_at"]
+        start = start.copy()
+        start.iloc[np.flatnonzero(keep_det)] = at.reindex(row[keep_det]).to_numpy()
+    end = end.where(end.notna() & (end >= start), start)
+    det_id = np.where(state == "detected", cov["detection_id"].astype(str).to_numpy(dtype=object), None)
+    det_id = np.where(pd.Series(det_id).fillna("").astype(str).str.strip().to_numpy() == "", None, det_id)
+    out = pd.DataFrame({"source_name": cov["source_name"].astype(str).to_numpy(dtype=object),
+                        "source_type": cov["source_type"].astype(str).to_numpy(dtype=object),
+                        "asset_id": asset, "start_at": start.to_numpy(), "end_at": end.to_numpy(), "state": state,
+                        "detection_id": det_id, "source_row": row})[keep].reset_index(drop=True)
+    if keep_det.any():  # a detection row already stored as another file's keeps that file's id and window
+        names = good.set_index("source_row")["detection_id"]
+        sel = out["state"].eq("detected").to_numpy()
+        out.loc[sel, "detection_id"] = names.reindex(out.loc[sel, "source_row"]).to_numpy()
+    rejects = pd.concat([pd.DataFrame({"row": row[idx], "column": column, "value": [str(v)[:80] for v in values],
+                                       "reason": [reason(str(v)) if callable(reason) else reason for v in values]})
+                         for idx, column, reason, values in problems], ignore_index=True) if problems else empty_rejects
+    return out, rejects

@@ -36,10 +36,11 @@ class ColdStartScorer:
 
     P(find) = P(real) × P(still emitting | real):
 
-    * logit P(real) = logit(π0) + Σ_types present [logit(precision_type) − logit(π0) + 0.5·ln(n_type)]
-      + isolated + 0.5·confidence_evidence: naive Bayes with π0 = ``PRIOR_REAL``, so each kind of sensor
-      multiplies the odds by its likelihood ratio (one sensor alone gives its precision, a second
-      independent one always raises P), repeats add a little, an imager's one-off detection of a source
+    * logit P(real) = logit(π0) + Σ_types present [k_type·(logit(precision_type) − logit(π0)) + 0.5·ln(n_type)]
+      + isolated + 0.5·confidence_evidence: naive Bayes with π0 = ``PRIOR_REAL``, so each independent
+      instrument (k_type distinct sensors of a kind: two vendors' monitors, two satellites) multiplies the
+      odds by its kind's likelihood ratio (one sensor alone gives its precision, a second independent one
+      always raises P), repeats of one instrument add a little, an imager's one-off detection of a source
       that size loses what :func:`look_stats` says (``log_lr_isolated``), and detections rated more (less)
       confident than their feed usually is add (remove) a little (:func:`confidence_evidence`);
     * P(still emitting | real) combines a survival prior exp(−d / τ(rate)) since the last sighting
@@ -77,8 +78,9 @@ class ColdStartScorer:
         out = pd.DataFrame(index=X.index)
         for t in SOURCE_TYPES:
             n = self._col(X, f"n_{t}", 0.0)
+            k = np.maximum(self._col(X, f"sensors_{t}", 1.0), 1.0)  # independent instruments of this kind
             lr = float(_logit(np.array(self.precision_[t]))) - self.base_
-            out[t] = np.where(n > 0, lr + self.repeat_weight * np.log(np.maximum(n, 1)), 0.0)
+            out[t] = np.where(n > 0, lr * k + self.repeat_weight * np.log(np.maximum(n, 1)), 0.0)
         out["isolated"] = np.minimum(self._col(X, "log_lr_isolated", 0.0), 0.0)
         out["confidence"] = self.confidence_weight * self._col(X, "confidence_evidence", 0.0)
         z_real = self.base_ + out.sum(axis=1).to_numpy()
@@ -88,22 +90,26 @@ class ColdStartScorer:
         log_surv = -days / persistence_days(np.exp(self._col(X, "log_rate", 0.0)), self.recency_tau_days)
         log_alive = log_surv + np.minimum(self._col(X, "log_p_unrepaired", 0.0), 0.0)
         logp0 = np.minimum(self._col(X, "log_p_silence", 0.0), 0.0)
+        # a sensor silent before the leak's last sighting (by another) missed a source that was there: as likely
+        # emitting or stopped since, against the detections having been false (P(silence | false) = 1)
+        logp_b = np.minimum(self._col(X, "log_p_silence_before", 0.0), 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             # P(silence | stopped at a uniform time in the window) = (1 − P0) / (−ln P0)
             log_p0_stopped = np.where(logp0 < -1e-9, np.log(-np.expm1(logp0)) - np.log(np.maximum(-logp0, 1e-300)),
                                       0.0)
 
-            def z(log_a: np.ndarray, log_sil_alive: np.ndarray, log_sil_stopped: np.ndarray) -> np.ndarray:
+            def z(log_a: np.ndarray, log_sil_alive: np.ndarray, log_sil_stopped: np.ndarray,
+                  log_before: np.ndarray) -> np.ndarray:
                 """logit P(real, emitting | evidence) with P(emitting | real) = exp(log_a) before the silence.
                 Three states: false (never seen again: P(silence) = 1), real but stopped, real and emitting."""
                 log_stopped = np.log(-np.expm1(np.minimum(log_a, -1e-300)))
-                other = np.logaddexp(lp_false, lp_real + log_stopped + log_sil_stopped)
-                return lp_real + log_a + log_sil_alive - other
+                other = np.logaddexp(lp_false, lp_real + log_before + log_stopped + log_sil_stopped)
+                return lp_real + log_before + log_a + log_sil_alive - other
 
             zero = np.zeros(len(X))
-            z1 = z(log_surv, zero, zero)
-            z2 = z(log_alive, zero, zero)
-            z3 = z(log_alive, logp0, log_p0_stopped)
+            z1 = z(log_surv, zero, zero, zero)
+            z2 = z(log_alive, zero, zero, zero)
+            z3 = z(log_alive, logp0, log_p0_stopped, logp_b)
         out["recency"] = z1 - z_real
         out["repair_clock"] = z2 - z1
         out["silence"] = z3 - z2

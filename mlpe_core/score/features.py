@@ -10,13 +10,15 @@ import pandas as pd
 from scipy.special import betaln
 
 from ..schema import SOURCE_TYPES
-from .rates import estimate_rates, p_detect, sensor_default
+from ..watch import watched_axis
+from .rates import DETECTION_SLOPE, estimate_rates, p_detect, sensor_default
 
 FEATURES: list[str] = [
     "n_detections",
     "n_sources",
     "n_source_types",
     *[f"n_{t}" for t in SOURCE_TYPES],
+    *[f"sensors_{t}" for t in SOURCE_TYPES],
     "mean_confidence",
     "max_confidence",
     "days_since_last",
@@ -29,6 +31,7 @@ FEATURES: list[str] = [
     "ambiguous_share",
     "missed_looks",
     "log_p_silence",
+    "log_p_silence_before",
     "confidence_evidence",
     "log_lr_isolated",
     "log_p_unrepaired",
@@ -82,7 +85,8 @@ def _cell_keys(lat: np.ndarray, lon: np.ndarray, cell: float) -> np.ndarray:
     return iy * 1_000_000 + ix
 
 
-def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: float) -> tuple[float, float]:
+def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: float,
+                slope: float = DETECTION_SLOPE) -> tuple[float, float]:
     """Look efficiency c and detection limit L of one sensor from the leaks it saw on ≥ 2 days.
 
     Maximum likelihood of ``hits`` re-sightings in ``looks`` looks with P(sighting) = c·p_detect(rate, L),
@@ -90,46 +94,61 @@ def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: fl
     """
     Ls = limit * 10.0 ** np.linspace(-2, 1, 31)
     cs = np.linspace(0.02, 1.0, 50)
-    pdet = p_detect(rate[None, :], Ls[:, None])  # (L, pair)
+    pdet = p_detect(rate[None, :], Ls[:, None], slope)  # (L, pair)
     q = np.clip(cs[:, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
     ll = (hits * np.log(q) + (looks - hits) * np.log1p(-q)).sum(axis=-1)
     i, j = np.unravel_index(int(np.argmax(ll)), ll.shape)
     return float(cs[i]), float(Ls[j])
 
 
-def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per leak: how often its sensors looked since they last saw it, and how likely that silence is if it
+def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, as_of: pd.Timestamp,
+               coverage: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per leak: how often its sensors looked since it was last seen, and how likely that silence is if it
     still emits.
 
     For each (leak, sensor) pair: n = days the sensor saw the leak, A = looks from its first to its last
-    sighting and k = looks since (see ``LOOK_MODE``). The per-look sighting probability q has a Beta prior
+    sighting, k_b = looks from its last sighting to the leak's last sighting (by any sensor) and k = looks
+    since the leak's last sighting (see ``LOOK_MODE``). Silence before the leak's last sighting is no evidence
+    that it stopped (another sensor saw it emit after); it is evidence that this sensor's detections were
+    false (``log_p_silence_before``), and only the silence since (``log_p_silence``) weighs emitting against
+    stopped. With ``coverage`` (the sensors' watched windows at the
+    leak's site), looks are counted only while the sensor watched: a monitor's offline or unreported time and
+    the weeks an aircraft did not fly are not silence. The per-look sighting probability q has a Beta prior
     of strength ``LOOK_PRIOR_STRENGTH`` centred on c·p_detect(rate, L), where the sensor's look efficiency c
     (clouds, wind, alert caps) and detection limit L are fitted to how often it re-saw the leaks it saw at
-    least twice (:func:`_fit_sensor`; the instrument table's limit and c = 0.5 when it saw fewer than 5),
-    and the leak's own history (n − 1 sightings in A − 1 looks) updates it. P(k silent looks | emitting) is
-    the beta-binomial E[(1 − q)^k], floored by a sensor outage probability ``SENSOR_OUTAGE``.
-    Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed, Σ k·E[q]) and ``log_p_silence``
-    (Σ over sensors of ln P(silence | still emitting)).
+    least twice (:func:`_fit_sensor`; the instrument table's limit, slope and look efficiency when it saw
+    fewer than 5), and the leak's own history (n − 1 sightings in A − 1 looks) updates it. P(k silent looks |
+    emitting) is the beta-binomial E[(1 − q)^k], floored by a sensor outage probability ``SENSOR_OUTAGE``.
+    Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed since the leak's last sighting),
+    ``log_p_silence`` (Σ over sensors of ln P(silence since the leak's last sighting | still emitting)) and
+    ``log_p_silence_before`` (Σ ln P(each sensor's silence before it | real)).
     """
-    cols = ["n_days_seen", "missed_looks", "log_p_silence", "log_lr_isolated"]
+    cols = ["n_days_seen", "missed_looks", "log_p_silence", "log_p_silence_before", "log_lr_isolated"]
     leaks = pd.Index(dets["leak_id"].unique())
     if dets.empty:
         return pd.DataFrame(columns=cols, index=leaks, dtype=float)
     day = np.floor((pd.to_datetime(dets["observed_at"], utc=True) - _EPOCH).dt.total_seconds().to_numpy() / 86400.0)
     day = day.astype(np.int64)
     asof_day = int(math.floor((pd.Timestamp(as_of) - _EPOCH).total_seconds() / 86400.0))
+    tday = (pd.to_datetime(dets["observed_at"], utc=True) - _EPOCH).dt.total_seconds().to_numpy() / 86400.0
+    asof_t = (pd.Timestamp(as_of) - _EPOCH).total_seconds() / 86400.0
     d = pd.DataFrame({"leak_id": dets["leak_id"].to_numpy(), "source_name": dets["source_name"].astype(str).to_numpy(),
-                      "source_type": dets["source_type"].to_numpy(), "day": day})
+                      "source_type": dets["source_type"].to_numpy(), "day": day, "t": tday,
+                      "asset_id": dets["asset_id"].to_numpy() if "asset_id" in dets else None})
     seen = d.groupby("leak_id")["day"].nunique()
     pairs = d.groupby(["leak_id", "source_name"], sort=False).agg(
-        source_type=("source_type", "first"), n=("day", "nunique"), first=("day", "min"), last=("day", "max")
-    ).reset_index()
+        source_type=("source_type", "first"), n=("day", "nunique"), first=("day", "min"), last=("day", "max"),
+        first_t=("t", "min"), last_t=("t", "max")).reset_index()
+    # the leak's last sighting by any sensor: it was emitting then, whatever each sensor saw before
+    leak_last = pairs.groupby("leak_id")["last"].transform("max").to_numpy(float)
+    leak_last_t = d.groupby("leak_id")["t"].max().reindex(pairs["leak_id"]).to_numpy(float)
     cen = centres.reindex(pairs["leak_id"])
     lat, lon = cen["latitude"].to_numpy(float), cen["longitude"].to_numpy(float)
     n = pairs["n"].to_numpy(float)
     first, last = pairs["first"].to_numpy(float), pairs["last"].to_numpy(float)
     A = n.copy()
-    k = np.zeros(len(pairs))
+    k = np.zeros(len(pairs))  # looks since the leak's last sighting (by any sensor)
+    k_b = np.zeros(len(pairs))  # looks between this sensor's last sighting and the leak's
     k_pre = np.zeros(len(pairs))  # looks before the first sighting, since the feed began
     pre_days = np.zeros(len(pairs))
     informative = np.zeros(len(pairs), bool)
@@ -137,11 +156,13 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     lat_d = dets["latitude"].to_numpy(float) if "latitude" in dets else nan
     lon_d = dets["longitude"].to_numpy(float) if "longitude" in dets else nan
     names = d["source_name"].to_numpy()
+    cov = _coverage_by_sensor(coverage)
     for name, idx in pairs.groupby("source_name", sort=False).groups.items():
         idx = np.asarray(idx)
         mode = LOOK_MODE.get(pairs["source_type"].iloc[idx[0]])
         mine = names == name
-        active = np.unique(day[mine])
+        windows = cov.get(name)
+        active = np.unique(day[mine]) if windows is None else np.union1d(day[mine], windows[2])
         if mode is None or len(active) < 2:
             continue
         if mode == "revisit":
@@ -149,38 +170,65 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
             revisit = max(1.0, float(np.quantile(gaps, 0.25)))
             end = min(asof_day, int(active[-1] + gaps.max()))  # a feed silent longer than ever before has stopped
             A[idx] = (last[idx] - first[idx]) / revisit + 1
-            k[idx] = np.maximum(end - last[idx], 0) / revisit
+            k_b[idx] = np.maximum(np.minimum(leak_last[idx], end) - last[idx], 0) / revisit
+            k[idx] = np.maximum(end - leak_last[idx], 0) / revisit
             k_pre[idx] = np.maximum(first[idx] - active[0], 0) / revisit
+            if windows is not None:  # looks only while it watched the leak's site
+                for i in idx:
+                    clock = _site_clock(windows, d, pairs["leak_id"].iloc[i], name)
+                    if clock is None:
+                        continue
+                    w_first, w_own, w_last, w_now = clock(np.array([pairs["first_t"].iloc[i], pairs["last_t"].iloc[i],
+                                                                    leak_last_t[i], asof_t]))
+                    A[i] = (w_own - w_first) / revisit + 1
+                    k_b[i] = max(w_last - w_own, 0.0) / revisit
+                    k[i] = max(w_now - w_last, 0.0) / revisit
         else:
             where = mine & np.isfinite(lat_d) & np.isfinite(lon_d)
             idx = idx[np.isfinite(lat[idx]) & np.isfinite(lon[idx])]
             if not where.any() or len(idx) == 0:
                 continue
-            act = np.unique(_cell_keys(lat_d[where], lon_d[where], CAMPAIGN_CELL_DEG) * 100_000 + day[where])
+            act = _cell_keys(lat_d[where], lon_d[where], CAMPAIGN_CELL_DEG) * 100_000 + day[where]
             key = _cell_keys(lat[idx], lon[idx], CAMPAIGN_CELL_DEG) * 100_000
-            A[idx] = np.searchsorted(act, key + last[idx], "right") - np.searchsorted(act, key + first[idx], "left")
-            k[idx] = np.searchsorted(act, key + asof_day, "right") - np.searchsorted(act, key + last[idx], "right")
+            if windows is not None:  # days it flew over the leak's site and saw nothing count as looks too
+                extra = [key[j] + np.floor(w).astype(np.int64) for j, i in enumerate(idx)
+                         if (w := _site_days(windows, d, pairs["leak_id"].iloc[i], name)) is not None]
+                act = np.concatenate([act, *extra]) if extra else act
+            act = np.unique(act)
+            at_own = np.searchsorted(act, key + last[idx], "right")
+            at_last = np.searchsorted(act, key + leak_last[idx], "right")
+            A[idx] = at_own - np.searchsorted(act, key + first[idx], "left")
+            k_b[idx] = at_last - at_own
+            k[idx] = np.searchsorted(act, key + asof_day, "right") - at_last
             k_pre[idx] = np.searchsorted(act, key + first[idx], "left") - np.searchsorted(act, key, "left")
         pre_days[idx] = np.maximum(first[idx] - active[0], 0)
         informative[idx] = True
     A = np.maximum(A, n)
     limit = sensor_default(pairs["source_name"], pairs["source_type"], "detection_limit_kg_h")
     limit = np.where(np.isfinite(limit), limit, 1.0)
+    slope = sensor_default(pairs["source_name"], pairs["source_type"], "detection_slope")
+    slope = np.where(np.isfinite(slope), slope, DETECTION_SLOPE)
+    eff = sensor_default(pairs["source_name"], pairs["source_type"], "look_efficiency")
+    eff = np.where(np.isfinite(eff), eff, 0.5)
     rate = np.exp(log_rate.reindex(pairs["leak_id"]).fillna(0.0).to_numpy(float))
     m = np.zeros(len(pairs))
     for _name, idx in pairs.groupby("source_name", sort=False).groups.items():
         idx = np.asarray(idx)
         rep = idx[informative[idx] & (n[idx] >= 2)]
-        c, lim = 0.5, float(limit[idx[0]])
+        c, lim, k_ = float(eff[idx[0]]), float(limit[idx[0]]), float(slope[idx[0]])
         if len(rep) >= 5:
-            c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim)
-        m[idx] = c * p_detect(rate[idx], lim)
+            c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim, k_)
+        m[idx] = c * p_detect(rate[idx], lim, k_)
     m = np.clip(m, 1e-3, 1 - 1e-3)
     a = LOOK_PRIOR_STRENGTH * m + (n - 1)
     b = LOOK_PRIOR_STRENGTH * (1 - m) + np.maximum(A - n, 0)
-    p0 = np.where(informative & (k > 0), np.exp(betaln(a, b + k) - betaln(a, b)), 1.0)
+    # the silence before the leak's last sighting (another sensor saw it emit after) and the silence since, each
+    # beta-binomial given what came before it, each floored by an outage
+    p0_b = np.where(informative & (k_b > 0), np.exp(betaln(a, b + k_b) - betaln(a, b)), 1.0)
+    p0 = np.where(informative & (k > 0), np.exp(betaln(a, b + k_b + k) - betaln(a, b + k_b)), 1.0)
     logp = np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0)
-    missed = np.where(informative, k * a / (a + b), 0.0)
+    logp_b = np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0_b)
+    missed = np.where(informative, k * a / (a + b + k_b), 0.0)
     # an imager's one-off: would a real source of this size have been seen before? Its age is exponential
     # with the mean life of its size (persistence_days), looks come at k_pre / pre_days a day, each seeing it
     # with probability m; a false plume is a one-off whatever the looks. Likelihood ratio real : false.
@@ -192,10 +240,45 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     lr = inv_tau / (inv_tau + lam) * (1 - e) + e
     log_lr = np.where(lone, np.log(np.maximum(lr, 1e-12)), 0.0)
     out = pd.DataFrame({"leak_id": pairs["leak_id"], "missed_looks": missed, "log_p_silence": logp,
-                        "log_lr_isolated": log_lr})
-    out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_lr_isolated"]].sum()
+                        "log_p_silence_before": logp_b, "log_lr_isolated": log_lr})
+    out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_p_silence_before", "log_lr_isolated"]].sum()
     out["n_days_seen"] = seen
     return out.reindex(leaks)[cols]
+
+
+def _coverage_by_sensor(coverage: pd.DataFrame | None) -> dict:
+    """{sensor: (asset ids, watched windows [start, end] in days, days it reported anything)} from the
+    coverage windows in which it watched (``detected`` and ``watching``; offline windows left out)."""
+    if coverage is None or len(coverage) == 0:
+        return {}
+    c = coverage[coverage["state"].isin(["detected", "watching"])]
+    out = {}
+    for name, g in c.groupby(c["source_name"].astype(str), sort=False):
+        s = (pd.to_datetime(g["start_at"], utc=True) - _EPOCH).dt.total_seconds().to_numpy() / 86400.0
+        e = (pd.to_datetime(g["end_at"], utc=True) - _EPOCH).dt.total_seconds().to_numpy() / 86400.0
+        out[name] = (g["asset_id"].astype(str).to_numpy(), np.column_stack([s, e]), np.unique(np.floor(s)).astype(int))
+    return out
+
+
+def _pair_windows(windows: tuple, d: pd.DataFrame, leak: str, name: str) -> np.ndarray | None:
+    """The watched windows of sensor ``name`` at the sites its detections of ``leak`` name (None: none)."""
+    mine = d[(d["leak_id"] == leak) & (d["source_name"] == name)]["asset_id"]
+    sites = set(mine.dropna().astype(str))
+    if not sites:
+        return None
+    sel = np.isin(windows[0], list(sites))
+    return windows[1][sel] if sel.any() else None
+
+
+def _site_clock(windows: tuple, d: pd.DataFrame, leak: str, name: str):
+    """Watched-time clock (days) of one sensor at one leak's site, or None without coverage there."""
+    w = _pair_windows(windows, d, leak, name)
+    return None if w is None else watched_axis(w[:, 0], w[:, 1])
+
+
+def _site_days(windows: tuple, d: pd.DataFrame, leak: str, name: str) -> np.ndarray | None:
+    w = _pair_windows(windows, d, leak, name)
+    return None if w is None else np.unique(np.floor(w[:, 0]))
 
 
 def confidence_evidence(dets: pd.DataFrame) -> pd.Series:
@@ -257,9 +340,13 @@ def persistence_days(rate: np.ndarray, small_days: float = PERSISTENCE_DAYS) -> 
     return np.exp(np.log(small_days) + x * (math.log(LARGE_EVENT_DAYS) - np.log(small_days)))
 
 
-def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
+                  coverage: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per leak (index leak_id) with :data:`FEATURES`, the rate estimate columns, first/last seen
-    and ``source_names`` (the distinct sensor names, most detections first; for the reasons, not a feature)."""
+    and ``source_names`` (the distinct sensor names, most detections first; for the reasons, not a feature).
+
+    ``coverage`` (the store's ``MonitorCoverage`` windows) says when sensors watched: silence is counted
+    only then, and each detection's window length weights its reading in the time-average rate."""
     d = dets
     g = d.groupby("leak_id")
     counts = pd.crosstab(d["leak_id"], d["source_type"]).reindex(columns=list(SOURCE_TYPES), fill_value=0)
@@ -269,12 +356,19 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) 
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of
     last = t.groupby(d["leak_id"]).max()
     first = t.groupby(d["leak_id"]).min()
-    rates = estimate_rates(d)
+    if coverage is not None and len(coverage):
+        coverage = coverage[pd.to_datetime(coverage["start_at"], utc=True) <= as_of]  # nothing from after as_of
+    rates = estimate_rates(d, coverage)
     f = pd.DataFrame(index=pd.Index(d["leak_id"].unique(), name="leak_id"))
     f["n_detections"] = g.size()
     f["n_sources"] = g["source_name"].nunique()
     f["n_source_types"] = g["source_type"].nunique()
     f = f.join(counts)
+    # distinct instruments of each kind (two vendors' monitors, two satellites): independent confirmations
+    sensors = d.groupby(["leak_id", "source_type"])["source_name"].nunique().unstack()
+    sensors = sensors.reindex(columns=list(SOURCE_TYPES)).fillna(0).astype(int)
+    sensors.columns = [f"sensors_{c}" for c in sensors.columns]
+    f = f.join(sensors)
     f["mean_confidence"] = g["confidence"].mean()
     f["max_confidence"] = g["confidence"].max()
     f["confidence_evidence"] = confidence_evidence(d).reindex(f.index).fillna(0.0)
@@ -292,7 +386,7 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp) 
         centres = pd.DataFrame(index=f.index, columns=["latitude", "longitude"], dtype=float)
     if {"latitude", "longitude"} <= set(d.columns):
         centres = centres.fillna(d.groupby("leak_id")[["latitude", "longitude"]].median().reindex(f.index))
-    f = f.join(look_stats(d, centres, f["log_rate"], as_of))
+    f = f.join(look_stats(d, centres, f["log_rate"], as_of, coverage))
     f = f.join(repair_clock(d, last, as_of))
     names = d.groupby(["leak_id", "source_name"]).size().sort_values(ascending=False).reset_index()
     f["source_names"] = names.groupby("leak_id", sort=False)["source_name"].agg(", ".join).reindex(f.index)

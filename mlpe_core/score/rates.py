@@ -14,13 +14,21 @@ from ..ingest import instrument_defaults
 DEFAULT_LOG_SIGMA = {"satellite": 0.5, "aerial": 0.35, "continuous_monitor": 0.9, "scada": 1.2, "ogi": 1.0}
 
 
-# Prior of a leak's rate before any quantification (kg/h): log-normal, the order of magnitude of measured
-# site-level leak-size distributions (Omara et al. 2018; Brandt et al. 2016). Used only for leaks no sensor
-# quantified, together with the detection limit of the sensor that saw them.
-RATE_PRIOR_MEDIAN_KG_H, RATE_PRIOR_LOG_SD = 5.0, 1.5
+# Prior of a leak's rate before any quantification (kg/h): log-normal, measured site totals (Zavala-Araiza et
+# al. 2018, ``rate_prior`` of config/instruments.yaml; these are the fallbacks). Used only for leaks no sensor
+# quantified, together with the detection curve of the sensor that saw them.
+RATE_PRIOR_MEDIAN_KG_H, RATE_PRIOR_LOG_SD = 1.40, 1.75
 
 
-DETECTION_SLOPE = 2.0  # probability of detection is logistic in log rate, 50 % at the limit (Conrad et al. 2023)
+DETECTION_SLOPE = 2.0  # fallback slope of the detection curve (logistic in log rate, Conrad et al. 2023)
+
+
+def rate_prior() -> tuple[float, float]:
+    """(median kg/h, ln-sd) of the leak-size prior, from ``config/instruments.yaml`` (``rate_prior``)."""
+    from ..ingest import load_instruments
+
+    p = load_instruments().get("rate_prior", {})
+    return float(p.get("median_kg_h", RATE_PRIOR_MEDIAN_KG_H)), float(p.get("log_sd", RATE_PRIOR_LOG_SD))
 
 
 COARSE_SIGMA_M = 500.0  # detections located worse than this (larger than a site) do not quantify a precise leak
@@ -52,35 +60,69 @@ def _log_sigma(rate: np.ndarray, unc: np.ndarray, default: np.ndarray) -> np.nda
     return np.where(np.isfinite(unc) & (unc > 0), np.clip(s, 0.05, 3.0), default)
 
 
-def _unquantified_rate(limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Posterior (mean, sd) of log rate for a leak seen, not quantified, by a sensor with this limit.
+def _unquantified_rate(limit: np.ndarray, slope: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior (mean, sd) of log rate for a leak seen, not quantified, by a sensor with this limit and slope.
 
-    Prior: log-normal leak sizes (``RATE_PRIOR_*``); likelihood: the probability of detection at the limit.
+    Prior: log-normal leak sizes (:func:`rate_prior`); likelihood: the sensor's probability of detection.
     """
-    grid = np.linspace(math.log(RATE_PRIOR_MEDIAN_KG_H) - 6 * RATE_PRIOR_LOG_SD,
-                       math.log(RATE_PRIOR_MEDIAN_KG_H) + 6 * RATE_PRIOR_LOG_SD, 601)
-    prior = np.exp(-0.5 * ((grid - math.log(RATE_PRIOR_MEDIAN_KG_H)) / RATE_PRIOR_LOG_SD) ** 2)
-    uniq, inv = np.unique(np.asarray(limit, float), return_inverse=True)
+    med, lsd = rate_prior()
+    grid = np.linspace(math.log(med) - 6 * lsd, math.log(med) + 6 * lsd, 601)
+    prior = np.exp(-0.5 * ((grid - math.log(med)) / lsd) ** 2)
+    slope = np.full(len(np.atleast_1d(limit)), DETECTION_SLOPE) if slope is None else np.asarray(slope, float)
+    pairs = np.column_stack([np.asarray(limit, float), slope])
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    inv = np.asarray(inv).ravel()
     mu, sd = np.empty(len(uniq)), np.empty(len(uniq))
-    for i, lim in enumerate(uniq):
-        w = prior * p_detect(np.exp(grid), lim)
+    for i, (lim, k) in enumerate(uniq):
+        w = prior * p_detect(np.exp(grid), lim, k)
         w = w / w.sum()
         mu[i] = float((w * grid).sum())
         sd[i] = float(np.sqrt((w * (grid - mu[i]) ** 2).sum()))
     return mu[inv], sd[inv]
 
 
-def estimate_rates(dets: pd.DataFrame) -> pd.DataFrame:
-    """Per leak: rate combined across quantified detections by inverse variance in log space.
+def _durations(q: pd.DataFrame, coverage: pd.DataFrame | None) -> np.ndarray:
+    """Hours each quantified detection's report covered (its ``detected`` coverage window), NaN when unknown."""
+    out = np.full(len(q), np.nan)
+    if coverage is None or len(coverage) == 0 or len(q) == 0:
+        return out
+    c = coverage[coverage["state"].eq("detected") & coverage["detection_id"].notna()]
+    if c.empty:
+        return out
+    hours = (pd.to_datetime(c["end_at"], utc=True) - pd.to_datetime(c["start_at"], utc=True)).dt.total_seconds() / 3600
+    key = pd.MultiIndex.from_arrays([c["source_name"].astype(str), c["detection_id"].astype(str)])
+    dur = pd.Series(hours.to_numpy(float), index=key)
+    dur = dur[~dur.index.duplicated(keep="first")]
+    want = pd.MultiIndex.from_arrays([q["source_name"].astype(str), q["detection_id"].astype(str)]) \
+        if "detection_id" in q else None
+    if want is None:
+        return out
+    return dur.reindex(want).to_numpy(float)
 
-    Rates are log-normal-ish and errors multiplicative, so a log-space mean is the right average;
-    the spread between repeat measurements is kept too (an intermittent source varies), so the
-    reported interval is the larger of the propagated error and the scatter. Detections fusion marked
-    ambiguous (a coarse pixel that fits several leaks) do not set the rate of a leak that has others.
-    A leak with no quantified detection gets the posterior of a log-normal leak-size prior given that
-    the most sensitive sensor that saw it detected it (``rate_quantified`` False).
-    Columns: log_rate, log_sigma (1-sigma of log rate), n_quantified, rate_quantified, est_rate_kg_h
-    (median), rate_lo_kg_h / rate_hi_kg_h (±1 sigma), rate_mean_kg_h (the expected rate, exp(mu + s²/2)).
+
+def estimate_rates(dets: pd.DataFrame, coverage: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per leak: the time-average emission rate (what a repair removes per hour while it emits), with its
+    uncertainty, from intermittent and heavy-tailed readings.
+
+    A source whose rate changes by orders of magnitude between episodes emits, on average, the arithmetic
+    time-average of its rates, not their log-space mean (the median reading): one 1,400 kg/h hour outweighs
+    many 0.5 kg/h hours. So each sensor's readings of the leak are averaged in linear space, weighted by the
+    hours each report covered (its ``detected`` window in ``coverage``; equal weights when unknown), after
+    dividing by the instrument's measured quantification bias (``rate_bias``: the ratio of mean reported to
+    mean metered rate on controlled releases, ``config/instruments.yaml``). Its uncertainty combines the
+    scatter of that weighted mean between episodes (or the readings' stated errors, whichever is larger) and
+    the calibration uncertainty of the sensor (``rate_bias_log_sd``: how far one unit's bias may be from the
+    platform's; repeats of one sensor share it, so 200 alerts do not outvote one aircraft measurement).
+    Sensors are then combined by inverse variance in log space, and the interval is widened to the scatter
+    between sensors when they disagree more than their errors say.
+
+    A coarse pixel or a detection fusion marked ambiguous says how much methane is around, not what this
+    leak emits: it sets the rate only of a leak that has no precise detection. A leak with no quantified
+    detection gets the posterior of a log-normal leak-size prior given that the most sensitive sensor that
+    saw it detected it (``rate_quantified`` False).
+    Columns: log_rate (ln of the estimate), log_sigma (its 1-sigma in log space), n_quantified,
+    rate_quantified, est_rate_kg_h, rate_lo_kg_h / rate_hi_kg_h (±1 sigma), rate_mean_kg_h (exp(mu + s²/2)),
+    reading_log_sd (the per-reading scatter, sd of ln of the readings: how variable the leak is).
     """
     leaks = pd.Index(dets["leak_id"].unique())
     # a coarse pixel (or one fusion found compatible with several leaks) says how much methane is around,
@@ -95,31 +137,58 @@ def estimate_rates(dets: pd.DataFrame) -> pd.DataFrame:
     rate = q["rate_kg_h"].to_numpy(float)
     unc = q["rate_uncertainty_kg_h"].to_numpy(float) if "rate_uncertainty_kg_h" in q else np.full(len(q), np.nan)
     default = q["source_type"].map(DEFAULT_LOG_SIGMA).fillna(0.7).to_numpy(float)
+    if len(q):  # the instrument table's measured single-reading scatter, and whether its stated errors hold
+        table = sensor_default(q["source_name"], q["source_type"], "log_sigma")
+        default = np.where(np.isfinite(table), table, default)
+        stated = sensor_default(q["source_name"], q["source_type"], "use_reported_bounds")
+        scale = sensor_default(q["source_name"], q["source_type"], "reported_sigma_scale")
+        unc = np.where(np.isfinite(stated) & (stated == 0), np.nan, unc * np.where(np.isfinite(scale), scale, 1.0))
     s = _log_sigma(rate, unc, default)
+    bias = sensor_default(q["source_name"], q["source_type"], "rate_bias") if len(q) else np.zeros(0)
+    bias = np.where(np.isfinite(bias) & (bias > 0), bias, 1.0)
+    cal = sensor_default(q["source_name"], q["source_type"], "rate_bias_log_sd") if len(q) else np.zeros(0)
+    cal = np.where(np.isfinite(cal), cal, SYSTEMATIC_SHARE * default)
     tmp = pd.DataFrame({"leak_id": q["leak_id"].to_numpy(), "sensor": q["source_name"].astype(str).to_numpy(),
-                        "w": 1 / s**2, "lr": np.log(rate), "sys2": (SYSTEMATIC_SHARE * default) ** 2})
-    tmp["wlr"] = tmp["w"] * tmp["lr"]
-    # repeats of one sensor share its systematic error: average within a sensor, then across sensors
-    per = tmp.groupby(["leak_id", "sensor"]).agg(w=("w", "sum"), wlr=("wlr", "sum"), sys2=("sys2", "first"))
-    per["mu"] = per["wlr"] / per["w"]
-    per["W"] = 1 / (1 / per["w"] + per["sys2"])
+                        "c": rate / bias, "s2": s**2, "cal2": cal**2, "d": _durations(q, coverage),
+                        "lr": np.log(rate)})
+    # weights: hours covered; a report of unknown length counts as the sensor's median report on this leak
+    med = tmp.groupby(["leak_id", "sensor"])["d"].transform("median")
+    tmp["w"] = tmp["d"].where(tmp["d"] > 0, med).where(lambda x: x > 0, 1.0).fillna(1.0)
+    tmp["wc"] = tmp["w"] * tmp["c"]
+    g = tmp.groupby(["leak_id", "sensor"], sort=False)
+    per = g.agg(sw=("w", "sum"), swc=("wc", "sum"), n=("c", "size"), cal2=("cal2", "first"))
+    per["T"] = per["swc"] / per["sw"]
+    tmp = tmp.join(per[["T", "sw"]], on=["leak_id", "sensor"])
+    tmp["samp"] = (tmp["w"] / tmp["sw"]) ** 2 * (tmp["c"] - tmp["T"]) ** 2
+    tmp["meas"] = (tmp["w"] / tmp["sw"]) ** 2 * tmp["c"] ** 2 * np.expm1(tmp["s2"])
+    g = tmp.groupby(["leak_id", "sensor"], sort=False)
+    n = per["n"].to_numpy(float)
+    samp = g["samp"].sum().reindex(per.index).to_numpy() * np.where(n > 1, n / np.maximum(n - 1, 1), 0.0)
+    var = np.maximum(samp, g["meas"].sum().reindex(per.index).to_numpy())
+    per["mu"] = np.log(per["T"])
+    per["V"] = np.log1p(var / per["T"].to_numpy() ** 2) + per["cal2"].to_numpy()
+    per["W"] = 1.0 / per["V"]
     per["Wmu"] = per["W"] * per["mu"]
     gp = per.groupby(level="leak_id")
     mu = gp["Wmu"].sum() / gp["W"].sum()
     prop = 1 / np.sqrt(gp["W"].sum())
-    g = tmp.groupby("leak_id")
-    n = g.size()
-    scatter = g["lr"].std(ddof=1).fillna(0) / np.sqrt(n)
-    sig = np.maximum(prop, scatter)
-    out = pd.DataFrame({"log_rate": mu, "log_sigma": sig, "n_quantified": n, "rate_quantified": True})
+    k = gp.size()
+    between = (gp["mu"].std(ddof=1) / np.sqrt(k)).fillna(0.0)  # sensors disagreeing beyond their errors
+    sig = np.maximum(prop, between.reindex(prop.index))
+    nq = tmp.groupby("leak_id").size()
+    spread = tmp.groupby("leak_id")["lr"].std(ddof=1)
+    out = pd.DataFrame({"log_rate": mu, "log_sigma": sig, "n_quantified": nq, "rate_quantified": True,
+                        "reading_log_sd": spread})
     missing = leaks.difference(out.index)
     if len(missing):
         u = dets[dets["leak_id"].isin(missing).to_numpy() & use]
         limit = pd.Series(sensor_default(u["source_name"], u["source_type"], "detection_limit_kg_h"), index=u.index)
-        floor = limit.fillna(1.0).groupby(u["leak_id"]).min()
-        m, sd = _unquantified_rate(floor.to_numpy())
+        slope = pd.Series(sensor_default(u["source_name"], u["source_type"], "detection_slope"), index=u.index)
+        best = limit.fillna(1.0).groupby(u["leak_id"]).idxmin()  # the most sensitive sensor that saw it
+        floor = limit.fillna(1.0).loc[best.to_numpy()].set_axis(best.index)
+        m, sd = _unquantified_rate(floor.to_numpy(), slope.fillna(DETECTION_SLOPE).loc[best.to_numpy()].to_numpy())
         out = pd.concat([out, pd.DataFrame({"log_rate": m, "log_sigma": sd, "n_quantified": 0,
-                                            "rate_quantified": False}, index=floor.index)])
+                                            "rate_quantified": False, "reading_log_sd": np.nan}, index=floor.index)])
     out.index.name = "leak_id"
     out["n_quantified"] = out["n_quantified"].astype(int)
     out["rate_quantified"] = out["rate_quantified"].astype(bool)

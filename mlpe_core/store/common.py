@@ -8,7 +8,17 @@ import pandas as pd
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from .models import Asset, AuditEvent, Detection, IngestBatch, Leak, ModelVersion, Notification, Validation
+from .models import (
+    Asset,
+    AuditEvent,
+    Detection,
+    IngestBatch,
+    Leak,
+    ModelVersion,
+    MonitorCoverage,
+    Notification,
+    Validation,
+)
 
 
 def now() -> datetime:
@@ -53,6 +63,6 @@ def upsert(session: Session, model, key: str, rows: list[dict], existing: set) -
 
 
 def clear_store(session: Session) -> None:
-    for m in (Validation, Notification, Detection, Leak, IngestBatch, ModelVersion, AuditEvent, Asset):
+    for m in (Validation, Notification, Detection, MonitorCoverage, Leak, IngestBatch, ModelVersion, AuditEvent, Asset):
         session.execute(delete(m))
     session.commit()

@@ -57,6 +57,23 @@ class Detection(SQLModel, table=True):
     ambiguous: bool = False  # coarse detection compatible with several precise leaks
 
 
+class MonitorCoverage(SQLModel, table=True):
+    """A window in which a sensor watched a site, and what it saw: ``detected`` (the window of one of its
+    detections, ``detection_id``), ``watching`` (it watched and saw nothing: a negative report, a zero-rate
+    block, an aircraft pass without a plume) or ``offline`` (no data). Silence only counts where it watched."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    source_name: str = Field(index=True)
+    source_type: str
+    asset_id: str
+    start_at: datetime
+    end_at: datetime
+    state: str  # detected, watching, offline
+    detection_id: str | None = None  # for ``detected``: the detection this window belongs to
+    batch_id: int | None = Field(default=None, foreign_key="ingestbatch.id")
+    source_row: int | None = None  # 1-based line number in the source file (header = line 1)
+
+
 class Leak(SQLModel, table=True):
     leak_id: str = Field(primary_key=True)
     active: bool = True  # False when a later fusion no longer produces this leak

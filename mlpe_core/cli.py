@@ -130,7 +130,9 @@ def run(argv: list[str]) -> int:
             if args.rejects:
                 import pandas as pd
 
-                pd.concat(all_rejects).to_csv(args.rejects, index=False)
+                from .export import write_csv
+
+                write_csv(pd.concat(all_rejects), args.rejects)
             print(
                 f"total: {total['accepted']} accepted, {total['rejected']} rejected, "
                 f"{total['duplicate']} already loaded",

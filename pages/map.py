@@ -7,6 +7,7 @@ import streamlit as st
 from app import common as c
 from app import filters
 from app import mapping as m
+from mlpe_core.export import to_csv_text
 
 st.title("Leak map")
 lk = c.leaks_with_operator()
@@ -117,8 +118,8 @@ with right:
                      column_config={"leak_id": "leak", "rank": st.column_config.NumberColumn(format="%d"),
                                     "risk_band": "risk", "est_rate_kg_h": st.column_config.NumberColumn(
                                         "kg/h", format="%.0f")})
-        st.download_button("Selection CSV", sel.drop(columns=["contributions", "asset_candidates"], errors="ignore")
-                           .to_csv(index=False), "mlpe_selection.csv", "text/csv", key="map_sel_csv",
+        picked = sel.drop(columns=["contributions", "asset_candidates"], errors="ignore")
+        st.download_button("Selection CSV", to_csv_text(picked), "mlpe_selection.csv", "text/csv", key="map_sel_csv",
                            on_click="ignore", icon=":material/download:")
     if len(sel) and st.button("Open leak detail", key="map_open", type="primary", icon=":material/arrow_forward:",
                               help="opens the best-ranked leak of the selection"):

@@ -7,7 +7,7 @@ import streamlit as st
 
 from app import common as c
 from mlpe_core import pipeline
-from mlpe_core.export import spreadsheet_safe
+from mlpe_core.export import to_csv_text
 from mlpe_core.ingest import FORMATS, IngestError, ingest_file
 
 st.title("Upload detections")
@@ -55,7 +55,7 @@ for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
             with st.expander(f"{c.plural(len(rep.rejects), 'problem')} in {c.plural(n_rows, 'row')} of {name}",
                              expanded=len(rep.rejects) <= 20):
                 st.dataframe(rep.rejects, hide_index=True, key=f"up_rej_{i}")
-                st.download_button("Download rejects CSV", spreadsheet_safe(rep.rejects).to_csv(index=False),
+                st.download_button("Download rejects CSV", to_csv_text(rep.rejects),
                                    f"{Path(name).stem}_rejects.csv", "text/csv", key=f"up_rej_dl_{i}",
                                    on_click="ignore")
 

@@ -250,6 +250,12 @@ def run_score(
     return summary
 
 
+def activate_model(session: Session, version_id: int, user: str) -> None:
+    """Make a recorded model version the live one (roll back or forward): an admin's decision, audited."""
+    require(session, user, "activate_model")
+    store.activate_model(session, version_id, user=user)
+
+
 def run_train(session: Session, user: str = "system") -> dict:
     """Fit a model from validations; promote it only if it beats the current one on held-out visits.
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app import charts
 from app import common as c
-from mlpe_core import pipeline, store
+from mlpe_core import pipeline
 
 st.title("Model")
 mf = c.load("models")
@@ -82,11 +82,11 @@ c.flashed("model_flash")
 st.dataframe(mf[["id", "created_at", "kind", "active", "promoted", "n_train", "n_holdout", "decision"]],
              hide_index=True,
              key="models", column_config={"created_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
-if len(mf) > 1 and c.can("promote_model"):
+if len(mf) > 1 and c.can("activate_model"):
     a, b = st.columns([1, 3], vertical_alignment="bottom")
     v = a.selectbox("Roll back / forward to", mf["id"], format_func=lambda i: f"v{i}", key="model_pick")
     if b.button("Activate and re-score", key="model_activate"):
         with st.spinner("Re-scoring every leak…"):
-            c.flash("model_flash", c.act("promote_model", lambda s: store.activate_model(s, int(v), user=c.user())
+            c.flash("model_flash", c.act("activate_model", lambda s: pipeline.activate_model(s, int(v), c.user())
                                          or pipeline.run_score(s, user=c.user()) and f"v{v} is live; leaks re-scored."))
 st.caption("Compare how two versions rank today's leaks on the Rankings page (*Compare models*).")

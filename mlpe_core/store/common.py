@@ -8,7 +8,7 @@ import pandas as pd
 from sqlalchemy import delete, func, select, update
 from sqlmodel import Session
 
-from .models import Asset, AuditEvent, Detection, IngestBatch, Leak, ModelVersion, Validation
+from .models import Asset, Detection, IngestBatch, Leak, ModelVersion, Validation
 
 
 def now() -> datetime:
@@ -53,6 +53,7 @@ def upsert(session: Session, model, key: str, rows: list[dict], existing: set) -
 
 
 def clear_store(session: Session) -> None:
-    for m in (Validation, Detection, Leak, IngestBatch, ModelVersion, AuditEvent, Asset):
+    """Empty the data tables. The audit trail and leak history are append-only (triggers refuse DELETE) and stay."""
+    for m in (Validation, Detection, Leak, IngestBatch, ModelVersion, Asset):
         session.execute(delete(m))
     session.commit()

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from .audit import audit
+from .audit import audit, chain
 from .common import _frame, _utc, upsert
 from .models import Detection, Leak, LeakEvent
 
@@ -129,10 +129,10 @@ def save_states(session: Session, states: dict[str, LeakState], now: datetime | 
         session.execute(update(Leak).where(Leak.leak_id == st.leak_id)
                         .values(status=st.status, failed_repair=st.failed_repair, **py))
         for e in st.events:
-            session.add(LeakEvent(leak_id=e["leak_id"], at=e["at"].to_pydatetime(), event=e["event"],
-                                  from_status=e["from_status"], to_status=e["to_status"], actor=e["actor"],
-                                  recorded_at=now, source=e["source"],
-                                  detail=json.dumps(e["detail"], default=str) if e["detail"] else None))
+            chain(session, LeakEvent(leak_id=e["leak_id"], at=e["at"].to_pydatetime(), event=e["event"],
+                                     from_status=e["from_status"], to_status=e["to_status"], actor=e["actor"],
+                                     recorded_at=now, source=e["source"],
+                                     detail=json.dumps(e["detail"], default=str) if e["detail"] else None))
             audit(session, e["actor"], f"lifecycle_{e['event']}", e["leak_id"],
                   {"from": e["from_status"], "to": e["to_status"], **(e["detail"] or {})})
             n += 1
@@ -143,7 +143,7 @@ def save_states(session: Session, states: dict[str, LeakState], now: datetime | 
 def leak_events_frame(session: Session, leak_id: str) -> pd.DataFrame:
     """The lifecycle events of a leak in the order they were applied."""
     df = _frame(session, select(LeakEvent).where(LeakEvent.leak_id == leak_id).order_by(LeakEvent.id))
-    return _utc(df, ["at", "recorded_at"])
+    return _utc(df.drop(columns=["prev_hash", "hash"], errors="ignore"), ["at", "recorded_at"])
 
 
 def leak_ids(session: Session, active_only: bool = False) -> set[str]:

@@ -24,7 +24,9 @@ from .dispatch import (
 )
 from .leaks import (
     LeakState,
+    StaleFusion,
     as_time,
+    fusion_generation,
     leak_events_frame,
     leak_ids,
     leaks_frame,
@@ -39,9 +41,9 @@ from .validations import insert_validations, validation_keys, validations_frame
 
 __all__ = ["activate_model", "active_model", "add_batch", "add_note", "as_time", "assets_frame", "audit",
            "audit_events", "audit_frame", "batches_frame", "clear_store", "counts", "detections_frame", "file_batch",
-           "get_list", "get_user", "insert_detections", "insert_list", "insert_token", "insert_user",
-           "insert_validations", "item_by_work_order", "leak_events_frame", "leak_ids", "leaks_frame", "LeakState",
-           "list_items", "list_items_frame", "lists_frame", "lock_states", "models_frame", "now", "revoke_token",
-           "save_fusion", "save_model", "save_scores", "save_states", "set_item_status", "set_list_status",
-           "token_by_digest", "tokens", "upsert", "upsert_assets", "user_count", "users", "validation_keys",
-           "validations_frame"]
+           "fusion_generation", "get_list", "get_user", "insert_detections", "insert_list", "insert_token",
+           "insert_user", "insert_validations", "item_by_work_order", "leak_events_frame", "leak_ids", "leaks_frame",
+           "LeakState", "list_items", "list_items_frame", "lists_frame", "lock_states", "models_frame", "now",
+           "revoke_token", "save_fusion", "save_model", "save_scores", "save_states", "set_item_status",
+           "set_list_status", "StaleFusion", "token_by_digest", "tokens", "upsert", "upsert_assets", "user_count",
+           "users", "validation_keys", "validations_frame"]

@@ -16,6 +16,7 @@ from mlpe_core import auth, pipeline, store
 from mlpe_core.lifecycle import TransitionError
 from mlpe_core.store.db import get_engine, resolve_url
 from mlpe_core.store.models import AuditEvent
+from mlpe_core.text import md
 
 BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [60, 110, 175]}
 SOURCE_RGB = {"satellite": [120, 60, 200], "aerial": [0, 150, 200], "continuous_monitor": [0, 150, 110],
@@ -50,9 +51,15 @@ def is_open() -> bool:
 
 
 def user() -> str:
-    """The name every core call that records something is given: the signed-in user, else the open-mode name."""
+    """The name every core call that records something is given: the signed-in user, else the open-mode name
+    (a reserved or malformed one is not taken: the sidebar says so and ``app`` acts instead)."""
     ss = st.session_state
-    return ss.get("auth_user") or (ss.get("open_name") or "").strip() or OPEN_NAME
+    if ss.get("auth_user"):
+        return ss["auth_user"]
+    try:
+        return auth.claimable_name(ss.get("open_name"), OPEN_NAME)
+    except auth.PermissionDenied:
+        return OPEN_NAME
 
 
 def can(action: str) -> bool:
@@ -68,7 +75,7 @@ def act(action: str, work: Callable[[Session], T]) -> T | None:
             auth.require(s, user(), action)
             return work(s)
     except (auth.PermissionDenied, TransitionError, ValueError, KeyError) as e:
-        st.error(str(e.args[0] if isinstance(e, KeyError) and e.args else e), icon=":material/block:")
+        st.error(md(e.args[0] if isinstance(e, KeyError) and e.args else e), icon=":material/block:")
         return None
 
 

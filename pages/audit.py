@@ -9,6 +9,7 @@ from app import common as c
 from app.leakview import words
 from mlpe_core import lineage, store
 from mlpe_core.export import to_csv_text
+from mlpe_core.text import md
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -74,7 +75,7 @@ elif ss.get("au_leak") not in ids:
 pick = st.selectbox("Leak", c.capped(ids, ss.get("au_leak")), key="au_leak",
                     accept_new_options=len(ids) > c.MAX_OPTIONS)
 if pick not in set(ids):
-    st.error(f"No leak '{pick}'.")
+    st.error(f"No leak '{md(pick)}'.")
     st.stop()
 sto = story(ver, pick)
 st.dataframe(sto, hide_index=True, key="au_story", column_config={

@@ -8,6 +8,7 @@ from app import common as c
 from app import filters
 from app import mapping as m
 from mlpe_core.export import to_csv_text
+from mlpe_core.text import md
 
 st.title("Leak map")
 lk = c.leaks_with_operator()
@@ -107,9 +108,9 @@ with right:
         b.metric("Risk", r["risk_band"] or "–")
         a.metric("P(real)", c.pct(r["p_real"]))
         b.metric("Rate (kg/h)", f"{r['est_rate_kg_h']:,.1f}" if pd.notna(r["est_rate_kg_h"]) else "–")
-        st.caption(f"Asset **{r['asset_id'] or 'none'}** · status **{r['status']}** · "
+        st.caption(f"Asset **{md(r['asset_id']) or 'none'}** · status **{md(r['status'])}** · "
                    f"{c.plural(int(r['n_detections']), 'detection')}")
-        st.write(r["top_reasons"] or "")
+        st.markdown(md(r["top_reasons"]))
     else:
         st.subheader(f"{len(sel)} leaks selected", anchor=False)
         st.caption(f"{sel['est_rate_kg_h'].sum():,.1f} kg/h estimated · {sel['priority_score'].sum():,.1f} kg/h "

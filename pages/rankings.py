@@ -9,6 +9,7 @@ from app import common as c
 from app import filters, review, review_ui
 from mlpe_core.export import to_csv_text, to_geojson
 from mlpe_core.schema import LEAK_EXPORT_COLUMNS
+from mlpe_core.text import md
 
 st.title("Rankings")
 lk = c.leaks_with_operator()
@@ -20,7 +21,7 @@ rk = review.ranked(lk, ver)
 full = lk.merge(rk[["leak_id", "eff_rank", "override", "override_reason"]], on="leak_id", how="left")
 if last := review.last_review(ver):
     ch = review.changes(last["ranks"], rk, lk)
-    st.caption(f":material/difference: Since **{last['by']}** reviewed it on {last['at']:%Y-%m-%d %H:%M} UTC: "
+    st.caption(f":material/difference: Since **{md(last['by'])}** reviewed it on {last['at']:%Y-%m-%d %H:%M} UTC: "
                f"**{len(ch['new'])} new**, **{len(ch['up'])} moved up**, {len(ch['down'])} moved down, "
                f"**{len(ch['dropped'])} dropped** — see *Since last review*.")
 else:

@@ -12,6 +12,7 @@ from app import dispatching
 from mlpe_core.ingest.tables import FOUND_BY, validate_validations
 from mlpe_core.outcomes import import_validations, record_validations
 from mlpe_core.schema import OUTCOMES, VALIDATION_COLUMNS
+from mlpe_core.text import md
 
 
 def recent_visits() -> None:
@@ -82,10 +83,10 @@ if sent:
            "found_by": found_by or ""}
     good, rejects = validate_validations(pd.DataFrame([row], dtype=str), set(lk["leak_id"]), "form")
     for r in rejects.itertuples():
-        st.error(f"{r.column}: {r.reason}")
+        st.error(f"{md(r.column)}: {md(r.reason)}")
     res = c.act("validate", lambda s: record_validations(s, good, c.user())) if len(good) else None
     for r in (res or {}).get("rejects", pd.DataFrame()).itertuples():  # a move the lifecycle does not allow
-        st.error(f"{r.column}: {r.reason}")
+        st.error(f"{md(r.column)}: {md(r.reason)}")
     if res and res["recorded"]:
         st.success(f"Recorded {outcome.replace('_', ' ')} for {leak_id}. It leaves the dispatch list; "
                    "re-score (Upload page) to update the ranking.")
@@ -102,7 +103,7 @@ if up is not None and st.button("Import validations", key="val_import"):
         path.write_bytes(up.getvalue())
         r = c.act("validate", lambda s: import_validations(s, path, user=c.user()))
     if r:
-        st.success(f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
+        st.success(f"{md(r['file'])}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
                    f"{r['rejected']} rejected")
         if len(r["rejects"]):
             st.dataframe(r["rejects"], hide_index=True, key="val_rejects")

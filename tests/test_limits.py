@@ -43,7 +43,8 @@ def test_a_parquet_of_30_million_repeated_rows_is_refused_from_its_footer(tmp_pa
                       "source_type": pa.array(["aerial"] * 1_000_000).dictionary_encode(),
                       "source_name": pa.array(["Air"] * 1_000_000).dictionary_encode(),
                       "observed_at": pa.array(["2025-03-03T10:00:00Z"] * 1_000_000).dictionary_encode(),
-                      "latitude": pa.array(np.full(1_000_000, 32.0)), "longitude": pa.array(np.full(1_000_000, -102.0))})
+                      "latitude": pa.array(np.full(1_000_000, 32.0)),
+                      "longitude": pa.array(np.full(1_000_000, -102.0))})
     with pq.ParquetWriter(p, chunk.schema, compression="zstd") as w:
         for _ in range(30):
             w.write_table(chunk)

@@ -7,6 +7,7 @@ write at once without "database is locked" failures.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import event
@@ -54,7 +55,8 @@ def get_engine(db: str | None = None) -> Engine:
     return engine
 
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# packaged with the code (pyproject package-data) and found through importlib.resources, so a wheel install works
+MIGRATIONS = Path(str(resources.files("mlpe_core.store") / "migrations"))
 
 
 def alembic_config(connection=None):

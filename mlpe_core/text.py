@@ -2,9 +2,11 @@
 
 Streamlit renders Markdown in titles, captions, alerts, metric labels and help texts: an asset id such as
 ``![x](http://host/x.png)`` became an image the browser fetched, ``:red[...]`` a colour, ``$...$`` maths.
-:func:`md` makes any value literal text: every ASCII punctuation character is backslash-escaped (CommonMark
-allows it for each of them), ``<`` and ``>`` become entities, and line breaks become spaces so a value cannot
-start a heading or a list. :func:`html` is for the few places that build HTML themselves.
+:func:`md` makes any value literal text: the characters that open Markdown or Streamlit syntax (emphasis,
+code, link and image brackets, directives, maths, tables, strike-through) are backslash-escaped (CommonMark allows
+it for any ASCII punctuation), ``<`` and ``>`` become entities, line breaks become spaces, and a leading
+list, heading or quote marker is escaped, so a value cannot start a block. Plain punctuation (``.``, ``,``,
+``-`` inside words) is left as it is so the source stays readable. :func:`html` is for HTML built by hand.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import html as _html
 import re
 
-_PUNCT = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:$&%\"'=,;?/@^])")
+_SYNTAX = re.compile(r"([\\`*_{}\[\]#|~:$])")  # ( ) and ! only act next to [ ], which is escaped
+_BULLET = re.compile(r"^(\s*)([-+=])")  # a list item or a setext heading underline
+_NUMBERED = re.compile(r"^(\s*\d+)([.)])")  # an ordered list item
 
 
 def md(value: object) -> str:
@@ -20,8 +24,9 @@ def md(value: object) -> str:
     if value is None:
         return ""
     text = str(value).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
-    text = _PUNCT.sub(r"\\\1", text)
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    text = _SYNTAX.sub(r"\\\1", text).replace("<", "&lt;").replace(">", "&gt;")
+    text = _BULLET.sub(r"\1\\\2", text, count=1)
+    return _NUMBERED.sub(r"\1\\\2", text, count=1)
 
 
 def html(value: object) -> str:

@@ -28,7 +28,7 @@ T = pd.Timestamp("2025-03-03T10:00:00Z").to_pydatetime()
 def test_md_leaves_no_markdown_syntax(value):
     out = md(value)
     assert "\n" not in out and "<" not in out
-    for sym in "![]()*_`#:$":
+    for sym in "[]*_`#:$":
         assert all(out[i - 1] == "\\" for i, ch in enumerate(out) if ch == sym), (value, out)
 
 

@@ -29,7 +29,9 @@ def _peak_rss_mb(code: str, *args: str, env: dict | None = None) -> tuple[float,
     """Run ``code`` in a fresh interpreter; (its peak resident memory in MB, its stdout)."""
     import os
 
-    wrapped = code + "\nimport resource; print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    # VmHWM, not ru_maxrss: the latter keeps the forking parent's (pytest's) high-water mark across exec
+    wrapped = code + ("\nprint('RSS', [int(x.split()[1]) / 1024 for x in open('/proc/self/status') "
+                      "if x.startswith('VmHWM')][0])")
     r = subprocess.run([sys.executable, "-c", wrapped, *args], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, **(env or {})}, timeout=600)
     assert r.returncode == 0, r.stderr[-800:]

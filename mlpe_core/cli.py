@@ -133,12 +133,17 @@ NO_IDENTITY = ("serve",)  # the API authenticates each request itself
 def _acting_user(args) -> str:
     """Who this command acts as (``auth.resolve_actor``): the name given while the store has no users; once it
     has, the owner of ``$MLPE_TOKEN`` or the user whose password ``$MLPE_PASSWORD`` (or the prompt) gives."""
-    from .auth import open_mode, resolve_actor
+    from .auth import PermissionDenied, open_mode, resolve_actor
 
     named = args.user or os.environ.get("MLPE_USER")
     with _session(args.db) as s:
         if open_mode(s):
-            return resolve_actor(s, named or os.environ.get("USER"), default="cli")
+            if named:
+                return resolve_actor(s, named, default="cli")
+            try:  # the login name is only a default: one that cannot be recorded (a space, 'system') is not fatal
+                return resolve_actor(s, os.environ.get("USER"), default="cli")
+            except PermissionDenied:
+                return "cli"
         token = os.environ.get("MLPE_TOKEN")
         password = os.environ.get("MLPE_PASSWORD")
         if not token and password is None and sys.stdin.isatty():

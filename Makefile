@@ -1,12 +1,16 @@
 # Two commands set everything up on a fresh machine (Python 3.11+ and git):
-#   make run   - create .venv, install pinned dependencies, load the demo basin if the store is empty, start the app
-#   make test  - create .venv, install pinned dependencies, run the whole test suite
+#   make run   - create .venv, install the pinned runtime (requirements.lock), load the demo basin if the store
+#                is empty, start the app
+#   make test  - the same .venv plus the pinned test tools (requirements-dev.lock), then the whole test suite
+#   make wheel-check - build the wheel, install it with requirements.lock into a fresh venv, run `mlpe demo` and
+#                `mlpe export leaks` from it (.ci/run does this before the tests)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench clean wheel-check
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -15,16 +19,23 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	$(BIN)/python -m pip install -q -r requirements.lock -r requirements-dev.lock
+	touch $(DEV_STAMP)
+
+install: $(DEV_STAMP)
 
 run: $(STAMP)
 	$(BIN)/mlpe demo --if-empty
 	$(BIN)/streamlit run app/main.py
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+wheel-check: $(STAMP)
+	PYTHON=$(PYTHON) bash .ci/wheel_check
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)

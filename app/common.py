@@ -12,6 +12,7 @@ import streamlit as st
 
 from mlpe_core import desk
 from mlpe_core.desk import STATUSES, PermissionDenied, TransitionError  # noqa: F401  (pages read STATUSES here)
+from mlpe_core.text import md
 
 BAND_RGB = {"HIGH": [200, 35, 35], "MEDIUM": [240, 140, 0], "LOW": [60, 110, 175]}
 SOURCE_RGB = {"satellite": [120, 60, 200], "aerial": [0, 150, 200], "continuous_monitor": [0, 150, 110],
@@ -46,9 +47,15 @@ def is_open() -> bool:
 
 
 def user() -> str:
-    """The name every core call that records something is given: the signed-in user, else the open-mode name."""
+    """The name every core call that records something is given: the signed-in user, else the open-mode name
+    (a reserved or malformed one is not taken: the sidebar says so and ``app`` acts instead)."""
     ss = st.session_state
-    return ss.get("auth_user") or (ss.get("open_name") or "").strip() or OPEN_NAME
+    if ss.get("auth_user"):
+        return ss["auth_user"]
+    try:
+        return desk.claimable_name(ss.get("open_name"), OPEN_NAME)
+    except PermissionDenied:
+        return OPEN_NAME
 
 
 def can(action: str) -> bool:
@@ -65,7 +72,7 @@ def act(action: str, work: Callable[[desk.Session], T]) -> T | None:
             desk.require(s, user(), action)  # a refusal says who, what and which roles may
             return work(s)
     except (PermissionDenied, TransitionError, ValueError, KeyError) as e:
-        st.error(str(e.args[0] if isinstance(e, KeyError) and e.args else e), icon=":material/block:")
+        st.error(md(e.args[0] if isinstance(e, KeyError) and e.args else e), icon=":material/block:")
         return None
 
 

@@ -10,7 +10,7 @@ import streamlit as st
 
 from app import common as c
 from mlpe_core import desk
-from mlpe_core.export import spreadsheet_safe, to_geojson, to_kml
+from mlpe_core.export import to_csv_text, to_geojson, to_kml
 
 CREW_RGB = [[15, 110, 110], [240, 140, 0], [122, 60, 200], [42, 127, 168], [200, 35, 35], [90, 143, 41]]
 ROUTE_FIRST = ["stop", "leak_id", "risk_band", "est_rate_kg_h", "leg_km", "due_by", "asset_id", "rank",
@@ -45,7 +45,7 @@ def downloads(meta: dict, stops: pd.DataFrame, ver: tuple, bar) -> None:
     """CSV, GeoJSON, KML and work-order JSON of the stops (contract columns first, then the route)."""
     name = f"mlpe_dispatch_{meta.get('plan_date') or today()}"
     dl = dict(icon=":material/download:", on_click="ignore")
-    bar.download_button("CSV", spreadsheet_safe(stops).to_csv(index=False), f"{name}.csv", "text/csv",
+    bar.download_button("CSV", to_csv_text(stops), f"{name}.csv", "text/csv",
                         key="dispatch_csv", type="primary" if meta["list_id"] else "secondary", **dl)
     bar.download_button("GeoJSON", json.dumps(to_geojson(stops), default=str), f"{name}.geojson",
                         "application/geo+json", key="dispatch_geojson", **dl)

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import common as c
 from mlpe_core import desk
+from mlpe_core.text import md
 
 
 def pick_leak(lk: pd.DataFrame, where) -> str:
@@ -27,7 +28,7 @@ def pick_leak(lk: pd.DataFrame, where) -> str:
     leak_id = where.selectbox("Leak", c.capped(ids, ss.get("leak_pick")), key="leak_pick", on_change=_sync,
                               format_func=lambda i: labels.get(i, i), accept_new_options=len(ids) > c.MAX_OPTIONS)
     if leak_id not in labels:  # a typed id that is no leak
-        where.error(f"No leak '{leak_id}'.")
+        where.error(f"No leak '{md(leak_id)}'.")
         leak_id = ids[0]
     st.query_params["leak"] = ss["leak_id"] = leak_id
     return leak_id
@@ -56,7 +57,7 @@ def metrics(L: dict, now: pd.Timestamp) -> None:
     due = pd.Timestamp(L["due_by"]) if L["due_by"] else None
     due = due.tz_localize("UTC") if due is not None and due.tzinfo is None else due
     left = (due - now).days if due is not None else None
-    m[5].metric("Due by", f"{due:%Y-%m-%d}" if due is not None else "–", help=f"compliance clock: {L['due_rule']}"
+    m[5].metric("Due by", f"{due:%Y-%m-%d}" if due is not None else "–", help=f"compliance clock: {md(L['due_rule'])}"
                 if L["due_rule"] else "no compliance clock runs", delta=None if left is None else
                 f"{-left} days overdue" if left < 0 else f"{left} days left", delta_color="inverse" if left is not None
                 and left < 0 else "off", delta_arrow="off")
@@ -72,7 +73,7 @@ def add_note(s, leak_id: str, text: str) -> str:
 
 def notes(n: pd.DataFrame) -> None:
     for r in n.head(5).itertuples():
-        st.caption(f":material/sticky_note_2: **{r.actor}** · {r.at:%Y-%m-%d %H:%M} UTC — {r.note}")
+        st.caption(f":material/sticky_note_2: **{md(r.actor)}** · {r.at:%Y-%m-%d %H:%M} UTC — {md(r.note)}")
     if len(n) > 5:
         st.caption(f"… {len(n) - 5} older notes in the Audit tab below.")
 
@@ -80,8 +81,8 @@ def notes(n: pd.DataFrame) -> None:
 def assets(L: dict, candidates: list) -> None:
     """The attributed asset and every candidate nearby with how likely the leak is theirs."""
     cand = pd.DataFrame(candidates)
-    st.write(f"Attributed to **{L['asset_id'] or 'no asset'}**" + (" — candidates within reach:" if len(cand) else
-                                                                   ": no asset within reach of its location."))
+    tail = " — candidates within reach:" if len(cand) else ": no asset within reach of its location."
+    st.markdown(f"Attributed to **{md(L['asset_id']) or 'no asset'}**" + tail)
     if len(cand):
         a = c.load("assets")
         cand = cand.merge(a[["asset_id", *[k for k in ("asset_type", "operator") if k in a]]], on="asset_id",

@@ -8,6 +8,7 @@ import streamlit as st
 from app import charts, dispatching, review
 from app import common as c
 from mlpe_core import desk
+from mlpe_core.text import md
 
 N = st.column_config.NumberColumn
 
@@ -20,7 +21,7 @@ def since_last_review(ver: tuple) -> None:
                 "on this tab shows which leaks are new, moved up or dropped out since.", icon=":material/info:")
     else:
         ch = last
-        st.caption(f"Compared with the ranking **{last['by']}** reviewed on {last['at']:%Y-%m-%d %H:%M} UTC "
+        st.caption(f"Compared with the ranking **{md(last['by'])}** reviewed on {last['at']:%Y-%m-%d %H:%M} UTC "
                    f"({last['n_then']:,} ranked leaks then, {last['n_now']:,} now).")
         m = st.columns(4)
         for col, (k, label) in zip(m, (("new", "New"), ("up", "Moved up"), ("down", "Moved down"),
@@ -84,7 +85,7 @@ def approval(ver: tuple) -> None:
     for r in drafts.itertuples():
         with st.container(border=True):
             st.markdown(f"**List {r.id}** for {r.plan_date} · {r.n_items} stops · {r.total_km:,.1f} km · planned by "
-                        f"{r.created_by} on {r.created_at:%Y-%m-%d %H:%M}")
+                        f"{md(r.created_by)} on {r.created_at:%Y-%m-%d %H:%M}")
             with c.session() as s:
                 stops = desk.list_stops(s, int(r.id))
             st.dataframe(stops[["crew", "stop", "leak_id", "rank", "risk_band", "est_rate_kg_h", "due_by"]],

@@ -6,6 +6,7 @@ import streamlit as st
 
 from app import common as c
 from mlpe_core import desk
+from mlpe_core.text import md
 
 OPEN_NOTE = "Open mode: no users yet — anyone can act. An admin can add users with `mlpe users add`."
 
@@ -25,6 +26,12 @@ def signed_in() -> bool:
     return bool(ss.get("auth_role"))
 
 
+@st.cache_resource(show_spinner=False)
+def _throttle() -> desk.LoginThrottle:
+    """One back-off for the app's process, as the API has (``desk.LoginThrottle``)."""
+    return desk.LoginThrottle()
+
+
 def page() -> None:
     """The only page a visitor sees until signed in."""
     st.title("Sign in")
@@ -34,9 +41,15 @@ def page() -> None:
         pw = st.text_input("Password", type="password", key="signin_password", autocomplete="current-password")
         sent = st.form_submit_button("Sign in", type="primary", width="stretch")
     if sent:
+        keys = (f"user:{name.strip().lower()}", f"session:{id(st.session_state)}")
+        wait = _throttle().wait_s(*keys)
+        if wait > 0:
+            st.error(f"Too many failed sign-ins: try again in {wait:.0f} s.", icon=":material/block:")
+            return
         with c.session() as s:
             u = desk.sign_in(s, name.strip(), pw)
         if u is None:
+            _throttle().failed(*keys)
             st.error("Wrong user name or password (or the account is not active).", icon=":material/block:")
         else:
             st.session_state["auth_user"], st.session_state["auth_role"] = u.username, u.role
@@ -50,7 +63,7 @@ def sidebar() -> None:
         st.divider()
         if ss.get("auth_user"):
             box = st.container(horizontal=True, vertical_alignment="center")
-            box.markdown(f":material/person: **{ss['auth_user']}** · {ss['auth_role'].replace('_', ' ')}")
+            box.markdown(f":material/person: **{md(ss['auth_user'])}** · {ss['auth_role'].replace('_', ' ')}")
             if box.button("Sign out", key="signout", type="tertiary"):
                 for k in ("auth_user", "auth_role"):
                     ss.pop(k, None)
@@ -58,3 +71,7 @@ def sidebar() -> None:
         else:
             st.caption(OPEN_NOTE)
             st.text_input("Your name (for the audit trail)", key="open_name", placeholder=c.OPEN_NAME)
+            try:
+                desk.claimable_name(ss.get("open_name"), c.OPEN_NAME)
+            except desk.PermissionDenied as e:
+                st.warning(f"{md(e)} — acting as *{c.OPEN_NAME}*.", icon=":material/block:")

@@ -6,24 +6,33 @@ functions: validations posted here are checked row by row exactly as ``mlpe vali
 checks a CSV (same columns, same reasons), and every status change goes through the leak lifecycle.
 
 Who is acting: while the store has no users (open mode, ``mlpe_core.auth``) the ``X-MLPE-User``
-header names the actor (default ``api``). Once users exist every request except ``/health`` needs
-HTTP Basic credentials of an active user, and writes need the role for them (validate, approve).
-``docs/dispatch.md`` lists the endpoints.
+header names the actor (default ``api``; reserved names are refused). Once users exist every request
+except ``/health`` and ``/login`` needs a bearer token (``Authorization: Bearer mlpe_...``): ``POST /login``
+with HTTP Basic gives one for 12 hours, an admin creates longer-lived ones (``POST /tokens`` or
+``mlpe users token create``). Checking a token is one SHA-256 and an indexed lookup; the bcrypt of a
+password is paid only at ``/login``, which backs off after repeated failures per user and per client
+(429 with ``Retry-After``). Writes need the role for them (validate, approve). Responses are typed
+(``mlpe_core.api_models``); every error is ``{"detail": "...", "errors": [...]}``. ``docs/dispatch.md``
+lists the endpoints; ``SECURITY.md`` what is guaranteed.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
-import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Path, Query
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, auth, desk, dispatch, lifecycle
+from . import __version__, auth, desk, dispatch, lifecycle, store
+from . import api_models as m
 from .export import json_records
 from .ingest import IngestError
 from .schema import LEAK_EXPORT_COLUMNS
@@ -64,7 +73,8 @@ class WorkOrderStatus(BaseModel):
 
 
 class PlanRequest(BaseModel):
-    top: int | None = Field(None, description="stops on the list (default: the crews' capacity for a day)")
+    top: int | None = Field(None, ge=0, le=10_000, description="stops on the list (default: the crews' capacity "
+                            "for a day)")
     plan_date: str | None = Field(None, description="YYYY-MM-DD the crews go out (default today)")
     note: str | None = None
 
@@ -74,7 +84,8 @@ class ApproveRequest(BaseModel):
 
 
 class LeakEventRequest(BaseModel):
-    event: str = Field(..., description="dispatch (mark for the next plan), release, close or reopen")
+    event: Literal["dispatch", "release", "close", "reopen"] = Field(
+        ..., description="dispatch (mark for the next plan), release, close or reopen")
     at: str | None = Field(None, description="when it happened (ISO 8601); default now")
     note: str | None = None
 
@@ -82,6 +93,27 @@ class LeakEventRequest(BaseModel):
 class OverrideRequest(BaseModel):
     rank: int | None = Field(None, ge=1, le=1_000_000, description="the rank to move the leak to; null clears")
     reason: str = Field(..., min_length=1, description="why: recorded as evidence with the ranks before and after")
+
+
+class TokenRequest(BaseModel):
+    username: str = Field(..., max_length=64)
+    label: str | None = Field(None, max_length=200)
+    expires_days: float | None = Field(None, gt=0, le=3650, description="default: until revoked")
+
+
+MAX_ID = 2**63 - 1  # a database id; anything outside 1..MAX_ID names nothing (404, never an overflow)
+ERRORS: dict = {code: {"model": m.ErrorOut, "description": why} for code, why in (
+    (400, "the body is not JSON"),
+    (401, "no or an invalid bearer token (once the store has users)"), (403, "the role may not do this"),
+    (404, "no such leak, list, work order or token"), (409, "the leak's lifecycle forbids this move"),
+    (422, "a parameter or the body is not valid"), (429, "too many failed sign-ins: retry after Retry-After s"))}
+
+
+def _token_out(t) -> dict:
+    iso = [None if v is None else pd.Timestamp(v).tz_localize("UTC" if pd.Timestamp(v).tzinfo is None else None)
+           .strftime("%Y-%m-%dT%H:%M:%SZ") for v in (t.created_at, t.expires_at, t.revoked_at)]
+    return {"id": t.id, "username": t.username, "label": t.label, "kind": t.kind, "created_at": iso[0],
+            "created_by": t.created_by, "expires_at": iso[1], "revoked_at": iso[2]}
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -102,27 +134,49 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         from .store.db import get_engine
 
         engine = get_engine(db)
-    app = FastAPI(title="MLPE API", version=__version__,
+    app = FastAPI(title="MLPE API", version=__version__, responses=ERRORS,
                   description="Methane Leak Prioritization Engine: ranked leaks, dispatch lists and work orders; "
                               "field validations and work-order status back into the same store.")
     basic = HTTPBasic(auto_error=False)
+    bearer = HTTPBearer(auto_error=False)
+    throttle = auth.LoginThrottle()
+    app.state.throttle = throttle
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        """The documented error shape for invalid requests too: a one-line reason plus pydantic's details."""
+        errs = jsonable_encoder(exc.errors(), custom_encoder={Exception: str, bytes: lambda b: b.decode("latin-1")})
+        first = errs[0] if errs else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}", "errors": errs}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None))
 
     def session():
         with Session(engine) as s:
             yield s
 
     def actor(s: Annotated[Session, Depends(session)],
-              creds: Annotated[HTTPBasicCredentials | None, Depends(basic)] = None,
+              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
               x_mlpe_user: Annotated[str | None, Header()] = None) -> str:
+        """Open mode: the header's name (never a reserved one). Otherwise the owner of a valid bearer token."""
         if auth.open_mode(s):
-            return (x_mlpe_user or "api").strip() or "api"
+            try:
+                return auth.claimable_name(x_mlpe_user, "api")
+            except auth.PermissionDenied as exc:
+                raise HTTPException(403, str(exc)) from exc
         if creds is None:
-            raise HTTPException(401, "this store has users: send HTTP Basic credentials",
-                                headers={"WWW-Authenticate": "Basic"})
-        u = auth.authenticate(s, creds.username, creds.password)
-        if u is None or not secrets.compare_digest(u.username, creds.username):
-            raise HTTPException(401, "unknown user or wrong password", headers={"WWW-Authenticate": "Basic"})
+            raise HTTPException(401, "this store has users: send `Authorization: Bearer <token>` (POST /login with "
+                                "HTTP Basic gives one)", headers={"WWW-Authenticate": "Bearer"})
+        u = auth.token_user(s, creds.credentials)
+        if u is None:
+            raise HTTPException(401, "unknown, revoked or expired token", headers={"WWW-Authenticate": "Bearer"})
         return u.username
+
+    def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None) -> str | None:
+        return creds.credentials if creds else None
 
     Db = Annotated[Session, Depends(session)]
     Who = Annotated[str, Depends(actor)]
@@ -140,21 +194,72 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         except (ValueError, IngestError) as exc:
             raise HTTPException(422, str(exc)) from exc
 
-    @app.get("/health", tags=["meta"])
+    def list_id_in_range(list_id: int) -> int:
+        if not 1 <= list_id <= MAX_ID:
+            raise HTTPException(404, f"no dispatch list {list_id}")
+        return list_id
+
+    @app.get("/health", tags=["meta"], response_model=m.HealthOut)
     def health() -> dict:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks, filtered (the effective ranking)")
+    @app.post("/login", tags=["auth"], response_model=m.LoginOut, summary="A bearer token for HTTP Basic credentials")
+    def login(request: Request, s: Db, creds: Annotated[HTTPBasicCredentials | None, Depends(basic)] = None) -> dict:
+        """The only endpoint that takes a password. Repeated failures for a user name or from a client back off
+        (429 with Retry-After, no password check while it lasts); unknown names cost the same time as known."""
+        if auth.open_mode(s):
+            raise HTTPException(404, "this store has no users (open mode): no sign-in is needed")
+        if creds is None:
+            raise HTTPException(401, "send HTTP Basic credentials", headers={"WWW-Authenticate": "Basic"})
+        keys = (f"user:{creds.username.lower()}", f"client:{request.client.host if request.client else '-'}")
+        wait = throttle.wait_s(*keys)
+        if wait > 0:
+            raise HTTPException(429, f"too many failed sign-ins: try again in {wait:.0f} s",
+                                headers={"Retry-After": str(int(wait) + 1)})
+        u = auth.authenticate(s, creds.username, creds.password)
+        if u is None:
+            throttle.failed(*keys)
+            raise HTTPException(401, "unknown user or wrong password", headers={"WWW-Authenticate": "Basic"})
+        throttle.succeeded(keys[0])
+        token, rec = auth.create_token(s, u.username, u.username, label="login", kind="login")
+        return {"token": token, "token_type": "bearer", "username": u.username, "role": u.role,
+                "expires_at": _token_out(rec)["expires_at"]}
+
+    @app.post("/logout", tags=["auth"], response_model=m.TokenOut, summary="Revoke the token of this request")
+    def logout(s: Db, who: Who, token: Annotated[str | None, Depends(bearer_token)] = None) -> dict:
+        rec = store.token_by_digest(s, auth._token_digest(token)) if token else None
+        if rec is None:
+            raise HTTPException(404, "no token in this request (open mode needs none)")
+        return _token_out(guard(auth.revoke_token, s, who, rec.id))
+
+    @app.get("/tokens", tags=["auth"], response_model=list[m.TokenOut], summary="Every token (admins)")
+    def get_tokens(s: Db, who: Who) -> list:
+        return [_token_out(t) for t in guard(auth.tokens, s, who)]
+
+    @app.post("/tokens", tags=["auth"], status_code=201, response_model=m.TokenCreatedOut,
+              summary="Create a token for a user (admins); it is shown once")
+    def post_token(body: TokenRequest, s: Db, who: Who) -> dict:
+        token, rec = guard(auth.create_token, s, who, body.username, body.label, body.expires_days)
+        return {**_token_out(rec), "token": token}
+
+    @app.delete("/tokens/{token_id}", tags=["auth"], response_model=m.TokenOut,
+                summary="Revoke a token (admins any, users their own)")
+    def delete_token(token_id: int, s: Db, who: Who) -> dict:
+        if not 1 <= token_id <= MAX_ID:
+            raise HTTPException(404, f"no token {token_id}")
+        return _token_out(guard(auth.revoke_token, s, who, token_id))
+
+    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks, filtered", response_model=m.LeaksOut)
     def get_leaks(s: Db, _who: Who,
                   status: Annotated[list[str] | None, Query(description="one or more statuses")] = None,
                   band: Annotated[list[str] | None, Query(description="HIGH, MEDIUM, LOW")] = None,
                   source_type: str | None = None, asset_id: str | None = None,
                   min_priority: float | None = None, overdue: bool | None = None,
-                  due_within_days: Annotated[float | None, Query(ge=0)] = None,
+                  due_within_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
                   failed_repair: bool | None = None,
                   ranked: Annotated[bool, Query(description="only leaks with a rank (open, scored)")] = True,
                   top: Annotated[int, Query(ge=0, le=100_000)] = 100,
-                  offset: Annotated[int, Query(ge=0)] = 0) -> dict:
+                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict:
         flt = guard(desk.LeakFilter, bands=band or [], statuses=status or [],
                     source_types=[source_type] if source_type else [], asset_id=asset_id, min_priority=min_priority,
                     overdue=overdue, due_within_days=due_within_days, failed_repair=failed_repair, ranked_only=ranked)
@@ -163,7 +268,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         return {"count": int(len(sel)), "offset": offset, "as_of": desk.as_of(s).isoformat(),
                 "leaks": json_records(page)}
 
-    @app.get("/leaks/{leak_id}", tags=["leaks"], summary="One leak: detections, visits, lifecycle, deadlines")
+    @app.get("/leaks/{leak_id}", tags=["leaks"], summary="One leak: detections, visits, lifecycle, deadlines",
+             response_model=m.LeakDetailOut)
     def get_leak(leak_id: str, s: Db, _who: Who) -> dict:
         d = guard(desk.leak_detail, s, leak_id)
         rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
@@ -174,13 +280,15 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
                 "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
                 "history": json_records(d["events"].drop(columns=["id"]))}
 
-    @app.get("/obligations", tags=["leaks"], summary="Every running regulatory clock, soonest first")
+    @app.get("/obligations", tags=["leaks"], summary="Every running regulatory clock, soonest first",
+             response_model=m.ObligationsOut)
     def get_obligations(s: Db, _who: Who) -> dict:
         ob = desk.obligations(s)
         return {"count": int(len(ob)), "as_of": desk.as_of(s).isoformat(), "obligations": json_records(ob)}
 
-    @app.get("/dispatch", tags=["dispatch"], summary="The leaks to visit next (contract columns)")
-    def get_dispatch(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0)] = None,
+    @app.get("/dispatch", tags=["dispatch"], summary="The leaks to visit next (contract columns)",
+             response_model=m.DispatchOut)
+    def get_dispatch(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0, le=10_000)] = None,
                      routed: Annotated[bool, Query(description="the day's plan: crew, stop and route km")] = False
                      ) -> dict:
         if routed:
@@ -190,39 +298,48 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         disp = guard(desk.export_dispatch, s, top)
         return {"count": int(len(disp)), "items": json_records(disp)}
 
-    @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders of the day's plan")
-    def get_current_workorders(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0)] = None) -> dict:
+    @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders of the day's plan",
+             response_model=m.WorkOrdersOut, response_model_by_alias=True)
+    def get_current_workorders(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0, le=10_000)] = None) -> dict:
         return guard(desk.work_orders, s, None, top)
 
-    @app.post("/dispatch/lists", tags=["dispatch"], status_code=201, summary="Plan a routed list (a draft)")
+    @app.post("/dispatch/lists", tags=["dispatch"], status_code=201, summary="Plan a routed list (a draft)",
+              response_model=m.PlannedOut)
     def post_list(s: Db, who: Who, body: Annotated[PlanRequest | None, Body()] = None) -> dict:
         body = body or PlanRequest()
         list_id = guard(desk.plan_list, s, who, body.top, body.plan_date, note=body.note)
         return {"list_id": list_id, "status": "draft", "items": json_records(desk.list_stops(s, list_id))}
 
-    @app.get("/dispatch/lists", tags=["dispatch"], summary="Every dispatch list, newest first")
+    @app.get("/dispatch/lists", tags=["dispatch"], summary="Every dispatch list, newest first",
+             response_model=m.ListsOut)
     def get_lists(s: Db, _who: Who) -> dict:
         return {"lists": json_records(desk.lists(s))}
 
-    @app.get("/dispatch/lists/{list_id}", tags=["dispatch"], summary="One list and its stops")
-    def get_list(list_id: Annotated[int, Path(ge=1, le=2**31 - 1)], s: Db, _who: Who) -> dict:
+    @app.get("/dispatch/lists/{list_id}", tags=["dispatch"], summary="One list and its stops",
+             response_model=m.ListOut)
+    def get_list(list_id: int, s: Db, _who: Who) -> dict:
+        list_id_in_range(list_id)
         lists = desk.lists(s)
         meta = lists[lists["id"] == list_id]
         if meta.empty:
             raise HTTPException(404, f"no dispatch list {list_id}")
         return {"list": json_records(meta)[0], "items": json_records(desk.list_stops(s, list_id))}
 
-    @app.post("/dispatch/lists/{list_id}/approve", tags=["dispatch"], summary="Supervisor approval")
-    def approve(list_id: Annotated[int, Path(ge=1, le=2**31 - 1)], s: Db, who: Who,
-                body: Annotated[ApproveRequest | None, Body()] = None) -> dict:
+    @app.post("/dispatch/lists/{list_id}/approve", tags=["dispatch"], summary="Supervisor approval",
+              response_model=m.ApprovedOut)
+    def approve(list_id: int, s: Db, who: Who, body: Annotated[ApproveRequest | None, Body()] = None) -> dict:
+        list_id_in_range(list_id)
         body = body or ApproveRequest()
         return guard(desk.approve_list, s, who, list_id, body.note)
 
-    @app.get("/dispatch/lists/{list_id}/workorders", tags=["dispatch"], summary="Work orders of a stored list")
-    def get_workorders(list_id: Annotated[int, Path(ge=1, le=2**31 - 1)], s: Db, _who: Who) -> dict:
+    @app.get("/dispatch/lists/{list_id}/workorders", tags=["dispatch"], summary="Work orders of a stored list",
+             response_model=m.WorkOrdersOut, response_model_by_alias=True)
+    def get_workorders(list_id: int, s: Db, _who: Who) -> dict:
+        list_id_in_range(list_id)
         return guard(desk.work_orders, s, list_id)
 
-    @app.post("/validations", tags=["field"], summary="Record field outcomes (checked like the CSV import)")
+    @app.post("/validations", tags=["field"], summary="Record field outcomes (checked like the CSV import)",
+              response_model=m.ValidationsOut)
     def post_validations(rows: Annotated[list[ValidationRow], Body(min_length=1, max_length=10_000)], s: Db,
                          who: Who) -> dict:
         raw = pd.DataFrame([r.model_dump() for r in rows]).astype(object)
@@ -232,25 +349,27 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         return {"rows": len(rows), "recorded": res["recorded"], "duplicates": res["duplicates"],
                 "rejected": len({o["index"] for o in out}), "rejects": out, "changes": res["changes"]}
 
-    @app.post("/workorders/status", tags=["field"], summary="Work-order progress from a maintenance system")
+    @app.post("/workorders/status", tags=["field"], summary="Work-order progress from a maintenance system",
+              response_model=m.StatusOut)
     def post_status(body: WorkOrderStatus, s: Db, who: Who) -> dict:
         at = _as_utc(body.at, "at")
         return guard(desk.set_work_order_status, s, who, body.status, work_order_id=body.work_order_id,
                      leak_id=body.leak_id, at=at, crew=body.crew, note=body.note, reason=body.reason)
 
-    @app.post("/leaks/{leak_id}/events", tags=["leaks"], summary="Mark for dispatch, release, close or reopen")
+    @app.post("/leaks/{leak_id}/events", tags=["leaks"], summary="Mark for dispatch, release, close or reopen",
+              response_model=m.LeakStatusOut)
     def post_leak_event(leak_id: str, body: LeakEventRequest, s: Db, who: Who) -> dict:
-        if body.event not in ("dispatch", "release", "close", "reopen"):
-            raise HTTPException(422, "event must be dispatch, release, close or reopen")
         at = _as_utc(body.at, "at")
         status = guard(desk.leak_event, s, who, leak_id, body.event, at, body.note, source="api")
         return {"leak_id": leak_id, "status": status}
 
-    @app.post("/leaks/{leak_id}/override", tags=["leaks"], summary="A supervisor moves a leak in the ranking")
+    @app.post("/leaks/{leak_id}/override", tags=["leaks"], summary="A supervisor moves a leak in the ranking",
+              response_model=m.OverrideOut)
     def post_override(leak_id: str, body: OverrideRequest, s: Db, who: Who) -> dict:
         return {"leak_id": leak_id, "message": guard(desk.override_rank, s, who, leak_id, body.rank, body.reason)}
 
-    @app.get("/leaks/{leak_id}/history", tags=["leaks"], summary="Lifecycle events of a leak")
+    @app.get("/leaks/{leak_id}/history", tags=["leaks"], summary="Lifecycle events of a leak",
+             response_model=m.HistoryOut)
     def get_history(leak_id: str, s: Db, _who: Who) -> dict[str, Any]:
         d = guard(desk.leak_detail, s, leak_id)
         return {"leak_id": leak_id, "events": json_records(d["events"].drop(columns=["id"]))}

@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="store path or SQLAlchemy URL (default $MLPE_DB or data/mlpe.db)")
     p.add_argument(
         "--user",
-        default=os.environ.get("MLPE_USER", os.environ.get("USER", "cli")),
-        help="who is acting (recorded in the audit trail)",
+        default=None,
+        help="who is acting (default $MLPE_USER, else $USER). Once the store has users, prove it with "
+        "$MLPE_PASSWORD (or the prompt in a terminal) or use $MLPE_TOKEN instead",
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -98,27 +99,79 @@ def build_parser() -> argparse.ArgumentParser:
     ob.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     us = sub.add_parser("users", help="users and roles (the first user must be an admin; it ends open mode)")
     usub = us.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    ua = usub.add_parser("add", help="add a user; the password is read from $MLPE_PASSWORD or asked for")
+    ua = usub.add_parser("add", help="add a user (admins); the new password is read from $MLPE_NEW_PASSWORD "
+                         "(for the first admin also $MLPE_PASSWORD) or asked for")
     ua.add_argument("username")
     ua.add_argument("--role", required=True, choices=["analyst", "supervisor", "field_lead", "admin"])
-    usub.add_parser("list", help="list users and roles")
-    bk = sub.add_parser("backup", help="consistent copy of a SQLite store, safe while others write")
+    usub.add_parser("list", help="list users and roles (admins)")
+    tk = usub.add_parser("token", help="API and command-line tokens (admins): shown once, stored as a hash")
+    tsub = tk.add_subparsers(dest="token_action", required=True, parser_class=_Parser)
+    tc = tsub.add_parser("create", help="create a token for a user and print it once")
+    tc.add_argument("username")
+    tc.add_argument("--label", default=None, help="what the token is for, e.g. the system that uses it")
+    tc.add_argument("--expires-days", type=float, default=None, help="default: does not expire until revoked")
+    tr = tsub.add_parser("revoke", help="revoke a token by its id (see `mlpe users token list`)")
+    tr.add_argument("token_id", type=int)
+    tsub.add_parser("list", help="every token: id, user, label, kind, created, expires, revoked")
+    au = sub.add_parser("audit", help="the audit trail")
+    ausub = au.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ausub.add_parser("verify", help="check the hash chains of the audit trail and leak history; "
+                     "exit 1 naming the first broken link")
+    bk = sub.add_parser("backup", help="consistent copy of a SQLite store, safe while others write (admins)")
     bk.add_argument("-o", "--output", required=True, type=Path)
-    rs = sub.add_parser("restore", help="replace the store with a backup made by `mlpe backup`")
+    rs = sub.add_parser("restore", help="replace the store with a backup made by `mlpe backup` (admins; audited; "
+                        "the replaced store is kept beside it)")
     rs.add_argument("file", type=Path)
+    rs.add_argument("--allow-open-mode", action="store_true",
+                    help="restore a backup without users into a store that has them (sign-in is switched off)")
     _add_ops_parsers(sub)
     return p
+
+
+_ENGINES: dict = {}
 
 
 def _session(db: str | None) -> Session:
     from .store.db import get_engine
 
-    return Session(get_engine(db))
+    if db not in _ENGINES:  # one engine (and one migration check) per command
+        _ENGINES[db] = get_engine(db)
+    return Session(_ENGINES[db])
+
+
+NO_IDENTITY = ("serve",)  # the API authenticates each request itself
+
+
+def _acting_user(args) -> str:
+    """Who this command acts as (``auth.resolve_actor``): the name given while the store has no users; once it
+    has, the owner of ``$MLPE_TOKEN`` or the user whose password ``$MLPE_PASSWORD`` (or the prompt) gives."""
+    from .auth import PermissionDenied, open_mode, resolve_actor
+
+    named = args.user or os.environ.get("MLPE_USER")
+    with _session(args.db) as s:
+        if open_mode(s):
+            if named:
+                return resolve_actor(s, named, default="cli")
+            try:  # the login name is only a default: one that cannot be recorded (a space, 'system') is not fatal
+                return resolve_actor(s, os.environ.get("USER"), default="cli")
+            except PermissionDenied:
+                return "cli"
+        token = os.environ.get("MLPE_TOKEN")
+        password = os.environ.get("MLPE_PASSWORD")
+        if not token and password is None and sys.stdin.isatty():
+            import getpass
+
+            named = named or os.environ.get("USER")
+            password = getpass.getpass(f"password for {named}: ")
+        return resolve_actor(s, named if token else (named or os.environ.get("USER")), password=password,
+                             token=token)
 
 
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout
+    if args.command not in NO_IDENTITY:
+        args.user = _acting_user(args)
     if args.command == "ingest":
         from . import desk
 
@@ -136,9 +189,9 @@ def run(argv: list[str]) -> int:
             if args.rejects:
                 import pandas as pd
 
-                from .export import write
+                from .export import write_csv
 
-                _atomic_write(args.rejects, lambda p: write(pd.concat(all_rejects), p, "csv"))
+                write_csv(pd.concat(all_rejects), args.rejects)
             print(
                 f"total: {total['accepted']} accepted, {total['rejected']} rejected, "
                 f"{total['duplicate']} already loaded",
@@ -238,7 +291,7 @@ def run(argv: list[str]) -> int:
             if args.if_empty and desk.status(s)["detections"] > 0:
                 print("store already has detections; demo not loaded", file=out)
                 return EXIT_OK
-            r = desk.demo(s, "demo", seed=args.seed, n_assets=args.assets, progress=_progress)
+            r = desk.demo(s, args.user, seed=args.seed, n_assets=args.assets, progress=_progress)
         print(
             f"demo basin (seed {r['seed']}): {r['assets']} assets, {r['detections']} detections, "
             f"{r['fuse_leaks']} leaks, {r.get('validations', 0)} field outcomes",
@@ -255,35 +308,39 @@ def run(argv: list[str]) -> int:
     if args.command in ("ranking", "obligations"):
         return _print_table(args, out)
     if args.command == "users":
-        from . import auth
-        from .store import users
+        return _run_users(args, out)
+    if args.command == "audit":
+        from .store.audit import verify_all
 
         with _session(args.db) as s:
-            if args.action == "list":
-                for u in users(s):
-                    print(f"{u.username}\t{u.role}\t{'active' if u.active else 'inactive'}", file=out)
-                return EXIT_OK
-            password = os.environ.get("MLPE_PASSWORD")
-            if password is None:
-                if not sys.stdin.isatty():
-                    raise UsageError("set MLPE_PASSWORD or run in a terminal to be asked for the password")
-                import getpass
-
-                password = getpass.getpass(f"password for {args.username}: ")
-            auth.add_user(s, args.user, args.username, args.role, password)
-        print(f"added {args.username} ({args.role})", file=out)
+            reports = verify_all(s)
+        for r in reports:
+            print(r.line(), file=out)
+        broken = [r for r in reports if not r.ok]
+        if broken:
+            print(f"mlpe: audit trail tampered with: {broken[0].line()}", file=sys.stderr)
+            return EXIT_FAIL
         return EXIT_OK
     if args.command == "backup":
+        from .auth import require
         from .store.db import backup
 
+        with _session(args.db) as s:
+            require(s, args.user, "backup")
         size = backup(args.db, args.output)
         print(f"backed up the store to {args.output} ({size / 1e6:.1f} MB)", file=out)
         return EXIT_OK
     if args.command == "restore":
+        from .auth import require
         from .store.db import restore
 
-        restore(args.db, args.file)
-        print(f"restored the store from {args.file}", file=out)
+        with _session(args.db) as s:
+            require(s, args.user, "restore")
+        for eng in _ENGINES.values():
+            eng.dispose()  # no pooled connection holds the old store open while it is replaced
+        kept = restore(args.db, args.file, actor=args.user, allow_open_mode=args.allow_open_mode)
+        print(f"restored the store from {args.file} (recorded in its audit trail; the replaced store is kept as "
+              f"{kept})", file=out)
         return EXIT_OK
     if args.command in OPS_COMMANDS:
         return _run_ops(args, out)
@@ -321,6 +378,53 @@ def _print_table(args, out) -> int:
     else:
         print(df.to_string(index=False, max_colwidth=60), file=out)
     return EXIT_OK
+def _new_password(s: Session, username: str) -> str:
+    """The password for a new account: $MLPE_NEW_PASSWORD, for the first admin also $MLPE_PASSWORD (the acting
+    admin's own password proves identity once users exist, so it is never reused), else asked twice."""
+    from .auth import open_mode
+
+    password = os.environ.get("MLPE_NEW_PASSWORD")
+    if password is None and open_mode(s):
+        password = os.environ.get("MLPE_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            raise UsageError("set MLPE_NEW_PASSWORD or run in a terminal to be asked for the new user's password")
+        import getpass
+
+        password = getpass.getpass(f"new password for {username}: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the two passwords differ")
+    return password
+
+
+def _run_users(args, out) -> int:
+    """``mlpe users add | list | token create | token revoke | token list`` (admins, once users exist)."""
+    from . import auth
+
+    with _session(args.db) as s:
+        if args.action == "list":
+            auth.require(s, args.user, "manage_users")
+            for u in auth.store.users(s):
+                print(f"{u.username}\t{u.role}\t{'active' if u.active else 'inactive'}", file=out)
+            return EXIT_OK
+        if args.action == "add":
+            auth.add_user(s, args.user, args.username, args.role, _new_password(s, args.username))
+            print(f"added {args.username} ({args.role})", file=out)
+            return EXIT_OK
+        if args.token_action == "create":
+            token, rec = auth.create_token(s, args.user, args.username, args.label, args.expires_days)
+            print(f"token {rec.id} for {rec.username} (shown once; store it now):", file=sys.stderr)
+            print(token, file=out)
+            return EXIT_OK
+        if args.token_action == "revoke":
+            rec = auth.revoke_token(s, args.user, args.token_id)
+            print(f"token {rec.id} of {rec.username} revoked", file=out)
+            return EXIT_OK
+        for t in auth.tokens(s, args.user):
+            state = "revoked" if t.revoked_at else "active"
+            print(f"{t.id}\t{t.username}\t{t.kind}\t{t.label or '-'}\t{t.created_at:%Y-%m-%d}\t"
+                  f"{f'{t.expires_at:%Y-%m-%d}' if t.expires_at else 'never'}\t{state}", file=out)
+        return EXIT_OK
 
 
 # ------------------------------------------------------------------ serve, dispatch lists, work orders, lifecycle
@@ -502,7 +606,7 @@ def _progress(frac: float, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .auth import PermissionDenied
+    from .auth import IdentityRequired, PermissionDenied
     from .comply import RuleError
     from .ingest import IngestError
     from .lifecycle import TransitionError
@@ -515,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_BAD
     except SystemExit as exc:  # --help / --version
         code = exc.code if isinstance(exc.code, int) else EXIT_OK
-    except (IngestError, RuleError, PermissionDenied, TransitionError) as exc:
+    except (IngestError, RuleError, PermissionDenied, IdentityRequired, TransitionError) as exc:
         print(f"mlpe: {exc}", file=sys.stderr)
         code = EXIT_BAD
     except (KeyError, ValueError) as exc:

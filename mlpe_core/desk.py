@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from . import auth, comply, dispatch, lifecycle, lineage, pipeline, review, store
-from .auth import PermissionDenied  # noqa: F401  (faces catch the desk's refusals by these names)
+from .auth import LoginThrottle, PermissionDenied, claimable_name  # noqa: F401  (faces use these names)
 from .comply import leak_clocks, load_rules
 from .dispatch import crew_capacity  # noqa: F401  (one day of the crews' visits: the default list size)
 from .ingest import FORMATS, IngestError  # noqa: F401
@@ -644,8 +644,8 @@ def train(session: Session, user: str) -> dict:
 
 
 def activate_model(session: Session, user: str, version_id: int) -> dict:
-    """Roll back (or forward) to a recorded model version and re-score with it."""
-    auth.require(session, user, "promote_model")
+    """Roll back (or forward) to a recorded model version and re-score with it (an admin's action)."""
+    auth.require(session, user, "activate_model")
     if session.get(ModelVersion, int(version_id)) is None:
         raise KeyError(f"no model version {version_id}")
     store.activate_model(session, int(version_id), user=user)

@@ -1,12 +1,23 @@
 """Export: files for crews, spreadsheets, field GIS and maintenance systems.
 
-CSV cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR) get a
-leading apostrophe; numeric columns stay numbers (contract §4).
+Every CSV the product writes (command line, API, every download on every page, reject lists) goes
+through :func:`to_csv_text` / :func:`write_csv`, so one place decides what is safe to open in a
+spreadsheet (contract §4):
+
+* a text cell that a spreadsheet would run as a formula gets a leading apostrophe: one starting with
+  ``=``, ``+``, ``-``, ``@``, tab or CR, also once leading spaces and control characters are skipped
+  (LibreOffice and Excel trim them before deciding); numeric columns stay numbers;
+* a field holding a CR, LF, quote or the delimiter is quoted. Python's ``csv`` quotes only the
+  characters of its line terminator, so a bare CR inside a field went out unquoted with ``\n`` line
+  ends and split the row in a spreadsheet; the writer uses ``\r\n`` as the terminator (so both are
+  quoted) and ends lines with ``\n`` as before.
 """
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -14,10 +25,22 @@ import numpy as np
 import pandas as pd
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# leading characters a spreadsheet skips before it looks for a formula sign: whitespace and C0/C1 controls
+_FORMULA = re.compile(r"^[\s\x00-\x1f\x7f-\x9f]*[=+\-@]|^[\t\r]")
+
+
+def is_formula_like(value: object) -> bool:
+    """Whether a spreadsheet could read this text cell as a formula (numbers are never text here)."""
+    return isinstance(value, str) and _FORMULA.match(value) is not None
+
+
+def neutralise(value: object) -> object:
+    """``value`` with a leading ``'`` when a spreadsheet would run it as a formula; anything else unchanged."""
+    return "'" + value if is_formula_like(value) else value
 
 
 def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy in which text cells that would be read as formulas start with ``'``."""
+    """A copy in which text cells that would be read as formulas start with ``'``; times become ISO text."""
     out = df.copy()
     for c in out.columns:
         s = out[c]
@@ -26,10 +49,50 @@ def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(s):
             out[c] = s.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
             continue
-        txt = s.astype(object)
-        mask = txt.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_START))
-        out[c] = txt.where(~mask, "'" + txt.astype(str))
+        out[c] = s.astype(object).map(neutralise)
     return out
+
+
+class _Lines:
+    """A file-like sink for ``csv.writer``: each record arrives in one ``write`` ending with ``\r\n``."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, record: str) -> None:
+        self.parts.append(record[:-2] + "\n")
+
+
+def _cells(s: pd.Series) -> list[str]:
+    """A column as the text a CSV cell holds: blank for missing, Python's shortest repr for floats."""
+    if pd.api.types.is_bool_dtype(s) and not s.hasnans:
+        return s.astype(bool).map(str).tolist()
+    if pd.api.types.is_float_dtype(s) and isinstance(s.dtype, np.dtype):
+        v = s.to_numpy()
+        return np.where(np.isnan(v), "", v.astype(str)).tolist()
+    if pd.api.types.is_integer_dtype(s) and isinstance(s.dtype, np.dtype):
+        return s.to_numpy().astype(str).tolist()
+    return ["" if v is None or (not isinstance(v, str) and pd.api.types.is_scalar(v) and pd.isna(v)) else str(v)
+            for v in s.astype(object).tolist()]
+
+
+def to_csv_text(df: pd.DataFrame) -> str:
+    """``df`` as spreadsheet-safe CSV text (header, ``\n`` line ends, fields with CR/LF/quotes/commas quoted).
+
+    The one CSV writer of the product: the command line, the API and every page's download call it.
+    """
+    safe = spreadsheet_safe(df)
+    sink = _Lines()
+    w = csv.writer(sink, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    w.writerow([neutralise(str(c)) for c in safe.columns])
+    cols = [_cells(safe.iloc[:, i]) for i in range(safe.shape[1])]
+    w.writerows(zip(*cols, strict=True) if cols else [])
+    return "".join(sink.parts)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write :func:`to_csv_text` of ``df`` to ``path`` (UTF-8)."""
+    Path(path).write_text(to_csv_text(df), encoding="utf-8", newline="")
 
 
 def _iso(df: pd.DataFrame) -> pd.DataFrame:
@@ -38,10 +101,6 @@ def _iso(df: pd.DataFrame) -> pd.DataFrame:
         if isinstance(out[c].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[c]):
             out[c] = out[c].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
     return out
-
-
-def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    spreadsheet_safe(df).to_csv(path, index=False)
 
 
 def to_geojson(df: pd.DataFrame) -> dict:

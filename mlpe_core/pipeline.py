@@ -50,8 +50,29 @@ def run_fuse(
     settings or the asset registry changed since the last fusion, or when the affected area is more than
     ``max_share`` of the store. The summary's ``mode`` says which was done, ``refused`` how many detections
     were re-fused and ``reason`` why.
+
+    Concurrent runs (issue 16): the write is a compare-and-swap on the store's fusion generation, so a fusion
+    that another fusion overtook writes nothing and starts again from the new state (a full fusion used to
+    retire the leaks a concurrent incremental fusion had just made, orphaning their detections).
     """
     require(session, user, "fuse")
+    for attempt in range(1, FUSION_ATTEMPTS + 1):
+        try:
+            return _fuse_once(session, fuser, user, progress, full, max_share)
+        except store.StaleFusion:
+            session.rollback()  # another fusion wrote meanwhile: fuse again from what it left
+            say(progress, 0.05, f"another fusion wrote meanwhile; fusing again (attempt {attempt + 1})")
+    raise RuntimeError(f"other fusions kept writing: gave up after {FUSION_ATTEMPTS} attempts; run `mlpe fuse` again")
+
+
+FUSION_ATTEMPTS = 5
+
+
+def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: Progress, full: bool,
+               max_share: float) -> dict:
+    """One fusion from the store as it is now; raises ``store.StaleFusion`` (nothing written) when another fusion
+    wrote between this one's reads and its write."""
+    generation = store.fusion_generation(session)  # before the reads: a fusion committing after it fails the swap
     dets = store.detections_frame(session)
     if dets.empty:
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0, "mode": "full", "refused": 0}
@@ -92,6 +113,8 @@ def run_fuse(
             inc.ambiguous_[reg],
             leaks.drop(columns=["label"]),
             retire=None if inc.full_ else retired,
+            generation=generation,
+            user=user,
         )
         summary = {
             "detections": len(dets),
@@ -247,14 +270,26 @@ def run_score(
     The as-of is recorded with the run (audit action ``score``): it is the clock every face counts from."""
     require(session, user, "score")
     as_of = clock(as_of)
+    for attempt in range(1, FUSION_ATTEMPTS + 1):
+        try:
+            return _score_once(session, as_of, user, progress)
+        except store.StaleFusion:
+            session.rollback()  # a fusion wrote meanwhile: these ranks would name retired leaks and miss new ones
+            say(progress, 0.05, f"a fusion wrote meanwhile; scoring again (attempt {attempt + 1})")
+    raise RuntimeError(f"fusions kept writing: gave up scoring after {FUSION_ATTEMPTS} attempts; "
+                       "run `mlpe score` again")
+
+
+def _score_once(session: Session, as_of: pd.Timestamp | None, user: str, progress: Progress) -> dict:
     say(progress, 0.1, "computing features")
     run_lifecycle(session, user=user)  # leaks seen again after a repair or a not-found visit re-open first
+    generation = store.fusion_generation(session)  # before the leaks are read
     s, _ = score_frame(session, as_of, user)
     if s.empty:
         return {"scored": 0, "high": 0, "medium": 0, "low": 0, "as_of": as_of}
     say(progress, 0.8, f"writing {len(s):,} scores")
     try:
-        store.save_scores(session, s)
+        store.save_scores(session, s, generation=generation)
         bands = s["risk_band"].value_counts()
         summary = {
             "scored": len(s),
@@ -284,10 +319,11 @@ def rescore_leaks(session: Session, leak_ids: set[str], user: str = "system") ->
     as_of = last_score_as_of(session)
     if as_of is None:
         return {"before": before, "after": before, "as_of": None}
+    generation = store.fusion_generation(session)  # before the leaks are read (as run_score does)
     s, _ = score_frame(session, as_of, user, leak_ids=set(leak_ids))
     try:
         if len(s):
-            store.save_scores(session, s.drop(columns=["rank"]))
+            store.save_scores(session, s.drop(columns=["rank"]), generation=generation)
         after = rank_open(session)
         store.audit(session, user, "rescore", None, {"leaks": sorted(leak_ids), "as_of": as_of.isoformat()})
         session.commit()
@@ -316,6 +352,12 @@ def last_score_as_of(session: Session) -> pd.Timestamp | None:
         return None
     at = json.loads(ev.detail or "{}").get("as_of")
     return clock(at) if at else clock(ev.at)
+
+
+def activate_model(session: Session, version_id: int, user: str) -> None:
+    """Make a recorded model version the live one (roll back or forward): an admin's decision, audited."""
+    require(session, user, "activate_model")
+    store.activate_model(session, version_id, user=user)
 
 
 def run_train(session: Session, user: str = "system") -> dict:

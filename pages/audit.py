@@ -8,7 +8,8 @@ import streamlit as st
 from app import common as c
 from app.leakview import words
 from mlpe_core import desk
-from mlpe_core.export import spreadsheet_safe
+from mlpe_core.export import to_csv_text
+from mlpe_core.text import md
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -48,7 +49,7 @@ until = datetime.combine(when[1], time.max) if len(when) > 1 and when[1] < hi el
 rows = events(ver, actor, action, target, since, until)
 st.caption(f"{len(rows):,} of {len(every):,} events.")
 bar = st.container(horizontal=True)
-bar.download_button("Download CSV", spreadsheet_safe(rows).to_csv(index=False), "mlpe_audit.csv", "text/csv",
+bar.download_button("Download CSV", to_csv_text(rows), "mlpe_audit.csv", "text/csv",
                     key="au_csv", icon=":material/download:", on_click="ignore", type="primary")
 shown = rows.head(2000).assign(detail=rows["detail"].head(2000).map(lambda x: short(words(x))),
                                target=rows["target"].head(2000).fillna(""))
@@ -74,11 +75,11 @@ elif ss.get("au_leak") not in ids:
 pick = st.selectbox("Leak", c.capped(ids, ss.get("au_leak")), key="au_leak",
                     accept_new_options=len(ids) > c.MAX_OPTIONS)
 if pick not in set(ids):
-    st.error(f"No leak '{pick}'.")
+    st.error(f"No leak '{md(pick)}'.")
     st.stop()
 sto = story(ver, pick)
 st.dataframe(sto, hide_index=True, key="au_story", column_config={
     "at": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm"),
     "what": st.column_config.TextColumn(width="large"), "source": st.column_config.TextColumn(width="large")})
-st.download_button("Download story CSV", spreadsheet_safe(sto).to_csv(index=False), f"mlpe_story_{pick}.csv",
+st.download_button("Download story CSV", to_csv_text(sto), f"mlpe_story_{pick}.csv",
                    "text/csv", key="au_story_csv", icon=":material/download:", on_click="ignore")

@@ -6,6 +6,7 @@ from app import common as c
 from app import dispatching as dsp
 from mlpe_core import desk
 from mlpe_core.desk import crew_capacity
+from mlpe_core.text import md
 
 st.title("Dispatch")
 cap, ver = crew_capacity(), c.version()
@@ -21,10 +22,10 @@ crews = sorted(stops["crew"].dropna().unique())
 summary = (f"{c.plural(len(stops), 'stop')} for {c.plural(len(crews), 'crew')} · "
            f"{meta.get('total_km') or 0:,.0f} km of driving")
 if meta["status"] == "approved":
-    st.success(f"Today's list {meta['list_id']} ({meta['plan_date']}) is **approved** by {meta['approved_by']}: "
+    st.success(f"Today's list {meta['list_id']} ({meta['plan_date']}) is **approved** by {md(meta['approved_by'])}: "
                f"{summary}. Its leaks are dispatched.", icon=":material/verified:")
 elif meta["status"] == "draft":
-    st.warning(f"Today's list {meta['list_id']} is a **draft** planned by {meta['created_by']}: {summary}. It goes "
+    st.warning(f"Today's list {meta['list_id']} is a **draft** planned by {md(meta['created_by'])}: {summary}. It goes "
                "out once a supervisor approves it.", icon=":material/pending:")
     dsp.approve_controls(meta["list_id"], "dispatch_flash", "dispatch_appr")
 else:

@@ -8,6 +8,7 @@ from app import charts
 from app import common as c
 from app import leakview as v
 from mlpe_core import desk
+from mlpe_core.text import md
 
 lk = c.load("leaks")
 if lk.empty:
@@ -20,11 +21,12 @@ d = v.detail(leak_id, c.version())
 events, story, L = d["events"], d["story"], d["leak"]
 head.title(f"Leak {leak_id}")
 st.caption(f"{c.plural(L['n_detections'], 'detection')} from {c.plural(L['n_sources'], 'sensor')} "
-           f"({L['source_types'].replace('_', ' ').replace(',', ', ')}) · "
-           f"first seen {L['first_seen']:%Y-%m-%d} · last seen {L['last_seen']:%Y-%m-%d} · status **{L['status']}** · "
+           f"({md(L['source_types'].replace('_', ' ').replace(',', ', '))}) · "
+           f"first seen {L['first_seen']:%Y-%m-%d} · last seen {L['last_seen']:%Y-%m-%d} · "
+           f"status **{md(L['status'])}** · "
            f"{L['latitude']:.5f}, {L['longitude']:.5f} (±{L['radius_m']:.0f} m)")
 v.metrics(L, d["as_of"])
-st.info(f"**Why:** {L['top_reasons'] or 'not scored yet'}", icon=":material/lightbulb:")
+st.info(f"**Why:** {md(L['top_reasons']) or 'not scored yet'}", icon=":material/lightbulb:")
 
 c.flashed("leak_flash")
 bar = st.container(horizontal=True, vertical_alignment="bottom")

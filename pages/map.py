@@ -7,6 +7,8 @@ import streamlit as st
 from app import common as c
 from app import filters
 from app import mapping as m
+from mlpe_core.export import to_csv_text
+from mlpe_core.text import md
 
 st.title("Leak map")
 lk = c.leaks_with_operator()
@@ -106,9 +108,9 @@ with right:
         b.metric("Risk", r["risk_band"] or "–")
         a.metric("P(real)", c.pct(r["p_real"]))
         b.metric("Rate (kg/h)", f"{r['est_rate_kg_h']:,.1f}" if pd.notna(r["est_rate_kg_h"]) else "–")
-        st.caption(f"Asset **{r['asset_id'] or 'none'}** · status **{r['status']}** · "
+        st.caption(f"Asset **{md(r['asset_id']) or 'none'}** · status **{md(r['status'])}** · "
                    f"{c.plural(int(r['n_detections']), 'detection')}")
-        st.write(r["top_reasons"] or "")
+        st.markdown(md(r["top_reasons"]))
     else:
         st.subheader(f"{len(sel)} leaks selected", anchor=False)
         st.caption(f"{sel['est_rate_kg_h'].sum():,.1f} kg/h estimated · {sel['priority_score'].sum():,.1f} kg/h "
@@ -117,8 +119,8 @@ with right:
                      column_config={"leak_id": "leak", "rank": st.column_config.NumberColumn(format="%d"),
                                     "risk_band": "risk", "est_rate_kg_h": st.column_config.NumberColumn(
                                         "kg/h", format="%.0f")})
-        st.download_button("Selection CSV", sel.drop(columns=["contributions", "asset_candidates"], errors="ignore")
-                           .to_csv(index=False), "mlpe_selection.csv", "text/csv", key="map_sel_csv",
+        picked = sel.drop(columns=["contributions", "asset_candidates"], errors="ignore")
+        st.download_button("Selection CSV", to_csv_text(picked), "mlpe_selection.csv", "text/csv", key="map_sel_csv",
                            on_click="ignore", icon=":material/download:")
     if len(sel) and st.button("Open leak detail", key="map_open", type="primary", icon=":material/arrow_forward:",
                               help="opens the best-ranked leak of the selection"):

@@ -79,11 +79,11 @@ c.flashed("model_flash")
 st.dataframe(mf[["id", "created_at", "kind", "active", "promoted", "n_train", "n_holdout", "decision"]],
              hide_index=True,
              key="models", column_config={"created_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
-if len(mf) > 1 and c.can("promote_model"):
+if len(mf) > 1 and c.can("activate_model"):
     a, b = st.columns([1, 3], vertical_alignment="bottom")
     v = a.selectbox("Roll back / forward to", mf["id"], format_func=lambda i: f"v{i}", key="model_pick")
     if b.button("Activate and re-score", key="model_activate"):
         with st.spinner("Re-scoring every leak…"):
-            done = c.act("promote_model", lambda s: desk.activate_model(s, c.user(), int(v)))
+            done = c.act("activate_model", lambda s: desk.activate_model(s, c.user(), int(v)))
             c.flash("model_flash", done is not None and f"v{v} is live; leaks re-scored.")
 st.caption("Compare how two versions rank today's leaks on the Rankings page (*Compare models*).")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from app import common as c
-from mlpe_core.export import spreadsheet_safe
+from mlpe_core.export import to_csv_text
 
 st.title("Obligations")
 ob = c.load("obligations")
@@ -35,7 +35,7 @@ ev = st.dataframe(shown, hide_index=True, key="ob_table", on_select="rerun", sel
                                  "rank": N("rank", format="%d"),
                                  "citation": st.column_config.TextColumn(width="large")})
 bar = st.container(horizontal=True)
-bar.download_button("Download CSV", spreadsheet_safe(shown).to_csv(index=False), "mlpe_obligations.csv", "text/csv",
+bar.download_button("Download CSV", to_csv_text(shown), "mlpe_obligations.csv", "text/csv",
                     key="ob_csv", icon=":material/download:", on_click="ignore")
 if ev and ev.selection.rows:
     pick = shown.iloc[ev.selection.rows[0]]["leak_id"]

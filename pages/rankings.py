@@ -8,7 +8,8 @@ import streamlit as st
 from app import common as c
 from app import filters, review, review_ui
 from mlpe_core.desk import LEAK_EXPORT_COLUMNS
-from mlpe_core.export import spreadsheet_safe, to_geojson
+from mlpe_core.export import to_csv_text, to_geojson
+from mlpe_core.text import md
 
 st.title("Rankings")
 lk = c.leaks_with_operator()
@@ -20,7 +21,7 @@ rk = lk[lk["rank"].notna()]
 full = lk
 if ch := review.changes(ver):
     last = ch
-    st.caption(f":material/difference: Since **{last['by']}** reviewed it on {last['at']:%Y-%m-%d %H:%M} UTC: "
+    st.caption(f":material/difference: Since **{md(last['by'])}** reviewed it on {last['at']:%Y-%m-%d %H:%M} UTC: "
                f"**{len(ch['new'])} new**, **{len(ch['up'])} moved up**, {len(ch['down'])} moved down, "
                f"**{len(ch['dropped'])} dropped** — see *Since last review*.")
 else:
@@ -66,7 +67,7 @@ with tabs[0]:
     rows = ev.selection.rows if ev else []
     bar = st.container(horizontal=True, vertical_alignment="center")
     out = df[list(LEAK_EXPORT_COLUMNS)].assign(override_rank=df["override"], override_reason=df["override_reason"])
-    bar.download_button("Download CSV", spreadsheet_safe(out).to_csv(index=False), "mlpe_leaks.csv", "text/csv",
+    bar.download_button("Download CSV", to_csv_text(out), "mlpe_leaks.csv", "text/csv",
                         key="rank_csv", icon=":material/download:", on_click="ignore")
     bar.download_button("Download GeoJSON", json.dumps(to_geojson(out), default=str), "mlpe_leaks.geojson",
                         "application/geo+json", key="rank_geojson", icon=":material/download:", on_click="ignore")

@@ -8,7 +8,8 @@ import streamlit as st
 from app import common as c
 from mlpe_core import desk
 from mlpe_core.desk import FORMATS, IngestError
-from mlpe_core.export import spreadsheet_safe
+from mlpe_core.export import to_csv_text
+from mlpe_core.text import md
 
 st.title("Upload detections")
 if not c.can("ingest"):
@@ -44,18 +45,18 @@ elif st.button(f"Ingest {len(files)} file(s)", type="primary", key="up_go", icon
 
 for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
     if err:
-        st.error(err, icon=":material/block:")
+        st.error(md(err), icon=":material/block:")
     elif rep.already_ingested:
-        st.warning(f"**{name}**: already loaded (same content); nothing changed.")
+        st.warning(f"**{md(name)}**: already loaded (same content); nothing changed.")
     else:
-        st.success(f"**{name}** [{rep.format}]: {rep.n_rows:,} rows — {rep.n_accepted:,} accepted, "
+        st.success(f"**{md(name)}** [{md(rep.format)}]: {rep.n_rows:,} rows — {rep.n_accepted:,} accepted, "
                    f"{rep.n_rejected:,} rejected, {rep.n_duplicate:,} already loaded.")
         if len(rep.rejects):
             n_rows = rep.rejects["row"].nunique()
-            with st.expander(f"{c.plural(len(rep.rejects), 'problem')} in {c.plural(n_rows, 'row')} of {name}",
+            with st.expander(f"{c.plural(len(rep.rejects), 'problem')} in {c.plural(n_rows, 'row')} of {md(name)}",
                              expanded=len(rep.rejects) <= 20):
                 st.dataframe(rep.rejects, hide_index=True, key=f"up_rej_{i}")
-                st.download_button("Download rejects CSV", spreadsheet_safe(rep.rejects).to_csv(index=False),
+                st.download_button("Download rejects CSV", to_csv_text(rep.rejects),
                                    f"{Path(name).stem}_rejects.csv", "text/csv", key=f"up_rej_dl_{i}",
                                    on_click="ignore")
 

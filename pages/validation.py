@@ -11,6 +11,7 @@ from app import common as c
 from app import dispatching
 from mlpe_core import desk
 from mlpe_core.desk import FOUND_BY, OUTCOMES, VALIDATION_COLUMNS, crew_capacity
+from mlpe_core.text import md
 
 
 def recent_visits() -> None:
@@ -81,7 +82,7 @@ if sent:
            "found_by": found_by or ""}
     res = c.act("validate", lambda s: desk.record_outcomes(s, c.user(), pd.DataFrame([row], dtype=str), "form"))
     for r in (res or {}).get("rejects", pd.DataFrame()).itertuples():  # a bad value, or a move the lifecycle forbids
-        st.error(f"{r.column}: {r.reason}")
+        st.error(f"{md(r.column)}: {md(r.reason)}")
     if res and res["recorded"]:
         ch = res["changes"]
         left = " It left the ranking." if leak_id in ch["left_ranking"] else ""
@@ -100,7 +101,7 @@ if up is not None and st.button("Import validations", key="val_import"):
         path.write_bytes(up.getvalue())
         r = c.act("validate", lambda s: desk.import_outcomes(s, c.user(), path))
     if r:
-        st.success(f"{r['file']}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
+        st.success(f"{md(r['file'])}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
                    f"{r['rejected']} rejected")
         if len(r["rejects"]):
             st.dataframe(r["rejects"], hide_index=True, key="val_rejects")

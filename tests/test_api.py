@@ -168,13 +168,18 @@ def test_once_users_exist_requests_need_credentials_and_roles(client, store):
         auth.add_user(s, "root", "lee", "field_lead", "password-2")
         auth.add_user(s, "root", "ann", "analyst", "password-3")
     assert client.get("/leaks").status_code == 401
-    assert client.get("/leaks", auth=("lee", "wrong-password")).status_code == 401
-    assert client.get("/leaks", auth=("ann", "password-3")).status_code == 200
+    assert client.get("/leaks", auth=("ann", "password-3")).status_code == 401  # Basic only at /login
+    assert client.post("/login", auth=("lee", "wrong-password")).status_code == 401
+    ann = {"Authorization": "Bearer " + client.post("/login", auth=("ann", "password-3")).json()["token"]}
+    lee_login = client.post("/login", auth=("lee", "password-2")).json()
+    assert lee_login["role"] == "field_lead" and lee_login["expires_at"]
+    lee = {"Authorization": "Bearer " + lee_login["token"]}
+    assert client.get("/leaks", headers=ann).status_code == 200
     row = [{"leak_id": "L000006", "visited_at": "2025-03-04T10:00:00Z", "outcome": "not_found"}]
-    assert client.post("/validations", json=row, auth=("ann", "password-3")).status_code == 403
-    r = client.post("/validations", json=row, auth=("lee", "password-2"), headers={"X-MLPE-User": "someone-else"})
+    assert client.post("/validations", json=row, headers=ann).status_code == 403
+    r = client.post("/validations", json=row, headers={**lee, "X-MLPE-User": "someone-else"})
     assert r.status_code == 200 and r.json()["recorded"] == 1
-    assert client.get("/leaks/L000006", auth=("lee", "password-2")).json()["validations"][0]["recorded_by"] == "lee"
+    assert client.get("/leaks/L000006", headers=lee).json()["validations"][0]["recorded_by"] == "lee"
     assert client.get("/health").status_code == 200
 
 
@@ -204,6 +209,7 @@ def test_mlpe_serve_answers_on_the_given_port(tmp_path, store):
         assert r.json()["status"] == "ok"
         got = httpx.get(f"http://127.0.0.1:{port}/leaks").json()
         assert (got["count"], got["offset"], got["leaks"]) == (0, 0, [])
+        assert httpx.get(f"http://127.0.0.1:{port}/leaks", headers={"X-MLPE-User": "system"}).status_code == 403
     finally:
         proc.terminate()
         proc.wait(timeout=30)

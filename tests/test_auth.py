@@ -138,7 +138,7 @@ def test_cli_acts_as_named_user(tmp_path) -> None:
     import sys
 
     db = str(tmp_path / "s.db")
-    env = dict(os.environ, MLPE_PASSWORD="long enough pw")
+    env = dict(os.environ, MLPE_PASSWORD="long enough pw", MLPE_NEW_PASSWORD="long enough pw")
 
     def mlpe(*a: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -150,7 +150,7 @@ def test_cli_acts_as_named_user(tmp_path) -> None:
     r = mlpe("--user", "fran", "train")
     assert r.returncode == 2 and "may not train" in r.stderr
     r = mlpe("--user", "mallory", "fuse")
-    assert r.returncode == 2 and "not an active user" in r.stderr
+    assert r.returncode == 2 and "unknown user or wrong password" in r.stderr
     assert mlpe("--user", "root", "fuse").returncode == 0
 
 

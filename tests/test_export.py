@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlpe_core.export import spreadsheet_safe, to_geojson, to_kml, write, write_csv
+from mlpe_core.export import is_formula_like, spreadsheet_safe, to_csv_text, to_geojson, to_kml, write, write_csv
 
 KML_NS = {"k": "http://www.opengis.net/kml/2.2"}
 
@@ -28,13 +28,14 @@ def frame() -> pd.DataFrame:
     })
 
 
-@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "=cmd()|' /C calc'!A0"])
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "=cmd()|' /C calc'!A0",
+                                  " =1+1", "\x01=1+1", "\n@SUM(1)", " \t -2+3", "\u00a0=1"])
 def test_text_that_a_spreadsheet_would_run_gets_an_apostrophe(text):
     out = spreadsheet_safe(pd.DataFrame({"c": [text, "plain"]}))
     assert out["c"].tolist() == ["'" + text, "plain"]
 
 
-@pytest.mark.parametrize("text", ["abc", "L000001", "1.5", "", " =not first", "a=b", "'already"])
+@pytest.mark.parametrize("text", ["abc", "L000001", "1.5", "", "x =not first", "a=b", "'already", "x\r=1+1"])
 def test_ordinary_text_is_left_alone(text):
     assert spreadsheet_safe(pd.DataFrame({"c": [text]}))["c"].tolist() == [text]
 
@@ -120,3 +121,72 @@ def test_unknown_export_format_is_refused(frame, tmp_path):
     with pytest.raises(ValueError, match="unknown export format"):
         write(frame, tmp_path / "x.xls", "xls")
     assert not (tmp_path / "x.xls").exists()
+
+
+HOSTILE = ["x\r=1+1", "a\nb", 'say "hi", then =2', "=HYPERLINK(\"http://h/x\")", "@SUM(1)", " =1+1", "\x01+7",
+           "-2+3", "plain", "", None, "tab\tinside", "\r\n=CR first"]
+
+
+def live_formulas(text: str) -> list[str]:
+    """Cells a spreadsheet would run, reading ``text`` the way a CSV consumer does (numbers are fine)."""
+    import csv
+    import io
+
+    bad = []
+    for row in csv.reader(io.StringIO(text, newline="")):
+        for cell in row:
+            try:
+                float(cell)
+                continue
+            except ValueError:
+                pass
+            if is_formula_like(cell):
+                bad.append(cell)
+    return bad
+
+
+def test_cr_lf_quotes_and_commas_are_quoted_and_read_back_intact():
+    import csv
+    import io
+
+    df = pd.DataFrame({"leak_id": [f"L{i}" for i in range(len(HOSTILE))], "event_type": HOSTILE,
+                       "rate": np.linspace(-1, 1, len(HOSTILE))})
+    text = to_csv_text(df)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert len(rows) == len(HOSTILE) + 1  # no row split by a CR or LF inside a field
+    assert rows[0] == ["leak_id", "event_type", "rate"]
+    back = [r[1] for r in rows[1:]]
+    want = ["" if v is None else ("'" + v if is_formula_like(v) else v) for v in HOSTILE]
+    assert back == want
+    assert [float(r[2]) for r in rows[1:]] == pytest.approx(df["rate"].tolist())  # numbers stay numbers
+    assert live_formulas(text) == []
+    assert "\r=1+1\"" in text and text.endswith("\n") and not text.endswith("\r\n")
+
+
+def test_a_bare_cr_never_ends_a_row_in_a_spreadsheet():
+    """Before: pandas' writer left ``x\r=1+1`` unquoted, and LibreOffice opened ``=1+1`` as a live formula."""
+    text = to_csv_text(pd.DataFrame({"notes": ["x\r=1+1"]}))
+    assert text == 'notes\n"x\r=1+1"\n'
+    assert pd.read_csv(__import__("io").StringIO(text))["notes"].tolist() == ["x\r=1+1"]
+
+
+def test_header_cells_are_neutralised_too():
+    assert to_csv_text(pd.DataFrame({"=1+1": [1]})).splitlines()[0] == "'=1+1"
+
+
+def test_every_csv_the_product_writes_goes_through_the_one_writer():
+    """No page, API or command writes CSV another way (``simulate.write_basin`` writes test inputs, not exports)."""
+    import re
+
+    from conftest import REPO
+
+    allowed = {"mlpe_core/export.py", "mlpe_core/simulate.py"}
+    offenders = []
+    for f in [*REPO.glob("mlpe_core/**/*.py"), *REPO.glob("app/*.py"), *REPO.glob("pages/*.py")]:
+        rel = f.relative_to(REPO).as_posix()
+        if rel in allowed:
+            continue
+        src = f.read_text(encoding="utf-8")
+        if re.search(r"\.to_csv\(|csv\.writer\(|csv\.DictWriter\(", src):
+            offenders.append(rel)
+    assert offenders == []

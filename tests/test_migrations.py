@@ -113,3 +113,42 @@ def test_0003_downgrades_and_upgrades_again(tmp_path: Path) -> None:
     with eng.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
     assert "monitorcoverage" in inspect(eng).get_table_names()
+
+
+def test_store_at_0002_chains_its_existing_events_and_refuses_edits(tmp_path: Path) -> None:
+    """Migration 0004: events written before it are chained in id order, then triggers make them append-only;
+    a downgrade removes the triggers and columns again."""
+    import pytest
+    from alembic import command
+    from sqlalchemy.exc import DatabaseError
+
+    from mlpe_core.store.audit import verify_all
+
+    db = tmp_path / "v2.db"
+    eng = create_engine(f"sqlite:///{db}")
+    with eng.begin() as conn:
+        command.upgrade(alembic_config(conn), "0002")
+        for i in range(3):
+            conn.exec_driver_sql("INSERT INTO auditevent (at, actor, action, target, detail) VALUES "
+                                 f"('2026-06-0{i + 1} 10:00:00.000000', 'ana', 'note', 'L000001', '{{\"i\": {i}}}')")
+        conn.exec_driver_sql("INSERT INTO leakevent (leak_id, at, event, from_status, to_status, actor, recorded_at) "
+                             "VALUES ('L000001', '2026-06-01 10:00:00.000000', 'dispatch', 'open', 'dispatched', "
+                             "'ana', '2026-06-01 10:00:00.000000')")
+    eng.dispose()
+    eng = get_engine(str(db))
+    with Session(eng) as s:
+        reports = verify_all(s)
+    assert [(r.table, r.ok, r.n) for r in reports] == [("auditevent", True, 3), ("leakevent", True, 1)]
+    raw = sqlite3.connect(db)
+    for sql in ("UPDATE auditevent SET actor = 'eve'", "DELETE FROM auditevent WHERE id = 2",
+                "UPDATE leakevent SET to_status = 'closed'", "DELETE FROM leakevent"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            raw.execute(sql)
+    raw.close()
+    with eng.begin() as conn:
+        command.downgrade(alembic_config(conn), "0002")
+        conn.exec_driver_sql("DELETE FROM auditevent WHERE id = 3")  # no trigger any more
+        assert "hash" not in {c["name"] for c in inspect(conn).get_columns("auditevent")}
+    with pytest.raises(DatabaseError, match="append-only"), eng.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+        conn.exec_driver_sql("DELETE FROM auditevent")

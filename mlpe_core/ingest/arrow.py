@@ -52,6 +52,26 @@ def _edge_space(a: pa.Array) -> bool:
     return bool(((first <= 0x20) | (first >= 0x80) | (last <= 0x20) | (last >= 0x80)).any())
 
 
+_CONTROL_BYTES = np.zeros(256, dtype=bool)
+_CONTROL_BYTES[[*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]] = True  # C0 controls and DEL, not tab/LF/CR
+
+
+def _control_rows(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Which values hold a NUL or another control character (tab, LF and CR are text): one table lookup over
+    the string bytes, and the rows found from the offsets only where there is a hit."""
+    parts = []
+    for c in _chunks(a):
+        hit = np.zeros(len(c), dtype=bool)
+        if len(c) and c.buffers()[2] is not None:
+            off = _offsets(c)
+            data = np.frombuffer(c.buffers()[2], dtype=np.uint8)[off[0]:off[-1]]
+            pos = np.flatnonzero(_CONTROL_BYTES[data])
+            if pos.size:
+                hit[np.unique(np.searchsorted(off, pos + off[0], side="right") - 1)] = True
+        parts.append(hit)
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
 def _text(s: pd.Series) -> pa.Array | pa.ChunkedArray:
     """A column as Arrow strings without nulls (null → ""), stripped of surrounding whitespace.
 

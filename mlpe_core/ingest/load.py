@@ -136,11 +136,14 @@ def ingest_frame(
     say(progress, 0.0, f"checking {len(canon):,} rows")
     lookup = lambda ids: _asset_positions(session, ids)  # noqa: E731
     good, rejects = validate_detections(canon, first_row=first_row, assets=lookup, progress=scaled(progress, 0.0, 0.3))
-    n_rejected = int(rejects["row"].nunique()) if len(rejects) else 0
+    # exact even when only the first MLPE_MAX_REJECT_ROWS rejected rows keep their reasons (validate._reject_table)
+    n_rejected = int(rejects.attrs.get("n_rows", rejects["row"].nunique() if len(rejects) else 0))
     windows, cov_rejects = validate_coverage(canon, good, first_row=first_row, assets=lookup)
     if len(cov_rejects):
+        attrs = dict(rejects.attrs)
         rejects = pd.concat([rejects, cov_rejects], ignore_index=True).sort_values(["row", "column"], kind="stable")
         rejects = rejects.reset_index(drop=True)
+        rejects.attrs.update(attrs)
     batch = IngestBatch(
         file_name=file_name, sha256=sha256, format=fmt, kind="detections", ingested_at=datetime.now(UTC),
         recorded_by=user, n_rows=n_rows, n_accepted=len(good), n_rejected=n_rejected, n_duplicate=0,

@@ -1,5 +1,6 @@
 """Readers: CSV (any delimiter, BOM, quotes), Excel, Parquet, GeoJSON into frames of text, every cell as
-the file said it."""
+the file said it, within the input limits (``mlpe_core.limits``): size on disk, rows, columns and how much
+an XLSX or Parquet unpacks to are checked from the file's own metadata before it is read."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import hashlib
 import io
 import json
 import mmap
+import re
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from ..limits import Limits, limits, mb
 from .errors import IngestError
 
 
@@ -52,6 +56,15 @@ def read_table(path: Path, label: str | None = None) -> pd.DataFrame:
     if path.is_dir():
         raise IngestError(label, "is a folder, not a file")
     suffix = path.suffix.lower()
+    lim = limits()
+    size = path.stat().st_size
+    if size > lim.max_file_bytes:
+        raise IngestError(label, f"is {mb(size)}; files above {mb(lim.max_file_bytes)} are refused "
+                                 "(MLPE_MAX_FILE_BYTES)")
+    if suffix in (".xlsx", ".xlsm"):
+        _check_xlsx(path, label, lim)
+    elif suffix == ".parquet":
+        _check_parquet(path, label, lim)
     try:
         if suffix in (".xlsx", ".xlsm"):
             df = pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
@@ -81,7 +94,59 @@ def read_table(path: Path, label: str | None = None) -> pd.DataFrame:
         raise IngestError(label, "file has no columns")
     if df.empty:
         raise IngestError(label, "file has a header but no rows")
+    _check_shape(len(df), len(df.columns), label, lim)
     return df.reset_index(drop=True)
+
+
+def _check_shape(rows: int, columns: int, label: str, lim: Limits) -> None:
+    if columns > lim.max_columns:
+        raise IngestError(label, f"has {columns:,} columns; more than {lim.max_columns:,} are refused "
+                                 "(MLPE_MAX_COLUMNS)")
+    if rows > lim.max_rows:
+        raise IngestError(label, f"has {rows:,} rows; more than {lim.max_rows:,} are refused (MLPE_MAX_ROWS): "
+                                 "split the file")
+
+
+def _check_unpacked(total: int, label: str, lim: Limits) -> None:
+    if total > lim.max_unpacked_bytes:
+        raise IngestError(label, f"unpacks to {mb(total)}; more than {mb(lim.max_unpacked_bytes)} is refused "
+                                 "(MLPE_MAX_UNPACKED_BYTES)")
+
+
+_DIMENSION = re.compile(rb'<dimension ref="[A-Z]+\d+:([A-Z]+)(\d+)"')
+
+
+def _check_xlsx(path: Path, label: str, lim: Limits) -> None:
+    """An XLSX is a zip: its members' declared sizes and the sheet's dimension are read before openpyxl is."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            _check_unpacked(sum(i.file_size for i in infos), label, lim)
+            sheets = sorted(i.filename for i in infos if i.filename.startswith("xl/worksheets/sheet"))
+            if sheets:
+                with z.open(sheets[0]) as fh:
+                    head = fh.read(4096)
+                dim = _DIMENSION.search(head)
+                if dim:
+                    cols = 0
+                    for ch in dim.group(1).decode():
+                        cols = cols * 26 + ord(ch) - 64
+                    _check_shape(int(dim.group(2)) - 1, cols, label, lim)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise IngestError(label, f"cannot be read as an Excel workbook ({type(exc).__name__}: {str(exc)[:80]})") \
+            from exc
+
+
+def _check_parquet(path: Path, label: str, lim: Limits) -> None:
+    """Rows, columns and uncompressed size from the Parquet footer, before any data is read."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise IngestError(label, f"cannot be read as Parquet ({type(exc).__name__}: {str(exc)[:80]})") from exc
+    _check_shape(meta.num_rows, meta.num_columns, label, lim)
+    _check_unpacked(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)), label, lim)
 
 
 def _read_csv(path: Path, label: str) -> pd.DataFrame:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
+from ..limits import MIN_TIME, limits
 from ..schema import ASSET_REQUIRED, OUTCOMES, VALIDATION_REQUIRED
 from .errors import IngestError
 from .validate import parse_times
@@ -12,6 +15,7 @@ from .validate import parse_times
 # optional validation columns beyond contract §2, used by the lifecycle and the compliance clocks
 VALIDATION_EXTRA: tuple[str, ...] = ("found_by", "rate_method", "repair_attempted_at", "delay_reason")
 FOUND_BY: tuple[str, ...] = ("ogi", "method21", "avo", "other")  # how the crew found the leak
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # C0 controls and DEL (tab, LF, CR are text)
 
 
 def check_assets(raw: pd.DataFrame, label: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,6 +63,8 @@ def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) ->
         if c not in df:
             df[c] = ""
     rej = []
+    lim = limits()
+    latest = lim.latest_time()
     visited = parse_times(df["visited_at"])
     repaired = parse_times(df["repaired_at"])
     attempted = parse_times(df["repair_attempted_at"])
@@ -74,11 +80,25 @@ def validate_validations(df: pd.DataFrame, known_leaks: set[str], label: str) ->
             rej.append((r, "leak_id", f"unknown leak_id '{lk}'"))
         if pd.isna(visited[i]):
             rej.append((r, "visited_at", f"cannot read '{df.at[i, 'visited_at']}' as an ISO 8601 time"))
+        elif not MIN_TIME <= visited[i] <= latest:
+            when = "in the future (more than a day after now)" if visited[i] > latest else \
+                f"before {MIN_TIME:%Y-%m-%d}"
+            rej.append((r, "visited_at", f"visited_at '{df.at[i, 'visited_at']}' is {when}: not a plausible visit"))
+        for c, t in (("repaired_at", repaired[i]), ("repair_attempted_at", attempted[i])):
+            if not pd.isna(t) and not MIN_TIME <= t <= latest:
+                rej.append((r, c, f"{c} '{df.at[i, c]}' is not between {MIN_TIME:%Y-%m-%d} and a day from now"))
+        for c in ("leak_id", "outcome", "component", "crew", "notes", "found_by", "rate_method", "delay_reason"):
+            v = df.at[i, c]
+            if isinstance(v, str) and _CONTROL.search(v):
+                rej.append((r, c, f"{c} contains a control character (U+{ord(_CONTROL.search(v).group()):04X})"))
         if outcome[i] not in OUTCOMES:
             rej.append((r, "outcome", f"outcome '{df.at[i, 'outcome']}' is not one of {', '.join(OUTCOMES)}"))
         raw_rate = str(df.at[i, "measured_rate_kg_h"]).strip()
         if raw_rate and (pd.isna(rate[i]) or rate[i] < 0 or not np.isfinite(rate[i])):
             rej.append((r, "measured_rate_kg_h", f"measured_rate_kg_h '{raw_rate}' must be a number ≥ 0"))
+        elif raw_rate and rate[i] > lim.max_rate_kg_h:
+            rej.append((r, "measured_rate_kg_h", f"measured_rate_kg_h {raw_rate} is above the plausible maximum of "
+                        f"{lim.max_rate_kg_h:,.0f} kg/h (MLPE_MAX_RATE_KG_H)"))
         if str(df.at[i, "repaired_at"]).strip() and pd.isna(repaired[i]):
             rej.append((r, "repaired_at", f"cannot read '{df.at[i, 'repaired_at']}' as an ISO 8601 time"))
         # optional columns beyond contract §2 (lifecycle and compliance): checked the same way

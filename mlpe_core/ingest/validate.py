@@ -9,13 +9,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..limits import MIN_TIME, limits
 from ..progress import Progress, say
 from ..schema import CANONICAL_COLUMNS, SOURCE_TYPES
-from .arrow import _blank, _combined, _floats, _np, _nulled, _text
+from .arrow import _blank, _combined, _control_rows, _floats, _np, _nulled, _text
 from .errors import _Shared
 from .instruments import _defaults_for, registry_sigma_m
 
-PLAUSIBLE_YEARS = (1900, 2100)
+_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls and DEL; tab, LF and CR are text
+_JSON_CONTROL = r"\\u00[01][0-9a-fA-F]|\\u007[fF]"  # the same, as json.dumps escapes them in ``attributes``
 _DATE_LIKE = r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T].*)?$"
 
 
@@ -86,12 +88,22 @@ def validate_detections(frame: pd.DataFrame, first_row: int = 2, assets: AssetLo
     # rows of a window file that are coverage only (a negative or offline window): neither detections nor rejects
     skip = getattr(f.attrs.get("not_detection"), "value", None)
     skip = np.zeros(n, dtype=bool) if skip is None else np.asarray(skip, dtype=bool)
+    caps = limits()
     text = {c: _text(f[c]) for c in CANONICAL_COLUMNS}
     if skip.any():  # their ids take no part in the repeated-id check
         ids_text = _combined(text["detection_id"]).to_pylist()
         text["detection_id"] = pa.array([f"\x00coverage row {i}" if k else v for i, (v, k) in
                                          enumerate(zip(ids_text, skip, strict=True))], type=pa.large_string())
     blank = {c: _blank(text[c]) for c in CANONICAL_COLUMNS}
+    for c in CANONICAL_COLUMNS:  # a NUL or control character: ``Nul`` and ``Nul\0`` are not two sensors
+        add(_control_rows(text[c]), c, control_reason(names_of.get(c, c)))
+    if "attributes" in f.columns:  # JSON of the extra columns: json.dumps writes a control character as \u00XX
+        attrs = _text(f["attributes"])
+        maybe = _np(pc.match_substring(attrs, "\\u00"))  # a plain substring scan first; the regex on hits only
+        if maybe.any():
+            idx = np.flatnonzero(maybe)
+            hit = _np(pc.match_substring_regex(attrs.take(pa.array(idx)), _JSON_CONTROL))
+            add(np.isin(np.arange(n), idx[hit]), "attributes", "an extra column holds a NUL or control character")
     for c in ("detection_id", "source_name"):
         add(blank[c], c, f"{c} is blank")
     st = pc.utf8_lower(text["source_type"])
@@ -103,10 +115,12 @@ def validate_detections(frame: pd.DataFrame, first_row: int = 2, assets: AssetLo
     t_null = _np(pc.is_null(ts), fill=True)
     add(blank["observed_at"], "observed_at", "observed_at is blank")
     add(t_null & ~blank["observed_at"], "observed_at", lambda v: f"cannot read '{v}' as an ISO 8601 time")
-    year = np.asarray(pc.fill_null(pc.year(ts), PLAUSIBLE_YEARS[0]).to_numpy(zero_copy_only=False))
-    lo_y, hi_y = PLAUSIBLE_YEARS
-    add(~t_null & ((year < lo_y) | (year > hi_y)), "observed_at",
-        lambda v: f"observed_at '{v}' is outside the years {lo_y}..{hi_y}")
+    latest = caps.latest_time()
+    t_num = np.asarray(pc.fill_null(pc.cast(ts, pa.int64()), 0).to_numpy(zero_copy_only=False))
+    add(~t_null & (t_num < MIN_TIME.value // 1000), "observed_at",
+        lambda v: f"observed_at '{v}' is before {MIN_TIME:%Y-%m-%d}: not a plausible observation time")
+    add(~t_null & (t_num > latest.value // 1000), "observed_at",
+        lambda v: f"observed_at '{v}' is in the future (more than a day after now)")
 
     lat, lon = _floats(text["latitude"]), _floats(text["longitude"])
     from_registry = np.zeros(n, dtype=bool)
@@ -158,6 +172,11 @@ def validate_detections(frame: pd.DataFrame, first_row: int = 2, assets: AssetLo
                 add(finite & (s < lo), c, lambda v, label=label: f"{label} {v} is negative")
             if hi is not None:
                 add(finite & (s > hi), c, lambda v, label=label, lo=lo, hi=hi: f"{label} {v} is outside {lo:g}..{hi:g}")
+            elif c.startswith("rate"):  # a plausibility cap, in kg/h once converted (MLPE_MAX_RATE_KG_H)
+                cap = caps.max_rate_kg_h
+                with np.errstate(over="ignore"):
+                    add(finite & (s * factor > cap), c, lambda v, label=label, cap=cap:
+                        f"{label} {v} is above the plausible maximum of {cap:,.0f} kg/h (MLPE_MAX_RATE_KG_H)")
             if c.startswith("rate") and factor != 1.0:
                 with np.errstate(over="ignore"):
                     add(finite & ~np.isfinite(s * factor), c,
@@ -198,7 +217,8 @@ def validate_detections(frame: pd.DataFrame, first_row: int = 2, assets: AssetLo
     bad = skip.copy()
     for idx, *_ in problems:
         bad[idx] = True
-    rejects = _reject_table(f, problems, first_row, names_of)
+    # coverage-only rows are neither detections nor rejects: only the rows with a problem count as rejected
+    rejects = _reject_table(f, problems, first_row, names_of, keep_rows=caps.max_reject_rows, bad=bad & ~skip)
 
     good_idx = np.flatnonzero(~bad)
     all_good = good_idx.size == n
@@ -260,9 +280,41 @@ def _registry_frame(reg: pd.DataFrame | None) -> pd.DataFrame:
     return r.drop_duplicates("asset_id", keep="last").set_index("asset_id").astype(float)
 
 
-def _reject_table(f: pd.DataFrame, problems: list, first_row: int, names_of: dict[str, str]) -> pd.DataFrame:
+def control_reason(label: str) -> Callable[[str], str]:
+    """Why a cell with a control character is refused, naming the first one and where it is."""
+    import re
+
+    def why(v: str) -> str:
+        m = re.search(_CONTROL, v)
+        return (f"{label} contains a control character (U+{ord(m.group()):04X}) at position {m.start() + 1}"
+                if m else f"{label} contains a control character")
+
+    return why
+
+
+def _reject_table(f: pd.DataFrame, problems: list, first_row: int, names_of: dict[str, str],
+                  keep_rows: int | None = None, bad: np.ndarray | None = None) -> pd.DataFrame:
+    """The rejects, one line per problem, of the first ``keep_rows`` rejected rows only.
+
+    Rows past them are counted (``attrs["n_rows"]``, ``attrs["n_problems"]``) but get no text: a file of only
+    bad rows then costs memory for its counts, not for millions of reason strings.
+    """
     if not problems:
-        return pd.DataFrame(columns=["row", "column", "value", "reason"])
+        out = pd.DataFrame(columns=["row", "column", "value", "reason"])
+        out.attrs.update(n_rows=0, n_problems=0)
+        return out
+    n_rows = int(bad.sum()) if bad is not None else None
+    n_problems = sum(len(p[0]) for p in problems)
+    if keep_rows is not None and bad is not None and n_rows > keep_rows:
+        last = np.flatnonzero(bad)[keep_rows - 1]  # position of the last rejected row kept
+        trimmed = []
+        for idx, column, reason, given in problems:
+            keep = idx <= last
+            if keep.any():
+                trimmed.append((idx[keep], column, [r for r, k in zip(reason, keep, strict=True) if k]
+                                if isinstance(reason, list) else reason,
+                                None if given is None else [g for g, k in zip(given, keep, strict=True) if k]))
+        problems = trimmed
     parts = []
     for idx, column, reason, given in problems:
         if given is not None:
@@ -283,7 +335,9 @@ def _reject_table(f: pd.DataFrame, problems: list, first_row: int, names_of: dic
     rejects = pd.concat(parts, ignore_index=True)
     for c in ("column", "value", "reason"):
         rejects[c] = rejects[c].astype(object)
-    return rejects.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
+    out = rejects.sort_values(["row", "column"], kind="stable").reset_index(drop=True)
+    out.attrs.update(n_rows=n_rows if n_rows is not None else int(out["row"].nunique()), n_problems=n_problems)
+    return out
 
 
 def validate_coverage(frame: pd.DataFrame, good: pd.DataFrame, first_row: int = 2,

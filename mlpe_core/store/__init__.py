@@ -27,7 +27,9 @@ from .dispatch import (
 )
 from .leaks import (
     LeakState,
+    StaleFusion,
     as_time,
+    fusion_generation,
     leak_events_frame,
     leak_ids,
     leaks_frame,
@@ -39,15 +41,16 @@ from .leaks import (
 )
 from .modelversions import activate_model, active_model, models_frame, save_model
 from .notifications import insert_notifications, notification_ids, notifications_frame, set_notification_matches
-from .users import get_user, insert_user, user_count, users
+from .users import get_user, insert_token, insert_user, revoke_token, token_by_digest, tokens, user_count, users
 from .validations import insert_validations, validation_keys, validations_frame
 
 __all__ = ["activate_model", "active_model", "add_batch", "add_note", "as_time", "assets_frame", "audit",
            "audit_events", "audit_frame", "batches_frame", "clear_store", "counts", "coverage_frame", "COVERAGE_STATES",
-           "detections_frame", "file_batch", "get_list", "get_user", "insert_coverage", "insert_detections",
-           "insert_list", "insert_notifications", "insert_user", "insert_validations", "item_by_work_order",
-           "latest_audit", "leak_events_frame", "leak_ids", "leaks_frame", "LeakState", "list_items",
-           "list_items_frame", "lists_frame", "lock_states", "models_frame", "notification_ids", "notifications_frame",
-           "now", "save_fusion", "save_model", "save_ranks", "save_scores", "save_states", "set_item_status",
-           "set_list_status", "set_notification_matches", "upsert", "upsert_assets", "user_count", "users",
+           "detections_frame", "file_batch", "fusion_generation", "get_list", "get_user", "insert_coverage",
+           "insert_detections", "insert_list", "insert_notifications", "insert_token", "insert_user",
+           "insert_validations", "item_by_work_order", "latest_audit", "leak_events_frame", "leak_ids", "leaks_frame",
+           "LeakState", "list_items", "list_items_frame", "lists_frame", "lock_states", "models_frame",
+           "notification_ids", "notifications_frame", "now", "revoke_token", "save_fusion", "save_model", "save_ranks",
+           "save_scores", "save_states", "set_item_status", "set_list_status", "set_notification_matches",
+           "StaleFusion", "token_by_digest", "tokens", "upsert", "upsert_assets", "user_count", "users",
            "validation_keys", "validations_frame"]

@@ -1,32 +1,153 @@
-"""The audit trail: one append-only event per recorded action (who, what, on what, when, detail)."""
+"""The audit trail: one append-only, hash-chained event per recorded action (who, what, on what, when, detail).
+
+Tamper evidence (issue 16). Each event of ``auditevent`` and ``leakevent`` carries ``prev_hash`` (the hash of
+the event before it in its table) and ``hash`` = SHA-256 over its own content and ``prev_hash``, so changing,
+inserting or removing an old event breaks every link after it; :func:`verify_chain` finds the first broken
+one (``mlpe audit verify``). The chain head (``ChainHead``: newest hash and count) shows when the newest
+events are removed. Database triggers refuse UPDATE and DELETE on both tables (migration 0004).
+
+Concurrency: a writer locks its chain's head row (a no-op UPDATE: the write lock in SQLite, a row lock in
+PostgreSQL) before it reads the newest hash, and keeps the lock until it commits, so two processes appending
+at once cannot both link to the same event. Within one transaction the head is read once and cached on the
+session (dropped when the transaction ends).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from .common import _frame, _utc, now
-from .models import AuditEvent, Leak
+from .models import AuditEvent, ChainHead, Leak, LeakEvent
+
+GENESIS = "0" * 64  # prev_hash of the first event of a chain
+CHAIN_FIELDS: dict[str, tuple[str, ...]] = {
+    "auditevent": ("at", "actor", "action", "target", "detail"),
+    "leakevent": ("leak_id", "at", "event", "from_status", "to_status", "actor", "recorded_at", "source", "detail"),
+}
+CHAIN_MODELS = {"auditevent": AuditEvent, "leakevent": LeakEvent}
+_TIPS = "mlpe_chain_tips"  # session.info key: newest hash per chain, valid inside the current transaction
+
+
+def _canon(v: object) -> object:
+    """A field as the hash sees it: times as UTC ISO text with microseconds (as both databases store them)."""
+    if isinstance(v, datetime):
+        v = v.replace(tzinfo=UTC) if v.utcoffset() is None else v.astimezone(UTC)
+        return v.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return v
+
+
+def event_hash(table: str, values: dict, prev_hash: str) -> str:
+    """SHA-256 (hex) of one event of ``table``: its fields in a fixed order, then ``prev_hash``."""
+    body = [table, *(_canon(values.get(k)) for k in CHAIN_FIELDS[table]), prev_hash]
+    return hashlib.sha256(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_tips(session: OrmSession, transaction) -> None:
+    """The cached head is good only while the lock is held: forget it at commit, rollback or a savepoint's end
+    (not at the end of the sub-transaction every flush opens)."""
+    if transaction.parent is None or transaction.nested:
+        session.info.pop(_TIPS, None)
+
+
+def _tip(session: Session, table: str) -> str:
+    """The newest hash of ``table``'s chain, after taking the lock that serialises appenders."""
+    tips = session.info.setdefault(_TIPS, {})
+    if table not in tips:
+        locked = session.execute(update(ChainHead).where(ChainHead.name == table).values(n=ChainHead.n))
+        if locked.rowcount == 0:  # a store whose head row is missing (hand-made): start it
+            session.add(ChainHead(name=table, hash=GENESIS, n=0))
+            session.flush()
+        tips[table] = session.execute(select(ChainHead.hash).where(ChainHead.name == table)).scalar_one()
+    return tips[table]
+
+
+def chain(session: Session, row: AuditEvent | LeakEvent) -> AuditEvent | LeakEvent:
+    """Link ``row`` to its chain (sets ``prev_hash`` and ``hash``), move the head, and add it to the session.
+
+    Every event of a chained table is written through here (no commit: the caller's transaction)."""
+    table = row.__tablename__
+    prev = _tip(session, table)
+    vals = {k: getattr(row, k) for k in CHAIN_FIELDS[table]}
+    row.prev_hash, row.hash = prev, event_hash(table, vals, prev)
+    session.add(row)
+    session.execute(update(ChainHead).where(ChainHead.name == table).values(hash=row.hash, n=ChainHead.n + 1))
+    session.info.setdefault(_TIPS, {})[table] = row.hash
+    return row
 
 
 def audit(session: Session, actor: str, action: str, target: str | None = None, detail: dict | None = None) -> None:
     """Append one audit event (committed with the caller's transaction)."""
-    session.add(
-        AuditEvent(
-            at=now(),
-            actor=actor,
-            action=action,
-            target=target,
-            detail=json.dumps(detail, default=str) if detail else None,
-        )
-    )
+    chain(session, AuditEvent(at=now(), actor=actor, action=action, target=target,
+                              detail=json.dumps(detail, default=str) if detail else None))
+
+
+@dataclass
+class ChainReport:
+    """What :func:`verify_chain` found in one table: ``ok``, how many events it checked, and the first break."""
+
+    table: str
+    ok: bool
+    n: int
+    head: str
+    broken_id: int | None = None
+    reason: str = ""
+
+    def line(self) -> str:
+        if self.ok:
+            return f"{self.table}: {self.n:,} events, chain intact (head {self.head[:16]})"
+        where = f"event {self.broken_id}" if self.broken_id is not None else "chain head"
+        return f"{self.table}: chain broken at {where}: {self.reason}"
+
+
+def verify_chain(session: Session, table: str, batch: int = 5000) -> ChainReport:
+    """Recompute ``table``'s chain in id order; the first event whose link or hash is wrong, else ok.
+
+    Reads in batches of ``batch`` events, so memory stays flat on a long trail.
+    """
+    model = CHAIN_MODELS[table]
+    cols = [model.id, model.prev_hash, model.hash, *(getattr(model, k) for k in CHAIN_FIELDS[table])]
+    prev, n, last_id = GENESIS, 0, -1
+    while True:
+        rows = session.execute(select(*cols).where(model.id > last_id).order_by(model.id).limit(batch)).all()
+        if not rows:
+            break
+        for r in rows:
+            m = r._mapping
+            if m["prev_hash"] != prev:
+                return ChainReport(table, False, n, prev, m["id"], "its prev_hash does not match the event before it "
+                                   "(an event was removed, inserted or changed)")
+            want = event_hash(table, {k: m[k] for k in CHAIN_FIELDS[table]}, prev)
+            if m["hash"] != want:
+                return ChainReport(table, False, n, prev, m["id"], "its content does not match its hash "
+                                   "(the event was changed after it was written)")
+            prev, n, last_id = want, n + 1, m["id"]
+    head = session.execute(select(ChainHead.hash, ChainHead.n).where(ChainHead.name == table)).first()
+    if head is None:
+        return ChainReport(table, False, n, prev, None, "the chain head is missing")
+    if head.hash != prev or head.n != n:
+        return ChainReport(table, False, n, prev, None, f"the head records {head.n:,} events ending in "
+                           f"{head.hash[:16]} but the table holds {n:,} ending in {prev[:16]} "
+                           "(the newest events were removed or the head was changed)")
+    return ChainReport(table, True, n, prev)
+
+
+def verify_all(session: Session) -> list[ChainReport]:
+    """:func:`verify_chain` of every chained table."""
+    return [verify_chain(session, t) for t in CHAIN_FIELDS]
 
 
 def audit_frame(session: Session, target: str | None = None) -> pd.DataFrame:
-    stmt = select(AuditEvent).order_by(AuditEvent.id.desc())
+    stmt = select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.target,
+                  AuditEvent.detail).order_by(AuditEvent.id.desc())
     if target:
         stmt = stmt.where(AuditEvent.target == target)
     return _utc(_frame(session, stmt), ["at"])
@@ -40,8 +161,8 @@ def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
         raise ValueError("a note needs some text")
     if session.get(Leak, leak_id) is None:
         raise KeyError(f"no leak '{leak_id}'")
-    ev = AuditEvent(at=now(), actor=user, action="note", target=leak_id, detail=json.dumps({"note": text[:4000]}))
-    session.add(ev)
+    ev = chain(session, AuditEvent(at=now(), actor=user, action="note", target=leak_id,
+                                   detail=json.dumps({"note": text[:4000]})))
     session.commit()
     return int(ev.id)
 

@@ -10,7 +10,6 @@ from sqlmodel import Session
 
 from .models import (
     Asset,
-    AuditEvent,
     Detection,
     IngestBatch,
     Leak,
@@ -63,6 +62,7 @@ def upsert(session: Session, model, key: str, rows: list[dict], existing: set) -
 
 
 def clear_store(session: Session) -> None:
-    for m in (Validation, Notification, Detection, MonitorCoverage, Leak, IngestBatch, ModelVersion, AuditEvent, Asset):
+    """Empty the data tables. The audit trail and leak history are append-only (triggers refuse DELETE) and stay."""
+    for m in (Validation, Notification, Detection, MonitorCoverage, Leak, IngestBatch, ModelVersion, Asset):
         session.execute(delete(m))
     session.commit()

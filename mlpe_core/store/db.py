@@ -7,6 +7,7 @@ write at once without "database is locked" failures.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import event
@@ -54,7 +55,8 @@ def get_engine(db: str | None = None) -> Engine:
     return engine
 
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# packaged with the code (pyproject package-data) and found through importlib.resources, so a wheel install works
+MIGRATIONS = Path(str(resources.files("mlpe_core.store") / "migrations"))
 
 
 def alembic_config(connection=None):
@@ -105,9 +107,25 @@ def backup(db: str | None, dest: str | Path) -> int:
     return dest.stat().st_size
 
 
-def restore(db: str | None, source: str | Path) -> None:
-    """Replace the store's contents with a backup, after checking the backup is an MLPE store."""
+def restore(db: str | None, source: str | Path, actor: str = "system", allow_open_mode: bool = False) -> Path:
+    """Replace the store's contents with a backup, after checking it; returns where the replaced store was kept.
+
+    The backup must be an intact MLPE store whose audit chains verify (checked on a migrated copy, so an older
+    backup is chained first). A backup without users is refused for a store that has them unless
+    ``allow_open_mode`` (it would switch sign-in off). The replaced store is first copied beside the live one
+    (``<name>.replaced-<UTC time>.db``), and the restore is appended to the restored audit trail with the
+    backup's hash, the chain heads of both and where the replaced store went. The caller checks the role.
+    """
+    import hashlib
     import sqlite3
+    import tempfile
+    from datetime import UTC, datetime
+
+    from sqlalchemy import func, select
+    from sqlmodel import Session
+
+    from .audit import audit, verify_all
+    from .models import User
 
     source = Path(source)
     if not source.exists():
@@ -121,10 +139,55 @@ def restore(db: str | None, source: str | Path) -> None:
     missing = {"detection", "leak", "validation", "alembic_version"} - names
     if missing or not ok:
         raise ValueError(f"{source}: not an MLPE backup (missing tables {sorted(missing)}, integrity {ok})")
-    dst = _sqlite_path(resolve_url(db))
-    with sqlite3.connect(source) as s, sqlite3.connect(dst) as d:
+    dst = Path(_sqlite_path(resolve_url(db)))
+    with tempfile.TemporaryDirectory() as tmp:
+        check = Path(tmp) / "check.db"
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as s, sqlite3.connect(check) as d:
+            s.backup(d)
+        eng = get_engine(str(check))
+        try:
+            with Session(eng) as s:
+                broken = [r for r in verify_all(s) if not r.ok]
+                backup_heads = {r.table: r.head for r in verify_all(s)}
+                backup_users = int(s.execute(select(func.count()).select_from(User)).scalar_one())
+        finally:
+            eng.dispose()
+    if broken:
+        raise ValueError(f"{source}: refused, its audit trail was tampered with ({broken[0].line()})")
+    replaced_heads: dict[str, str] = {}
+    live_users = 0
+    if dst.exists():
+        eng = get_engine(str(dst))
+        try:
+            with Session(eng) as s:
+                replaced_heads = {r.table: r.head for r in verify_all(s)}
+                live_users = int(s.execute(select(func.count()).select_from(User)).scalar_one())
+        finally:
+            eng.dispose()
+    if live_users and not backup_users and not allow_open_mode:
+        raise ValueError(f"{source}: has no users while this store has {live_users}; restoring it would switch "
+                         "sign-in off (open mode). Pass --allow-open-mode if that is what you want")
+    kept = dst.with_name(f"{dst.stem}.replaced-{datetime.now(UTC):%Y%m%dT%H%M%S}{dst.suffix or '.db'}")
+    had_live = dst.exists()
+    if had_live:
+        with sqlite3.connect(dst) as s, sqlite3.connect(kept) as d:
+            s.backup(d)
+    h = hashlib.sha256()
+    with open(source, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as s, sqlite3.connect(dst) as d:
         s.backup(d)
-    create_tables(get_engine_raw(db))
+    eng = get_engine(str(dst))
+    try:
+        with Session(eng) as s:
+            audit(s, actor, "restore", str(source.name),
+                  {"sha256": h.hexdigest(), "backup_heads": backup_heads, "replaced_heads": replaced_heads,
+                   "replaced_store_kept_as": str(kept) if had_live else None})
+            s.commit()
+    finally:
+        eng.dispose()
+    return kept
 
 
 def get_engine_raw(db: str | None) -> Engine:

@@ -11,9 +11,35 @@ import pandas as pd
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from .audit import audit
+from .audit import audit, chain
 from .common import _frame, _utc, upsert
-from .models import Detection, Leak, LeakEvent
+from .models import Detection, FusionState, Leak, LeakEvent
+
+
+class StaleFusion(RuntimeError):
+    """Another fusion wrote after this fusion or scoring read the store: its result would undo that work."""
+
+
+def fusion_generation(session: Session) -> int:
+    """The fusion generation now: read it *before* the detections and leaks a fusion or scoring computes from."""
+    g = session.execute(select(FusionState.generation).where(FusionState.id == 1)).scalar()
+    return int(g or 0)
+
+
+def _claim(session: Session, seen: int, bump: bool, user: str | None = None) -> None:
+    """Compare-and-swap on the generation, as the transaction's first write (so it also takes the write lock:
+    SQLite's database lock, PostgreSQL's row lock, held to commit). Raises :class:`StaleFusion` when another
+    fusion wrote since ``seen`` was read."""
+    values = ({"generation": seen + 1, "updated_at": pd.Timestamp.now(tz="UTC").to_pydatetime(), "updated_by": user}
+              if bump else {"generation": FusionState.generation})
+    done = session.execute(update(FusionState).where(FusionState.id == 1, FusionState.generation == seen)
+                           .values(**values))
+    if done.rowcount != 1:
+        if session.get(FusionState, 1) is None and seen == 0:  # a store whose row is missing (hand-made): start it
+            session.add(FusionState(id=1, generation=1 if bump else 0))
+            session.flush()
+            return
+        raise StaleFusion("another fusion wrote to the store while this one was computing")
 
 
 def leaks_frame(session: Session, active_only: bool = True) -> pd.DataFrame:
@@ -35,13 +61,22 @@ def save_fusion(
     ambiguous: np.ndarray,
     leaks: pd.DataFrame,
     retire: set | None = None,
+    *,
+    generation: int | None = None,
+    user: str | None = None,
 ) -> None:
     """Write memberships and leaks in one transaction; leaks no longer produced become inactive.
 
     ``det_ids``/``leak_ids``/``ambiguous`` may be only the detections re-fused (an incremental fusion) and
     ``leaks`` only their leaks; then ``retire`` names the leaks to make inactive (those the re-fused
     detections belonged to that are produced no more). Without it, every leak not in ``leaks`` is retired.
+
+    ``generation`` is the :func:`fusion_generation` read before the fusion read the detections: the write
+    happens only if no other fusion wrote since (else :class:`StaleFusion`, nothing written), so a full
+    fusion can never retire the leaks a concurrent fusion has just made. Every fusion passes it.
     """
+    if generation is not None:
+        _claim(session, generation, bump=True, user=user)
     memb = pd.DataFrame({"id": det_ids.astype(int), "leak_id": leak_ids, "ambiguous": ambiguous.astype(bool)})
     if len(memb):
         session.execute(update(Detection), memb.to_dict(orient="records"))
@@ -54,7 +89,11 @@ def save_fusion(
     upsert(session, Leak, "leak_id", rows, old & keep)
 
 
-def save_scores(session: Session, scored: pd.DataFrame) -> None:
+def save_scores(session: Session, scored: pd.DataFrame, *, generation: int | None = None) -> None:
+    """Write scores and ranks. With ``generation`` (read before the leaks were), only if no fusion wrote since:
+    else :class:`StaleFusion` and nothing is written (ranks of retired leaks, none for new ones)."""
+    if generation is not None:
+        _claim(session, generation, bump=False)
     cols = [
         "leak_id",
         "p_real",
@@ -141,10 +180,10 @@ def save_states(session: Session, states: dict[str, LeakState], now: datetime | 
         session.execute(update(Leak).where(Leak.leak_id == st.leak_id)
                         .values(status=st.status, failed_repair=st.failed_repair, **py))
         for e in st.events:
-            session.add(LeakEvent(leak_id=e["leak_id"], at=e["at"].to_pydatetime(), event=e["event"],
-                                  from_status=e["from_status"], to_status=e["to_status"], actor=e["actor"],
-                                  recorded_at=now, source=e["source"],
-                                  detail=json.dumps(e["detail"], default=str) if e["detail"] else None))
+            chain(session, LeakEvent(leak_id=e["leak_id"], at=e["at"].to_pydatetime(), event=e["event"],
+                                     from_status=e["from_status"], to_status=e["to_status"], actor=e["actor"],
+                                     recorded_at=now, source=e["source"],
+                                     detail=json.dumps(e["detail"], default=str) if e["detail"] else None))
             audit(session, e["actor"], f"lifecycle_{e['event']}", e["leak_id"],
                   {"from": e["from_status"], "to": e["to_status"], **(e["detail"] or {})})
             n += 1
@@ -155,7 +194,7 @@ def save_states(session: Session, states: dict[str, LeakState], now: datetime | 
 def leak_events_frame(session: Session, leak_id: str) -> pd.DataFrame:
     """The lifecycle events of a leak in the order they were applied."""
     df = _frame(session, select(LeakEvent).where(LeakEvent.leak_id == leak_id).order_by(LeakEvent.id))
-    return _utc(df, ["at", "recorded_at"])
+    return _utc(df.drop(columns=["prev_hash", "hash"], errors="ignore"), ["at", "recorded_at"])
 
 
 def leak_ids(session: Session, active_only: bool = False) -> set[str]:

@@ -148,12 +148,17 @@ class ModelVersion(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
+    """One recorded action. Append-only (database triggers refuse UPDATE and DELETE) and hash-chained:
+    ``hash`` covers the event and ``prev_hash``, the hash of the event before it (``store.audit``)."""
+
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(index=True)
     actor: str
     action: str
     target: str | None = None
     detail: str | None = None  # JSON
+    prev_hash: str | None = None
+    hash: str | None = None
 
 
 class LeakEvent(SQLModel, table=True):
@@ -169,6 +174,48 @@ class LeakEvent(SQLModel, table=True):
     recorded_at: datetime
     source: str | None = None  # validation:<id>, dispatch_list:<id>, api, fuse, cli
     detail: str | None = None  # JSON (outcome, reason, note)
+    prev_hash: str | None = None  # hash-chained and append-only like AuditEvent
+    hash: str | None = None
+
+
+class ChainHead(SQLModel, table=True):
+    """The newest hash of each chained table (``auditevent``, ``leakevent``) and how many events it covers.
+
+    Writers lock this row before reading it, so two processes appending at once cannot fork a chain, and
+    ``mlpe audit verify`` compares it with the last event, so removing the newest events shows.
+    """
+
+    name: str = Field(primary_key=True)
+    hash: str
+    n: int = 0
+
+
+class FusionState(SQLModel, table=True):
+    """The fusion generation: bumped by every fusion write, checked by fusion and scoring writes.
+
+    A fusion or a scoring computes from what it read, then writes only if no other fusion wrote in
+    between (compare-and-swap on ``generation``); otherwise it starts again from the new state.
+    """
+
+    id: int = Field(default=1, primary_key=True)
+    generation: int = 0
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the API and the command line: only its SHA-256 is stored, never the token."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(index=True)
+    token_hash: str = Field(unique=True)  # sha256 hex of the token
+    label: str | None = None
+    kind: str = "api"  # api (created by an admin) or login (POST /login)
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
 
 
 class DispatchList(SQLModel, table=True):

@@ -1,0 +1,104 @@
+"""Finding 5 of issue 16: history cannot be rewritten without it showing.
+
+Audit and leak events are append-only (triggers refuse UPDATE and DELETE on SQLite and PostgreSQL) and
+hash-chained; these tests break the chain on purpose, as someone with the database shell would (dropping the
+triggers first), and ``verify_chain`` / ``mlpe audit verify`` name the first broken link.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session
+
+from mlpe_core import cli, store
+from mlpe_core.store.audit import verify_all, verify_chain
+from mlpe_core.store.db import get_engine
+from mlpe_core.store.leaks import LeakState, save_states
+from mlpe_core.store.models import Leak
+
+T = pd.Timestamp("2025-03-03T10:00:00Z")
+
+
+def _history(s: Session, n: int = 5) -> None:
+    s.add(Leak(leak_id="L000001", latitude=32, longitude=-102, radius_m=5, n_detections=1, n_sources=1,
+               source_types="ogi", first_seen=T.to_pydatetime(), last_seen=T.to_pydatetime()))
+    for i in range(n):
+        store.audit(s, "ana", "note", "L000001", {"i": i})
+    st = LeakState("L000001")
+    moves = [("dispatch", "open", "dispatched"), ("visit", "dispatched", "confirmed")]
+    st.events = [{"leak_id": "L000001", "at": T + pd.Timedelta(hours=i), "event": e, "from_status": a,
+                  "to_status": b, "actor": "ana", "source": "test", "detail": None}
+                 for i, (e, a, b) in enumerate(moves)]
+    save_states(s, {"L000001": st})
+    s.commit()
+
+
+def _unguard(s: Session) -> None:
+    """Drop the append-only triggers, as a person with the database shell could."""
+    if s.get_bind().dialect.name == "sqlite":
+        for t in ("auditevent", "leakevent"):
+            for w in ("update", "delete"):
+                s.execute(text(f"DROP TRIGGER IF EXISTS {t}_no_{w}"))
+    else:
+        for t in ("auditevent", "leakevent"):
+            s.execute(text(f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}"))
+    s.commit()
+
+
+@pytest.mark.parametrize("sql", ["UPDATE auditevent SET actor = 'eve' WHERE id = 2", "DELETE FROM auditevent",
+                                 "UPDATE leakevent SET to_status = 'repaired'", "DELETE FROM leakevent WHERE id = 1"])
+def test_triggers_refuse_edits_of_history(session, sql) -> None:
+    _history(session)
+    with pytest.raises(DBAPIError, match="append-only"):
+        session.execute(text(sql))
+    session.rollback()
+    assert all(r.ok for r in verify_all(session))
+    assert [r.n for r in verify_all(session)] == [7, 2]  # 5 notes + 2 lifecycle audits; 2 leak events
+
+
+def test_a_changed_event_is_found(session) -> None:
+    _history(session)
+    _unguard(session)
+    session.execute(text("UPDATE auditevent SET detail = '{\"i\": 99}' WHERE id = 3"))
+    session.commit()
+    r = verify_chain(session, "auditevent")
+    assert not r.ok and r.broken_id == 3 and "content does not match" in r.reason
+
+
+def test_a_removed_event_is_found_at_the_next_one(session) -> None:
+    _history(session)
+    _unguard(session)
+    session.execute(text("DELETE FROM auditevent WHERE id = 2"))
+    session.execute(text("UPDATE leakevent SET actor = 'eve' WHERE id = 2"))
+    session.commit()
+    a, e = verify_all(session)
+    assert (a.ok, a.broken_id) == (False, 3) and "prev_hash" in a.reason
+    assert (e.ok, e.broken_id) == (False, 2)
+
+
+def test_removing_the_newest_events_shows_at_the_head(session) -> None:
+    _history(session)
+    _unguard(session)
+    session.execute(text("DELETE FROM auditevent WHERE id = (SELECT max(id) FROM auditevent)"))
+    session.commit()
+    r = verify_chain(session, "auditevent")
+    assert not r.ok and r.broken_id is None and "head records 7 events" in r.reason
+
+
+def test_mlpe_audit_verify_exits_1_naming_the_first_broken_link(tmp_path, capsys) -> None:
+    db = tmp_path / "s.db"
+    with Session(get_engine(str(db))) as s:
+        _history(s)
+    assert cli.main(["--db", str(db), "--user", "ana", "audit", "verify"]) == 0
+    assert "auditevent: 7 events, chain intact" in capsys.readouterr().out
+    with Session(get_engine(str(db))) as s:
+        _unguard(s)
+        s.execute(text("UPDATE auditevent SET actor = 'eve' WHERE id = 4"))
+        s.commit()
+    cli._ENGINES.clear()
+    assert cli.main(["--db", str(db), "--user", "ana", "audit", "verify"]) == 1
+    err = capsys.readouterr().err
+    assert "auditevent: chain broken at event 4" in err

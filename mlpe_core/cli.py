@@ -11,8 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-from sqlmodel import Session
-
 from . import __version__
 
 EXIT_OK, EXIT_FAIL, EXIT_BAD = 0, 1, 2
@@ -103,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _session(db: str | None) -> Session:
+def _session(db: str | None):
+    from sqlmodel import Session
+
     from .store.db import get_engine
 
     return Session(get_engine(db))
@@ -229,8 +229,8 @@ def run(argv: list[str]) -> int:
     if args.command == "status":
         from . import desk
 
-        with _session(args.db) as s:
-            for k, v in desk.status(s).items():
+        with desk.engine(args.db).connect() as conn:  # no ORM session: counting rows needs no table classes
+            for k, v in desk.status(conn).items():
                 print(f"{k}: {v}", file=out)
         return EXIT_OK
     if args.command in ("ranking", "obligations"):
@@ -481,12 +481,18 @@ def _progress(frac: float, text: str) -> None:
         print(f"\r[{frac:4.0%}] {text:60s}", end="" if frac < 1 else "\n", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .auth import PermissionDenied
-    from .comply import RuleError
-    from .ingest import IngestError
-    from .lifecycle import TransitionError
+# Errors that mean bad input or a refused action (exit 2). Looked up only among modules already imported: a module
+# that was never imported raised nothing, and importing them all up front would cost every command a second.
+BAD_INPUT_ERRORS = (("mlpe_core.auth", "PermissionDenied"), ("mlpe_core.comply.rules", "RuleError"),
+                    ("mlpe_core.ingest.errors", "IngestError"), ("mlpe_core.lifecycle", "TransitionError"))
 
+
+def _bad_input(exc: BaseException) -> bool:
+    kinds = tuple(getattr(sys.modules[m], name) for m, name in BAD_INPUT_ERRORS if m in sys.modules)
+    return isinstance(exc, kinds + (KeyError, ValueError))
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         code = run(argv)
@@ -495,18 +501,16 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_BAD
     except SystemExit as exc:  # --help / --version
         code = exc.code if isinstance(exc.code, int) else EXIT_OK
-    except (IngestError, RuleError, PermissionDenied, TransitionError) as exc:
-        print(f"mlpe: {exc}", file=sys.stderr)
-        code = EXIT_BAD
-    except (KeyError, ValueError) as exc:
-        print(f"mlpe: {exc}", file=sys.stderr)
-        code = EXIT_BAD
     except KeyboardInterrupt:
         print("mlpe: interrupted; nothing partial was written", file=sys.stderr)
         code = EXIT_FAIL
-    except Exception as exc:  # noqa: BLE001 - the contract's exit 1
-        print(f"mlpe: unexpected failure: {type(exc).__name__}: {exc}", file=sys.stderr)
-        code = EXIT_FAIL
+    except Exception as exc:  # noqa: BLE001 - bad input is exit 2, anything else the contract's exit 1
+        if _bad_input(exc):
+            print(f"mlpe: {exc}", file=sys.stderr)
+            code = EXIT_BAD
+        else:
+            print(f"mlpe: unexpected failure: {type(exc).__name__}: {exc}", file=sys.stderr)
+            code = EXIT_FAIL
     return code
 
 

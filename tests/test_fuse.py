@@ -615,7 +615,7 @@ def test_a_fusion_by_another_version_is_never_extended_incrementally(fuse_store,
 
     from sqlmodel import select
 
-    from mlpe_core import pipeline
+    from mlpe_core import fuse as fuse_pkg
     from mlpe_core.store.models import AuditEvent
 
     session, fuse = fuse_store
@@ -626,7 +626,7 @@ def test_a_fusion_by_another_version_is_never_extended_incrementally(fuse_store,
     if recorded == "none":
         detail.pop("settings")
     else:
-        monkeypatch.setattr(pipeline, "FUSION_VERSION", pipeline.FUSION_VERSION + 1)
+        monkeypatch.setattr(fuse_pkg, "FUSION_VERSION", fuse_pkg.FUSION_VERSION + 1)  # what run_fuse records
     last.detail = json.dumps(detail)
     session.add(last)
     session.commit()

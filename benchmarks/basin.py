@@ -1,0 +1,318 @@
+#!/usr/bin/env python3
+"""Basin-scale benchmark: the whole pipeline through the store and the command line, against in-memory stages.
+
+A simulated basin (``mlpe_core.simulate.simulate_basin``, public parameters only) of 100,000 assets at 500 m
+spacing over 16 days (seed 0: ~77k detections from the simulator's feeds) is written as CSV files, then each
+step runs as its own ``mlpe`` process on a fresh SQLite store, as a user would run it:
+
+    mlpe assets import assets.csv; mlpe ingest <every feed>; mlpe fuse; mlpe score --as-of <end of the period>
+
+Each step's wall time, CPU time and peak RSS are measured on its own process (``os.wait4``). In the same run:
+
+* **baseline**: one process that reads the same feed files with ``pandas.read_csv`` (UTC times parsed),
+  projects the points to UTM zone 13 and runs plain HDBSCAN (the ``hdbscan`` package, min_cluster_size=2,
+  min_samples=1) on (x, y). Wall time of the whole process, imports included, like a command's.
+* **in-memory stages**: the same stage functions on frames already in memory, each in its own process with
+  only the stage timed (frames read from the store the pipeline built): fuse = ``IncrementalFuser(full=True)
+  .fit`` (what a first ``mlpe fuse`` runs, i.e. ``LeakFuser.fit``); score = ``leak_features`` + ``deadlines``
+  + ``score_table`` with the cold-start model.
+* **start-up**: ``mlpe --help`` and ``mlpe status`` (best of 5) against ``python -c pass``.
+
+``--million`` adds a basin of ~1,000,000 detections over the same 100,000 assets (n_days 230). ``--compare DIR``
+runs the command-line steps a second time with the ``mlpe_core`` found in DIR (e.g. an export of the code before
+a change) in the same run, so before and after are measured under the same load. Load averages are printed with
+the numbers: on a shared machine compare ratios, not seconds. Nothing is written into the repository; the work
+folder is a temporary one unless ``--keep DIR``.
+
+    python benchmarks/basin.py [--repeat 2] [--million] [--compare DIR] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = {"100k": {"n_assets": 100_000, "n_days": 16}, "1M": {"n_assets": 100_000, "n_days": 230}}
+SPACING_M = 500.0
+FEEDS: list[str] = []  # set by write_feeds: the simulator's feed names, in its order
+
+
+def write_feeds(folder: Path, seed: int, n_assets: int, n_days: int) -> dict:
+    """Simulate the basin and write it (``write_basin``): returns the paths by name, plus ``feeds`` (feed names)
+    and ``n_detections``, ``as_of`` (end of the period, ISO)."""
+    sys.path.insert(0, str(ROOT))
+    from mlpe_core.simulate import simulate_basin, write_basin
+
+    basin = simulate_basin(seed=seed, n_assets=n_assets, spacing_m=SPACING_M, n_days=n_days)
+    paths = write_basin(basin, folder)
+    FEEDS[:] = list(basin.feeds)
+    return {**paths, "feeds": list(basin.feeds), "n_detections": sum(len(f) for f in basin.feeds.values()),
+            "as_of": basin.as_of.isoformat()}
+
+
+# ----------------------------------------------------------------------------------- measuring one process
+
+
+def run_process(cmd: list[str], env: dict | None = None, log: Path | None = None) -> dict:
+    """Run ``cmd`` to completion: wall seconds, CPU seconds (user + system) and peak RSS (GB) of that process.
+    Its output goes to ``log`` (appended); without one it is discarded."""
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    try:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        if log:
+            out.close()
+    if p.returncode:
+        tail = log.read_text(errors="replace")[-3000:] if log else ""
+        raise SystemExit(f"failed ({p.returncode}): {' '.join(cmd)}\n{tail}")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "peak_gb": ru.ru_maxrss * 1024 / 1e9}
+
+
+def env_for(code: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(code) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def cli_pipeline(code: Path, files: dict, db: Path, log: Path) -> dict[str, dict]:
+    """The four commands on a fresh store, each its own process (the ``mlpe_core`` of ``code``)."""
+    for p in db.parent.glob(db.name + "*"):
+        p.unlink()
+    mlpe = [sys.executable, "-m", "mlpe_core.cli", "--db", str(db)]
+    env = env_for(code)
+    steps = {
+        "assets import": ["assets", "import", str(files["assets"])],
+        "ingest": ["ingest", *(str(files[f]) for f in files["feeds"])],
+        "fuse": ["fuse"],
+        "score": ["score", "--as-of", files["as_of"]],
+    }
+    return {name: run_process(mlpe + args, env, log) for name, args in steps.items()}
+
+
+def startup(code: Path, db: Path, log: Path, n: int = 5) -> dict[str, dict]:
+    """Best of ``n``: a bare interpreter, ``mlpe --help`` and ``mlpe status`` on the built store."""
+    env = env_for(code)
+    cmds = {"python -c pass": [sys.executable, "-c", "pass"],
+            "mlpe --help": [sys.executable, "-m", "mlpe_core.cli", "--help"],
+            "mlpe status": [sys.executable, "-m", "mlpe_core.cli", "--db", str(db), "status"]}
+    return {k: min((run_process(c, env, log) for _ in range(n)), key=lambda r: r["wall"]) for k, c in cmds.items()}
+
+
+def child_process(kind: str, *args: str, folder: Path) -> dict:
+    """Run one measurement child as a whole process: its own report plus the process's wall, CPU and peak."""
+    out = folder / f"child-{kind}.json"
+    out.unlink(missing_ok=True)
+    r = run_process([sys.executable, __file__, "--child", kind, *args], log=out)
+    return {**json.loads(out.read_text().strip().splitlines()[-1]), **r}
+
+
+def child(kind: str, *args: str) -> dict:
+    """Run one in-process measurement in a child of this script (its own peak RSS)."""
+    r = subprocess.run([sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True,
+                       cwd=ROOT, check=False)
+    if r.returncode:
+        raise SystemExit(f"child {kind} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------------- children
+
+
+def _peak_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def child_baseline(files_json: str) -> dict:
+    """Bare read + cluster: pandas reads the feeds, UTC times, UTM projection, plain HDBSCAN on (x, y)."""
+    t0 = time.perf_counter()
+    import hdbscan
+    import numpy as np
+    import pandas as pd
+    from pyproj import Transformer
+
+    files = json.loads(files_json)
+    frames = []
+    for f in files["feeds"]:
+        d = pd.read_csv(files[f])
+        d["observed_at"] = pd.to_datetime(d["observed_at"], utc=True, format="ISO8601")
+        frames.append(d)
+    d = pd.concat(frames, ignore_index=True)
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32613", always_xy=True).transform(
+        d["longitude"].to_numpy(float), d["latitude"].to_numpy(float))
+    t1 = time.perf_counter()
+    labels = hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1).fit(np.column_stack([x, y])).labels_
+    t2 = time.perf_counter()
+    return {"n": len(d), "read_s": t1 - t0, "cluster_s": t2 - t1, "clusters": int(labels.max()) + 1,
+            "peak_gb": _peak_gb()}
+
+
+def child_fuse(db: str) -> dict:
+    """In memory: the fit a first ``mlpe fuse`` runs, on the detections and assets already read."""
+    sys.path.insert(0, str(ROOT))
+    from sqlmodel import Session
+
+    from mlpe_core import store
+    from mlpe_core.fuse import IncrementalFuser, LeakFuser
+    from mlpe_core.pipeline import FUSE_DETECTION_COLUMNS
+    from mlpe_core.store.db import get_engine
+
+    with Session(get_engine(db)) as s:
+        dets = store.detections_frame(s, columns=FUSE_DETECTION_COLUMNS)
+        assets = store.assets_frame(s, columns=["asset_id", "latitude", "longitude"])
+    dets["leak_id"], dets["ambiguous"] = None, False  # as before the first fusion
+    t0 = time.perf_counter()
+    inc = IncrementalFuser(LeakFuser(), full=True).fit(dets, assets)
+    sec = time.perf_counter() - t0
+    return {"seconds": sec, "leaks": len(inc.leaks_), "peak_gb": _peak_gb()}
+
+
+def child_score(db: str, as_of: str) -> dict:
+    """In memory: features, compliance deadlines and the cold-start scores of every leak (``score_frame``'s work)."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+    import pandas as pd
+    from sqlmodel import Session
+
+    from mlpe_core import store
+    from mlpe_core.comply import deadlines, load_rules
+    from mlpe_core.pipeline import SCORE_DETECTION_COLUMNS, SCORE_LEAK_COLUMNS
+    from mlpe_core.score import default_model, leak_features, score_table
+    from mlpe_core.store.db import get_engine
+
+    with Session(get_engine(db)) as s:
+        leaks = store.leaks_frame(s, columns=SCORE_LEAK_COLUMNS)
+        dets = store.detections_frame(s, columns=SCORE_DETECTION_COLUMNS)
+        vals = store.validations_frame(s)
+        assets = store.assets_frame(s, ["asset_id", "asset_type"])
+    dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
+    model, rules, t = default_model(), load_rules(), pd.Timestamp(as_of)
+    t0 = time.perf_counter()
+    X = leak_features(dets, leaks, t)
+    dl = deadlines(dets, vals, rules, t, assets=assets, leaks=leaks)
+    urg = dl["urgency"].reindex(X.index).fillna(0.0).to_numpy(float) if len(dl) else np.zeros(len(X))
+    overdue = dl["overdue"].reindex(X.index).fillna(False).to_numpy(bool) if len(dl) else np.zeros(len(X), bool)
+    scored, _ = score_table(X, model, urg, overdue)
+    sec = time.perf_counter() - t0
+    return {"seconds": sec, "leaks": len(scored), "peak_gb": _peak_gb()}
+
+
+# ----------------------------------------------------------------------------------- the report
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def best(runs: list[dict]) -> dict:
+    return min(runs, key=lambda r: r["wall"] if "wall" in r else r["seconds"])
+
+
+def bench_size(label: str, spec: dict, work: Path, seed: int, repeat: int, compare: Path | None) -> dict:
+    folder = work / label
+    t0 = time.perf_counter()
+    files = write_feeds(folder, seed, spec["n_assets"], spec["n_days"])
+    files = {k: (str(v) if isinstance(v, Path) else v) for k, v in files.items()}
+    print(f"\n## basin {label}: {spec['n_assets']:,} assets, spacing {SPACING_M:.0f} m, {spec['n_days']} days, seed "
+          f"{seed}: {files['n_detections']:,} detections in {len(files['feeds'])} feeds "
+          f"({', '.join(files['feeds'])}); simulated and written in {time.perf_counter() - t0:.0f} s")
+    log = folder / "commands.log"
+    codes = {"after": ROOT} | ({"before": compare} if compare else {})
+    cli: dict[str, list] = {k: [] for k in codes}
+    base, fuse, score = [], [], []
+    for i in range(repeat):
+        print(f"  repetition {i + 1}/{repeat}: {load()}", flush=True)
+        base.append(child_process("baseline", json.dumps(files), folder=folder))
+        for name, code in codes.items():
+            cli[name].append(cli_pipeline(code, files, folder / f"{name}.db", log))
+        fuse.append(child("fuse", str(folder / "after.db")))
+        score.append(child("score", str(folder / "after.db"), files["as_of"]))
+    print(f"  after the runs: {load()}")
+    base_proc = best(base)  # the whole process, imports included, like a command
+    f, s = best(fuse), best(score)
+    rows = []
+    steps = ["assets import", "ingest", "fuse", "score"]
+    inmem = {"fuse": f["seconds"], "score": s["seconds"]}
+    for name in codes:
+        per = {st: best([r[st] for r in cli[name]]) for st in steps}
+        total = sum(per[st]["wall"] for st in steps)
+        rows.append((name, per, total))
+    b = base_proc
+    print(f"\n  baseline (pandas read of {len(files['feeds'])} feeds + hdbscan on {b['n']:,} points): "
+          f"process {b['wall']:.2f} s wall, {b['cpu']:.2f} s cpu (read {b['read_s']:.2f} s incl. imports, hdbscan "
+          f"{b['cluster_s']:.2f} s), peak {b['peak_gb']:.2f} GB")
+    print(f"  in memory: fuse fit {f['seconds']:.2f} s ({f['leaks']:,} leaks, peak {f['peak_gb']:.2f} GB); "
+          f"score {s['seconds']:.2f} s ({s['leaks']:,} leaks, peak {s['peak_gb']:.2f} GB)")
+    hdr = f"  {'step':15s} " + " ".join(f"{n + ' wall s':>12s} {n + ' cpu s':>11s} {'peak GB':>7s}" for n in codes)
+    hdr += "   after/in-memory   after/baseline"
+    print(hdr)
+    for st in steps:
+        line = f"  {'mlpe ' + st:15s} "
+        for _, per, _ in rows:
+            line += f"{per[st]['wall']:12.2f} {per[st]['cpu']:11.2f} {per[st]['peak_gb']:7.2f}"
+        after = rows[0][1][st]["wall"]
+        ratio_mem = f"{after / inmem[st]:.2f}x" if st in inmem else "-"
+        line += f"   {ratio_mem:>15s}   {after / base_proc['wall']:13.2f}x"
+        print(line)
+    line = f"  {'whole pipeline':15s} "
+    for _, per, total in rows:
+        cpu, peak = sum(per[st]["cpu"] for st in steps), max(per[st]["peak_gb"] for st in steps)
+        line += f"{total:12.2f} {cpu:11.2f} {peak:7.2f}"
+    line += f"   {'-':>15s}   {rows[0][2] / base_proc['wall']:13.2f}x"
+    print(line)
+    if compare:
+        print(f"  before/after whole pipeline: {rows[1][2] / rows[0][2]:.1f}x faster")
+    return {"files": files, "rows": rows, "baseline": base_proc, "inmem": inmem}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=2, help="runs of every step (the best is reported)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--million", action="store_true", help="also the ~1,000,000-detection basin (slow)")
+    ap.add_argument("--only-million", action="store_true", help="only the ~1,000,000-detection basin")
+    ap.add_argument("--compare", type=Path, default=None, help="folder holding another mlpe_core to run as 'before'")
+    ap.add_argument("--keep", type=Path, default=None, help="work folder to keep (default: a temp folder, removed)")
+    ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        kind, *rest = a.child
+        print(json.dumps({"baseline": child_baseline, "fuse": child_fuse, "score": child_score}[kind](*rest)))
+        return 0
+    work = a.keep or Path(tempfile.mkdtemp(prefix="mlpe-bench-basin-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# basin benchmark: python {sys.version.split()[0]}, {os.cpu_count()} cores, {load()}")
+    try:
+        sizes = ["1M"] if a.only_million else ["100k"] + (["1M"] if a.million else [])
+        for label in sizes:
+            res = bench_size(label, SIZES[label], work, a.seed, a.repeat, a.compare)
+            if label == sizes[0]:
+                st = startup(ROOT, work / label / "after.db", work / label / "commands.log")
+                extra = startup(a.compare, work / label / "before.db", work / label / "commands.log") \
+                    if a.compare else None
+                print(f"\n  start-up (best of 5, {load()}):")
+                for k, v in st.items():
+                    before = f"   before {extra[k]['wall']:.3f} s wall, {extra[k]['cpu']:.3f} s cpu" if extra else ""
+                    print(f"  {k:15s} {v['wall']:.3f} s wall, {v['cpu']:.3f} s cpu{before}")
+            del res
+    finally:
+        if a.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,7 @@ Each step's wall time, CPU time and peak RSS are measured on its own process (``
   + ``score_table`` with the cold-start model.
 * **start-up**: ``mlpe --help`` and ``mlpe status`` (best of 5) against ``python -c pass``.
 
-``--million`` adds a basin of ~1,000,000 detections over the same 100,000 assets (n_days 230). ``--compare DIR``
+``--million`` adds a basin of ~1,000,000 detections over the same 100,000 assets (n_days 365). ``--compare DIR``
 runs the command-line steps a second time with the ``mlpe_core`` found in DIR (e.g. an export of the code before
 a change) in the same run, so before and after are measured under the same load. Load averages are printed with
 the numbers: on a shared machine compare ratios, not seconds. Nothing is written into the repository; the work
@@ -39,8 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SIZES = {"100k": {"n_assets": 100_000, "n_days": 16}, "1M": {"n_assets": 100_000, "n_days": 230}}
+SELF = Path(__file__).resolve()
+ROOT = SELF.parents[1]
+SIZES = {"100k": {"n_assets": 100_000, "n_days": 16}, "1M": {"n_assets": 100_000, "n_days": 365}}
 SPACING_M = 500.0
 FEEDS: list[str] = []  # set by write_feeds: the simulator's feed names, in its order
 
@@ -63,11 +64,12 @@ def write_feeds(folder: Path, seed: int, n_assets: int, n_days: int) -> dict:
 
 def run_process(cmd: list[str], env: dict | None = None, log: Path | None = None) -> dict:
     """Run ``cmd`` to completion: wall seconds, CPU seconds (user + system) and peak RSS (GB) of that process.
-    Its output goes to ``log`` (appended); without one it is discarded."""
+    Its output goes to ``log`` (appended); without one it is discarded. It runs in the system's temp folder, so
+    ``python -m mlpe_core.cli`` finds the ``mlpe_core`` of ``PYTHONPATH``, not one in the current folder."""
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tempfile.gettempdir())
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -114,14 +116,14 @@ def child_process(kind: str, *args: str, folder: Path) -> dict:
     """Run one measurement child as a whole process: its own report plus the process's wall, CPU and peak."""
     out = folder / f"child-{kind}.json"
     out.unlink(missing_ok=True)
-    r = run_process([sys.executable, __file__, "--child", kind, *args], log=out)
+    r = run_process([sys.executable, str(SELF), "--child", kind, *args], log=out)
     return {**json.loads(out.read_text().strip().splitlines()[-1]), **r}
 
 
 def child(kind: str, *args: str) -> dict:
     """Run one in-process measurement in a child of this script (its own peak RSS)."""
-    r = subprocess.run([sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True,
-                       cwd=ROOT, check=False)
+    r = subprocess.run([sys.executable, str(SELF), "--child", kind, *args], capture_output=True, text=True,
+                       cwd=tempfile.gettempdir(), check=False)
     if r.returncode:
         raise SystemExit(f"child {kind} failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])

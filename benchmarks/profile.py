@@ -32,7 +32,7 @@ def profile_stage(name: str, args: list[str], db: Path, out: Path) -> tuple[Path
     prof = out / f"{name}.prof"
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "mlpe_core.cli", "--db", str(db),
-                    *args], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+                    *args], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)  # cwd: this checkout's mlpe_core
     return prof, time.perf_counter() - t0
 
 

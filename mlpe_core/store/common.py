@@ -41,6 +41,11 @@ def _utc(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return df
 
 
+def _is(sql_type, kind) -> bool:
+    """Whether a column type is ``kind`` (DateTime, Boolean), directly or as the type a TypeDecorator wraps."""
+    return isinstance(sql_type, kind) or isinstance(getattr(sql_type, "impl", None), kind)
+
+
 def read_frame(session: Session, model, columns: Sequence[str] | None = None, where=None,
                order_by=None) -> pd.DataFrame:
     """Rows of ``model``'s table as a frame: ``columns`` only (default all), filtered by ``where`` (a clause or a
@@ -67,31 +72,27 @@ def read_frame(session: Session, model, columns: Sequence[str] | None = None, wh
         res.close()
     df = pd.DataFrame.from_records(rows, columns=[c.name for c in cols], coerce_float=True)
     for c in cols:
-        if isinstance(c.type, DateTime):
+        if _is(c.type, DateTime):
             df[c.name] = pd.to_datetime(df[c.name], utc=True, format="ISO8601")
-        elif isinstance(c.type, Boolean) and len(df) and df[c.name].notna().all():
+        elif _is(c.type, Boolean) and len(df) and df[c.name].notna().all():
             df[c.name] = df[c.name].astype(bool)
     return df
 
 
-def _columns(frame: pd.DataFrame) -> dict[str, list]:
-    """The columns of ``frame`` as lists of plain Python values (None for a blank): what a driver binds."""
+def _py(values) -> list:
+    """Plain Python values (None for a blank) of a column: a pandas Series or a list."""
     import pandas as pd
 
-    out = {}
-    for c in frame.columns:
-        s = frame[c]
-        if isinstance(s.dtype, pd.DatetimeTZDtype) or s.dtype.kind in "fiub" or s.dtype == object:
-            out[c] = s.astype(object).where(s.notna(), None).tolist()
-        else:  # pandas strings (arrow-backed) and other extension types
-            out[c] = s.to_numpy(dtype=object, na_value=None).tolist()
-    return out
+    if isinstance(values, list):
+        return values
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind in "fiub" or values.dtype == object:
+        return values.astype(object).where(values.notna(), None).tolist()
+    return values.to_numpy(dtype=object, na_value=None).tolist()  # pandas strings and other extension types
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Rows of ``frame`` as dicts of plain Python values (None for a blank)."""
-    cols = _columns(frame)
-    return [dict(zip(cols, vals, strict=True)) for vals in zip(*cols.values(), strict=True)]
+def _columns(frame: pd.DataFrame) -> dict:
+    """The columns of ``frame`` by name (Series; ``_py`` makes them what a driver binds, when it needs them)."""
+    return {c: frame[c] for c in frame.columns}
 
 
 def _chunks(n: int, size: int = CHUNK_ROWS) -> Iterable[slice]:
@@ -133,9 +134,12 @@ def _execute_many(session: Session, stmt, params: dict[str, list]) -> None:
         if names is not None and set(names) <= set(params):
             cols = []
             for name in names:
-                vals = params[name]
                 proc = compiled.binds[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-                cols.append(vals if proc is None else [None if v is None else proc(v) for v in vals])
+                if proc is not None and _is(compiled.binds[name].type, DateTime):
+                    cols.append(_sqlite_times(params[name], proc))
+                else:
+                    vals = _py(params[name])
+                    cols.append(vals if proc is None else [None if v is None else proc(v) for v in vals])
             cur = conn.connection.dbapi_connection.cursor()
             try:
                 cur.executemany(compiled.string, zip(*cols, strict=True))
@@ -143,9 +147,34 @@ def _execute_many(session: Session, stmt, params: dict[str, list]) -> None:
                 cur.close()
             return
     names = list(params)
+    values = [_py(params[k]) for k in names]
     for part in _chunks(n):
         session.execute(stmt, [dict(zip(names, vals, strict=True))
-                               for vals in zip(*(params[k][part] for k in names), strict=True)])
+                               for vals in zip(*(v[part] for v in values), strict=True)])
+
+
+def _sqlite_times(values, proc) -> list:
+    """Times as the SQLite DateTime type stores them (UTC text), a whole column at once when that gives the type's
+    own text (checked on the first and last values), else value by value through its processor."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.DatetimeTZDtype):
+        t = values
+    else:
+        vals = _py(values)
+        if any(not isinstance(v, datetime) or v.tzinfo is None for v in vals if v is not None):
+            return [None if v is None else proc(v) for v in vals]  # the type decides (it refuses naive times)
+        t = pd.to_datetime(pd.Series(vals, dtype=object), utc=True)
+    t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+    text = np.datetime_as_string(t.to_numpy("datetime64[us]"), unit="us")
+    out = np.char.replace(text.astype(str), "T", " ").astype(object)
+    out[t.isna().to_numpy()] = None
+    out = out.tolist()
+    probe = [i for i in (0, 1, len(t) - 2, len(t) - 1) if 0 <= i < len(t) and out[i] is not None]
+    if all(proc(t.iloc[i].tz_localize("UTC")) == out[i] for i in probe):
+        return out
+    return [None if v is None else proc(v) for v in _py(values)]
 
 
 def _with_defaults(tab, cols: dict[str, list]) -> dict[str, list]:

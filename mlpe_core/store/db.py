@@ -7,12 +7,14 @@ write at once without "database is locked" failures.
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
 DEFAULT_DB = "data/mlpe.db"
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()  # every engine made here, for dispose_engines
 
 
 def resolve_url(db: str | None = None) -> str:
@@ -48,7 +50,15 @@ def get_engine(db: str | None = None) -> Engine:
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
     create_tables(engine)
+    _ENGINES.add(engine)
     return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection of the engines made by :func:`get_engine` (SQLite then checkpoints its WAL
+    and removes it, as it does when a process ends normally)."""
+    for engine in list(_ENGINES):
+        engine.dispose()
 
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench clean
+.PHONY: run test install lint bench profile clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fusion.py
 	$(BIN)/python benchmarks/ranking.py
 	$(BIN)/python benchmarks/dispatch.py
+	$(BIN)/python benchmarks/basin.py
+
+# cProfile of each store-bound command on the 100,000-asset basin; profiles go to a new temp folder (printed)
+profile: $(STAMP)
+	$(BIN)/python benchmarks/profile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -95,6 +95,8 @@ def engine(db: str | None = None):
 
 def open_session(eng) -> Session:
     """A session on ``eng`` (use it as a context manager)."""
+    from sqlmodel import Session
+
     return Session(eng)
 
 

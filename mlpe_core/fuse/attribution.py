@@ -97,6 +97,6 @@ def attribute_assets(
     cands: list[list] = [[] for _ in range(n)]
     for r, a, pp, dd in zip(rows.tolist(), ids[cols].tolist(), p.tolist(), d.tolist(), strict=True):
         cands[r].append({"asset_id": a, "p": round(pp, 3), "distance_m": round(dd, 1)})
-    out["asset_id"] = asset_id
-    out["asset_candidates"] = cands
+    out["asset_id"] = pd.Series(asset_id, index=out.index, dtype=object)  # None stays None (no string dtype)
+    out["asset_candidates"] = pd.Series(cands, index=out.index, dtype=object)
     return out

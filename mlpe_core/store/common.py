@@ -85,7 +85,7 @@ def _py(values) -> list:
 
     if isinstance(values, list):
         return values
-    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind in "fiub" or values.dtype == object:
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or values.dtype.kind in "fiubMm" or values.dtype == object:
         return values.astype(object).where(values.notna(), None).tolist()
     return values.to_numpy(dtype=object, na_value=None).tolist()  # pandas strings and other extension types
 

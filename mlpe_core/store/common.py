@@ -1,10 +1,11 @@
 """What every store module shares: the clock, reading rows into a frame, bulk upserts and updates, counts.
 
-Why the readers and writers here bypass SQLAlchemy's per-value work: a basin holds 100k assets and leaks and a
+Why the readers and writers here bypass SQLAlchemy's per-row work: a basin holds 100k assets and leaks and a
 million detections. Building an ORM object per row (pydantic validation included) cost 19 s for 100,000 assets,
-and converting every timestamp in Python cost more than the fuser's own clustering. Reads take the driver's raw
-rows and convert whole columns with pandas; writes are one Core statement per chunk of rows (``INSERT ... ON
-CONFLICT DO UPDATE`` on SQLite and PostgreSQL, plain INSERT and UPDATE elsewhere).
+and the ORM's flush and per-value conversions cost the fuse command several times the fuser's own clustering
+(issue 20, docs/performance.md). Reads take the driver's raw rows and convert whole columns with pandas; writes
+are one statement executed for all rows (``INSERT ... ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL, plain
+INSERT and UPDATE elsewhere), handed to the SQLite driver directly or to SQLAlchemy's Core executemany.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def read_frame(session: Session, model, columns: Sequence[str] | None = None, wh
     """Rows of ``model``'s table as a frame: ``columns`` only (default all), filtered by ``where`` (a clause or a
     list of clauses) and sorted by ``order_by``.
 
-    The frame ``pd.read_sql`` gives for the same select (same dtypes and values; ``tests/test_store.py`` checks),
-    with every DateTime column as UTC timestamps and Boolean columns as bool, at a fraction of the cost: the
+    The frame ``pd.read_sql`` gives for the same select (same dtypes and values; ``tests/test_store_bulk.py``),
+    with DateTime columns as UTC timestamps and Boolean columns as bool, at a fraction of the cost: the
     statement runs through SQLAlchemy (so parameters are bound as usual) but rows are taken from the driver's
     cursor as they are, and timestamps are parsed a whole column at a time instead of one Python datetime each.
     """
@@ -71,8 +72,8 @@ def read_frame(session: Session, model, columns: Sequence[str] | None = None, wh
     finally:
         res.close()
     df = pd.DataFrame.from_records(rows, columns=[c.name for c in cols], coerce_float=True)
-    for c in cols:
-        if _is(c.type, DateTime):
+    for c in cols:  # what SQLAlchemy's types and pandas made of the same values: a column of blanks stays blanks
+        if _is(c.type, DateTime) and df[c.name].notna().any():
             df[c.name] = pd.to_datetime(df[c.name], utc=True, format="ISO8601")
         elif _is(c.type, Boolean) and len(df) and df[c.name].notna().all():
             df[c.name] = df[c.name].astype(bool)
@@ -116,8 +117,8 @@ def counts(session: Session) -> dict[str, int]:
     }
 
 
-def _execute_many(session: Session, stmt, params: dict[str, list]) -> None:
-    """Execute ``stmt`` once per row of ``params`` (bind parameter name -> one value per row).
+def _execute_many(session: Session, stmt, params: dict) -> None:
+    """Execute ``stmt`` once per row of ``params`` (bind parameter name -> a Series or list, one value per row).
 
     On SQLite the rows go to the driver's own ``executemany``, each column converted once by its type's bind
     processor (SQLAlchemy's Core executemany converts and checks row by row: 40 µs a row for a leak's scores); the
@@ -177,7 +178,7 @@ def _sqlite_times(values, proc) -> list:
     return [None if v is None else proc(v) for v in _py(values)]
 
 
-def _with_defaults(tab, cols: dict[str, list]) -> dict[str, list]:
+def _with_defaults(tab, cols: dict) -> dict:
     """``cols`` plus the scalar Python-side defaults of the columns they do not name (what an INSERT would use)."""
     n = len(next(iter(cols.values())))
     extra = {c.name: [c.default.arg] * n for c in tab.columns
@@ -196,12 +197,12 @@ def upsert_frame(session: Session, model, key: str, frame: pd.DataFrame, existin
     and picks the statements on other databases. No commit.
     """
     tab = model.__table__
-    if existing is None:
-        existing = set(session.execute(select(tab.c[key])).scalars())
-    old = frame[key].isin(existing).to_numpy() if len(frame) else []
-    n_upd = int(sum(old))
     if not len(frame):
         return 0, 0
+    if existing is None:
+        existing = set(session.execute(select(tab.c[key])).scalars())
+    old = frame[key].isin(existing).to_numpy()
+    n_upd = int(old.sum())
     dialect = session.connection().dialect.name
     if dialect in ("sqlite", "postgresql"):
         if dialect == "sqlite":

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from ..progress import Progress, say
-from .common import read_frame
+from .common import _utc, read_frame
 from .models import Detection
 
 
@@ -266,4 +266,5 @@ def detections_frame(session: Session, leak_id: str | None = None, columns: Iter
     """Detections in store order (by id), all or those of ``leak_id``; ``columns`` only when given (e.g.
     :data:`FUSE_COLUMNS`), every column otherwise. ``observed_at`` is UTC."""
     where = Detection.leak_id == leak_id if leak_id is not None else None
-    return read_frame(session, Detection, list(columns) if columns is not None else None, where, Detection.id)
+    df = read_frame(session, Detection, list(columns) if columns is not None else None, where, Detection.id)
+    return _utc(df, ["observed_at"])  # UTC timestamps even for no rows

@@ -16,14 +16,10 @@ from .audit import audit
 from .common import _frame, _utc, read_frame, update_frame, upsert_frame
 from .models import Detection, Leak, LeakEvent
 
-# The columns a fusion writes (``fuse.summarize`` plus attribution and ``active``); scores and lifecycle keep theirs.
-FUSION_COLUMNS = ("leak_id", "latitude", "longitude", "radius_m", "n_detections", "n_sources", "source_types",
-                  "first_seen", "last_seen", "n_ambiguous", "asset_id", "asset_candidates", "active")
 SCORE_COLUMNS = ("leak_id", "p_real", "est_rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h", "rate_quantified",
                  "priority_score", "risk_band", "rank", "top_reasons", "contributions", "model_version", "due_by",
                  "due_rule", "scored_at")
-_TIMES = ["first_seen", "last_seen", "due_by", "scored_at", "status_at", "repair_attempted_at", "repaired_at",
-          "reopened_at"]
+_TIMES = ["first_seen", "last_seen", "due_by", "scored_at"]  # always UTC timestamps, even when all blank
 _IN_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
 
 
@@ -72,8 +68,8 @@ def save_fusion(
     Only what changed is written: a detection whose leak and ambiguous flag are already stored as given
     (``stored_leak_ids``/``stored_ambiguous``, aligned with ``det_ids``, when the caller has them) and a leak
     stored with exactly these values are left alone, so re-fusing an unchanged basin writes nothing. Leaks go in
-    with one ``INSERT ... ON CONFLICT DO UPDATE`` per chunk (``common.upsert``). Returns how many memberships
-    and leaks were written and retired.
+    with one ``INSERT ... ON CONFLICT DO UPDATE`` (``common.upsert_frame``), memberships with one UPDATE by id
+    (``common.update_frame``). Returns how many memberships and leaks were written and leaks retired.
     """
     memb = pd.DataFrame({"id": det_ids.astype(int), "leak_id": leak_ids, "ambiguous": ambiguous.astype(bool)})
     if stored_leak_ids is not None and stored_ambiguous is not None and len(memb):

@@ -204,3 +204,36 @@ def test_save_fusion_writes_only_the_memberships_and_leaks_that_changed(session)
 
 def test_now_is_aware_utc():
     assert store.now().tzinfo is UTC
+
+
+@pytest.mark.parametrize("texts", [
+    ["2026-06-01 10:30:00.123456", None, "2026-06-02 00:00:00.000000"],  # what SQLite's DateTime stores
+    ["2026-06-01T10:30:00+02:00", "2026-06-01 10:30:00"],  # offsets (another writer) go the pandas way
+    ["2026-06-01 10:30:00"],
+])
+def test_time_text_is_read_as_pandas_reads_it(texts):
+    from mlpe_core.store.common import _utc_times
+
+    s = pd.Series(texts, dtype="str")
+    pd.testing.assert_series_equal(_utc_times(s), pd.to_datetime(s, utc=True, format="ISO8601"))
+
+
+def test_a_large_write_rebuilds_the_leak_index_once_and_keeps_it(session, monkeypatch):
+    """Setting the leak of most detections drops the leak_id index and builds it again (SQLite): it must exist
+    after, and queries by leak must still find the rows."""
+    from mlpe_core.store import common
+
+    monkeypatch.setattr(common, "BULK_ROWS", 10)
+    session.add_all([Detection(detection_id=f"d{i}", source_type="aerial", source_name="AirLidar",
+                               observed_at=T.to_pydatetime(), latitude=32.0, longitude=-102.0,
+                               location_uncertainty_m=5.0) for i in range(40)])
+    session.commit()
+    ids = sorted(session.execute(select(Detection.id)).scalars())
+    update_frame(session, Detection, "id", pd.DataFrame({"id": ids, "leak_id": [f"L{i % 3}" for i in range(40)],
+                                                         "ambiguous": [i % 2 == 0 for i in range(40)]}))
+    session.commit()
+    from sqlalchemy import inspect
+
+    assert "ix_detection_leak_id" in {ix["name"] for ix in inspect(session.connection()).get_indexes("detection")}
+    d = store.detections_frame(session, "L1")
+    assert len(d) == 13 and d["ambiguous"].tolist() == [i % 2 == 0 for i in range(1, 40, 3)]

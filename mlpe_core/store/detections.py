@@ -256,9 +256,8 @@ def _write_generic(session: Session, good: pd.DataFrame, batch_id: int, present:
 # The columns each stage reads: a stage asks for its own, so a basin's reads skip the lineage and free-text ones.
 FUSE_COLUMNS = ("id", "source_type", "source_name", "observed_at", "latitude", "longitude", "location_uncertainty_m",
                 "rate_kg_h", "rate_uncertainty_kg_h", "asset_id", "leak_id", "ambiguous")
-SCORE_COLUMNS = ("id", "detection_id", "source_type", "source_name", "observed_at", "latitude", "longitude",
-                 "location_uncertainty_m", "rate_kg_h", "rate_uncertainty_kg_h", "confidence", "asset_id",
-                 "event_type", "leak_id", "ambiguous")
+SCORE_COLUMNS = ("id", "source_type", "source_name", "observed_at", "latitude", "longitude", "location_uncertainty_m",
+                 "rate_kg_h", "rate_uncertainty_kg_h", "confidence", "asset_id", "event_type", "leak_id", "ambiguous")
 
 
 def detections_frame(session: Session, leak_id: str | None = None, columns: Iterable[str] | None = None

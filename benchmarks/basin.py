@@ -308,17 +308,16 @@ def main() -> int:
         sizes = ["1M"] if a.only_million else ["100k"] + (["1M"] if a.million else [])
         for label in sizes:
             spec = SIZES[label] | ({"n_assets": a.assets} if a.assets and label == "100k" else {})
-            res = bench_size(label if spec == SIZES[label] else f"{a.assets:,} assets", spec, work, a.seed, a.repeat,
-                             a.compare)
+            name = label if spec == SIZES[label] else f"{a.assets} assets"
+            bench_size(name, spec, work, a.seed, a.repeat, a.compare)
             if label == sizes[0]:
-                st = startup(ROOT, work / label / "after.db", work / label / "commands.log")
-                extra = startup(a.compare, work / label / "before.db", work / label / "commands.log") \
-                    if a.compare else None
+                folder = work / name
+                st = startup(ROOT, folder / "after.db", folder / "commands.log")
+                extra = startup(a.compare, folder / "before.db", folder / "commands.log") if a.compare else None
                 print(f"\n  start-up (best of 5, {load()}):")
                 for k, v in st.items():
                     before = f"   before {extra[k]['wall']:.3f} s wall, {extra[k]['cpu']:.3f} s cpu" if extra else ""
                     print(f"  {k:15s} {v['wall']:.3f} s wall, {v['cpu']:.3f} s cpu{before}")
-            del res
     finally:
         if a.keep is None:
             shutil.rmtree(work, ignore_errors=True)

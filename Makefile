@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install lint bench clean wheel-check
+.PHONY: run test install lint bench profile clean wheel-check
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/fusion.py
 	$(BIN)/python benchmarks/ranking.py
 	$(BIN)/python benchmarks/dispatch.py
+	$(BIN)/python benchmarks/basin.py
+
+# cProfile of each store-bound command on the 100,000-asset basin; profiles go to a new temp folder (printed)
+profile: $(STAMP)
+	$(BIN)/python benchmarks/profile.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -24,12 +24,20 @@ import secrets
 import threading
 import time
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import bcrypt
-from sqlmodel import Session
 
 from . import store
-from .store.models import ApiToken, User
+from .lazy import lazy
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from .store import models
+    from .store.models import ApiToken, User
+else:  # the table classes load with the first lookup, not with the command line
+    models = lazy("mlpe_core.store.models")
 
 ROLES: tuple[str, ...] = ("analyst", "supervisor", "field_lead", "admin")
 
@@ -92,7 +100,7 @@ def claimable_name(name: str | None, default: str) -> str:
 
 
 def role_of(session: Session, username: str) -> str | None:
-    u = session.get(User, username)
+    u = session.get(models.User, username)
     return u.role if u is not None and u.active else None
 
 
@@ -148,7 +156,7 @@ def add_user(session: Session, actor: str, username: str, role: str, password: s
         raise ValueError("the first user must be an admin (creating it ends open mode)")
     if not first:
         require(session, actor, "manage_users")
-    if session.get(User, username) is not None:
+    if session.get(models.User, username) is not None:
         raise ValueError(f"user '{username}' already exists")
     user = store.insert_user(session, username, role, hash_password(password))
     store.audit(session, actor, "user_added", f"user:{username}", {"role": role})
@@ -161,7 +169,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 
     An unknown or inactive name is checked against a dummy hash, so it costs the same bcrypt as a known one.
     """
-    u = session.get(User, username) if username and not is_reserved(username) else None
+    u = session.get(models.User, username) if username and not is_reserved(username) else None
     if u is None or not u.active:
         check_password(password, _DUMMY_HASH)
         return None
@@ -187,7 +195,7 @@ def create_token(session: Session, actor: str, username: str, label: str | None 
     """
     if kind == "api":
         require(session, actor, "manage_users")
-    u = session.get(User, username)
+    u = session.get(models.User, username)
     if u is None or not u.active:
         raise KeyError(f"no active user '{username}'")
     if expires_days is not None and not (0 < expires_days <= 3650):
@@ -212,7 +220,7 @@ def token_user(session: Session, token: str | None) -> User | None:
         return None
     if rec.expires_at is not None and _aware(rec.expires_at) <= store.now():
         return None
-    u = session.get(User, rec.username)
+    u = session.get(models.User, rec.username)
     return u if u is not None and u.active and not is_reserved(u.username) else None
 
 
@@ -224,7 +232,7 @@ def _aware(t: datetime) -> datetime:
 
 def revoke_token(session: Session, actor: str, token_id: int) -> ApiToken:
     """Revoke a token: an admin any, a user their own."""
-    rec = session.get(ApiToken, token_id)
+    rec = session.get(models.ApiToken, token_id)
     if rec is None:
         raise KeyError(f"no token {token_id}")
     if rec.username != actor:

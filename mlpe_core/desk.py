@@ -16,20 +16,11 @@ import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import func, select
-from sqlmodel import Session
 
-from . import auth, comply, dispatch, lifecycle, lineage, pipeline, review, store
-from .auth import LoginThrottle, PermissionDenied, claimable_name  # noqa: F401  (faces use these names)
-from .comply import leak_clocks, load_rules
-from .dispatch import crew_capacity  # noqa: F401  (one day of the crews' visits: the default list size)
-from .ingest import FORMATS, IngestError  # noqa: F401
-from .ingest.tables import FOUND_BY, validate_validations  # noqa: F401
-from .learn import default_model, loads, sensor_precision
-from .lifecycle import STATUSES, TransitionError  # noqa: F401
-from .outcomes import import_validations, record_validations
+from .lazy import lazy
 from .schema import (  # noqa: F401  (faces label what the contract names)
     DISPATCH_EXPORT_COLUMNS,
     LEAK_EXPORT_COLUMNS,
@@ -38,9 +29,53 @@ from .schema import (  # noqa: F401  (faces label what the contract names)
     SOURCE_TYPES,
     VALIDATION_COLUMNS,
 )
-from .store.models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, ModelVersion, Validation
 
-OPEN = lifecycle.OPEN_STATUSES
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from sqlmodel import Session
+
+    from . import auth, comply, dispatch, learn, lifecycle, lineage, pipeline, review, store
+    from . import outcomes as _outcomes
+    from . import score as _score
+    from .ingest import tables as _tables
+    from .store import models as tables
+else:  # imported on first use: `mlpe --help` and `mlpe status` must not pay for pandas, the stages or the models
+    np, pd = lazy("numpy"), lazy("pandas")
+    auth, comply, dispatch = lazy("mlpe_core.auth"), lazy("mlpe_core.comply"), lazy("mlpe_core.dispatch")
+    learn, lifecycle, lineage = lazy("mlpe_core.learn"), lazy("mlpe_core.lifecycle"), lazy("mlpe_core.lineage")
+    pipeline, review, store = lazy("mlpe_core.pipeline"), lazy("mlpe_core.review"), lazy("mlpe_core.store")
+    _score = lazy("mlpe_core.score")
+    _outcomes, _tables = lazy("mlpe_core.outcomes"), lazy("mlpe_core.ingest.tables")
+    tables = lazy("mlpe_core.store.models")
+
+# Names the faces read from the desk (``from mlpe_core.desk import IngestError``), resolved when first asked for.
+_REEXPORTS = {
+    "PermissionDenied": "mlpe_core.auth",  # faces catch the desk's refusals by these names
+    "LoginThrottle": "mlpe_core.auth",
+    "claimable_name": "mlpe_core.auth",
+    "crew_capacity": "mlpe_core.dispatch",  # one day of the crews' visits: the default list size
+    "FORMATS": "mlpe_core.ingest",
+    "IngestError": "mlpe_core.ingest",
+    "FOUND_BY": "mlpe_core.ingest.tables",
+    "validate_validations": "mlpe_core.ingest.tables",
+    "STATUSES": "mlpe_core.lifecycle",
+    "TransitionError": "mlpe_core.lifecycle",
+    "OPEN": ("mlpe_core.lifecycle", "OPEN_STATUSES"),
+    "Session": "sqlmodel",
+}
+
+
+def __getattr__(name: str):
+    where = _REEXPORTS.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = where if isinstance(where, tuple) else (where, name)
+    import importlib
+
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
 
 
 # --------------------------------------------------------------------------------------------- the store
@@ -62,6 +97,8 @@ def engine(db: str | None = None):
 
 def open_session(eng) -> Session:
     """A session on ``eng`` (use it as a context manager)."""
+    from sqlmodel import Session
+
     return Session(eng)
 
 
@@ -82,13 +119,14 @@ def version(session: Session) -> tuple:
     """A cheap stamp that changes whenever anything is written (cached answers are keyed on it): the newest id
     of each append-only table. Four primary-key lookups, no scan."""
     out = []
-    for model in (AuditEvent, IngestBatch, LeakEvent, Validation):
+    for model in (tables.AuditEvent, tables.IngestBatch, tables.LeakEvent, tables.Validation):
         out.append(int(session.execute(select(func.max(model.id))).scalar() or 0))
     return tuple(out)
 
 
 def status(session: Session) -> dict[str, int]:
-    """What the store holds (``mlpe status``)."""
+    """What the store holds (``mlpe status``). ``session`` may also be a plain connection (the CLI opens one, so
+    the command does not load the ORM table classes)."""
     return store.counts(session)
 
 
@@ -374,7 +412,7 @@ def leak_detail(session: Session, leak_id: str) -> dict:
     ``story`` (its lineage), ``clocks`` (every running compliance clock), ``contributions`` (the score's
     log-odds terms), ``candidates`` (nearby assets with attribution likelihood), ``allowed_events``.
     """
-    leak = session.get(Leak, leak_id)
+    leak = session.get(tables.Leak, leak_id)
     if leak is None:
         raise KeyError(f"no leak '{leak_id}'")
     clock = as_of(session)
@@ -398,9 +436,9 @@ def leak_detail(session: Session, leak_id: str) -> dict:
     vals = store.validations_frame(session)
     vals = vals[vals["leak_id"] == leak_id].reset_index(drop=True)
     history = store.audit_frame(session, leak_id)
-    clocks = leak_clocks(dets, vals, load_rules(), clock, leak_id, assets=store.assets_frame(session),
-                         leaks=store.leaks_frame(session, active_only=False),
-                         notifications=store.notifications_frame(session))
+    clocks = comply.leak_clocks(dets, vals, comply.load_rules(), clock, leak_id, assets=store.assets_frame(session),
+                                leaks=store.leaks_frame(session, active_only=False),
+                                notifications=store.notifications_frame(session))
     notes = history[history["action"] == "note"].assign(
         note=lambda h: h["detail"].map(lambda x: json.loads(x or "{}").get("note", "")))
     return {
@@ -425,7 +463,7 @@ def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
     text = (text or "").strip()
     if not text:
         raise ValueError("a note needs some text")
-    if session.get(Leak, leak_id) is None:
+    if session.get(tables.Leak, leak_id) is None:
         raise KeyError(f"no leak '{leak_id}'")
     return store.add_note(session, user, leak_id, text)
 
@@ -520,7 +558,7 @@ def set_notification_match(session: Session, user: str, notification_id: str, le
 
 def action_levels(session: Session, site: str) -> pd.DataFrame:
     """A site's continuous-monitor rolling averages per day and rule, with baseline and threshold (for a chart)."""
-    return comply.action_level_series(store.detections_frame(session), load_rules(), site,
+    return comply.action_level_series(store.detections_frame(session), comply.load_rules(), site,
                                       leaks=store.leaks_frame(session), assets=store.assets_frame(session))
 
 
@@ -540,9 +578,9 @@ def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str 
     Returns recorded, duplicates, rejected, rejects (row, column, reason: row 2 is the first data row) and
     ``changes`` (which leaks left the ranking, how many others moved)."""
     auth.require(session, user, "validate")
-    good, rejects = validate_validations(rows, store.leak_ids(session), label)
-    res = record_validations(session, good, user) if len(good) else {"recorded": 0, "duplicates": 0, "rejected": 0,
-                                                                      "rejects": rejects.iloc[0:0]}
+    good, rejects = _tables.validate_validations(rows, store.leak_ids(session), label)
+    res = _outcomes.record_validations(session, good, user) if len(good) else {
+        "recorded": 0, "duplicates": 0, "rejected": 0, "rejects": rejects.iloc[0:0]}
     allrej = pd.concat([x for x in (rejects, res["rejects"]) if len(x)] or [rejects], ignore_index=True)
     allrej = allrej.sort_values("row", kind="stable").reset_index(drop=True)
     touched = set(res.get("leak_ids", []))
@@ -555,7 +593,7 @@ def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str 
 def import_outcomes(session: Session, user: str, path: str | Path) -> dict:
     """``mlpe validations import``: record a file of field outcomes and re-score the leaks they concern."""
     auth.require(session, user, "validate")
-    r = import_validations(session, path, user=user)
+    r = _outcomes.import_validations(session, path, user=user)
     touched = set(r.pop("leak_ids", []))
     r["changes"] = _what_changed(pipeline.rescore_leaks(session, touched, user="system"), touched) if touched else \
         {"left_ranking": [], "moved": 0}
@@ -623,10 +661,10 @@ def models(session: Session) -> pd.DataFrame:
 def rank_with(session: Session, model_id: int) -> pd.DataFrame:
     """Today's open leaks scored by stored model version ``model_id`` as of the clock (nothing written):
     leak_id, p_real, est_rate_kg_h, priority_score, risk_band, rank."""
-    mv = session.get(ModelVersion, int(model_id))
+    mv = session.get(tables.ModelVersion, int(model_id))
     if mv is None:
         raise KeyError(f"no model version {model_id}")
-    model = loads(mv.blob) if mv.blob else default_model()
+    model = _score.loads(mv.blob) if mv.blob else _score.default_model()
     s, _ = pipeline.score_frame(session, as_of(session), model=model)
     cols = ["leak_id", "p_real", "est_rate_kg_h", "priority_score", "risk_band", "rank"]
     if s.empty:
@@ -646,7 +684,7 @@ def train(session: Session, user: str) -> dict:
 def activate_model(session: Session, user: str, version_id: int) -> dict:
     """Roll back (or forward) to a recorded model version and re-score with it (an admin's action)."""
     auth.require(session, user, "activate_model")
-    if session.get(ModelVersion, int(version_id)) is None:
+    if session.get(tables.ModelVersion, int(version_id)) is None:
         raise KeyError(f"no model version {version_id}")
     store.activate_model(session, int(version_id), user=user)
     return pipeline.run_score(session, as_of=as_of(session), user=user)
@@ -654,7 +692,7 @@ def activate_model(session: Session, user: str, version_id: int) -> dict:
 
 def sensor_quality(session: Session) -> pd.DataFrame:
     """Per sensor: how often the leaks it saw were real when a crew checked (from field outcomes)."""
-    return sensor_precision(store.detections_frame(session), store.validations_frame(session))
+    return learn.sensor_precision(store.detections_frame(session), store.validations_frame(session))
 
 
 # --------------------------------------------------------------------------------------------- runs
@@ -739,7 +777,8 @@ def assets(session: Session) -> pd.DataFrame:
 def detections(session: Session, leak_ids: set[str] | None = None) -> pd.DataFrame:
     """Detections (all, or of ``leak_ids``), oldest first."""
     if leak_ids is not None and len(leak_ids) <= 500:
-        d = pd.read_sql(select(Detection).where(Detection.leak_id.in_(sorted(leak_ids))).order_by(Detection.id),
+        D = tables.Detection
+        d = pd.read_sql(select(D).where(D.leak_id.in_(sorted(leak_ids))).order_by(D.id),
                         session.connection())
         d["observed_at"] = pd.to_datetime(d["observed_at"], utc=True, format="ISO8601")
         return d

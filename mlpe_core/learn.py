@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -28,6 +27,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
 from .schema import SOURCE_TYPES
 from .score import FEATURES, ColdStartScorer, leak_features, model_rates
+from .score.stored import default_model, dumps, loads  # noqa: F401  (kept here: callers name them so)
 
 POSITIVE = {"confirmed"}
 NEGATIVE = {"not_found", "already_repaired"}  # already repaired: nothing left for a crew to find
@@ -469,18 +469,6 @@ def sensor_precision(dets: pd.DataFrame, validations: pd.DataFrame) -> pd.DataFr
     out["precision_hi"] = np.where(real < out["checked"], beta.ppf(0.95, real + 0.5, out["checked"] - real + 0.5), 1.0)
     out["confirmed_share"] = out["confirmed"] / out["checked"]
     return out.reset_index().sort_values("checked", ascending=False)[cols].reset_index(drop=True)
-
-
-def dumps(model) -> bytes:
-    return pickle.dumps(model)
-
-
-def loads(blob: bytes):
-    return pickle.loads(blob)  # noqa: S301 - blobs are written by this program into its own store
-
-
-def default_model() -> ColdStartScorer:
-    return ColdStartScorer().fit()
 
 
 def metrics_json(metrics: dict) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,17 +17,22 @@ from sqlmodel import Session
 
 from . import store
 from .auth import require
-from .comply import deadlines, load_rules
-from .comply.notifications import rematch_notifications
-from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
-from .learn import default_model, dumps, features_at_visits, loads, outcome_labels, train_candidate
 from .lifecycle import OPEN_STATUSES
-from .outcomes import record_validations
 from .schema import CANONICAL_COLUMNS, VALIDATION_COLUMNS
-from .score import FEATURES, leak_features, score_table
+from .store.detections import FUSE_COLUMNS, SCORE_COLUMNS
 from .store.models import Leak, ModelVersion
 
+# The stages are imported by the functions that run them: `mlpe assets import` does not load the fuser (scipy,
+# pyproj), `mlpe fuse` not the scorer, and neither loads scikit-learn unless a learned model is stored.
+if TYPE_CHECKING:
+    from .fuse import LeakFuser
+
 Progress = Callable[[float, str], None] | None
+
+# What each stage reads from the store (a basin's reads skip the lineage, free-text and score columns it does not use)
+FUSE_DETECTION_COLUMNS = FUSE_COLUMNS
+SCORE_DETECTION_COLUMNS = SCORE_COLUMNS
+SCORE_LEAK_COLUMNS = ("leak_id", "latitude", "longitude", "radius_m", "asset_id", "status", "rank")
 
 
 def say(progress: Progress, frac: float, text: str) -> None:
@@ -72,11 +78,14 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
                max_share: float) -> dict:
     """One fusion from the store as it is now; raises ``store.StaleFusion`` (nothing written) when another fusion
     wrote between this one's reads and its write."""
+    from .comply.notifications import rematch_notifications
+    from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
+
     generation = store.fusion_generation(session)  # before the reads: a fusion committing after it fails the swap
-    dets = store.detections_frame(session)
+    dets = store.detections_frame(session, columns=FUSE_DETECTION_COLUMNS)
     if dets.empty:
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0, "mode": "full", "refused": 0}
-    assets = store.assets_frame(session)
+    assets = store.assets_frame(session, columns=["asset_id", "latitude", "longitude"])
     fuser = fuser or LeakFuser()
     coverage = store.coverage_frame(session)
     # new coverage windows (a sensor's silences) change its streams' cuts: a different count re-fuses everything
@@ -115,6 +124,8 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
             retire=None if inc.full_ else retired,
             generation=generation,
             user=user,
+            stored_leak_ids=dets.loc[reg, "leak_id"].to_numpy(dtype=object, na_value=None),
+            stored_ambiguous=dets.loc[reg, "ambiguous"].fillna(False).to_numpy(bool),
         )
         summary = {
             "detections": len(dets),
@@ -170,6 +181,8 @@ def _stale_fusion(session: Session, settings: dict) -> str | None:
 
 
 def _register_cold_start(session: Session, decision: str, user: str):
+    from .score import FEATURES, default_model, dumps
+
     model = default_model()
     mv = store.save_model(
         session, "cold_start", dumps(model), {}, list(FEATURES), "", decision, promote=True, user=user
@@ -184,6 +197,8 @@ def current_model(session: Session, user: str = "system"):
     features: a fresh cold-start version is registered and activated instead, saying why (the old
     version stays in the registry; `mlpe train` fits a new learned model).
     """
+    from .score import FEATURES, loads
+
     mv = store.active_model(session)
     if mv is None:
         return _register_cold_start(session, "cold start: no validations yet", user)
@@ -215,8 +230,11 @@ def score_frame(
     ``leak_ids`` limits the work to those leaks (the sensors' look statistics still see every detection); ranks
     are then left to :func:`rank_open`.
     """
-    leaks = store.leaks_frame(session)
-    dets = store.detections_frame(session)
+    from .comply import deadlines, load_rules
+    from .score import leak_features, score_table
+
+    leaks = store.leaks_frame(session, columns=SCORE_LEAK_COLUMNS)
+    dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
     dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
     if leaks.empty or dets.empty:
         return leaks.iloc[0:0], pd.DataFrame()
@@ -368,6 +386,9 @@ def run_train(session: Session, user: str = "system") -> dict:
     re-scored with it. The learned model carries its rate model when at least ``learn.MIN_RATES`` measured
     rates exist. Training again on the outcomes the last version was fitted on records nothing.
     """
+    from .learn import features_at_visits, outcome_labels, train_candidate  # scikit-learn: only when training
+    from .score import FEATURES, dumps
+
     require(session, user, "train")
     vals = store.validations_frame(session)
     if vals.empty:
@@ -573,6 +594,8 @@ def simulate_compliance(session: Session, basin, seed: int = 0, user: str = "dem
         if c not in good:
             good[c] = None
     good["repaired_at"] = pd.to_datetime(good["repaired_at"], utc=True)
+    from .outcomes import record_validations
+
     return record_validations(session, good, user)["recorded"]
 
 
@@ -628,6 +651,8 @@ def simulate_visits(
     detections came from a real source; a share ``p_no_access`` of visits is ``not_accessible``. Visits
     fall on days ``start_day`` .. ``start_day`` + 9 after the end of the period.
     """
+    from .outcomes import record_validations
+
     rng = np.random.default_rng(seed + 1)
     leaks = store.leaks_frame(session)
     dets = store.detections_frame(session)

@@ -80,7 +80,7 @@ def test_only_admins_add_users(staffed) -> None:
 
 
 def test_passwords_are_hashed_and_checked(staffed) -> None:
-    from mlpe_core.auth import User
+    from mlpe_core.store.models import User
 
     u = staffed.get(User, "root")
     assert "correct horse" not in u.password_hash and u.password_hash.startswith("$2")

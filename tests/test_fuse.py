@@ -687,7 +687,8 @@ def test_a_fusion_by_another_version_is_never_extended_incrementally(fuse_store,
 
     from sqlmodel import select
 
-    from mlpe_core import pipeline, store
+    from mlpe_core import fuse as fuse_pkg
+    from mlpe_core import store
     from mlpe_core.store.models import AuditEvent
 
     session, fuse = fuse_store
@@ -700,7 +701,7 @@ def test_a_fusion_by_another_version_is_never_extended_incrementally(fuse_store,
         store.audit(session, "older-mlpe", "fuse", None, detail)
         session.commit()
     else:
-        monkeypatch.setattr(pipeline, "FUSION_VERSION", pipeline.FUSION_VERSION + 1)
+        monkeypatch.setattr(fuse_pkg, "FUSION_VERSION", fuse_pkg.FUSION_VERSION + 1)  # what run_fuse records
     _store(session, dets([dict(dx=5, dy=0, day=3, id="new")]))
     out, written = fuse()
     assert out["mode"] == "full" and len(written) == 7

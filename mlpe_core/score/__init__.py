@@ -12,7 +12,8 @@ field outcomes exist its probability is a prior, not a calibrated one, and the a
 fits and calibrates a model from validations.
 
 Modules: ``features`` (what the detections say), ``rates`` (rate and its uncertainty), ``cold`` (the
-cold-start scorer), ``rank`` (priority, band, the scored table), ``explain`` (reasons from contributions).
+cold-start scorer), ``rank`` (priority, band, the scored table), ``explain`` (reasons from contributions),
+``stored`` (how a model is kept in the store, and the default one).
 """
 
 from .cold import CONFIDENCE_WEIGHT, PRIOR_REAL, ColdStartScorer
@@ -32,8 +33,10 @@ from .rank import (
     score_table,
 )
 from .rates import DEFAULT_LOG_SIGMA, estimate_rates, p_detect, sensor_default
+from .stored import default_model, dumps, loads
 
-__all__ = ["band_reasons", "ColdStartScorer", "CONFIDENCE_WEIGHT", "DEFAULT_LOG_SIGMA", "estimate_rates", "FEATURES",
+__all__ = ["band_reasons", "ColdStartScorer", "CONFIDENCE_WEIGHT", "DEFAULT_LOG_SIGMA", "default_model", "dumps",
+           "estimate_rates", "loads", "FEATURES",
            "HIGH_KG_H", "HIGH_MIN_P", "leak_features", "obligation_bands", "look_stats", "MEDIUM_KG_H", "model_rates",
            "p_detect", "PERSISTENCE_DAYS", "persistence_days", "PRIOR_REAL", "priority", "RATE_COLUMNS", "reasons",
            "risk_band", "score_table", "sensor_default", "top_reasons", "URGENCY_CAP_KG_H"]

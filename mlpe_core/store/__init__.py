@@ -7,50 +7,50 @@ clocks, and the leak each is matched to), ``coverage`` (when sensors watched a s
 lineage), ``modelversions``
 (the model registry), ``audit`` (the append-only trail), plus ``models`` (the tables), ``db`` (engine and
 migrations) and ``common``. Functions take a ``Session``; writers never commit unless they say so.
+
+The names below are imported from their module on first use (PEP 562), so ``mlpe status`` opens the store
+without importing pandas or pyarrow.
 """
 
-from .assets import assets_frame, upsert_assets
-from .audit import add_note, audit, audit_events, audit_frame, latest_audit
-from .batches import add_batch, batches_frame, file_batch
-from .common import clear_store, counts, now, upsert
-from .coverage import COVERAGE_STATES, coverage_frame, insert_coverage
-from .detections import detections_frame, insert_detections
-from .dispatch import (
-    get_list,
-    insert_list,
-    item_by_work_order,
-    list_items,
-    list_items_frame,
-    lists_frame,
-    set_item_status,
-    set_list_status,
-)
-from .leaks import (
-    LeakState,
-    StaleFusion,
-    as_time,
-    fusion_generation,
-    leak_events_frame,
-    leak_ids,
-    leaks_frame,
-    lock_states,
-    save_fusion,
-    save_ranks,
-    save_scores,
-    save_states,
-)
-from .modelversions import activate_model, active_model, models_frame, save_model
-from .notifications import insert_notifications, notification_ids, notifications_frame, set_notification_matches
-from .users import get_user, insert_token, insert_user, revoke_token, token_by_digest, tokens, user_count, users
-from .validations import insert_validations, validation_keys, validations_frame
+from __future__ import annotations
 
-__all__ = ["activate_model", "active_model", "add_batch", "add_note", "as_time", "assets_frame", "audit",
-           "audit_events", "audit_frame", "batches_frame", "clear_store", "counts", "coverage_frame", "COVERAGE_STATES",
-           "detections_frame", "file_batch", "fusion_generation", "get_list", "get_user", "insert_coverage",
-           "insert_detections", "insert_list", "insert_notifications", "insert_token", "insert_user",
-           "insert_validations", "item_by_work_order", "latest_audit", "leak_events_frame", "leak_ids", "leaks_frame",
-           "LeakState", "list_items", "list_items_frame", "lists_frame", "lock_states", "models_frame",
-           "notification_ids", "notifications_frame", "now", "revoke_token", "save_fusion", "save_model", "save_ranks",
-           "save_scores", "save_states", "set_item_status", "set_list_status", "set_notification_matches",
-           "StaleFusion", "token_by_digest", "tokens", "upsert", "upsert_assets", "user_count", "users",
-           "validation_keys", "validations_frame"]
+import importlib
+
+_MODULES: dict[str, tuple[str, ...]] = {
+    "assets": ("assets_frame", "upsert_assets"),
+    "audit": ("add_note", "audit", "audit_events", "audit_frame", "latest_audit"),
+    "batches": ("add_batch", "batches_frame", "file_batch"),
+    "common": ("clear_store", "counts", "now", "upsert"),
+    "coverage": ("COVERAGE_STATES", "coverage_frame", "insert_coverage"),
+    "detections": ("detections_frame", "insert_detections"),
+    "dispatch": ("get_list", "insert_list", "item_by_work_order", "list_items", "list_items_frame", "lists_frame",
+                 "set_item_status", "set_list_status"),
+    "leaks": ("LeakState", "StaleFusion", "as_time", "fusion_generation", "leak_events_frame", "leak_ids",
+              "leaks_frame", "lock_states", "save_fusion", "save_ranks", "save_scores", "save_states"),
+    "modelversions": ("activate_model", "active_model", "models_frame", "save_model"),
+    "notifications": ("insert_notifications", "notification_ids", "notifications_frame", "set_notification_matches"),
+    "users": ("get_user", "insert_token", "insert_user", "revoke_token", "token_by_digest", "tokens", "user_count",
+              "users"),
+    "validations": ("insert_validations", "validation_keys", "validations_frame"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+# A function named like its module (store.audit, store.users) is bound now: importing the module later would
+# otherwise leave the package attribute pointing at the module. Both are light (no pandas).
+from .audit import audit  # noqa: E402, F401
+from .users import users  # noqa: E402, F401
+
+__all__ = sorted(_WHERE, key=str.lower)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

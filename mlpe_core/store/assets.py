@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .common import _frame, upsert
+from .common import read_frame, upsert_frame
 from .models import Asset
 
 
-def assets_frame(session: Session) -> pd.DataFrame:
-    return _frame(session, select(Asset))
+def assets_frame(session: Session, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Every asset; only ``columns`` when given (attribution needs the position, compliance the type)."""
+    return read_frame(session, Asset, list(columns) if columns is not None else None)
 
 
 def upsert_assets(session: Session, assets: pd.DataFrame) -> tuple[int, int]:
-    """Insert new assets and update known ones in bulk (no commit); returns (new, updated)."""
+    """Insert new assets and update known ones (every given column), one statement per chunk of rows (no
+    commit); returns (new, updated): updated counts every row whose asset_id was already stored."""
     existing = set(session.execute(select(Asset.asset_id)).scalars())
-    recs = assets.astype(object).where(assets.notna(), None).to_dict(orient="records")
-    new, upd = upsert(session, Asset, "asset_id", recs, existing)
-    return len(new), len(upd)
+    return upsert_frame(session, Asset, "asset_id", assets, existing)

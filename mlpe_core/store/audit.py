@@ -18,21 +18,29 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session as OrmSession
-from sqlmodel import Session
 
+from ..lazy import lazy
 from .common import _frame, _utc, now
-from .models import AuditEvent, ChainHead, Leak, LeakEvent
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlmodel import Session
+
+    from . import models
+    from .models import AuditEvent, LeakEvent
+else:  # light: the package binds `store.audit` at import, and `mlpe status` must not load the table classes
+    models = lazy("mlpe_core.store.models")
 
 GENESIS = "0" * 64  # prev_hash of the first event of a chain
 CHAIN_FIELDS: dict[str, tuple[str, ...]] = {
     "auditevent": ("at", "actor", "action", "target", "detail"),
     "leakevent": ("leak_id", "at", "event", "from_status", "to_status", "actor", "recorded_at", "source", "detail"),
 }
-CHAIN_MODELS = {"auditevent": AuditEvent, "leakevent": LeakEvent}
+CHAIN_MODELS = {"auditevent": "AuditEvent", "leakevent": "LeakEvent"}  # class names in store.models
 _TIPS = "mlpe_chain_tips"  # session.info key: newest hash per chain, valid inside the current transaction
 
 
@@ -62,11 +70,13 @@ def _tip(session: Session, table: str) -> str:
     """The newest hash of ``table``'s chain, after taking the lock that serialises appenders."""
     tips = session.info.setdefault(_TIPS, {})
     if table not in tips:
-        locked = session.execute(update(ChainHead).where(ChainHead.name == table).values(n=ChainHead.n))
+        locked = session.execute(
+            update(models.ChainHead).where(models.ChainHead.name == table).values(n=models.ChainHead.n)
+        )
         if locked.rowcount == 0:  # a store whose head row is missing (hand-made): start it
-            session.add(ChainHead(name=table, hash=GENESIS, n=0))
+            session.add(models.ChainHead(name=table, hash=GENESIS, n=0))
             session.flush()
-        tips[table] = session.execute(select(ChainHead.hash).where(ChainHead.name == table)).scalar_one()
+        tips[table] = session.execute(select(models.ChainHead.hash).where(models.ChainHead.name == table)).scalar_one()
     return tips[table]
 
 
@@ -79,15 +89,25 @@ def chain(session: Session, row: AuditEvent | LeakEvent) -> AuditEvent | LeakEve
     vals = {k: getattr(row, k) for k in CHAIN_FIELDS[table]}
     row.prev_hash, row.hash = prev, event_hash(table, vals, prev)
     session.add(row)
-    session.execute(update(ChainHead).where(ChainHead.name == table).values(hash=row.hash, n=ChainHead.n + 1))
+    session.execute(
+        update(models.ChainHead).where(models.ChainHead.name == table).values(hash=row.hash, n=models.ChainHead.n + 1)
+    )
     session.info.setdefault(_TIPS, {})[table] = row.hash
     return row
 
 
 def audit(session: Session, actor: str, action: str, target: str | None = None, detail: dict | None = None) -> None:
     """Append one audit event (committed with the caller's transaction)."""
-    chain(session, AuditEvent(at=now(), actor=actor, action=action, target=target,
-                              detail=json.dumps(detail, default=str) if detail else None))
+    chain(
+        session,
+        models.AuditEvent(
+            at=now(),
+            actor=actor,
+            action=action,
+            target=target,
+            detail=json.dumps(detail, default=str) if detail else None,
+        ),
+    )
 
 
 @dataclass
@@ -113,7 +133,7 @@ def verify_chain(session: Session, table: str, batch: int = 5000) -> ChainReport
 
     Reads in batches of ``batch`` events, so memory stays flat on a long trail.
     """
-    model = CHAIN_MODELS[table]
+    model = getattr(models, CHAIN_MODELS[table])
     cols = [model.id, model.prev_hash, model.hash, *(getattr(model, k) for k in CHAIN_FIELDS[table])]
     prev, n, last_id = GENESIS, 0, -1
     while True:
@@ -123,20 +143,41 @@ def verify_chain(session: Session, table: str, batch: int = 5000) -> ChainReport
         for r in rows:
             m = r._mapping
             if m["prev_hash"] != prev:
-                return ChainReport(table, False, n, prev, m["id"], "its prev_hash does not match the event before it "
-                                   "(an event was removed, inserted or changed)")
+                return ChainReport(
+                    table,
+                    False,
+                    n,
+                    prev,
+                    m["id"],
+                    "its prev_hash does not match the event before it (an event was removed, inserted or changed)",
+                )
             want = event_hash(table, {k: m[k] for k in CHAIN_FIELDS[table]}, prev)
             if m["hash"] != want:
-                return ChainReport(table, False, n, prev, m["id"], "its content does not match its hash "
-                                   "(the event was changed after it was written)")
+                return ChainReport(
+                    table,
+                    False,
+                    n,
+                    prev,
+                    m["id"],
+                    "its content does not match its hash (the event was changed after it was written)",
+                )
             prev, n, last_id = want, n + 1, m["id"]
-    head = session.execute(select(ChainHead.hash, ChainHead.n).where(ChainHead.name == table)).first()
+    head = session.execute(
+        select(models.ChainHead.hash, models.ChainHead.n).where(models.ChainHead.name == table)
+    ).first()
     if head is None:
         return ChainReport(table, False, n, prev, None, "the chain head is missing")
     if head.hash != prev or head.n != n:
-        return ChainReport(table, False, n, prev, None, f"the head records {head.n:,} events ending in "
-                           f"{head.hash[:16]} but the table holds {n:,} ending in {prev[:16]} "
-                           "(the newest events were removed or the head was changed)")
+        return ChainReport(
+            table,
+            False,
+            n,
+            prev,
+            None,
+            f"the head records {head.n:,} events ending in "
+            f"{head.hash[:16]} but the table holds {n:,} ending in {prev[:16]} "
+            "(the newest events were removed or the head was changed)",
+        )
     return ChainReport(table, True, n, prev)
 
 
@@ -146,10 +187,16 @@ def verify_all(session: Session) -> list[ChainReport]:
 
 
 def audit_frame(session: Session, target: str | None = None) -> pd.DataFrame:
-    stmt = select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.target,
-                  AuditEvent.detail).order_by(AuditEvent.id.desc())
+    stmt = select(
+        models.AuditEvent.id,
+        models.AuditEvent.at,
+        models.AuditEvent.actor,
+        models.AuditEvent.action,
+        models.AuditEvent.target,
+        models.AuditEvent.detail,
+    ).order_by(models.AuditEvent.id.desc())
     if target:
-        stmt = stmt.where(AuditEvent.target == target)
+        stmt = stmt.where(models.AuditEvent.target == target)
     return _utc(_frame(session, stmt), ["at"])
 
 
@@ -159,35 +206,57 @@ def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
     text = (text or "").strip()
     if not text:
         raise ValueError("a note needs some text")
-    if session.get(Leak, leak_id) is None:
+    if session.get(models.Leak, leak_id) is None:
         raise KeyError(f"no leak '{leak_id}'")
-    ev = chain(session, AuditEvent(at=now(), actor=user, action="note", target=leak_id,
-                                   detail=json.dumps({"note": text[:4000]})))
+    ev = chain(
+        session,
+        models.AuditEvent(
+            at=now(), actor=user, action="note", target=leak_id, detail=json.dumps({"note": text[:4000]})
+        ),
+    )
     session.commit()
     return int(ev.id)
 
 
-def audit_events(session: Session, actor: str | None = None, action: str | None = None, target: str | None = None,
-                 since: pd.Timestamp | None = None, until: pd.Timestamp | None = None) -> pd.DataFrame:
+def audit_events(
+    session: Session,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+) -> pd.DataFrame:
     """The audit trail, newest first, filtered."""
-    q = select(AuditEvent).order_by(AuditEvent.id.desc())
+    import pandas as pd
+
+    q = select(models.AuditEvent).order_by(models.AuditEvent.id.desc())
     if actor:
-        q = q.where(AuditEvent.actor == actor)
+        q = q.where(models.AuditEvent.actor == actor)
     if action:
-        q = q.where(AuditEvent.action == action)
+        q = q.where(models.AuditEvent.action == action)
     if target:
-        q = q.where(AuditEvent.target == target)
+        q = q.where(models.AuditEvent.target == target)
     if since is not None:
-        q = q.where(AuditEvent.at >= pd.Timestamp(since).to_pydatetime())
+        q = q.where(models.AuditEvent.at >= pd.Timestamp(since).to_pydatetime())
     if until is not None:
-        q = q.where(AuditEvent.at <= pd.Timestamp(until).to_pydatetime())
-    df = pd.DataFrame([a.model_dump() for a in session.execute(q).scalars()],
-                      columns=["id", "at", "actor", "action", "target", "detail"])
+        q = q.where(models.AuditEvent.at <= pd.Timestamp(until).to_pydatetime())
+    df = pd.DataFrame(
+        [a.model_dump() for a in session.execute(q).scalars()],
+        columns=["id", "at", "actor", "action", "target", "detail"],
+    )
     df["at"] = pd.to_datetime(df["at"], utc=True)
     return df
 
 
 def latest_audit(session: Session, action: str) -> AuditEvent | None:
     """The newest audit event of ``action`` (None when there is none)."""
-    return session.execute(select(AuditEvent).where(AuditEvent.action == action)
-                           .order_by(AuditEvent.id.desc()).limit(1)).scalars().first()
+    return (
+        session.execute(
+            select(models.AuditEvent)
+            .where(models.AuditEvent.action == action)
+            .order_by(models.AuditEvent.id.desc())
+            .limit(1)
+        )
+        .scalars()
+        .first()
+    )

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from ..progress import Progress, say
-from .common import _frame, _utc
+from .common import _utc, read_frame
 from .models import Detection
 
 
@@ -253,9 +253,18 @@ def _write_generic(session: Session, good: pd.DataFrame, batch_id: int, present:
     return n
 
 
-def detections_frame(session: Session, leak_id: str | None = None) -> pd.DataFrame:
-    stmt = select(Detection)
-    if leak_id is not None:
-        stmt = stmt.where(Detection.leak_id == leak_id)
-    df = _frame(session, stmt.order_by(Detection.id))
-    return _utc(df, ["observed_at"])
+# The columns each stage reads: a stage asks for its own, so a basin's reads skip the lineage and free-text ones.
+FUSE_COLUMNS = ("id", "source_type", "source_name", "observed_at", "latitude", "longitude", "location_uncertainty_m",
+                "rate_kg_h", "rate_uncertainty_kg_h", "asset_id", "leak_id", "ambiguous")
+SCORE_COLUMNS = ("id", "detection_id", "source_type", "source_name", "observed_at", "latitude", "longitude",
+                 "location_uncertainty_m", "rate_kg_h", "rate_uncertainty_kg_h", "confidence", "asset_id", "event_type",
+                 "leak_id", "ambiguous")
+
+
+def detections_frame(session: Session, leak_id: str | None = None, columns: Iterable[str] | None = None
+                     ) -> pd.DataFrame:
+    """Detections in store order (by id), all or those of ``leak_id``; ``columns`` only when given (e.g.
+    :data:`FUSE_COLUMNS`), every column otherwise. ``observed_at`` is UTC."""
+    where = Detection.leak_id == leak_id if leak_id is not None else None
+    df = read_frame(session, Detection, list(columns) if columns is not None else None, where, Detection.id)
+    return _utc(df, ["observed_at"])  # UTC timestamps even for no rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,7 +13,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from .audit import audit, chain
-from .common import _frame, _utc, upsert
+from .common import _frame, _utc, read_frame, update_frame, upsert_frame
 from .models import Detection, FusionState, Leak, LeakEvent
 
 
@@ -41,17 +42,37 @@ def _claim(session: Session, seen: int, bump: bool, user: str | None = None) -> 
             return
         raise StaleFusion("another fusion wrote to the store while this one was computing")
 
+SCORE_COLUMNS = ("leak_id", "p_real", "est_rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h", "rate_quantified",
+                 "priority_score", "risk_band", "rank", "top_reasons", "contributions", "model_version", "due_by",
+                 "due_rule", "scored_at", "band_reason")  # band_reason: why the band is what it is (score.rank)
+_TIMES = ["first_seen", "last_seen", "due_by", "scored_at"]  # always UTC timestamps, even when all blank
+_IN_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
 
-def leaks_frame(session: Session, active_only: bool = True) -> pd.DataFrame:
-    stmt = select(Leak)
-    if active_only:
-        stmt = stmt.where(Leak.active == True)  # noqa: E712 - SQL expression
-    df = _frame(session, stmt)
-    df = _utc(df, ["first_seen", "last_seen", "due_by", "scored_at"])
-    if "rank" in df:
-        df["rank"] = df["rank"].astype("Int64")  # a rank is a whole number, blank when unranked
-        df = df.sort_values(["rank", "leak_id"], na_position="last").reset_index(drop=True)
-    return df
+
+def leaks_frame(session: Session, active_only: bool = True, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Leaks (active only by default), ranked first in rank order, then by id; every column, or ``columns`` and
+    ``leak_id`` and ``rank`` (they set the order)."""
+    cols = list(dict.fromkeys(["leak_id", "rank", *columns])) if columns is not None else None
+    df = read_frame(session, Leak, cols, Leak.active == True if active_only else None)  # noqa: E712 - SQL
+    df = _utc(df, _TIMES)
+    df["rank"] = df["rank"].astype("Int64")  # a rank is a whole number, blank when unranked
+    return df.sort_values(["rank", "leak_id"], na_position="last").reset_index(drop=True)
+
+
+def _unchanged(new: pd.DataFrame, stored: pd.DataFrame, key: str) -> np.ndarray:
+    """For each row of ``new``: is it stored (``stored``, same key) with exactly these values in every column?"""
+    st = stored.drop_duplicates(key).set_index(key).reindex(new[key])
+    same = new[key].isin(stored[key]).to_numpy().copy()
+    for c in new.columns:
+        if c == key or not same.any():
+            continue
+        a, b = new[c], st[c]
+        if isinstance(a.dtype, pd.DatetimeTZDtype) or isinstance(b.dtype, pd.DatetimeTZDtype):
+            a, b = pd.to_datetime(a, utc=True), pd.to_datetime(b, utc=True)
+        na_a, na_b = a.isna().to_numpy(), b.isna().to_numpy()
+        eq = a.to_numpy(dtype=object) == b.to_numpy(dtype=object)
+        same &= np.where(na_a | na_b, na_a & na_b, eq)
+    return same
 
 
 def save_fusion(
@@ -64,7 +85,9 @@ def save_fusion(
     *,
     generation: int | None = None,
     user: str | None = None,
-) -> None:
+    stored_leak_ids: np.ndarray | None = None,
+    stored_ambiguous: np.ndarray | None = None,
+) -> dict[str, int]:
     """Write memberships and leaks in one transaction; leaks no longer produced become inactive.
 
     ``det_ids``/``leak_ids``/``ambiguous`` may be only the detections re-fused (an incremental fusion) and
@@ -74,57 +97,54 @@ def save_fusion(
     ``generation`` is the :func:`fusion_generation` read before the fusion read the detections: the write
     happens only if no other fusion wrote since (else :class:`StaleFusion`, nothing written), so a full
     fusion can never retire the leaks a concurrent fusion has just made. Every fusion passes it.
+
+    Only what changed is written: a detection whose leak and ambiguous flag are already stored as given
+    (``stored_leak_ids``/``stored_ambiguous``, aligned with ``det_ids``, when the caller has them) and a leak
+    stored with exactly these values are left alone, so re-fusing an unchanged basin writes nothing. Leaks go in
+    with one ``INSERT ... ON CONFLICT DO UPDATE`` (``common.upsert_frame``), memberships with one UPDATE by id
+    (``common.update_frame``). Returns how many memberships and leaks were written and leaks retired.
     """
     if generation is not None:
         _claim(session, generation, bump=True, user=user)
     memb = pd.DataFrame({"id": det_ids.astype(int), "leak_id": leak_ids, "ambiguous": ambiguous.astype(bool)})
-    if len(memb):
-        session.execute(update(Detection), memb.to_dict(orient="records"))
+    if stored_leak_ids is not None and stored_ambiguous is not None and len(memb):
+        before = pd.Series(stored_leak_ids, dtype=object).where(pd.notna(stored_leak_ids), None)
+        differ = (before.to_numpy() != memb["leak_id"].astype(object).to_numpy()) | (
+            np.asarray(stored_ambiguous, bool) != memb["ambiguous"].to_numpy())
+        memb = memb[differ]
+    update_frame(session, Detection, "id", memb)
     keep = set(leaks["leak_id"])
     old = {r for r in session.execute(select(Leak.leak_id)).scalars()}
-    gone = (old - keep) if retire is None else (set(retire) & old) - keep
-    if gone:
-        session.execute(update(Leak).where(Leak.leak_id.in_(gone)).values(active=False, rank=None))
-    rows = leaks.astype(object).where(leaks.notna(), None).to_dict(orient="records")
-    upsert(session, Leak, "leak_id", rows, old & keep)
+    gone = sorted((old - keep) if retire is None else (set(retire) & old) - keep)
+    for i in range(0, len(gone), _IN_CHUNK):
+        session.execute(update(Leak).where(Leak.leak_id.in_(gone[i:i + _IN_CHUNK])).values(active=False, rank=None))
+    if old & keep:  # compare with what is stored: unchanged leaks are not written again
+        leaks = leaks[~_unchanged(leaks, read_frame(session, Leak, list(leaks.columns)), "leak_id")]
+    upsert_frame(session, Leak, "leak_id", leaks, old)
+    return {"memberships": len(memb), "leaks": len(leaks), "retired": len(gone)}
 
 
 def save_scores(session: Session, scored: pd.DataFrame, *, generation: int | None = None) -> None:
-    """Write scores and ranks. With ``generation`` (read before the leaks were), only if no fusion wrote since:
-    else :class:`StaleFusion` and nothing is written (ranks of retired leaks, none for new ones)."""
+    """Write the score columns present in ``scored`` (one row per leak_id), one UPDATE per chunk (no commit).
+
+    With ``generation`` (read before the leaks were), only if no fusion wrote since: else :class:`StaleFusion` and
+    nothing is written (ranks of retired leaks, none for new ones)."""
     if generation is not None:
         _claim(session, generation, bump=False)
-    cols = [
-        "leak_id",
-        "p_real",
-        "est_rate_kg_h",
-        "rate_lo_kg_h",
-        "rate_hi_kg_h",
-        "rate_quantified",
-        "priority_score",
-        "risk_band",
-        "rank",
-        "top_reasons",
-        "contributions",
-        "model_version",
-        "due_by",
-        "due_rule",
-        "scored_at",
-    ]
-    cols = [c for c in cols if c in scored]
-    cols += [c for c in ("band_reason",) if c in scored]  # why the band is what it is (score.rank.band_reasons)
-    df = scored[cols].astype(object).where(scored[cols].notna(), None)
-    session.execute(update(Leak), df.to_dict(orient="records"))
+    cols = [c for c in SCORE_COLUMNS if c in scored]
+    df = scored[cols]
+    if "rank" in df:
+        df = df.assign(rank=df["rank"].astype("Int64"))
+    update_frame(session, Leak, "leak_id", df)
 
 
 def save_ranks(session: Session, ranks: dict[str, int], unranked: set[str]) -> None:
     """Set the rank of ranked leaks and clear it on the others (no commit)."""
-    if ranks:
-        session.execute(update(Leak), [{"leak_id": k, "rank": int(v)} for k, v in ranks.items()])
-    if unranked:
-        ids = sorted(unranked)
-        for i in range(0, len(ids), 500):
-            session.execute(update(Leak).where(Leak.leak_id.in_(ids[i:i + 500])).values(rank=None))
+    ranked = pd.DataFrame({"leak_id": list(ranks), "rank": [int(v) for v in ranks.values()]}, dtype=object)
+    update_frame(session, Leak, "leak_id", ranked)
+    ids = sorted(unranked)
+    for i in range(0, len(ids), _IN_CHUNK):
+        session.execute(update(Leak).where(Leak.leak_id.in_(ids[i:i + _IN_CHUNK])).values(rank=None))
 
 
 @dataclass

@@ -7,12 +7,12 @@ import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
-from .common import _frame, _utc, now
+from .common import _utc, now, read_frame
 from .models import Validation
 
 
 def validations_frame(session: Session) -> pd.DataFrame:
-    df = _frame(session, select(Validation).order_by(Validation.id))
+    df = read_frame(session, Validation, order_by=Validation.id)
     return _utc(df, ["visited_at", "repaired_at", "recorded_at"])
 
 

@@ -439,7 +439,10 @@ def test_geojson_exports_match_the_csv(basin):
     dets = strict_json(w / "detections.geojson")
     assert len(dets["features"]) == len(basin["detections"])
     disp = strict_json(w / "dispatch.geojson")
-    assert [f["properties"]["rank"] for f in disp["features"]] == [1, 2, 3, 4, 5]
+    points = [f for f in disp["features"] if f["geometry"]["type"] == "Point"]
+    assert [f["properties"]["rank"] for f in points] == [1, 2, 3, 4, 5]
+    lines = [f for f in disp["features"] if f["geometry"]["type"] == "LineString"]  # each crew's route (issue 17)
+    assert lines and {f["properties"]["crew"] for f in lines} == {f["properties"]["crew"] for f in points}
 
 
 @pytest.mark.slow
@@ -447,8 +450,12 @@ def test_kml_exports_parse(basin):
     w = basin["work"]
     assert len(placemarks(w / "leaks.kml")) == len(basin["leaks"])
     assert len(placemarks(w / "detections.kml")) == len(basin["detections"])
-    names = [m.findtext("k:name", namespaces=KML_NS) for m in placemarks(w / "dispatch.kml")]
-    assert names == read_csv(w / "dispatch.csv")["leak_id"].tolist()
+    marks = placemarks(w / "dispatch.kml")  # a folder per crew: its yard, its route line, its stops in visit order
+    stops = [m.findtext("k:name", namespaces=KML_NS) for m in marks if m.find("k:Point", KML_NS) is not None
+             and m.find("k:ExtendedData", KML_NS) is not None]
+    csv = read_csv(w / "dispatch.csv").sort_values(["crew", "stop"], key=lambda s: s.astype(str).str.zfill(4))
+    assert stops == [f"{r.stop}. {r.leak_id}" for r in csv.itertuples()]
+    assert len([m for m in marks if m.find("k:LineString", KML_NS) is not None]) == csv["crew"].nunique()
 
 
 def _day_order(leaks: pd.DataFrame, k: int) -> list[str]:

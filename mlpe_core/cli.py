@@ -296,7 +296,8 @@ def run(argv: list[str]) -> int:
             df = desk.dispatch_file(s, args.top) if args.what == "dispatch" else desk.export_frame(s, args.what,
                                                                                                    args.top)
         table = {"detections": "detections", "validations": "validations"}.get(args.what, "leaks")
-        _atomic_write(args.output, lambda p: write(df, p, args.format, args.unit, table, f"MLPE {args.what}"))
+        title = desk.dispatch_title() if args.what == "dispatch" else f"MLPE {args.what}"
+        _atomic_write(args.output, lambda p: write(df, p, args.format, args.unit, table, title))
         print(f"wrote {len(df)} {args.what} rows to {args.output}", file=out)
         return EXIT_OK
     if args.command == "demo":
@@ -608,7 +609,7 @@ def _dispatch(s, args, out) -> int:
             _atomic_write(args.output, lambda p: Path(p).write_bytes(data))
         else:
             _atomic_write(args.output, lambda p: write(df, p, args.format, args.unit, "dispatch",
-                                                       f"MLPE dispatch list {args.list_id}"))
+                                                       desk.dispatch_title(args.list_id)))
         print(f"wrote {len(df)} stops of list {args.list_id} to {args.output}", file=out)
     return EXIT_OK
 

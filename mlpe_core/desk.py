@@ -333,7 +333,12 @@ def dispatch_download(session: Session, fmt: str, top: int | None = None, list_i
     df = dispatch_file(session, top, list_id)
     if fmt == "xlsx":
         return _xlsx_bytes(write_xlsx, dispatch_sheets(df, unit))
-    return render(df, fmt, unit, title=f"MLPE dispatch {'list ' + str(list_id) if list_id else 'proposal'}")
+    return render(df, fmt, unit, title=dispatch_title(list_id))
+
+
+def dispatch_title(list_id: int | None = None) -> str:
+    """The title a dispatch KML carries (the same from every face)."""
+    return f"MLPE dispatch list {list_id}" if list_id is not None else "MLPE dispatch"
 
 
 def dispatch_sheets(df: pd.DataFrame, unit: str = "kg/h") -> dict:
@@ -640,11 +645,15 @@ def _what_changed(res: dict, leak_ids: set[str]) -> dict:
     return {"left_ranking": left, "moved": moved, "ranked": len(after)}
 
 
-def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str = "form") -> dict:
+def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str = "form",
+                    rescore: bool = True) -> dict:
     """Check and record field outcomes (contract §2 columns, as text) and re-score the leaks they concern.
 
     Returns recorded, duplicates, rejected, rejects (row, column, reason: row 2 is the first data row) and
-    ``changes`` (which leaks left the ranking, how many others moved)."""
+    ``changes`` (which leaks left the ranking, how many others moved). With ``rescore=False`` (the phone form,
+    which must answer in under a second) the open leaks are re-ranked at once (a visited leak leaves the ranking
+    before the answer) and ``pending`` names the leaks whose scores, clocks and bands :func:`rescore` should
+    update next (about 2 s on the demo basin)."""
     auth.require(session, user, "validate")
     good, rejects = validate_validations(rows, store.leak_ids(session), label)
     res = record_validations(session, good, user) if len(good) else {"recorded": 0, "duplicates": 0, "rejected": 0,
@@ -652,10 +661,25 @@ def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str 
     allrej = pd.concat([x for x in (rejects, res["rejects"]) if len(x)] or [rejects], ignore_index=True)
     allrej = allrej.sort_values("row", kind="stable").reset_index(drop=True)
     touched = set(res.get("leak_ids", []))
-    changes = _what_changed(pipeline.rescore_leaks(session, touched, user="system"), touched) if touched else \
-        {"left_ranking": [], "moved": 0}
+    pending: list[str] = []
+    if not touched:
+        changes = {"left_ranking": [], "moved": 0}
+    elif rescore:
+        changes = _what_changed(pipeline.rescore_leaks(session, touched, user="system"), touched)
+    else:
+        before = store.leaks_frame(session)
+        before = before.loc[before["rank"].notna()].set_index("leak_id")["rank"].astype(int).to_dict()
+        after = pipeline.rank_open(session)
+        session.commit()
+        changes, pending = _what_changed({"before": before, "after": after}, touched), sorted(touched)
     return {"rows": len(rows), "recorded": res["recorded"], "duplicates": res["duplicates"],
-            "rejected": int(allrej["row"].nunique()) if len(allrej) else 0, "rejects": allrej, "changes": changes}
+            "rejected": int(allrej["row"].nunique()) if len(allrej) else 0, "rejects": allrej, "changes": changes,
+            "pending": pending}
+
+
+def rescore(session: Session, leak_ids: list[str] | set[str]) -> dict:
+    """Re-score ``leak_ids`` as of the scores' clock and re-rank (what :func:`record_outcomes` leaves pending)."""
+    return pipeline.rescore_leaks(session, set(leak_ids), user="system")
 
 
 def import_outcomes(session: Session, user: str, path: str | Path) -> dict:
@@ -840,6 +864,30 @@ def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
 
 def assets(session: Session) -> pd.DataFrame:
     return store.assets_frame(session)
+
+
+OVERLAY_MAX_BYTES = 20 * 2**20  # a lease or boundary file drawn on every map: bigger ones are skipped
+
+
+def map_overlays(spec: str) -> list[tuple[str, dict]]:
+    """Outlines for the maps' orientation (leases, field or county boundaries): the GeoJSON files named in ``spec``
+    (paths separated by the OS path separator, ``MLPE_MAP_LAYERS``), as (name, GeoJSON). A file that is missing,
+    too big (over 20 MiB) or not GeoJSON is skipped: a map never fails for its decoration."""
+    import os
+
+    out = []
+    for part in filter(None, (spec or "").split(os.pathsep)):
+        p = Path(part).expanduser()
+        try:
+            if not p.is_file() or p.stat().st_size > OVERLAY_MAX_BYTES:
+                continue
+            gj = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(gj, dict) and gj.get("type") in ("FeatureCollection", "Feature", "Polygon", "MultiPolygon",
+                                                        "LineString", "MultiLineString"):
+            out.append((p.stem, gj))
+    return out
 
 
 def detections(session: Session, leak_ids: set[str] | None = None) -> pd.DataFrame:

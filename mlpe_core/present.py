@@ -281,7 +281,7 @@ def _value(key: str, v) -> str:
     if isinstance(v, dict):
         return f"{len(v):,} entries"
     s = str(v)
-    if re.match(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", s):
+    if re.match(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}", s):
         return when(s)
     if key in ("from", "to", "status", "before_status", "after_status"):
         return label("status", s).lower()
@@ -425,6 +425,18 @@ TABLES: dict[str, list[Column]] = {
     "overrides": [_c("leak_id", "Leak"), _c("override", "Rank set to", "int"), _c("reason", "Reason", width="large"),
                   _c("by", "By"), _c("at", "When (UTC)", "datetime")],
 }
+TABLES["review"] = [
+    _c("leak_id", "Leak"), _c("was", "Rank then", "int"), _c("now", "Rank now", "int"), _c("moved", "Places", "int"),
+    _c("risk_band", "Risk", "label:band"), _c("priority_score", "Priority", "rate"),
+    _c("status now", "Status now", "label:status")]
+TABLES["compare"] = [
+    _c("leak_id", "Leak"), _c("rank_a", "Rank under A", "int"), _c("rank_b", "Rank under B", "int"),
+    _c("change", "Places up under B", "int"), _c("p_real_a", "P(real) A", "pct"), _c("p_real_b", "P(real) B", "pct"),
+    _c("priority_score_a", "Priority A", "rate"), _c("priority_score_b", "Priority B", "rate"),
+    _c("risk_band_a", "Risk A", "label:band"), _c("risk_band_b", "Risk B", "label:band")]
+TABLES["stops"] = [
+    _c("crew", "Crew"), _c("stop", "Stop", "int"), _c("leak_id", "Leak"), _c("rank", "Rank", "int"),
+    _c("risk_band", "Risk", "label:band"), _c("est_rate_kg_h", "Rate", "rate"), _c("due_by", "Due by (UTC)", "date")]
 LABELS["action_noun"] = {k: v[:1].upper() + v[1:] for k, v in ACTION_NOUNS.items()}
 LABELS["event_source"] = {"validation": "Field outcome", "detections": "Seen again", "mark": "Marked for dispatch",
                           "release": "Released", "desk": "By hand", "dispatch": "Dispatch list"}
@@ -472,10 +484,22 @@ def _text(s: pd.Series) -> pd.Series:
     return s.astype(object).map(lambda v: "" if _missing(v) else str(v))
 
 
-def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT) -> pd.DataFrame:
+TIME_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%d %H:%M", "time": "%Y-%m-%d %H:%M",
+                "seconds": "%Y-%m-%d %H:%M:%S"}
+DIGITS = {"number": 1, "km": 1, "coord": 4}
+
+
+def _times(s: pd.Series, fmt: str) -> pd.Series:
+    t = pd.to_datetime(s, utc=True, errors="coerce")
+    return t.dt.strftime(fmt).astype(object).where(t.notna(), "")
+
+
+def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_times: bool = True) -> pd.DataFrame:
     """``df`` with its values ready for a table on a page, its column names kept (the face labels them from
-    :func:`columns`): codes as labels, clock ids as titles, rates in ``unit``, probabilities in percent (0–100),
-    JSON details in words, text blanks instead of None/NaN. Times stay times (the face formats them in UTC)."""
+    :func:`columns`): codes as labels, clock ids as titles, rates in ``unit`` rounded to the unit's decimals,
+    probabilities in whole percent (0–100), other numbers to what they mean, JSON details in words, blanks instead
+    of None/NaN, and times as UTC text ("2026-09-14 13:05"; sortable) unless ``text_times`` is False. What a grid
+    keeps for screen readers is then what it shows."""
     out = df.copy()
     for c in columns(table, df):
         s = out[c.name]
@@ -489,13 +513,21 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT) -> pd.
         elif c.kind == "detail":
             out[c.name] = s.astype(object).map(detail_text)
         elif c.kind == "rate":
-            out[c.name] = pd.to_numeric(s, errors="coerce").astype(float) * UNITS[unit_or_default(unit)]
+            v = pd.to_numeric(s, errors="coerce").astype(float) * UNITS[unit_or_default(unit)]
+            out[c.name] = v.round(UNIT_DIGITS[unit_or_default(unit)] if text_times else 6)
         elif c.kind == "pct":
-            out[c.name] = pd.to_numeric(s, errors="coerce").astype(float) * 100
+            v = pd.to_numeric(s, errors="coerce").astype(float) * 100
+            out[c.name] = v.round(0) if text_times else v
+        elif c.kind in DIGITS and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            out[c.name] = s.astype(float).round(DIGITS[c.kind])
+        elif c.kind in TIME_FORMATS and text_times:
+            out[c.name] = _times(s, TIME_FORMATS[c.kind])
         elif c.kind == "bool":
             out[c.name] = s.astype(object).map(lambda v: "" if _missing(v) else "Yes" if bool(v) else "No")
         elif c.kind == "text" and (s.dtype == object or pd.api.types.is_string_dtype(s)):
             out[c.name] = _text(s).map(rules_in_text) if c.name in ("top_reasons", "band_why") else _text(s)
+        elif c.kind == "text" and pd.api.types.is_float_dtype(s):
+            out[c.name] = s.round(2)
     return out
 
 
@@ -519,7 +551,7 @@ def people_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, key_onl
     shows them), times as naive UTC (spreadsheets have no time zones; the header says UTC) and human headers.
     Returns the frame and the Excel number format of each column (None for text)."""
     cols = [c for c in columns(table, df) if c.key or not key_only]
-    shown = display_frame(df, table, unit)
+    shown = display_frame(df, table, unit, text_times=False)
     out, fmts = {}, []
     for c in cols:
         s = shown[c.name]
@@ -552,3 +584,40 @@ def finite(a) -> np.ndarray:
     """``a`` as floats with non-finite values as NaN (for sums people read)."""
     v = np.asarray(a, float)
     return np.where(np.isfinite(v), v, np.nan)
+
+
+# --------------------------------------------------------------------------------------------- messages
+
+_CODES = re.compile(r"\b(not_found|no_access|already_repaired|not_accessible|repair_attempted|repair_attempt|"
+                    r"delay_of_repair|continuous_monitor)\b")
+
+
+def codes_in_text(text) -> str:
+    """A sentence with any status, outcome or sensor code in it said in words (``not_found`` → "not found") and
+    any clock id as its title."""
+    if _missing(text):
+        return ""
+    return rules_in_text(_CODES.sub(lambda m: m.group(0).replace("_", " "), str(text)))
+
+
+def friendly(column, reason) -> str:
+    """A refused value as a person should read it beside the field (the phone form): what to do, not the check."""
+    col, why = str(column or ""), str(reason or "")
+    if col == "outcome" and ("not one of" in why or "blank" in why):
+        return "Choose what the crew found."
+    if col == "leak_id" and "blank" in why:
+        return "Pick the leak the crew visited."
+    if col == "leak_id" and "unknown" in why:
+        return "No leak has this id: pick one from the list (it may have been re-fused)."
+    if col == "visited_at" and "future" in why:
+        return "The visit time is in the future: check the date and time."
+    if col == "visited_at":
+        return "The visit date and time could not be read or are not plausible: check them."
+    if col == "measured_rate_kg_h":
+        return ("The measured rate must be a number of kg/h, 0 or more." if "number" in why
+                else "The measured rate is above any plausible leak: check the unit (kg/h) and the value.")
+    if col == "repaired_at":
+        return "The repair date is not plausible: it must be a real date, not later than tomorrow."
+    if "control character" in why:
+        return "This text holds an invisible control character: retype it."
+    return codes_in_text(why)[:1].upper() + codes_in_text(why)[1:]

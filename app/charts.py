@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import streamlit as st
 
+from mlpe_core.present import convert, label
+
 TEAL, RED, BLUE, ORANGE = "#0f6e6e", "#c82323", "#2a7fa8", "#f08c00"
 pio.templates["mlpe"] = go.layout.Template(layout={
     "font": {"family": "Source Sans Pro, sans-serif", "color": "#1b2a2f"},
@@ -29,26 +31,33 @@ def waterfall(con: dict, top: int = 8) -> tuple[go.Figure, float]:
     terms = sorted(((k, v) for k, v in con.items() if k != "base"), key=lambda kv: -abs(kv[1]))
     if len(terms) > top + 1:
         terms = terms[:top] + [(f"{len(terms) - top} others", sum(v for _, v in terms[top:]))]
-    names = ["base"] + [k.replace("_", " ") for k, _ in terms] + ["total"]
+    names = [label("term", "base")] + [label("term", k) if not k.endswith("others") else k for k, _ in terms] \
+        + ["Total"]
     vals = [con.get("base", 0.0)] + [v for _, v in terms]
     fig = go.Figure(go.Waterfall(
         x=names, y=vals + [0], measure=["absolute"] + ["relative"] * len(terms) + ["total"],
         text=[f"{v:+.2f}" for v in vals] + [f"{sum(vals):+.2f}"], textposition="outside",
         increasing={"marker": {"color": RED}}, decreasing={"marker": {"color": BLUE}},
         totals={"marker": {"color": TEAL}}))
-    fig.update_layout(height=340, margin={"t": 10, "b": 10}, yaxis_title="log-odds", showlegend=False)
+    fig.update_layout(height=340, margin={"t": 10, "b": 10}, yaxis_title="← less likely real · more likely real →",
+                      showlegend=False)
     return fig, float(sum(vals))
 
 
-def timeline(dets: pd.DataFrame) -> go.Figure:
-    """Detections over time by sensor, rates with ±1σ error bars; unquantified ones on the zero line."""
+def timeline(dets: pd.DataFrame, unit: str = "kg/h") -> go.Figure:
+    """Detections over time by sensor, rates (in ``unit``) with ±1σ error bars; unquantified ones on the zero line."""
     d = dets.copy()
     q = d["rate_kg_h"].notna()
-    d["rate"] = d["rate_kg_h"].where(q, 0.0)
+    d["rate"] = convert(d["rate_kg_h"].where(q, 0.0), unit)
+    d["rate_uncertainty_kg_h"] = convert(d["rate_uncertainty_kg_h"], unit)
+    d["source_type"] = d["source_type"].map(lambda t: label("sensor", t))
     d["kind"] = np.where(q, "quantified", "detected, not quantified")
     fig = px.scatter(d, x="observed_at", y="rate", error_y="rate_uncertainty_kg_h", color="source_name",
                      symbol="kind", symbol_map={"quantified": "circle", "detected, not quantified": "x-thin-open"},
-                     hover_data=["detection_id", "source_type", "confidence"], labels={"rate": "rate (kg/h)"})
+                     hover_data=["detection_id", "source_type", "confidence"],
+                     labels={"rate": f"rate ({unit})", "observed_at": "observed (UTC)", "source_name": "sensor",
+                             "detection_id": "detection", "source_type": "kind", "kind": "", "confidence": "confidence",
+                             "rate_uncertainty_kg_h": "± 1σ"})
     fig.update_traces(marker={"size": 7, "opacity": 0.8}, error_y={"thickness": 1, "width": 0})
     fig.update_layout(height=340, margin={"t": 10, "b": 10}, legend_title_text="", xaxis_title="",
                       legend={"orientation": "h", "y": -0.15})

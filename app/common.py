@@ -10,7 +10,7 @@ import pandas as pd
 import pydeck as pdk
 import streamlit as st
 
-from mlpe_core import desk
+from mlpe_core import desk, present
 from mlpe_core.desk import STATUSES, PermissionDenied, TransitionError  # noqa: F401  (pages read STATUSES here)
 from mlpe_core.text import md
 
@@ -133,18 +133,14 @@ def empty_store_hint() -> None:
 
 def batches_table(key: str, n: int | None = None) -> None:
     """The ingest history: file, short hash, time and what happened to its rows."""
+    from app import tables
+
     bt = load("batches")
     if bt.empty:
         st.caption("Nothing ingested yet.")
         return
-    N, bt = st.column_config.NumberColumn, bt.assign(sha256=bt["sha256"].str[:12])
-    st.dataframe(bt.head(n) if n else bt, hide_index=True, key=key, column_order=[
-        "file_name", "kind", "format", "sha256", "ingested_at", "recorded_by", "n_rows", "n_accepted", "n_rejected",
-        "n_duplicate"], column_config={
-        "file_name": "file", "sha256": "sha256 (short)", "recorded_by": "by", "n_rows": N("rows", format="%d"),
-        "ingested_at": st.column_config.DatetimeColumn("ingested (UTC)", format="YYYY-MM-DD HH:mm"),
-        "n_accepted": N("accepted", format="%d"), "n_rejected": N("rejected", format="%d"),
-        "n_duplicate": N("already loaded", format="%d")})
+    bt = bt.assign(sha256=bt["sha256"].str[:12])
+    tables.show(bt.head(n) if n else bt, "batches", key, height=tables.height(len(bt.head(n) if n else bt), 420))
 
 
 def view_for(points: pd.DataFrame, width_px: int = 800, height_px: int = 500) -> pdk.ViewState:
@@ -177,13 +173,45 @@ def plural(n: int, word: str) -> str:
 
 
 def pct(p) -> str:
-    """A probability as a whole percent; never a bare 0% or 100% for what is only nearly so."""
-    if p is None or pd.isna(p):
-        return "–"
-    p = float(p)
-    return "<1%" if 0 < p < 0.005 else ">99%" if 0.995 < p < 1 else f"{100 * p:.0f}%"
+    """A probability as a whole percent (``present.pct``)."""
+    return present.pct(p)
+
+
+def role_name() -> str:
+    """The signed-in user's role in words."""
+    return present.words(st.session_state.get("auth_role") or "unknown").lower()
+
+
+def unit() -> str:
+    """The rate unit this person chose (sidebar *Rates in*): session state, else ``?unit=`` in the URL, else kg/h.
+    Kept in the URL so a bookmark or a shared link keeps it."""
+    ss = st.session_state
+    if "unit" not in ss:
+        ss["unit"] = present.unit_or_default(st.query_params.get("unit"))
+    return present.unit_or_default(ss.get("unit"))
 
 
 def rate(x) -> str:
-    """kg/h with one decimal, two below 1 kg/h (expected finds are often a fraction)."""
-    return "–" if x is None or pd.isna(x) else f"{float(x):,.1f} kg/h" if abs(x) >= 1 else f"{float(x):.2f} kg/h"
+    """A rate in the chosen unit, with the unit (``present.rate``)."""
+    return present.rate(x, unit())
+
+
+def label(vocab: str, code) -> str:
+    return present.label(vocab, code)
+
+
+def ask(name: str, *args) -> None:
+    """Open confirmation ``name`` (with ``args``) on this and every following run until it is answered or dismissed
+    (``st.dialog`` bodies run as fragments; the flag keeps the dialog up when a whole run happens meanwhile)."""
+    st.session_state["confirm"] = (name, *args)
+
+
+def asked(name: str):
+    """The arguments of confirmation ``name`` when it is open, else None."""
+    c = st.session_state.get("confirm")
+    return c[1:] if c and c[0] == name else None
+
+
+def answered() -> None:
+    """Close the open confirmation (answered, or dismissed with the dialog's X)."""
+    st.session_state.pop("confirm", None)

@@ -7,8 +7,8 @@ from datetime import date
 import pandas as pd
 import streamlit as st
 
-from app.common import OPEN, STATUSES, as_of, load
-from mlpe_core import desk
+from app.common import OPEN, STATUSES, as_of, load, unit
+from mlpe_core import desk, present
 from mlpe_core.desk import RISK_BANDS, SOURCE_TYPES
 
 # session key -> (query parameter, default); lists are multiselects where empty means "all"
@@ -42,14 +42,17 @@ def sidebar_filters() -> None:
         if span:
             st.date_input("Time window", key="f_window", min_value=span[0], max_value=span[1], format="YYYY-MM-DD",
                           help="leaks detected in this window (first to last detection overlaps it)")
-        st.multiselect("Risk band", RISK_BANDS, key="f_band", placeholder="all bands")
+        st.multiselect("Risk band", RISK_BANDS, key="f_band", placeholder="all bands",
+                       format_func=lambda b: present.label("band", b))
         st.multiselect("Source type", SOURCE_TYPES, key="f_src", placeholder="all sensors",
-                       format_func=lambda s: s.replace("_", " "))
+                       format_func=lambda s: present.label("sensor", s))
         st.multiselect("Status", STATUSES, key="f_status", placeholder="all statuses",
-                       help="open and dispatched leaks still need a visit", format_func=lambda s: s.replace("_", " "))
+                       help="open and dispatched leaks still need a visit",
+                       format_func=lambda s: present.label("status", s))
         st.number_input("Minimum rate (kg/h)", min_value=0.0, step=1.0, key="f_min_rate", format="%.1f")
         if ops:
             st.multiselect("Operator", ops, key="f_op", placeholder="all operators")
+        unit_picker()
     for key, (param, default) in FILTERS.items():
         value = st.session_state[key]
         if value == default:
@@ -62,6 +65,22 @@ def sidebar_filters() -> None:
         qp["window"] = f"{win[0]},{win[1]}"
     elif "window" in qp:
         del qp["window"]
+
+
+def unit_picker() -> None:
+    """*Rates in*: the unit every rate on every page, and the workbook and KML downloads, is shown in; remembered
+    in the session and in the URL (``?unit=``)."""
+    ss = st.session_state
+    unit()  # seeds the session from the URL
+    if ss.get("unit") not in present.UNITS:  # a click on the chosen one clears it: keep the default
+        ss["unit"] = present.DEFAULT_UNIT
+    st.segmented_control("Rates in", list(present.UNITS), key="unit", help="kg/h of methane; scf/h and Mcf/d at 60 °F "
+                         "and 1 atm (1 scf = 0.01920 kg); t/yr over a 365-day year", width="stretch")
+    chosen = present.unit_or_default(ss.get("unit"))
+    if chosen == present.DEFAULT_UNIT:
+        st.query_params.pop("unit", None)
+    else:
+        st.query_params["unit"] = chosen
 
 
 def data_span() -> tuple[date, date] | None:

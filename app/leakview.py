@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
 from app import common as c
-from mlpe_core import desk
+from app import tables
+from mlpe_core import desk, present
 from mlpe_core.text import md
 
 
@@ -16,7 +15,8 @@ def pick_leak(lk: pd.DataFrame, where) -> str:
     """The leak picker (in ``where``), following ``?leak=`` and the leak last opened from another page."""
     ss = st.session_state
     ids = lk.sort_values(["rank", "leak_id"], na_position="last")["leak_id"].tolist()
-    labels = {r.leak_id: f"{r.leak_id} · " + (f"#{int(r.rank)} {r.risk_band}" if pd.notna(r.rank) else r.status)
+    labels = {r.leak_id: f"{r.leak_id} · " + (f"#{int(r.rank)} {c.label('band', r.risk_band).lower()}"
+                                             if pd.notna(r.rank) else c.label("status", r.status).lower())
               for r in lk.itertuples()}
     want = st.query_params.get("leak") or ss.get("leak_id")
     if want in labels and want != ss.get("leak_pick"):
@@ -45,19 +45,21 @@ def metrics(L: dict, now: pd.Timestamp) -> None:
     m = st.columns(6)
     m[0].metric("Rank", f"#{L['rank']}" if L["rank"] else "not ranked",
                 help="1 = visit first; only open leaks are ranked")
-    m[1].metric("Risk band", L["risk_band"] or "–")
+    m[1].metric("Risk band", c.label("band", L["risk_band"]) or "–", help=md(present.rules_in_text(L.get("band_why"))))
     m[2].metric("P(real)", c.pct(L["p_real"]), help="probability that a crew on site finds a real leak")
     lo, hi = L["rate_lo_kg_h"], L["rate_hi_kg_h"]
     m[3].metric("Estimated rate", c.rate(L["est_rate_kg_h"]), help="best estimate; the range below is ±1σ",
-                delta=(f"{lo:,.1f}–{hi:,.1f} kg/h" + ("" if L["rate_quantified"] else " (not quantified)"))
-                if lo else None, delta_color="off", delta_arrow="off")
+                delta=(f"{present.number(present.convert(lo, c.unit()))}–{c.rate(hi)}"
+                       + ("" if L["rate_quantified"] else " (not quantified)")) if lo else None,
+                delta_color="off", delta_arrow="off")
     m[4].metric("Priority", c.rate(L["priority_score"]),
                 help="expected kg/h a visit finds, P(real) × rate, plus a running compliance clock's urgency × "
                      "P(real) × min(rate, 20 kg/h)")
     due = pd.Timestamp(L["due_by"]) if L["due_by"] else None
     due = due.tz_localize("UTC") if due is not None and due.tzinfo is None else due
     left = (due - now).days if due is not None else None
-    m[5].metric("Due by", f"{due:%Y-%m-%d}" if due is not None else "–", help=f"compliance clock: {md(L['due_rule'])}"
+    m[5].metric("Due by", f"{due:%Y-%m-%d}" if due is not None else "–",
+                help=f"compliance clock: {md(present.rule_title(L['due_rule']))}"
                 if L["due_rule"] else "no compliance clock runs", delta=None if left is None else
                 f"{-left} days overdue" if left < 0 else f"{left} days left", delta_color="inverse" if left is not None
                 and left < 0 else "off", delta_arrow="off")
@@ -87,11 +89,7 @@ def assets(L: dict, candidates: list) -> None:
         a = c.load("assets")
         cand = cand.merge(a[["asset_id", *[k for k in ("asset_type", "operator") if k in a]]], on="asset_id",
                           how="left")
-        st.dataframe(cand, hide_index=True, key="cand", column_config={
-            "asset_id": "asset", "p": st.column_config.ProgressColumn("attribution likelihood", min_value=0,
-                                                                      max_value=1, format="percent"),
-            "distance_m": st.column_config.NumberColumn("distance (m)", format="%.0f"),
-            "asset_type": "type"})
+        tables.show(cand, "candidates", "cand", height=tables.height(len(cand), 250))
 
 
 def clocks(ck: pd.DataFrame, now: pd.Timestamp) -> None:
@@ -104,28 +102,16 @@ def clocks(ck: pd.DataFrame, now: pd.Timestamp) -> None:
                                                                                            strict=True)],
                    state=["overdue" if o else "due soon" if s else "running"
                           for o, s in zip(ck["overdue"], ck["due_soon"], strict=True)])
-    st.dataframe(ck[["state", "due_rule", "due_by", "left", "citation"]], hide_index=True, key="clocks",
-                 column_config={"due_by": st.column_config.DatetimeColumn("due by", format="YYYY-MM-DD"),
-                                "due_rule": "rule: action", "left": f"as of {now:%Y-%m-%d}",
-                                "citation": st.column_config.TextColumn(width="medium")})
+    tables.show(ck[["state", "due_rule", "due_by", "left", "citation"]], "clocks", "clocks",
+                height=tables.height(len(ck), 250))
+    st.caption(f"Time left as of {now:%Y-%m-%d} (the scores' clock).")
 
 
 def detections_table(dets: pd.DataFrame) -> None:
-    cols = ["detection_id", "source_name", "source_type", "observed_at", "rate_kg_h", "rate_uncertainty_kg_h",
-            "confidence", "location_uncertainty_m", "asset_id", "event_type", "ambiguous", "batch_id", "source_row"]
-    num = {k: st.column_config.NumberColumn(format="%.1f") for k in ("rate_kg_h", "rate_uncertainty_kg_h",
-                                                                      "location_uncertainty_m")}
-    st.dataframe(dets[cols].sort_values("observed_at", ascending=False), hide_index=True, key="dets", column_config={
-        **num, "confidence": st.column_config.NumberColumn(format="%.2f"),
-        "observed_at": st.column_config.DatetimeColumn("observed (UTC)", format="YYYY-MM-DD HH:mm")})
+    tables.show(dets.sort_values("observed_at", ascending=False), "detections", "dets",
+                height=tables.height(len(dets), 420))
 
 
 def words(x) -> str:
-    """A JSON detail as ``key: value, …``."""
-    if not isinstance(x, str) or not x:
-        return ""
-    try:
-        d = json.loads(x)
-    except ValueError:
-        return x
-    return ", ".join(f"{k}: {v}" for k, v in d.items()) if isinstance(d, dict) else str(d)
+    """A recorded detail (JSON) in words (``present.detail_text``)."""
+    return present.detail_text(x)

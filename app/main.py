@@ -9,12 +9,13 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import common, filters, signin  # noqa: E402
+from app import common, filters, mapping, signin  # noqa: E402
 from mlpe_core import desk  # noqa: E402
 
 st.set_page_config(layout="wide", page_title="MLPE", page_icon=":material/heat:")
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}"  # less empty space on top
         "[data-testid='stMetricValue']{font-size:1.75rem}</style>")  # six metrics fit a laptop row
+st.html(mapping.CHROME, unsafe_allow_javascript=True)  # maps: a north arrow, tooltips kept inside the map
 
 if not st.session_state.get("demo_checked"):  # an empty store gets the simulated demo basin, once
     with common.session() as s:

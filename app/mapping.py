@@ -1,20 +1,31 @@
-"""Layers of the triage map. Big basins are drawn as hexagons weighted by expected methane (P(real) × rate)
-binned in Python, with only the highest-priority leaks as points, so the browser gets well under a MB and pans
-smoothly."""
+"""Layers of the app's maps, and what every map shares: the basemap (configurable for a team's own tiles), a scale
+bar, north up, tooltips that stay inside, assets and lease/boundary outlines for orientation when no tiles load.
+
+Big basins are drawn as H3 hexagons (cells fixed on the globe, so a filter never moves a bin) weighted by
+expected methane (P(real) × rate), with only the highest-priority leaks as points, so the browser gets well under a
+MB and pans smoothly. Each leak's cell is computed once per store version and resolution (cached)."""
 
 from __future__ import annotations
 
+import json
+import math
+import os
+
+import h3
 import numpy as np
 import pandas as pd
 import pydeck as pdk
+import streamlit as st
 
 from app import common as c
+from mlpe_core import desk
 
 AGGREGATE_ABOVE = 5_000  # leaks: more than this are aggregated by default
-POINTS_WHEN_AGGREGATED = 1_500  # highest-priority leaks still drawn (and clickable) over the hexagons
+POINTS_WHEN_AGGREGATED = 600  # highest-priority leaks still drawn (and clickable) over the hexagons
 MAX_DETECTIONS = 20_000  # most recent detections drawn
 TOOLTIP = {"html": "<b>{title}</b><br/>{line1}<br/><i>{line2}</i>",
-           "style": {"maxWidth": "300px", "fontSize": "12px", "whiteSpace": "normal"}}
+           "style": {"maxWidth": "280px", "fontSize": "12px", "whiteSpace": "normal", "zIndex": "5"}}
+VIEWS = [pdk.View(type="MapView", controller={"dragRotate": False, "touchRotate": False})]  # north stays up
 PIXELS = '"pixels"'  # pydeck sends a bare string as an expression (@@=pixels: undefined); quoted, as the value
 HEX_RANGE = [[255, 237, 160], [254, 217, 118], [254, 178, 76], [253, 141, 60], [240, 59, 32], [189, 0, 38]]
 
@@ -23,15 +34,17 @@ def leak_points(df: pd.DataFrame) -> pd.DataFrame:
     """The columns the leak layers and the tooltip need (no more: 50,000 rows travel to the browser)."""
     out = pd.DataFrame({"leak_id": df["leak_id"], "longitude": df["longitude"].round(6),
                         "latitude": df["latitude"].round(6), "radius_m": df["radius_m"].round(1)})
-    out["colour"] = df["risk_band"].map(c.BAND_RGB).map(lambda v: v + [200] if isinstance(v, list) else [150] * 4)
+    out["colour"] = df["risk_band"].map(c.BAND_RGB).map(lambda v: v + [185] if isinstance(v, list) else [150] * 4)
     # in screen pixels, so that circle area stays proportional to rate at every zoom (in metres, every big
-    # leak hit the same pixel cap when zoomed on a pad): 1.8 kg/h and less at 4 px, 100 kg/h and more at 30
-    out["radius"] = (3.0 * np.sqrt(df["est_rate_kg_h"].fillna(1).clip(lower=0.0))).clip(4, 30).round(1)
+    # leak hit the same pixel cap when zoomed on a pad): 2.3 kg/h and less at 3 px, 81 kg/h and more at 18 (smaller
+    # than before issue 17: at basin zoom the big ones hid each other)
+    out["radius"] = (2.0 * np.sqrt(df["est_rate_kg_h"].fillna(1).clip(lower=0.0))).clip(3, 18).round(1)
     rank = df["rank"].map(lambda r: f"#{int(r)}" if pd.notna(r) else "not ranked")
-    out["title"] = df["leak_id"] + " " + rank + " · " + df["risk_band"].fillna("–")
+    out["title"] = df["leak_id"] + " " + rank + " · " + df["risk_band"].map(lambda b: c.label("band", b) or "–")
     out["line1"] = ("P(real) " + df["p_real"].map(c.pct) + " · " + df["est_rate_kg_h"].map(c.rate) + " · asset "
-                    + df["asset_id"].fillna("–") + " · " + df["status"])
-    out["line2"] = df["top_reasons"].fillna("")
+                    + df["asset_id"].fillna("none") + " · " + df["status"].map(lambda x: c.label("status", x)))
+    why = df["top_reasons"].fillna("").map(c.present.rules_in_text)
+    out["line2"] = why.where(why.str.len() <= 160, why.str[:157] + "…")  # the panel has it all
     return out
 
 
@@ -49,9 +62,10 @@ def detections_layer(dets: pd.DataFrame) -> list[pdk.Layer]:
     amb = d["ambiguous"].fillna(False).astype(bool).to_numpy() if "ambiguous" in d else np.zeros(len(d), bool)
     pts = pd.DataFrame({"longitude": d["longitude"].round(6), "latitude": d["latitude"].round(6),
                         "colour": d["source_type"].map(lambda t: c.SOURCE_RGB.get(t, [90, 90, 90]) + [160]),
-                        "title": d["source_name"] + " · " + d["source_type"].str.replace("_", " "),
+                        "title": d["source_name"] + " · " + d["source_type"].map(lambda t: c.label("sensor", t)),
                         "line1": d["observed_at"].dt.strftime("%Y-%m-%d %H:%M") + " UTC · "
-                        + d["rate_kg_h"].map(c.rate), "line2": "leak " + d["leak_id"].fillna("–")})
+                        + d["rate_kg_h"].map(lambda r: "not quantified" if pd.isna(r) else c.rate(r)),
+                        "line2": "leak " + d["leak_id"].fillna("–")})
     pts.loc[amb, "line2"] = ("ambiguous: fits several leaks; attached to " + d.loc[amb, "leak_id"].fillna("–")
                              + ", the most likely, without moving its position")
     layers = [pdk.Layer("ScatterplotLayer", pts[~amb], id="detections", get_position=["longitude", "latitude"],
@@ -72,42 +86,49 @@ def uncertainty_layer(pts: pd.DataFrame) -> pdk.Layer:
                      filled=False, get_line_color="colour", stroked=True, line_width_min_pixels=1)
 
 
-def hex_bins(shown: pd.DataFrame, size_m: float) -> pd.DataFrame:
-    """Leaks binned into flat-top hexagons of ``size_m`` (centre to corner): centre, count and summed expected
-    kg/h (P(real) × rate). Binned here, so the browser gets one row per hexagon, not one per leak."""
-    lat0 = np.radians(float(shown["latitude"].mean()))
-    x = shown["longitude"].to_numpy(float) * 111_320 * np.cos(lat0)
-    y = shown["latitude"].to_numpy(float) * 110_540
-    q, r = (2 / 3 * x) / size_m, (-x / 3 + np.sqrt(3) / 3 * y) / size_m
-    cx, cz = q, r  # cube rounding of axial (q, r)
-    cy = -cx - cz
-    rx, ry, rz = np.round(cx), np.round(cy), np.round(cz)
-    dx, dy, dz = np.abs(rx - cx), np.abs(ry - cy), np.abs(rz - cz)
-    rx = np.where((dx > dy) & (dx > dz), -ry - rz, rx)
-    rz = np.where(~((dx > dy) & (dx > dz)) & ~(dy > dz), -rx - ry, rz)
+def h3_resolution(all_leaks: pd.DataFrame) -> int:
+    """The H3 resolution for a basin: cells about 1/60 of its extent across (4 to 10). Chosen from every leak, not
+    the filtered ones, so a view keeps its cells whatever the filters (the resolution follows the basin only)."""
+    lat = np.radians(float(all_leaks["latitude"].mean()))
+    extent_m = 111_000 * max(float(np.ptp(all_leaks["latitude"])), float(np.ptp(all_leaks["longitude"])) * np.cos(lat),
+                             1e-3)
+    want = extent_m / 60
+    return min(range(4, 11), key=lambda r: abs(math.log(h3.average_hexagon_edge_length(r, unit="m") / want)))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cells(ver: tuple, res: int) -> pd.Series:
+    """Each active leak's H3 cell at ``res`` (leak_id → cell), once per store version: filters only pick rows."""
+    lk = c.frame("leaks", ver)
+    return pd.Series([h3.latlng_to_cell(float(a), float(b), res) for a, b in zip(lk["latitude"], lk["longitude"],
+                                                                                strict=True)],
+                     index=lk["leak_id"].to_numpy(), dtype=object)
+
+
+def hex_bins(shown: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
+    """Leaks summed per H3 cell: count, summed expected kg/h (P(real) × rate) and HIGH leaks, with the colour class
+    (sextiles of the cells shown, yellow to red) and the tooltip. One row per cell travels to the browser."""
     w = (shown["p_real"].fillna(0) * shown["est_rate_kg_h"].fillna(0)).to_numpy(float)
-    b = pd.DataFrame({"q": rx, "r": rz, "w": w, "high": (shown["risk_band"] == "HIGH").to_numpy()})
-    b = b.groupby(["q", "r"]).agg(n=("w", "size"), w=("w", "sum"), high=("high", "sum")).reset_index()
-    b["longitude"] = (size_m * 1.5 * b["q"] / (111_320 * np.cos(lat0))).round(6)
-    b["latitude"] = (size_m * np.sqrt(3) * (b["r"] + b["q"] / 2) / 110_540).round(6)
+    b = pd.DataFrame({"cell": cell.reindex(shown["leak_id"]).to_numpy(), "w": w,
+                      "high": (shown["risk_band"] == "HIGH").to_numpy()})
+    b = b.dropna(subset=["cell"]).groupby("cell").agg(n=("w", "size"), w=("w", "sum"), high=("high", "sum"))
+    b = b.reset_index()
     cls = np.searchsorted(np.quantile(b["w"], np.linspace(0, 1, len(HEX_RANGE) + 1)[1:-1]), b["w"], side="right")
     b["colour"] = [HEX_RANGE[i] + [170] for i in cls]
     b["title"] = b["n"].map(lambda n: c.plural(int(n), "leak")) + " here"
-    b["line1"] = b["w"].map(lambda v: f"{v:,.1f} kg/h expected in total") + " · " + b["high"].astype(int).astype(str) \
-        + " HIGH"
-    b["line2"] = "zoom in, or narrow the filters, to see them one by one"
-    return b.drop(columns=["q", "r", "high"])
+    b["line1"] = b["w"].map(lambda v: c.rate(v) + " expected in total") + " · " + b["high"].astype(int).astype(str) \
+        + " high risk"
+    b["line2"] = ""  # "zoom in or filter to see them one by one" is in the legend: 60 bytes × every cell saved
+    return b[["cell", "n", "colour", "title", "line1", "line2"]]  # only what is drawn: the browser parses it all
 
 
-def hex_layer(shown: pd.DataFrame) -> tuple[pdk.Layer, float]:
-    """Hexagons coloured by the summed expected methane of their leaks (sextiles, yellow to red), sized to the
-    basin. Flat hexagonal columns (deck.gl ColumnLayer, 6 sides) over bins made in :func:`hex_bins`."""
-    lat = np.radians(float(shown["latitude"].mean()))
-    extent_m = 111_000 * max(float(np.ptp(shown["latitude"])), float(np.ptp(shown["longitude"])) * np.cos(lat))
-    size = float(np.clip(extent_m / 60, 150, 20_000))
-    return pdk.Layer("ColumnLayer", hex_bins(shown, size), id="hexagons", get_position=["longitude", "latitude"],
-                     disk_resolution=6, radius=size * 0.95, angle=0, extruded=False, get_fill_color="colour",
-                     pickable=True), size
+def hex_layer(shown: pd.DataFrame, ver: tuple, res: int) -> tuple[pdk.Layer, float]:
+    """H3 hexagons coloured by the summed expected methane of their leaks; returns the layer and the cells' edge
+    length in metres (for the legend)."""
+    data = hex_bins(shown, cells(ver, res))
+    return pdk.Layer("H3HexagonLayer", data, id="hexagons", get_hexagon="cell", get_fill_color="colour",
+                     extruded=False, stroked=True, get_line_color=[255, 255, 255, 120], line_width_min_pixels=0.5,
+                     pickable=True), h3.average_hexagon_edge_length(res, unit="m")
 
 
 def leaks_layer(pts: pd.DataFrame, small: bool = False) -> pdk.Layer:
@@ -124,3 +145,97 @@ def focus_layer(pts: pd.DataFrame) -> pdk.Layer:
                      get_position=["longitude", "latitude"], get_radius="radius", radius_units=PIXELS,
                      radius_scale=1.25, filled=False, stroked=True, get_line_color=[15, 110, 110],
                      line_width_min_pixels=3, radius_min_pixels=11)
+
+
+# --------------------------------------------------------------------------------------------- what every map shares
+
+
+def basemap() -> dict:
+    """pydeck's ``map_provider``/``map_style`` from ``MLPE_MAP_STYLE`` (light, dark, road, or a MapLibre style URL)
+    or ``MLPE_MAP_TILES`` (an XYZ raster URL with {z}/{x}/{y}, e.g. a team's own tile server), which may also be
+    set as ``map_style`` / ``map_tiles`` under ``[mlpe]`` in .streamlit/secrets.toml. Default: CARTO's light
+    basemap (no key); without internet the layers draw on a blank background."""
+    conf = {"style": os.environ.get("MLPE_MAP_STYLE"), "tiles": os.environ.get("MLPE_MAP_TILES")}
+    try:
+        sec = st.secrets.get("mlpe", {})
+        conf = {k: conf[k] or sec.get(f"map_{k}") for k in conf}
+    except Exception:  # noqa: BLE001 - no secrets file is the usual case
+        pass
+    if conf["tiles"]:
+        style = {"version": 8, "sources": {"tiles": {"type": "raster", "tiles": [conf["tiles"]], "tileSize": 256,
+                                                     "attribution": "basemap: your tile server"}},
+                 "layers": [{"id": "tiles", "type": "raster", "source": "tiles"}]}
+        return {"map_provider": "carto", "map_style": "data:application/json," + json.dumps(style,
+                                                                                            separators=(",", ":"))}
+    style = conf["style"] or "light"
+    return {"map_provider": "carto" if style in ("light", "dark", "road") or "carto" in style else "carto",
+            "map_style": style}
+
+
+NICE_KM = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]
+
+
+def scale_layers(points: pd.DataFrame) -> list[pdk.Layer]:
+    """A scale bar drawn on the ground below the data's south-west corner: a round distance (about a fifth of the
+    extent) as a line with end ticks and its length in km. On the ground, so it stays true at every zoom."""
+    lat, lon = points["latitude"].astype(float), points["longitude"].astype(float)
+    if lat.empty:
+        return []
+    mid = math.radians(float(lat.mean()))
+    km_per_deg_lon = 111.32 * max(math.cos(mid), 0.01)
+    span_km = max(float(np.ptp(lon)) * km_per_deg_lon, float(np.ptp(lat)) * 110.57, 0.2)
+    km = max(k for k in NICE_KM if k <= max(span_km / 5, NICE_KM[0]))
+    x0, y0 = float(lon.min()), float(lat.min()) - 0.06 * max(float(np.ptp(lat)), 0.002)
+    x1, tick = x0 + km / km_per_deg_lon, 0.012 * max(float(np.ptp(lat)), 0.002)
+    path = [{"path": [[x0, y0 + tick], [x0, y0], [x1, y0], [x1, y0 + tick]]}]
+    text = [{"position": [(x0 + x1) / 2, y0 + tick], "label": (f"{km:g} km" if km >= 1 else f"{km * 1000:g} m")}]
+    return [pdk.Layer("PathLayer", path, id="scale_bar", get_path="path", get_color=[40, 40, 40, 220],
+                      width_min_pixels=2, get_width=1),
+            pdk.Layer("TextLayer", text, id="scale_label", get_position="position", get_text="label", get_size=13,
+                      get_color=[40, 40, 40, 230], get_alignment_baseline="'bottom'", font_weight=600)]
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _overlays(spec: str) -> list:
+    return desk.map_overlays(spec)
+
+
+def overlay_layers() -> list[pdk.Layer]:
+    """Lease and boundary outlines from ``MLPE_MAP_LAYERS`` (GeoJSON files, separated by the path separator), for
+    orientation when no basemap tiles load."""
+    spec = os.environ.get("MLPE_MAP_LAYERS", "")
+    return [pdk.Layer("GeoJsonLayer", gj, id=f"overlay_{i}", stroked=True, filled=False, get_line_color=[90, 90, 90],
+                      line_width_min_pixels=1, pickable=False) for i, (_name, gj) in enumerate(_overlays(spec))]
+
+
+def deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP) -> pdk.Deck:
+    """A map with the shared basemap and north up (rotation off)."""
+    return pdk.Deck(layers=layers, initial_view_state=view, views=VIEWS, tooltip=tooltip, **basemap())
+
+
+# Google Earth-style compass and tooltips kept inside the map: one script for the whole page (st.html runs it once).
+CHROME = r"""<style>
+[data-testid=stDeckGlJsonChart]{position:relative}
+[data-testid=stDeckGlJsonChart]::after{content:"N ↑";position:absolute;top:8px;left:10px;z-index:3;
+ font:600 13px sans-serif;color:#1b2a2f;background:rgba(255,255,255,.85);border-radius:4px;padding:2px 5px;
+ pointer-events:none}
+</style>
+<script>
+if (!window.__mlpeTooltips) {
+  window.__mlpeTooltips = true;
+  const fix = (el) => {
+    const m = /translate\((-?[\d.]+)px, *(-?[\d.]+)px\)/.exec(el.style.transform || "");
+    if (!m || el.dataset.mlpe === el.style.transform) return;
+    const box = el.parentElement.getBoundingClientRect(), w = el.offsetWidth, h = el.offsetHeight;
+    let x = +m[1], y = +m[2];
+    if (x + w > box.width - 4) x = Math.max(4, x - w - 16);
+    if (y + h > box.height - 4) y = Math.max(4, y - h - 16);
+    const t = `translate(${x}px, ${y}px)`;
+    el.dataset.mlpe = t;
+    if (t !== el.style.transform) el.style.transform = t;
+  };
+  const tip = (e) => e.classList && e.classList.contains("deck-tooltip");
+  new MutationObserver((ms) => { for (const m of ms) if (tip(m.target)) fix(m.target); })
+    .observe(document.body, {subtree: true, attributes: true, attributeFilter: ["style"]});
+}
+</script>"""

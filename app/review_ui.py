@@ -5,12 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts, dispatching, review
+from app import charts, dispatching, review, tables
 from app import common as c
 from mlpe_core import desk
 from mlpe_core.text import md
-
-N = st.column_config.NumberColumn
 
 
 def since_last_review(ver: tuple) -> None:
@@ -29,16 +27,12 @@ def since_last_review(ver: tuple) -> None:
             col.metric(label, f"{len(ch[k]):,}")
         left, mid, right = st.columns(3)
         left.markdown("**New in the ranking**")
-        left.dataframe(ch["new"], hide_index=True, key="rev_new", column_config={
-            "leak_id": "leak", "now": N("rank now", format="%d"), "priority_score": N("priority (kg/h)", format="%.2f"),
-            "risk_band": "risk"})
+        tables.show(ch["new"], "review", "rev_new", where=left, height=tables.height(len(ch["new"]), 320))
         mid.markdown("**Moved up**")
-        mid.dataframe(ch["up"], hide_index=True, key="rev_up", column_config={
-            "leak_id": "leak", "was": N("was", format="%d"), "now": N("now", format="%d"),
-            "moved": N("places up", format="%d")})
+        tables.show(ch["up"], "review", "rev_up", where=mid, height=tables.height(len(ch["up"]), 320))
         right.markdown("**Dropped out** (visited, repaired or re-fused)")
-        right.dataframe(ch["dropped"], hide_index=True, key="rev_dropped", column_config={
-            "leak_id": "leak", "was": N("was", format="%d")})
+        tables.show(ch["dropped"], "review", "rev_dropped", where=right, height=tables.height(len(ch["dropped"]),
+                                                                                             320))
     if c.can("review_ranking"):
         if st.button("Mark as reviewed", key="rev_mark", type="primary", icon=":material/done_all:",
                      help="records the ranking as you see it now (an audit event) for the next comparison"):
@@ -52,8 +46,8 @@ def overrides(rk: pd.DataFrame, ver: tuple) -> None:
     c.flashed("override_flash")
     ov = review.overrides(ver)
     if c.can("override_rank"):
-        labels = {r.leak_id: f"#{r.rank} {r.leak_id} · {r.risk_band} · {c.rate(r.priority_score)}"
-                  for r in rk.itertuples()}
+        labels = {r.leak_id: f"#{r.rank} {r.leak_id} · {c.label('band', r.risk_band).lower()} · "
+                  f"{c.rate(r.priority_score)}" for r in rk.itertuples()}
         with st.form("override", width=640):
             st.markdown("**Override a leak's rank** — the reason is recorded with your name and the ranks before "
                         "and after.")
@@ -71,8 +65,7 @@ def overrides(rk: pd.DataFrame, ver: tuple) -> None:
     if ov.empty:
         st.caption("No rank is overridden: the ranking is the model's.")
     else:
-        st.dataframe(ov, hide_index=True, key="ovr_table", column_config={
-            "override": N("rank set to", format="%d"), "at": st.column_config.DatetimeColumn(format="YYYY-MM-DD")})
+        tables.show(ov, "overrides", "ovr_table", height=tables.height(len(ov), 300))
 
 
 def approval(ver: tuple) -> None:
@@ -88,14 +81,14 @@ def approval(ver: tuple) -> None:
                         f"{md(r.created_by)} on {r.created_at:%Y-%m-%d %H:%M}")
             with c.session() as s:
                 stops = desk.list_stops(s, int(r.id))
-            st.dataframe(stops[["crew", "stop", "leak_id", "rank", "risk_band", "est_rate_kg_h", "due_by"]],
-                         hide_index=True, key=f"appr_stops_{r.id}", height=min(38 + 35 * len(stops), 300))
+            tables.show(stops[["crew", "stop", "leak_id", "rank", "risk_band", "est_rate_kg_h", "due_by"]], "stops",
+                        f"appr_stops_{r.id}", height=tables.height(len(stops), 300))
             dispatching.approve_controls(int(r.id), "approve_flash", f"appr_{r.id}")
     done = ls[ls["status"] != "draft"].head(5) if len(ls) else ls
     if len(done):
         st.caption("Recent lists")
-        st.dataframe(done[["id", "plan_date", "status", "n_items", "total_km", "created_by", "approved_by"]],
-                     hide_index=True, key="appr_recent")
+        tables.show(done[["id", "plan_date", "status", "n_items", "total_km", "created_by", "approved_by"]], "lists",
+                    "appr_recent", height=tables.height(len(done), 250))
 
 
 def compare_models(ver: tuple) -> None:
@@ -104,7 +97,7 @@ def compare_models(ver: tuple) -> None:
         st.info("Only one model version so far. Train one on the Model page (from recorded field outcomes); then "
                 "compare here how each would rank today's leaks.", icon=":material/info:")
         return
-    names = {int(r.id): f"v{r.id} · {r.kind.replace('_', ' ')}" + (" (live)" if r.active else "")
+    names = {int(r.id): f"v{r.id} · {c.label('model_kind', r.kind).lower()}" + (" (live)" if r.active else "")
              for r in mf.itertuples()}
     ids = list(names)
     live = int(mf.loc[mf["active"], "id"].iloc[0]) if mf["active"].any() else ids[0]
@@ -123,16 +116,8 @@ def compare_models(ver: tuple) -> None:
     m[1].metric("Rank correlation (Spearman)", f"{summary['spearman']:.2f}")
     m[2].metric("Leaks moved 10+ places", f"{(cmp['change'].abs() >= 10).sum():,}")
     left, right = st.columns([3, 2])
-    left.dataframe(cmp[["leak_id", "rank_a", "rank_b", "change", "p_real_a", "p_real_b", "priority_score_a",
-                        "priority_score_b", "risk_band_a", "risk_band_b"]], hide_index=True, key="cmp_table",
-                   height=380, column_config={
-                       "rank_a": N(f"rank {names[va].split(' ')[0]}", format="%d"),
-                       "rank_b": N(f"rank {names[vb].split(' ')[0]}", format="%d"),
-                       "change": N("places up under B", format="%+d"),
-                       "p_real_a": N("P(real) A", format="%.2f"), "p_real_b": N("P(real) B", format="%.2f"),
-                       "priority_score_a": N("priority A", format="%.2f"),
-                       "priority_score_b": N("priority B", format="%.2f"),
-                       "risk_band_a": "risk A", "risk_band_b": "risk B"})
+    tables.show(cmp[["leak_id", "rank_a", "rank_b", "change", "p_real_a", "p_real_b", "priority_score_a",
+                     "priority_score_b", "risk_band_a", "risk_band_b"]], "compare", "cmp_table", where=left, height=380)
     with right:
         charts.plot(charts.rank_scatter(cmp, names[va].split(" ")[0], names[vb].split(" ")[0]), "cmp_plot",
                     "mlpe_model_comparison")

@@ -79,10 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--format",
         default="csv",
-        choices=["csv", "geojson", "kml", "workorder"],
-        help="workorder: JSON work orders for maintenance systems (dispatch only; docs/workorder.schema.json)",
+        choices=["csv", "geojson", "kml", "xlsx", "workorder"],
+        help="csv and geojson are for machines (the contract's columns, kg/h); kml and xlsx for people (labels, "
+             "--unit); workorder: JSON work orders for maintenance systems (dispatch only; docs/workorder.schema.json)",
     )
     ex.add_argument("--top", type=int, default=None)
+    ex.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
+                    help="rates in files for people (kml descriptions, xlsx); csv and geojson stay in kg/h")
 
     demo = sub.add_parser("demo", help="fill the store with a simulated basin and run the pipeline")
     demo.add_argument("--seed", type=int, default=0)
@@ -279,9 +282,22 @@ def run(argv: list[str]) -> int:
             _atomic_write(args.output, lambda p: write_workorders(doc, p))
             print(f"wrote {len(doc['work_orders'])} work orders (draft, routed per crew) to {args.output}", file=out)
             return EXIT_OK
-        with _session(args.db) as s:
-            df = desk.export_frame(s, args.what, args.top)
-        _atomic_write(args.output, lambda p: write(df, p, args.format))
+        if args.format == "xlsx":
+            from .export import write_xlsx
+
+            with _session(args.db) as s:
+                sheets = desk.workbook(s, args.what, args.top, args.unit)
+            _atomic_write(args.output, lambda p: write_xlsx(sheets, p))
+            n = len(next(iter(sheets.values()))[0]) if sheets else 0
+            print(f"wrote a workbook of {len(sheets)} sheets ({', '.join(sheets)}; {n} rows in the first) to "
+                  f"{args.output}", file=out)
+            return EXIT_OK
+        with _session(args.db) as s:  # dispatch: the routed file every face writes (desk.dispatch_file)
+            df = desk.dispatch_file(s, args.top) if args.what == "dispatch" else desk.export_frame(s, args.what,
+                                                                                                   args.top)
+        table = {"detections": "detections", "validations": "validations"}.get(args.what, "leaks")
+        title = desk.dispatch_title() if args.what == "dispatch" else f"MLPE {args.what}"
+        _atomic_write(args.output, lambda p: write(df, p, args.format, args.unit, table, title))
         print(f"wrote {len(df)} {args.what} rows to {args.output}", file=out)
         return EXIT_OK
     if args.command == "demo":
@@ -452,7 +468,9 @@ def _add_ops_parsers(sub) -> None:
     sh = dsub.add_parser("show", help="a list's stops per crew, or write them to a file")
     sh.add_argument("list_id", type=int)
     sh.add_argument("-o", "--output", type=Path, default=None)
-    sh.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "workorder"])
+    sh.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "xlsx", "workorder"])
+    sh.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
+                    help="rates in files for people (kml descriptions, xlsx)")
 
     wo = sub.add_parser("workorder", help="record a work order's progress (as a maintenance system would)")
     wo.add_argument("id", help="work order id (MLPE-00001-L000123) or leak id")
@@ -577,7 +595,7 @@ def _dispatch(s, args, out) -> int:
     else:  # show
         from .export import write, write_workorders
 
-        df = desk.list_stops(s, args.list_id)
+        df = desk.dispatch_file(s, list_id=args.list_id)
         if args.output is None:
             cols = ["crew", "stop", "rank", "leak_id", "asset_id", "risk_band", "due_by", "leg_km", "work_order_id",
                     "wo_status"]
@@ -586,8 +604,12 @@ def _dispatch(s, args, out) -> int:
         if args.format == "workorder":
             doc = desk.work_orders(s, args.list_id)
             _atomic_write(args.output, lambda p: write_workorders(doc, p))
+        elif args.format == "xlsx":
+            data = desk.dispatch_download(s, "xlsx", list_id=args.list_id, unit=args.unit)
+            _atomic_write(args.output, lambda p: Path(p).write_bytes(data))
         else:
-            _atomic_write(args.output, lambda p: write(df, p, args.format))
+            _atomic_write(args.output, lambda p: write(df, p, args.format, args.unit, "dispatch",
+                                                       desk.dispatch_title(args.list_id)))
         print(f"wrote {len(df)} stops of list {args.list_id} to {args.output}", file=out)
     return EXIT_OK
 

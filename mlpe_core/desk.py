@@ -323,6 +323,117 @@ def export_dispatch(session: Session, top: int | None = None) -> pd.DataFrame:
     return pipeline.round_export(dispatch_candidates(session, top).reindex(columns=list(DISPATCH_EXPORT_COLUMNS)))
 
 
+DISPATCH_FILE_COLUMNS = (*DISPATCH_EXPORT_COLUMNS, "crew", "stop", "leg_km", "arrive_at", "on_time", "due_rule",
+                         "work_order_id", "wo_status", "home_lat", "home_lon")
+_DISPATCH_ROUNDING = {"leg_km": 2, "home_lat": 6, "home_lon": 6}
+
+
+def dispatch_file(session: Session, top: int | None = None, list_id: int | None = None) -> pd.DataFrame:
+    """The frame every dispatch file is written from, whichever face writes it (``mlpe export dispatch``, ``mlpe
+    dispatch show ID``, the Dispatch page's downloads): the contract's dispatch columns first, then the route
+    (crew, stop, leg km, planned arrival, on time), the deadline's rule, the work order and the crew's yard.
+
+    With ``list_id``: that stored list, in crew and stop order. Without: the ``top`` leaks to visit next
+    (:func:`dispatch_candidates`, rank order, exactly the contract's rows) routed for the plan day; a must-visit
+    leak that does not fit the crews' day keeps its row with a blank crew."""
+    if list_id is not None:
+        df = dispatch.list_frame(session, int(list_id))
+    else:
+        cand = dispatch_candidates(session, top)
+        d = _plan_day(session, None)
+        if cand.empty:
+            df = cand
+        else:
+            routed, _ = dispatch.route_day(cand, d)
+            route = routed.set_index("leak_id")
+            df = cand.copy()
+            for c in ("crew", "stop", "leg_km", "arrive_at", "on_time", "home_lat", "home_lon"):
+                if c in route:
+                    df[c] = df["leak_id"].map(route[c])
+            df["stop"] = df["stop"].astype("Int64")
+    out = df.reindex(columns=list(DISPATCH_FILE_COLUMNS))
+    out["arrive_at"] = pd.to_datetime(out["arrive_at"], utc=True, errors="coerce")
+    out["due_by"] = pd.to_datetime(out["due_by"], utc=True, errors="coerce")
+    out = pipeline.round_export(out).round(_DISPATCH_ROUNDING)
+    return out.reset_index(drop=True)
+
+
+def dispatch_download(session: Session, fmt: str, top: int | None = None, list_id: int | None = None,
+                      unit: str = "kg/h") -> str | bytes:
+    """One dispatch file as the command line writes it (csv, geojson, kml, xlsx or workorder JSON), for a face
+    that hands it to a person (the Dispatch page's downloads): the same frame and the same writers."""
+    from .export import render, to_workorders, write_xlsx
+
+    if fmt == "workorder":
+        doc = work_orders(session, list_id, top) if list_id is not None else to_workorders(
+            dispatch_file(session, top))
+        return json.dumps(doc, indent=1, allow_nan=False)
+    df = dispatch_file(session, top, list_id)
+    if fmt == "xlsx":
+        return _xlsx_bytes(write_xlsx, dispatch_sheets(df, unit))
+    return render(df, fmt, unit, title=dispatch_title(list_id))
+
+
+def dispatch_title(list_id: int | None = None) -> str:
+    """The title a dispatch KML carries (the same from every face)."""
+    return f"MLPE dispatch list {list_id}" if list_id is not None else "MLPE dispatch"
+
+
+def dispatch_sheets(df: pd.DataFrame, unit: str = "kg/h") -> dict:
+    """A dispatch frame as workbook sheets for people: one per crew (stops in visit order), then anything not
+    routed."""
+    from .present import people_frame
+
+    sheets = {}
+    routed = df[df["crew"].notna()] if "crew" in df else df.iloc[0:0]
+    for crew, g in routed.groupby(routed["crew"].astype(str), sort=True):
+        sheets[f"Dispatch {crew}"] = people_frame(g.sort_values("stop"), "dispatch", unit)
+    rest = df[df["crew"].isna()] if "crew" in df else df
+    if len(rest) or not sheets:
+        sheets["Dispatch not routed" if sheets else "Dispatch"] = people_frame(rest, "dispatch", unit)
+    return sheets
+
+
+def _xlsx_bytes(writer, sheets: dict) -> bytes:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "book.xlsx"
+        writer(sheets, path)
+        return path.read_bytes()
+
+
+def workbook(session: Session, what: str = "leaks", top: int | None = None, unit: str = "kg/h",
+             flt: LeakFilter | None = None) -> dict:
+    """The sheets of an Excel workbook for people (``mlpe export WHAT --format xlsx``, the Rankings page): for
+    ``leaks`` the ranked leaks (people's columns, rates in ``unit``), the day's dispatch per crew and the obligations;
+    for ``dispatch`` the dispatch per crew; for ``detections`` and ``validations`` one sheet of them."""
+    from .present import people_frame
+
+    if what == "leaks":
+        rk = ranking(session, flt)
+        rk = rk[rk["rank"].notna()] if top is not None else rk
+        rk = rk.head(top) if top is not None else rk
+        sheets = {"Ranked leaks": people_frame(rk, "leaks", unit)}
+        sheets.update(dispatch_sheets(dispatch_file(session), unit))
+        sheets["Obligations"] = people_frame(obligations(session), "obligations", unit)
+        return sheets
+    if what == "dispatch":
+        return dispatch_sheets(dispatch_file(session, top), unit)
+    if what == "detections":
+        return {"Detections": people_frame(pipeline.export_frame(session, "detections"), "detections", unit)}
+    if what == "validations":
+        return {"Field outcomes": people_frame(outcomes(session), "validations", unit)}
+    raise ValueError(f"unknown export '{what}' (leaks, detections, dispatch or validations)")
+
+
+def workbook_bytes(session: Session, what: str = "leaks", unit: str = "kg/h", flt: LeakFilter | None = None) -> bytes:
+    """:func:`workbook` as the bytes of an .xlsx file (the app's download)."""
+    from .export import write_xlsx
+
+    return _xlsx_bytes(write_xlsx, workbook(session, what, unit=unit, flt=flt))
+
+
 def plan(session: Session, top: int | None = None, day: str | None = None) -> tuple[dict, pd.DataFrame]:
     """The plan for ``day`` (default: the clock's day): its approved list, else its draft, else a routed proposal.
 
@@ -572,11 +683,15 @@ def _what_changed(res: dict, leak_ids: set[str]) -> dict:
     return {"left_ranking": left, "moved": moved, "ranked": len(after)}
 
 
-def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str = "form") -> dict:
+def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str = "form",
+                    rescore: bool = True) -> dict:
     """Check and record field outcomes (contract §2 columns, as text) and re-score the leaks they concern.
 
     Returns recorded, duplicates, rejected, rejects (row, column, reason: row 2 is the first data row) and
-    ``changes`` (which leaks left the ranking, how many others moved)."""
+    ``changes`` (which leaks left the ranking, how many others moved). With ``rescore=False`` (the phone form,
+    which must answer in under a second) the open leaks are re-ranked at once (a visited leak leaves the ranking
+    before the answer) and ``pending`` names the leaks whose scores, clocks and bands :func:`rescore` should
+    update next (about 2 s on the demo basin)."""
     auth.require(session, user, "validate")
     good, rejects = _tables.validate_validations(rows, store.leak_ids(session), label)
     res = _outcomes.record_validations(session, good, user) if len(good) else {
@@ -584,10 +699,25 @@ def record_outcomes(session: Session, user: str, rows: pd.DataFrame, label: str 
     allrej = pd.concat([x for x in (rejects, res["rejects"]) if len(x)] or [rejects], ignore_index=True)
     allrej = allrej.sort_values("row", kind="stable").reset_index(drop=True)
     touched = set(res.get("leak_ids", []))
-    changes = _what_changed(pipeline.rescore_leaks(session, touched, user="system"), touched) if touched else \
-        {"left_ranking": [], "moved": 0}
+    pending: list[str] = []
+    if not touched:
+        changes = {"left_ranking": [], "moved": 0}
+    elif rescore:
+        changes = _what_changed(pipeline.rescore_leaks(session, touched, user="system"), touched)
+    else:
+        before = store.leaks_frame(session)
+        before = before.loc[before["rank"].notna()].set_index("leak_id")["rank"].astype(int).to_dict()
+        after = pipeline.rank_open(session)
+        session.commit()
+        changes, pending = _what_changed({"before": before, "after": after}, touched), sorted(touched)
     return {"rows": len(rows), "recorded": res["recorded"], "duplicates": res["duplicates"],
-            "rejected": int(allrej["row"].nunique()) if len(allrej) else 0, "rejects": allrej, "changes": changes}
+            "rejected": int(allrej["row"].nunique()) if len(allrej) else 0, "rejects": allrej, "changes": changes,
+            "pending": pending}
+
+
+def rescore(session: Session, leak_ids: list[str] | set[str]) -> dict:
+    """Re-score ``leak_ids`` as of the scores' clock and re-rank (what :func:`record_outcomes` leaves pending)."""
+    return pipeline.rescore_leaks(session, set(leak_ids), user="system")
 
 
 def import_outcomes(session: Session, user: str, path: str | Path) -> dict:
@@ -772,6 +902,30 @@ def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
 
 def assets(session: Session) -> pd.DataFrame:
     return store.assets_frame(session)
+
+
+OVERLAY_MAX_BYTES = 20 * 2**20  # a lease or boundary file drawn on every map: bigger ones are skipped
+
+
+def map_overlays(spec: str) -> list[tuple[str, dict]]:
+    """Outlines for the maps' orientation (leases, field or county boundaries): the GeoJSON files named in ``spec``
+    (paths separated by the OS path separator, ``MLPE_MAP_LAYERS``), as (name, GeoJSON). A file that is missing,
+    too big (over 20 MiB) or not GeoJSON is skipped: a map never fails for its decoration."""
+    import os
+
+    out = []
+    for part in filter(None, (spec or "").split(os.pathsep)):
+        p = Path(part).expanduser()
+        try:
+            if not p.is_file() or p.stat().st_size > OVERLAY_MAX_BYTES:
+                continue
+            gj = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(gj, dict) and gj.get("type") in ("FeatureCollection", "Feature", "Polygon", "MultiPolygon",
+                                                        "LineString", "MultiLineString"):
+            out.append((p.stem, gj))
+    return out
 
 
 def detections(session: Session, leak_ids: set[str] | None = None) -> pd.DataFrame:

@@ -103,30 +103,215 @@ def _iso(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _points(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows with a finite position (RFC 7946 and KML have no place for NaN coordinates)."""
+    lat = pd.to_numeric(df["latitude"], errors="coerce")
+    lon = pd.to_numeric(df["longitude"], errors="coerce")
+    return df[np.isfinite(lat.to_numpy(float)) & np.isfinite(lon.to_numpy(float))]
+
+
+def routes(df: pd.DataFrame) -> list[dict]:
+    """Each crew's route through a routed list, in stop order: ``crew``, ``stops`` (the rows), ``path`` as
+    [lon, lat] pairs from the yard (``home_lat``/``home_lon`` when the list has them) through the stops and back.
+    Empty for a frame that is not routed (no ``crew``/``stop``). Only day 1 when the frame plans several days."""
+    if not {"crew", "stop", "latitude", "longitude"} <= set(df.columns):
+        return []
+    d = _points(df[df["crew"].notna() & df["stop"].notna()])
+    if "day" in d:
+        d = d[pd.to_numeric(d["day"], errors="coerce").fillna(1) == 1]
+    out = []
+    for crew, g in d.groupby(d["crew"].astype(str), sort=True):
+        g = g.sort_values("stop", kind="stable")
+        path = [[round(float(x), 6), round(float(y), 6)] for x, y in zip(g["longitude"], g["latitude"], strict=True)]
+        home = None
+        if {"home_lat", "home_lon"} <= set(g.columns) and pd.notna(g["home_lat"].iloc[0]) \
+                and pd.notna(g["home_lon"].iloc[0]):
+            home = [round(float(g["home_lon"].iloc[0]), 6), round(float(g["home_lat"].iloc[0]), 6)]
+            path = [home, *path, home]
+        km = float(g["route_km"].iloc[0]) if "route_km" in g and pd.notna(g["route_km"].iloc[0]) else \
+            float(pd.to_numeric(g.get("leg_km", pd.Series(dtype=float)), errors="coerce").sum())
+        out.append({"crew": crew, "stops": g, "path": path, "home": home, "km": round(km, 2)})
+    return out
+
+
 def to_geojson(df: pd.DataFrame) -> dict:
-    props = _iso(df).astype(object).where(df.notna(), None)
+    """An RFC 7946 FeatureCollection: one Point feature per row (every column a property, times ISO 8601 UTC,
+    blanks null) and, for a routed dispatch list, one LineString per crew from its yard through its stops in order
+    and back (properties ``route`` true, ``crew``, ``stops``, ``route_km``)."""
+    pts = _points(df)
+    props = _iso(pts).astype(object).where(pts.notna(), None)
     feats = []
     for rec in props.to_dict(orient="records"):
         rec = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()}
-        point = {"type": "Point", "coordinates": [rec["longitude"], rec["latitude"]]}
+        rec = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in rec.items()}
+        point = {"type": "Point", "coordinates": [round(float(rec["longitude"]), 6), round(float(rec["latitude"]), 6)]}
         feats.append({"type": "Feature", "geometry": point, "properties": rec})
+    for r in routes(df):
+        if len(r["path"]) >= 2:
+            feats.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": r["path"]},
+                          "properties": {"route": True, "crew": r["crew"], "stops": int(len(r["stops"])),
+                                         "route_km": r["km"], "from_yard": r["home"] is not None}})
     return {"type": "FeatureCollection", "features": feats}
 
 
 def write_geojson(df: pd.DataFrame, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_geojson(df), default=str), encoding="utf-8")
+    Path(path).write_text(json.dumps(to_geojson(df), default=str, allow_nan=False), encoding="utf-8")
 
 
-def to_kml(df: pd.DataFrame, name_col: str = "leak_id") -> str:
-    rows = _iso(df).astype(object).where(df.notna(), None)
-    marks = []
-    for rec in rows.to_dict(orient="records"):
-        data = "".join(f'<Data name="{escape(str(k))}"><value>{escape(str(v))}</value></Data>'
-                       for k, v in rec.items() if v is not None)
-        marks.append(f"<Placemark><name>{escape(str(rec.get(name_col, '')))}</name><ExtendedData>{data}</ExtendedData>"
-                     f"<Point><coordinates>{rec['longitude']},{rec['latitude']},0</coordinates></Point></Placemark>")
+# KML colours are aabbggrr. Risk bands as on the app's map; crews as on the Dispatch page.
+BAND_KML = {"HIGH": "ff2323c8", "MEDIUM": "ff008cf0", "LOW": "ffaf6e3c"}
+CREW_KML = ["ff6e6e0f", "ff008cf0", "ffc83c7a", "ffa87f2a", "ff2323c8", "ff298f5a"]
+ICON = "http://maps.google.com/mapfiles/kml/shapes/placemark_circle.png"  # Google Earth's own; QGIS draws a dot
+
+
+def _xy(lon, lat) -> str:
+    """``lon,lat`` as KML writes a position (degrees, at most 6 decimals: about 0.1 m)."""
+    return f"{round(float(lon), 6)},{round(float(lat), 6)}"
+
+
+def _kml_text(v) -> str:
+    return escape(str(v))
+
+
+def _placemark(r: dict, unit: str, name: str) -> str:
+    """One leak as a KML Placemark: name, a description table for people (labels, the unit chosen, UTC times),
+    a TimeStamp (the leak's last sighting, or the stop's planned arrival), the band's style, every column as
+    ExtendedData for machines, and the point."""
+    from . import present as pr
+
+    pairs = [("Rank", f"#{int(r['rank'])}" if pr._missing(r.get("rank")) is False else None),
+             ("Risk", pr.label("band", r.get("risk_band"))), ("P(real)", pr.pct(r.get("p_real"))),
+             ("Rate", pr.rate(r.get("est_rate_kg_h"), unit)),
+             ("Crew", None if pr._missing(r.get("crew")) else f"{r['crew']}, stop {int(r['stop'])}"),
+             ("Arrive", pr.when(r.get("arrive_at")) if not pr._missing(r.get("arrive_at")) else None),
+             ("Due by", pr.date(r.get("due_by")) if not pr._missing(r.get("due_by")) else None),
+             ("Deadline", pr.rule_title(r.get("due_rule")) or None), ("Asset", r.get("asset_id")),
+             ("Status", pr.label("status", r.get("status")) or None),
+             ("Sensors", pr.sensors(r.get("source_types")) or None),
+             ("Last seen", pr.date(r.get("last_seen")) if not pr._missing(r.get("last_seen")) else None),
+             ("Why", pr.rules_in_text(r.get("top_reasons")) or None)]
+    table = pr.html_table([(k, escape(str(v))) for k, v in pairs if v not in (None, "", pr.DASH) or k == "Rate"])
+    when = r.get("arrive_at") if not pr._missing(r.get("arrive_at")) else r.get("last_seen")
+    stamp = f"<TimeStamp><when>{_iso_one(when)}</when></TimeStamp>" if not pr._missing(when) else ""
+    band = r.get("risk_band") if r.get("risk_band") in BAND_KML else "NONE"
+    data = "".join(f'<Data name="{escape(str(k))}"><value>'
+                   f"{escape(str(_iso_one(v) if isinstance(v, pd.Timestamp) else v))}</value></Data>"
+                   for k, v in r.items() if not pr._missing(v))
+    return (f"<Placemark><name>{_kml_text(name)}</name><description><![CDATA[{table}]]></description>{stamp}"
+            f"<styleUrl>#band-{band}</styleUrl><ExtendedData>{data}</ExtendedData>"
+            f"<Point><coordinates>{_xy(r['longitude'], r['latitude'])},0</coordinates></Point>"
+            "</Placemark>")
+
+
+def to_kml(df: pd.DataFrame, title: str = "MLPE", unit: str = "kg/h") -> str:
+    """KML 2.2 that Google Earth and QGIS open well: placemarks styled by risk band (colour, bigger for HIGH),
+    each with a description for people (rates in ``unit``), a time stamp and every column as ExtendedData; a
+    routed dispatch list has a folder per crew holding its yard, its route line (yard → stops → yard) and its
+    stops in visit order; a ranking has a folder per risk band."""
+    from . import present as pr
+
+    unit = pr.unit_or_default(unit)
+    pts = _points(df)
+    recs = [{k: (None if pr._missing(v) else v) for k, v in rec.items()} for rec in pts.to_dict(orient="records")]
+    styles = "".join(
+        f'<Style id="band-{b}"><IconStyle><color>{c}</color><scale>{1.2 if b == "HIGH" else 0.9}</scale>'
+        f"<Icon><href>{ICON}</href></Icon></IconStyle><LabelStyle><scale>0.8</scale></LabelStyle></Style>"
+        for b, c in [*BAND_KML.items(), ("NONE", "ff969696")])
+    rts = routes(pts)
+    folders = []
+    if rts:
+        for i, r in enumerate(rts):
+            colour = CREW_KML[i % len(CREW_KML)]
+            styles += (f'<Style id="crew-{i}"><IconStyle><color>{colour}</color><Icon><href>{ICON}</href></Icon>'
+                       f"</IconStyle><LineStyle><color>{colour}</color><width>3</width></LineStyle></Style>")
+            body = ""
+            if r["home"]:
+                body += (f"<Placemark><name>{_kml_text(r['crew'])} yard</name><styleUrl>#crew-{i}</styleUrl>"
+                         f"<Point><coordinates>{_xy(*r['home'])},0</coordinates></Point>"
+                         "</Placemark>")
+            line = " ".join(f"{_xy(x, y)},0" for x, y in r["path"])
+            if len(r["path"]) >= 2:
+                body += (f"<Placemark><name>{_kml_text(r['crew'])} route ({r['km']:,.1f} km)</name>"
+                         f"<styleUrl>#crew-{i}</styleUrl><LineString><tessellate>1</tessellate>"
+                         f"<coordinates>{line}</coordinates></LineString></Placemark>")
+            ids = set(r["stops"]["leak_id"])
+            for rec in sorted((x for x in recs if x.get("leak_id") in ids and x.get("crew") == r["crew"]),
+                              key=lambda x: x["stop"]):
+                body += _placemark(rec, unit, f"{int(rec['stop'])}. {rec['leak_id']}")
+            folders.append(f"<Folder><name>{_kml_text(r['crew'])} ({pr.plural(len(r['stops']), 'stop')})</name>"
+                           f"{body}</Folder>")
+        routed = {x for r in rts for x in r["stops"]["leak_id"]}
+        rest = [x for x in recs if x.get("leak_id") not in routed]
+        if rest:
+            folders.append("<Folder><name>Not routed</name>" + "".join(
+                _placemark(x, unit, str(x.get("leak_id", ""))) for x in rest) + "</Folder>")
+    else:
+        groups: dict[str, list] = {}
+        for x in recs:
+            groups.setdefault(x.get("risk_band") if x.get("risk_band") in BAND_KML else "NONE", []).append(x)
+        for b in [*BAND_KML, "NONE"]:
+            if b in groups:
+                name = f"{pr.label('band', b)} risk" if b != "NONE" else "Not scored"
+                folders.append(f"<Folder><name>{name} ({len(groups[b]):,})</name>" + "".join(
+                    _placemark(x, unit, str(x.get("leak_id", x.get("detection_id", "")))) for x in groups[b])
+                    + "</Folder>")
+    desc = escape(f"{pr.plural(len(recs), 'place')}; rates in {unit}; times UTC. Made by MLPE.")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
-            "<name>MLPE</name>" + "".join(marks) + "</Document></kml>\n")
+            f"<name>{_kml_text(title)}</name><description>{desc}</description>{styles}{''.join(folders)}"
+            "</Document></kml>\n")
+
+
+def write_xlsx(sheets: dict[str, tuple[pd.DataFrame, list[str | None]]], path: str | Path) -> None:
+    """A workbook people open in Excel: one sheet per entry (a people frame and its columns' number formats, as
+    ``present.people_frame`` makes them), bold frozen headers, a filter on every column, widths that fit the
+    header and values, text cells that would run as formulas neutralised as in the CSVs."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    for name, (df, fmts) in sheets.items():
+        ws = wb.create_sheet(re.sub(r"[\[\]:*?/\\]", " ", name)[:31])
+        ws.append([str(c) for c in df.columns])
+        for cell in ws[1]:
+            cell.font = Font(bold=True, color="FFFFFF")
+            cell.fill = PatternFill("solid", fgColor="0F6E6E")
+            cell.alignment = Alignment(vertical="center", wrap_text=True)
+        for row in df.itertuples(index=False):
+            ws.append([_xl(v) for v in row])
+        for j, col in enumerate(df.columns, start=1):
+            fmt = fmts[j - 1] if j - 1 < len(fmts) else None
+            letter = get_column_letter(j)
+            if fmt:
+                for (cell,) in ws.iter_rows(min_row=2, min_col=j, max_col=j):
+                    cell.number_format = fmt
+            texts = [str(col)] + [str(v) for v in df.iloc[:200, j - 1].tolist() if _xl(v) is not None]
+            width = max(len(t) for t in texts) if texts else 8
+            if fmt and ("yy" in fmt):
+                width = max(len(str(col)), 16 if "hh" in fmt else 11)
+            ws.column_dimensions[letter].width = float(min(max(width + 2, 8), 60))
+        ws.freeze_panes = "A2"
+        if len(df.columns):
+            ws.auto_filter.ref = f"A1:{get_column_letter(len(df.columns))}{max(len(df) + 1, 1)}"
+    if not wb.sheetnames:
+        wb.create_sheet("Empty")
+    wb.save(str(path))
+
+
+def _xl(v):
+    """A value as openpyxl writes it: NaN and NaT blank, numpy scalars as Python numbers, formulas neutralised."""
+    if v is None or v is pd.NaT or v is pd.NA:
+        return None
+    if isinstance(v, float) and v != v:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, pd.Timestamp):
+        return None if pd.isna(v) else v.to_pydatetime()
+    if v is pd.NA:
+        return None
+    return neutralise(v) if isinstance(v, str) else v
 
 
 WORKORDER_SCHEMA = "https://mlpe.local/schemas/workorder-1.0.json"  # docs/workorder.schema.json
@@ -189,8 +374,11 @@ def write_workorders(doc: dict | pd.DataFrame, path: str | Path) -> None:
     Path(path).write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
 
 
-def write(df: pd.DataFrame, path: str | Path, fmt: str) -> None:
-    """Write ``df`` as csv, geojson, kml (the last two need latitude and longitude) or workorder JSON."""
+def write(df: pd.DataFrame, path: str | Path, fmt: str, unit: str = "kg/h", table: str = "leaks",
+          title: str = "MLPE") -> None:
+    """Write ``df`` as csv, geojson, kml (the last two need latitude and longitude), xlsx (one sheet of people's
+    columns, ``table`` names its specification in ``present``) or workorder JSON. ``unit`` is for people's files
+    (KML descriptions, workbooks); CSV and GeoJSON keep the contract's kg/h."""
     if fmt == "csv":
         write_csv(df, path)
     elif fmt == "workorder":
@@ -198,15 +386,31 @@ def write(df: pd.DataFrame, path: str | Path, fmt: str) -> None:
             raise ValueError("workorder needs a dispatch list (leak_id, rank, latitude, longitude): "
                              "use `mlpe export dispatch --format workorder`")
         write_workorders(df, path)
+    elif fmt == "xlsx":
+        from .present import people_frame
+
+        write_xlsx({title: people_frame(df, table, unit)}, path)
     elif fmt in ("geojson", "kml"):
         if not {"latitude", "longitude"} <= set(df.columns):
             raise ValueError(f"{fmt} needs latitude and longitude; this export has none (use --format csv)")
         if fmt == "geojson":
             write_geojson(df, path)
         else:
-            Path(path).write_text(to_kml(df), encoding="utf-8")
+            Path(path).write_text(to_kml(df, title, unit), encoding="utf-8")
     else:
-        raise ValueError(f"unknown export format '{fmt}' (csv, geojson, kml or workorder)")
+        raise ValueError(f"unknown export format '{fmt}' (csv, geojson, kml, xlsx or workorder)")
+
+
+def render(df: pd.DataFrame, fmt: str, unit: str = "kg/h", title: str = "MLPE") -> str:
+    """The text of a csv, geojson or kml file of ``df``, exactly as :func:`write` writes it (the app's downloads
+    call this, so a downloaded file and the command line's are the same bytes)."""
+    if fmt == "csv":
+        return to_csv_text(df)
+    if fmt == "geojson":
+        return json.dumps(to_geojson(df), default=str, allow_nan=False)
+    if fmt == "kml":
+        return to_kml(df, title, unit)
+    raise ValueError(f"render: {fmt} is not a text format")
 
 
 def json_records(df: pd.DataFrame) -> list[dict]:

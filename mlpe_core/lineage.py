@@ -8,13 +8,13 @@ append-only audit trail. Nothing here writes.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
+from .present import detail_text, label, rules_in_text
 from .store.models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, Validation
 
 STORY_COLUMNS = ["at", "kind", "what", "who", "source"]
@@ -41,31 +41,34 @@ def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
                f"{pd.Timestamp(batch.ingested_at):%Y-%m-%d %H:%M})" if batch is not None else "unknown file")
         amb = "; ambiguous: could belong to a neighbouring leak" if det.ambiguous else ""
         rows.append({"at": det.observed_at, "kind": "detection",
-                     "what": f"{det.source_name} ({det.source_type}) {det.detection_id}: "
+                     "what": f"{det.source_name} ({label('sensor', det.source_type).lower()}) {det.detection_id}: "
                              f"{_rate(det.rate_kg_h, det.rate_uncertainty_kg_h)}{amb}",
                      "who": batch.recorded_by if batch is not None else "", "source": src})
     if leak.scored_at is not None:
         rows.append({"at": leak.scored_at, "kind": "score",
-                     "what": f"rank {leak.rank}, {leak.risk_band}, P(real) {leak.p_real:.0%}, "
-                             f"~{leak.est_rate_kg_h or 0:,.1f} kg/h: {leak.top_reasons}"
+                     "what": f"rank {leak.rank}, {label('band', leak.risk_band).lower()} risk, P(real) "
+                             f"{leak.p_real:.0%}, ~{leak.est_rate_kg_h or 0:,.1f} kg/h: "
+                             f"{rules_in_text(leak.top_reasons)}"
                      if leak.p_real is not None else "scored",
                      "who": "system", "source": f"model version {leak.model_version}"})
     for ev in session.execute(select(LeakEvent).where(LeakEvent.leak_id == leak_id)).scalars():
-        detail = json.loads(ev.detail) if ev.detail else {}
-        extra = "; ".join(f"{k}: {v}" for k, v in detail.items() if v not in (None, ""))
+        extra = detail_text(ev.detail) if ev.detail else ""
         rows.append({"at": ev.at, "kind": "lifecycle",
-                     "what": f"{ev.event}: {ev.from_status} → {ev.to_status}" + (f" ({extra})" if extra else ""),
+                     "what": f"{label('event', ev.event)}: {label('status', ev.from_status).lower()} → "
+                             f"{label('status', ev.to_status).lower()}" + (f" ({extra})" if extra else ""),
                      "who": ev.actor, "source": ev.source or ""})
     for v in session.execute(select(Validation).where(Validation.leak_id == leak_id)).scalars():
         measured = f", measured {v.measured_rate_kg_h:,.1f} kg/h" if v.measured_rate_kg_h is not None else ""
         rows.append({"at": v.visited_at, "kind": "field visit",
-                     "what": f"{v.outcome}{measured}" + (f", component {v.component}" if v.component else "")
+                     "what": f"{label('outcome', v.outcome)}{measured}"
+                             + (f", component {v.component}" if v.component else "")
                              + (f", repaired {pd.Timestamp(v.repaired_at):%Y-%m-%d}" if v.repaired_at else "")
                              + (f": {v.notes}" if v.notes else ""),
                      "who": f"{v.crew or ''} (recorded by {v.recorded_by})".strip(),
                      "source": f"validation {v.id}" + (f", batch {v.batch_id}" if v.batch_id else "")})
     for a in session.execute(select(AuditEvent).where(AuditEvent.target == leak_id)).scalars():
-        rows.append({"at": a.at, "kind": "audit", "what": a.action + (f": {a.detail}" if a.detail else ""),
+        words = detail_text(a.detail) if a.detail else ""
+        rows.append({"at": a.at, "kind": "audit", "what": label("action", a.action) + (f": {words}" if words else ""),
                      "who": a.actor, "source": f"audit {a.id}"})
     df = pd.DataFrame(rows, columns=STORY_COLUMNS)
     df["at"] = pd.to_datetime(df["at"], utc=True)

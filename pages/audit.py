@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common as c
-from app.leakview import words
+from app import tables
 from mlpe_core import desk
 from mlpe_core.export import to_csv_text
 from mlpe_core.text import md
@@ -24,10 +24,6 @@ def story(ver: tuple, leak_id: str) -> pd.DataFrame:
         return desk.leak_story(s, leak_id)
 
 
-def short(text: str, n: int = 300) -> str:
-    return text if len(text) <= n else text[:n] + "…"
-
-
 st.title("Audit trail")
 ver = c.version()
 every = events(ver, None, None, None, None, None)
@@ -39,8 +35,8 @@ if every.empty:
 st.caption("Append-only: who did what, when, to which leak, list or model, with the values before and after.")
 f = st.columns([1, 1, 1, 2])
 actor = f[0].selectbox("Who", sorted(every["actor"].unique()), index=None, key="au_actor", placeholder="anyone")
-action = f[1].selectbox("Action", sorted(every["action"].unique()), index=None, key="au_action",
-                        placeholder="any action")
+action = f[1].selectbox("Action", sorted(every["action"].unique(), key=lambda a: c.label("action", a)), index=None,
+                        key="au_action", placeholder="any action", format_func=lambda a: c.label("action", a))
 target = f[2].text_input("Target", key="au_target", placeholder="e.g. L000012").strip() or None
 lo, hi = every["at"].min().date(), every["at"].max().date()
 when = f[3].date_input("When", value=(lo, hi), min_value=lo, max_value=hi, key="au_when", format="YYYY-MM-DD")
@@ -49,13 +45,10 @@ until = datetime.combine(when[1], time.max) if len(when) > 1 and when[1] < hi el
 rows = events(ver, actor, action, target, since, until)
 st.caption(f"{len(rows):,} of {len(every):,} events.")
 bar = st.container(horizontal=True)
-bar.download_button("Download CSV", to_csv_text(rows), "mlpe_audit.csv", "text/csv",
-                    key="au_csv", icon=":material/download:", on_click="ignore", type="primary")
-shown = rows.head(2000).assign(detail=rows["detail"].head(2000).map(lambda x: short(words(x))),
-                               target=rows["target"].head(2000).fillna(""))
-st.dataframe(shown, hide_index=True, key="au_table", height=380, column_config={
-    "at": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-    "detail": st.column_config.TextColumn(width="large")})
+bar.download_button("Download CSV", lambda: to_csv_text(rows), "mlpe_audit.csv", "text/csv", key="au_csv",
+                    icon=":material/download:", on_click="ignore", type="primary",
+                    help="the recorded events as they are stored (codes and JSON details), for evidence and scripts")
+tables.show(rows.head(2000), "audit", "au_table", height=380)
 if len(rows) > 2000:
     st.caption("The newest 2,000 are shown; the CSV has them all.")
 
@@ -78,8 +71,6 @@ if pick not in set(ids):
     st.error(f"No leak '{md(pick)}'.")
     st.stop()
 sto = story(ver, pick)
-st.dataframe(sto, hide_index=True, key="au_story", column_config={
-    "at": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm"),
-    "what": st.column_config.TextColumn(width="large"), "source": st.column_config.TextColumn(width="large")})
-st.download_button("Download story CSV", to_csv_text(sto), f"mlpe_story_{pick}.csv",
+tables.show(sto, "story", "au_story", height=tables.height(len(sto), 420))
+st.download_button("Download story CSV", lambda: to_csv_text(sto), f"mlpe_story_{pick}.csv",
                    "text/csv", key="au_story_csv", icon=":material/download:", on_click="ignore")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from app import common as c
 from app import dispatching as dsp
+from app import tables
 from mlpe_core import desk
 from mlpe_core.desk import crew_capacity
 from mlpe_core.text import md
@@ -40,23 +41,17 @@ if meta["status"] == "proposal":
         with st.spinner("Planning routes…"):
             lid = c.act("plan_dispatch", lambda s: desk.plan_list(s, c.user(), k, dsp.today()))
         c.flash("dispatch_flash", lid and f"List {lid} planned as a draft: a supervisor approves it.")
-dsp.downloads(meta, stops, ver, bar)
-st.caption(f"For {dsp.today()}. Downloads: contract columns first, then crew, stop and leg km. The sidebar filters "
-           "do not apply here.")
+dsp.downloads(meta, k, bar)
+st.caption(f"For {dsp.today()}. The files are the ones `mlpe dispatch show` / `mlpe export dispatch` write: CSV and "
+           "GeoJSON for machines (contract columns, kg/h), KML and Excel for people (rates in your unit, a folder or "
+           "sheet per crew, routes from the yards). The sidebar filters do not apply here.")
 left, right = st.columns([3, 2])
 with left:
     st.pydeck_chart(dsp.route_map(stops), key="dispatch_map", height=460)
-    st.caption("Lines are each crew's route, numbers the visit order. Crews: " + dsp.crew_legend(stops),
-               unsafe_allow_html=True)
-N = st.column_config.NumberColumn
+    st.caption("Lines are each crew's route from its yard (■) and back, numbers the visit order; north is up. "
+               "Crews: " + dsp.crew_legend(stops), unsafe_allow_html=True)
 for tab, crew in zip(right.tabs([f"{cr} ({(stops['crew'] == cr).sum()})" for cr in crews]), crews, strict=True):
     g = stops[stops["crew"] == crew].sort_values("stop")
     tab.caption(f"{c.plural(len(g), 'stop')} in this order · {g['leg_km'].sum():,.1f} km between stops · "
                 f"{c.rate(g['priority_score'].sum())} expected to be found")
-    tab.dataframe(g.assign(due_by=g["due_by"].dt.strftime("%Y-%m-%d").fillna("–")), hide_index=True,
-                  key=f"dispatch_{crew}", column_order=dsp.ROUTE_FIRST, column_config={
-                      "stop": N(format="%d", width="small"), "rank": N(format="%d", width="small"),
-                      "leak_id": "leak", "asset_id": "asset", "risk_band": "risk",
-                      "est_rate_kg_h": N("kg/h", format="%.1f"), "due_by": "due by",
-                      "leg_km": N("leg km", format="%.1f"), "top_reasons": st.column_config.TextColumn(
-                          "why", width="large")})
+    tables.show(g, "dispatch", f"dispatch_{crew}", where=tab, height=tables.height(len(g), 420))

@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from app import charts
+from app import charts, tables
 from app import common as c
 from app import leakview as v
 from mlpe_core import desk
@@ -21,12 +21,11 @@ d = v.detail(leak_id, c.version())
 events, story, L = d["events"], d["story"], d["leak"]
 head.title(f"Leak {leak_id}")
 st.caption(f"{c.plural(L['n_detections'], 'detection')} from {c.plural(L['n_sources'], 'sensor')} "
-           f"({md(L['source_types'].replace('_', ' ').replace(',', ', '))}) · "
-           f"first seen {L['first_seen']:%Y-%m-%d} · last seen {L['last_seen']:%Y-%m-%d} · "
-           f"status **{md(L['status'])}** · "
-           f"{L['latitude']:.5f}, {L['longitude']:.5f} (±{L['radius_m']:.0f} m)")
+           f"({md(c.present.sensors(L['source_types']))}) · first seen {L['first_seen']:%Y-%m-%d} · last seen "
+           f"{L['last_seen']:%Y-%m-%d} · status **{md(c.label('status', L['status']))}** · "
+           f"{c.present.coord(L['latitude'])}, {c.present.coord(L['longitude'])} (±{L['radius_m']:.0f} m)")
 v.metrics(L, d["as_of"])
-st.info(f"**Why:** {md(L['top_reasons']) or 'not scored yet'}", icon=":material/lightbulb:")
+st.info(f"**Why:** {md(c.present.rules_in_text(L['top_reasons'])) or 'not scored yet'}", icon=":material/lightbulb:")
 
 c.flashed("leak_flash")
 bar = st.container(horizontal=True, vertical_alignment="bottom")
@@ -54,43 +53,37 @@ with left:
     if d["contributions"]:
         fig, total = charts.waterfall(d["contributions"])
         charts.plot(fig, "waterfall", f"{leak_id}_contributions")
-        st.caption("Red terms raise, blue terms lower the log-odds that a crew finds a real leak; P(real) = "
-                   f"1 / (1 + e^−total) = {c.pct(1 / (1 + math.exp(-total)))}.")
+        st.caption("Red bars made a real leak more likely, blue bars less; the total gives P(real) = "
+                   f"{c.pct(1 / (1 + math.exp(-total)))} (the bars add on the log-odds scale).")
     else:
         st.caption("No score yet: run *Fuse and score now* on the Upload page.")
     st.subheader("Nearby assets")
     v.assets(L, d["candidates"])
 with right:
     st.subheader("Detections over time")
-    charts.plot(charts.timeline(d["detections"]), "timeline", f"{leak_id}_detections")
+    charts.plot(charts.timeline(d["detections"], c.unit()), "timeline", f"{leak_id}_detections")
     st.caption("Unquantified detections sit on the zero line. Error bars are ±1σ.")
     st.subheader("Compliance clock")
     v.clocks(d["clocks"], d["as_of"])
 
-vals = d["validations"].drop(columns=["id", "batch_id"], errors="ignore")
+vals = d["validations"]
 tabs = st.tabs([f"Story ({len(story)})", f"Detections ({len(d['detections'])})",
                 f"Field validations ({len(vals)})", f"Status history ({len(events)})", f"Audit ({len(d['history'])})"])
 with tabs[0]:
     st.caption("Everything that happened to this leak, oldest first: the file rows that created it, its score, "
                "status changes, field visits and every recorded action.")
-    st.dataframe(story, hide_index=True, key="story", column_config={
-        "at": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm"),
-        "what": st.column_config.TextColumn(width="large"), "source": st.column_config.TextColumn(width="large")})
+    tables.show(story, "story", "story", height=tables.height(len(story), 420))
 with tabs[1]:
     v.detections_table(d["detections"])
 with tabs[2]:
     if len(vals):
-        st.dataframe(vals, hide_index=True, key="vals")
+        tables.show(vals, "validations", "vals", height=tables.height(len(vals), 300))
     else:
         st.caption("No field visit recorded yet: the Field validation page records one.")
 with tabs[3]:
     if len(events):
-        st.dataframe(events.assign(detail=events["detail"].map(v.words)).drop(columns=["id", "leak_id"],
-                                                                               errors="ignore"), hide_index=True,
-                     key="events")
+        tables.show(events, "events", "events", height=tables.height(len(events), 300))
     else:
         st.caption("No status change recorded yet: the leak is as fusion created it.")
 with tabs[4]:
-    h = d["history"]
-    st.dataframe(h.assign(detail=h["detail"].map(v.words)).drop(columns=["id", "target"]), hide_index=True,
-                 key="hist", column_config={"at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    tables.show(d["history"], "audit", "hist", height=tables.height(len(d["history"]), 300))

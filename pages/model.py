@@ -6,9 +6,21 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import charts
+from app import charts, tables
 from app import common as c
 from mlpe_core import desk
+
+
+@st.dialog("Make this model version live?", on_dismiss=c.answered)
+def confirm_activate(v: int) -> None:
+    st.write(f"v{v} becomes the live model and every leak is re-scored with it (a few seconds). The change is "
+             "recorded with your name; you can roll back the same way.")
+    if st.button("Activate and re-score", key="dlg_activate", type="primary"):
+        c.answered()
+        with st.spinner("Re-scoring every leak…"):
+            done = c.act("activate_model", lambda s: desk.activate_model(s, c.user(), v))
+        c.flash("model_flash", done is not None and f"v{v} is live; leaks re-scored.")
+
 
 st.title("Model")
 mf = c.load("models")
@@ -17,7 +29,7 @@ if act.empty:
     st.info("No scoring model yet: it is registered at the first *Fuse and score* (Upload page) or `mlpe score`.")
 else:
     cur = act.iloc[0]
-    st.subheader(f"Live model: v{cur['id']} · {cur['kind'].replace('_', ' ')}")
+    st.subheader(f"Live model: v{cur['id']} · {c.label('model_kind', cur['kind']).lower()}")
     st.caption(f"created {cur['created_at']:%Y-%m-%d %H:%M} UTC · decision then: {cur['decision']}")
     if cur["kind"] == "cold_start":
         st.warning("P(real) is a **prior from instrument knowledge** (each sensor's precision, repeat sightings, "
@@ -76,14 +88,13 @@ if latest:
 
 st.subheader("Model versions")
 c.flashed("model_flash")
-st.dataframe(mf[["id", "created_at", "kind", "active", "promoted", "n_train", "n_holdout", "decision"]],
-             hide_index=True,
-             key="models", column_config={"created_at": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+tables.show(mf[["id", "created_at", "kind", "active", "promoted", "n_train", "n_holdout", "decision"]], "models",
+            "models", height=tables.height(len(mf), 300))
 if len(mf) > 1 and c.can("activate_model"):
     a, b = st.columns([1, 3], vertical_alignment="bottom")
     v = a.selectbox("Roll back / forward to", mf["id"], format_func=lambda i: f"v{i}", key="model_pick")
     if b.button("Activate and re-score", key="model_activate"):
-        with st.spinner("Re-scoring every leak…"):
-            done = c.act("activate_model", lambda s: desk.activate_model(s, c.user(), int(v)))
-            c.flash("model_flash", done is not None and f"v{v} is live; leaks re-scored.")
+        c.ask("activate", int(v))
+    if a := c.asked("activate"):
+        confirm_activate(*a)
 st.caption("Compare how two versions rank today's leaks on the Rankings page (*Compare models*).")

@@ -1,15 +1,24 @@
 """Rankings: the supervisor's desk — the ranked table, what changed since the last review, rank overrides with
 reasons, dispatch approval and two model versions side by side."""
 
-import json
-
 import streamlit as st
 
 from app import common as c
-from app import filters, review, review_ui
+from app import filters, review, review_ui, tables
+from mlpe_core import desk
 from mlpe_core.desk import LEAK_EXPORT_COLUMNS
-from mlpe_core.export import to_csv_text, to_geojson
+from mlpe_core.export import render, to_csv_text
 from mlpe_core.text import md
+
+
+def workbook(flt, unit):
+    """The workbook, built on click (``desk.workbook_bytes``: what `mlpe export leaks --format xlsx` writes)."""
+    def build() -> bytes:
+        with c.session() as s:
+            return desk.workbook_bytes(s, "leaks", unit, flt)
+    return build
+
+
 
 st.title("Rankings")
 lk = c.leaks_with_operator()
@@ -40,44 +49,26 @@ with tabs[0]:
     with sb:
         filters.filter_note(len(df), len(lk))
     st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
-               "kept beside it. Priority = expected kg/h a visit finds, P(real) × rate, plus urgency × P(real) × "
-               "min(rate, 20) when a compliance clock runs (urgency 0.5 due soon, 1 overdue). "
-               "Click a column header to sort.")
-    view = df.assign(p_pct=df["p_real"] * 100, sensors=df["source_types"].str.replace("_", " ").str.replace(",", ", "),
-                     due=df["due_by"].dt.strftime("%Y-%m-%d").fillna("–"))
-    cols = ["rank", "leak_id", "risk_band", "p_pct", "est_rate_kg_h", "priority_score", "due", "top_reasons",
-            "model_rank", "override_reason", "n_detections", "sensors", "asset_id", "operator", "status", "last_seen"]
-    N = st.column_config.NumberColumn
-    ev = st.dataframe(
-        view[cols], hide_index=True, key="rank_table", on_select="rerun", selection_mode="single-row",
-        height=min(38 + 35 * max(len(view), 3), 560),
-        column_config={
-            "rank": N("rank", format="%d", width="small"), "leak_id": st.column_config.TextColumn("leak"),
-            "risk_band": st.column_config.TextColumn("risk", width="small"),
-            "p_pct": st.column_config.ProgressColumn("P(real)", min_value=0, max_value=100, format="%.1f%%",
-                                                     width="small"),
-            "est_rate_kg_h": N("rate (kg/h)", format="%.1f"), "priority_score": N("priority (kg/h)", format="%.2f"),
-            "due": st.column_config.TextColumn("due by", help="compliance deadline, when a rule applies"),
-            "model_rank": N("model rank", format="%d", width="small", help="before any override"),
-            "override_reason": st.column_config.TextColumn("override reason"),
-            "n_detections": N("detections", format="%d", width="small"),
-            "asset_id": st.column_config.TextColumn("asset"),
-            "last_seen": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD"),
-            "top_reasons": st.column_config.TextColumn("why", width="large")})
-    rows = ev.selection.rows if ev else []
+               "kept beside it. Priority = expected rate a visit finds. Click a row to open the leak; the eye icon "
+               "above the table shows more columns (model rank, override, sensors, asset, operator, status…).")
+    ev = tables.show(df, "leaks", "rank_table", on_select="rerun", selection_mode="single-row",
+                     height=tables.height(len(df)))
+    if ev and ev.selection.rows:  # one click opens the leak
+        pick = df.iloc[ev.selection.rows[0]]["leak_id"]
+        st.session_state["leak_id"] = pick
+        st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
     bar = st.container(horizontal=True, vertical_alignment="center")
     out = df[list(LEAK_EXPORT_COLUMNS)].assign(override_rank=df["override"], override_reason=df["override_reason"])
-    bar.download_button("Download CSV", to_csv_text(out), "mlpe_leaks.csv", "text/csv",
-                        key="rank_csv", icon=":material/download:", on_click="ignore")
-    bar.download_button("Download GeoJSON", json.dumps(to_geojson(out), default=str), "mlpe_leaks.geojson",
-                        "application/geo+json", key="rank_geojson", icon=":material/download:", on_click="ignore")
-    if rows:
-        pick = df.iloc[rows[0]]["leak_id"]
-        if bar.button(f"Open {pick} in Leak detail", key="rank_open", type="primary", icon=":material/arrow_forward:"):
-            st.session_state["leak_id"] = pick
-            st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
-    else:
-        bar.caption("Tick a row to open that leak.")
+    dl = dict(icon=":material/download:", on_click="ignore")
+    bar.download_button("CSV", lambda: to_csv_text(out), "mlpe_leaks.csv", "text/csv", key="rank_csv", **dl,
+                        help="for machines: `mlpe export leaks` columns, kg/h")
+    bar.download_button("GeoJSON", lambda: render(out, "geojson"), "mlpe_leaks.geojson", "application/geo+json",
+                        key="rank_geojson", **dl)
+    bar.download_button("KML", lambda: render(out, "kml", c.unit(), "MLPE ranking"), "mlpe_leaks.kml",
+                        "application/vnd.google-earth.kml+xml", key="rank_kml", **dl)
+    bar.download_button("Excel workbook", workbook(filters.current(), c.unit()), "mlpe_leaks.xlsx",
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="rank_xlsx", **dl,
+                        help="for people: ranked leaks, today's dispatch per crew and the obligations")
 with tabs[1]:
     review_ui.since_last_review(ver)
 with tabs[2]:

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import common as c
+from app import tables
 from mlpe_core import desk
 from mlpe_core.desk import FORMATS, IngestError
 from mlpe_core.export import to_csv_text
@@ -13,7 +14,7 @@ from mlpe_core.text import md
 
 st.title("Upload detections")
 if not c.can("ingest"):
-    st.info(f"Your role ({st.session_state.get('auth_role', '?').replace('_', ' ')}) does not load detections; an "
+    st.info(f"Your role ({c.role_name()}) does not load detections; an "
             "analyst, a supervisor or an admin does. The ingest history is below.", icon=":material/lock:")
     c.batches_table("up_history", 10)
     st.stop()
@@ -49,14 +50,15 @@ for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
     elif rep.already_ingested:
         st.warning(f"**{md(name)}**: already loaded (same content); nothing changed.")
     else:
-        st.success(f"**{md(name)}** [{md(rep.format)}]: {rep.n_rows:,} rows — {rep.n_accepted:,} accepted, "
+        fmt_name = c.label("format", rep.format)
+        st.success(f"**{md(name)}** [{md(fmt_name)}]: {rep.n_rows:,} rows — {rep.n_accepted:,} accepted, "
                    f"{rep.n_rejected:,} rejected, {rep.n_duplicate:,} already loaded.")
         if len(rep.rejects):
             n_rows = rep.rejects["row"].nunique()
             with st.expander(f"{c.plural(len(rep.rejects), 'problem')} in {c.plural(n_rows, 'row')} of {md(name)}",
                              expanded=len(rep.rejects) <= 20):
-                st.dataframe(rep.rejects, hide_index=True, key=f"up_rej_{i}")
-                st.download_button("Download rejects CSV", to_csv_text(rep.rejects),
+                tables.show(rep.rejects, "rejects", f"up_rej_{i}", height=tables.height(len(rep.rejects), 300))
+                st.download_button("Download rejects CSV", lambda rej=rep.rejects: to_csv_text(rej),
                                    f"{Path(name).stem}_rejects.csv", "text/csv", key=f"up_rej_dl_{i}",
                                    on_click="ignore")
 

@@ -151,7 +151,7 @@ def test_map_time_window_filter_persists_across_pages(db):
     df = at.dataframe(key="rank_table").value
     ranked = leaks[leaks["status"].isin(["open", "dispatched"])]
     assert 0 < len(df) < len(ranked) or (ranked["last_seen"].dt.date >= mid).all()
-    assert (df["last_seen"].dt.date >= mid).all()
+    assert (pd.to_datetime(df["last_seen"]).dt.date >= mid).all()  # shown as UTC dates (text)
 
 
 def _big_store(path, n: int) -> None:
@@ -221,7 +221,7 @@ def test_leak_page_from_url(db):
     n_det = int(leaks.loc[leaks["leak_id"] == lid, "n_detections"].iloc[0])
     assert len(table(at, "detection_id", "observed_at")) == n_det
     story = table(at, "kind", "what", "who", "source")
-    assert (story["kind"] == "detection").sum() == n_det and "row" in story["source"].iloc[0]
+    assert (story["kind"] == "Detection").sum() == n_det and "row" in story["source"].iloc[0]  # labels, not codes
 
 
 def test_leak_note_and_mark_for_dispatch_are_recorded(store_copy):
@@ -254,7 +254,7 @@ def test_leak_page_shows_compliance_clock_and_assets(store_copy):
     with_session(store_copy, lambda s: record_validations(s, v, "test"))  # found by OGI: a repair clock
     at = open_page("leak", leak=lid)
     ck = table(at, "state", "due_rule", "due_by", "citation")
-    assert len(ck) >= 1 and set(ck["state"]) <= {"overdue", "due soon", "running"}
+    assert len(ck) >= 1 and set(ck["state"]) <= {"Overdue", "Due soon", "Running"}
     assert ck["due_rule"].str.contains("repair").any()
     if leaks.set_index("leak_id").loc[lid, "asset_candidates"] not in (None, "[]"):
         assert len(table(at, "asset_id", "p", "distance_m")) >= 1
@@ -269,7 +269,7 @@ def test_rankings_table_filters_and_search(db):
     df = at.dataframe(key="rank_table").value
     assert len(df) > 0 and "leak_id" in df.columns
     assert df["rank"].tolist() == sorted(df["rank"].tolist())
-    assert set(df["status"]) <= {"open", "dispatched"}
+    assert set(df["status"]) <= {"Open", "Dispatched"}  # labels (mlpe_core.present), not codes
     one = df["leak_id"].iloc[-1]
     at.text_input(key="rank_search").set_value(one.lower()).run()
     assert at.dataframe(key="rank_table").value["leak_id"].tolist() == [one]
@@ -278,7 +278,7 @@ def test_rankings_table_filters_and_search(db):
 def test_filters_come_from_and_go_to_the_url(db):
     at = open_page("rankings", band="LOW", min_rate="1.5")
     df = at.dataframe(key="rank_table").value
-    assert set(df["risk_band"]) <= {"LOW"} and (df["est_rate_kg_h"] >= 1.5).all()
+    assert set(df["risk_band"]) <= {"Low"} and (df["est_rate_kg_h"] >= 1.5).all()
     at.multiselect(key="f_status").set_value([]).run()  # empty = every status
     assert "status" not in at.query_params or at.query_params["status"] in ("", [""])
     assert len(at.dataframe(key="rank_table").value) >= len(df)
@@ -330,7 +330,7 @@ def test_since_last_review_shows_new_moved_and_dropped(store_copy):
     new = table(at, "now", "risk_band", "priority_score")
     dropped = table(at, "was", "status now")
     assert back in new["leak_id"].tolist()
-    assert dropped.set_index("leak_id").loc[top, "status now"] == "confirmed"
+    assert dropped.set_index("leak_id").loc[top, "status now"] == "Confirmed leaking"
     assert f"{len(new)} new" in texts(at, "caption")  # the line above the tabs
     moved = table(at, "was", "now", "moved")
     assert (moved["moved"] > 0).all() and (moved["moved"] == moved["was"] - moved["now"]).all()
@@ -344,13 +344,19 @@ def test_dispatch_list_planned_then_approved(store_copy):
     at.switch_page("../pages/rankings.py").run()
     lists = with_session(store_copy, lambda s: dispatch.lists_frame(s))
     lid = int(lists["id"].iloc[0])
-    at.button(key=f"appr_{lid}_ok").click().run()
+    at.button(key=f"appr_{lid}_ok").click().run()  # a confirmation first (st.dialog)
+    assert not at.exception and dispatch_lists(store_copy)["approved_by"].isna().all()
+    at.button(key="dlg_approve").click().run()
     assert not at.exception and f"List {lid} approved" in texts(at, "success")
     items = with_session(store_copy, lambda s: dispatch.list_frame(s, lid))
     status = frames(store_copy, "leaks").set_index("leak_id")["status"]
     assert (status[items["leak_id"]] == "dispatched").all()
     at.switch_page("../pages/dispatch.py").run()
     assert "approved" in texts(at, "success")
+
+
+def dispatch_lists(db):
+    return with_session(db, lambda s: dispatch.lists_frame(s))
 
 
 def test_compare_two_model_versions(store_copy):
@@ -379,9 +385,11 @@ def test_dispatch_shows_routes_per_crew_and_downloads(db):
     stops = table(at, "stop", "leak_id", "leg_km")
     assert stops["stop"].tolist() == list(range(1, len(stops) + 1))  # the first crew's visits in route order
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["CSV", "GeoJSON", "KML", "Work orders (JSON)"]
+    assert labels == ["CSV", "GeoJSON", "KML", "Excel", "Work orders (JSON)"]
     layers = [ly["id"] for ly in deck(at)["layers"]]
-    assert layers == ["routes", "stops", "stop_numbers"]
+    assert layers == ["scale_bar", "scale_label", "routes", "yards", "stops", "stop_numbers"]
+    routes = {r["crew"]: r["path"] for r in deck(at)["layers"][2]["data"]}
+    assert all(p[0] == p[-1] and len(p) >= 3 for p in routes.values())  # from the yard and back to it
     n = sum(int(t.label.split("(")[1].rstrip(")")) for t in crews)
     assert 0 < n <= crew_capacity()
     at.number_input(key="dispatch_k").set_value(3).run()
@@ -392,8 +400,8 @@ def test_dispatch_shows_routes_per_crew_and_downloads(db):
 def test_validation_form_records_a_visit(store_copy):
     at = open_page("validation")
     before = len(frames(store_copy, "validations"))
-    submit(at, "visit", "Record visit")  # no outcome chosen: refused, nothing written
-    assert "outcome" in texts(at, "error") and len(frames(store_copy, "validations")) == before
+    submit(at, "visit", "Record visit")  # no outcome chosen: refused beside the field, nothing written
+    assert texts(at, "error") == "Choose what the crew found." and len(frames(store_copy, "validations")) == before
     lid = at.selectbox(key="val_leak").value
     at.radio(key="val_outcome").set_value("not_found")
     at.text_input(key="val_crew").set_value("crew-test")
@@ -507,15 +515,15 @@ def test_audit_filters_narrow_and_story_goes_back_to_file_rows(db):
     assert len(all_rows) > 1 and all_rows["action"].nunique() > 1
     at.selectbox(key="au_action").set_value("validation").run()
     rows = table(at, "actor", "action", "target", "detail")
-    assert 0 < len(rows) < len(all_rows) and set(rows["action"]) == {"validation"}
+    assert 0 < len(rows) < len(all_rows) and set(rows["action"]) == {"Field outcome recorded"}
     one = rows["target"].iloc[0]
     at.text_input(key="au_target").set_value(one).run()
     rows = table(at, "actor", "action", "target", "detail")
     assert set(rows["target"]) == {one}
     assert [b.label for b in at.get("download_button")][0] == "Download CSV"
     story = table(at, "kind", "what", "who", "source")  # the targeted leak's story, picked for us
-    assert {"detection", "field visit"} <= set(story["kind"])
-    assert story["source"][story["kind"] == "detection"].str.contains(r"\.csv row \d+", regex=True).all()
+    assert {"Detection", "Field visit"} <= set(story["kind"])
+    assert story["source"][story["kind"] == "Detection"].str.contains(r"\.csv row \d+", regex=True).all()
 
 
 @pytest.fixture
@@ -651,7 +659,7 @@ def test_leak_circles_are_sized_in_screen_pixels_area_proportional_to_rate():
                           "rank": [1, 2, 3, 4], "p_real": [0.9] * 4, "asset_id": ["A"] * 4, "status": ["open"] * 4,
                           "top_reasons": [""] * 4})
     pts = mapping.leak_points(leaks)
-    assert pts["radius"].tolist() == [4.0, 12.0, 24.0, 30.0]  # 64 kg/h has 4x the area of 16 kg/h
+    assert pts["radius"].tolist() == [3.0, 8.0, 16.0, 18.0]  # 64 kg/h has 4x the area of 16 kg/h
     deck = json.loads(pdk.Deck(layers=[mapping.leaks_layer(pts), mapping.focus_layer(pts)]).to_json())
     assert [layer["radiusUnits"] for layer in deck["layers"]] == ["pixels", "pixels"]
 

@@ -1,6 +1,18 @@
-"""The real app in headless Chromium on the demo basin: every page through the sidebar with its load time,
-each page's main action (select leaks on the map, add a note, review the ranking, download today's dispatch list,
-record a validation on a phone), sign-in once a user exists, and the screenshots in docs/screenshots/."""
+"""The real app in headless Chromium on the demo basin, as a new user would meet it (issue 17).
+
+* Every page in the sidebar navigation and every tab on it (whatever pages exist: the walk reads the navigation)
+  is read for raw values (None, nan, NaT, JSON, rule ids, +00:00, floats with more than 4 decimals, snake_case
+  headers) and for text cut off by its container (tests/browser_checks.py), and must load from the sidebar in
+  under 2 s once cached.
+* Interactions are timed over at least 10 repeats each (p50 and p95 printed with the load average): a click on
+  the map until the panel shows the leak, *Open leak detail* until the leak page shows, recording an outcome on
+  the phone form until it is confirmed. Each p95 must be under 1 s; a map of 50,000 leaks must be interactive in
+  under 2 s.
+* The dispatch downloads are the very files `mlpe dispatch show` writes; tooltips stay inside the map.
+
+Screenshots go to ``$MLPE_SHOTS`` (``make screenshots`` sets it to docs/screenshots), else a temporary folder, so
+a test run never changes the tree.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +30,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
+from browser_checks import CLIPPED_JS, TEXTS_JS, raw_values
 from conftest_app import ROOT, fill_demo
 from sqlmodel import Session
 
@@ -26,25 +40,23 @@ from mlpe_core import auth, store
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
 from mlpe_core.store.db import get_engine
 
+if str(ROOT) not in sys.path:  # app.common.view_for: where the map puts a leak
+    sys.path.insert(0, str(ROOT))
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
-SHOTS = ROOT / "docs" / "screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 LOAD_LIMIT_S = 2.0
-# sidebar label -> (screenshot name, heading that proves the page rendered, another text that must be visible)
-PAGES = {
-    "Rankings": ("rankings", "Rankings", "Search leak or asset id"),
-    "Obligations": ("obligations", "Obligations", "Independent of the methane ranking"),
-    "Leak detail": ("leak", "Leak L0", "What moved the score"),
-    "Dispatch": ("dispatch", "Dispatch", "Stops (K)"),
-    "Field validation": ("validation", "Field validation", "Record a visit"),
-    "Upload": ("upload", "Upload detections", "Ingest history"),
-    "Audit trail": ("audit", "Audit trail", "A leak's full story"),
-    "Map": ("map", "Leak map", "Or pick a leak by id"),
-    "Model": ("model", "Model", "Model versions"),  # last: it trains, which may re-score every leak
-}
+INTERACTION_P95_S = 1.0
+BIG_MAP_S = 2.0
+REPEATS = 10
+# pages whose screenshot is taken after their main action below, not during the walk
+SHOT_LATER = {"map", "leak", "rankings", "dispatch", "validation"}
 TIMES: dict[str, list[float]] = {}
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _free_port() -> int:
@@ -53,14 +65,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The app on a free port, on a store holding the demo basin: (url, store path)."""
-    if not CHROMIUM:
-        pytest.skip("no Chromium at /usr/bin/chromium or on PATH (apt-get install chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
-    db = tmp_path_factory.mktemp("browser") / "mlpe.db"
-    fill_demo(db)
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    """Where screenshots go: $MLPE_SHOTS (make screenshots: docs/screenshots), else a temporary folder."""
+    out = Path(os.environ["MLPE_SHOTS"]) if os.environ.get("MLPE_SHOTS") else tmp_path_factory.mktemp("shots")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _serve(db: Path):
+    """Start the app on a free port over ``db``; yields the URL (a generator for the fixtures)."""
     port = _free_port()
     log = open(db.parent / "streamlit.log", "w")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
@@ -78,7 +92,7 @@ def server(tmp_path_factory):
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail(f"streamlit did not start: {(db.parent / 'streamlit.log').read_text()[-2000:]}")
             time.sleep(0.3)
-        yield url, db
+        yield url
     finally:
         proc.terminate()
         try:
@@ -86,6 +100,18 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app on a free port, on a store holding the demo basin: (url, store path)."""
+    if not CHROMIUM:
+        pytest.skip("no Chromium at /usr/bin/chromium or on PATH (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    db = tmp_path_factory.mktemp("browser") / "mlpe.db"
+    fill_demo(db)
+    for url in _serve(db):
+        yield url, db
 
 
 @pytest.fixture(scope="module")
@@ -114,21 +140,51 @@ def _settle(pg, extra_ms: int = 800) -> None:
     pg.wait_for_timeout(extra_ms)
 
 
-def _goto(pg, label: str, heading: str) -> float:
-    """Click the page in the sidebar; seconds until its heading shows."""
+def _nav(pg) -> list[str]:
+    """The page titles in the sidebar navigation, in order (pages added by others are walked too)."""
+    links = pg.get_by_test_id("stSidebarNav").get_by_role("link")
+    return [links.nth(i).inner_text().strip().split("\n")[-1] for i in range(links.count())]
+
+
+HEADING = "(() => { const h = document.querySelector('[data-testid=stMain] h1'); " \
+          "return h ? h.textContent.trim() : ''; })()"
+ARRIVED = """(old) => { const h = document.querySelector('[data-testid=stMain] h1');
+  return h && h.textContent.trim() && h.textContent.trim() !== old
+    && !document.querySelector('[data-testid=stMain] [data-stale=true]')
+    && !document.querySelector('[data-testid=stStatusWidget]'); }"""
+
+
+def _goto(pg, label: str) -> float:
+    """Click the page in the sidebar; seconds until its heading (a new one) shows and the script has finished."""
+    link = pg.get_by_test_id("stSidebarNav").get_by_role("link", name=label, exact=True)
+    old = pg.evaluate(HEADING) if link.get_attribute("aria-current") != "page" else "\u0000"
     t0 = time.perf_counter()
-    pg.get_by_test_id("stSidebarNav").get_by_role("link", name=label, exact=True).click()
-    pg.get_by_role("heading", name=heading).first.wait_for()
+    link.click()
+    pg.wait_for_function(ARRIVED, arg=old, timeout=60_000)
     took = time.perf_counter() - t0
-    _settle(pg)
+    _settle(pg, 600)
     return took
 
 
-def _shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def _shot(pg, shots: Path, name: str) -> None:
     pg.mouse.move(5, 890)  # no hover tooltip in the picture
     pg.wait_for_timeout(300)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"))
+    pg.screenshot(path=str(shots / f"{name}.png"))
+
+
+def _slug(label: str) -> str:
+    return {"Leak detail": "leak", "Field validation": "validation", "Audit trail": "audit"}.get(
+        label, re.sub(r"\W+", "_", label.lower()).strip("_"))
+
+
+def _problems(pg, where: str) -> list[str]:
+    """Raw values, clipped text and exceptions on the page as rendered now."""
+    out = [f"{where}: {r}" for r in raw_values(pg.evaluate(TEXTS_JS))]
+    out += [f"{where}: clipped {c['where']}: {c['text']!r}" + (f" ({c['need']} px in {c['width']})" if "need" in c
+                                                               else "") for c in pg.evaluate(CLIPPED_JS)]
+    if pg.get_by_test_id("stException").count():
+        out.append(f"{where}: exception {pg.get_by_test_id('stException').first.inner_text()[:300]}")
+    return out
 
 
 def _leaks(db):
@@ -139,40 +195,45 @@ def _leaks(db):
     return df
 
 
-def _drawn(pg, name: str) -> None:
-    """Wait for what a page draws after its heading: the grid, the maps, the charts."""
-    if name == "rankings":  # the grid draws on a canvas; its cells are also in the DOM for screen readers
-        ids = pg.get_by_test_id("stDataFrame").first.get_by_text(re.compile(r"^L\d{6}$"))
-        ids.first.wait_for(state="attached", timeout=15_000)
-    if name in ("map", "dispatch"):
-        pg.locator("[data-testid=stDeckGlJsonChart] canvas").first.wait_for()
-    if name == "leak":
-        pg.locator(".js-plotly-plot").nth(1).wait_for()
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
 
 
-def test_every_page_renders_from_the_sidebar_in_under_two_seconds(page):
-    """Each page twice through the sidebar: the first visit fills the caches, the second is what people get all
-    day. Both are printed; the second must be under LOAD_LIMIT_S."""
-    for label, (name, heading, text) in PAGES.items():
-        TIMES[label] = [_goto(page, label, heading)]
-        # the heading can draw before the rest of the run on a busy machine: wait for the text, then check it shows
-        page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
-        assert page.get_by_text(text, exact=False).first.is_visible(), f"{label}: '{text}' not visible"
-        assert not page.get_by_test_id("stException").count(), f"{label}: exception shown"
-        _drawn(page, name)
-        if name == "model":  # train from the validations the demo recorded, then show the hold-out check
+def _report(name: str, xs: list[float]) -> str:
+    return f"{name}: n={len(xs)}, p50 {_pct(xs, 50):.2f} s, p95 {_pct(xs, 95):.2f} s, max {max(xs):.2f} s"
+
+
+def test_every_page_and_tab_reads_like_a_finished_product(page, shots):
+    """Every page of the navigation twice (first visit fills the caches; the second must load in LOAD_LIMIT_S), and
+    every tab on it, with no raw value and no clipped text."""
+    labels = _nav(page)
+    assert {"Map", "Leak detail", "Rankings", "Dispatch", "Field validation"} <= set(labels)
+    problems = []
+    for label in labels:
+        TIMES[label] = [_goto(page, label)]
+        if label == "Model":  # train from the demo's validations, then show the hold-out check
             page.get_by_role("button", name="Train now").click()
-            decision = re.compile(r"(promoted|kept current|not trained|not promoted):")  # run_train's decision
-            page.get_by_test_id("stAlert").filter(has_text=decision).first.wait_for(timeout=60_000)
+            decision = re.compile(r"(promoted|kept current|not trained|not promoted|[Nn]ot enough)")
+            page.get_by_test_id("stAlert").filter(has_text=decision).first.wait_for(timeout=90_000)
             _settle(page)
-        if name not in ("map", "leak", "dispatch", "rankings"):  # those are shot after their main action below
-            _shot(page, name)
-    for label, (name, heading, _) in PAGES.items():
-        TIMES[label].append(_goto(page, label, heading))
-        _drawn(page, name)  # as a user would: the next click comes once maps and charts are drawn
-    print("\npage load (sidebar click → heading visible), first visit / cached:")
+        tabs = page.get_by_test_id("stMain").get_by_role("tab")
+        n = tabs.count()
+        for i in range(max(n, 1)):
+            if n:
+                tabs.nth(i).click()
+                _settle(page, 700)
+            where = label + (f" / {tabs.nth(i).inner_text().strip()}" if n else "")
+            problems += _problems(page, where)
+            if n and i == 0 and _slug(label) not in SHOT_LATER:
+                _shot(page, shots, _slug(label))
+        if not n and _slug(label) not in SHOT_LATER:
+            _shot(page, shots, _slug(label))
+    for label in labels:
+        TIMES[label].append(_goto(page, label))
+    print(f"\npage load (sidebar click → page drawn), first visit / cached ({_load()}):")
     for label, (first, again) in TIMES.items():
         print(f"  {label:17s} {first:5.2f} s / {again:5.2f} s")
+    assert not problems, "\n".join(problems[:40])
     slow = {k: round(v[1], 2) for k, v in TIMES.items() if v[1] > LOAD_LIMIT_S}
     assert not slow, f"pages slower than {LOAD_LIMIT_S} s: {slow}"
 
@@ -189,46 +250,99 @@ def _pixel(view: dict, box: dict, lat: float, lon: float) -> tuple[float, float]
     return box["x"] + box["width"] / 2 + (x - x0), box["y"] + box["height"] / 2 - (y - y0)
 
 
-def test_select_leaks_on_the_map_and_open_one(page, server):
+def _map_pixels(page, db):
+    """Clickable leaks on the Map page: the best-ranked and the next ones clear of every better-ranked circle."""
     from app.common import view_for
 
-    _goto(page, "Map", "Leak map")
-    shown = _leaks(server[1])
+    shown = _leaks(db)
     shown = shown[shown["status"].isin(["open", "dispatched"])].sort_values("rank")
     v = view_for(shown, 850, 600)
     view = {"latitude": v.latitude, "longitude": v.longitude, "zoom": v.zoom}
     box = page.get_by_test_id("stDeckGlJsonChart").bounding_box()
     px = [_pixel(view, box, r.latitude, r.longitude) for r in shown.itertuples()]
-    first = 0  # the best-ranked leak is drawn on top; the second pick is clear of every better-ranked circle
-    second = next(i for i in range(1, len(px)) if all(math.dist(px[i], px[j]) > 55 for j in range(i)))
-    page.mouse.move(*px[first])
-    page.locator(".deck-tooltip").filter(has_text=shown["leak_id"].iloc[first]).wait_for(timeout=10_000)
-    page.mouse.click(*px[first])
-    page.get_by_role("heading", name=shown["leak_id"].iloc[first], exact=True).wait_for()
-    _settle(page)
-    page.mouse.click(*px[second])
+    clear = [0] + [i for i in range(1, min(len(px), 400)) if all(math.dist(px[i], px[j]) > 40 for j in range(i))]
+    return shown, px, clear, box
+
+
+def test_map_click_and_open_leak_are_fast(page, server, shots):
+    """A click on a leak until the panel names it, and *Open leak detail* until the leak page shows: p95 < 1 s."""
+    _goto(page, "Map")
+    page.locator("[data-testid=stDeckGlJsonChart] canvas").first.wait_for()
+    _settle(page, 1500)
+    shown, px, clear, box = _map_pixels(page, server[1])
+    ids = shown["leak_id"].tolist()
+    page.mouse.move(*px[0])
+    page.locator(".deck-tooltip").filter(has_text=ids[0]).wait_for(timeout=10_000)
+    clicks, opens = [], []
+    for k in range(REPEATS):
+        i = clear[k % len(clear)]
+        t0 = time.perf_counter()
+        page.mouse.click(*px[i])
+        page.get_by_role("heading", name=ids[i], exact=True).wait_for()
+        clicks.append(time.perf_counter() - t0)
+        _settle(page, 300)
+        t0 = time.perf_counter()
+        page.mouse.click(*px[i])  # again: dropped from the selection
+        page.get_by_text("Click circles on the map").wait_for()
+        clicks.append(time.perf_counter() - t0)
+        _settle(page, 300)
+    page.mouse.click(*px[clear[0]])
+    page.get_by_role("heading", name=ids[clear[0]], exact=True).wait_for()
+    _settle(page, 300)
+    page.mouse.click(*px[clear[1]])
     page.get_by_role("heading", name="2 leaks selected").wait_for()
     _settle(page, 1200)
-    page.mouse.move(box["x"] + 8, box["y"] + box["height"] - 8)  # off every leak: no hover highlight left
-    _shot(page, "map")
-    page.get_by_role("button", name="Open leak detail").click()
-    page.get_by_role("heading", name=f"Leak {shown['leak_id'].iloc[first]}").wait_for()
-    assert f"leak={shown['leak_id'].iloc[first]}" in page.url
+    page.mouse.move(box["x"] + 8, box["y"] + box["height"] - 8)
+    _shot(page, shots, "map")
+    for k in range(REPEATS):
+        if k:
+            _goto(page, "Map")
+            page.locator("[data-testid=stDeckGlJsonChart] canvas").first.wait_for()
+            _settle(page, 500)
+            i = clear[(k + 2) % len(clear)]
+            page.mouse.click(*px[i])
+            page.get_by_role("heading", name=ids[i], exact=True).wait_for()
+            _settle(page, 300)
+        else:
+            i = clear[0]
+        t0 = time.perf_counter()
+        page.get_by_role("button", name="Open leak detail").click()
+        page.get_by_role("heading", name=f"Leak {ids[i]}").wait_for()
+        page.get_by_test_id("stMetric").first.wait_for()
+        opens.append(time.perf_counter() - t0)
+        assert f"leak={ids[i]}" in page.url
+        _settle(page, 300)
+    print(f"\n{_report('map click → panel', clicks)}\n{_report('open leak detail', opens)}  ({_load()})")
+    assert _pct(clicks, 95) < INTERACTION_P95_S and _pct(opens, 95) < INTERACTION_P95_S
 
 
-def test_leak_detail_records_a_note(page):
-    _goto(page, "Leak detail", "Leak L0")
+def test_map_tooltip_stays_inside_the_map(page, server):
+    _goto(page, "Map")
+    page.locator("[data-testid=stDeckGlJsonChart] canvas").first.wait_for()
+    _settle(page, 1000)
+    shown, px, clear, box = _map_pixels(page, server[1])
+    right = max(clear, key=lambda i: px[i][0])  # the leak nearest the right edge
+    page.mouse.move(*px[right])
+    tip = page.locator(".deck-tooltip").filter(has_text=shown["leak_id"].iloc[right])
+    tip.wait_for(timeout=10_000)
+    page.wait_for_timeout(300)
+    t = tip.bounding_box()
+    assert t["x"] >= box["x"] - 1 and t["x"] + t["width"] <= box["x"] + box["width"] + 1, (t, box)
+
+
+def test_leak_detail_records_a_note(page, shots):
+    _goto(page, "Leak detail")
     page.get_by_label("Add a note").fill("Operator says the thief hatch gasket was replaced on Monday.")
     page.get_by_role("button", name="Add note").click()
     page.get_by_text("Note recorded in the audit trail").wait_for()
     _settle(page)
     page.locator(".js-plotly-plot").nth(1).wait_for()
     page.wait_for_timeout(600)
-    _shot(page, "leak")
+    _shot(page, shots, "leak")
 
 
-def test_rankings_review_and_override(page):
-    _goto(page, "Rankings", "Rankings")
+def test_rankings_review_override_and_one_click_open(page, shots):
+    _goto(page, "Rankings")
     page.get_by_role("tab", name="Since last review").click()
     page.get_by_role("button", name="Mark as reviewed").click()
     page.get_by_text("marked as reviewed").first.wait_for()
@@ -242,58 +356,94 @@ def test_rankings_review_and_override(page):
     _settle(page)
     page.get_by_role("tab", name="Ranking", exact=True).click()
     page.wait_for_timeout(800)
-    _shot(page, "rankings")
+    _shot(page, shots, "rankings")
+    grid = page.get_by_test_id("stDataFrame").first
+    fits = grid.evaluate("(g) => { const c = g.querySelector('canvas'); const w = getComputedStyle("
+                         "g.querySelector('.stDataFrameGlideDataEditor')).getPropertyValue('--wmyidgi-0');"
+                         " return [c.clientWidth, w]; }")
+    print(f"\nrankings grid: canvas {fits[0]} px, columns {fits[1]}")
+    box = grid.bounding_box()
+    t0 = time.perf_counter()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's box: one click opens it
+    page.get_by_role("heading", name=re.compile(r"^Leak L\d{6}$")).wait_for()
+    print(f"rankings row click → leak page {time.perf_counter() - t0:.2f} s")
+    _goto(page, "Rankings")
     page.get_by_role("tab", name="Since last review").click()
     page.wait_for_timeout(800)
-    _shot(page, "rankings_review")
+    _shot(page, shots, "rankings_review")
 
 
-def test_dispatch_list_downloads(page):
-    _goto(page, "Dispatch", "Dispatch")
+def test_dispatch_downloads_are_the_command_lines_files(page, server, shots, tmp_path):
+    _goto(page, "Dispatch")
     page.locator("[data-testid=stDeckGlJsonChart] canvas").first.wait_for()
     _settle(page, 1200)
-    _shot(page, "dispatch")
-    with page.expect_download() as dl:
-        page.get_by_test_id("stDownloadButton").get_by_role("button", name="CSV", exact=True).click()
-    rows = list(csv.reader(io.StringIO(Path(dl.value.path()).read_text(encoding="utf-8"))))
+    _shot(page, shots, "dispatch")
+    got = {}
+    for label, ext in (("CSV", "csv"), ("GeoJSON", "geojson"), ("KML", "kml"), ("Work orders (JSON)", "json")):
+        with page.expect_download() as dl:
+            page.get_by_test_id("stDownloadButton").get_by_role("button", name=label, exact=True).click()
+        got[ext] = Path(dl.value.path()).read_bytes()
+    rows = list(csv.reader(io.StringIO(got["csv"].decode("utf-8"))))
     assert rows[0][:len(DISPATCH_EXPORT_COLUMNS)] == list(DISPATCH_EXPORT_COLUMNS)
-    assert {"crew", "stop", "leg_km"} <= set(rows[0]) and len(rows) > 1 and rows[1][1].startswith("L")
-    with page.expect_download() as dl:
-        page.get_by_test_id("stDownloadButton").get_by_role("button", name="Work orders (JSON)").click()
-    doc = json.loads(Path(dl.value.path()).read_text(encoding="utf-8"))
+    assert {"crew", "stop", "leg_km", "home_lat", "home_lon"} <= set(rows[0]) and rows[1][1].startswith("L")
+    assert not any(re.search(r"\d\.\d{7,}", c) for r in rows[1:] for c in r)  # rounded, not 15 digits
+    env = {**os.environ, "MLPE_DB": str(server[1])}
+    for fmt in ("csv", "geojson", "kml"):  # a proposal: the same bytes as `mlpe export dispatch --top K`
+        out = tmp_path / f"cli.{fmt}"
+        subprocess.run([sys.executable, "-m", "mlpe_core.cli", "export", "dispatch", "-o", str(out), "--format", fmt,
+                        "--top", str(len(rows) - 1)], env=env, cwd=ROOT, check=True, capture_output=True)
+        assert out.read_bytes() == got[fmt], fmt
+    gj = json.loads(got["geojson"])
+    assert {f["geometry"]["type"] for f in gj["features"]} == {"Point", "LineString"}
+    doc = json.loads(got["json"])
     assert len(doc["work_orders"]) == len(rows) - 1 and all(w["crew"] and w["stop"] for w in doc["work_orders"])
 
 
-def test_record_a_validation_on_a_phone(browser, server):
+def test_record_outcomes_on_a_phone_is_fast(browser, server, shots):
+    """One-handed on 390×844: no sideways scrolling, the empty submit says what to do beside the field, then ten
+    visits recorded one after the other, each confirmed in under a second (p95)."""
     phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                              has_touch=True)
     phone.set_default_timeout(30_000)
     try:
-        t0 = time.perf_counter()
         phone.goto(f"{server[0]}/validation")
         phone.get_by_role("heading", name="Field validation").wait_for()
-        print(f"\nphone: Field validation opened in {time.perf_counter() - t0:.2f} s")
         _settle(phone)
         overflow = phone.evaluate("document.querySelector('[data-testid=stMain]').scrollWidth - window.innerWidth")
         assert overflow <= 0, f"the page is {overflow} px wider than the phone"
-        phone.get_by_text("not found", exact=True).click()
-        phone.get_by_label("Crew").fill("crew-2")
-        phone.get_by_label("Photo note (optional)").fill("IMG_0412 hatch")
-        phone.get_by_role("heading", name="Record a visit").scroll_into_view_if_needed()
-        phone.evaluate("for (const e of [document.scrollingElement, document.querySelector('[data-testid=stMain]')])"
-                       " if (e) e.scrollTo(0, 0)")
-        phone.wait_for_timeout(300)
-        phone.screenshot(path=str(SHOTS / "validation_phone.png"))
+        for b in ("Record visit",):
+            box = phone.get_by_role("button", name=b).bounding_box()
+            assert box["height"] >= 40 and box["width"] >= 300, box  # a thumb's target, across the screen
         phone.get_by_role("button", name="Record visit").click()
-        phone.get_by_text(re.compile(r"^Recorded not found for L\d{6}")).wait_for()
+        phone.get_by_text("Choose what the crew found.").wait_for()
+        assert not phone.get_by_text(re.compile(r"is not one of")).count()
+        _settle(phone)
+        times = []
+        for k in range(REPEATS):
+            phone.get_by_test_id("stRadio").get_by_text("Not found", exact=True).last.click()  # a rerun may leave the old one
+            phone.get_by_label("Crew").fill(f"crew-{k % 3 + 1}")
+            if k == 0:
+                phone.get_by_label("Photo note (optional)").fill("IMG_0412 hatch")
+                phone.get_by_role("heading", name="Record a visit").scroll_into_view_if_needed()
+                phone.evaluate("for (const e of [document.scrollingElement, "
+                               "document.querySelector('[data-testid=stMain]')]) if (e) e.scrollTo(0, 0)")
+                phone.wait_for_timeout(300)
+                phone.screenshot(path=str(shots / "validation_phone.png"))
+            t0 = time.perf_counter()
+            phone.get_by_role("button", name="Record visit").click()
+            phone.get_by_text(re.compile(r"^Recorded not found for L\d{6}")).wait_for()
+            times.append(time.perf_counter() - t0)
+            _settle(phone, 300)
+        print(f"\n{_report('record outcome (phone)', times)}  ({_load()})")
         vals = store.validations_frame(Session(get_engine(str(server[1]))))
-        assert vals["crew"].iloc[-1] == "crew-2" and "photo: IMG_0412 hatch" in vals["notes"].iloc[-1]
+        assert "photo: IMG_0412 hatch" in " ".join(vals["notes"].dropna())
+        assert _pct(times, 95) < INTERACTION_P95_S
     finally:
         phone.close()
 
 
-def test_sign_in_once_a_user_exists(browser, server):
-    """Last: the first user ends open mode for this store."""
+def test_sign_in_once_a_user_exists(browser, server, shots):
+    """Last on this store: the first user ends open mode."""
     engine = get_engine(str(server[1]))
     with Session(engine) as s:
         auth.add_user(s, "test", "ada", "admin", "admin-pass-1")
@@ -309,7 +459,7 @@ def test_sign_in_once_a_user_exists(browser, server):
         pg.get_by_role("textbox", name="Password").fill("not-his-password")
         pg.get_by_role("button", name="Sign in").click()
         pg.get_by_text("Wrong user name or password").wait_for()
-        _shot(pg, "signin")
+        _shot(pg, shots, "signin")
         pg.get_by_role("textbox", name="Password").fill("supervisor-pass-1")
         pg.get_by_role("button", name="Sign in").click()
         pg.get_by_role("heading", name="Leak map").wait_for()
@@ -317,3 +467,52 @@ def test_sign_in_once_a_user_exists(browser, server):
         assert not pg.get_by_text("Open mode").count()
     finally:
         pg.close()
+
+
+# --------------------------------------------------------------------------------------------- 50,000 leaks
+
+
+@pytest.fixture(scope="module")
+def big_server(tmp_path_factory):
+    """The app over a store of 50,000 scored leaks (built with bulk inserts, as tests/test_app.py does)."""
+    if not CHROMIUM:
+        pytest.skip("no Chromium at /usr/bin/chromium or on PATH (apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
+    from test_app import _big_store
+
+    db = tmp_path_factory.mktemp("big") / "big.db"
+    _big_store(db, 50_000)
+    yield from _serve(db)
+
+
+def test_a_map_of_50000_leaks_is_interactive_in_two_seconds(browser, big_server, shots):
+    """Time from opening the map (caches warm: a second visitor) until the map draws and a click on a hexagon
+    answers with its tooltip; the first visit (cold caches) is printed too."""
+    def visit() -> float:
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        pg.set_default_timeout(120_000)
+        try:
+            t0 = time.perf_counter()
+            pg.goto(big_server)
+            pg.locator("[data-testid=stDeckGlJsonChart] canvas").first.wait_for()
+            pg.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+            box = pg.get_by_test_id("stDeckGlJsonChart").bounding_box()
+            for dx in range(0, 200, 20):  # hover until something answers: the map is interactive
+                pg.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2)
+                try:
+                    pg.locator(".deck-tooltip").filter(has_text=re.compile(r"leak")).wait_for(timeout=400)
+                    break
+                except Exception:  # noqa: BLE001 - nothing under this pixel: the next one
+                    continue
+            took = time.perf_counter() - t0
+            pg.mouse.move(5, 890)
+            pg.wait_for_timeout(500)
+            pg.screenshot(path=str(shots / "map_50k.png"))
+            return took
+        finally:
+            pg.close()
+
+    cold = visit()
+    warm = [visit() for _ in range(3)]
+    print(f"\n50,000 leaks: map interactive in {cold:.2f} s cold, {_report('warm', warm)}  ({_load()})")
+    assert float(np.median(warm)) < BIG_MAP_S

@@ -439,7 +439,10 @@ def test_geojson_exports_match_the_csv(basin):
     dets = strict_json(w / "detections.geojson")
     assert len(dets["features"]) == len(basin["detections"])
     disp = strict_json(w / "dispatch.geojson")
-    assert [f["properties"]["rank"] for f in disp["features"]] == [1, 2, 3, 4, 5]
+    points = [f for f in disp["features"] if f["geometry"]["type"] == "Point"]
+    assert [f["properties"]["rank"] for f in points] == [1, 2, 3, 4, 5]
+    lines = [f for f in disp["features"] if f["geometry"]["type"] == "LineString"]  # each crew's route (issue 17)
+    assert lines and {f["properties"]["crew"] for f in lines} == {f["properties"]["crew"] for f in points}
 
 
 @pytest.mark.slow
@@ -447,8 +450,12 @@ def test_kml_exports_parse(basin):
     w = basin["work"]
     assert len(placemarks(w / "leaks.kml")) == len(basin["leaks"])
     assert len(placemarks(w / "detections.kml")) == len(basin["detections"])
-    names = [m.findtext("k:name", namespaces=KML_NS) for m in placemarks(w / "dispatch.kml")]
-    assert names == read_csv(w / "dispatch.csv")["leak_id"].tolist()
+    marks = placemarks(w / "dispatch.kml")  # a folder per crew: its yard, its route line, its stops in visit order
+    stops = [m.findtext("k:name", namespaces=KML_NS) for m in marks if m.find("k:Point", KML_NS) is not None
+             and m.find("k:ExtendedData", KML_NS) is not None]
+    csv = read_csv(w / "dispatch.csv").sort_values(["crew", "stop"], key=lambda s: s.astype(str).str.zfill(4))
+    assert stops == [f"{r.stop}. {r.leak_id}" for r in csv.itertuples()]
+    assert len([m for m in marks if m.find("k:LineString", KML_NS) is not None]) == csv["crew"].nunique()
 
 
 def _day_order(leaks: pd.DataFrame, k: int) -> list[str]:
@@ -465,7 +472,7 @@ def _day_order(leaks: pd.DataFrame, k: int) -> list[str]:
 def test_dispatch_lists_the_top_open_unvalidated_leaks(basin):
     w = basin["work"]
     disp = read_csv(w / "dispatch.csv")
-    assert list(disp.columns) == list(DISPATCH_EXPORT_COLUMNS)
+    assert list(disp.columns)[:len(DISPATCH_EXPORT_COLUMNS)] == list(DISPATCH_EXPORT_COLUMNS)  # contract first
     assert disp["rank"].astype(int).tolist() == [1, 2, 3, 4, 5]
     assert not set(disp["leak_id"]) & set(basin["visited"])
     lk = basin["leaks"]
@@ -556,7 +563,7 @@ def test_simulated_basin_training_from_validations(simulated):
 def test_simulated_basin_dispatch_after_outcomes(simulated):
     w = simulated["work"]
     disp = read_csv(w / "dispatch.csv")
-    assert list(disp.columns) == list(DISPATCH_EXPORT_COLUMNS)
+    assert list(disp.columns)[:len(DISPATCH_EXPORT_COLUMNS)] == list(DISPATCH_EXPORT_COLUMNS)  # contract first
     after = simulated["leaks_after"]
     open_ranked = after[(after["status"] == "open") & (after["rank"] != "")]
     k = min(5, len(open_ranked))
@@ -566,7 +573,9 @@ def test_simulated_basin_dispatch_after_outcomes(simulated):
     assert disp["leak_id"].tolist() == expected
     assert not set(disp["leak_id"]) & set(simulated["visited"]["leak_id"])
     names = [m.findtext("k:name", namespaces=KML_NS) for m in placemarks(w / "dispatch.kml")]
-    assert names == expected
+    stops = [n.split(". ", 1)[1] for n in names if ". " in n]  # "1. L000053": stops; yards and routes are named
+    assert len(stops) == len(expected) and all(n.endswith((" yard", " km)")) for n in names if ". " not in n)
+    assert sorted(stops) == sorted(expected)  # a folder per crew, each in its visiting order
 
 
 @pytest.mark.slow

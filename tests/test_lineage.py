@@ -42,7 +42,7 @@ def test_story_from_file_row_to_visit(tmp_path: Path) -> None:
         assert (dets["who"] == "ana").all()
         assert "rate not quantified" in dets["what"].iloc[2]
         visit = story[story["kind"] == "field visit"]
-        assert len(visit) == 1 and "confirmed, measured 55.0 kg/h" in visit["what"].iloc[0]
+        assert len(visit) == 1 and "Confirmed leaking, measured 55.0 kg/h" in visit["what"].iloc[0]
         assert story["at"].is_monotonic_increasing
         assert (audit_events(s, actor="fran")["action"] == "validation").any()
         with pytest.raises(KeyError):

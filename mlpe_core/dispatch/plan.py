@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -77,11 +79,26 @@ def store_draft(session, routed: pd.DataFrame, left: list[str], plan_date: str, 
         risk_band=r.risk_band, due_by=None if pd.isna(r.due_by) else pd.Timestamp(r.due_by).to_pydatetime(),
         due_rule=_s(getattr(r, "due_rule", None)), top_reasons=_s(r.top_reasons))
         for r in routed.itertuples(index=False)]
-    dl = store.insert_list(session, user, plan_date, note, total, dict(cfg.items()), items)
+    saved = dict(cfg.items())
+    saved["route"] = _route_facts(routed)  # yards and arrival times, so a stored list draws and exports like the plan
+    dl = store.insert_list(session, user, plan_date, note, total, saved, items)
     store.audit(session, user, "dispatch_planned", f"dispatch_list:{dl.id}",
                 {"items": len(routed), "total_km": round(total, 2), "plan_date": plan_date, "did_not_fit": left})
     session.commit()
     return int(dl.id)
+
+
+def _route_facts(routed: pd.DataFrame) -> dict:
+    """What a stored list keeps of its routing beyond the stops: each crew's yard and each stop's planned arrival."""
+    yards, arrive = {}, {}
+    for r in routed.itertuples(index=False):
+        lat, lon = getattr(r, "home_lat", None), getattr(r, "home_lon", None)
+        if r.crew is not None and lat is not None and pd.notna(lat) and pd.notna(lon):
+            yards[str(r.crew)] = [float(lat), float(lon)]
+        t = getattr(r, "arrive_at", None)
+        if t is not None and pd.notna(t):
+            arrive[str(r.leak_id)] = pd.Timestamp(t).isoformat()
+    return {"yards": yards, "arrive_at": arrive}
 
 
 def _f(v) -> float | None:
@@ -171,7 +188,16 @@ def list_frame(session, list_id: int) -> pd.DataFrame:
         raise KeyError(f"no dispatch list {list_id}")
     df = store.list_items_frame(session, list_id)
     extra = ["crew", "stop", "leg_km", "work_order_id", "due_rule", "wo_status", "wo_status_at"]
-    return df[list(DISPATCH_EXPORT_COLUMNS) + extra]
+    df = df[list(DISPATCH_EXPORT_COLUMNS) + extra].copy()
+    try:
+        route = json.loads(store.get_list(session, list_id).settings or "{}").get("route") or {}
+    except ValueError:
+        route = {}
+    yards = route.get("yards") or {}  # lists planned before issue 17 have none: their routes start at the first stop
+    df["arrive_at"] = pd.to_datetime(df["leak_id"].map(route.get("arrive_at") or {}), utc=True, errors="coerce")
+    df["home_lat"] = df["crew"].map(lambda c: yards.get(str(c), [None, None])[0]).astype(float)
+    df["home_lon"] = df["crew"].map(lambda c: yards.get(str(c), [None, None])[1]).astype(float)
+    return df
 
 
 def work_orders(session, list_id: int | None = None, frame: pd.DataFrame | None = None) -> dict:

@@ -1,0 +1,65 @@
+"""Tables people read: every st.dataframe of the app goes through :func:`show`, which takes its headers, value
+labels, units and formats from ``mlpe_core.present`` (the same words as the workbook and the KML), shows the key
+columns and keeps the others one click away (the table's column menu), so no code, None or snake_case header
+reaches a page."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from app import common as c
+from mlpe_core import present
+
+CC = st.column_config
+WIDTH = {"small": 80, "medium": 180, "large": 420}
+# minimum widths that fit the longest value of a kind, so nothing is cut ("2026-09-" was a due date)
+MIN_WIDTH = {"date": 110, "datetime": 150, "time": 150, "seconds": 170, "rate": 95, "pct": 90, "coord": 95,
+             "int": 60, "km": 80}
+
+
+def _config(col: present.Column, unit: str, table: str):
+    head = present.header(col.name, unit, table)
+    k = col.kind
+    width = WIDTH.get(col.width or "") or MIN_WIDTH.get(k)
+    common = {"help": col.help, "width": width}
+    if k == "int":
+        cfg = CC.NumberColumn(head, format="%d", **common)
+    elif k in ("number", "km"):
+        cfg = CC.NumberColumn(head, format="%.1f", **common)
+    elif k == "coord":
+        cfg = CC.NumberColumn(head, format="%.4f", **common)
+    elif k == "version":
+        cfg = CC.NumberColumn(head, format="v%d", **common)
+    elif k == "rate":
+        d = present.UNIT_DIGITS[unit]
+        cfg = CC.NumberColumn(head, format=f"%.{d}f", **common)
+    elif k == "pct":
+        cfg = CC.ProgressColumn(head, min_value=0, max_value=100, format="%.0f%%", **common)
+    else:  # text, labels, and times as UTC text (present.display_frame): sortable, and read out as shown
+        cfg = CC.TextColumn(head, **common)
+    if not col.key:
+        cfg = {**cfg, "hidden": True}  # the column menu (eye icon) shows it again
+    return cfg
+
+
+def config(df: pd.DataFrame, table: str, unit: str | None = None) -> tuple[list[str], dict]:
+    """(column order, column config) of ``df`` as table ``table`` of ``mlpe_core.present``."""
+    unit = unit or c.unit()
+    cols = present.columns(table, df)
+    return [x.name for x in cols], {x.name: _config(x, unit, table) for x in cols}
+
+
+def show(df: pd.DataFrame, table: str, key: str, where=st, unit: str | None = None, **kw):
+    """``df`` as a people-ready table (see the module): values labelled and converted by
+    ``present.display_frame``, headers and formats from the table's specification. ``kw`` goes to st.dataframe
+    (height, on_select, selection_mode ...). Returns what st.dataframe returns."""
+    unit = unit or c.unit()
+    order, cfg = config(df, table, unit)
+    shown = present.display_frame(df, table, unit)
+    return where.dataframe(shown, hide_index=True, key=key, column_order=order, column_config=cfg, **kw)
+
+
+def height(n: int, most: int = 560) -> int:
+    """A table height that shows ``n`` rows without empty space, up to ``most`` pixels."""
+    return min(38 + 35 * max(n, 1), most)

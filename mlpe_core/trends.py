@@ -71,16 +71,19 @@ def detection_sites(dets: pd.DataFrame, leaks: pd.DataFrame) -> pd.Series:
 
 
 def sensor_days(dets: pd.DataFrame, leaks: pd.DataFrame, coverage: pd.DataFrame | None, start: pd.Timestamp,
-                end: pd.Timestamp, groups: dict[str, str] | None = None) -> pd.DataFrame:
+                end: pd.Timestamp, groups: dict[str, str] | None = None, only: set[str] | None = None) -> pd.DataFrame:
     """Per group, site, sensor and watched UTC day in [start, end): detected, n_readings, log_rate (``DAY_COLUMNS``).
 
-    ``groups`` maps a site to its group (e.g. its operator); by default each site is its own group. ``counts`` says
-    whether the row enters the count score (its sensor's watched days are known) or only the rate score."""
+    ``groups`` maps a site to its group (e.g. its operator); by default each site is its own group; ``only`` keeps
+    these sites (a satellite's pass days still come from all its detections). ``counts`` says whether the row enters
+    the count score (its sensor's watched days are known) or only the rate score."""
     start, end = pd.Timestamp(start).floor("D"), pd.Timestamp(end)
     days = pd.date_range(start, end, freq="D", inclusive="left", tz="UTC")
     d = dets.assign(site=detection_sites(dets, leaks), day=_utc_days(dets["observed_at"]))
     d = d[d["site"].notna() & (d["day"] >= start) & (d["day"] < end)]
     d = d[d["source_type"].isin(set(COUNT_KINDS) | RATE_KINDS)]
+    if only is not None:
+        d = d[d["site"].isin(only)]
     if d.empty or not len(days):
         return pd.DataFrame(columns=DAY_COLUMNS)
     r = d["rate_kg_h"].where(d["rate_kg_h"] > 0)
@@ -251,7 +254,8 @@ def _kg(x: float) -> str:
 def _evidence(g: pd.DataFrame, after: np.ndarray, has: np.ndarray, cnt: np.ndarray) -> tuple[float, str]:
     """The estimated emission ratio after/before a split and the per-sensor facts behind it, in words."""
     parts, share_num, share_den, dl, wl = [], [], [], [], []
-    for (_site, src), ix in g.groupby(["site", "source_name"]).indices.items():
+    several = g["site"].nunique() > 1
+    for (site, src), ix in g.groupby(["site", "source_name"]).indices.items():
         a = after[ix]
         det = g["detected"].to_numpy()[ix]
         bits = []
@@ -269,7 +273,7 @@ def _evidence(g: pd.DataFrame, after: np.ndarray, has: np.ndarray, cnt: np.ndarr
             wl.append(n)
             bits.append(f"readings {_kg(math.exp(mb))} → {_kg(math.exp(ma))} kg/h (geometric mean, as reported)")
         if bits:
-            parts.append(f"{src}: " + ", ".join(bits))
+            parts.append(f"{f'{site} ' if several else ''}{src}: " + ", ".join(bits))
     share = (sum(share_num) / sum(share_den)) if share_den else 1.0
     level = math.exp(sum(dl) / sum(wl)) if wl else 1.0
     return float(share * level), "; ".join(parts[:4]) + (f"; {len(parts) - 4} more sensors" if len(parts) > 4 else "")

@@ -10,7 +10,7 @@ migrations) and ``common``. Functions take a ``Session``; writers never commit u
 """
 
 from .assets import assets_frame, upsert_assets
-from .audit import add_note, audit, audit_events, audit_frame, latest_audit
+from .audit import add_note, audit, audit_by_actions, audit_events, audit_frame, chain_heads, latest_audit
 from .batches import add_batch, batches_frame, file_batch
 from .common import clear_store, counts, now, upsert
 from .coverage import COVERAGE_STATES, coverage_frame, insert_coverage
@@ -31,6 +31,7 @@ from .leaks import (
     as_time,
     fusion_generation,
     leak_events_frame,
+    leak_events_of,
     leak_ids,
     leaks_frame,
     lock_states,
@@ -45,12 +46,13 @@ from .users import get_user, insert_token, insert_user, revoke_token, token_by_d
 from .validations import insert_validations, validation_keys, validations_frame
 
 __all__ = ["activate_model", "active_model", "add_batch", "add_note", "as_time", "assets_frame", "audit",
-           "audit_events", "audit_frame", "batches_frame", "clear_store", "counts", "coverage_frame", "COVERAGE_STATES",
-           "detections_frame", "file_batch", "fusion_generation", "get_list", "get_user", "insert_coverage",
-           "insert_detections", "insert_list", "insert_notifications", "insert_token", "insert_user",
-           "insert_validations", "item_by_work_order", "latest_audit", "leak_events_frame", "leak_ids", "leaks_frame",
-           "LeakState", "list_items", "list_items_frame", "lists_frame", "lock_states", "models_frame",
-           "notification_ids", "notifications_frame", "now", "revoke_token", "save_fusion", "save_model", "save_ranks",
-           "save_scores", "save_states", "set_item_status", "set_list_status", "set_notification_matches",
-           "StaleFusion", "token_by_digest", "tokens", "upsert", "upsert_assets", "user_count", "users",
-           "validation_keys", "validations_frame"]
+           "audit_by_actions", "audit_events", "audit_frame", "chain_heads", "batches_frame", "clear_store",
+           "counts", "coverage_frame", "COVERAGE_STATES", "detections_frame", "file_batch", "fusion_generation",
+           "get_list", "get_user", "insert_coverage", "insert_detections", "insert_list", "insert_notifications",
+           "insert_token", "insert_user", "insert_validations", "item_by_work_order", "latest_audit",
+           "leak_events_frame", "leak_events_of", "leak_ids", "leaks_frame", "LeakState", "list_items",
+           "list_items_frame", "lists_frame", "lock_states", "models_frame", "notification_ids",
+           "notifications_frame", "now", "revoke_token", "save_fusion", "save_model", "save_ranks", "save_scores",
+           "save_states", "set_item_status", "set_list_status", "set_notification_matches", "StaleFusion",
+           "token_by_digest", "tokens", "upsert", "upsert_assets", "user_count", "users", "validation_keys",
+           "validations_frame"]

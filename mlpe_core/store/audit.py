@@ -187,6 +187,19 @@ def audit_events(session: Session, actor: str | None = None, action: str | None 
     return df
 
 
+def audit_by_actions(session: Session, actions: list[str]) -> pd.DataFrame:
+    """Every audit event of ``actions``, oldest first, with its chain hash (what a report cites)."""
+    stmt = select(AuditEvent.id, AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.target,
+                  AuditEvent.detail, AuditEvent.hash).where(AuditEvent.action.in_(actions)).order_by(AuditEvent.id)
+    return _utc(_frame(session, stmt), ["at"])
+
+
+def chain_heads(session: Session) -> dict[str, dict]:
+    """Each chain's newest hash and length (``chainhead``): a report states them so a reader can check later that
+    the trail it was built from is still intact (``mlpe audit verify``)."""
+    return {h.name: {"hash": h.hash, "n": h.n} for h in session.execute(select(ChainHead)).scalars()}
+
+
 def latest_audit(session: Session, action: str) -> AuditEvent | None:
     """The newest audit event of ``action`` (None when there is none)."""
     return session.execute(select(AuditEvent).where(AuditEvent.action == action)

@@ -20,10 +20,10 @@ from . import trends
 from .learn import sensor_precision
 
 TREND_DAYS = 120  # the trend test looks at this many days before the clock
-SITE_COLUMNS = ["asset_id", "operator", "asset_type", "latitude", "longitude", "n_leaks", "n_open", "expected_kg_h",
-                "est_rate_kg_h", "n_detections", "n_sensors", "first_seen", "last_seen", "n_visited", "n_confirmed",
-                "n_repaired", "median_days_to_repair", "obligations", "met_on_time", "met_late", "overdue",
-                "on_time_share", "false_alarm_share", "top_rank", "worst_band"]
+SITE_COLUMNS = ["asset_id", "n_leaks", "n_open", "expected_kg_h", "est_rate_kg_h", "n_detections", "n_sensors",
+                "first_seen", "last_seen", "n_visited", "n_confirmed", "n_repaired", "median_days_to_repair",
+                "obligations", "met_on_time", "met_late", "overdue", "on_time_share", "false_alarm_share", "top_rank",
+                "worst_band", "operator", "asset_type", "latitude", "longitude"]
 OPERATOR_COLUMNS = ["operator", "n_leaks", "n_sites", "n_open", "expected_kg_h", "est_rate_kg_h", "n_visited",
                     "n_confirmed", "n_repaired", "median_days_to_repair", "obligations", "met_on_time", "met_late",
                     "overdue", "on_time_share", "false_alarm_share", "n_worsening"]

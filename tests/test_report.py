@@ -21,10 +21,8 @@ from mlpe_core.store.models import AuditEvent, LeakEvent, Validation
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
-    db = tmp_path_factory.mktemp("report") / "mlpe.db"
-    ids = rs.build(db)
-    return db, ids
+def scenario(quarter_store):
+    return quarter_store
 
 
 @pytest.fixture(scope="module")

@@ -585,6 +585,11 @@ def ranking_groups(session: Session, by: str, flt: LeakFilter | None = None) -> 
     return rollups.ranking_groups(ranking(session, flt), by)
 
 
+def group_ranking(ranked: pd.DataFrame, by: str) -> pd.DataFrame:
+    """A ranking frame a face already filtered, grouped by site or operator (the Rankings page's grouped view)."""
+    return rollups.ranking_groups(ranked, by)
+
+
 def emissions(session: Session, start=None, end=None, operator: str | None = None) -> dict:
     """Estimated emissions of the fused leaks in [start, end) (default: the year to the clock), by site and by
     source category, with a 90 % interval and the OGMP 2.0 level they support (``sites.emissions_summary``)."""

@@ -272,17 +272,19 @@ def _site_obligations(b: Bundle, asset_id: str, lk: pd.DataFrame) -> pd.DataFram
 
 def emitting_span(leaks: pd.DataFrame, vals: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per leak, the time we take it to have emitted: from its first detection (earlier emission is not known and
-    not counted) to its repair, or to its last sighting when a crew found nothing (not found, closed unrepaired), or
-    to the clock while it is open or confirmed."""
+    not counted) to its repair when it is repaired or closed after one, to its last sighting when a crew found
+    nothing (not found, or closed unrepaired), else to the clock (open, dispatched, confirmed, under repair; a leak
+    re-opened after a repair counts from its first detection on, the weeks between included)."""
     rep = repairs(leaks, vals) if len(leaks) else pd.DataFrame(columns=["repaired_at"])
     lk = leaks.set_index("leak_id")
-    stop = pd.Series(as_of, index=lk.index)
-    nf = lk["status"].isin(["not_found", "closed"])
-    stop = stop.where(~nf, lk["last_seen"])
-    r = rep["repaired_at"].reindex(lk.index) if len(rep) else pd.Series(pd.NaT, index=lk.index)
-    stop = stop.where(r.isna(), np.minimum(r, as_of) if len(r) else r)
-    return pd.DataFrame({"start": lk["first_seen"], "stop": pd.to_datetime(stop, utc=True).where(
-        pd.to_datetime(stop, utc=True) >= lk["first_seen"], lk["first_seen"])})
+    r = pd.to_datetime(rep["repaired_at"].reindex(lk.index), utc=True) if len(rep) else \
+        pd.Series(pd.NaT, index=lk.index, dtype="datetime64[ns, UTC]")
+    done = lk["status"].isin(["repaired", "closed"]) & r.notna()
+    unfound = lk["status"].eq("not_found") | (lk["status"].eq("closed") & r.isna())
+    stop = pd.Series(pd.Timestamp(as_of), index=lk.index)
+    stop = stop.where(~unfound, lk["last_seen"]).where(~done, r.clip(upper=pd.Timestamp(as_of)))
+    stop = pd.to_datetime(stop, utc=True)
+    return pd.DataFrame({"start": lk["first_seen"], "stop": stop.where(stop >= lk["first_seen"], lk["first_seen"])})
 
 
 def leak_emissions(leaks: pd.DataFrame, vals: pd.DataFrame, as_of: pd.Timestamp, start: pd.Timestamp) -> pd.DataFrame:

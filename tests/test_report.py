@@ -137,6 +137,9 @@ def test_every_cited_record_exists_and_concerns_the_row(built, scenario):
                     ev = s.get(AuditEvent, int(aid))
                     assert ev.target == r.leak_id or json.loads(ev.detail)["notification_id"] == getattr(
                         r, "notification_id", None)
+        late = rep.notifications.set_index("notification_id").loc[rs.LATE_NOTICE]
+        actions = {s.get(AuditEvent, int(i)).action for i in late["audit_event_ids"].split(", ")}
+        assert {"notification", "validation", "lifecycle_visit", "lifecycle_repair"} <= actions
         heads = store.chain_heads(s)
     assert rep.meta["audit_chain_heads"] == heads
     # totals are the sums of the rows

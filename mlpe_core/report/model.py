@@ -133,10 +133,12 @@ class _Trail:
             if notification_id is not None:
                 m = (a["action"] == "notification") & (a["notification_id"] == notification_id)
                 au += [int(i) for i in a.loc[m, "id"]]
-            if leak_id is not None and ev:
-                m = a["action"].str.startswith("lifecycle_") & (a["target"] == leak_id)
-                au += [int(i) for i in a.loc[m & a["at"].isin(set(self.events.loc[self.events["id"].isin(ev),
-                                                                                   "recorded_at"])), "id"]]
+            if leak_id is not None and ev:  # each lifecycle event's audit record: same leak and move, written with it
+                mine = a[a["action"].str.startswith("lifecycle_") & (a["target"] == leak_id)]
+                for e in self.events[self.events["id"].isin(ev)].itertuples():
+                    near = (mine["action"] == f"lifecycle_{e.event}") & \
+                        ((mine["at"] - e.recorded_at).abs() <= pd.Timedelta(seconds=5))
+                    au += [int(i) for i in mine.loc[near, "id"].head(1)]
         return vids, ev, sorted(set(au))
 
 

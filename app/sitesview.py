@@ -55,6 +55,11 @@ def pick(label: str, options: list[str], key: str, param: str, where, fmt=None) 
     return choice
 
 
+def days(x) -> str:
+    """Whole days, or a dash when there is nothing to count (no repair yet)."""
+    return "–" if x is None or pd.isna(x) else f"{float(x):.0f}"
+
+
 def trend_box(trend: dict | None, what: str) -> None:
     """The trend test's verdict with its evidence (or why there is none)."""
     if trend is None:

@@ -21,7 +21,6 @@ import argparse
 import json
 import time
 
-import numpy as np
 import pandas as pd
 from sqlmodel import Session
 
@@ -172,7 +171,6 @@ def main() -> None:
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"runs": runs, "summary": s, "args": vars(a)}, f, indent=1, default=float)
-    np.seterr(all="ignore")
 
 
 if __name__ == "__main__":

@@ -408,6 +408,16 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
                 "sites": json_records(d["sites"]), "sensors": json_records(d["sensors"]),
                 "worsening": json_records(d["worsening"]), "trend": _trend(d["trend"])}
 
+    @app.get("/emissions", tags=["sites"], summary="Estimated emissions by site and source category, with the OGMP "
+             "2.0 level they support", response_model=m.EmissionsOut)
+    def get_emissions(s: Db, _who: Who, operator: Annotated[str | None, Query(max_length=200)] = None,
+                      start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD")] = None,
+                      end: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD, excluded")] = None) -> dict:
+        e = guard(desk.emissions, s, start, end, operator)
+        return {"start": e["start"].isoformat(), "end": e["end"].isoformat(), "ogmp": e["ogmp"],
+                "total": json_records(e["total"])[0], "by_site": json_records(e["by_site"]),
+                "by_category": json_records(e["by_category"]), "basis": json_records(e["basis"])}
+
     @app.get("/report", tags=["sites"], summary="The regulator's report for an operator and period",
              response_model=m.ReportOut,
              responses={200: {"content": {"application/pdf": {}, XLSX: {}},

@@ -341,3 +341,16 @@ class ReportOut(BaseModel):
     action_levels: list[dict[str, Any]]
     totals: list[dict[str, Any]]
     emissions: list[dict[str, Any]]
+
+
+class EmissionsOut(BaseModel):
+    """Estimated emissions of the fused leaks in a period (``desk.emissions``): tonnes CH4 with a 90 % interval,
+    annualised, by site and source category, and the OGMP 2.0 level the data supports (``ogmp``)."""
+
+    start: str
+    end: str
+    ogmp: str
+    total: dict[str, Any]
+    by_site: list[dict[str, Any]]
+    by_category: list[dict[str, Any]]
+    basis: list[dict[str, Any]] = Field(description="leaks and tonnes by what their rate rests on")

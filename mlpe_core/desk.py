@@ -542,7 +542,7 @@ def worsening_sites(session: Session) -> pd.DataFrame:
     """Sites whose emissions got worse over the last ``sites.TREND_DAYS`` days before the clock, most certain first:
     asset_id, operator, evidence (in words), p_value, ratio (estimated emissions after/before), changed_on, z_count,
     z_rate, n_days, n_detected_days. The test and its measured precision and recall: ``trends``, docs/sites.md."""
-    return rollups.worsening(_bundle(session)).drop(columns=["group"], errors="ignore")[
+    return rollups.worsening(_bundle(session))[
         ["asset_id", "operator", "evidence", "p_value", "ratio", "changed_on", "z_count", "z_rate", "n_days",
          "n_detected_days"]]
 
@@ -590,12 +590,19 @@ def group_ranking(ranked: pd.DataFrame, by: str) -> pd.DataFrame:
     return rollups.ranking_groups(ranked, by)
 
 
-def emissions(session: Session, start=None, end=None, operator: str | None = None) -> dict:
-    """Estimated emissions of the fused leaks in [start, end) (default: the year to the clock), by site and by
+def emissions(session: Session, start: str | None = None, end: str | None = None, operator: str | None = None) -> dict:
+    """Estimated emissions of the fused leaks in [start, end) (dates; default: the year to the clock), by site and by
     source category, with a 90 % interval and the OGMP 2.0 level they support (``sites.emissions_summary``)."""
     b = _bundle(session)
-    end_t = pd.Timestamp(end, tz="UTC") if end is not None else b.as_of
-    start_t = pd.Timestamp(start, tz="UTC") if start is not None else end_t - pd.Timedelta(days=365)
+    try:
+        end_t = pd.Timestamp(date.fromisoformat(str(end)), tz="UTC") if end else b.as_of
+        start_t = pd.Timestamp(date.fromisoformat(str(start)), tz="UTC") if start else end_t - pd.Timedelta(days=365)
+    except ValueError as exc:
+        raise ValueError(f"from/to must be YYYY-MM-DD dates ({exc})") from exc
+    if end_t <= start_t:
+        raise ValueError("the period must end after it starts")
+    if operator is not None and operator not in set(b.assets["operator"].dropna()):
+        raise KeyError(f"no operator '{operator}'")
     lk = b.leaks if operator is None else b.leaks[b.leaks["operator"] == operator]
     return rollups.emissions_summary(lk, b.vals, start_t, end_t, b.as_of)
 

@@ -116,11 +116,10 @@ def _rollup(leaks: pd.DataFrame, rep: pd.DataFrame, ob: pd.DataFrame, dets: pd.D
     else:
         out["n_sensors"] = 0
     if len(ob):
-        o = ob.assign(**{by: ob[by]})
-        c = o.groupby([by, "outcome"]).size().unstack(fill_value=0)
+        c = ob.groupby([by, "outcome"]).size().unstack(fill_value=0)
         for k in ("on_time", "late", "overdue", "open"):
             out[{"on_time": "met_on_time", "late": "met_late"}.get(k, k)] = c.get(k, pd.Series(dtype=int))
-        out["obligations"] = o.groupby(by).size()
+        out["obligations"] = ob.groupby(by).size()
     for k in ("obligations", "met_on_time", "met_late", "overdue", "n_sensors"):
         out[k] = out.get(k, pd.Series(dtype=float)).reindex(out.index).fillna(0).astype(int)
     due = out["met_on_time"] + out["met_late"] + out["overdue"]
@@ -415,9 +414,9 @@ def operator_detail(b: Bundle, operator: str, worsening_sites: pd.DataFrame | No
         worsening_sites) else pd.DataFrame(columns=["asset_id"])
     roll = operator_rollup(sub, worse)
     row = roll[roll["operator"] == operator]
-    days, start, end = trend_days(Bundle(b.as_of, lk, b.assets[b.assets["asset_id"].isin(mine)], b.dets, b.vals,
-                                         b.coverage, b.obligations), by="operator")
-    days = days[days["group"] == operator]
+    start, end = trend_window(b.as_of)
+    days = trends.sensor_days(b.dets, b.leaks, b.coverage, start, end, groups=dict.fromkeys(mine, operator),
+                              only=mine)
     res = trends.change_test(days, start, end, n_perm=199)
     return {"operator": row.iloc[0].to_dict() if len(row) else {"operator": operator},
             "as_of": b.as_of, "sites": site_rollup(sub), "leaks": lk,

@@ -95,11 +95,9 @@ def sensor_days(dets: pd.DataFrame, leaks: pd.DataFrame, coverage: pd.DataFrame 
     parts = [per]
     # watched days without a detection, per kind of sensor
     scene = {s for s, k in kind.items() if COUNT_KINDS.get(k) == "scene"}
-    pass_days = {s: set(g) for s, g in d[d["source_name"].isin(scene)].groupby("source_name")["day"]} if scene else {}
-    full = dets[dets["source_name"].isin(scene)]
-    if len(full):  # a satellite's pass days come from all its detections, sited or not
-        fd = _utc_days(full["observed_at"])
-        pass_days = {s: set(fd[full["source_name"] == s]) for s in scene}
+    full = dets[dets["source_name"].isin(scene)]  # a satellite's pass days: all its detections, sited or not
+    fd = _utc_days(full["observed_at"])
+    pass_days = {s: set(fd[full["source_name"] == s]) for s in scene}
     cov_days = _coverage_days(coverage, start, end)
     rows = []
     for (site, src), g in per.groupby(["site", "source_name"]):

@@ -283,3 +283,8 @@ def test_api_sites_and_operators(quarter_store):
     assert {x["operator"] for x in o["operators"]} == {"Op North", "Op South", "Op East", "Op West"}
     assert c.get("/operators/Op North").json()["operator"]["operator"] == "Op North"
     assert c.get("/operators/Nobody").status_code == 404
+    e = c.get("/emissions", params={"operator": "Op North", "from": "2026-07-01", "to": "2026-10-01"}).json()
+    assert e["total"]["tonnes_lo"] <= e["total"]["tonnes"] <= e["total"]["tonnes_hi"] and "Level 5" in e["ogmp"]
+    assert sum(x["tonnes"] for x in e["by_site"]) == pytest.approx(e["total"]["tonnes"])
+    assert c.get("/emissions", params={"from": "July"}).status_code == 422
+    assert c.get("/emissions", params={"operator": "Nobody"}).status_code == 404

@@ -50,7 +50,7 @@ def to_xlsx(report: Report) -> bytes:
         ws.cell(i, 1, k).font = bold
         c = ws.cell(i, 2, _cell(v))
         c.alignment = Alignment(wrap_text=True, vertical="top")
-        if isinstance(c.value, pd.Timestamp | type(pd.Timestamp(0).to_pydatetime())):
+        if isinstance(v, pd.Timestamp):
             c.number_format = "yyyy-mm-dd hh:mm"
     ws.column_dimensions["A"].width = 44
     ws.column_dimensions["B"].width = 110

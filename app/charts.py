@@ -78,3 +78,38 @@ def rank_scatter(cmp: pd.DataFrame, a: str, b: str) -> go.Figure:
     fig.update_xaxes(autorange="reversed")
     fig.update_yaxes(autorange="reversed")
     return fig
+
+
+def site_emissions(em: pd.DataFrame, weekly: pd.DataFrame) -> go.Figure:
+    """A site through time: the summed rate of its emitting leaks (P(real)-weighted, ±1σ band) and each sensor's
+    geometric-mean reading per week with its 90 % interval (as reported: each sensor on its own scale)."""
+    fig = go.Figure()
+    if len(em):
+        fig.add_trace(go.Scatter(x=pd.concat([em["week"], em["week"][::-1]]),
+                                 y=pd.concat([em["rate_hi_kg_h"], em["rate_lo_kg_h"][::-1]]), fill="toself",
+                                 fillcolor="rgba(15,110,110,0.15)", line={"width": 0}, hoverinfo="skip",
+                                 name="leaks ±1σ"))
+        fig.add_trace(go.Scatter(x=em["week"], y=em["rate_kg_h"], mode="lines", line={"color": TEAL, "width": 2},
+                                 name="leaks: P(real) × rate"))
+    w = weekly[weekly["rate_kg_h"].notna()] if len(weekly) else weekly
+    for src, g in (w.groupby("source_name") if len(w) else []):
+        bars = {"type": "data", "symmetric": False, "array": g["rate_hi_kg_h"] - g["rate_kg_h"],
+                "arrayminus": g["rate_kg_h"] - g["rate_lo_kg_h"], "thickness": 1, "width": 0}
+        fig.add_trace(go.Scatter(x=g["week"], y=g["rate_kg_h"], mode="markers", name=f"{src} reading", error_y=bars))
+    fig.update_layout(height=330, margin={"t": 10, "b": 10}, yaxis_title="kg/h", xaxis_title="",
+                      legend={"orientation": "h", "y": -0.18})
+    return fig
+
+
+def detected_days(weekly: pd.DataFrame) -> go.Figure:
+    """Per week and sensor: the share of watched days with a detection (bars), so an offline week is not a quiet
+    one; sensors without known watched days (aircraft) show their readings' days only."""
+    w = weekly.groupby(["week", "source_name"], as_index=False)[["detected_days", "watched_days"]].sum() \
+        if len(weekly) else weekly
+    if len(w):
+        w = w.assign(share=(w["detected_days"] / w["watched_days"].where(w["watched_days"] > 0)).fillna(0) * 100)
+    fig = px.bar(w, x="week", y="share", color="source_name", barmode="group",
+                 hover_data=["detected_days", "watched_days"], labels={"share": "watched days with a detection (%)"})
+    fig.update_layout(height=300, margin={"t": 10, "b": 10}, legend_title_text="", xaxis_title="",
+                      legend={"orientation": "h", "y": -0.2})
+    return fig

@@ -20,8 +20,8 @@ SOURCE_RGB = {"satellite": [120, 60, 200], "aerial": [0, 150, 200], "continuous_
 OPEN = ["open", "dispatched"]  # ranked: still need a visit
 VISITABLE = [*OPEN, "no_access", "confirmed", "repair_attempted"]  # a crew may still record a visit or repair
 # st.Page / st.switch_page paths are relative to app/main.py
-PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "obligations", "dispatch", "validation", "upload",
-                                         "model", "audit")}
+PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "obligations", "site", "operator", "dispatch",
+                                         "validation", "upload", "model", "audit")}
 T = TypeVar("T")
 OPEN_NAME = "app"  # who acts in open mode unless they give a name
 
@@ -96,7 +96,7 @@ def version() -> tuple:
 
 FRAMES = {"leaks": lambda s: desk.ranking(s), "detections": desk.detections, "assets": desk.assets,
           "validations": desk.outcomes, "batches": desk.batches, "models": desk.models, "audit": desk.audit_trail,
-          "obligations": desk.obligations}
+          "obligations": desk.obligations, "sites": desk.sites, "operators": desk.operators}
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

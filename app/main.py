@@ -33,6 +33,8 @@ nav = st.navigation({
                st.Page(P["leak"], title="Leak detail", icon=":material/location_searching:")],
     "Review": [st.Page(P["rankings"], title="Rankings", icon=":material/format_list_numbered:"),
                st.Page(P["obligations"], title="Obligations", icon=":material/gavel:"),
+               st.Page(P["site"], title="Site", icon=":material/factory:"),
+               st.Page(P["operator"], title="Operator", icon=":material/domain:"),
                st.Page(P["dispatch"], title="Dispatch", icon=":material/local_shipping:")],
     "Field": [st.Page(P["validation"], title="Field validation", icon=":material/fact_check:"),
               st.Page(P["upload"], title="Upload", icon=":material/upload_file:")],

@@ -24,7 +24,7 @@ import pandas as pd
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
@@ -101,11 +101,12 @@ class TokenRequest(BaseModel):
     expires_days: float | None = Field(None, gt=0, le=3650, description="default: until revoked")
 
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_ID = 2**63 - 1  # a database id; anything outside 1..MAX_ID names nothing (404, never an overflow)
 ERRORS: dict = {code: {"model": m.ErrorOut, "description": why} for code, why in (
     (400, "the body is not JSON"),
     (401, "no or an invalid bearer token (once the store has users)"), (403, "the role may not do this"),
-    (404, "no such leak, list, work order or token"), (409, "the leak's lifecycle forbids this move"),
+    (404, "no such leak, list, work order, token, site or operator"), (409, "the leak's lifecycle forbids this move"),
     (422, "a parameter or the body is not valid"), (429, "too many failed sign-ins: retry after Retry-After s"))}
 
 
@@ -373,6 +374,64 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     def get_history(leak_id: str, s: Db, _who: Who) -> dict[str, Any]:
         d = guard(desk.leak_detail, s, leak_id)
         return {"leak_id": leak_id, "events": json_records(d["events"].drop(columns=["id"]))}
+
+    def _trend(t: dict | None) -> dict | None:
+        return None if t is None else json_records(pd.DataFrame([t]))[0]
+
+    @app.get("/sites", tags=["sites"], summary="Roll-up per site, most expected methane first",
+             response_model=m.SitesOut)
+    def get_sites(s: Db, _who: Who) -> dict:
+        df = desk.sites(s)
+        return {"count": int(len(df)), "as_of": desk.as_of(s).isoformat(), "sites": json_records(df)}
+
+    @app.get("/sites/{asset_id}", tags=["sites"], summary="One site: leaks, sensors and emissions through time, "
+             "visits, obligations and trend", response_model=m.SiteDetailOut)
+    def get_site(asset_id: str, s: Db, _who: Who) -> dict:
+        d = guard(desk.site_detail, s, asset_id)
+        return {"site": json_records(pd.DataFrame([d["site"]]))[0], "as_of": d["as_of"].isoformat(),
+                "leaks": json_records(d["leaks"].reindex(columns=LEAK_FIELDS)), "weekly": json_records(d["weekly"]),
+                "emissions": json_records(d["emissions"]),
+                "visits": json_records(d["visits"].drop(columns=["batch_id"], errors="ignore")),
+                "events": json_records(d["events"].drop(columns=["hash"], errors="ignore")),
+                "obligations": json_records(d["obligations"]), "trend": _trend(d["trend"])}
+
+    @app.get("/operators", tags=["sites"], summary="Roll-up per operator", response_model=m.OperatorsOut)
+    def get_operators(s: Db, _who: Who) -> dict:
+        df = desk.operators(s)
+        return {"count": int(len(df)), "as_of": desk.as_of(s).isoformat(), "operators": json_records(df)}
+
+    @app.get("/operators/{operator}", tags=["sites"], summary="One operator: sites, sensor precision, trend",
+             response_model=m.OperatorDetailOut)
+    def get_operator(operator: str, s: Db, _who: Who) -> dict:
+        d = guard(desk.operator_detail, s, operator)
+        return {"operator": json_records(pd.DataFrame([d["operator"]]))[0], "as_of": d["as_of"].isoformat(),
+                "sites": json_records(d["sites"]), "sensors": json_records(d["sensors"]),
+                "worsening": json_records(d["worsening"]), "trend": _trend(d["trend"])}
+
+    @app.get("/emissions", tags=["sites"], summary="Estimated emissions by site and source category, with the OGMP "
+             "2.0 level they support", response_model=m.EmissionsOut)
+    def get_emissions(s: Db, _who: Who, operator: Annotated[str | None, Query(max_length=200)] = None,
+                      start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD")] = None,
+                      end: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD, excluded")] = None) -> dict:
+        e = guard(desk.emissions, s, start, end, operator)
+        return {"start": e["start"].isoformat(), "end": e["end"].isoformat(), "ogmp": e["ogmp"],
+                "total": json_records(e["total"])[0], "by_site": json_records(e["by_site"]),
+                "by_category": json_records(e["by_category"]), "basis": json_records(e["basis"])}
+
+    @app.get("/report", tags=["sites"], summary="The regulator's report for an operator and period",
+             response_model=m.ReportOut,
+             responses={200: {"content": {"application/pdf": {}, XLSX: {}},
+                              "description": "JSON (the report model), or the PDF or XLSX file with format=pdf|xlsx"}})
+    def get_report(s: Db, who: Who, operator: Annotated[str, Query(min_length=1, max_length=200)],
+                   start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD")] = None,
+                   end: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD, included")] = None,
+                   format: Annotated[Literal["json", "pdf", "xlsx"], Query()] = "json"):  # noqa: A002
+        rep = guard(desk.report, s, operator, start, end, user=who)
+        if format == "json":
+            return rep.to_dict()
+        name = f"mlpe_report_{rep.meta['period_start']:%Y%m%d}_{rep.meta['period_end']:%Y%m%d}.{format}"
+        return Response(desk.render_report(rep, format), media_type="application/pdf" if format == "pdf" else XLSX,
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     app.state.started_at = datetime.now(UTC).isoformat()
     return app

@@ -254,3 +254,103 @@ class TokenOut(BaseModel):
 
 class TokenCreatedOut(TokenOut):
     token: str = Field(description="shown once: only its SHA-256 is stored")
+
+
+class SiteRecord(_Open):
+    """One site's roll-up (``desk.sites``)."""
+
+    asset_id: str
+    n_leaks: int
+    n_open: int | None = None
+    expected_kg_h: float | None = Field(None, description="sum of P(real) × rate over its open leaks")
+    n_confirmed: int | None = None
+    n_repaired: int | None = None
+    median_days_to_repair: float | None = Field(None, description="first detection to repair, days")
+    met_on_time: int | None = None
+    met_late: int | None = None
+    overdue: int | None = None
+    worsening: bool | None = Field(None, description="the trend test flags it (docs/sites.md)")
+    trend_p: float | None = None
+    operator: str | None = None
+    asset_type: str | None = None
+
+
+class SitesOut(BaseModel):
+    count: int
+    as_of: str | None = None
+    sites: list[SiteRecord]
+
+
+class OperatorRecord(_Open):
+    """One operator's roll-up (``desk.operators``)."""
+
+    operator: str
+    n_leaks: int
+    n_sites: int | None = None
+    n_open: int | None = None
+    expected_kg_h: float | None = None
+    median_days_to_repair: float | None = None
+    on_time_share: float | None = Field(None, description="clocks met on time / clocks due")
+    false_alarm_share: float | None = Field(None, description="checked leaks not found / checked leaks")
+    n_worsening: int | None = None
+
+
+class OperatorsOut(BaseModel):
+    count: int
+    as_of: str | None = None
+    operators: list[OperatorRecord]
+
+
+class TrendOut(_Open):
+    worsening: bool
+    p_value: float
+    ratio: float
+    changed_on: str | None = None
+    evidence: str
+
+
+class SiteDetailOut(BaseModel):
+    site: dict[str, Any]
+    as_of: str | None = None
+    leaks: list[LeakRecord]
+    weekly: list[dict[str, Any]] = Field(description="per sensor and week: watched and detected days, readings")
+    emissions: list[dict[str, Any]] = Field(description="per week: summed rate of its emitting leaks with ±1σ")
+    visits: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+    obligations: list[dict[str, Any]]
+    trend: TrendOut | None = None
+
+
+class OperatorDetailOut(BaseModel):
+    operator: OperatorRecord
+    as_of: str | None = None
+    sites: list[SiteRecord]
+    sensors: list[dict[str, Any]] = Field(description="per sensor: precision of the leaks it saw, from field outcomes")
+    worsening: list[dict[str, Any]]
+    trend: TrendOut | None = None
+
+
+class ReportOut(BaseModel):
+    """The regulator's report (``desk.report``): every row cites its notification, validation, lifecycle-event
+    and audit-event ids."""
+
+    meta: dict[str, Any]
+    emissions_total: dict[str, Any]
+    notifications: list[dict[str, Any]]
+    ldar: list[dict[str, Any]]
+    action_levels: list[dict[str, Any]]
+    totals: list[dict[str, Any]]
+    emissions: list[dict[str, Any]]
+
+
+class EmissionsOut(BaseModel):
+    """Estimated emissions of the fused leaks in a period (``desk.emissions``): tonnes CH4 with a 90 % interval,
+    annualised, by site and source category, and the OGMP 2.0 level the data supports (``ogmp``)."""
+
+    start: str
+    end: str
+    ogmp: str
+    total: dict[str, Any]
+    by_site: list[dict[str, Any]]
+    by_category: list[dict[str, Any]]
+    basis: list[dict[str, Any]] = Field(description="leaks and tonnes by what their rate rests on")

@@ -98,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     rk.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     ob = sub.add_parser("obligations", help="every running regulatory clock, soonest first")
     ob.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
+    si = sub.add_parser("sites", help="roll-up per site: leaks, expected kg/h, repairs, clocks met, trend")
+    si.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
+    op = sub.add_parser("operators", help="roll-up per operator: leaks, repairs, clocks met, false alarms, worsening")
+    op.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
+    rp = sub.add_parser("report", help="the regulator's report for an operator and period (PDF, XLSX or JSON)")
+    rp.add_argument("--operator", required=True)
+    rp.add_argument("--from", dest="start", default=None, help="YYYY-MM-DD (default: the last full quarter)")
+    rp.add_argument("--to", dest="end", default=None, help="YYYY-MM-DD, included")
+    rp.add_argument("-o", "--output", required=True, type=Path, help="FILE.pdf, FILE.xlsx or FILE.json")
     us = sub.add_parser("users", help="users and roles (the first user must be an admin; it ends open mode)")
     usub = us.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ua = usub.add_parser("add", help="add a user (admins); the new password is read from $MLPE_NEW_PASSWORD "
@@ -321,8 +330,23 @@ def run(argv: list[str]) -> int:
             for k, v in desk.status(conn).items():
                 print(f"{k}: {v}", file=out)
         return EXIT_OK
-    if args.command in ("ranking", "obligations"):
+    if args.command in ("ranking", "obligations", "sites", "operators"):
         return _print_table(args, out)
+    if args.command == "report":
+        from . import desk
+
+        fmt = args.output.suffix.lower().lstrip(".")
+        if fmt not in ("pdf", "xlsx", "json"):
+            raise UsageError(f"-o {args.output}: the report is written as .pdf, .xlsx or .json")
+        with _session(args.db) as s:
+            rep = desk.report(s, args.operator, args.start, args.end, user=args.user)
+        data = desk.render_report(rep, fmt)
+        _atomic_write(args.output, lambda p: p.write_bytes(data))
+        m = rep.meta
+        print(f"wrote the report of {m['operator']} for {m['period_start']:%Y-%m-%d} to {m['period_end']:%Y-%m-%d} "
+              f"to {args.output}: {len(rep.notifications)} notifications, {len(rep.ldar)} LDAR findings, "
+              f"{len(rep.action_levels)} action-level exceedances", file=out)
+        return EXIT_OK
     if args.command == "users":
         return _run_users(args, out)
     if args.command == "audit":
@@ -368,11 +392,18 @@ TABLES = {
                 "status", "marked", "override_reason", "top_reasons"],
     "obligations": ["due_by", "state", "leak_id", "site", "title", "action", "started_text", "citation", "rank",
                     "status"],
+    "sites": ["asset_id", "n_leaks", "n_open", "expected_kg_h", "n_confirmed", "n_repaired", "median_days_to_repair",
+              "met_on_time", "met_late", "overdue", "worsening", "operator", "asset_type"],
+    "operators": ["operator", "n_leaks", "n_sites", "n_open", "expected_kg_h", "n_confirmed", "n_repaired",
+                  "median_days_to_repair", "on_time_share", "false_alarm_share", "n_worsening"],
 }
+EMPTY = {"ranking": "no ranked leak (run `mlpe score`)", "obligations": "no compliance clock is running",
+         "sites": "no site has a leak (run `mlpe fuse`)", "operators": "no leak at an operator's site"}
 
 
 def _print_table(args, out) -> int:
-    """``mlpe ranking`` and ``mlpe obligations``: a table, or with ``--json`` one JSON list of objects."""
+    """``mlpe ranking``, ``obligations``, ``sites`` and ``operators``: a table, or with ``--json`` one JSON list of
+    objects (every column the desk returns; the table shows the main ones)."""
     import json
 
     from . import desk
@@ -381,18 +412,22 @@ def _print_table(args, out) -> int:
         if args.command == "ranking":
             df = desk.ranking(s, desk.LeakFilter(ranked_only=True))
             df = df.head(args.top) if args.top is not None else df
-        else:
+        elif args.command == "obligations":
             df = desk.obligations(s)
-    df = df.reindex(columns=TABLES[args.command])
+        elif args.command == "sites":
+            df = desk.sites(s)
+        else:
+            df = desk.operators(s)
+    if args.command in ("ranking", "obligations"):
+        df = df.reindex(columns=TABLES[args.command])
     if args.json:
         from .export import json_records
 
         print(json.dumps(json_records(df)), file=out)
     elif df.empty:
-        print("nothing to show: " + ("no ranked leak (run `mlpe score`)" if args.command == "ranking"
-                                     else "no compliance clock is running"), file=out)
+        print("nothing to show: " + EMPTY[args.command], file=out)
     else:
-        print(df.to_string(index=False, max_colwidth=60), file=out)
+        print(df.reindex(columns=TABLES[args.command]).round(2).to_string(index=False, max_colwidth=60), file=out)
     return EXIT_OK
 def _new_password(s, username: str) -> str:
     """The password for a new account: $MLPE_NEW_PASSWORD, for the first admin also $MLPE_PASSWORD (the acting

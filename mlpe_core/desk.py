@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
     from . import auth, comply, dispatch, learn, lifecycle, lineage, pipeline, review, store
     from . import outcomes as _outcomes
+    from . import report as reporting
     from . import score as _score
+    from . import sites as rollups
     from .ingest import tables as _tables
     from .store import models as tables
 else:  # imported on first use: `mlpe --help` and `mlpe status` must not pay for pandas, the stages or the models
@@ -46,6 +48,7 @@ else:  # imported on first use: `mlpe --help` and `mlpe status` must not pay for
     learn, lifecycle, lineage = lazy("mlpe_core.learn"), lazy("mlpe_core.lifecycle"), lazy("mlpe_core.lineage")
     pipeline, review, store = lazy("mlpe_core.pipeline"), lazy("mlpe_core.review"), lazy("mlpe_core.store")
     _score = lazy("mlpe_core.score")
+    reporting, rollups = lazy("mlpe_core.report"), lazy("mlpe_core.sites")
     _outcomes, _tables = lazy("mlpe_core.outcomes"), lazy("mlpe_core.ingest.tables")
     tables = lazy("mlpe_core.store.models")
 
@@ -671,6 +674,124 @@ def action_levels(session: Session, site: str) -> pd.DataFrame:
     """A site's continuous-monitor rolling averages per day and rule, with baseline and threshold (for a chart)."""
     return comply.action_level_series(store.detections_frame(session), comply.load_rules(), site,
                                       leaks=store.leaks_frame(session), assets=store.assets_frame(session))
+
+
+# --------------------------------------------------------------------------------------------- sites and operators
+
+
+def _bundle(session: Session) -> rollups.Bundle:
+    """What every roll-up reads, once, as of the clock: the effective ranking, every clock (met ones too) and the
+    detections, outcomes and coverage behind them."""
+    clock = as_of(session)
+    ob, _ = comply.obligation_queue(session, clock, include_met=True)
+    return rollups.Bundle(clock, ranking(session), store.assets_frame(session), store.detections_frame(session),
+                        store.validations_frame(session), store.coverage_frame(session), ob)
+
+
+def worsening_sites(session: Session) -> pd.DataFrame:
+    """Sites whose emissions got worse over the last ``sites.TREND_DAYS`` days before the clock, most certain first:
+    asset_id, operator, evidence (in words), p_value, ratio (estimated emissions after/before), changed_on, z_count,
+    z_rate, n_days, n_detected_days. The test and its measured precision and recall: ``trends``, docs/sites.md."""
+    return rollups.worsening(_bundle(session))[
+        ["asset_id", "operator", "evidence", "p_value", "ratio", "changed_on", "z_count", "z_rate", "n_days",
+         "n_detected_days"]]
+
+
+def sites(session: Session, bundle: rollups.Bundle | None = None) -> pd.DataFrame:
+    """``mlpe sites``: one row per site with leaks (``sites.SITE_COLUMNS``), most expected methane first, plus
+    ``worsening``, ``trend_p`` and ``trend_ratio`` from the trend test (blank for a site with too little data)."""
+    b = bundle or _bundle(session)
+    roll = rollups.site_rollup(b)
+    tr = rollups.worsening(b, all_tested=True).set_index("asset_id")
+    roll["worsening"] = roll["asset_id"].map(tr["worsening"]).fillna(False).astype(bool)
+    roll["trend_p"] = roll["asset_id"].map(tr["p_value"])
+    roll["trend_ratio"] = roll["asset_id"].map(tr["ratio"])
+    return roll
+
+
+def operators(session: Session) -> pd.DataFrame:
+    """``mlpe operators``: one row per operator (``sites.OPERATOR_COLUMNS``), most expected methane first."""
+    b = _bundle(session)
+    return rollups.operator_rollup(b, rollups.worsening(b))
+
+
+def site_detail(session: Session, asset_id: str) -> dict:
+    """One site (``sites.site_detail``): its roll-up, leaks, detections per sensor through time, emissions through
+    time with bounds, visits, lifecycle events, obligations and trend, as of the clock."""
+    b = _bundle(session)
+    lk = b.leaks[b.leaks["asset_id"] == asset_id]
+    return rollups.site_detail(b, asset_id, store.leak_events_of(session, set(lk["leak_id"])))
+
+
+def operator_detail(session: Session, operator: str) -> dict:
+    """One operator (``sites.operator_detail``): its roll-up, sites, per-sensor precision from field outcomes,
+    obligations, weekly series, worsening sites and the trend over its sites pooled."""
+    b = _bundle(session)
+    return rollups.operator_detail(b, operator, rollups.worsening(b))
+
+
+def ranking_groups(session: Session, by: str, flt: LeakFilter | None = None) -> pd.DataFrame:
+    """The (filtered) ranking grouped by site (``asset_id``) or ``operator`` (``sites.ranking_groups``)."""
+    return rollups.ranking_groups(ranking(session, flt), by)
+
+
+def group_ranking(ranked: pd.DataFrame, by: str) -> pd.DataFrame:
+    """A ranking frame a face already filtered, grouped by site or operator (the Rankings page's grouped view)."""
+    return rollups.ranking_groups(ranked, by)
+
+
+def emissions(session: Session, start: str | None = None, end: str | None = None, operator: str | None = None) -> dict:
+    """Estimated emissions of the fused leaks in [start, end) (dates; default: the year to the clock), by site and by
+    source category, with a 90 % interval and the OGMP 2.0 level they support (``sites.emissions_summary``)."""
+    b = _bundle(session)
+    try:
+        end_t = pd.Timestamp(date.fromisoformat(str(end)), tz="UTC") if end else b.as_of
+        start_t = pd.Timestamp(date.fromisoformat(str(start)), tz="UTC") if start else end_t - pd.Timedelta(days=365)
+    except ValueError as exc:
+        raise ValueError(f"from/to must be YYYY-MM-DD dates ({exc})") from exc
+    if end_t <= start_t:
+        raise ValueError("the period must end after it starts")
+    if operator is not None and operator not in set(b.assets["operator"].dropna()):
+        raise KeyError(f"no operator '{operator}'")
+    lk = b.leaks if operator is None else b.leaks[b.leaks["operator"] == operator]
+    return rollups.emissions_summary(lk, b.vals, start_t, end_t, b.as_of)
+
+
+def default_period(clock: pd.Timestamp) -> tuple[date, date]:
+    """The last full calendar quarter before the clock (what an operator files)."""
+    q0 = pd.Timestamp(clock).tz_convert("UTC").tz_localize(None).to_period("Q").start_time
+    prev = (q0 - pd.Timedelta(days=1)).to_period("Q")
+    return prev.start_time.date(), prev.end_time.date()
+
+
+def report(session: Session, operator: str, start: date | str | None = None, end: date | str | None = None,
+           user: str = "system") -> reporting.Report:
+    """The regulator's report of ``operator`` for the clocks started from ``start`` to ``end`` (dates, UTC, both
+    included; default the last full quarter before the clock), as of the clock: notifications, LDAR findings,
+    action-level exceedances, totals by site type and emissions, each row citing its records (``report.build``)."""
+    b = _bundle(session)
+    clock = b.as_of
+    d0, d1 = default_period(clock)
+    try:
+        a = date.fromisoformat(str(start)) if start else d0
+        z = date.fromisoformat(str(end)) if end else (d1 if not start else clock.date())
+    except ValueError as exc:
+        raise ValueError(f"--from/--to must be YYYY-MM-DD dates ({exc})") from exc
+    if z < a:
+        raise ValueError(f"--to {z} is before --from {a}")
+    leaks = b.leaks[b.leaks["operator"] == operator]
+    events = store.leak_events_of(session, set(leaks["leak_id"]))
+    audit = store.audit_by_actions(session, ["notification", "validation", *[f"lifecycle_{e}" for e in
+                                                                               lifecycle.EVENTS]])
+    audit = audit[audit["target"].isin(set(leaks["leak_id"])) | (audit["action"] == "notification")]
+    notices = store.notifications_frame(session, with_ids=True)
+    return reporting.build(b, operator, pd.Timestamp(a, tz="UTC"), pd.Timestamp(z, tz="UTC") + pd.Timedelta(days=1),
+                           comply.load_rules(), notices, events, audit, store.chain_heads(session), user)
+
+
+def render_report(rep: reporting.Report, fmt: str) -> bytes:
+    """The report's file: ``pdf``, ``xlsx`` or ``json`` bytes."""
+    return reporting.render(rep, fmt)
 
 
 # --------------------------------------------------------------------------------------------- field outcomes

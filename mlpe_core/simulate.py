@@ -120,6 +120,8 @@ SOURCE_COLUMNS: tuple[str, ...] = (
 TRUTH_COLUMNS: tuple[str, ...] = ("source_name", "detection_id", "source_id", "source_share")
 COVERAGE_COLUMNS: tuple[str, ...] = ("source_name", "source_type", "asset_id", "start_at", "end_at", "state",
                                      "detection_id")
+CHANGE_COLUMNS: tuple[str, ...] = ("asset_id", "kind", "changed_at", "factor", "source_ids", "before_kg_h",
+                                   "after_kg_h")
 FEED_NAMES: tuple[str, ...] = ("WideSat", "PointSat", "CoarseSat", "AirLidar", "FenceCMS", "SCADA", "OGI")
 
 # Asset types, indexed like ASSET_TYPES.
@@ -169,6 +171,9 @@ class Basin:
     as_of: pd.Timestamp
     # when the monitors watched (``COVERAGE_COLUMNS``): each alarm's window, watched-and-quiet and offline windows
     coverage: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(COVERAGE_COLUMNS)))
+    # injected worsening sites (``CHANGE_COLUMNS``; empty unless ``simulate_basin(worsening=N)``): the truth a trend
+    # test is measured against (issue 19)
+    changes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(CHANGE_COLUMNS)))
 
 
 @dataclass
@@ -257,12 +262,19 @@ def simulate_basin(
     leak_fraction: float = 0.12,
     start: str = "2026-06-01",
     center: tuple[float, float] = (32.0, -102.5),
+    worsening: int = 0,
+    worsening_factor: float = 3.0,
 ) -> Basin:
     """Simulate a basin of ``n_assets`` sites over ``n_days`` days from ``start`` (UTC), fully from ``seed``.
 
     ``spacing_m`` is the typical (median) distance between neighbouring assets, ``leak_fraction``
     the share of assets with at least one leak, and ``center`` the (latitude, longitude) of the
     basin. See the module docstring for every modelling assumption.
+
+    ``worsening`` sites get an injected change (issue 19, :func:`_inject_worsening`): half of them an existing,
+    still-emitting source's rate multiplied by ``worsening_factor`` from a change time on, the others a new steady
+    source from that time. ``Basin.changes`` says which sites changed, how and when. With the default 0 nothing is
+    drawn from any generator the basin uses, so every other benchmark sees the same basin as before.
     """
     if n_assets < 2:
         raise ValueError("n_assets must be at least 2")
@@ -279,6 +291,8 @@ def simulate_basin(
         t0=t0, n_hours=n_hours, lat0=float(center[0]), lon0=float(center[1]), ax=ax, ay=ay, atype=atype
     )
     _add_sources(world, rngs[1], leak_fraction)
+    changes = _inject_worsening(world, np.random.default_rng([seed, 19]), worsening, worsening_factor) \
+        if worsening > 0 else None
 
     # OGI runs first: leaks it finds get repaired, which shortens them for every other feed.
     raws = {"OGI": _ogi_feed(world, rngs[2])}
@@ -326,6 +340,7 @@ def simulate_basin(
         truth=truth,
         as_of=as_of,
         coverage=_coverage_frame(world, feeds["FenceCMS"], cms_ends, cms_cover, asset_ids),
+        changes=_changes_frame(world, changes, asset_ids, source_ids),
     )
 
 
@@ -559,6 +574,80 @@ def _add_sources(world: _World, rng: np.random.Generator, leak_fraction: float) 
 
     world.sx, world.sy, world.s_asset, world.rate = sx, sy, s_asset_arr, rate
     world.start_h, world.end_h, world.frac, world.on, world.mult = start_h, end_h, frac, on, mult
+
+
+_CHANGE_WINDOW = (0.35, 0.65)  # change times: uniform in this share of the period
+_NEW_SOURCE_MEDIAN, _NEW_SOURCE_LOG_SD = 30.0, 1.0  # an injected new source's rate (kg/h): a material change
+
+
+def _inject_worsening(world: _World, rng: np.random.Generator, n: int, factor: float) -> list[dict]:
+    """Make ``n`` sites worse from a change time (uniform in ``_CHANGE_WINDOW`` of the period): half of them (the
+    sites that have a source emitting from 20 days before the change to the end) see that source's rate times
+    ``factor`` from then on (``step``), the others (sites with no source emitting at the change) gain a new steady
+    source, lognormal median ``_NEW_SOURCE_MEDIAN`` kg/h (``new_source``). Called before the feeds, so every sensor
+    sees the change; the OGI survey may still find and repair it, as in the field. Returns one dict per site."""
+    n_hours, n_assets = world.n_hours, len(world.ax)
+    t_c = rng.uniform(*_CHANGE_WINDOW, size=n) * n_hours
+    n_step = n // 2
+    out: list[dict] = []
+    taken: set[int] = set()
+    mid = np.arange(n_hours) + 0.5
+    for i in range(n):
+        t = float(t_c[i])
+        if i < n_step:  # an ongoing source gets worse
+            ok = np.flatnonzero((world.start_h < t - 20 * _DAY) & ~np.isfinite(world.end_h))
+            ok = np.array([s for s in ok if int(world.s_asset[s]) not in taken], dtype=int)
+            if ok.size:
+                s = int(rng.choice(ok))
+                a = int(world.s_asset[s])
+                h = int(t)
+                world.mult[s, h:] *= np.float32(factor)
+                taken.add(a)
+                out.append({"asset": a, "kind": "step", "t": t, "factor": float(factor), "sources": [s]})
+                continue
+        busy = {int(a) for a in world.s_asset[(world.start_h <= t) & (world.end_h > t)]} | taken
+        free = np.array([a for a in range(n_assets) if a not in busy], dtype=int)
+        a = int(rng.choice(free))
+        r = float(np.clip(np.exp(rng.normal(math.log(_NEW_SOURCE_MEDIAN), _NEW_SOURCE_LOG_SD)), 2.0, 2000.0))
+        theta = float(rng.uniform(0, 2 * math.pi))
+        radius = float(rng.uniform(5.0, 25.0))
+        world.sx = np.r_[world.sx, world.ax[a] + radius * math.cos(theta)]
+        world.sy = np.r_[world.sy, world.ay[a] + radius * math.sin(theta)]
+        world.s_asset = np.r_[world.s_asset, a]
+        world.rate = np.r_[world.rate, r]
+        world.start_h = np.r_[world.start_h, t]
+        world.end_h = np.r_[world.end_h, np.inf]
+        world.frac = np.r_[world.frac, 1.0]
+        world.on = np.vstack([world.on, np.ones((1, n_hours), dtype=bool)])
+        world.mult = np.vstack([world.mult, _episode_factors(rng, world.on[-1:], np.array([False]))])
+        taken.add(a)
+        out.append({"asset": a, "kind": "new_source", "t": t, "factor": np.nan, "sources": [len(world.rate) - 1]})
+    for c in out:  # the site's true time-averaged emission in the 30 days either side of the change
+        srcs = np.flatnonzero(world.s_asset == c["asset"])
+        for key, lo, hi in (("before", c["t"] - 30 * _DAY, c["t"]), ("after", c["t"], c["t"] + 30 * _DAY)):
+            hours = mid[(mid >= max(lo, 0)) & (mid < min(hi, n_hours))]
+            if not srcs.size or not hours.size:
+                c[key] = 0.0
+                continue
+            em = world.emitting(srcs[:, None], hours[None, :])
+            c[key] = float((em * world.rate_at(srcs[:, None], hours[None, :])).sum(axis=0).mean())
+    return out
+
+
+def _changes_frame(world: _World, changes: list[dict] | None, asset_ids: np.ndarray,
+                   source_ids: np.ndarray) -> pd.DataFrame:
+    """The injected changes (``CHANGE_COLUMNS``), one row per site."""
+    if not changes:
+        return pd.DataFrame(columns=list(CHANGE_COLUMNS))
+    return pd.DataFrame({
+        "asset_id": [str(asset_ids[c["asset"]]) for c in changes],
+        "kind": [c["kind"] for c in changes],
+        "changed_at": [world.t0 + pd.Timedelta(hours=round(c["t"], 4)) for c in changes],
+        "factor": [c["factor"] for c in changes],
+        "source_ids": [",".join(str(source_ids[s]) for s in c["sources"]) for c in changes],
+        "before_kg_h": [round(c["before"], 4) for c in changes],
+        "after_kg_h": [round(c["after"], 4) for c in changes],
+    })[list(CHANGE_COLUMNS)]
 
 
 def _episode_factors(rng: np.random.Generator, on: np.ndarray, intermittent: np.ndarray) -> np.ndarray:

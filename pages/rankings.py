@@ -48,27 +48,51 @@ with tabs[0]:
     df = df.sort_values(["rank", "priority_score"], ascending=[True, False], na_position="last")
     with sb:
         filters.filter_note(len(df), len(lk))
-    st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
-               "kept beside it. Priority = expected rate a visit finds. Click a row to open the leak; the eye icon "
-               "above the table shows more columns (model rank, override, sensors, asset, operator, status…).")
-    ev = tables.show(df, "leaks", "rank_table", on_select="rerun", selection_mode="single-row",
-                     height=tables.height(len(df)))
-    if ev and ev.selection.rows:  # one click opens the leak
-        pick = df.iloc[ev.selection.rows[0]]["leak_id"]
-        st.session_state["leak_id"] = pick
-        st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
-    bar = st.container(horizontal=True, vertical_alignment="center")
-    out = df[list(LEAK_EXPORT_COLUMNS)].assign(override_rank=df["override"], override_reason=df["override_reason"])
-    dl = dict(icon=":material/download:", on_click="ignore")
-    bar.download_button("CSV", lambda: to_csv_text(out), "mlpe_leaks.csv", "text/csv", key="rank_csv", **dl,
-                        help="for machines: `mlpe export leaks` columns, kg/h")
-    bar.download_button("GeoJSON", lambda: render(out, "geojson"), "mlpe_leaks.geojson", "application/geo+json",
-                        key="rank_geojson", **dl)
-    bar.download_button("KML", lambda: render(out, "kml", c.unit(), "MLPE ranking"), "mlpe_leaks.kml",
-                        "application/vnd.google-earth.kml+xml", key="rank_kml", **dl)
-    bar.download_button("Excel workbook", workbook(filters.current(), c.unit()), "mlpe_leaks.xlsx",
-                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="rank_xlsx", **dl,
-                        help="for people: ranked leaks, today's dispatch per crew and the obligations")
+    GROUPS = {"leak": None, "site": "asset_id", "operator": "operator"}
+    if st.query_params.get("group") in GROUPS and "rank_group" not in st.session_state:
+        st.session_state["rank_group"] = st.query_params["group"]
+    by = st.segmented_control("Group by", list(GROUPS), key="rank_group", default="leak",
+                              help="one row per leak, or the same leaks grouped by site or operator") or "leak"
+    if by == "leak":
+        st.query_params.pop("group", None)
+    else:
+        st.query_params["group"] = by
+        g = desk.group_ranking(df, GROUPS[by])
+        st.caption(f"The leaks above grouped by {by}, best rank first: priority and expected kg/h summed over the "
+                   "group's leaks, its worst band and soonest deadline. Pick *leak* to select and export single leaks.")
+        N = st.column_config.NumberColumn
+        st.dataframe(g, hide_index=True, key=f"rank_groups_{by}", height=min(38 + 35 * max(len(g), 3), 560),
+                     column_config={GROUPS[by]: by, "n_leaks": N("leaks", format="%d"),
+                                    "n_ranked": N("ranked", format="%d"), "best_rank": N("best rank", format="%d"),
+                                    "priority_score": N("priority (kg/h)", format="%.2f"),
+                                    "expected_kg_h": N("expected kg/h", format="%.2f"), "worst_band": "worst band",
+                                    "overdue": "overdue", "due_by": st.column_config.DatetimeColumn(
+                                        "soonest deadline", format="YYYY-MM-DD"),
+                                    "leak_ids": st.column_config.TextColumn("leaks", width="large")})
+        st.download_button("Download CSV", to_csv_text(g), f"mlpe_ranking_by_{by}.csv", "text/csv",
+                           key="rank_groups_csv", icon=":material/download:", on_click="ignore")
+    if by == "leak":
+        st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
+                   "kept beside it. Priority = expected rate a visit finds. Click a row to open the leak; the eye icon "
+                   "above the table shows more columns (model rank, override, sensors, asset, operator, status…).")
+        ev = tables.show(df, "leaks", "rank_table", on_select="rerun", selection_mode="single-row",
+                         height=tables.height(len(df)))
+        if ev and ev.selection.rows:  # one click opens the leak
+            pick = df.iloc[ev.selection.rows[0]]["leak_id"]
+            st.session_state["leak_id"] = pick
+            st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
+        bar = st.container(horizontal=True, vertical_alignment="center")
+        out = df[list(LEAK_EXPORT_COLUMNS)].assign(override_rank=df["override"], override_reason=df["override_reason"])
+        dl = dict(icon=":material/download:", on_click="ignore")
+        bar.download_button("CSV", lambda: to_csv_text(out), "mlpe_leaks.csv", "text/csv", key="rank_csv", **dl,
+                            help="for machines: `mlpe export leaks` columns, kg/h")
+        bar.download_button("GeoJSON", lambda: render(out, "geojson"), "mlpe_leaks.geojson", "application/geo+json",
+                            key="rank_geojson", **dl)
+        bar.download_button("KML", lambda: render(out, "kml", c.unit(), "MLPE ranking"), "mlpe_leaks.kml",
+                            "application/vnd.google-earth.kml+xml", key="rank_kml", **dl)
+        bar.download_button("Excel workbook", workbook(filters.current(), c.unit()), "mlpe_leaks.xlsx",
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key="rank_xlsx", **dl,
+                            help="for people: ranked leaks, today's dispatch per crew and the obligations")
 with tabs[1]:
     review_ui.since_last_review(ver)
 with tabs[2]:

@@ -151,3 +151,12 @@ def make_detections(rows: list[dict]) -> pd.DataFrame:
 @pytest.fixture
 def dets() -> Callable[[list[dict]], pd.DataFrame]:
     return make_detections
+
+
+@pytest.fixture(scope="session")
+def quarter_store(tmp_path_factory):
+    """A simulated operator-quarter (``tests/report_scenario.py``), built once: (store path, ids of its cases)."""
+    import report_scenario
+
+    db = tmp_path_factory.mktemp("quarter") / "mlpe.db"
+    return db, report_scenario.build(db)

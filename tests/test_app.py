@@ -26,7 +26,8 @@ from mlpe_core.score import FEATURES, ColdStartScorer
 from mlpe_core.store.db import get_engine
 from mlpe_core.store.models import Leak, LeakEvent
 
-PAGES = ("map", "leak", "rankings", "obligations", "dispatch", "validation", "upload", "model", "audit")
+PAGES = ("map", "leak", "rankings", "obligations", "site", "operator", "dispatch", "validation", "upload", "model",
+         "audit")
 
 
 @pytest.fixture(scope="module")

@@ -18,15 +18,15 @@ import importlib
 
 _MODULES: dict[str, tuple[str, ...]] = {
     "assets": ("assets_frame", "upsert_assets"),
-    "audit": ("add_note", "audit", "audit_events", "audit_frame", "latest_audit"),
+    "audit": ("add_note", "audit", "audit_by_actions", "audit_events", "audit_frame", "chain_heads", "latest_audit"),
     "batches": ("add_batch", "batches_frame", "file_batch"),
     "common": ("clear_store", "counts", "now", "upsert"),
     "coverage": ("COVERAGE_STATES", "coverage_frame", "insert_coverage"),
     "detections": ("detections_frame", "insert_detections"),
     "dispatch": ("get_list", "insert_list", "item_by_work_order", "list_items", "list_items_frame", "lists_frame",
                  "set_item_status", "set_list_status"),
-    "leaks": ("LeakState", "StaleFusion", "as_time", "fusion_generation", "leak_events_frame", "leak_ids",
-              "leaks_frame", "lock_states", "save_fusion", "save_ranks", "save_scores", "save_states"),
+    "leaks": ("LeakState", "StaleFusion", "as_time", "fusion_generation", "leak_events_frame", "leak_events_of",
+              "leak_ids", "leaks_frame", "lock_states", "save_fusion", "save_ranks", "save_scores", "save_states"),
     "modelversions": ("activate_model", "active_model", "models_frame", "save_model"),
     "notifications": ("insert_notifications", "notification_ids", "notifications_frame", "set_notification_matches"),
     "users": ("get_user", "insert_token", "insert_user", "revoke_token", "token_by_digest", "tokens", "user_count",

@@ -248,6 +248,20 @@ def audit_events(
     return df
 
 
+def audit_by_actions(session: Session, actions: list[str]) -> pd.DataFrame:
+    """Every audit event of ``actions``, oldest first, with its chain hash (what a report cites)."""
+    ev = models.AuditEvent
+    stmt = select(ev.id, ev.at, ev.actor, ev.action, ev.target, ev.detail, ev.hash).where(
+        ev.action.in_(actions)).order_by(ev.id)
+    return _utc(_frame(session, stmt), ["at"])
+
+
+def chain_heads(session: Session) -> dict[str, dict]:
+    """Each chain's newest hash and length (``chainhead``): a report states them so a reader can check later that
+    the trail it was built from is still intact (``mlpe audit verify``)."""
+    return {h.name: {"hash": h.hash, "n": h.n} for h in session.execute(select(models.ChainHead)).scalars()}
+
+
 def latest_audit(session: Session, action: str) -> AuditEvent | None:
     """The newest audit event of ``action`` (None when there is none)."""
     return (

@@ -217,6 +217,15 @@ def leak_events_frame(session: Session, leak_id: str) -> pd.DataFrame:
     return _utc(df.drop(columns=["prev_hash", "hash"], errors="ignore"), ["at", "recorded_at"])
 
 
+def leak_events_of(session: Session, leak_ids=None) -> pd.DataFrame:
+    """The lifecycle events of many leaks (all when ``leak_ids`` is None), in the order they were applied, with their
+    chain hash (a report cites each event by id and hash)."""
+    stmt = select(LeakEvent).order_by(LeakEvent.id)
+    if leak_ids is not None:
+        stmt = stmt.where(LeakEvent.leak_id.in_(sorted(set(leak_ids))))
+    return _utc(_frame(session, stmt).drop(columns=["prev_hash"], errors="ignore"), ["at", "recorded_at"])
+
+
 def leak_ids(session: Session, active_only: bool = False) -> set[str]:
     """Every stored leak id (a validation may name a leak that a later fusion retired)."""
     stmt = select(Leak.leak_id)

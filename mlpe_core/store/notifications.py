@@ -15,13 +15,15 @@ NOTIFICATION_FIELDS = ["notification_id", "received_at", "program", "notifier", 
                        "source_row", "recorded_at", "recorded_by"]
 
 
-def notifications_frame(session: Session) -> pd.DataFrame:
-    """Every stored notification, oldest receipt first (the columns of ``NOTIFICATION_FIELDS``)."""
+def notifications_frame(session: Session, with_ids: bool = False) -> pd.DataFrame:
+    """Every stored notification, oldest receipt first (the columns of ``NOTIFICATION_FIELDS``; with ``with_ids``
+    the row id first, which a report cites)."""
+    cols = (["id"] if with_ids else []) + NOTIFICATION_FIELDS
     df = _frame(session, select(Notification).order_by(Notification.received_at, Notification.id))
     if df.empty:
         return pd.DataFrame({c: pd.Series(dtype="datetime64[ns, UTC]" if c in ("received_at", "recorded_at")
-                                          else object) for c in NOTIFICATION_FIELDS})
-    return _utc(df, ["received_at", "recorded_at"])[NOTIFICATION_FIELDS]
+                                          else object) for c in cols})
+    return _utc(df, ["received_at", "recorded_at"])[cols]
 
 
 def notification_ids(session: Session) -> set[str]:

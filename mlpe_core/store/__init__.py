@@ -5,10 +5,15 @@ stage works on any database. One module per family of tables: ``assets``, ``dete
 (fusion results, scores, lifecycle states), ``validations``, ``notifications`` (notices that start legal
 clocks, and the leak each is matched to), ``coverage`` (when sensors watched a site), ``batches`` (file
 lineage), ``modelversions``
-(the model registry), ``audit`` (the append-only trail), plus ``models`` (the tables), ``db`` (engine and
+(the model registry), ``audit`` (the append-only trail), ``runs`` (run records and configuration
+snapshots), ``connectors`` (watched files, connector heartbeats, idempotency keys), ``alerts`` (the inbox and
+deliveries), plus ``models`` (the tables), ``db`` (engine and
 migrations) and ``common``. Functions take a ``Session``; writers never commit unless they say so.
 """
 
+# always on (issue 18): run records, connectors, alerts. Used as ``store.runs.*``, ``store.connectors.*`` and
+# ``store.alerts.*`` (module names keep these families apart from the stage tables above)
+from . import alerts, connectors, runs  # noqa: E402,I001
 from .assets import assets_frame, upsert_assets
 from .audit import add_note, audit, audit_events, audit_frame, latest_audit
 from .batches import add_batch, batches_frame, file_batch
@@ -44,7 +49,8 @@ from .notifications import insert_notifications, notification_ids, notifications
 from .users import get_user, insert_token, insert_user, revoke_token, token_by_digest, tokens, user_count, users
 from .validations import insert_validations, validation_keys, validations_frame
 
-__all__ = ["activate_model", "active_model", "add_batch", "add_note", "as_time", "assets_frame", "audit",
+__all__ = ["alerts", "connectors", "runs",  # issue 18
+           "activate_model", "active_model", "add_batch", "add_note", "as_time", "assets_frame", "audit",
            "audit_events", "audit_frame", "batches_frame", "clear_store", "counts", "coverage_frame", "COVERAGE_STATES",
            "detections_frame", "file_batch", "fusion_generation", "get_list", "get_user", "insert_coverage",
            "insert_detections", "insert_list", "insert_notifications", "insert_token", "insert_user",

@@ -31,7 +31,8 @@ class Watcher:
     def __init__(self, db: str | None, folder: str | Path, user: str, config: str | Path | None = None, *,
                  once: bool = False, settle_s: float | None = None, interval_s: float | None = None,
                  alerts_every_s: float = 900.0, say: Callable[[str], None] | None = None):
-        self.options = desk.watch_options(config)
+        self.config = desk.watch_options(config)
+        self.options = self.config.watch
         if settle_s is not None:
             self.options.settle_s = float(settle_s)
         if interval_s is not None:
@@ -44,13 +45,13 @@ class Watcher:
         self.say = say or (lambda m: print(m, flush=True))
         self.stop = threading.Event()
         self.wake = threading.Event()
-        self._next_pull = {c.name: 0.0 for c in self.options.connectors}
+        self._next_pull = {c.name: 0.0 for c in self.config.connectors}
         self._last_beat = 0.0
         self._last_alerts = time.monotonic()
         self.cycles = 0
 
     def _due_pulls(self, now: float) -> list:
-        due = [c for c in self.options.connectors if now >= self._next_pull[c.name]]
+        due = [c for c in self.config.connectors if now >= self._next_pull[c.name]]
         for c in due:
             self._next_pull[c.name] = now + c.every
         return due
@@ -132,7 +133,7 @@ class Watcher:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: (self.stop.set(), self.wake.set()))
         self.say(f"watch: {self.inbox.folder} (settle {self.options.settle_s:g} s; loaded files go to done/, "
-                 f"refused ones to rejects/); {len(self.options.connectors)} pull connector(s)")
+                 f"refused ones to rejects/); {len(self.config.connectors)} pull connector(s)")
         try:
             while not self.stop.is_set():
                 try:

@@ -646,9 +646,6 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # ------------------------------------------------------------------ always on: watch, pull, runs, alerts, config
 
@@ -799,3 +796,7 @@ def _run_live(args, out) -> int:
             a = desk.snooze_alert(s, args.user, args.alert_id, args.reason, hours=args.hours)
         print(f"alert {a['id']} {a['state']} by {a['handled_by']}: {a['reason']}", file=out)
         return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

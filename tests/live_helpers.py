@@ -145,7 +145,7 @@ class StubCatalogue(_Server):
                 if u.path != "/plumes":
                     self._send(404, {"detail": "no such path"})
                     return
-                rows = [p for p in owner.plumes if "since" not in q or p["datetime"] >= q["since"]]
+                rows = [p for p in owner.plumes if "since" not in q or p["datetime"][:19] >= q["since"][:19]]
                 off, lim = int(q.get("offset", 0)), int(q.get("limit", 100))
                 self._send(200, {"items": rows[off:off + lim], "total_count": len(rows), "limit": lim,
                                  "offset": off})

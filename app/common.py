@@ -21,7 +21,7 @@ OPEN = ["open", "dispatched"]  # ranked: still need a visit
 VISITABLE = [*OPEN, "no_access", "confirmed", "repair_attempted"]  # a crew may still record a visit or repair
 # st.Page / st.switch_page paths are relative to app/main.py
 PAGES = {p: f"../pages/{p}.py" for p in ("map", "leak", "rankings", "obligations", "site", "operator", "dispatch",
-                                         "validation", "upload", "model", "audit")}
+                                         "validation", "upload", "model", "audit", "alerts", "runs")}
 T = TypeVar("T")
 OPEN_NAME = "app"  # who acts in open mode unless they give a name
 

@@ -9,10 +9,18 @@ if str(ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from app import common, filters, mapping, signin  # noqa: E402
+from app import common, filters, live, mapping, signin  # noqa: E402
 from mlpe_core import desk  # noqa: E402
 
 st.set_page_config(layout="wide", page_title="MLPE", page_icon=":material/heat:")
+desk.set_face("app")
+if not st.session_state.get("settings_checked"):  # every MLPE_* variable, once per session: a bad one is named
+    try:
+        desk.settings(reload=True)
+    except desk.SettingsError as e:
+        st.error(str(e), icon=":material/error:")
+        st.stop()
+    st.session_state["settings_checked"] = True
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}"  # less empty space on top
         "[data-testid='stMetricValue']{font-size:1.75rem}</style>")  # six metrics fit a laptop row
 st.html(mapping.CHROME, unsafe_allow_javascript=True)  # maps: a north arrow, tooltips kept inside the map
@@ -28,6 +36,8 @@ if not signin.signed_in():  # a store with users: nothing but the sign-in form u
     st.navigation([st.Page(signin.page, title="Sign in", icon=":material/login:")]).run()
     st.stop()
 P = common.PAGES
+live.mark_drawn()
+n_open = st.session_state[live.BASE]["open_alerts"]
 nav = st.navigation({
     "Triage": [st.Page(P["map"], title="Map", icon=":material/map:", default=True),
                st.Page(P["leak"], title="Leak detail", icon=":material/location_searching:")],
@@ -38,9 +48,14 @@ nav = st.navigation({
                st.Page(P["dispatch"], title="Dispatch", icon=":material/local_shipping:")],
     "Field": [st.Page(P["validation"], title="Field validation", icon=":material/fact_check:"),
               st.Page(P["upload"], title="Upload", icon=":material/upload_file:")],
+    "Live": [st.Page(P["alerts"], title=f"Alerts ({n_open})" if n_open else "Alerts",
+                     icon=":material/notifications:", url_path="alerts"),
+             st.Page(P["runs"], title="Runs", icon=":material/timer:", url_path="runs")],
     "Model & audit": [st.Page(P["model"], title="Model", icon=":material/model_training:"),
                       st.Page(P["audit"], title="Audit trail", icon=":material/history:")],
 })
+with st.sidebar:
+    live.panel()
 filters.sidebar_filters()
 try:
     nav.run()

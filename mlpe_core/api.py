@@ -17,6 +17,7 @@ lists the endpoints; ``SECURITY.md`` what is guaranteed.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -24,11 +25,12 @@ import pandas as pd
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, auth, desk, dispatch, lifecycle, store
@@ -95,6 +97,26 @@ class OverrideRequest(BaseModel):
     reason: str = Field(..., min_length=1, description="why: recorded as evidence with the ranks before and after")
 
 
+class AckRequest(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=2000, description="why: recorded in the audit trail")
+
+
+class SnoozeRequest(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=2000, description="why: recorded in the audit trail")
+    hours: float = Field(..., gt=0, le=8760, description="back in the inbox after this many hours")
+
+
+DETECTION_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {
+        "type": "object", "description": "one detection: the canonical columns (contract §1)",
+        "properties": {"detection_id": {"type": "string"}, "source_type": {"type": "string"},
+                       "source_name": {"type": "string"}, "observed_at": {"type": "string"},
+                       "latitude": {"type": "number"}, "longitude": {"type": "number"},
+                       "rate_kg_h": {"type": "number"}, "asset_id": {"type": "string"}},
+        "required": ["detection_id", "source_type", "source_name", "observed_at", "latitude", "longitude"]}}},
+    "text/csv": {"schema": {"type": "string", "description": "a canonical CSV with its header"}}}}}
+
+
 class TokenRequest(BaseModel):
     username: str = Field(..., max_length=64)
     label: str | None = Field(None, max_length=200)
@@ -108,6 +130,9 @@ ERRORS: dict = {code: {"model": m.ErrorOut, "description": why} for code, why in
     (401, "no or an invalid bearer token (once the store has users)"), (403, "the role may not do this"),
     (404, "no such leak, list, work order, token, site or operator"), (409, "the leak's lifecycle forbids this move"),
     (422, "a parameter or the body is not valid"), (429, "too many failed sign-ins: retry after Retry-After s"))}
+POST_ERRORS: dict = {409: {"model": m.ErrorOut, "description": "the Idempotency-Key was used for another body"},
+                     413: {"model": m.ErrorOut, "description": "the body is larger than MLPE_MAX_FILE_BYTES"},
+                     415: {"model": m.ErrorOut, "description": "the body is neither application/json nor text/csv"}}
 
 
 def _token_out(t) -> dict:
@@ -131,6 +156,8 @@ def _as_utc(v: str | None, name: str) -> pd.Timestamp | None:
 
 def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     """The FastAPI application on the store ``db`` (path or URL; default as for the CLI) or ``engine``."""
+    desk.set_face("api")
+    desk.settings(reload=True)  # a bad MLPE_* variable stops `mlpe serve` at start, naming it
     if engine is None:
         from .store.db import get_engine
 
@@ -200,9 +227,140 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             raise HTTPException(404, f"no dispatch list {list_id}")
         return list_id
 
-    @app.get("/health", tags=["meta"], response_model=m.HealthOut)
-    def health() -> dict:
-        return {"status": "ok", "version": __version__}
+    @app.get("/health", tags=["meta"], response_model=m.HealthOut,
+             responses={503: {"model": m.HealthOut, "description": "the store cannot be read"}})
+    def health() -> Any:
+        """Is the API up and its store readable; the newest run, each connector's lag, open alerts. No sign-in."""
+        try:
+            with Session(engine) as s:
+                return {"version": __version__, **desk.health(s)}
+        except Exception as exc:  # noqa: BLE001 - the answer is that the store is not there
+            return JSONResponse({"status": "unavailable", "version": __version__,
+                                 "store": f"{type(exc).__name__}: {exc}"[:500]}, 503)
+
+    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text format"}})
+    def metrics(s: Db, _who: Who) -> PlainTextResponse:
+        """Prometheus text format: runs by kind and outcome, each connector's lag, open alerts, deliveries."""
+        return PlainTextResponse(desk.metrics_text(s), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/runs", tags=["meta"], response_model=m.RunsOut, summary="Recorded runs, newest first")
+    def get_runs(s: Db, _who: Who, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                 kind: Annotated[str | None, Query(max_length=32)] = None) -> dict:
+        df = desk.runs(s, limit, kind)
+        recs = json_records(df.drop(columns=["stages", "detail"]))
+        for rec, stages in zip(recs, df["stages"], strict=True):
+            rec["stages"] = [{"stage": k, "seconds": v} for k, v in stages]
+        return {"count": len(recs), "runs": recs}
+
+    @app.post("/detections", tags=["ingest"], response_model=m.DetectionsPostedOut, openapi_extra=DETECTION_BODY,
+              responses=POST_ERRORS, summary="Load detections (canonical JSON or CSV), at most once per key")
+    async def post_detections(request: Request, s: Db, who: Who,
+                              idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+                              format: Annotated[Literal[tuple(desk.FORMATS)] | None, Query()] = None,  # noqa: A002
+                              source_name: Annotated[str | None, Query(max_length=200)] = None,
+                              process: Annotated[bool, Query(description="fuse, score and check alerts before "
+                                                                         "answering")] = False) -> Any:
+        """Checked and loaded exactly as a file: the same limits, reasons per row, and the same bytes never
+        twice. Send an `Idempotency-Key` to retry safely: the same key and body give the first answer again
+        (`replayed: true`); the same key with another body is refused (409). Without `process`, the watcher
+        (`mlpe watch`) or the next `mlpe fuse` fuses what was loaded."""
+        ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "application/geo+json", "text/csv", "application/csv"):
+            raise HTTPException(415, f"content type '{ctype or 'none'}' is not application/json or text/csv")
+        limit = desk.settings().max_file_bytes
+        body = await request.body()
+        if len(body) > limit:
+            raise HTTPException(413, f"the body is {len(body):,} bytes; at most {limit:,} (MLPE_MAX_FILE_BYTES)")
+        if not body.strip():
+            raise HTTPException(422, "request body: empty")
+
+        def work():
+            try:
+                return desk.post_detections(s, who, body, ctype, idempotency_key, format or "auto", source_name,
+                                            process)
+            except desk.IdempotencyConflict as exc:
+                raise HTTPException(409, str(exc)) from exc
+
+        status, answer = await run_in_threadpool(guard, work)
+        return JSONResponse(jsonable_encoder(answer), status,
+                            headers={"Idempotent-Replayed": "true"} if answer.get("replayed") else None)
+
+    def _alert_out(df) -> list:
+        recs = json_records(df.drop(columns=["detail"], errors="ignore"))
+        for rec, d in zip(recs, df["detail"] if "detail" in df else [None] * len(recs), strict=True):
+            rec["detail"] = json.loads(d) if isinstance(d, str) and d else {}
+        return recs
+
+    @app.get("/alerts", tags=["alerts"], response_model=m.AlertsOut, summary="The alert inbox, newest first")
+    def get_alerts(s: Db, _who: Who,
+                   state: Annotated[Literal["open", "acknowledged", "snoozed", "all"], Query()] = "open",
+                   team: Annotated[str | None, Query(max_length=64)] = None,
+                   limit: Annotated[int, Query(ge=1, le=5000)] = 200) -> dict:
+        df = desk.alerts_inbox(s, None if state == "all" else state, team, limit)
+        return {"count": int(len(df)), "open": desk.open_alert_count(s), "alerts": _alert_out(df)}
+
+    def alert_id_in_range(alert_id: int) -> int:
+        if not 1 <= alert_id <= MAX_ID:
+            raise HTTPException(404, f"no alert {alert_id}")
+        return alert_id
+
+    @app.post("/alerts/{alert_id}/ack", tags=["alerts"], response_model=m.AlertOut,
+              summary="Acknowledge an alert, with the reason (audited)")
+    def ack_alert(alert_id: int, body: AckRequest, s: Db, who: Who) -> dict:
+        alert_id_in_range(alert_id)
+        return guard(desk.acknowledge_alert, s, who, alert_id, body.reason)
+
+    @app.post("/alerts/{alert_id}/snooze", tags=["alerts"], response_model=m.AlertOut,
+              summary="Snooze an alert for some hours, with the reason (audited)")
+    def snooze(alert_id: int, body: SnoozeRequest, s: Db, who: Who) -> dict:
+        alert_id_in_range(alert_id)
+        return guard(desk.snooze_alert, s, who, alert_id, body.reason, hours=body.hours)
+
+    @app.get("/alerts/stream", tags=["alerts"], include_in_schema=False)
+    async def alert_stream(request: Request, _who: Who, after: Annotated[int | None, Query(ge=0)] = None,
+                           last_event_id: Annotated[str | None, Header()] = None,
+                           timeout: Annotated[float | None, Query(gt=0, le=86400)] = None) -> StreamingResponse:
+        """Server-sent events: one ``event: alert`` per new alert (``id`` is the alert id, ``data`` its JSON),
+        a comment every 15 s to keep proxies open. Starts after ``after``, else after ``Last-Event-ID`` (a
+        reconnecting browser resumes), else with alerts recorded from now on. Kept out of the OpenAPI schema:
+        it never ends by itself unless ``timeout`` (seconds) is given."""
+        import asyncio
+        import time as _time
+
+        def newest() -> int:
+            with Session(engine) as s2:
+                return desk.live_stamp(s2)["alert"]
+
+        def fetch(last: int) -> list:
+            with Session(engine) as s2:
+                return desk.alerts_after(s2, last)
+
+        start = after if after is not None else (int(last_event_id) if (last_event_id or "").isdigit() else None)
+        if start is None:
+            start = await run_in_threadpool(newest)
+
+        async def events():
+            last, t0 = start, _time.monotonic()
+            beat = t0
+            yield "retry: 2000\n: connected\n\n"
+            while True:
+                if await request.is_disconnected():
+                    break
+                for a in await run_in_threadpool(fetch, last):
+                    last = int(a["id"])
+                    yield f"id: {last}\nevent: alert\ndata: {json.dumps(a, default=str)}\n\n"
+                now = _time.monotonic()
+                if timeout is not None and now - t0 >= timeout:
+                    break
+                if now - beat >= 15:
+                    beat = now
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(1.0)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/login", tags=["auth"], response_model=m.LoginOut, summary="A bearer token for HTTP Basic credentials")
     def login(request: Request, s: Db, creds: Annotated[HTTPBasicCredentials | None, Depends(basic)] = None) -> dict:

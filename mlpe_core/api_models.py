@@ -23,6 +23,11 @@ class ErrorOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     version: str
+    store: str | None = Field(None, description="ok, or why the store cannot be read")
+    open_alerts: int | None = None
+    last_run: dict[str, Any] | None = Field(None, description="id, kind, outcome and end of the newest run")
+    connectors: list[dict[str, Any]] | None = Field(None, description="each connector's name, kind, lag_s (seconds "
+                                                    "since its last good cycle) and last error")
 
 
 class LeakRecord(_Open):
@@ -354,3 +359,92 @@ class EmissionsOut(BaseModel):
     by_site: list[dict[str, Any]]
     by_category: list[dict[str, Any]]
     basis: list[dict[str, Any]] = Field(description="leaks and tonnes by what their rate rests on")
+# --------------------------------------------------------------------------------------------- always on (issue 18)
+
+
+class DetectionRejectOut(BaseModel):
+    row: int = Field(description="row 2 is the first data row (as in a CSV file with its header)")
+    column: str
+    reason: str
+
+
+class DetectionsPostedOut(BaseModel):
+    file: str = Field(description="the name the batch was recorded under")
+    format: str
+    rows: int
+    accepted: int
+    rejected: int
+    duplicate: int = Field(description="rows whose detection was already stored")
+    already_ingested: bool = Field(description="these exact bytes were loaded before: nothing loaded again")
+    batch_id: int | None = None
+    rejects: list[DetectionRejectOut]
+    replayed: bool = Field(description="the answer to an earlier request with the same Idempotency-Key")
+    processed: bool = Field(description="fused, scored and alerts checked before answering (process=true)")
+    leaks: int | None = None
+    new_alerts: int | None = None
+
+
+class StageOut(BaseModel):
+    stage: str
+    seconds: float
+
+
+class RunRecordOut(_Open):
+    id: int
+    kind: str
+    source: str | None = None
+    target: str | None = None
+    actor: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    seconds: float | None = None
+    n_in: int | None = None
+    n_out: int | None = None
+    n_rejected: int | None = None
+    model_version: int | None = None
+    code_version: str | None = None
+    config_hash: str | None = None
+    outcome: str | None = None
+    error: str | None = None
+    stages: list[StageOut]
+
+
+class RunsOut(BaseModel):
+    count: int
+    runs: list[RunRecordOut]
+
+
+class AlertRecord(_Open):
+    id: int
+    key: str
+    rule: str
+    kind: str
+    severity: str
+    title: str
+    team: str
+    state: str
+    leak_id: str | None = None
+    asset_id: str | None = None
+    operator: str | None = None
+    event_at: str | None = None
+    created_at: str | None = None
+    snoozed_until: str | None = None
+    handled_by: str | None = None
+    reason: str | None = None
+    deliveries: str | None = Field(None, description="what was sent where, e.g. 'webhook:ops sent, email:leads "
+                                   "pending'")
+    detail: dict[str, Any] | None = None
+
+
+class AlertsOut(BaseModel):
+    count: int
+    open: int = Field(description="open alerts (the inbox count)")
+    alerts: list[AlertRecord]
+
+
+class AlertOut(_Open):
+    id: int
+    state: str
+    handled_by: str | None = None
+    reason: str | None = None
+    snoozed_until: str | None = None

@@ -63,6 +63,7 @@ PERMISSIONS: dict[str, set[str]] = {
     "restore": {"admin"},
     "backup": {"admin"},
     "activate_model": {"admin"},
+    "alerts": {"analyst", "supervisor", "field_lead", "admin"},  # acknowledge or snooze an alert, with a reason
 }
 
 SYSTEM_ACTORS = {"system"}  # internal steps the program takes on its own (e.g. registering the cold-start model)

@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--allow-open-mode", action="store_true",
                     help="restore a backup without users into a store that has them (sign-in is switched off)")
     _add_ops_parsers(sub)
+    _add_live_parsers(sub)
     return p
 
 
@@ -151,7 +152,8 @@ def _session(db: str | None):
     return Session(_ENGINES[db])
 
 
-NO_IDENTITY = ("serve", "status")  # the API authenticates each request itself; status shows row counts, no record
+# the API authenticates each request itself; status counts rows; config reads no store
+NO_IDENTITY = ("serve", "status", "config")
 
 
 def _acting_user(args) -> str:
@@ -384,6 +386,8 @@ def run(argv: list[str]) -> int:
         return EXIT_OK
     if args.command in OPS_COMMANDS:
         return _run_ops(args, out)
+    if args.command in LIVE_COMMANDS:
+        return _run_live(args, out)
     raise UsageError(f"unknown command {args.command}")
 
 
@@ -666,7 +670,8 @@ def _progress(frac: float, text: str) -> None:
 # that was never imported raised nothing, and importing them all up front would cost every command a second.
 BAD_INPUT_ERRORS = (("mlpe_core.auth", "PermissionDenied"), ("mlpe_core.auth", "IdentityRequired"),
                     ("mlpe_core.comply.rules", "RuleError"), ("mlpe_core.ingest.errors", "IngestError"),
-                    ("mlpe_core.lifecycle", "TransitionError"))
+                    ("mlpe_core.lifecycle", "TransitionError"), ("mlpe_core.settings", "SettingsError"),
+                    ("mlpe_core.settings", "ConfigFileError"))
 
 
 def _bad_input(exc: BaseException) -> bool:
@@ -677,6 +682,13 @@ def _bad_input(exc: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
+        from . import runlog
+        from .settings import load, unknown_variables
+
+        runlog.set_face("cli")
+        load()  # every MLPE_* variable checked before anything runs; bad ones named (no heavy import: settings only)
+        for w in unknown_variables():
+            print(f"mlpe: warning: {w}", file=sys.stderr)
         code = run(argv)
     except UsageError as exc:
         print(f"mlpe: {exc}", file=sys.stderr)
@@ -715,6 +727,156 @@ def console() -> None:
     except BaseException:  # noqa: BLE001 - anything odd: leave the normal way, with its full teardown
         sys.exit(code)
     os._exit(code)
+
+# ------------------------------------------------------------------ always on: watch, pull, runs, alerts, config
+
+LIVE_COMMANDS = ("watch", "pull", "runs", "alerts", "config")
+
+
+def _add_live_parsers(sub) -> None:
+    w = sub.add_parser("watch", help="ingest files as they land in DIR, then fuse, score and check alerts (until "
+                       "stopped); also runs the pull connectors of the watch file on their schedules")
+    w.add_argument("folder", type=Path)
+    w.add_argument("--config", type=Path, default=None,
+                   help="watch and connectors file (default $MLPE_WATCH_CONFIG, else watch.yaml in $MLPE_CONFIG_DIR)")
+    w.add_argument("--once", action="store_true", help="handle what is in the folder now, then stop")
+    w.add_argument("--settle", type=float, default=None, help="seconds a file must stay unchanged (default 2)")
+    w.add_argument("--interval", type=float, default=None, help="look at the folder at least this often (s)")
+    w.add_argument("--alerts-every", type=float, default=900.0,
+                   help="check the alert rules at least this often when nothing new arrives (s; default 900)")
+
+    pl = sub.add_parser("pull", help="run the pull connectors of the watch file once (all, or those named)")
+    pl.add_argument("names", nargs="*")
+    pl.add_argument("--config", type=Path, default=None)
+
+    r = sub.add_parser("runs", help="the recorded runs, newest first, each with its per-stage timings")
+    r.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
+    r.add_argument("--kind", default=None, help="only runs of this kind (ingest, fuse, score, train, watch, pull, "
+                   "alerts, demo)")
+    r.add_argument("--limit", type=int, default=50)
+
+    al = sub.add_parser("alerts", help="the alert inbox: list, check the rules now, acknowledge, snooze")
+    asub = al.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ls = asub.add_parser("list", help="open alerts (or --all), newest first")
+    ls.add_argument("--all", action="store_true")
+    ls.add_argument("--team", default=None)
+    ls.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
+    asub.add_parser("check", help="run the alert rules now, record new alerts and deliver them")
+    asub.add_parser("deliver", help="retry the deliveries that are due")
+    ack = asub.add_parser("ack", help="acknowledge an alert (audited)")
+    ack.add_argument("alert_id", type=int)
+    ack.add_argument("--reason", required=True)
+    sn = asub.add_parser("snooze", help="snooze an alert for some hours (audited)")
+    sn.add_argument("alert_id", type=int)
+    sn.add_argument("--hours", type=float, required=True)
+    sn.add_argument("--reason", required=True)
+
+    cf = sub.add_parser("config", help="check the MLPE_* settings and every configuration file")
+    csub = cf.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    cc = csub.add_parser("check", help="validate everything; exit 2 naming what is wrong")
+    cc.add_argument("--watch-config", type=Path, default=None)
+
+
+RUN_COLUMNS = ["id", "kind", "source", "target", "actor", "started_at", "seconds", "n_in", "n_out", "n_rejected",
+               "outcome", "stages"]
+
+
+def _run_live(args, out) -> int:
+    import json
+
+    from . import desk
+    from .export import json_records
+
+    if args.command == "config":
+        desk.settings(reload=True)
+        w = desk.watch_options(args.watch_config)
+        a = desk.alert_config()
+        print(f"settings: ok ({len(desk.settings().model_fields)} MLPE_* variables checked)", file=out)
+        print(f"watch file: {desk.watch_config_path(args.watch_config) or 'none (defaults)'}: ok, "
+              f"{len(w.connectors)} pull connector(s)", file=out)
+        print(f"alerts file: {desk.alerts_config_path()}: ok, {len(a.rules)} rules, {len(a.teams)} teams, "
+              f"{len(a.webhooks)} webhooks, {len(a.emails)} e-mail lists", file=out)
+        return EXIT_OK
+    if args.command == "watch":
+        from .daemon import watch
+
+        desk.set_face("watch")
+        desk.alert_config()  # a bad rules file stops the watcher before it starts, naming the field
+        return watch(args.db, args.folder, args.user, args.config, once=args.once, settle_s=args.settle,
+                     interval_s=args.interval, alerts_every_s=args.alerts_every)
+    if args.command == "pull":
+        cfg = desk.watch_options(args.config)
+        conns = [c for c in cfg.connectors if not args.names or c.name in args.names]
+        unknown = sorted(set(args.names) - {c.name for c in cfg.connectors})
+        if unknown:
+            raise UsageError(f"no connector '{unknown[0]}' in the watch file")
+        if not conns:
+            raise UsageError("the watch file names no pull connector")
+        failed = 0
+        with _session(args.db) as s:
+            for c in conns:
+                try:
+                    r = desk.pull(s, args.user, c)
+                except Exception as exc:  # noqa: BLE001 - report each connector, fail at the end
+                    print(f"{c.name}: failed: {exc}", file=sys.stderr)
+                    failed += 1
+                    continue
+                print(f"{c.name}: {r['records']} records in {r['pages']} page(s), {r['accepted']} new detections; "
+                      f"watermark {r['watermark'] or '-'}", file=out)
+            if desk.has_unfused(s):
+                desk.process_new(s, args.user)
+        return EXIT_FAIL if failed else EXIT_OK
+    if args.command == "runs":
+        with _session(args.db) as s:
+            df = desk.runs(s, args.limit, args.kind)
+        if args.json:
+            recs = json_records(df.drop(columns=["stages", "detail"]))
+            for rec, stages, detail in zip(recs, df["stages"], df["detail"], strict=True):
+                rec["stages"] = [{"stage": k, "seconds": round(v, 6)} for k, v in stages]
+                rec["detail"] = detail
+            print(json.dumps(recs, default=str), file=out)
+            return EXIT_OK
+        if df.empty:
+            print("no runs recorded yet", file=out)
+            return EXIT_OK
+        for r in df.itertuples():
+            st = ", ".join(f"{k} {v:.2f}s" for k, v in r.stages)
+            err = f" ({r.error})" if isinstance(r.error, str) and r.error else ""
+            print(f"{r.id:>5} {r.started_at:%Y-%m-%d %H:%M:%S} {r.kind:<7} {r.outcome:<7}{err} {r.seconds:8.2f}s "
+                  f"in {r.n_in} out {r.n_out} rejected {r.n_rejected} [{r.source or '-'}] "
+                  f"{r.target if isinstance(r.target, str) else ''}", file=out)
+            if st:
+                print(f"        stages: {st}", file=out)
+        return EXIT_OK
+    with _session(args.db) as s:
+        if args.action == "list":
+            df = desk.alerts_inbox(s, None if args.all else "open", args.team)
+            cols = ["id", "created_at", "rule", "severity", "team", "state", "title", "leak_id", "asset_id",
+                    "deliveries"]
+            if args.json:
+                print(json.dumps(json_records(df.reindex(columns=cols + ["detail", "reason", "snoozed_until"]))),
+                      file=out)
+            elif df.empty:
+                print("no open alerts" if not args.all else "no alerts", file=out)
+            else:
+                print(df.reindex(columns=cols).to_string(index=False, max_colwidth=70), file=out)
+            return EXIT_OK
+        if args.action == "check":
+            r = desk.check_alerts(s, args.user)
+            d = r.get("delivery", {})
+            print(f"{r['found']} conditions found, {r['new']} new alerts; deliveries: {d.get('sent', 0)} sent, "
+                  f"{d.get('retrying', 0)} to retry, {d.get('failed', 0)} failed", file=out)
+            return EXIT_OK
+        if args.action == "deliver":
+            d = desk.deliver_alerts(s)
+            print(f"deliveries: {d['sent']} sent, {d['retrying']} to retry, {d['failed']} failed", file=out)
+            return EXIT_OK
+        if args.action == "ack":
+            a = desk.acknowledge_alert(s, args.user, args.alert_id, args.reason)
+        else:
+            a = desk.snooze_alert(s, args.user, args.alert_id, args.reason, hours=args.hours)
+        print(f"alert {a['id']} {a['state']} by {a['handled_by']}: {a['reason']}", file=out)
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ time is recorded with the run. :func:`as_of` returns it; "days ago", "overdue" a
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,12 +37,14 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlmodel import Session
 
-    from . import auth, comply, dispatch, learn, lifecycle, lineage, pipeline, review, store
+    from . import auth, comply, dispatch, learn, lifecycle, lineage, pipeline, review, runlog, store
+    from . import ingest as _ingest
     from . import outcomes as _outcomes
     from . import report as reporting
     from . import score as _score
     from . import sites as rollups
     from .ingest import tables as _tables
+    from .settings import Settings
     from .store import models as tables
 else:  # imported on first use: `mlpe --help` and `mlpe status` must not pay for pandas, the stages or the models
     np, pd = lazy("numpy"), lazy("pandas")
@@ -49,6 +53,7 @@ else:  # imported on first use: `mlpe --help` and `mlpe status` must not pay for
     pipeline, review, store = lazy("mlpe_core.pipeline"), lazy("mlpe_core.review"), lazy("mlpe_core.store")
     _score = lazy("mlpe_core.score")
     reporting, rollups = lazy("mlpe_core.report"), lazy("mlpe_core.sites")
+    runlog, _ingest = lazy("mlpe_core.runlog"), lazy("mlpe_core.ingest")
     _outcomes, _tables = lazy("mlpe_core.outcomes"), lazy("mlpe_core.ingest.tables")
     tables = lazy("mlpe_core.store.models")
 
@@ -66,6 +71,9 @@ _REEXPORTS = {
     "TransitionError": "mlpe_core.lifecycle",
     "OPEN": ("mlpe_core.lifecycle", "OPEN_STATUSES"),
     "Session": "sqlmodel",
+    "Settings": "mlpe_core.settings",  # faces catch bad settings and configuration files by these names
+    "SettingsError": "mlpe_core.settings",
+    "ConfigFileError": "mlpe_core.settings",
 }
 
 
@@ -120,9 +128,10 @@ def as_of(session: Session) -> pd.Timestamp:
 
 def version(session: Session) -> tuple:
     """A cheap stamp that changes whenever anything is written (cached answers are keyed on it): the newest id
-    of each append-only table. Four primary-key lookups, no scan."""
+    of each append-only table, of the run records and of the alerts. Six primary-key lookups, no scan."""
     out = []
-    for model in (tables.AuditEvent, tables.IngestBatch, tables.LeakEvent, tables.Validation):
+    for model in (tables.AuditEvent, tables.IngestBatch, tables.LeakEvent, tables.Validation, tables.RunRecord,
+                  tables.Alert):
         out.append(int(session.execute(select(func.max(model.id))).scalar() or 0))
     return tuple(out)
 
@@ -929,7 +938,16 @@ def compare_models(session: Session, a: int, b: int, top: int | None = None) -> 
 
 
 def train(session: Session, user: str) -> dict:
-    return pipeline.run_train(session, user=user)
+    """Fit a model from the field outcomes; promoted only if it beats the live one (recorded as a ``train`` run)."""
+    auth.require(session, user, "train")
+    with recorded(session, "train", user) as run:
+        r = pipeline.run_train(session, user=user)
+        run.detail = {k: v for k, v in r.items() if k != "model"}
+        run.n_out = int(bool(r.get("promoted")))
+        run.n_in = int(r.get("n_holdout", 0) or 0)
+        if r.get("version") is None:
+            run.outcome = "nothing"
+    return r
 
 
 def activate_model(session: Session, user: str, version_id: int) -> dict:
@@ -956,8 +974,11 @@ def ingest(session: Session, user: str, files: list[Path], fmt: str = "auto", so
     from .ingest import load_prepared, prepare_file
 
     auth.require(session, user, "ingest")
-    prepared = [prepare_file(session, f, fmt, source_name, str(f), asset) for f in files]
-    return [load_prepared(session, p, user=user, progress=progress) for p in prepared]
+    with recorded(session, "ingest", user, target=", ".join(Path(f).name for f in files)[:500]) as run:
+        prepared = [prepare_file(session, f, fmt, source_name, str(f), asset) for f in files]
+        reports = [load_prepared(session, p, user=user, progress=progress) for p in prepared]
+        _count_ingest(run, reports)
+    return reports
 
 
 def ingest_upload(session: Session, user: str, path: Path, fmt: str = "auto", source_name: str | None = None,
@@ -965,7 +986,11 @@ def ingest_upload(session: Session, user: str, path: Path, fmt: str = "auto", so
     """One uploaded file (the app keeps going with the others when one is refused)."""
     from .ingest import ingest_file
 
-    return ingest_file(session, path, fmt, source_name, user=user, label=label, asset=asset)
+    auth.require(session, user, "ingest")
+    with recorded(session, "ingest", user, target=label or Path(path).name) as run:
+        rep = ingest_file(session, path, fmt, source_name, user=user, label=label, asset=asset)
+        _count_ingest(run, [rep])
+    return rep
 
 
 def import_assets(session: Session, user: str, path: Path) -> dict:
@@ -978,30 +1003,56 @@ def fuse_summary(r: dict) -> str:
 
 
 def fuse(session: Session, user: str, full: bool = False, progress=None) -> dict:
-    return pipeline.run_fuse(session, user=user, full=full, progress=progress)
+    """Detections into leaks (incremental unless ``full``), recorded as a ``fuse`` run."""
+    auth.require(session, user, "fuse")
+    with recorded(session, "fuse", user) as run:
+        r = pipeline.run_fuse(session, user=user, full=full, progress=progress)
+        run.n_in = int(r.get("new_detections", r.get("detections", 0)) if r.get("mode") == "incremental"
+                       else r.get("detections", 0))
+        run.n_out = int(r.get("leaks", 0))
+        run.detail = r
+        if r.get("mode") == "incremental" and not r.get("refused"):
+            run.outcome = "nothing"
+    return r
 
 
 def score(session: Session, user: str, as_of_time=None, progress=None) -> dict:
-    return pipeline.run_score(session, as_of=as_of_time, user=user, progress=progress)
+    """Every open leak scored and ranked as of ``as_of_time`` (default now), recorded as a ``score`` run."""
+    auth.require(session, user, "score")
+    with recorded(session, "score", user) as run:
+        r = pipeline.run_score(session, as_of=as_of_time, user=user, progress=progress)
+        run.n_in, run.n_out = int(r.get("scored", 0)), int(r.get("ranked", 0))
+        run.detail = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+        if not r.get("scored"):
+            run.outcome = "nothing"
+    return r
 
 
 def fuse_and_score(session: Session, user: str, full: bool = False, progress=None) -> tuple[dict, dict]:
     """New detections into leaks, then every open leak re-scored now (the Upload page's one button)."""
-    fz = pipeline.run_fuse(session, user=user, full=full,
-                           progress=(lambda f, t: progress(0.5 * f, f"fuse: {t}")) if progress else None)
-    sc = pipeline.run_score(session, user=user,
-                            progress=(lambda f, t: progress(0.5 + 0.5 * f, f"score: {t}")) if progress else None)
+    fz = fuse(session, user, full=full,
+              progress=(lambda f, t: progress(0.5 * f, f"fuse: {t}")) if progress else None)
+    sc = score(session, user, progress=(lambda f, t: progress(0.5 + 0.5 * f, f"score: {t}")) if progress else None)
     return fz, sc
 
 
 def demo(session: Session, user: str = "demo", seed: int = 0, n_assets: int = 2000, progress=None) -> dict:
-    return pipeline.run_demo(session, seed=seed, n_assets=n_assets, progress=progress, user=user)
+    """A simulated basin through the whole pipeline (recorded as a ``demo`` run)."""
+    auth.require(session, user, "demo")
+    with recorded(session, "demo", user, target=f"seed {seed}") as run:
+        r = pipeline.run_demo(session, seed=seed, n_assets=n_assets, progress=progress, user=user)
+        run.n_out = int(r.get("detections", 0))
+        run.detail = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+    return r
 
 
 def ensure_demo(session: Session) -> dict | None:
     """Fill an empty store that has no users with the demo basin (the README's run command relies on this)."""
     if store.counts(session)["detections"] == 0 and auth.open_mode(session):
-        return pipeline.run_demo(session)
+        with recorded(session, "demo", "demo", target="seed 0") as run:
+            r = pipeline.run_demo(session)
+            run.n_out = int(r.get("detections", 0))
+        return r
     return None
 
 
@@ -1068,3 +1119,697 @@ def export_frame(session: Session, what: str, top: int | None = None) -> pd.Data
     if what == "dispatch":
         return export_dispatch(session, top)
     return pipeline.export_frame(session, what, top)
+
+
+# --------------------------------------------------------------------------------------------- always on (issue 18)
+# settings, run records, connectors (folder watcher, pull, POST /detections), alerts, live stamps and metrics.
+
+_SETTINGS: dict = {}
+
+
+def settings(reload: bool = False) -> Settings:
+    """The validated ``MLPE_*`` settings, read once per process (``SettingsError`` names every bad variable)."""
+    if reload or "s" not in _SETTINGS:
+        from .settings import load as load_settings
+
+        _SETTINGS["s"] = load_settings()
+    return _SETTINGS["s"]
+
+
+def setting_warnings() -> list[str]:
+    """``MLPE_*`` variables no setting reads (likely typos), for a face to print at start."""
+    from .settings import unknown_variables
+
+    return unknown_variables()
+
+
+def set_face(name: str) -> None:
+    """Name the face this process serves (``cli``, ``api``, ``app``, ``watch``): recorded with every run."""
+    runlog.set_face(name)
+
+
+def _file_text(p: Path | None) -> dict | None:
+    if p is None:
+        return None
+    try:
+        return {"path": str(p), "text": Path(p).read_text(encoding="utf-8")}
+    except OSError as exc:
+        return {"path": str(p), "error": str(exc)}
+
+
+def watch_config_path(explicit: str | Path | None = None) -> Path | None:
+    s = settings()
+    return Path(explicit).expanduser() if explicit else s.config_file("watch.yaml", s.watch_config)
+
+
+def alerts_config_path() -> Path:
+    from .config import config_path
+
+    s = settings()
+    return s.config_file("alerts.yaml", s.alerts_config) or config_path("alerts.yaml")
+
+
+def config_snapshot(watch_config: str | Path | None = None) -> dict:
+    """The configuration a run uses: settings (secrets only as 'set') and the text of every configuration file."""
+    from .config import FILES, config_path
+
+    files = {name: _file_text(config_path(name)) for name in FILES}
+    files["watch.yaml"] = _file_text(watch_config_path(watch_config))
+    files["alerts.yaml"] = _file_text(alerts_config_path())
+    return {"settings": settings().public(), "files": files}
+
+
+@contextmanager
+def recorded(session: Session, kind: str, user: str, target: str | None = None, source: str | None = None):
+    """Time a run (``runlog.Run``: laps the stages mark) and write its record when it ends, ok or failed.
+
+    A record that cannot be written (the store gone) is reported on stderr, never raised over the run's own
+    result or error."""
+    run = runlog.Run(kind=kind, target=target, actor=user, source=source or runlog.face())
+    try:
+        with run:
+            yield run
+    finally:
+        try:
+            if run.outcome == "failed":
+                session.rollback()
+            store.runs.save_run(session, run, model_version=store.runs.active_model_id(session),
+                                code_version=runlog.code_version(), config=config_snapshot())
+            session.commit()
+        except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than its record
+            session.rollback()
+            print(f"mlpe: warning: could not record the {kind} run: {exc}", file=sys.stderr)
+
+
+def _count_ingest(run: runlog.Run, reports: list) -> None:
+    run.n_in += sum(int(r.n_rows) for r in reports)
+    run.n_out += sum(int(r.n_accepted) for r in reports)
+    run.n_rejected += sum(int(r.n_rejected) for r in reports)
+    run.detail.setdefault("files", []).extend(
+        {"file": r.file_name, "sha256": r.sha256, "format": r.format, "rows": int(r.n_rows),
+         "accepted": int(r.n_accepted), "rejected": int(r.n_rejected), "duplicate": int(r.n_duplicate),
+         "already_ingested": bool(r.already_ingested), "batch_id": r.batch_id} for r in reports)
+    if all(r.already_ingested or r.n_accepted == 0 for r in reports):
+        run.outcome = "nothing"
+
+
+def _run_frame(df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    df["model_version"] = df["model_version"].astype("Int64")
+    df["stages"] = df["stages"].map(lambda s: [(k, float(v)) for k, v in json.loads(s or "[]")])
+    df["detail"] = df["detail"].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
+    return df
+
+
+def runs(session: Session, limit: int | None = 200, kind: str | None = None) -> pd.DataFrame:
+    """Recorded runs, newest first: kind, source, target, who, start, end, seconds, ``stages`` (a list of
+    (stage, seconds) in order), counts in and out, rejects, model and code versions, config hash, outcome, error."""
+    return _run_frame(store.runs.runs_frame(session, limit, kind))
+
+
+def run_config(session: Session, config_hash: str) -> dict | None:
+    """The configuration snapshot a run recorded (by its hash)."""
+    return store.runs.snapshot(session, config_hash)
+
+
+def stage_times(session: Session, last: int = 30, kind: str | None = None) -> pd.DataFrame:
+    """One row per (run, stage) of the last ``last`` runs: id, kind, started_at, stage, seconds (for a chart)."""
+    rs = runs(session, last, kind)
+    rows = [{"id": r.id, "kind": r.kind, "started_at": r.started_at, "stage": st, "seconds": sec}
+            for r in rs.itertuples() for st, sec in r.stages]
+    return pd.DataFrame(rows, columns=["id", "kind", "started_at", "stage", "seconds"])
+
+
+# ---- connectors
+
+
+def watch_options(config: str | Path | None = None):
+    """The validated watch and connectors file (``--config``, ``MLPE_WATCH_CONFIG``, ``watch.yaml`` in
+    ``MLPE_CONFIG_DIR``; none: defaults, folder watching only)."""
+    from .connectors import load_watch_config
+
+    return load_watch_config(watch_config_path(config))
+
+
+def open_inbox(folder: str | Path, options) -> object:
+    """The folder's inbox (``connectors.Inbox``) with the options' settle time and ignored names."""
+    from .connectors import Inbox
+
+    return Inbox(folder, options.settle_s, options.ignore)
+
+
+def _reject_lines(rejects: pd.DataFrame, limit: int = 1000) -> str:
+    lines = [f"row {r.row}, column '{r.column}': {r.reason}" for r in rejects.head(limit).itertuples()]
+    if len(rejects) > limit:
+        lines.append(f"... {len(rejects) - limit} more")
+    return "\n".join(lines)
+
+
+def recover_watched(session: Session, inbox) -> list[str]:
+    """Files a stopped or killed watcher left mid-load: those whose rows were committed are finished (marked
+    loaded, moved to done/); the others stay in the folder and load on the next cycle. Exactly once either way,
+    because the ingest itself refuses bytes it has loaded."""
+    from .connectors.folder import DONE
+
+    said = []
+    for rec in store.connectors.files_in_state(session, "loading", folder=str(inbox.folder)):
+        batch = store.connectors.batch_for_sha(session, rec.sha256)
+        path = inbox.folder / rec.name
+        if batch is not None:
+            store.connectors.mark_file(session, rec.folder, rec.name, rec.sha256, rec.size, "loaded",
+                                       batch_id=batch.id, reason="finished after a restart (rows committed before)")
+            session.commit()
+            if path.exists():
+                inbox.move(path, DONE)
+            said.append(f"{rec.name}: its rows were committed before the stop; finished")
+        else:
+            store.connectors.mark_file(session, rec.folder, rec.name, rec.sha256, rec.size, "interrupted",
+                                       reason="the watcher stopped mid-load; nothing was committed")
+            session.commit()
+            said.append(f"{rec.name}: nothing was committed before the stop; loading it again")
+    return said
+
+
+def watch_file(session: Session, user: str, inbox, path: Path, options) -> dict:
+    """One settled file: loaded once (to done/), recognised as bytes already loaded (to done/, with a note), or
+    refused with its reasons (to rejects/ with NAME.reasons.txt). A failure that is not the file's fault (the
+    store unreachable) leaves it in place for the next cycle, up to ``options.retries`` tries."""
+    from .connectors.folder import DONE, REJECTS
+    from .ingest import file_sha256, load_prepared, prepare_file
+
+    folder = str(inbox.folder)
+    try:
+        sha, size = file_sha256(path), path.stat().st_size
+    except FileNotFoundError:
+        return {"file": path.name, "state": "gone"}
+    batch = store.connectors.batch_for_sha(session, sha)
+    prev = store.connectors.watched_file(session, sha)
+    if batch is not None:
+        finished = prev is not None and prev.state == "loading"
+        state = "loaded" if finished else "duplicate"
+        why = None if finished else f"same bytes as '{batch.file_name}' (batch {batch.id}), already loaded: " \
+                                    "nothing loaded again"
+        store.connectors.mark_file(session, folder, path.name, sha, size, state, batch_id=batch.id, reason=why)
+        session.commit()
+        inbox.move(path, DONE, reasons=why)
+        return {"file": path.name, "state": state, "batch_id": batch.id, "accepted": 0}
+    store.connectors.mark_file(session, folder, path.name, sha, size, "loading", attempt=True)
+    session.commit()  # before the ingest transaction: a kill from here on is found by recover_watched
+    try:
+        with recorded(session, "ingest", user, target=path.name, source="watch") as run:
+            prep = prepare_file(session, path, options.format, options.source_name, path.name, options.asset)
+            rep = load_prepared(session, prep, user=user)
+            _count_ingest(run, [rep])
+    except (_ingest.IngestError, ValueError) as exc:
+        store.connectors.mark_file(session, folder, path.name, sha, size, "rejected", reason=str(exc))
+        session.commit()
+        inbox.move(path, REJECTS, reasons=f"{exc}\n\nNothing from this file was loaded.")
+        return {"file": path.name, "state": "rejected", "reason": str(exc), "accepted": 0}
+    except Exception as exc:  # noqa: BLE001 - not the file's fault: try again next cycle, then give up visibly
+        session.rollback()
+        rec = store.connectors.mark_file(session, folder, path.name, sha, size, "error",
+                                         reason=f"{type(exc).__name__}: {exc}")
+        session.commit()
+        if rec.attempts >= options.retries:
+            inbox.move(path, REJECTS, reasons=f"failed {rec.attempts} times; last: {type(exc).__name__}: {exc}")
+            return {"file": path.name, "state": "rejected", "reason": str(exc), "accepted": 0}
+        return {"file": path.name, "state": "error", "reason": str(exc), "accepted": 0}
+    reasons = None
+    if rep.n_rejected:
+        reasons = f"{rep.summary()}\n\nRejected rows (row 2 is the first data row):\n{_reject_lines(rep.rejects)}"
+    all_bad = rep.n_accepted == 0 and rep.n_rejected > 0 and not rep.already_ingested
+    state = "rejected" if all_bad else "loaded"
+    store.connectors.mark_file(session, folder, path.name, sha, size, state, batch_id=rep.batch_id,
+                               reason=rep.summary())
+    session.commit()
+    inbox.move(path, REJECTS if all_bad else DONE, reasons=reasons)
+    return {"file": path.name, "state": state, "accepted": int(rep.n_accepted), "rejected": int(rep.n_rejected),
+            "duplicate": int(rep.n_duplicate), "batch_id": rep.batch_id}
+
+
+def pull(session: Session, user: str, conn) -> dict:
+    """One cycle of a pull connector: fetch what is newer than its watermark, load it as one batch, move the
+    watermark only once the rows are committed. Recorded as a ``pull`` run; a failure is recorded on the
+    connector (``/metrics`` shows its lag) and raised."""
+    import tempfile
+
+    from .connectors import PullError, fetch
+    from .ingest import load_prepared, prepare_file
+
+    auth.require(session, user, "ingest")
+    name = f"pull:{conn.name}"
+    st = store.connectors.connector_state(session, name)
+    since = st.watermark if st is not None and st.watermark is not None else conn.since
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    with recorded(session, "pull", user, target=conn.name, source=name) as run:
+        try:
+            res = fetch(conn, since)
+        except PullError as exc:
+            session.rollback()
+            store.connectors.connector_beat(session, name, conn.kind, ok=False, error=str(exc))
+            session.commit()
+            raise
+        run.lap("fetch")
+        run.detail.update(pages=res.pages, requests=res.requests, retries=res.retries, truncated=res.truncated,
+                          since=since.isoformat() if since else None)
+        out = {"connector": conn.name, "records": len(res.records), "pages": res.pages, "retries": res.retries,
+               "accepted": 0, "watermark": res.watermark.isoformat() if res.watermark else None}
+        if not res.records:
+            run.outcome = "nothing"
+            store.connectors.connector_beat(session, name, conn.kind, ok=True, watermark=res.watermark)
+            session.commit()
+            return out
+        wm = res.watermark.strftime("%Y%m%dT%H%M%SZ") if res.watermark else "undated"
+        label = f"{conn.name}-to-{wm}.json"
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / label
+            p.write_text(json.dumps(res.records, default=str), encoding="utf-8")
+            try:
+                rep = load_prepared(session, prepare_file(session, p, conn.format, None, label), user=user)
+            except (_ingest.IngestError, ValueError) as exc:
+                session.rollback()
+                store.connectors.connector_beat(session, name, conn.kind, ok=False, error=str(exc))
+                session.commit()
+                raise
+        _count_ingest(run, [rep])
+        store.connectors.connector_beat(session, name, conn.kind, ok=True, loaded=rep.n_accepted,
+                                        watermark=res.watermark)
+        session.commit()
+        out.update(accepted=int(rep.n_accepted), rejected=int(rep.n_rejected), duplicate=int(rep.n_duplicate))
+    return out
+
+
+def connector_heartbeat(session: Session, name: str, kind: str = "folder", loaded: int = 0) -> None:
+    """A connector is alive (``/metrics``: its lag is the time since its last good cycle)."""
+    store.connectors.connector_beat(session, name, kind, ok=True, loaded=loaded)
+    session.commit()
+
+
+def connectors_status(session: Session) -> pd.DataFrame:
+    """Every connector: kind, watermark, last run, last success, last error, runs, failures, rows loaded, and
+    ``lag_s`` (seconds since its last success, as of now)."""
+    df = store.connectors.connectors_frame(session)
+    now = pd.Timestamp.now(tz="UTC")
+    df["lag_s"] = (now - df["last_ok_at"]).dt.total_seconds() if len(df) else pd.Series(dtype=float)
+    return df
+
+
+def watched_files(session: Session, limit: int = 500) -> pd.DataFrame:
+    """What the folder watcher did with each file, newest first."""
+    return store.connectors.watched_files_frame(session, limit)
+
+
+def has_unfused(session: Session) -> bool:
+    """Whether detections wait for a fusion (loaded by any face since the last one)."""
+    return store.connectors.any_unfused(session)
+
+
+def process_new(session: Session, user: str) -> dict:
+    """Fuse what is new, score, then check the alert rules and deliver (the watcher's and ``POST /detections?
+    process=true``'s follow-up). Each step is its own recorded run."""
+    fz = fuse(session, user)
+    sc = score(session, user)
+    al = check_alerts(session, user)
+    return {"fuse": fz, "score": sc, "alerts": al}
+
+
+def watch_cycle(session: Session, user: str, inbox, options, files: list[Path], pulls: list = ()) -> dict:
+    """One cycle of ``mlpe watch``: every settled file, the pull connectors that are due, then (when anything new
+    waits) fuse, score and the alert rules. Recorded as a ``watch`` run whose stages are those steps."""
+    with recorded(session, "watch", user, target=str(inbox.folder), source="watch") as run:
+        results = [watch_file(session, user, inbox, p, options) for p in files]
+        run.lap("files")
+        pulled, failed = [], []
+        for conn in pulls:
+            try:
+                pulled.append(pull(session, user, conn))
+            except Exception as exc:  # noqa: BLE001 - one catalogue down never stops the folder
+                failed.append({"connector": conn.name, "error": str(exc)})
+        if pulls:
+            run.lap("pull")
+        loaded = sum(r.get("accepted", 0) for r in results) + sum(p.get("accepted", 0) for p in pulled)
+        summary: dict = {"files": results, "pulled": pulled, "pull_failed": failed, "accepted": loaded}
+        if has_unfused(session):
+            summary["fuse"] = fuse(session, user)
+            run.lap("fuse")
+            summary["score"] = score(session, user)
+            run.lap("score")
+            summary["alerts"] = check_alerts(session, user)
+            run.lap("alerts")
+        run.n_in = len(results) + len(pulled)
+        run.n_out = loaded
+        run.n_rejected = sum(1 for r in results if r["state"] == "rejected")
+        run.detail = {"files": [{k: v for k, v in r.items() if k != "reason"} for r in results], "pulled": pulled,
+                      "pull_failed": failed}
+        if not loaded and "fuse" not in summary:
+            run.outcome = "nothing"
+        store.connectors.connector_beat(session, f"folder:{inbox.folder}", "folder", ok=True, loaded=loaded)
+        session.commit()
+    return summary
+
+
+class IdempotencyConflict(ValueError):
+    """An ``Idempotency-Key`` already used for a different body."""
+
+
+def post_detections(session: Session, user: str, body: bytes, content_type: str, key: str | None = None,
+                    fmt: str = "auto", source_name: str | None = None, process: bool = False) -> tuple[int, dict]:
+    """``POST /detections``: canonical JSON (an array of objects, ``{"detections": [...]}`` or GeoJSON) or CSV,
+    checked and loaded exactly like a file (same limits, same reasons, the same bytes never twice). With an
+    ``Idempotency-Key`` a retried request gets the first answer (``replayed: true``); the same key with another
+    body is refused. ``process`` fuses, scores and checks alerts before answering. Returns (status, answer)."""
+    import hashlib
+    import tempfile
+
+    from .ingest import load_prepared, prepare_file
+
+    auth.require(session, user, "ingest")
+    sha = hashlib.sha256(body).hexdigest()
+    if key is not None:
+        prev = store.connectors.idempotent_answer(session, key)
+        if prev is not None:
+            if prev.sha256 != sha:
+                raise IdempotencyConflict(f"Idempotency-Key '{key}' was used for a different body")
+            return prev.status_code, {**json.loads(prev.response), "replayed": True}
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype in ("application/json", "application/geo+json"):
+        try:
+            data = json.loads(body.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _ingest.IngestError("request body", f"is not JSON ({exc})") from None
+        if isinstance(data, dict) and isinstance(data.get("detections"), list):
+            data = data["detections"]
+        elif isinstance(data, dict) and data.get("type") != "FeatureCollection":
+            data = [data]
+        if isinstance(data, list) and not data:
+            raise _ingest.IngestError("request body", "holds no detections")
+        payload, suffix = json.dumps(data).encode("utf-8"), ".json"
+    elif ctype in ("text/csv", "application/csv", "text/plain"):
+        payload, suffix = body, ".csv"
+    else:
+        raise _ingest.IngestError("request body",
+                                  f"content type '{ctype or 'none'}' is not application/json or text/csv")
+    label = f"api-{key or sha[:12]}{suffix}"
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "body"
+        p = p.with_suffix(suffix)
+        p.write_bytes(payload)
+        with recorded(session, "ingest", user, target=label, source="api") as run:
+            rep = load_prepared(session, prepare_file(session, p, fmt, source_name, label), user=user)
+            _count_ingest(run, [rep])
+    answer = {"file": label, "format": rep.format, "rows": int(rep.n_rows), "accepted": int(rep.n_accepted),
+              "rejected": int(rep.n_rejected), "duplicate": int(rep.n_duplicate),
+              "already_ingested": bool(rep.already_ingested), "batch_id": rep.batch_id,
+              "rejects": [{"row": int(r.row), "column": str(r.column), "reason": str(r.reason)}
+                          for r in rep.rejects.head(100).itertuples()], "replayed": False, "processed": False}
+    if process and rep.n_accepted:
+        res = process_new(session, user)
+        answer.update(processed=True, leaks=res["fuse"].get("leaks"), new_alerts=res["alerts"].get("new", 0))
+    if key is not None:
+        try:
+            store.connectors.save_idempotent_answer(session, key, user, sha, 200, answer)
+            session.commit()
+        except Exception:  # noqa: BLE001 - a concurrent retry with the same key won: its answer stands
+            session.rollback()
+    return 200, answer
+
+
+# ---- alerts
+
+_ALERT_CFG: dict = {}
+
+
+def alert_config():
+    """The validated alert rules, teams and channels (re-read when the file changes)."""
+    from .alerts import load_alert_config
+
+    p = alerts_config_path()
+    stamp = (str(p), p.stat().st_mtime_ns if p.exists() else 0)
+    if _ALERT_CFG.get("stamp") != stamp:
+        _ALERT_CFG.update(stamp=stamp, cfg=load_alert_config(p))
+    return _ALERT_CFG["cfg"]
+
+
+ALERT_FIELDS = ("key", "rule", "kind", "severity", "title", "detail", "leak_id", "asset_id", "operator", "asset_type",
+                "team", "event_at")
+
+
+def check_alerts(session: Session, user: str = "system", deliver: bool = True) -> dict:
+    """Run the alert rules on the store as it is now, record the new alerts (a key seen before adds nothing),
+    queue each for its team's channels and deliver what is due. Recorded as an ``alerts`` run."""
+    from sqlalchemy.exc import IntegrityError
+
+    from .alerts import evaluate
+
+    cfg = alert_config()
+    kinds = {r.kind for r in cfg.rules if r.enabled}
+    with recorded(session, "alerts", user) as run:
+        now = pipeline.clock()
+        leaks = ranking(session) if kinds & {"new_high_leak", "failed_repair"} else pd.DataFrame()
+        obl = obligations(session) if "obligation_due" in kinds else pd.DataFrame()
+        bursts = [r for r in cfg.rules if r.enabled and r.kind == "burst"]
+        alarms = store.connectors.recent_alarms(
+            session, (now - pd.Timedelta(hours=max(r.lookback_hours for r in bursts))).to_pydatetime(),
+            sorted({t for r in bursts for t in r.source_types})) if bursts else pd.DataFrame()
+        worse = worsening_sites(session) if "worsening_site" in kinds else pd.DataFrame()
+        assets_ = store.assets_frame(session)
+        run.lap("read")
+        found = evaluate(cfg, leaks=leaks, obligations=obl, alarms=alarms, worsening_sites=worse, assets=assets_,
+                         now=now, open_statuses=lifecycle.OPEN_STATUSES)
+        run.lap("evaluate")
+        rows = []
+        for a in found:
+            d = dict(a.get("detail") or {})
+            for k in ("latitude", "longitude"):
+                if a.get(k) is not None:
+                    d[k] = a[k]
+            row = {k: a.get(k) for k in ALERT_FIELDS} | {"detail": d}
+            row["event_at"] = pd.Timestamp(row["event_at"]).to_pydatetime() if row["event_at"] is not None and \
+                pd.notna(row["event_at"]) else None
+            rows.append(row)
+        for attempt in range(2):
+            try:
+                new = store.alerts.insert_alerts(session, rows)
+                for a in new:
+                    store.alerts.add_deliveries(session, a.id, cfg.channels(a.team))
+                ids = [int(a.id) for a in new]
+                session.commit()
+                break
+            except IntegrityError:  # another process recorded some of these keys meanwhile: skip them now
+                session.rollback()
+                if attempt:
+                    raise
+        run.lap("record")
+        out = {"found": len(found), "new": len(ids), "ids": ids}
+        if deliver:
+            out["delivery"] = deliver_alerts(session)
+            run.lap("deliver")
+        run.n_in, run.n_out = len(found), len(ids)
+        run.detail = {"new": ids[:200], "by_rule": pd.Series([r["rule"] for r in rows]).value_counts().to_dict()
+                      if rows else {}}
+        if not ids:
+            run.outcome = "nothing"
+    return out
+
+
+def _alert_dict(a) -> dict:
+    d = a.model_dump()
+    d["detail"] = json.loads(d.get("detail") or "{}")
+    for k in ("event_at", "created_at", "snoozed_until", "handled_at"):
+        if d.get(k) is not None:
+            d[k] = pd.Timestamp(d[k]).tz_localize("UTC").isoformat() if pd.Timestamp(d[k]).tzinfo is None else \
+                pd.Timestamp(d[k]).isoformat()
+    return d
+
+
+def deliver_alerts(session: Session) -> dict:
+    """Send every delivery that is due; a failure is retried later with back-off (``MLPE_DELIVERY_ATTEMPTS``
+    tries, then marked failed, still listed). Returns how many were sent, will be retried, gave up."""
+    from .alerts import backoff_s, email_message, send_email, send_webhook, webhook_payload
+
+    s = settings()
+    out = {"sent": 0, "retrying": 0, "failed": 0}
+    due = store.alerts.due_deliveries(session)
+    if not due:
+        return out
+    cfg = alert_config()
+    for d in due:
+        a = _alert_dict(store.alerts.get_alert(session, d.alert_id))
+        try:
+            if d.channel == "webhook":
+                hook = cfg.webhook(d.target)
+                if hook is None:
+                    raise RuntimeError(f"webhook '{d.target}' is no longer in the alert configuration")
+                send_webhook(hook.resolved_url(), webhook_payload(a, hook.format, s.app_url), s.webhook_timeout_s)
+            elif d.channel == "email":
+                em = cfg.email(d.target)
+                if em is None:
+                    raise RuntimeError(f"e-mail list '{d.target}' is no longer in the alert configuration")
+                send_email(email_message(a, s.smtp_from, em.to, s.app_url), s.smtp_host, s.smtp_port,
+                           user=s.smtp_user, password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                           starttls=s.smtp_starttls, timeout_s=s.smtp_timeout_s)
+            else:
+                raise RuntimeError(f"unknown channel '{d.channel}'")
+            store.alerts.record_attempt(session, d, ok=True)
+            out["sent"] += 1
+        except Exception as exc:  # noqa: BLE001 - recorded on the delivery, retried, never silently dropped
+            give_up = (d.attempts or 0) + 1 >= s.delivery_attempts
+            nxt = store.now() + pd.Timedelta(seconds=backoff_s((d.attempts or 0) + 1)).to_pytimedelta()
+            store.alerts.record_attempt(session, d, ok=False, error=str(exc), next_at=nxt, give_up=give_up)
+            out["failed" if give_up else "retrying"] += 1
+        session.commit()
+    return out
+
+
+def _effective_state(df: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
+    woke = (df["state"] == "snoozed") & df["snoozed_until"].notna() & (df["snoozed_until"] <= now)
+    return df["state"].where(~woke, "open")
+
+
+def alerts_inbox(session: Session, state: str | None = "open", team: str | None = None,
+                 limit: int | None = 500) -> pd.DataFrame:
+    """Alerts, newest first, with ``deliveries`` (what was sent where). ``state``: open (default; snoozed ones
+    whose time is up count as open), acknowledged, snoozed, or None for all."""
+    df = store.alerts.alerts_frame(session, limit=None if state else limit)
+    if df.empty:
+        return df
+    df["state"] = _effective_state(df, pd.Timestamp.now(tz="UTC"))
+    if state:
+        df = df[df["state"] == state]
+    if team:
+        df = df[df["team"] == team]
+    return (df.head(limit) if limit else df).reset_index(drop=True)
+
+
+def open_alert_count(session: Session) -> int:
+    """Open alerts (snoozed ones whose time is up included): the count beside the inbox."""
+    return store.alerts.open_alert_count(session)
+
+
+def alert_deliveries(session: Session, alert_ids: list[int] | None = None) -> pd.DataFrame:
+    """Deliveries (channel, target, state, attempts, next try, last error), newest first."""
+    return store.alerts.deliveries_frame(session, alert_ids)
+
+
+def acknowledge_alert(session: Session, user: str, alert_id: int, reason: str) -> dict:
+    """Someone has it in hand: the alert leaves the inbox (audited with the reason)."""
+    auth.require(session, user, "alerts")
+    if not (reason or "").strip():
+        raise ValueError("acknowledging an alert needs a reason")
+    return _alert_dict(store.alerts.set_alert_state(session, alert_id, "acknowledged", user, reason.strip()))
+
+
+def snooze_alert(session: Session, user: str, alert_id: int, reason: str, hours: float | None = None,
+                 until=None) -> dict:
+    """Out of the inbox until ``until`` (or for ``hours``), then back (audited with the reason)."""
+    auth.require(session, user, "alerts")
+    if not (reason or "").strip():
+        raise ValueError("snoozing an alert needs a reason")
+    if until is None:
+        if hours is None or not 0 < float(hours) <= 24 * 365:
+            raise ValueError("snooze for 0 to 8760 hours, or until a time")
+        until = pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=float(hours))
+    until = pd.Timestamp(until)
+    until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
+    if until <= pd.Timestamp.now(tz="UTC"):
+        raise ValueError("a snooze must end in the future")
+    return _alert_dict(store.alerts.set_alert_state(session, alert_id, "snoozed", user, reason.strip(),
+                                                    until.to_pydatetime()))
+
+
+def alerts_after(session: Session, after_id: int, limit: int = 100) -> list[dict]:
+    """Alerts newer than ``after_id``, oldest first (the live stream)."""
+    df = store.alerts.alerts_frame(session, limit=limit, after_id=after_id)
+    from .export import json_records
+
+    if df.empty:
+        return []
+    df = df.sort_values("id")
+    df["detail"] = df["detail"].map(lambda s: json.loads(s) if isinstance(s, str) and s else {})
+    return json_records(df)
+
+
+# ---- live
+
+
+def live_stamp(session: Session) -> dict:
+    """What an open page compares to notice news without a reload: the newest run and alert ids and the open
+    alert count (three indexed lookups)."""
+    return {"run": store.runs.last_run_id(session), "alert": store.alerts.last_alert_id(session),
+            "open_alerts": store.alerts.open_alert_count(session)}
+
+
+def changes_since(session: Session, stamp: dict) -> dict:
+    """What is new since ``stamp`` (:func:`live_stamp`): runs by kind, alerts, and one sentence saying so."""
+    new_runs = store.runs.runs_frame(session, limit=500, after_id=int(stamp.get("run", 0)))
+    new_alerts = store.alerts.last_alert_id(session) - int(stamp.get("alert", 0))
+    kinds = new_runs["kind"].value_counts().to_dict() if len(new_runs) else {}
+    parts = []
+    if len(new_runs):
+        what = ", ".join(f"{n} {k}" for k, n in kinds.items())
+        parts.append(f"{len(new_runs)} new run{'s' if len(new_runs) != 1 else ''} since you opened this page "
+                     f"({what})")
+    if new_alerts > 0:
+        parts.append(f"{new_alerts} new alert{'s' if new_alerts != 1 else ''}")
+    loaded = int(new_runs.loc[new_runs["kind"].isin(["ingest", "pull"]), "n_out"].sum()) if len(new_runs) else 0
+    if loaded:
+        parts.append(f"{loaded:,} detections loaded")
+    return {"runs": int(len(new_runs)), "kinds": kinds, "alerts": max(new_alerts, 0), "detections": loaded,
+            "message": "; ".join(parts)}
+
+
+def health(session: Session) -> dict:
+    """Is the store reachable, what ran last, how far behind each connector is, how many alerts are open."""
+    last = store.runs.runs_frame(session, limit=1)
+    cons = connectors_status(session)
+    return {"status": "ok", "store": "ok", "open_alerts": open_alert_count(session),
+            "last_run": None if last.empty else {"id": int(last["id"].iloc[0]), "kind": last["kind"].iloc[0],
+                                                 "outcome": last["outcome"].iloc[0],
+                                                 "ended_at": last["ended_at"].iloc[0].isoformat()},
+            "connectors": [{"name": r.name, "kind": r.kind, "lag_s": None if pd.isna(r.lag_s) else float(r.lag_s),
+                            "last_error": r.last_error} for r in cons.itertuples()]}
+
+
+def _prom_label(v: object) -> str:
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def metrics_text(session: Session) -> str:
+    """Prometheus text exposition: runs by kind and outcome, last run seconds, each connector's lag and
+    watermark age, open alerts by team and rule, deliveries by state, detections and active leaks."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict, float]]) -> None:
+        lines.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}"])
+        for labels, v in samples:
+            lab = ",".join(f'{k}="{_prom_label(x)}"' for k, x in labels.items())
+            lines.append(f"{name}{{{lab}}} {float(v):.6g}" if lab else f"{name} {float(v):.6g}")
+
+    rc = store.runs.run_counts(session)
+    metric("mlpe_runs_total", "counter", "Recorded runs by kind and outcome.",
+           [({"kind": r.kind, "outcome": r.outcome}, r.n) for r in rc.itertuples()])
+    last = rc.sort_values("last_id").groupby("kind").tail(1) if len(rc) else rc
+    metric("mlpe_run_last_seconds", "gauge", "Duration of the newest run of each kind.",
+           [({"kind": r.kind}, r.last_seconds) for r in last.itertuples()])
+    cons = connectors_status(session)
+    now = pd.Timestamp.now(tz="UTC")
+    metric("mlpe_connector_lag_seconds", "gauge", "Seconds since each connector's last successful cycle.",
+           [({"connector": r.name, "kind": r.kind}, r.lag_s if pd.notna(r.lag_s) else float("inf"))
+            for r in cons.itertuples()])
+    metric("mlpe_connector_watermark_age_seconds", "gauge", "Age of the newest observation a pull connector fetched.",
+           [({"connector": r.name}, (now - r.watermark).total_seconds()) for r in cons.itertuples()
+            if pd.notna(r.watermark)])
+    metric("mlpe_connector_failures_total", "counter", "Failed cycles per connector.",
+           [({"connector": r.name}, r.n_failed) for r in cons.itertuples()])
+    oc = store.alerts.open_alert_counts(session)
+    metric("mlpe_alerts_open", "gauge", "Open alerts by team and rule.",
+           [({"team": r.team, "rule": r.rule}, r.n) for r in oc.itertuples()])
+    metric("mlpe_alerts_open_total", "gauge", "Open alerts.", [({}, int(oc["n"].sum()) if len(oc) else 0)])
+    dc = store.alerts.delivery_counts(session)
+    metric("mlpe_alert_deliveries", "gauge", "Alert deliveries by state (failed: gave up after every retry).",
+           [({"state": k}, dc.get(k, 0)) for k in ("pending", "sent", "failed")])
+    n = store.counts(session)
+    metric("mlpe_detections", "gauge", "Detections in the store.", [({}, n["detections"])])
+    metric("mlpe_leaks_active", "gauge", "Active leaks.", [({}, n["leaks"])])
+    return "\n".join(lines) + "\n"

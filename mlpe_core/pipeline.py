@@ -18,6 +18,7 @@ from sqlmodel import Session
 from . import store
 from .auth import require
 from .lifecycle import OPEN_STATUSES
+from .runlog import lap
 from .schema import CANONICAL_COLUMNS, VALIDATION_COLUMNS
 from .store.detections import FUSE_COLUMNS, SCORE_COLUMNS
 from .store.models import Leak, ModelVersion
@@ -88,6 +89,7 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
     assets = store.assets_frame(session, columns=["asset_id", "latitude", "longitude"])
     fuser = fuser or LeakFuser()
     coverage = store.coverage_frame(session)
+    lap("read")
     # new coverage windows (a sensor's silences) change its streams' cuts: a different count re-fuses everything
     settings = {k: v for k, v in vars(fuser).items() if not k.endswith("_")} | {"version": FUSION_VERSION,
                                                                                 "coverage_windows": len(coverage)}
@@ -96,6 +98,7 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
         progress, 0.1, f"clustering {len(dets):,} detections" if why_full else "finding the area new detections affect"
     )
     inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets, coverage)
+    lap("cluster")
     reason = why_full or inc.reason_
     reg = inc.region_
     existing = set(session.execute(select(Leak.leak_id)).scalars())
@@ -114,6 +117,7 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
     leak_ids = leaks["leak_id"].to_numpy()[inc.labels_[reg]] if reg.any() else np.zeros(0, dtype=object)
     produced = set(leaks["leak_id"])
     retired = region_old - produced
+    lap("ids")
     try:
         store.save_fusion(
             session,
@@ -143,6 +147,7 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
         summary["notifications"] = rematch_notifications(session)  # a notice may now find its detection's leak
         store.audit(session, user, "fuse", None, {**summary, "settings": settings})
         session.commit()
+        lap("write")
     except Exception:
         session.rollback()
         raise
@@ -239,7 +244,10 @@ def score_frame(
     if leaks.empty or dets.empty:
         return leaks.iloc[0:0], pd.DataFrame()
     as_of = clock(as_of)
-    X = leak_features(dets, leaks, as_of, store.coverage_frame(session))
+    cov = store.coverage_frame(session)
+    lap("read")
+    X = leak_features(dets, leaks, as_of, cov)
+    lap("features")
     if leak_ids is not None:
         X = X[X.index.isin(leak_ids)]
     if model is None:
@@ -249,6 +257,7 @@ def score_frame(
     vals = store.validations_frame(session)
     dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks,
                    notifications=store.notifications_frame(session)).reindex(X.index)
+    lap("deadlines")
     s, _ = score_table(X, model, obligations=dl)  # urgency, and the band with its reason (score.rank.band_reasons)
     s["due_by"] = pd.to_datetime(dl["due_by"], utc=True)
     s["due_rule"] = dl["due_rule"]
@@ -259,6 +268,7 @@ def score_frame(
     order = s.loc[openmask].sort_values(["priority_score", "p_real"], ascending=False).index
     s["rank"] = pd.Series(np.arange(1, len(order) + 1), index=order).reindex(s.index)
     s = s.reset_index().rename(columns={"index": "leak_id"})
+    lap("score")
     return s, X
 
 
@@ -301,6 +311,7 @@ def run_score(
 def _score_once(session: Session, as_of: pd.Timestamp | None, user: str, progress: Progress) -> dict:
     say(progress, 0.1, "computing features")
     run_lifecycle(session, user=user)  # leaks seen again after a repair or a not-found visit re-open first
+    lap("lifecycle")
     generation = store.fusion_generation(session)  # before the leaks are read
     s, _ = score_frame(session, as_of, user)
     if s.empty:
@@ -319,6 +330,7 @@ def _score_once(session: Session, as_of: pd.Timestamp | None, user: str, progres
         }
         store.audit(session, user, "score", None, {**summary, "as_of": as_of.isoformat()})
         session.commit()
+        lap("write")
     except Exception:
         session.rollback()
         raise
@@ -403,6 +415,7 @@ def run_train(session: Session, user: str = "system") -> dict:
     # then: detections observed before the visit, silence and recency counted at the visit
     labels = outcome_labels(vals, dets)
     X = features_at_visits(dets, leaks, labels, store.coverage_frame(session))
+    lap("features")
     current, version = current_model(session, user)
     live = session.get(ModelVersion, version)
     through = json.loads(live.metrics or "{}").get("trained_through") if live is not None else None
@@ -412,6 +425,7 @@ def run_train(session: Session, user: str = "system") -> dict:
     last_hash = next((h for h in last["data_hash"] if h), None) if len(last) else None
     res = train_candidate(X, labels, current, current_through=through, current_name=f"the live model v{version}",
                           last_hash=last_hash)
+    lap("fit")
     if res["model"] is None:
         store.audit(session, user, "train", None, {"decision": res["decision"]})
         session.commit()

@@ -122,7 +122,8 @@ def test_errors_have_the_documented_shape_and_responses_are_typed() -> None:
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
             ok = op["responses"].get("200") or op["responses"].get("201")
-            assert ok["content"]["application/json"]["schema"] != {}, (method, path)
+            body = ok["content"].get("application/json") or ok["content"]["text/plain"]  # /metrics: Prometheus text
+            assert body["schema"] != {}, (method, path)
             assert op["responses"]["422"]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/ErrorOut"}, (method, path)
     assert "HTTPValidationError" not in spec["components"]["schemas"]

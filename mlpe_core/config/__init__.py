@@ -1,4 +1,5 @@
-"""Default configuration shipped with the package: the instrument table, compliance rules and crew settings.
+"""Default configuration shipped with the package: the instrument table, compliance rules, crew settings
+and alert rules.
 
 Each file is data with its sources written beside the values. A team overrides one by pointing
 ``MLPE_CONFIG_DIR`` at a folder holding a file of the same name (files it lacks come from here).
@@ -10,7 +11,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-FILES = ("instruments.yaml", "compliance.yaml", "dispatch.yaml")
+FILES = ("instruments.yaml", "compliance.yaml", "dispatch.yaml", "alerts.yaml")
 
 
 def config_path(name: str) -> Path:

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from .. import store
 from ..auth import require
 from ..progress import Progress, say, scaled
+from ..runlog import lap
 from ..store.models import Asset, IngestBatch
 from .errors import IngestError, IngestReport
 from .formats import FORMATS, to_canonical
@@ -54,9 +55,12 @@ def prepare_file(
         raise IngestError(label, "is a folder, not a file")
     sha = file_sha256(path)
     seen = _batch_with_sha(session, sha)
+    lap("hash")
     if seen is not None:
         return PreparedFile(label, sha, None, seen)
-    return PreparedFile(label, sha, to_canonical(read_table(path, label), fmt, source_name, label, asset), None)
+    canon = to_canonical(read_table(path, label), fmt, source_name, label, asset)
+    lap("read")
+    return PreparedFile(label, sha, canon, None)
 
 
 def load_prepared(
@@ -139,6 +143,7 @@ def ingest_frame(
     # exact even when only the first MLPE_MAX_REJECT_ROWS rejected rows keep their reasons (validate._reject_table)
     n_rejected = int(rejects.attrs.get("n_rows", rejects["row"].nunique() if len(rejects) else 0))
     windows, cov_rejects = validate_coverage(canon, good, first_row=first_row, assets=lookup)
+    lap("validate")
     if len(cov_rejects):
         attrs = dict(rejects.attrs)
         rejects = pd.concat([rejects, cov_rejects], ignore_index=True).sort_values(["row", "column"], kind="stable")
@@ -158,6 +163,7 @@ def ingest_frame(
         store.add_batch(session, batch)
         say(progress, 0.99, "committing")
         session.commit()
+        lap("write")
     except BaseException:
         session.rollback()
         raise

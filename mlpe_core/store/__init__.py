@@ -5,7 +5,9 @@ stage works on any database. One module per family of tables: ``assets``, ``dete
 (fusion results, scores, lifecycle states), ``validations``, ``notifications`` (notices that start legal
 clocks, and the leak each is matched to), ``coverage`` (when sensors watched a site), ``batches`` (file
 lineage), ``modelversions``
-(the model registry), ``audit`` (the append-only trail), plus ``models`` (the tables), ``db`` (engine and
+(the model registry), ``audit`` (the append-only trail), ``runs`` (run records and configuration
+snapshots), ``connectors`` (watched files, connector heartbeats, idempotency keys), ``alerts`` (the inbox and
+deliveries), plus ``models`` (the tables), ``db`` (engine and
 migrations) and ``common``. Functions take a ``Session``; writers never commit unless they say so.
 
 The names below are imported from their module on first use (PEP 562), so ``mlpe status`` opens the store
@@ -40,10 +42,15 @@ _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 from .audit import audit  # noqa: E402, F401
 from .users import users  # noqa: E402, F401
 
-__all__ = sorted(_WHERE, key=str.lower)
+__all__ = sorted([*_WHERE, "alerts", "connectors", "runs"], key=str.lower)
+
+
+SUBMODULES = ("alerts", "connectors", "runs")  # always on (issue 18): used as ``store.runs.*`` and so on
 
 
 def __getattr__(name: str):
+    if name in SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

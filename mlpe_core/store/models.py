@@ -295,3 +295,123 @@ class Notification(SQLModel, table=True):
     recorded_at: datetime
     recorded_by: str = "system"
 
+
+
+# --------------------------------------------------------------------------------------------- always on (issue 18)
+
+
+class RunRecord(SQLModel, table=True):
+    """One run of a stage or a connector cycle (ingest, fuse, score, train, demo, watch, pull, alerts): when,
+    how long each stage took, counts in and out, the model and code versions and the configuration used
+    (``config_hash`` names a :class:`ConfigSnapshot`), and how it ended."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)
+    source: str | None = None  # the face or connector that ran it: cli, api, app, watch, pull:<name>
+    target: str | None = None  # a file name, a folder, a connector
+    actor: str = "system"
+    started_at: datetime
+    ended_at: datetime
+    seconds: float = 0.0
+    stages: str = "[]"  # JSON [[stage, seconds], ...] in order
+    n_in: int = 0
+    n_out: int = 0
+    n_rejected: int = 0
+    detail: str | None = None  # JSON: the stage's own summary
+    model_version: int | None = None
+    code_version: str = ""
+    config_hash: str = ""
+    outcome: str = "ok"  # ok, nothing (nothing new to do), failed
+    error: str | None = None
+
+
+class ConfigSnapshot(SQLModel, table=True):
+    """The configuration a run used (settings without secrets and the content of every configuration file),
+    stored once per distinct content and named by its SHA-256."""
+
+    hash: str = Field(primary_key=True)
+    content: str  # JSON
+    created_at: datetime
+
+
+class WatchedFile(SQLModel, table=True):
+    """A file the folder watcher took (``mlpe watch``): its hash and what became of it. ``loading`` is written and
+    committed before the file's ingest transaction, so a watcher killed mid-file finds it on restart and finishes
+    it (its batch committed) or loads it again (nothing committed), exactly once either way."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    folder: str
+    name: str
+    sha256: str = Field(index=True)
+    size: int = 0
+    state: str  # loading, loaded, duplicate, rejected, error
+    batch_id: int | None = None
+    attempts: int = 0
+    reason: str | None = None
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+class ConnectorState(SQLModel, table=True):
+    """A connector's heartbeat and watermark: the folder watcher and each pull connector (lag in ``/metrics``)."""
+
+    name: str = Field(primary_key=True)
+    kind: str  # folder, stac, plumes_json
+    watermark: datetime | None = None  # pull: the newest observation time fetched (the next `since`)
+    last_run_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    last_error: str | None = None
+    n_runs: int = 0
+    n_failed: int = 0
+    n_loaded: int = 0
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """``POST /detections`` with an ``Idempotency-Key``: the same key again returns the first answer."""
+
+    key: str = Field(primary_key=True)
+    actor: str
+    sha256: str  # of the body: the same key with another body is refused (409)
+    status_code: int
+    response: str  # JSON
+    created_at: datetime
+
+
+class Alert(SQLModel, table=True):
+    """A condition someone must know about (a new HIGH leak, a deadline, a failed repair, a burst, a worsening
+    site), routed to a team. ``key`` deduplicates: the same condition never alerts twice."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    rule: str = Field(index=True)
+    kind: str
+    severity: str = "high"  # high, medium, info
+    title: str
+    detail: str | None = None  # JSON
+    leak_id: str | None = Field(default=None, index=True)
+    asset_id: str | None = None
+    operator: str | None = None
+    asset_type: str | None = None
+    team: str = "unrouted"
+    event_at: datetime | None = None  # when the thing happened (last alarm, due date)
+    created_at: datetime
+    state: str = "open"  # open, acknowledged, snoozed
+    snoozed_until: datetime | None = None
+    handled_by: str | None = None
+    handled_at: datetime | None = None
+    reason: str | None = None
+
+
+class AlertDelivery(SQLModel, table=True):
+    """One alert to one channel (a webhook, an e-mail list): retried with back-off, ``failed`` once it gives up."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    channel: str  # webhook, email
+    target: str  # the channel's name in the alert configuration
+    state: str = "pending"  # pending, sent, failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    sent_at: datetime | None = None
+    created_at: datetime

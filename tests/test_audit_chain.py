@@ -102,3 +102,29 @@ def test_mlpe_audit_verify_exits_1_naming_the_first_broken_link(tmp_path, capsys
     assert cli.main(["--db", str(db), "--user", "ana", "audit", "verify"]) == 1
     err = capsys.readouterr().err
     assert "auditevent: chain broken at event 4" in err
+
+
+def test_a_rolled_back_event_is_not_linked_to_in_a_fresh_process(tmp_path) -> None:
+    """The cached chain head is forgotten at rollback. The listener that forgets it is registered by the first
+    event a process chains (not at import, for start-up): checked in a fresh interpreter, where nothing else has
+    registered it yet."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from sqlmodel import Session
+from mlpe_core import store
+from mlpe_core.store.audit import verify_all
+from mlpe_core.store.db import get_engine
+with Session(get_engine({str(tmp_path / "s.db")!r})) as s:
+    store.audit(s, "ana", "note", "x", {{"i": 0}})
+    s.rollback()
+    store.audit(s, "ana", "note", "x", {{"i": 1}})
+    s.commit()
+    bad = [r.line() for r in verify_all(s) if not r.ok]
+print(bad)
+sys.exit(1 if bad else 0)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr

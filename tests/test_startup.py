@@ -85,3 +85,12 @@ def test_the_program_prints_exits_with_its_code_and_closes_the_store(tmp_path):
     assert r.returncode == 0 and "assets: 2" in r.stdout
     r = subprocess.run([*cmd, "fuse", "--bogus"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and "unrecognized arguments" in r.stderr
+
+
+def test_status_does_not_import_sqlalchemy_orm(store_at_head):
+    """SQLAlchemy's ORM costs ``mlpe status`` about 0.05 s (a sixth of its budget); the audit chain's listener on
+    ORM sessions is registered when the first event is chained, not when ``store`` binds ``store.audit``."""
+    code = (f"import sys\nfrom mlpe_core import cli\ncli.main(['--db', {str(store_at_head)!r}, 'status'])\n"
+            "print('sqlalchemy.orm' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert r.stdout.strip().splitlines()[-1] == "False"

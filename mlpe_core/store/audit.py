@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import event, select, update
-from sqlalchemy.orm import Session as OrmSession
 
 from ..lazy import lazy
 from .common import _frame, _utc, now
@@ -58,16 +58,36 @@ def event_hash(table: str, values: dict, prev_hash: str) -> str:
     return hashlib.sha256(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
-@event.listens_for(OrmSession, "after_transaction_end")
-def _forget_tips(session: OrmSession, transaction) -> None:
+def _forget_tips(session: Session, transaction) -> None:
     """The cached head is good only while the lock is held: forget it at commit, rollback or a savepoint's end
     (not at the end of the sub-transaction every flush opens)."""
     if transaction.parent is None or transaction.nested:
         session.info.pop(_TIPS, None)
 
 
+_LISTENING = threading.Lock()
+_listening = False  # set once the listener is registered (then _listen costs one test)
+
+
+def _listen() -> None:
+    """Register :func:`_forget_tips` on every ORM session, once, before the first head is cached (only ``_tip`` and
+    ``chain`` cache one, so no transaction holds a head the listener would miss). Not at import: importing
+    ``sqlalchemy.orm`` costs a command a twentieth of a second, and ``mlpe status`` binds this module without
+    using a session."""
+    global _listening
+    if _listening:
+        return
+    with _LISTENING:
+        from sqlalchemy.orm import Session as OrmSession
+
+        if not event.contains(OrmSession, "after_transaction_end", _forget_tips):
+            event.listen(OrmSession, "after_transaction_end", _forget_tips)
+        _listening = True
+
+
 def _tip(session: Session, table: str) -> str:
     """The newest hash of ``table``'s chain, after taking the lock that serialises appenders."""
+    _listen()
     tips = session.info.setdefault(_TIPS, {})
     if table not in tips:
         locked = session.execute(

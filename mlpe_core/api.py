@@ -17,14 +17,15 @@ lists the endpoints; ``SECURITY.md`` what is guaranteed.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
-from datetime import UTC, datetime
+import os
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
@@ -101,6 +102,8 @@ class TokenRequest(BaseModel):
     expires_days: float | None = Field(None, gt=0, le=3650, description="default: until revoked")
 
 
+CACHED: dict = {304: {"description": "not modified: If-None-Match named the current ETag (nothing was written "
+                                      "since)"}}
 MAX_ID = 2**63 - 1  # a database id; anything outside 1..MAX_ID names nothing (404, never an overflow)
 ERRORS: dict = {code: {"model": m.ErrorOut, "description": why} for code, why in (
     (400, "the body is not JSON"),
@@ -117,6 +120,30 @@ def _token_out(t) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+
+def leak_out(d: dict) -> dict:
+    """``desk.leak_detail`` as the API's ``LeakDetailOut``."""
+    rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
+                                                                    "asset_candidates"]))[0]
+    return {"leak": rec, "as_of": d["as_of"].isoformat(), "allowed_events": d["allowed_events"],
+            "deadlines": json_records(d["clocks"].drop(columns=["leak_id"])),
+            "detections": json_records(d["detections"].drop(columns=["attributes"], errors="ignore")),
+            "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
+            "history": json_records(d["events"].drop(columns=["id"]))}
+
+
+def _max_age() -> int:
+    """Seconds a client may reuse an answer without asking again (``Cache-Control: max-age``): ``MLPE_API_MAX_AGE``,
+    default 5. Polling with ``If-None-Match`` costs a 304 either way."""
+    raw = os.environ.get("MLPE_API_MAX_AGE", "5")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 86_400:
+        raise ValueError(f"MLPE_API_MAX_AGE='{raw}': give whole seconds from 0 to 86400")
+    return value
 
 
 def _as_utc(v: str | None, name: str) -> pd.Timestamp | None:
@@ -137,6 +164,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="MLPE API", version=__version__, responses=ERRORS,
                   description="Methane Leak Prioritization Engine: ranked leaks, dispatch lists and work orders; "
                               "field validations and work-order status back into the same store.")
+    max_age = _max_age()
     basic = HTTPBasic(auto_error=False)
     bearer = HTTPBearer(auto_error=False)
     throttle = auth.LoginThrottle()
@@ -194,6 +222,31 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         except (ValueError, IngestError) as exc:
             raise HTTPException(422, str(exc)) from exc
 
+    def not_modified(request: Request, response: Response, snap: desk.Snapshot) -> Response | None:
+        """Tag the response with the store version; a 304 (nothing else read) when the client has it already."""
+        headers = {"ETag": snap.etag, "Cache-Control": f"private, max-age={max_age}, must-revalidate"}
+        response.headers.update(headers)
+        sent = request.headers.get("if-none-match")
+        if sent and (sent.strip() == "*" or snap.etag in {t.strip().removeprefix("W/") for t in sent.split(",")}):
+            return Response(status_code=304, headers=headers)
+        return None
+
+    def leak_filter(status, band, source_type, operator, asset_id, search, min_priority, min_rate_kg_h, seen_from,
+                    seen_to, overdue, due_within_days, failed_repair, ranked) -> desk.LeakFilter:
+        """The query's filters as the desk's, each refused with the parameter's name."""
+        for name, given, allowed in (("status", status, lifecycle.STATUSES), ("band", band, desk.RISK_BANDS),
+                                     ("source_type", source_type, desk.SOURCE_TYPES)):
+            bad = [v for v in given or [] if v not in allowed]
+            if bad:
+                raise HTTPException(422, f"{name}: '{bad[0]}' is not one of {', '.join(allowed)}")
+        if seen_from and seen_to and seen_from > seen_to:
+            raise HTTPException(422, f"seen_from ({seen_from}) is after seen_to ({seen_to})")
+        window = (seen_from or date.min, seen_to or date.max) if (seen_from or seen_to) else None
+        return guard(desk.LeakFilter, bands=band or [], statuses=status or [], source_types=source_type or [],
+                     operators=operator or [], asset_id=asset_id, search=search or None, min_priority=min_priority,
+                     min_rate_kg_h=min_rate_kg_h, window=window, overdue=overdue, due_within_days=due_within_days,
+                     failed_repair=failed_repair, ranked_only=ranked)
+
     def list_id_in_range(list_id: int) -> int:
         if not 1 <= list_id <= MAX_ID:
             raise HTTPException(404, f"no dispatch list {list_id}")
@@ -249,36 +302,60 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             raise HTTPException(404, f"no token {token_id}")
         return _token_out(guard(auth.revoke_token, s, who, token_id))
 
-    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks, filtered", response_model=m.LeaksOut)
-    def get_leaks(s: Db, _who: Who,
+    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks: filtered, sorted, a page at a time",
+             response_model=m.LeaksOut, responses=CACHED)
+    def get_leaks(request: Request, response: Response, s: Db, _who: Who,
                   status: Annotated[list[str] | None, Query(description="one or more statuses")] = None,
                   band: Annotated[list[str] | None, Query(description="HIGH, MEDIUM, LOW")] = None,
-                  source_type: str | None = None, asset_id: str | None = None,
-                  min_priority: float | None = None, overdue: bool | None = None,
+                  source_type: Annotated[list[str] | None, Query(description="seen by any of these source types")
+                                         ] = None,
+                  operator: Annotated[list[str] | None, Query(description="the asset's operator, one or more")] = None,
+                  asset_id: str | None = None,
+                  search: Annotated[str | None, Query(max_length=200, description="part of a leak or asset id")
+                                    ] = None,
+                  min_priority: float | None = None,
+                  min_rate_kg_h: Annotated[float | None, Query(ge=0)] = None,
+                  seen_from: Annotated[date | None, Query(description="seen on or after this day (YYYY-MM-DD)")
+                                       ] = None,
+                  seen_to: Annotated[date | None, Query(description="first seen on or before this day")] = None,
+                  overdue: bool | None = None,
                   due_within_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
                   failed_repair: bool | None = None,
                   ranked: Annotated[bool, Query(description="only leaks with a rank (open, scored)")] = True,
-                  top: Annotated[int, Query(ge=0, le=100_000)] = 100,
-                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict:
-        flt = guard(desk.LeakFilter, bands=band or [], statuses=status or [],
-                    source_types=[source_type] if source_type else [], asset_id=asset_id, min_priority=min_priority,
-                    overdue=overdue, due_within_days=due_within_days, failed_repair=failed_repair, ranked_only=ranked)
-        sel = desk.ranking(s, flt)
-        page = sel.iloc[offset:offset + top].reindex(columns=LEAK_FIELDS)
-        return {"count": int(len(sel)), "offset": offset, "as_of": desk.as_of(s).isoformat(),
-                "leaks": json_records(page)}
+                  sort: Annotated[str, Query(max_length=40, description="rank (default) or " + ", ".join(
+                      desk.LEAK_SORTS[1:]) + "; '-' before a name sorts descending")] = "rank",
+                  limit: Annotated[int | None, Query(ge=0, le=100_000, description="leaks per page (default 100)")
+                                   ] = None,
+                  top: Annotated[int | None, Query(ge=0, le=100_000, description="the same as limit (older name)")
+                                 ] = None,
+                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Any:
+        """The effective ranking (the model's rank with supervisors' overrides; ``desk.ranking``), filtered like the
+        app's sidebar, one page at a time: ``count`` is how many leaks match on all pages, ``next_offset`` asks for
+        the next page (null on the last). Answers are computed once per store version; ``ETag`` names that
+        version, so ``If-None-Match`` with it answers 304 until something is written."""
+        snap = desk.snapshot(s)
+        if (hit := not_modified(request, response, snap)) is not None:
+            return hit
+        if limit is not None and top is not None and limit != top:
+            raise HTTPException(422, f"limit ({limit}) and top ({top}) are the same setting: give one")
+        size = limit if limit is not None else top if top is not None else 100
+        flt = leak_filter(status, band, source_type, operator, asset_id, search, min_priority, min_rate_kg_h,
+                          seen_from, seen_to, overdue, due_within_days, failed_repair, ranked)
+        if sort.lstrip("-") not in desk.LEAK_SORTS:
+            raise HTTPException(422, f"sort: '{sort}' is not one of {', '.join(desk.LEAK_SORTS)} "
+                                "(prefix '-' for descending)")
+        total, page = snap.leaks_page(flt, sort, offset, size)
+        nxt = offset + size if size and offset + size < total else None
+        return {"count": total, "offset": offset, "limit": size, "next_offset": nxt, "sort": sort,
+                "as_of": snap.as_of().isoformat(), "leaks": json_records(page.reindex(columns=LEAK_FIELDS))}
 
     @app.get("/leaks/{leak_id}", tags=["leaks"], summary="One leak: detections, visits, lifecycle, deadlines",
-             response_model=m.LeakDetailOut)
-    def get_leak(leak_id: str, s: Db, _who: Who) -> dict:
-        d = guard(desk.leak_detail, s, leak_id)
-        rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
-                                                                        "asset_candidates"]))[0]
-        return {"leak": rec, "as_of": d["as_of"].isoformat(), "allowed_events": d["allowed_events"],
-                "deadlines": json_records(d["clocks"].drop(columns=["leak_id"])),
-                "detections": json_records(d["detections"].drop(columns=["attributes"], errors="ignore")),
-                "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
-                "history": json_records(d["events"].drop(columns=["id"]))}
+             response_model=m.LeakDetailOut, responses=CACHED)
+    def get_leak(leak_id: str, request: Request, response: Response, s: Db, _who: Who) -> Any:
+        snap = desk.snapshot(s)
+        if (hit := not_modified(request, response, snap)) is not None:
+            return hit
+        return snap.answer(("api:leak", leak_id), lambda: leak_out(guard(snap.leak_detail, leak_id)))
 
     @app.get("/obligations", tags=["leaks"], summary="Every running regulatory clock, soonest first",
              response_model=m.ObligationsOut)
@@ -287,16 +364,28 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         return {"count": int(len(ob)), "as_of": desk.as_of(s).isoformat(), "obligations": json_records(ob)}
 
     @app.get("/dispatch", tags=["dispatch"], summary="The leaks to visit next (contract columns)",
-             response_model=m.DispatchOut)
-    def get_dispatch(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0, le=10_000)] = None,
+             response_model=m.DispatchOut, responses=CACHED)
+    def get_dispatch(request: Request, response: Response, s: Db, _who: Who,
+                     top: Annotated[int | None, Query(ge=0, le=10_000)] = None,
                      routed: Annotated[bool, Query(description="the day's plan: crew, stop and route km")] = False
-                     ) -> dict:
+                     ) -> Any:
+        """Computed once per store version (and ``top``); ``ETag`` and ``If-None-Match`` as for ``/leaks``."""
+        snap = desk.snapshot(s)
+        if (hit := not_modified(request, response, snap)) is not None:
+            return hit
         if routed:
-            meta, stops = guard(desk.plan, s, top)
-            return {"count": int(len(stops)), "status": meta["status"], "list_id": meta["list_id"],
-                    "items": json_records(stops)}
-        disp = guard(desk.export_dispatch, s, top)
-        return {"count": int(len(disp)), "items": json_records(disp)}
+            def routed_out() -> dict:
+                meta, stops = guard(snap.plan, top)
+                return {"count": int(len(stops)), "status": meta["status"], "list_id": meta["list_id"],
+                        "items": json_records(stops)}
+
+            return snap.answer(("api:plan", top), routed_out)
+
+        def listed_out() -> dict:
+            disp = guard(snap.dispatch, top)
+            return {"count": int(len(disp)), "items": json_records(disp)}
+
+        return snap.answer(("api:dispatch", top), listed_out)
 
     @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders of the day's plan",
              response_model=m.WorkOrdersOut, response_model_by_alias=True)

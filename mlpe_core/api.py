@@ -17,6 +17,7 @@ lists the endpoints; ``SECURITY.md`` what is guaranteed.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
+import json
 import os
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -30,11 +31,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicC
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, auth, desk, dispatch, lifecycle, store
 from . import api_models as m
-from .export import json_records
+from .export import json_lines, json_records
 from .ingest import IngestError
 from .schema import LEAK_EXPORT_COLUMNS
 
@@ -208,6 +210,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
 
     Db = Annotated[Session, Depends(session)]
     Who = Annotated[str, Depends(actor)]
+    Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    UserHeader = Annotated[str | None, Header()]
 
     def guard(fn, *a, **kw):
         """Core errors as HTTP: unknown → 404, illegal move → 409, not allowed → 403, bad input → 422."""
@@ -222,14 +226,22 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         except (ValueError, IngestError) as exc:
             raise HTTPException(422, str(exc)) from exc
 
-    def not_modified(request: Request, response: Response, snap: desk.Snapshot) -> Response | None:
-        """Tag the response with the store version; a 304 (nothing else read) when the client has it already."""
-        headers = {"ETag": snap.etag, "Cache-Control": f"private, max-age={max_age}, must-revalidate"}
-        response.headers.update(headers)
-        sent = request.headers.get("if-none-match")
-        if sent and (sent.strip() == "*" or snap.etag in {t.strip().removeprefix("W/") for t in sent.split(",")}):
-            return Response(status_code=304, headers=headers)
-        return None
+    async def cached_get(request: Request, creds, x_mlpe_user: str | None, body) -> Response:
+        """A read answered from the store version's cached answers, in one worker thread: who is asking (as
+        every endpoint checks), the version stamp, then a 304 when ``If-None-Match`` names its ETag (nothing else
+        read), else ``body(snapshot)`` (JSON text). Every answer carries the ETag and ``Cache-Control``."""
+        def work() -> Response:
+            with Session(engine) as s:
+                actor(s, creds, x_mlpe_user)
+                snap = desk.snapshot(s)
+                headers = {"ETag": snap.etag, "Cache-Control": f"private, max-age={max_age}, must-revalidate"}
+                sent = request.headers.get("if-none-match")
+                if sent and (sent.strip() == "*" or snap.etag in {t.strip().removeprefix("W/")
+                                                                  for t in sent.split(",")}):
+                    return Response(status_code=304, headers=headers)
+                return Response(body(snap), media_type="application/json", headers=headers)
+
+        return await run_in_threadpool(work)
 
     def leak_filter(status, band, source_type, operator, asset_id, search, min_priority, min_rate_kg_h, seen_from,
                     seen_to, overdue, due_within_days, failed_repair, ranked) -> desk.LeakFilter:
@@ -304,58 +316,65 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/leaks", tags=["leaks"], summary="Ranked leaks: filtered, sorted, a page at a time",
              response_model=m.LeaksOut, responses=CACHED)
-    def get_leaks(request: Request, response: Response, s: Db, _who: Who,
-                  status: Annotated[list[str] | None, Query(description="one or more statuses")] = None,
-                  band: Annotated[list[str] | None, Query(description="HIGH, MEDIUM, LOW")] = None,
-                  source_type: Annotated[list[str] | None, Query(description="seen by any of these source types")
-                                         ] = None,
-                  operator: Annotated[list[str] | None, Query(description="the asset's operator, one or more")] = None,
-                  asset_id: str | None = None,
-                  search: Annotated[str | None, Query(max_length=200, description="part of a leak or asset id")
-                                    ] = None,
-                  min_priority: float | None = None,
-                  min_rate_kg_h: Annotated[float | None, Query(ge=0)] = None,
-                  seen_from: Annotated[date | None, Query(description="seen on or after this day (YYYY-MM-DD)")
-                                       ] = None,
-                  seen_to: Annotated[date | None, Query(description="first seen on or before this day")] = None,
-                  overdue: bool | None = None,
-                  due_within_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
-                  failed_repair: bool | None = None,
-                  ranked: Annotated[bool, Query(description="only leaks with a rank (open, scored)")] = True,
-                  sort: Annotated[str, Query(max_length=40, description="rank (default) or " + ", ".join(
-                      desk.LEAK_SORTS[1:]) + "; '-' before a name sorts descending")] = "rank",
-                  limit: Annotated[int | None, Query(ge=0, le=100_000, description="leaks per page (default 100)")
-                                   ] = None,
-                  top: Annotated[int | None, Query(ge=0, le=100_000, description="the same as limit (older name)")
-                                 ] = None,
-                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Any:
+    async def get_leaks(request: Request, creds: Creds = None, x_mlpe_user: UserHeader = None,
+                        status: Annotated[list[str] | None, Query(description="one or more statuses")] = None,
+                        band: Annotated[list[str] | None, Query(description="HIGH, MEDIUM, LOW")] = None,
+                        source_type: Annotated[list[str] | None, Query(
+                            description="seen by any of these source types")] = None,
+                        operator: Annotated[list[str] | None, Query(description="the asset's operator")] = None,
+                        asset_id: str | None = None,
+                        search: Annotated[str | None, Query(max_length=200,
+                                                            description="part of a leak or asset id")] = None,
+                        min_priority: float | None = None,
+                        min_rate_kg_h: Annotated[float | None, Query(ge=0)] = None,
+                        seen_from: Annotated[date | None, Query(
+                            description="last seen on or after this day (YYYY-MM-DD)")] = None,
+                        seen_to: Annotated[date | None, Query(description="first seen on or before this day")] = None,
+                        overdue: bool | None = None,
+                        due_within_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
+                        failed_repair: bool | None = None,
+                        ranked: Annotated[bool, Query(description="only leaks with a rank (open, scored)")] = True,
+                        sort: Annotated[str, Query(max_length=40, description="rank (default) or " + ", ".join(
+                            desk.LEAK_SORTS[1:]) + "; '-' before a name sorts descending")] = "rank",
+                        limit: Annotated[int | None, Query(ge=0, le=100_000,
+                                                           description="leaks per page (default 100)")] = None,
+                        top: Annotated[int | None, Query(ge=0, le=100_000,
+                                                         description="the same as limit (its older name)")] = None,
+                        offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Response:
         """The effective ranking (the model's rank with supervisors' overrides; ``desk.ranking``), filtered like the
-        app's sidebar, one page at a time: ``count`` is how many leaks match on all pages, ``next_offset`` asks for
+        app's sidebar, a page at a time: ``count`` is how many leaks match on all pages, ``next_offset`` asks for
         the next page (null on the last). Answers are computed once per store version; ``ETag`` names that
         version, so ``If-None-Match`` with it answers 304 until something is written."""
-        snap = desk.snapshot(s)
-        if (hit := not_modified(request, response, snap)) is not None:
-            return hit
         if limit is not None and top is not None and limit != top:
             raise HTTPException(422, f"limit ({limit}) and top ({top}) are the same setting: give one")
         size = limit if limit is not None else top if top is not None else 100
-        flt = leak_filter(status, band, source_type, operator, asset_id, search, min_priority, min_rate_kg_h,
-                          seen_from, seen_to, overdue, due_within_days, failed_repair, ranked)
         if sort.lstrip("-") not in desk.LEAK_SORTS:
             raise HTTPException(422, f"sort: '{sort}' is not one of {', '.join(desk.LEAK_SORTS)} "
                                 "(prefix '-' for descending)")
-        total, page = snap.leaks_page(flt, sort, offset, size)
-        nxt = offset + size if size and offset + size < total else None
-        return {"count": total, "offset": offset, "limit": size, "next_offset": nxt, "sort": sort,
-                "as_of": snap.as_of().isoformat(), "leaks": json_records(page.reindex(columns=LEAK_FIELDS))}
+        flt = leak_filter(status, band, source_type, operator, asset_id, search, min_priority, min_rate_kg_h,
+                          seen_from, seen_to, overdue, due_within_days, failed_repair, ranked)
+
+        def page(snap: desk.Snapshot) -> bytes:
+            rows = snap.answer(("api:rows",), lambda: json_lines(snap.ranking().reindex(columns=LEAK_FIELDS)))
+            pos = snap.selection(flt, sort)
+            total = len(pos)
+            nxt = offset + size if size and offset + size < total else None
+            head = json.dumps({"count": total, "offset": offset, "limit": size, "next_offset": nxt, "sort": sort,
+                               "as_of": snap.as_of().isoformat()})
+            return (head[:-1] + ', "leaks": [' + ",".join(rows[i] for i in pos[offset:offset + size]) + "]}"
+                    ).encode()
+
+        return await cached_get(request, creds, x_mlpe_user, page)
 
     @app.get("/leaks/{leak_id}", tags=["leaks"], summary="One leak: detections, visits, lifecycle, deadlines",
              response_model=m.LeakDetailOut, responses=CACHED)
-    def get_leak(leak_id: str, request: Request, response: Response, s: Db, _who: Who) -> Any:
-        snap = desk.snapshot(s)
-        if (hit := not_modified(request, response, snap)) is not None:
-            return hit
-        return snap.answer(("api:leak", leak_id), lambda: leak_out(guard(snap.leak_detail, leak_id)))
+    async def get_leak(leak_id: str, request: Request, creds: Creds = None, x_mlpe_user: UserHeader = None
+                       ) -> Response:
+        def detail(snap: desk.Snapshot) -> bytes:
+            return snap.answer(("api:leak", leak_id), lambda: m.LeakDetailOut.model_validate(
+                leak_out(guard(snap.leak_detail, leak_id))).model_dump_json().encode())
+
+        return await cached_get(request, creds, x_mlpe_user, detail)
 
     @app.get("/obligations", tags=["leaks"], summary="Every running regulatory clock, soonest first",
              response_model=m.ObligationsOut)
@@ -365,27 +384,22 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/dispatch", tags=["dispatch"], summary="The leaks to visit next (contract columns)",
              response_model=m.DispatchOut, responses=CACHED)
-    def get_dispatch(request: Request, response: Response, s: Db, _who: Who,
-                     top: Annotated[int | None, Query(ge=0, le=10_000)] = None,
-                     routed: Annotated[bool, Query(description="the day's plan: crew, stop and route km")] = False
-                     ) -> Any:
+    async def get_dispatch(request: Request, creds: Creds = None, x_mlpe_user: UserHeader = None,
+                           top: Annotated[int | None, Query(ge=0, le=10_000)] = None,
+                           routed: Annotated[bool, Query(description="the day's plan: crew, stop and route km")
+                                             ] = False) -> Response:
         """Computed once per store version (and ``top``); ``ETag`` and ``If-None-Match`` as for ``/leaks``."""
-        snap = desk.snapshot(s)
-        if (hit := not_modified(request, response, snap)) is not None:
-            return hit
-        if routed:
-            def routed_out() -> dict:
-                meta, stops = guard(snap.plan, top)
-                return {"count": int(len(stops)), "status": meta["status"], "list_id": meta["list_id"],
-                        "items": json_records(stops)}
+        def routed_out(snap: desk.Snapshot) -> bytes:
+            meta, stops = guard(snap.plan, top)
+            return m.DispatchOut(count=int(len(stops)), status=meta["status"], list_id=meta["list_id"],
+                                 items=json_records(stops)).model_dump_json().encode()
 
-            return snap.answer(("api:plan", top), routed_out)
-
-        def listed_out() -> dict:
+        def listed_out(snap: desk.Snapshot) -> bytes:
             disp = guard(snap.dispatch, top)
-            return {"count": int(len(disp)), "items": json_records(disp)}
+            return m.DispatchOut(count=int(len(disp)), items=json_records(disp)).model_dump_json().encode()
 
-        return snap.answer(("api:dispatch", top), listed_out)
+        return await cached_get(request, creds, x_mlpe_user, lambda snap: snap.answer(
+            ("api:plan" if routed else "api:dispatch", top), lambda: (routed_out if routed else listed_out)(snap)))
 
     @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders of the day's plan",
              response_model=m.WorkOrdersOut, response_model_by_alias=True)

@@ -121,11 +121,15 @@ def as_of(session: Session) -> pd.Timestamp:
 
 def version(session: Session) -> tuple:
     """A cheap stamp that changes whenever anything is written (cached answers are keyed on it): the newest id
-    of each append-only table. Four primary-key lookups, no scan."""
-    out = []
-    for model in (tables.AuditEvent, tables.IngestBatch, tables.LeakEvent, tables.Validation):
-        out.append(int(session.execute(select(func.max(model.id))).scalar() or 0))
-    return tuple(out)
+    of each append-only table, in one statement (four primary-key lookups, no scan).
+
+    Every write that changes an answer appends to one of them in the same transaction: the audit trail records
+    scores and re-scores, fusions, overrides, reviews, notes, plans and approvals, work-order status, notices,
+    model changes, users and tokens; lifecycle moves (marks for dispatch, closes) append a leak event; field
+    outcomes a validation; ingests a batch (``tests/test_api_cache.py`` checks each kind of write)."""
+    ids = [select(func.max(m.id)).scalar_subquery()
+           for m in (tables.AuditEvent, tables.IngestBatch, tables.LeakEvent, tables.Validation)]
+    return tuple(int(v or 0) for v in session.execute(select(*ids)).one())
 
 
 def status(session: Session) -> dict[str, int]:

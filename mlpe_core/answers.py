@@ -38,6 +38,11 @@ class AnswerCache:
     def __contains__(self, key: tuple) -> bool:
         return key in self._data
 
+    def questions(self) -> list[tuple]:
+        """The keys held, ``(store, version, question)``, least recently used first."""
+        with self._lock:
+            return list(self._data)
+
     def clear(self) -> None:
         with self._lock:
             self._data.clear()

@@ -17,6 +17,7 @@ lists the endpoints; ``SECURITY.md`` what is guaranteed.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
+import hashlib
 import json
 import os
 from datetime import UTC, date, datetime
@@ -226,14 +227,41 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         except (ValueError, IngestError) as exc:
             raise HTTPException(422, str(exc)) from exc
 
+    def cached_actor(s: Session, snap: desk.Snapshot, creds, x_mlpe_user: str | None) -> str:
+        """:func:`actor`, with what it reads kept per store version: users and tokens change only by audited writes
+        (a first user, a revoked token change the version), so a poll costs the version stamp and one SHA-256.
+        Expiry is checked on every request; an unknown token is never cached."""
+        if snap.answer(("api:open_mode",), lambda: auth.open_mode(s)):
+            try:
+                return auth.claimable_name(x_mlpe_user, "api")
+            except auth.PermissionDenied as exc:
+                raise HTTPException(403, str(exc)) from exc
+        refused = HTTPException(401, "unknown, revoked or expired token", headers={"WWW-Authenticate": "Bearer"})
+        if creds is None:
+            raise HTTPException(401, "this store has users: send `Authorization: Bearer <token>` (POST /login with "
+                                "HTTP Basic gives one)", headers={"WWW-Authenticate": "Bearer"})
+        if len(creds.credentials) > 200:
+            raise refused
+
+        def owner() -> tuple[str, datetime | None]:
+            u = auth.token_user(s, creds.credentials)
+            if u is None:
+                raise refused
+            return u.username, store.token_by_digest(s, auth._token_digest(creds.credentials)).expires_at
+
+        name, expires = snap.answer(("api:token", hashlib.sha256(creds.credentials.encode()).hexdigest()), owner)
+        if expires is not None and (expires if expires.tzinfo else expires.replace(tzinfo=UTC)) <= store.now():
+            raise refused
+        return name
+
     async def cached_get(request: Request, creds, x_mlpe_user: str | None, body) -> Response:
         """A read answered from the store version's cached answers, in one worker thread: who is asking (as
         every endpoint checks), the version stamp, then a 304 when ``If-None-Match`` names its ETag (nothing else
         read), else ``body(snapshot)`` (JSON text). Every answer carries the ETag and ``Cache-Control``."""
         def work() -> Response:
             with Session(engine) as s:
-                actor(s, creds, x_mlpe_user)
                 snap = desk.snapshot(s)
+                cached_actor(s, snap, creds, x_mlpe_user)
                 headers = {"ETag": snap.etag, "Cache-Control": f"private, max-age={max_age}, must-revalidate"}
                 sent = request.headers.get("if-none-match")
                 if sent and (sent.strip() == "*" or snap.etag in {t.strip().removeprefix("W/")

@@ -17,8 +17,10 @@ lists the endpoints; ``SECURITY.md`` what is guaranteed.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
+import hashlib
 import json
-from datetime import UTC, datetime
+import os
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -35,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, auth, desk, dispatch, lifecycle, store
 from . import api_models as m
-from .export import json_records
+from .export import json_lines, json_records
 from .ingest import IngestError
 from .schema import LEAK_EXPORT_COLUMNS
 
@@ -124,6 +126,8 @@ class TokenRequest(BaseModel):
 
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+CACHED: dict = {304: {"description": "not modified: If-None-Match named the current ETag (nothing was written "
+                                      "since)"}}
 MAX_ID = 2**63 - 1  # a database id; anything outside 1..MAX_ID names nothing (404, never an overflow)
 ERRORS: dict = {code: {"model": m.ErrorOut, "description": why} for code, why in (
     (400, "the body is not JSON"),
@@ -143,6 +147,30 @@ def _token_out(t) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- helpers
+
+
+def leak_out(d: dict) -> dict:
+    """``desk.leak_detail`` as the API's ``LeakDetailOut``."""
+    rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
+                                                                    "asset_candidates"]))[0]
+    return {"leak": rec, "as_of": d["as_of"].isoformat(), "allowed_events": d["allowed_events"],
+            "deadlines": json_records(d["clocks"].drop(columns=["leak_id"])),
+            "detections": json_records(d["detections"].drop(columns=["attributes"], errors="ignore")),
+            "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
+            "history": json_records(d["events"].drop(columns=["id"]))}
+
+
+def _max_age() -> int:
+    """Seconds a client may reuse an answer without asking again (``Cache-Control: max-age``): ``MLPE_API_MAX_AGE``,
+    default 5. Polling with ``If-None-Match`` costs a 304 either way."""
+    raw = os.environ.get("MLPE_API_MAX_AGE", "5")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 86_400:
+        raise ValueError(f"MLPE_API_MAX_AGE='{raw}': give whole seconds from 0 to 86400")
+    return value
 
 
 def _as_utc(v: str | None, name: str) -> pd.Timestamp | None:
@@ -165,6 +193,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     app = FastAPI(title="MLPE API", version=__version__, responses=ERRORS,
                   description="Methane Leak Prioritization Engine: ranked leaks, dispatch lists and work orders; "
                               "field validations and work-order status back into the same store.")
+    max_age = _max_age()
     basic = HTTPBasic(auto_error=False)
     bearer = HTTPBearer(auto_error=False)
     throttle = auth.LoginThrottle()
@@ -208,6 +237,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
 
     Db = Annotated[Session, Depends(session)]
     Who = Annotated[str, Depends(actor)]
+    Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    UserHeader = Annotated[str | None, Header()]
 
     def guard(fn, *a, **kw):
         """Core errors as HTTP: unknown → 404, illegal move → 409, not allowed → 403, bad input → 422."""
@@ -221,6 +252,66 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             raise HTTPException(403, str(exc)) from exc
         except (ValueError, IngestError) as exc:
             raise HTTPException(422, str(exc)) from exc
+
+    def cached_actor(s: Session, snap: desk.Snapshot, creds, x_mlpe_user: str | None) -> str:
+        """:func:`actor`, with what it reads kept per store version: users and tokens change only by audited writes
+        (a first user, a revoked token change the version), so a poll costs the version stamp and one SHA-256.
+        Expiry is checked on every request; an unknown token is never cached."""
+        if snap.answer(("api:open_mode",), lambda: auth.open_mode(s)):
+            try:
+                return auth.claimable_name(x_mlpe_user, "api")
+            except auth.PermissionDenied as exc:
+                raise HTTPException(403, str(exc)) from exc
+        refused = HTTPException(401, "unknown, revoked or expired token", headers={"WWW-Authenticate": "Bearer"})
+        if creds is None:
+            raise HTTPException(401, "this store has users: send `Authorization: Bearer <token>` (POST /login with "
+                                "HTTP Basic gives one)", headers={"WWW-Authenticate": "Bearer"})
+        if len(creds.credentials) > 200:
+            raise refused
+
+        def owner() -> tuple[str, datetime | None]:
+            u = auth.token_user(s, creds.credentials)
+            if u is None:
+                raise refused
+            return u.username, store.token_by_digest(s, auth._token_digest(creds.credentials)).expires_at
+
+        name, expires = snap.answer(("api:token", hashlib.sha256(creds.credentials.encode()).hexdigest()), owner)
+        if expires is not None and (expires if expires.tzinfo else expires.replace(tzinfo=UTC)) <= store.now():
+            raise refused
+        return name
+
+    async def cached_get(request: Request, creds, x_mlpe_user: str | None, body) -> Response:
+        """A read answered from the store version's cached answers, in one worker thread: who is asking (as
+        every endpoint checks), the version stamp, then a 304 when ``If-None-Match`` names its ETag (nothing else
+        read), else ``body(snapshot)`` (JSON text). Every answer carries the ETag and ``Cache-Control``."""
+        def work() -> Response:
+            with Session(engine) as s:
+                snap = desk.snapshot(s)
+                cached_actor(s, snap, creds, x_mlpe_user)
+                headers = {"ETag": snap.etag, "Cache-Control": f"private, max-age={max_age}, must-revalidate"}
+                sent = request.headers.get("if-none-match")
+                if sent and (sent.strip() == "*" or snap.etag in {t.strip().removeprefix("W/")
+                                                                  for t in sent.split(",")}):
+                    return Response(status_code=304, headers=headers)
+                return Response(body(snap), media_type="application/json", headers=headers)
+
+        return await run_in_threadpool(work)
+
+    def leak_filter(status, band, source_type, operator, asset_id, search, min_priority, min_rate_kg_h, seen_from,
+                    seen_to, overdue, due_within_days, failed_repair, ranked) -> desk.LeakFilter:
+        """The query's filters as the desk's, each refused with the parameter's name."""
+        for name, given, allowed in (("status", status, lifecycle.STATUSES), ("band", band, desk.RISK_BANDS),
+                                     ("source_type", source_type, desk.SOURCE_TYPES)):
+            bad = [v for v in given or [] if v not in allowed]
+            if bad:
+                raise HTTPException(422, f"{name}: '{bad[0]}' is not one of {', '.join(allowed)}")
+        if seen_from and seen_to and seen_from > seen_to:
+            raise HTTPException(422, f"seen_from ({seen_from}) is after seen_to ({seen_to})")
+        window = (seen_from or date.min, seen_to or date.max) if (seen_from or seen_to) else None
+        return guard(desk.LeakFilter, bands=band or [], statuses=status or [], source_types=source_type or [],
+                     operators=operator or [], asset_id=asset_id, search=search or None, min_priority=min_priority,
+                     min_rate_kg_h=min_rate_kg_h, window=window, overdue=overdue, due_within_days=due_within_days,
+                     failed_repair=failed_repair, ranked_only=ranked)
 
     def list_id_in_range(list_id: int) -> int:
         if not 1 <= list_id <= MAX_ID:
@@ -238,7 +329,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "version": __version__,
                                  "store": f"{type(exc).__name__}: {exc}"[:500]}, 503)
 
-    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse,
+    # no response_class: that would also document the JSON error answers (401, 403) as text/plain
+    @app.get("/metrics", tags=["meta"],
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                               "description": "Prometheus text format"}})
     def metrics(s: Db, _who: Who) -> PlainTextResponse:
@@ -408,36 +500,67 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             raise HTTPException(404, f"no token {token_id}")
         return _token_out(guard(auth.revoke_token, s, who, token_id))
 
-    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks, filtered", response_model=m.LeaksOut)
-    def get_leaks(s: Db, _who: Who,
-                  status: Annotated[list[str] | None, Query(description="one or more statuses")] = None,
-                  band: Annotated[list[str] | None, Query(description="HIGH, MEDIUM, LOW")] = None,
-                  source_type: str | None = None, asset_id: str | None = None,
-                  min_priority: float | None = None, overdue: bool | None = None,
-                  due_within_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
-                  failed_repair: bool | None = None,
-                  ranked: Annotated[bool, Query(description="only leaks with a rank (open, scored)")] = True,
-                  top: Annotated[int, Query(ge=0, le=100_000)] = 100,
-                  offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> dict:
-        flt = guard(desk.LeakFilter, bands=band or [], statuses=status or [],
-                    source_types=[source_type] if source_type else [], asset_id=asset_id, min_priority=min_priority,
-                    overdue=overdue, due_within_days=due_within_days, failed_repair=failed_repair, ranked_only=ranked)
-        sel = desk.ranking(s, flt)
-        page = sel.iloc[offset:offset + top].reindex(columns=LEAK_FIELDS)
-        return {"count": int(len(sel)), "offset": offset, "as_of": desk.as_of(s).isoformat(),
-                "leaks": json_records(page)}
+    @app.get("/leaks", tags=["leaks"], summary="Ranked leaks: filtered, sorted, a page at a time",
+             response_model=m.LeaksOut, responses=CACHED)
+    async def get_leaks(request: Request, creds: Creds = None, x_mlpe_user: UserHeader = None,
+                        status: Annotated[list[str] | None, Query(description="one or more statuses")] = None,
+                        band: Annotated[list[str] | None, Query(description="HIGH, MEDIUM, LOW")] = None,
+                        source_type: Annotated[list[str] | None, Query(
+                            description="seen by any of these source types")] = None,
+                        operator: Annotated[list[str] | None, Query(description="the asset's operator")] = None,
+                        asset_id: str | None = None,
+                        search: Annotated[str | None, Query(max_length=200,
+                                                            description="part of a leak or asset id")] = None,
+                        min_priority: float | None = None,
+                        min_rate_kg_h: Annotated[float | None, Query(ge=0)] = None,
+                        seen_from: Annotated[date | None, Query(
+                            description="last seen on or after this day (YYYY-MM-DD)")] = None,
+                        seen_to: Annotated[date | None, Query(description="first seen on or before this day")] = None,
+                        overdue: bool | None = None,
+                        due_within_days: Annotated[float | None, Query(ge=0, le=36_500)] = None,
+                        failed_repair: bool | None = None,
+                        ranked: Annotated[bool, Query(description="only leaks with a rank (open, scored)")] = True,
+                        sort: Annotated[str, Query(max_length=40, description="rank (default) or " + ", ".join(
+                            desk.LEAK_SORTS[1:]) + "; '-' before a name sorts descending")] = "rank",
+                        limit: Annotated[int | None, Query(ge=0, le=100_000,
+                                                           description="leaks per page (default 100)")] = None,
+                        top: Annotated[int | None, Query(ge=0, le=100_000,
+                                                         description="the same as limit (its older name)")] = None,
+                        offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> Response:
+        """The effective ranking (the model's rank with supervisors' overrides; ``desk.ranking``), filtered like the
+        app's sidebar, a page at a time: ``count`` is how many leaks match on all pages, ``next_offset`` asks for
+        the next page (null on the last). Answers are computed once per store version; ``ETag`` names that
+        version, so ``If-None-Match`` with it answers 304 until something is written."""
+        if limit is not None and top is not None and limit != top:
+            raise HTTPException(422, f"limit ({limit}) and top ({top}) are the same setting: give one")
+        size = limit if limit is not None else top if top is not None else 100
+        if sort.lstrip("-") not in desk.LEAK_SORTS:
+            raise HTTPException(422, f"sort: '{sort}' is not one of {', '.join(desk.LEAK_SORTS)} "
+                                "(prefix '-' for descending)")
+        flt = leak_filter(status, band, source_type, operator, asset_id, search, min_priority, min_rate_kg_h,
+                          seen_from, seen_to, overdue, due_within_days, failed_repair, ranked)
+
+        def page(snap: desk.Snapshot) -> bytes:
+            rows = snap.answer(("api:rows",), lambda: json_lines(snap.ranking().reindex(columns=LEAK_FIELDS)))
+            pos = snap.selection(flt, sort)
+            total = len(pos)
+            nxt = offset + size if size and offset + size < total else None
+            head = json.dumps({"count": total, "offset": offset, "limit": size, "next_offset": nxt, "sort": sort,
+                               "as_of": snap.as_of().isoformat()})
+            return (head[:-1] + ', "leaks": [' + ",".join(rows[i] for i in pos[offset:offset + size]) + "]}"
+                    ).encode()
+
+        return await cached_get(request, creds, x_mlpe_user, page)
 
     @app.get("/leaks/{leak_id}", tags=["leaks"], summary="One leak: detections, visits, lifecycle, deadlines",
-             response_model=m.LeakDetailOut)
-    def get_leak(leak_id: str, s: Db, _who: Who) -> dict:
-        d = guard(desk.leak_detail, s, leak_id)
-        rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
-                                                                        "asset_candidates"]))[0]
-        return {"leak": rec, "as_of": d["as_of"].isoformat(), "allowed_events": d["allowed_events"],
-                "deadlines": json_records(d["clocks"].drop(columns=["leak_id"])),
-                "detections": json_records(d["detections"].drop(columns=["attributes"], errors="ignore")),
-                "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
-                "history": json_records(d["events"].drop(columns=["id"]))}
+             response_model=m.LeakDetailOut, responses=CACHED)
+    async def get_leak(leak_id: str, request: Request, creds: Creds = None, x_mlpe_user: UserHeader = None
+                       ) -> Response:
+        def detail(snap: desk.Snapshot) -> bytes:
+            return snap.answer(("api:leak", leak_id), lambda: m.LeakDetailOut.model_validate(
+                leak_out(guard(snap.leak_detail, leak_id))).model_dump_json().encode())
+
+        return await cached_get(request, creds, x_mlpe_user, detail)
 
     @app.get("/obligations", tags=["leaks"], summary="Every running regulatory clock, soonest first",
              response_model=m.ObligationsOut)
@@ -446,16 +569,23 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         return {"count": int(len(ob)), "as_of": desk.as_of(s).isoformat(), "obligations": json_records(ob)}
 
     @app.get("/dispatch", tags=["dispatch"], summary="The leaks to visit next (contract columns)",
-             response_model=m.DispatchOut)
-    def get_dispatch(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0, le=10_000)] = None,
-                     routed: Annotated[bool, Query(description="the day's plan: crew, stop and route km")] = False
-                     ) -> dict:
-        if routed:
-            meta, stops = guard(desk.plan, s, top)
-            return {"count": int(len(stops)), "status": meta["status"], "list_id": meta["list_id"],
-                    "items": json_records(stops)}
-        disp = guard(desk.export_dispatch, s, top)
-        return {"count": int(len(disp)), "items": json_records(disp)}
+             response_model=m.DispatchOut, responses=CACHED)
+    async def get_dispatch(request: Request, creds: Creds = None, x_mlpe_user: UserHeader = None,
+                           top: Annotated[int | None, Query(ge=0, le=10_000)] = None,
+                           routed: Annotated[bool, Query(description="the day's plan: crew, stop and route km")
+                                             ] = False) -> Response:
+        """Computed once per store version (and ``top``); ``ETag`` and ``If-None-Match`` as for ``/leaks``."""
+        def routed_out(snap: desk.Snapshot) -> bytes:
+            meta, stops = guard(snap.plan, top)
+            return m.DispatchOut(count=int(len(stops)), status=meta["status"], list_id=meta["list_id"],
+                                 items=json_records(stops)).model_dump_json().encode()
+
+        def listed_out(snap: desk.Snapshot) -> bytes:
+            disp = guard(snap.dispatch, top)
+            return m.DispatchOut(count=int(len(disp)), items=json_records(disp)).model_dump_json().encode()
+
+        return await cached_get(request, creds, x_mlpe_user, lambda snap: snap.answer(
+            ("api:plan" if routed else "api:dispatch", top), lambda: (routed_out if routed else listed_out)(snap)))
 
     @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders of the day's plan",
              response_model=m.WorkOrdersOut, response_model_by_alias=True)

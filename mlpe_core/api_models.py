@@ -61,6 +61,9 @@ class LeakRecord(_Open):
 class LeaksOut(BaseModel):
     count: int = Field(description="leaks matching the filters (all pages)")
     offset: int
+    limit: int | None = Field(None, description="leaks per page")
+    next_offset: int | None = Field(None, description="the offset of the next page; null on the last")
+    sort: str | None = Field(None, description="the order: rank, or a column ('-' first: descending)")
     as_of: str | None = Field(None, description="the clock of the scores: 'overdue' counts from it")
     leaks: list[LeakRecord]
 

@@ -12,8 +12,11 @@ time is recorded with the run. :func:`as_of` returns it; "days ago", "overdue" a
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import sys
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from .answers import AnswerCache
 from .lazy import lazy
 from .schema import (  # noqa: F401  (faces label what the contract names)
     DISPATCH_EXPORT_COLUMNS,
@@ -128,12 +132,18 @@ def as_of(session: Session) -> pd.Timestamp:
 
 def version(session: Session) -> tuple:
     """A cheap stamp that changes whenever anything is written (cached answers are keyed on it): the newest id
-    of each append-only table, of the run records and of the alerts. Six primary-key lookups, no scan."""
-    out = []
-    for model in (tables.AuditEvent, tables.IngestBatch, tables.LeakEvent, tables.Validation, tables.RunRecord,
-                  tables.Alert):
-        out.append(int(session.execute(select(func.max(model.id))).scalar() or 0))
-    return tuple(out)
+    of each append-only table, of the run records and of the alerts, in one statement (six primary-key lookups,
+    no scan).
+
+    Every write that changes an answer appends to one of them in the same transaction: the audit trail records
+    scores and re-scores, fusions, overrides, reviews, notes, plans and approvals, work-order status, notices,
+    model changes, users and tokens; lifecycle moves (marks for dispatch, closes) append a leak event; field
+    outcomes a validation; ingests a batch (``tests/test_api_cache.py`` checks each kind of write); the Runs and
+    Alerts pages follow run records and alerts."""
+    ids = [select(func.max(m.id)).scalar_subquery()
+           for m in (tables.AuditEvent, tables.IngestBatch, tables.LeakEvent, tables.Validation, tables.RunRecord,
+                     tables.Alert)]
+    return tuple(int(v or 0) for v in session.execute(select(*ids)).one())
 
 
 def status(session: Session) -> dict[str, int]:
@@ -195,7 +205,15 @@ class LeakFilter:
         if bad:
             raise ValueError(f"status '{bad[0]}' is not one of {', '.join(lifecycle.STATUSES)}")
 
+    def key(self) -> tuple:
+        """The filter as a hashable value (cached selections are keyed on it)."""
+        return tuple((f, tuple(v) if isinstance(v, list) else v) for f, v in self.__dict__.items())
+
     def apply(self, leaks: pd.DataFrame, clock: pd.Timestamp) -> pd.DataFrame:
+        return leaks[self.mask(leaks, clock)]
+
+    def mask(self, leaks: pd.DataFrame, clock: pd.Timestamp) -> pd.Series:
+        """True for the rows of ``leaks`` (a :func:`ranking`) this filter keeps."""
         m = pd.Series(True, index=leaks.index)
         if self.ranked_only:
             m &= leaks["rank"].notna()
@@ -228,7 +246,7 @@ class LeakFilter:
             m &= due.notna() & (due <= clock + pd.Timedelta(days=float(self.due_within_days)))
         if self.failed_repair is not None:
             m &= leaks["failed_repair"].fillna(False).astype(bool) == self.failed_repair
-        return leaks[m]
+        return m
 
 
 # --------------------------------------------------------------------------------------------- the ranking
@@ -312,27 +330,30 @@ def _plan_day(session: Session, day: str | None) -> str:
     return d
 
 
-def dispatch_candidates(session: Session, top: int | None = None, day: str | None = None) -> pd.DataFrame:
+def dispatch_candidates(session: Session, top: int | None = None, day: str | None = None, *,
+                        ranked: pd.DataFrame | None = None) -> pd.DataFrame:
     """The leaks to visit next, in the order they should go out (contract §4, ``mlpe export dispatch``).
 
     Leaks that must go come first: a legal deadline overdue or falling on the plan day, then leaks an
     analyst marked for dispatch; the effective ranking (with supervisors' overrides) fills the rest. Only
     leaks still needing a visit (open or marked, no field visit since they became open) are listed.
     ``rank`` is the order on the list (1 = first); ``must`` and ``why_listed`` say why each is there.
+    ``ranked``: :func:`ranking` already computed at the store's current version (not modified).
     """
     k = dispatch.crew_capacity() if top is None else int(top)
     if k < 0:
         raise ValueError("--top must be ≥ 0")
     d = _plan_day(session, day)
-    rk = ranking(session)
+    rk = ranking(session) if ranked is None else ranked
     vals = store.validations_frame(session)
     visited = lifecycle.validated_since_open(rk, vals)
     return dispatch.select_for_day(rk, visited, k, pd.Timestamp(d, tz="UTC") + pd.Timedelta(days=1))
 
 
-def export_dispatch(session: Session, top: int | None = None) -> pd.DataFrame:
+def export_dispatch(session: Session, top: int | None = None, *, ranked: pd.DataFrame | None = None) -> pd.DataFrame:
     """``mlpe export dispatch``: the contract's dispatch columns of :func:`dispatch_candidates`."""
-    return pipeline.round_export(dispatch_candidates(session, top).reindex(columns=list(DISPATCH_EXPORT_COLUMNS)))
+    cand = dispatch_candidates(session, top, ranked=ranked)
+    return pipeline.round_export(cand.reindex(columns=list(DISPATCH_EXPORT_COLUMNS)))
 
 
 DISPATCH_FILE_COLUMNS = (*DISPATCH_EXPORT_COLUMNS, "crew", "stop", "leg_km", "arrive_at", "on_time", "due_rule",
@@ -446,7 +467,8 @@ def workbook_bytes(session: Session, what: str = "leaks", unit: str = "kg/h", fl
     return _xlsx_bytes(write_xlsx, workbook(session, what, unit=unit, flt=flt))
 
 
-def plan(session: Session, top: int | None = None, day: str | None = None) -> tuple[dict, pd.DataFrame]:
+def plan(session: Session, top: int | None = None, day: str | None = None, *,
+         ranked: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
     """The plan for ``day`` (default: the clock's day): its approved list, else its draft, else a routed proposal.
 
     Returns (meta, stops). meta: list_id (None for a proposal), status (approved, draft, proposal, empty),
@@ -463,7 +485,7 @@ def plan(session: Session, top: int | None = None, day: str | None = None) -> tu
                                         "total_km")}
         meta.update(list_id=int(row["id"]), left_over=[])
         return meta, dispatch.list_frame(session, int(row["id"]))
-    cand = dispatch_candidates(session, top, d)
+    cand = dispatch_candidates(session, top, d, ranked=ranked)
     if cand.empty:
         return {"list_id": None, "status": "empty", "plan_date": d, "total_km": 0.0, "left_over": []}, cand
     routed, left = dispatch.route_day(cand, d)
@@ -526,7 +548,7 @@ def set_work_order_status(session: Session, user: str, status: str, work_order_i
 # --------------------------------------------------------------------------------------------- one leak
 
 
-def leak_detail(session: Session, leak_id: str) -> dict:
+def leak_detail(session: Session, leak_id: str, *, ranked: pd.DataFrame | None = None) -> dict:
     """Everything any face shows about one leak, as of the clock.
 
     Keys: ``leak`` (stored fields plus ``rank`` (effective), ``model_rank``, ``override``, ``override_reason``,
@@ -534,12 +556,13 @@ def leak_detail(session: Session, leak_id: str) -> dict:
     ``validations``, ``events`` (lifecycle transitions), ``history`` (audit events on it), ``notes``,
     ``story`` (its lineage), ``clocks`` (every running compliance clock), ``contributions`` (the score's
     log-odds terms), ``candidates`` (nearby assets with attribution likelihood), ``allowed_events``.
+    ``ranked``: :func:`ranking` already computed at the store's current version (not modified).
     """
     leak = session.get(tables.Leak, leak_id)
     if leak is None:
         raise KeyError(f"no leak '{leak_id}'")
     clock = as_of(session)
-    rk = ranking(session)
+    rk = ranking(session) if ranked is None else ranked
     row = rk[rk["leak_id"] == leak_id]
     rec = leak.model_dump()
     if len(row):
@@ -1813,3 +1836,101 @@ def metrics_text(session: Session) -> str:
     metric("mlpe_detections", "gauge", "Detections in the store.", [({}, n["detections"])])
     metric("mlpe_leaks_active", "gauge", "Active leaks.", [({}, n["leaks"])])
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------- answers per version
+
+ANSWERS = AnswerCache(max_entries=256)  # this process's answers, per store and version (``mlpe_core.answers``)
+LEAK_SORTS = ("rank", "priority_score", "est_rate_kg_h", "p_real", "last_seen", "first_seen", "n_detections",
+              "due_by", "leak_id")  # what ``leaks_page`` sorts by; ``-name`` for descending
+_ENGINE_SERIAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SERIALS = itertools.count(1)
+
+
+def store_key(session: Session) -> str:
+    """Which store ``session`` is on, for keying cached answers: its URL (password hidden). An in-memory SQLite
+    store exists only inside its engine, so its key also names the engine (two such stores never share)."""
+    eng = session.get_bind()
+    eng = getattr(eng, "engine", eng)
+    url = eng.url
+    key = url.render_as_string(hide_password=True)
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        if eng not in _ENGINE_SERIAL:
+            _ENGINE_SERIAL[eng] = next(_SERIALS)
+        key += f"#engine{_ENGINE_SERIAL[eng]}"
+    return key
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The store as of one version stamp: the answers the faces poll for, each computed once per version and kept
+    in :data:`ANSWERS` (the API serves from it; ``etag`` names the version for HTTP caches).
+
+    Every answer is exactly what the uncached desk function returns for the same question (the effective ranking
+    is :func:`ranking`, a page of it is :func:`ranking` with the filter, in the same order); answers are shared,
+    so callers must not modify them."""
+
+    session: Session
+    store: str
+    version: tuple
+
+    @property
+    def etag(self) -> str:
+        """A strong entity tag for this store version (quoted, as HTTP sends it)."""
+        digest = hashlib.sha256(repr((self.store, self.version)).encode()).hexdigest()[:20]
+        return f'"{digest}"'
+
+    def answer(self, question: tuple, compute):
+        return ANSWERS.get(self.store, self.version, question, compute)
+
+    def ranking(self) -> pd.DataFrame:
+        """:func:`ranking` (every active leak, effective rank order), once per version."""
+        return self.answer(("ranking",), lambda: ranking(self.session))
+
+    def as_of(self) -> pd.Timestamp:
+        return self.answer(("as_of",), lambda: as_of(self.session))
+
+    def selection(self, flt: LeakFilter | None = None, sort: str = "rank") -> np.ndarray:
+        """Row positions in :meth:`ranking` of the leaks ``flt`` keeps, in ``sort`` order (``rank``, the
+        default, is the ranking's own order; ``-name`` sorts descending; ties keep the ranking's order)."""
+        name = sort.lstrip("-")
+        if name not in LEAK_SORTS:
+            raise ValueError(f"sort '{sort}' is not one of {', '.join(LEAK_SORTS)} (prefix '-' for descending)")
+        flt = flt or LeakFilter()
+
+        def compute() -> np.ndarray:
+            rk = self.ranking()
+            sel = rk[flt.mask(rk, self.as_of())] if len(rk) else rk
+            if sort != "rank" and len(sel):
+                sel = sel.sort_values(name, ascending=not sort.startswith("-"), kind="stable", na_position="last")
+            return rk.index.get_indexer(sel.index)
+
+        return self.answer(("selection", flt.key(), sort), compute)
+
+    def leaks_page(self, flt: LeakFilter | None = None, sort: str = "rank", offset: int = 0,
+                   limit: int = 50) -> tuple[int, pd.DataFrame]:
+        """(how many leaks ``flt`` keeps, the ``limit`` of them from ``offset`` in ``sort`` order)."""
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit are whole numbers ≥ 0")
+        pos = self.selection(flt, sort)
+        return len(pos), self.ranking().iloc[pos[offset:offset + limit]]
+
+    def dispatch(self, top: int | None = None) -> pd.DataFrame:
+        """:func:`export_dispatch`, once per version and ``top``."""
+        return self.answer(("dispatch", top), lambda: export_dispatch(self.session, top, ranked=self.ranking()))
+
+    def plan(self, top: int | None = None) -> tuple[dict, pd.DataFrame]:
+        """:func:`plan` for the clock's day, once per version and ``top``."""
+        return self.answer(("plan", top), lambda: plan(self.session, top, ranked=self.ranking()))
+
+    def leak_detail(self, leak_id: str) -> dict:
+        """:func:`leak_detail`, once per version and leak (an unknown leak raises ``KeyError`` each time)."""
+        return self.answer(("leak", leak_id), lambda: leak_detail(self.session, leak_id, ranked=self.ranking()))
+
+    def obligations(self) -> pd.DataFrame:
+        return self.answer(("obligations",), lambda: obligations(self.session))
+
+
+def snapshot(session: Session) -> Snapshot:
+    """The store as of its current version (one cheap stamp read): see :class:`Snapshot`."""
+    return Snapshot(session, store_key(session), version(session))

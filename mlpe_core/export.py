@@ -413,10 +413,22 @@ def render(df: pd.DataFrame, fmt: str, unit: str = "kg/h", title: str = "MLPE") 
     raise ValueError(f"render: {fmt} is not a text format")
 
 
-def json_records(df: pd.DataFrame) -> list[dict]:
-    """A frame as JSON-ready records: times as ISO 8601 UTC, blanks as null (``--json`` and the API)."""
+def _json_ready(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for c in out.columns:
         if isinstance(out[c].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[c]):
             out[c] = out[c].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return json.loads(out.to_json(orient="records", date_format="iso"))
+    return out
+
+
+def json_records(df: pd.DataFrame) -> list[dict]:
+    """A frame as JSON-ready records: times as ISO 8601 UTC, blanks as null (``--json`` and the API)."""
+    return json.loads(_json_ready(df).to_json(orient="records", date_format="iso"))
+
+
+def json_lines(df: pd.DataFrame) -> list[str]:
+    """Each row of a frame as the JSON text of its record, with the values :func:`json_records` gives: the API
+    serialises a large answer once and joins pages of it from these."""
+    if df.empty:
+        return []
+    return _json_ready(df).to_json(orient="records", lines=True, date_format="iso").rstrip("\n").split("\n")

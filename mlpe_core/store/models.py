@@ -17,7 +17,7 @@ class Asset(SQLModel, table=True):
     latitude: float
     longitude: float
     asset_type: str | None = None
-    operator: str | None = None
+    operator: str | None = Field(default=None, index=True)
 
 
 class IngestBatch(SQLModel, table=True):
@@ -84,19 +84,19 @@ class Leak(SQLModel, table=True):
     n_sources: int
     source_types: str
     first_seen: datetime
-    last_seen: datetime
-    asset_id: str | None = None
+    last_seen: datetime = Field(index=True)
+    asset_id: str | None = Field(default=None, index=True)
     asset_candidates: str | None = None  # JSON list of {asset_id, p, distance_m}
     n_ambiguous: int = 0
-    status: str = "open"
+    status: str = Field(default="open", index=True)
     p_real: float | None = None
     est_rate_kg_h: float | None = None
     rate_lo_kg_h: float | None = None
     rate_hi_kg_h: float | None = None
     rate_quantified: bool = False
     priority_score: float | None = None
-    risk_band: str | None = None
-    rank: int | None = None
+    risk_band: str | None = Field(default=None, index=True)
+    rank: int | None = Field(default=None, index=True)
     top_reasons: str | None = None
     contributions: str | None = None  # JSON {feature: contribution in log-odds}
     model_version: int | None = None
@@ -154,8 +154,8 @@ class AuditEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(index=True)
     actor: str
-    action: str
-    target: str | None = None
+    action: str = Field(index=True)
+    target: str | None = Field(default=None, index=True)
     detail: str | None = None  # JSON
     prev_hash: str | None = None
     hash: str | None = None

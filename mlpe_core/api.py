@@ -134,6 +134,10 @@ ERRORS: dict = {code: {"model": m.ErrorOut, "description": why} for code, why in
     (401, "no or an invalid bearer token (once the store has users)"), (403, "the role may not do this"),
     (404, "no such leak, list, work order, token, site or operator"), (409, "the leak's lifecycle forbids this move"),
     (422, "a parameter or the body is not valid"), (429, "too many failed sign-ins: retry after Retry-After s"))}
+# the same errors for a route whose own answer is not JSON: their content named, so it is not taken to be the route's
+JSON_ERRORS: dict = {code: {"description": e["description"],
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}}
+                     for code, e in ERRORS.items()}
 POST_ERRORS: dict = {409: {"model": m.ErrorOut, "description": "the Idempotency-Key was used for another body"},
                      413: {"model": m.ErrorOut, "description": "the body is larger than MLPE_MAX_FILE_BYTES"},
                      415: {"model": m.ErrorOut, "description": "the body is neither application/json nor text/csv"}}
@@ -329,10 +333,9 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "version": __version__,
                                  "store": f"{type(exc).__name__}: {exc}"[:500]}, 503)
 
-    # no response_class: that would also document the JSON error answers (401, 403) as text/plain
-    @app.get("/metrics", tags=["meta"],
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                              "description": "Prometheus text format"}})
+    @app.get("/metrics", tags=["meta"], response_class=PlainTextResponse,
+             responses={**JSON_ERRORS, 200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                            "description": "Prometheus text format"}})
     def metrics(s: Db, _who: Who) -> PlainTextResponse:
         """Prometheus text format: runs by kind and outcome, each connector's lag, open alerts, deliveries."""
         return PlainTextResponse(desk.metrics_text(s), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install lint bench profile clean wheel-check
+.PHONY: run test install lint bench profile clean wheel-check screenshots
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ranking.py
 	$(BIN)/python benchmarks/dispatch.py
 	$(BIN)/python benchmarks/basin.py
+
+# the README's screenshots: the browser tests drive every page in Chromium and save them to docs/screenshots
+# (`make test` saves them to a temporary folder, so a test run leaves the tree clean)
+screenshots: $(DEV_STAMP)
+	MLPE_SHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
 
 # cProfile of each store-bound command on the 100,000-asset basin; profiles go to a new temp folder (printed)
 profile: $(STAMP)

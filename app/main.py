@@ -53,7 +53,7 @@ nav = st.navigation({
              st.Page(P["runs"], title="Runs", icon=":material/timer:", url_path="runs")],
     "Model & audit": [st.Page(P["model"], title="Model", icon=":material/model_training:"),
                       st.Page(P["audit"], title="Audit trail", icon=":material/history:")],
-})
+}, expanded=True)  # every page in sight: a collapsed "View 3 more" hid Runs, Model and Audit trail
 with st.sidebar:
     live.panel()
 filters.sidebar_filters()

@@ -61,12 +61,12 @@ if len(long):
     plot(fig, "runs_chart", "mlpe_run_stages")
 
 view = rs.assign(stages=rs["stages"].map(lambda st_: ", ".join(f"{k} {v:.2f}s" for k, v in st_)),
-                 config_hash=rs["config_hash"].str[:12])
+                 config_hash=rs["config_hash"].str[:12], seconds=rs["seconds"].round(2),
+                 started_at=pd.to_datetime(rs["started_at"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S"))
 st.dataframe(view.drop(columns=["detail"]), hide_index=True, key="runs_table", height=330,
              column_order=["id", "kind", "outcome", "started_at", "seconds", "n_in", "n_out", "n_rejected", "stages",
                            "source", "target", "actor", "model_version", "code_version", "config_hash", "error"],
-             column_config={"started_at": st.column_config.DatetimeColumn("started (UTC)",
-                                                                          format="YYYY-MM-DD HH:mm:ss"),
+             column_config={"started_at": st.column_config.TextColumn("started (UTC)", width="medium"),
                             "seconds": st.column_config.NumberColumn("s", format="%.2f"),
                             "n_in": "in", "n_out": "out", "n_rejected": "rejected",
                             "config_hash": "config (sha256)"})
@@ -80,7 +80,8 @@ if pick is not None:
                     f"{md(r['source'] or '-')}: {r['seconds']:.2f} s")
         if isinstance(r["error"], str) and r["error"]:
             st.error(md(r["error"]), icon=":material/error:")
-        st.dataframe(pd.DataFrame(r["stages"], columns=["stage", "seconds"]), hide_index=True, key="runs_stages")
+        st.dataframe(pd.DataFrame(r["stages"], columns=["stage", "seconds"]).round({"seconds": 2}), hide_index=True,
+                     key="runs_stages", column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
         st.json(r["detail"], expanded=False)
     with b:
         cfg = snapshot(r["config_hash"])

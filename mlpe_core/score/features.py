@@ -95,8 +95,11 @@ def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: fl
     Ls = limit * 10.0 ** np.linspace(-2, 1, 31)
     cs = np.linspace(0.02, 1.0, 50)
     pdet = p_detect(rate[None, :], Ls[:, None], slope)  # (L, pair)
-    q = np.clip(cs[:, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
-    ll = (hits * np.log(q) + (looks - hits) * np.log1p(-q)).sum(axis=-1)
+    miss = looks - hits
+    ll = np.empty((len(cs), len(Ls)))
+    for a in range(0, len(cs), 5):  # a few c at a time: the same sums, in far less memory
+        q = np.clip(cs[a:a + 5, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
+        ll[a:a + 5] = (hits * np.log(q) + miss * np.log1p(-q)).sum(axis=-1)
     i, j = np.unravel_index(int(np.argmax(ll)), ll.shape)
     return float(cs[i]), float(Ls[j])
 
@@ -349,7 +352,8 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     only then, and each detection's window length weights its reading in the time-average rate."""
     d = dets
     g = d.groupby("leak_id")
-    counts = pd.crosstab(d["leak_id"], d["source_type"]).reindex(columns=list(SOURCE_TYPES), fill_value=0)
+    counts = d.groupby(["leak_id", "source_type"]).size().unstack(fill_value=0)  # (a crosstab, in C)
+    counts = counts.reindex(columns=list(SOURCE_TYPES), fill_value=0)
     counts.columns = [f"n_{c}" for c in counts.columns]
     t = pd.to_datetime(d["observed_at"], utc=True)
     as_of = pd.Timestamp(as_of)
@@ -369,8 +373,9 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     sensors = sensors.reindex(columns=list(SOURCE_TYPES)).fillna(0).astype(int)
     sensors.columns = [f"sensors_{c}" for c in sensors.columns]
     f = f.join(sensors)
-    f["mean_confidence"] = g["confidence"].mean()
-    f["max_confidence"] = g["confidence"].max()
+    conf = d["confidence"].astype(float)  # (a column of None is object: grouped in Python, leak by leak)
+    f["mean_confidence"] = conf.groupby(d["leak_id"]).mean()
+    f["max_confidence"] = conf.groupby(d["leak_id"]).max()
     f["confidence_evidence"] = confidence_evidence(d).reindex(f.index).fillna(0.0)
     f["days_since_last"] = ((as_of - last).dt.total_seconds() / 86400.0).clip(lower=0)
     f["span_days"] = (last - first).dt.total_seconds() / 86400.0

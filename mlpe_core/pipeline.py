@@ -235,9 +235,10 @@ def score_frame(
 
     The active model (or ``model``) gives p_real, the contributions and, when it has learned one, the rate
     (``score.score_table``); compliance clocks add urgency and, with the obligation state, set the band.
-    ``leak_ids`` limits the work to those leaks (the sensors' look statistics still see every detection; the
-    compliance clocks see the detections of those leaks and of every leak sharing a site with them, all a leak's
-    clocks depend on, :func:`site_scope`); ranks are then left to :func:`rank_open`.
+    ``leak_ids`` limits the work to those leaks (their features from their own detections, the sensors' look
+    statistics and fits still from every detection; their compliance clocks from the detections of the leaks
+    sharing a site with them, all a leak's clocks depend on, :func:`site_scope`); ranks are then left to
+    :func:`rank_open`.
     """
     from .comply import deadlines, load_rules
     from .score import leak_features, score_table
@@ -250,7 +251,7 @@ def score_frame(
     as_of = clock(as_of)
     cov = store.coverage_frame(session)
     lap("read")
-    X = leak_features(dets, leaks, as_of, cov)
+    X = leak_features(dets, leaks, as_of, cov, only=None if leak_ids is None else set(leak_ids))
     lap("features")
     if leak_ids is not None:
         X = X[X.index.isin(leak_ids)]

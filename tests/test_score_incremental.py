@@ -16,7 +16,8 @@ from mlpe_core import desk, pipeline, store
 from mlpe_core.store.models import AuditEvent
 
 PICKS = 4
-COLS = ["p_real", "est_rate_kg_h", "priority_score", "risk_band", "rank", "due_by", "band_reason"]
+COLS = ["p_real", "est_rate_kg_h", "priority_score", "risk_band", "rank", "due_by", "band_reason", "top_reasons",
+        "contributions"]
 
 
 def _leaks(session: Session) -> pd.DataFrame:
@@ -131,3 +132,23 @@ def _norm(df: pd.DataFrame, ids: set) -> list[tuple]:
     df = df.reindex(sorted(ids)).astype(object)
     return [tuple(None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in row)
             for row in df.itertuples()]
+
+
+@pytest.mark.slow
+def test_features_of_some_leaks_are_those_of_every_leak(tmp_path):
+    """leak_features(only=...): the rows from the leaks' own detections equal those computed with every leak."""
+    from mlpe_core.score import leak_features
+
+    eng = desk.engine(str(tmp_path / "f.db"))
+    with Session(eng) as s:
+        desk.demo(s, "demo", seed=4, n_assets=1000)
+        leaks = store.leaks_frame(s, columns=pipeline.SCORE_LEAK_COLUMNS)
+        dets = store.detections_frame(s, columns=pipeline.SCORE_DETECTION_COLUMNS)
+        dets = dets[dets["leak_id"].notna()]
+        cov, as_of = store.coverage_frame(s), pipeline.last_score_as_of(s)
+    eng.dispose()
+    every = leak_features(dets, leaks, as_of, cov)
+    pick = set(np.random.default_rng(1).choice(sorted(every.index), 25, replace=False))
+    some = leak_features(dets, leaks, as_of, cov, only=pick)
+    assert set(some.index) == pick
+    pd.testing.assert_frame_equal(some.sort_index(), every.loc[sorted(pick)], check_exact=True)

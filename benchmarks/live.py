@@ -126,14 +126,14 @@ def measure_update(db: str, new_csv: str) -> dict:
         t1 = time.perf_counter()
         fz = desk.fuse(s, "bench")
         t2 = time.perf_counter()
-        sc = desk.score(s, "bench")
+        sc = desk.score(s, "bench", changed=fz.get("changed_leaks"))  # as desk.process_new does
         t3 = time.perf_counter()
         runs = desk.runs(s, 10)
         runs = runs[runs["id"] > before].sort_values("id")
     eng.dispose()
     return {"total_s": t3 - t0, "ingest_s": t1 - t0, "fuse_s": t2 - t1, "score_s": t3 - t2,
             "accepted": rep.n_accepted, "fuse_mode": fz.get("mode"), "refused": fz.get("refused"),
-            "reason": fz.get("reason"), "scored": sc.get("scored"),
+            "reason": fz.get("reason"), "scored": sc.get("scored"), "score_mode": sc.get("mode", "full"),
             "stages": {r.kind: [(k, round(v, 3)) for k, v in r.stages] for r in runs.itertuples()},
             "peak_rss_gb": _vmhwm_gb()}
 
@@ -201,7 +201,8 @@ def update(args) -> None:
             results.append(res)
             print(f"run {i + 1}: {res['total_s']:.2f} s (ingest {res['ingest_s']:.2f}, fuse {res['fuse_s']:.2f} "
                   f"[{res['fuse_mode']}, re-fused {res['refused']:,}], score {res['score_s']:.2f} "
-                  f"[{res['scored']:,} leaks]); peak RSS {res['peak_rss_gb']:.2f} GB; load {load}", flush=True)
+                  f"[{res['score_mode']}, {res['scored']:,} leaks]); peak RSS {res['peak_rss_gb']:.2f} GB; "
+                  f"load {load}", flush=True)
             for kind, st in res["stages"].items():
                 print(f"    {kind:7s} " + ", ".join(f"{k} {v:.2f}" for k, v in st))
             for p in Path(tmp).glob("work.db*"):

@@ -1033,17 +1033,26 @@ def fuse(session: Session, user: str, full: bool = False, progress=None) -> dict
         run.n_in = int(r.get("new_detections", r.get("detections", 0)) if r.get("mode") == "incremental"
                        else r.get("detections", 0))
         run.n_out = int(r.get("leaks", 0))
-        run.detail = r
+        run.detail = {k: v for k, v in r.items() if k != "changed_leaks"}  # (ids: for score(changed=...))
         if r.get("mode") == "incremental" and not r.get("refused"):
             run.outcome = "nothing"
     return r
 
 
-def score(session: Session, user: str, as_of_time=None, progress=None) -> dict:
-    """Every open leak scored and ranked as of ``as_of_time`` (default now), recorded as a ``score`` run."""
+def score(session: Session, user: str, as_of_time=None, progress=None, changed: list[str] | None = None) -> dict:
+    """Every open leak scored and ranked as of ``as_of_time`` (default now), recorded as a ``score`` run.
+
+    ``changed`` (an incremental fusion's ``changed_leaks``): only the leaks it changed and those their change
+    can reach are re-scored, as of the current scores' clock, and every open leak re-ranked
+    (``pipeline.run_score_changed``; ``mode`` "incremental"); everything is scored now when there are no
+    scores yet or they are more than a day old."""
     auth.require(session, user, "score")
     with recorded(session, "score", user) as run:
-        r = pipeline.run_score(session, as_of=as_of_time, user=user, progress=progress)
+        r = None
+        if changed is not None and as_of_time is None:
+            r = pipeline.run_score_changed(session, set(changed), user=user, progress=progress)
+        if r is None:
+            r = pipeline.run_score(session, as_of=as_of_time, user=user, progress=progress)
         run.n_in, run.n_out = int(r.get("scored", 0)), int(r.get("ranked", 0))
         run.detail = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
         if not r.get("scored"):
@@ -1452,7 +1461,7 @@ def process_new(session: Session, user: str) -> dict:
     """Fuse what is new, score, then check the alert rules and deliver (the watcher's and ``POST /detections?
     process=true``'s follow-up). Each step is its own recorded run."""
     fz = fuse(session, user)
-    sc = score(session, user)
+    sc = score(session, user, changed=fz.get("changed_leaks"))
     al = check_alerts(session, user)
     return {"fuse": fz, "score": sc, "alerts": al}
 

@@ -289,8 +289,10 @@ def history(session: Session, leak_id: str) -> pd.DataFrame:
     return leak_events_frame(session, leak_id)
 
 
-def reopen_seen_again(session: Session, actor: str = "system", commit: bool = True) -> dict:
-    """Re-open leaks that detections show again after they were repaired, closed or not found.
+def reopen_seen_again(session: Session, actor: str = "system", commit: bool = True,
+                      reopened: list | None = None) -> dict:
+    """Re-open leaks that detections show again after they were repaired, closed or not found (their ids
+    appended to ``reopened`` when given).
 
     A detection observed after a leak's repair (or after the visit that did not find it) moves the
     leak back to ``open`` so it is ranked again; after a repair the leak is flagged
@@ -316,10 +318,12 @@ def reopen_seen_again(session: Session, actor: str = "system", commit: bool = Tr
     first = dets.sort_values("observed_at").groupby("leak_id").first()
     states = lock_states(session, first.index)
     failed = 0
+    moved = []
     for lid, row in first.iterrows():
         st = states[lid]
         if st.status not in REOPENABLE:
             continue
+        moved.append(lid)
         detail = {"reason": "seen again after repair: possible failed repair" if st.status != "not_found"
                   and st.repaired_at is not None else "seen again after a visit that did not find it",
                   "detection": f"{row['source_name']}:{row['detection_id']}"}
@@ -328,6 +332,8 @@ def reopen_seen_again(session: Session, actor: str = "system", commit: bool = Tr
     n = save_states(session, states)
     if commit:
         session.commit()
+    if reopened is not None:
+        reopened.extend(sorted(moved))
     return {"reopened": n, "failed_repairs": failed}
 
 

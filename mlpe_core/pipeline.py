@@ -151,6 +151,9 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
     except Exception:
         session.rollback()
         raise
+    if not inc.full_:
+        # the leaks an incremental fusion wrote (every leak of the re-fused area): what run_score_changed re-scores
+        summary["changed_leaks"] = sorted(produced)
     say(progress, 1.0, "fused")
     return summary
 
@@ -232,8 +235,10 @@ def score_frame(
 
     The active model (or ``model``) gives p_real, the contributions and, when it has learned one, the rate
     (``score.score_table``); compliance clocks add urgency and, with the obligation state, set the band.
-    ``leak_ids`` limits the work to those leaks (the sensors' look statistics still see every detection); ranks
-    are then left to :func:`rank_open`.
+    ``leak_ids`` limits the work to those leaks (their features from their own detections, the sensors' look
+    statistics and fits still from every detection; their compliance clocks from the detections of the leaks
+    sharing a site with them, all a leak's clocks depend on, :func:`site_scope`); ranks are then left to
+    :func:`rank_open`.
     """
     from .comply import deadlines, load_rules
     from .score import leak_features, score_table
@@ -246,7 +251,7 @@ def score_frame(
     as_of = clock(as_of)
     cov = store.coverage_frame(session)
     lap("read")
-    X = leak_features(dets, leaks, as_of, cov)
+    X = leak_features(dets, leaks, as_of, cov, only=None if leak_ids is None else set(leak_ids))
     lap("features")
     if leak_ids is not None:
         X = X[X.index.isin(leak_ids)]
@@ -255,6 +260,8 @@ def score_frame(
     else:
         version = None
     vals = store.validations_frame(session)
+    if leak_ids is not None:  # a leak's clocks read its own detections and its sites' monitor readings only
+        dets = dets[dets["leak_id"].isin(site_scope(leaks, dets, set(X.index)))]
     dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks,
                    notifications=store.notifications_frame(session)).reindex(X.index)
     lap("deadlines")
@@ -343,12 +350,20 @@ def rescore_leaks(session: Session, leak_ids: set[str], user: str = "system") ->
 
     Used when a field outcome is recorded: the visited leaks' clocks, bands and statuses change, the other
     leaks' scores do not, so only their ranks move. Returns the ranks before and after (open leaks)."""
+    return _rescore(session, leak_ids, user)[0]
+
+
+def _rescore(session: Session, leak_ids: set[str], user: str, ranks_before: bool = True
+             ) -> tuple[dict, pd.DataFrame | None]:
+    """:func:`rescore_leaks`, and the new scores (None before the first scoring)."""
     require(session, user, "score")
-    before = store.leaks_frame(session)
-    before = before.loc[before["rank"].notna()].set_index("leak_id")["rank"].astype(int).to_dict()
+    before = None
+    if ranks_before:
+        before = store.leaks_frame(session, columns=["leak_id"])
+        before = before.loc[before["rank"].notna()].set_index("leak_id")["rank"].astype(int).to_dict()
     as_of = last_score_as_of(session)
     if as_of is None:
-        return {"before": before, "after": before, "as_of": None}
+        return {"before": before, "after": before, "as_of": None}, None
     generation = store.fusion_generation(session)  # before the leaks are read (as run_score does)
     s, _ = score_frame(session, as_of, user, leak_ids=set(leak_ids))
     try:
@@ -357,10 +372,83 @@ def rescore_leaks(session: Session, leak_ids: set[str], user: str = "system") ->
         after = rank_open(session)
         store.audit(session, user, "rescore", None, {"leaks": sorted(leak_ids), "as_of": as_of.isoformat()})
         session.commit()
+        lap("write")
     except Exception:
         session.rollback()
         raise
-    return {"before": before, "after": after, "as_of": as_of}
+    return {"before": before, "after": after, "as_of": as_of}, s
+
+
+def site_scope(leaks: pd.DataFrame, dets: pd.DataFrame, leak_ids: set[str]) -> set[str]:
+    """``leak_ids`` and every active leak sharing a site with one of them (its asset, or an asset a detection of
+    it names): the leaks whose detections a site's action levels and their clocks read (``comply.action_levels``)."""
+    def named(s: pd.Series) -> pd.Series:
+        return s.notna() & s.astype(str).str.strip().ne("")
+
+    mine_l = leaks[leaks["leak_id"].isin(leak_ids)]
+    mine_d = dets[dets["leak_id"].isin(leak_ids)]
+    sites = set(mine_l.loc[named(mine_l["asset_id"]), "asset_id"]) | set(mine_d.loc[named(mine_d["asset_id"]),
+                                                                                    "asset_id"])
+    out = set(leak_ids)
+    if sites:
+        out |= set(leaks.loc[leaks["asset_id"].isin(sites), "leak_id"])
+        out |= set(dets.loc[dets["asset_id"].isin(sites), "leak_id"].dropna())
+    return out
+
+
+def flown_over(leaks: pd.DataFrame, dets: pd.DataFrame, leak_ids: set[str]) -> set[str]:
+    """The leaks in the look cells of the campaign sensors' (aircraft) detections of ``leak_ids``: a flight over
+    a cell is a look at every leak in it, seen or not (``score.features.look_stats``), so their silence changed."""
+    from .score.features import CAMPAIGN_CELL_DEG, LOOK_MODE, _cell_keys
+
+    campaign = [t for t, mode in LOOK_MODE.items() if mode == "campaign"]
+    d = dets[dets["leak_id"].isin(leak_ids) & dets["source_type"].isin(campaign)].dropna(subset=["latitude",
+                                                                                                "longitude"])
+    if d.empty:
+        return set()
+    cells = np.unique(_cell_keys(d["latitude"].to_numpy(float), d["longitude"].to_numpy(float), CAMPAIGN_CELL_DEG))
+    lk = leaks.dropna(subset=["latitude", "longitude"])
+    at = _cell_keys(lk["latitude"].to_numpy(float), lk["longitude"].to_numpy(float), CAMPAIGN_CELL_DEG)
+    return set(lk.loc[np.isin(at, cells), "leak_id"])
+
+
+RESCORE_MAX_AGE = pd.Timedelta(hours=24)  # older scores are re-computed in full (their clock moves to now)
+
+
+def run_score_changed(session: Session, leak_ids: set[str], user: str = "system", progress: Progress = None,
+                      max_age: pd.Timedelta = RESCORE_MAX_AGE) -> dict | None:
+    """After an incremental fusion: re-score the leaks it changed, as of the current scores' clock, and re-rank
+    every open leak from the stored priorities (:func:`rescore_leaks`, as for field outcomes).
+
+    Re-scored: ``leak_ids`` (the fusion's ``changed_leaks``), the leaks the lifecycle re-opens, the leaks a
+    notification is matched to, the leaks in the look cells their aircraft detections fall in (a flight over
+    them is a look: :func:`flown_over`), and every leak sharing a site with one of these (a site's monitor
+    readings start its leaks' action-level clocks: :func:`site_scope`). Their scores are those a full :func:`run_score`
+    at that as-of gives; the other leaks keep theirs. Returns None (nothing done: score in full) before the first
+    scoring or when the scores' as-of is more than ``max_age`` old, so the clock every face counts from moves on.
+    """
+    require(session, user, "score")
+    as_of = last_score_as_of(session)
+    if as_of is None or clock() - as_of > max_age:
+        return None
+    say(progress, 0.1, "re-scoring the leaks the fusion changed")
+    reopened: list[str] = []
+    run_lifecycle(session, user=user, reopened=reopened)
+    lap("lifecycle")
+    ids = set(leak_ids) | set(reopened)
+    notes = store.notifications_frame(session)
+    ids |= set(notes["leak_id"].dropna()) if len(notes) else set()
+    leaks = store.leaks_frame(session, columns=["leak_id", "asset_id", "latitude", "longitude"])
+    dets = store.detections_frame(session, columns=["leak_id", "asset_id", "source_type", "latitude", "longitude"])
+    ids = ids & set(leaks["leak_id"])
+    ids = site_scope(leaks, dets, ids | flown_over(leaks, dets, ids))
+    lap("scope")
+    r, s = _rescore(session, ids, user, ranks_before=False)
+    bands = s["risk_band"].value_counts() if s is not None and len(s) else pd.Series(dtype=int)
+    say(progress, 1.0, "scored")
+    return {"scored": 0 if s is None else len(s), "ranked": len(r["after"] or {}), "high": int(bands.get("HIGH", 0)),
+            "medium": int(bands.get("MEDIUM", 0)), "low": int(bands.get("LOW", 0)), "as_of": as_of,
+            "mode": "incremental"}
 
 
 def rank_open(session: Session) -> dict[str, int]:
@@ -700,12 +788,13 @@ def simulate_visits(
 # --------------------------------------------------------------------------------------------- lifecycle and dispatch
 
 
-def run_lifecycle(session: Session, user: str = "system") -> dict:
+def run_lifecycle(session: Session, user: str = "system", reopened: list | None = None) -> dict:
     """Re-open leaks seen again after their repair (flagged as possible failed repairs) or after a visit
-    that did not find them, so the next ranking includes them. Run it after fusing, before scoring."""
+    that did not find them, so the next ranking includes them. Run it after fusing, before scoring. The ids
+    of the leaks re-opened are appended to ``reopened`` when given."""
     from .lifecycle import reopen_seen_again
 
-    summary = reopen_seen_again(session, actor=user, commit=False)
+    summary = reopen_seen_again(session, actor=user, commit=False, reopened=reopened)
     if summary["reopened"]:
         store.audit(session, user, "lifecycle_check", None, summary)
     session.commit()

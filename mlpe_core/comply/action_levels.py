@@ -234,8 +234,10 @@ def exceedances(dets: pd.DataFrame, rule: dict, settings: dict, leaks: pd.DataFr
         return pd.DataFrame(columns=cols)
     series = rule_series(readings, rule, settings, assets, coverage, baselines)
     hit = series[series["crossed"]].copy()
-    site_leaks = readings.groupby("site")["leak_id"].agg(lambda s: sorted(set(s.dropna())))
-    hit["leak_ids"] = hit["site"].map(site_leaks)
+    held = readings.loc[readings["site"].isin(set(hit["site"])), ["site", "leak_id"]].dropna().drop_duplicates()
+    held = held.assign(leak_id=held["leak_id"].astype(object))
+    site_leaks = {site: sorted(g) for site, g in held.groupby("site", sort=False)["leak_id"]}
+    hit["leak_ids"] = [site_leaks.get(site, []) for site in hit["site"]]
     return hit[cols].reset_index(drop=True)
 
 

@@ -95,8 +95,11 @@ def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: fl
     Ls = limit * 10.0 ** np.linspace(-2, 1, 31)
     cs = np.linspace(0.02, 1.0, 50)
     pdet = p_detect(rate[None, :], Ls[:, None], slope)  # (L, pair)
-    q = np.clip(cs[:, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
-    ll = (hits * np.log(q) + (looks - hits) * np.log1p(-q)).sum(axis=-1)
+    miss = looks - hits
+    ll = np.empty((len(cs), len(Ls)))
+    for a in range(0, len(cs), 5):  # a few c at a time: the same sums, in far less memory
+        q = np.clip(cs[a:a + 5, None, None] * pdet[None], 1e-6, 1 - 1e-6)  # (c, L, pair)
+        ll[a:a + 5] = (hits * np.log(q) + miss * np.log1p(-q)).sum(axis=-1)
     i, j = np.unravel_index(int(np.argmax(ll)), ll.shape)
     return float(cs[i]), float(Ls[j])
 
@@ -281,7 +284,7 @@ def _site_days(windows: tuple, d: pd.DataFrame, leak: str, name: str) -> np.ndar
     return None if w is None else np.unique(np.floor(w[:, 0]))
 
 
-def confidence_evidence(dets: pd.DataFrame) -> pd.Series:
+def confidence_evidence(dets: pd.DataFrame, feeds: pd.DataFrame | None = None) -> pd.Series:
     """Per leak: how much more (or less) confident its sensors were than usual, in log-odds.
 
     Each detection's confidence is compared with the mean confidence of its own feed (logit difference):
@@ -296,7 +299,11 @@ def confidence_evidence(dets: pd.DataFrame) -> pd.Series:
     if not ok.any():
         return pd.Series(0.0, index=pd.Index(dets["leak_id"].unique()))
     lc = np.log(c / (1 - c))
-    feed = c[ok].groupby(dets.loc[ok, "source_name"]).mean()
+    if feeds is not None and feeds is not dets:  # each feed's usual confidence from all of ``feeds``
+        fc = feeds["confidence"].astype(float).clip(0.01, 0.99)
+        feed = fc[fc.notna()].groupby(feeds.loc[fc.notna(), "source_name"]).mean()
+    else:
+        feed = c[ok].groupby(dets.loc[ok, "source_name"]).mean()
     ref = dets["source_name"].map(feed).astype(float)
     rel = (lc - np.log(ref / (1 - ref)))[ok]
     g = rel.groupby(dets.loc[ok, "leak_id"])
@@ -341,15 +348,21 @@ def persistence_days(rate: np.ndarray, small_days: float = PERSISTENCE_DAYS) -> 
 
 
 def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
-                  coverage: pd.DataFrame | None = None) -> pd.DataFrame:
+                  coverage: pd.DataFrame | None = None, only: set[str] | None = None) -> pd.DataFrame:
     """One row per leak (index leak_id) with :data:`FEATURES`, the rate estimate columns, first/last seen
     and ``source_names`` (the distinct sensor names, most detections first; for the reasons, not a feature).
 
     ``coverage`` (the store's ``MonitorCoverage`` windows) says when sensors watched: silence is counted
-    only then, and each detection's window length weights its reading in the time-average rate."""
-    d = dets
+    only then, and each detection's window length weights its reading in the time-average rate.
+
+    ``only`` (leak ids): the rows of those leaks alone, each from its own detections, the same as without it;
+    what belongs to a sensor (its feed's usual confidence, its looks and the fit of its look efficiency and
+    detection limit, :func:`look_stats`) is still learned from every detection in ``dets``."""
+    everyone = dets
+    d = dets if only is None else dets[dets["leak_id"].isin(only)]
     g = d.groupby("leak_id")
-    counts = pd.crosstab(d["leak_id"], d["source_type"]).reindex(columns=list(SOURCE_TYPES), fill_value=0)
+    counts = d.groupby(["leak_id", "source_type"]).size().unstack(fill_value=0)  # (a crosstab, in C)
+    counts = counts.reindex(columns=list(SOURCE_TYPES), fill_value=0)
     counts.columns = [f"n_{c}" for c in counts.columns]
     t = pd.to_datetime(d["observed_at"], utc=True)
     as_of = pd.Timestamp(as_of)
@@ -358,7 +371,7 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     first = t.groupby(d["leak_id"]).min()
     if coverage is not None and len(coverage):
         coverage = coverage[pd.to_datetime(coverage["start_at"], utc=True) <= as_of]  # nothing from after as_of
-    rates = estimate_rates(d, coverage)
+    rates = estimate_rates(everyone, coverage)  # every leak's: the sensor fits of look_stats need them
     f = pd.DataFrame(index=pd.Index(d["leak_id"].unique(), name="leak_id"))
     f["n_detections"] = g.size()
     f["n_sources"] = g["source_name"].nunique()
@@ -369,9 +382,10 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     sensors = sensors.reindex(columns=list(SOURCE_TYPES)).fillna(0).astype(int)
     sensors.columns = [f"sensors_{c}" for c in sensors.columns]
     f = f.join(sensors)
-    f["mean_confidence"] = g["confidence"].mean()
-    f["max_confidence"] = g["confidence"].max()
-    f["confidence_evidence"] = confidence_evidence(d).reindex(f.index).fillna(0.0)
+    conf = d["confidence"].astype(float)  # (a column of None is object: grouped in Python, leak by leak)
+    f["mean_confidence"] = conf.groupby(d["leak_id"]).mean()
+    f["max_confidence"] = conf.groupby(d["leak_id"]).max()
+    f["confidence_evidence"] = confidence_evidence(d, everyone).reindex(f.index).fillna(0.0)
     f["days_since_last"] = ((as_of - last).dt.total_seconds() / 86400.0).clip(lower=0)
     f["span_days"] = (last - first).dt.total_seconds() / 86400.0
     f = f.join(rates)
@@ -380,15 +394,19 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     f["ambiguous_share"] = amb.fillna(False).astype(float).groupby(d["leak_id"]).mean()
     lk = leaks.set_index("leak_id") if len(leaks) and "leak_id" in leaks else pd.DataFrame()
     f["radius_m"] = lk["radius_m"].reindex(f.index) if "radius_m" in lk else np.nan
+    every = pd.Index(everyone["leak_id"].unique(), name="leak_id")
     if {"latitude", "longitude"} <= set(lk.columns):
-        centres = lk[["latitude", "longitude"]].reindex(f.index)
+        centres = lk[["latitude", "longitude"]].reindex(every)
     else:
-        centres = pd.DataFrame(index=f.index, columns=["latitude", "longitude"], dtype=float)
-    if {"latitude", "longitude"} <= set(d.columns):
-        centres = centres.fillna(d.groupby("leak_id")[["latitude", "longitude"]].median().reindex(f.index))
-    f = f.join(look_stats(d, centres, f["log_rate"], as_of, coverage))
+        centres = pd.DataFrame(index=every, columns=["latitude", "longitude"], dtype=float)
+    if {"latitude", "longitude"} <= set(everyone.columns):
+        centres = centres.fillna(everyone.groupby("leak_id")[["latitude", "longitude"]].median().reindex(every))
+    looks = look_stats(everyone, centres, rates["log_rate"], as_of, coverage)
+    f = f.join(looks.reindex(f.index))
     f = f.join(repair_clock(d, last, as_of))
-    names = d.groupby(["leak_id", "source_name"]).size().sort_values(ascending=False).reset_index()
+    # sorted over every leak, then cut to these: ties keep the order a scoring of every leak gives them
+    names = everyone.groupby(["leak_id", "source_name"]).size().sort_values(ascending=False).reset_index()
+    names = names[names["leak_id"].isin(f.index)] if only is not None else names
     f["source_names"] = names.groupby("leak_id", sort=False)["source_name"].agg(", ".join).reindex(f.index)
     f["first_seen"], f["last_seen"] = first, last
     return f

@@ -40,10 +40,10 @@ SYSTEMATIC_SHARE = 0.5  # a sensor's systematic rate error (log space) as a shar
 def sensor_default(source_name: pd.Series, source_type: pd.Series, key: str) -> np.ndarray:
     """``ingest.instrument_defaults`` looked up once per distinct (name, type) and spread back to the rows."""
     pairs = pd.DataFrame({"n": source_name.astype(str).to_numpy(), "t": source_type.astype(str).to_numpy()})
-    uniq = pairs.drop_duplicates().reset_index(drop=True)
+    code = pairs.groupby(["n", "t"], sort=False, dropna=False).ngroup().to_numpy()  # numbered by first appearance
+    uniq = pairs.drop_duplicates().reset_index(drop=True)  # the same order
     vals = instrument_defaults(uniq["n"], uniq["t"], key).to_numpy(float)
-    lookup = {(n, t): v for n, t, v in zip(uniq["n"], uniq["t"], vals, strict=True)}
-    return np.array([lookup[(n, t)] for n, t in zip(pairs["n"], pairs["t"], strict=True)], float)
+    return vals[code].astype(float) if len(code) else np.zeros(0, float)
 
 
 def p_detect(rate: np.ndarray, limit: np.ndarray, slope: float = DETECTION_SLOPE) -> np.ndarray:

@@ -1,0 +1,154 @@
+"""Issue 18: after an incremental fusion only the leaks it changed (and those their change can reach) are
+re-scored, as of the scores' clock, and every open leak re-ranked; their scores are a full scoring's."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from sqlmodel import Session
+
+from mlpe_core import desk, pipeline, store
+from mlpe_core.store.models import AuditEvent
+
+PICKS = 4
+COLS = ["p_real", "est_rate_kg_h", "priority_score", "risk_band", "rank", "due_by", "band_reason", "top_reasons",
+        "contributions"]
+
+
+def _leaks(session: Session) -> pd.DataFrame:
+    return store.leaks_frame(session).set_index("leak_id").sort_index()
+
+
+def _new_detections(session: Session, path) -> None:
+    """New sightings of known leaks (every kind of sensor, monitor readings naming their site) and a new source."""
+    d = store.detections_frame(session)
+    rng = np.random.default_rng(5)
+    pick = d[d["leak_id"].notna()].sample(PICKS, random_state=3)
+    t = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=2)
+    rows = pd.DataFrame({
+        "detection_id": [f"INC-{i}" for i in range(len(pick))],
+        "source_type": pick["source_type"].to_numpy(), "source_name": pick["source_name"].to_numpy(),
+        "observed_at": [(t - pd.Timedelta(minutes=int(m))).strftime("%Y-%m-%dT%H:%M:%SZ")
+                        for m in rng.integers(0, 600, len(pick))],
+        "latitude": pick["latitude"].to_numpy(), "longitude": pick["longitude"].to_numpy(),
+        "location_uncertainty_m": pick["location_uncertainty_m"].to_numpy(),
+        "rate_kg_h": np.round(pick["rate_kg_h"].fillna(5.0).to_numpy() * 1.1, 3),
+        "asset_id": pick["asset_id"].to_numpy(),
+    })
+    far = rows.iloc[[0]].assign(detection_id="INC-far", source_type="aerial", source_name="AirLidar",
+                                latitude=rows["latitude"].iloc[0] + 0.5, location_uncertainty_m=5.0, asset_id=None)
+    pd.concat([rows, far]).to_csv(path, index=False)
+
+
+@pytest.mark.slow
+def test_incremental_scores_are_a_full_scorings_and_the_ranks_follow(tmp_path):
+    db = tmp_path / "inc.db"
+    eng = desk.engine(str(db))
+    with Session(eng) as s:
+        desk.demo(s, "demo", seed=4, n_assets=1000)
+        new = tmp_path / "new.csv"
+        _new_detections(s, new)
+        desk.ingest(s, "system", [new])
+        fz = desk.fuse(s, "system")
+        assert fz["mode"] == "incremental" and fz["changed_leaks"]
+        assert "changed_leaks" not in desk.runs(s, 1)["detail"].iloc[0]  # the run record stays small
+        sc = desk.score(s, "system", changed=fz["changed_leaks"])
+        assert sc["mode"] == "incremental" and 0 < sc["scored"] < len(_leaks(s))
+        ev = s.execute(select(AuditEvent.detail).where(AuditEvent.action == "rescore")
+                       .order_by(AuditEvent.id.desc())).first()
+        rescored = set(json.loads(ev.detail)["leaks"])
+        assert set(fz["changed_leaks"]) <= rescored
+        inc = _leaks(s)
+    eng.dispose()
+    # the same store scored in full at the same as-of
+    shutil.copy(db, tmp_path / "full.db")
+    eng = desk.engine(str(tmp_path / "full.db"))
+    with Session(eng) as s:
+        pipeline.run_score(s, as_of=sc["as_of"], user="system")
+        full = _leaks(s)
+    eng.dispose()
+    assert list(inc.index) == list(full.index)
+    r = sorted(rescored & set(inc.index))
+    for c in COLS[:3]:
+        np.testing.assert_allclose(inc.loc[r, c].astype(float), full.loc[r, c].astype(float), rtol=1e-9, atol=1e-12,
+                                   err_msg=c)
+    for c in COLS[3:]:
+        assert inc.loc[r, c].tolist() == full.loc[r, c].tolist(), c
+    # every open leak ranked from the stored priorities: a strict order, 1..n, by priority then p_real
+    ranked = inc[inc["rank"].notna()].sort_values("rank")
+    assert ranked["rank"].tolist() == list(range(1, len(ranked) + 1))
+    pr = ranked["priority_score"].to_numpy()
+    assert (np.diff(pr) <= 0).all()
+    # the leaks not re-scored keep their scores: with them, the full scoring's ranks (when their scores agree)
+    same = (inc["priority_score"] - full["priority_score"]).abs().fillna(0).le(1e-9) \
+        & (inc["p_real"] - full["p_real"]).abs().fillna(0).le(1e-9)
+    if same.all():
+        assert inc["rank"].tolist() == full["rank"].tolist()
+
+
+def test_a_full_score_still_scores_everything(tmp_path):
+    eng = desk.engine(str(tmp_path / "f.db"))
+    with Session(eng) as s:
+        desk.demo(s, "demo", seed=2, n_assets=60)
+        n = int(_leaks(s)["status"].isin(pipeline.OPEN_STATUSES).sum())
+        sc = desk.score(s, "system")
+        assert "mode" not in sc and sc["ranked"] == n
+    eng.dispose()
+
+
+@pytest.mark.slow
+def test_a_leaks_clocks_need_only_the_detections_of_the_leaks_sharing_its_sites(tmp_path):
+    """What score_frame(leak_ids=...) relies on: deadlines from the detections of ``site_scope`` are the full ones."""
+    from mlpe_core.comply import deadlines, load_rules
+
+    eng = desk.engine(str(tmp_path / "d.db"))
+    with Session(eng) as s:
+        desk.demo(s, "demo", seed=4, n_assets=1000)
+        leaks = store.leaks_frame(s, columns=pipeline.SCORE_LEAK_COLUMNS)
+        dets = store.detections_frame(s, columns=pipeline.SCORE_DETECTION_COLUMNS)
+        kw = dict(assets=store.assets_frame(s), leaks=leaks, notifications=store.notifications_frame(s))
+        vals, rules, as_of = store.validations_frame(s), load_rules(), pipeline.last_score_as_of(s)
+    eng.dispose()
+    every = deadlines(dets, vals, rules, as_of, **kw)
+    monitored = set(dets.loc[dets["source_type"].eq("continuous_monitor"), "leak_id"].dropna())
+    assert len(every) and monitored
+    rng = np.random.default_rng(0)
+    n_clocks = 0
+    ids = sorted(set(leaks["leak_id"]))
+    for pick in [set(rng.choice(ids, 15, replace=False)) for _ in range(4)] + [set(sorted(monitored)[:20])]:
+        part = deadlines(dets[dets["leak_id"].isin(pipeline.site_scope(leaks, dets, pick))], vals, rules, as_of, **kw)
+        assert _norm(part, pick) == _norm(every, pick)
+        n_clocks += int(every.reindex(sorted(pick))["due_by"].notna().sum())
+    assert n_clocks  # some of the picked leaks have clocks
+
+
+def _norm(df: pd.DataFrame, ids: set) -> list[tuple]:
+    """Rows of ``ids`` as plain values (a missing row, NaN, NaT and None all None)."""
+    df = df.reindex(sorted(ids)).astype(object)
+    return [tuple(None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v) for v in row)
+            for row in df.itertuples()]
+
+
+@pytest.mark.slow
+def test_features_of_some_leaks_are_those_of_every_leak(tmp_path):
+    """leak_features(only=...): the rows from the leaks' own detections equal those computed with every leak."""
+    from mlpe_core.score import leak_features
+
+    eng = desk.engine(str(tmp_path / "f.db"))
+    with Session(eng) as s:
+        desk.demo(s, "demo", seed=4, n_assets=1000)
+        leaks = store.leaks_frame(s, columns=pipeline.SCORE_LEAK_COLUMNS)
+        dets = store.detections_frame(s, columns=pipeline.SCORE_DETECTION_COLUMNS)
+        dets = dets[dets["leak_id"].notna()]
+        cov, as_of = store.coverage_frame(s), pipeline.last_score_as_of(s)
+    eng.dispose()
+    every = leak_features(dets, leaks, as_of, cov)
+    pick = set(np.random.default_rng(1).choice(sorted(every.index), 25, replace=False))
+    some = leak_features(dets, leaks, as_of, cov, only=pick)
+    assert set(some.index) == pick
+    pd.testing.assert_frame_equal(some.sort_index(), every.loc[sorted(pick)], check_exact=True)

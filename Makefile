@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test install lint bench profile clean wheel-check screenshots
+.PHONY: run test install lint bench profile clean wheel-check screenshots ui-timing
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench: $(STAMP)
 # (`make test` saves them to a temporary folder, so a test run leaves the tree clean)
 screenshots: $(DEV_STAMP)
 	MLPE_SHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/test_browser.py
+
+# the browser tests with their timing targets checked (page loads, clicks, the 50,000-leak map): on a quiet machine
+ui-timing: $(DEV_STAMP)
+	MLPE_UI_TIMING=1 $(BIN)/python -m pytest -q tests/test_browser.py
 
 # cProfile of each store-bound command on the 100,000-asset basin; profiles go to a new temp folder (printed)
 profile: $(STAMP)

@@ -23,7 +23,7 @@ d = v.site(asset_id, ver)
 S = d["site"]
 head.subheader(f"{md(asset_id)} · {md(str(S.get('asset_type') or 'unregistered').replace('_', ' '))} · "
                f"{md(S.get('operator') or 'no operator')}")
-st.caption(f"As of {d['as_of']:%Y-%m-%d %H:%M} UTC · {S['latitude']:.5f}, {S['longitude']:.5f} · the site's leaks are "
+st.caption(f"As of {d['as_of']:%Y-%m-%d %H:%M} UTC · {S['latitude']:.4f}, {S['longitude']:.4f} · the site's leaks are "
            "those fusion attributed to this asset; its detections are theirs and the site-level sensors' own.")
 m = st.columns(6)
 m[0].metric("Leaks (open)", f"{int(S['n_leaks'])} ({int(S['n_open'])})")

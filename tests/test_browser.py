@@ -165,6 +165,10 @@ ARRIVED = """(old) => { const h = document.querySelector('[data-testid=stMain] h
     && !document.querySelector('[data-testid=stStatusWidget]'); }"""
 
 
+BODY_DRAWN = """() => document.querySelectorAll('[data-testid=stMain] [data-testid=stElementContainer]').length > 2
+  && !document.querySelector('[data-testid=stStatusWidget]')"""
+
+
 def _goto(pg, label: str) -> float:
     """Click the page in the sidebar; seconds until its heading (a new one) shows and the script has finished."""
     link = pg.get_by_test_id("stSidebarNav").get_by_role("link", name=label, exact=True)
@@ -173,6 +177,8 @@ def _goto(pg, label: str) -> float:
     link.click()
     pg.wait_for_function(ARRIVED, arg=old, timeout=60_000)
     took = time.perf_counter() - t0
+    # the heading can draw before the script's first delta arrives: wait until the page shows more than it
+    pg.wait_for_function(BODY_DRAWN, timeout=60_000)
     _settle(pg, 600)
     return took
 

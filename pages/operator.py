@@ -54,10 +54,12 @@ else:
 left, right = st.columns(2)
 with left:
     st.subheader("Sensor precision from field outcomes")
-    st.dataframe(d["sensors"], hide_index=True, key="op_sensors", column_order=[
+    sensors = d["sensors"].assign(source_type=d["sensors"]["source_type"].map(lambda v: c.label("source_type", v)))
+    st.dataframe(sensors, hide_index=True, key="op_sensors", column_order=[
         "source_name", "source_type", "checked", "confirmed", "already_repaired", "not_found", "precision",
         "precision_lo", "precision_hi"], column_config={
-        "precision": st.column_config.NumberColumn(format="%.2f"),
+        "source_name": "sensor", "source_type": "kind", "already_repaired": "already repaired",
+        "not_found": "not found", "precision": st.column_config.NumberColumn(format="%.2f"),
         "precision_lo": st.column_config.NumberColumn("90 % low", format="%.2f"),
         "precision_hi": st.column_config.NumberColumn("90 % high", format="%.2f")})
     st.caption("Of the checked leaks each sensor saw at this operator's sites, the share a crew found real (confirmed "

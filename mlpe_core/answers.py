@@ -48,6 +48,17 @@ class AnswerCache:
             self._data.clear()
             self.hits = self.misses = 0
 
+    def peek(self, store: str, version: Hashable, question: Hashable, default: Any = None) -> Any:
+        """The cached answer, or ``default`` when there is none (nothing is computed): for a fast path that falls
+        back to the full one on a miss."""
+        key = (store, version, question)
+        with self._lock:
+            if key not in self._data:
+                return default
+            self._data.move_to_end(key)
+            self.hits += 1
+            return self._data[key]
+
     def get(self, store: str, version: Hashable, question: Hashable, compute: Callable[[], Any]) -> Any:
         """The answer to ``question`` at ``version`` of ``store``: cached, else ``compute()`` (once, however many
         callers ask at the same time). A failing computation caches nothing and raises to every caller."""

@@ -39,6 +39,7 @@ from .schema import (  # noqa: F401  (faces label what the contract names)
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    from sqlalchemy.engine import Engine
     from sqlmodel import Session
 
     from . import auth, comply, dispatch, learn, lifecycle, lineage, pipeline, review, runlog, store
@@ -1856,10 +1857,11 @@ _ENGINE_SERIAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _SERIALS = itertools.count(1)
 
 
-def store_key(session: Session) -> str:
-    """Which store ``session`` is on, for keying cached answers: its URL (password hidden). An in-memory SQLite
-    store exists only inside its engine, so its key also names the engine (two such stores never share)."""
-    eng = session.get_bind()
+def store_key(session: Session | Engine) -> str:
+    """Which store ``session`` (or an engine) is on, for keying cached answers: its URL (password hidden). An
+    in-memory SQLite store exists only inside its engine, so its key also names the engine (two such stores never
+    share)."""
+    eng = session.get_bind() if hasattr(session, "get_bind") else session
     eng = getattr(eng, "engine", eng)
     url = eng.url
     key = url.render_as_string(hide_password=True)
@@ -1886,8 +1888,7 @@ class Snapshot:
     @property
     def etag(self) -> str:
         """A strong entity tag for this store version (quoted, as HTTP sends it)."""
-        digest = hashlib.sha256(repr((self.store, self.version)).encode()).hexdigest()[:20]
-        return f'"{digest}"'
+        return etag(self.store, self.version)
 
     def answer(self, question: tuple, compute):
         return ANSWERS.get(self.store, self.version, question, compute)
@@ -1938,6 +1939,23 @@ class Snapshot:
 
     def obligations(self) -> pd.DataFrame:
         return self.answer(("obligations",), lambda: obligations(self.session))
+
+
+def etag(store: str, version_: tuple) -> str:
+    """A strong entity tag for a store version (quoted, as HTTP sends it): :attr:`Snapshot.etag`."""
+    return f'"{hashlib.sha256(repr((store, version_)).encode()).hexdigest()[:20]}"'
+
+
+def stamp(engine: Engine) -> tuple[str, tuple]:
+    """The store's key and version stamp (as :func:`snapshot` reads them) on one pooled connection, without an ORM
+    session: the API's conditional-request path asks only this before answering 304."""
+    with engine.connect() as conn:
+        return store_key(engine), version(conn)
+
+
+def peek(store: str, version_: tuple, question: tuple, default=None):
+    """A cached answer of that store version, or ``default``; nothing is computed (see :class:`Snapshot`)."""
+    return ANSWERS.peek(store, version_, question, default)
 
 
 def snapshot(session: Session) -> Snapshot:

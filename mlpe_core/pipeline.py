@@ -262,7 +262,8 @@ def score_frame(
     vals = store.validations_frame(session)
     if leak_ids is not None:  # a leak's clocks read its own detections and its sites' monitor readings only
         dets = dets[dets["leak_id"].isin(site_scope(leaks, dets, set(X.index)))]
-    dl = deadlines(dets, vals, load_rules(), as_of, assets=store.assets_frame(session), leaks=leaks,
+    sites = store.assets_frame(session, ["asset_id", "asset_type"])  # all a clock reads of an asset
+    dl = deadlines(dets, vals, load_rules(), as_of, assets=sites, leaks=leaks,
                    notifications=store.notifications_frame(session)).reindex(X.index)
     lap("deadlines")
     s, _ = score_table(X, model, obligations=dl)  # urgency, and the band with its reason (score.rank.band_reasons)

@@ -73,6 +73,7 @@ def obligation_queue(session: Session, as_of: pd.Timestamp | None = None, rules:
     dets = dets[dets["leak_id"].isin(leaks["leak_id"])] if len(leaks) else dets.iloc[0:0]
     notes = store.notifications_frame(session)
     ob = obligations(dets, store.validations_frame(session), rules, as_of, notifications=notes,
-                     assets=store.assets_frame(session), leaks=leaks, coverage=coverage, include_met=include_met)
+                     assets=store.assets_frame(session, ["asset_id", "asset_type"]), leaks=leaks,
+                     coverage=coverage, include_met=include_met)
     watch = watch_list(dets, rules, as_of, notes, leaks) if len(dets) else pd.DataFrame(columns=WATCH_COLUMNS)
     return ob, watch

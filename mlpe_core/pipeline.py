@@ -229,7 +229,7 @@ def clock(as_of=None) -> pd.Timestamp:
 
 def score_frame(
     session: Session, as_of: pd.Timestamp | None = None, user: str = "system", model=None,
-    leak_ids: set[str] | None = None,
+    leak_ids: set[str] | None = None, dets: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features and scores for every active leak (not written). Returns (scored leaks, features).
 
@@ -238,13 +238,15 @@ def score_frame(
     ``leak_ids`` limits the work to those leaks (their features from their own detections, the sensors' look
     statistics and fits still from every detection; their compliance clocks from the detections of the leaks
     sharing a site with them, all a leak's clocks depend on, :func:`site_scope`); ranks are then left to
-    :func:`rank_open`.
+    :func:`rank_open`. ``dets``: the store's detections (:data:`SCORE_DETECTION_COLUMNS`) when the caller has
+    just read them in this transaction (a million rows take seconds to read: read once).
     """
     from .comply import deadlines, load_rules
     from .score import leak_features, score_table
 
     leaks = store.leaks_frame(session, columns=SCORE_LEAK_COLUMNS)
-    dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
+    if dets is None:
+        dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
     dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
     if leaks.empty or dets.empty:
         return leaks.iloc[0:0], pd.DataFrame()
@@ -353,9 +355,10 @@ def rescore_leaks(session: Session, leak_ids: set[str], user: str = "system") ->
     return _rescore(session, leak_ids, user)[0]
 
 
-def _rescore(session: Session, leak_ids: set[str], user: str, ranks_before: bool = True
-             ) -> tuple[dict, pd.DataFrame | None]:
-    """:func:`rescore_leaks`, and the new scores (None before the first scoring)."""
+def _rescore(session: Session, leak_ids: set[str], user: str, ranks_before: bool = True,
+             dets: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame | None]:
+    """:func:`rescore_leaks`, and the new scores (None before the first scoring); ``dets`` as for
+    :func:`score_frame`."""
     require(session, user, "score")
     before = None
     if ranks_before:
@@ -365,7 +368,7 @@ def _rescore(session: Session, leak_ids: set[str], user: str, ranks_before: bool
     if as_of is None:
         return {"before": before, "after": before, "as_of": None}, None
     generation = store.fusion_generation(session)  # before the leaks are read (as run_score does)
-    s, _ = score_frame(session, as_of, user, leak_ids=set(leak_ids))
+    s, _ = score_frame(session, as_of, user, leak_ids=set(leak_ids), dets=dets)
     try:
         if len(s):
             store.save_scores(session, s.drop(columns=["rank"]), generation=generation)
@@ -439,11 +442,12 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
     notes = store.notifications_frame(session)
     ids |= set(notes["leak_id"].dropna()) if len(notes) else set()
     leaks = store.leaks_frame(session, columns=["leak_id", "asset_id", "latitude", "longitude"])
-    dets = store.detections_frame(session, columns=["leak_id", "asset_id", "source_type", "latitude", "longitude"])
+    # read once, for the scope and the scoring (nothing is written in between)
+    dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
     ids = ids & set(leaks["leak_id"])
     ids = site_scope(leaks, dets, ids | flown_over(leaks, dets, ids))
     lap("scope")
-    r, s = _rescore(session, ids, user, ranks_before=False)
+    r, s = _rescore(session, ids, user, ranks_before=False, dets=dets)
     bands = s["risk_band"].value_counts() if s is not None and len(s) else pd.Series(dtype=int)
     say(progress, 1.0, "scored")
     return {"scored": 0 if s is None else len(s), "ranked": len(r["after"] or {}), "high": int(bands.get("HIGH", 0)),
@@ -453,7 +457,7 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
 
 def rank_open(session: Session) -> dict[str, int]:
     """Rank the open leaks by their stored priority (then P(real)); others lose their rank. No commit."""
-    lk = store.leaks_frame(session)
+    lk = store.leaks_frame(session, columns=["status", "priority_score", "p_real"])  # not every column of 100k leaks
     if lk.empty:
         return {}
     open_ = lk[lk["status"].isin(OPEN_STATUSES) & lk["priority_score"].notna()]

@@ -144,7 +144,7 @@ class LeakFuser:
         group = np.full(n, -1, dtype=np.int64)
         precise = np.flatnonzero(sigma <= self.precise_sigma_m)
         if len(precise):
-            group[precise] = link_components(xyz[precise] - xyz[precise].mean(axis=0), self.link_distance())
+            group[precise] = link_components(xyz[precise], self.link_distance())  # raw: see local_hdbscan
 
         if len(anchor):
             labels[anchor] = self._cluster(xyz[anchor], sigma[anchor], t_days[anchor], group=group[anchor])

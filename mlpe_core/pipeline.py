@@ -33,6 +33,10 @@ Progress = Callable[[float, str], None] | None
 # What each stage reads from the store (a basin's reads skip the lineage, free-text and score columns it does not use)
 FUSE_DETECTION_COLUMNS = FUSE_COLUMNS
 SCORE_DETECTION_COLUMNS = SCORE_COLUMNS
+# What a re-score with recorded sensor fits reads of every detection (the sensors' clocks and feeds, the sites); the
+# other scoring columns only of the detections of the leaks it re-scores and their sites (``run_score_changed``)
+SCORE_EVERY_COLUMNS = ("id", "leak_id", "source_name", "source_type", "observed_at", "latitude", "longitude",
+                       "confidence", "asset_id")
 SCORE_LEAK_COLUMNS = ("leak_id", "latitude", "longitude", "radius_m", "asset_id", "status", "rank")
 
 
@@ -454,10 +458,16 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
     notes = store.notifications_frame(session)
     ids |= set(notes["leak_id"].dropna()) if len(notes) else set()
     leaks = store.leaks_frame(session, columns=["leak_id", "asset_id", "latitude", "longitude"])
-    # read once, for the scope and the scoring (nothing is written in between)
-    dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
+    # read once, for the scope and the scoring (nothing is written in between); with every sensor's fit recorded,
+    # the columns only the re-scored leaks' rows need are read for those rows alone (4.0 s -> 2.2 s at 1M rows)
+    dets = store.detections_frame(session, columns=SCORE_EVERY_COLUMNS)
+    local = set(dets["source_name"].astype(str).unique()) <= set(fits)
+    if not local:
+        dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
     ids = ids & set(leaks["leak_id"])
     ids = site_scope(leaks, dets, ids | flown_over(leaks, dets, ids))
+    if local:  # score_frame's clocks read the sites of the re-scored leaks: site_scope of ids, within this one
+        dets = _widened(session, dets, site_scope(leaks, dets, ids))
     lap("scope")
     r, s = _rescore(session, ids, user, ranks_before=False, dets=dets, sensor_fits=fits)
     bands = s["risk_band"].value_counts() if s is not None and len(s) else pd.Series(dtype=int)
@@ -465,6 +475,20 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
     return {"scored": 0 if s is None else len(s), "ranked": len(r["after"] or {}), "high": int(bands.get("HIGH", 0)),
             "medium": int(bands.get("MEDIUM", 0)), "low": int(bands.get("LOW", 0)), "as_of": as_of,
             "mode": "incremental"}
+
+
+def _widened(session: Session, dets: pd.DataFrame, leak_ids: set[str]) -> pd.DataFrame:
+    """``dets`` (:data:`SCORE_EVERY_COLUMNS` of every detection) with the other :data:`SCORE_DETECTION_COLUMNS`:
+    their stored values on the detections of ``leak_ids``, blank on the others (which a scoring of ``leak_ids``
+    with every sensor's fit given reads only through :data:`SCORE_EVERY_COLUMNS`: ``score.leak_features``)."""
+    wide = store.detections_of_leaks(session, leak_ids, SCORE_DETECTION_COLUMNS)
+    extra = [c for c in SCORE_DETECTION_COLUMNS if c not in dets.columns]
+    w = wide.set_index("id")[extra].reindex(dets["id"].to_numpy())
+    out = dets.copy()
+    for c in extra:
+        col = w[c].fillna(False).astype(bool) if wide[c].dtype == bool else w[c]
+        out[c] = col.set_axis(out.index)
+    return out[list(SCORE_DETECTION_COLUMNS)]
 
 
 def rank_open(session: Session) -> dict[str, int]:

@@ -914,3 +914,69 @@ def test_the_rate_gate_also_separates_satellite_plumes_clustered_among_themselve
     assert partition(_fit(frame, max_rate_ratio=1e9).labels_) == [0] * (n_small + 1)  # without the gate: one
     unquantified = dets(small + [{k: v for k, v in big.items() if k != "rate"}])
     assert partition(_fit(unquantified).labels_) == [0] * (n_small + 1)  # an unquantified plume is never refused
+
+
+# ------------------------------------------------------------------------- issue 18: clustering local by definition
+
+
+def test_local_hdbscan_is_hdbscan_on_well_separated_sources_and_a_lone_pair_is_a_cluster():
+    """Sources km apart (each its own link component): nearly the same clusters as one HDBSCAN run over
+    everything (a component is born at 1/link_m, not at 1/its distance to the nearest other, so a few
+    4-point sources split 2 + 2 one way and not the other); and a single tight pair, alone, is a cluster
+    (one run of the library calls it noise: the root is never selected)."""
+    import hdbscan
+    from sklearn.metrics import adjusted_rand_score
+
+    from mlpe_core.fuse.geometry import local_hdbscan
+
+    rng = np.random.default_rng(0)
+    centres = np.c_[rng.uniform(0, 1e5, (500, 2)), np.zeros(500)]
+    x = np.repeat(centres, 4, axis=0) + rng.normal(0, 5, (2000, 3))
+    ref = hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1).fit_predict(x)
+    assert adjusted_rand_score(ref, local_hdbscan(x, 424.0, 2)) > 0.99
+    pair = np.array([[0.0, 0.0, 0.0], [3.0, 1.0, 0.0]])
+    assert (local_hdbscan(pair, 424.0, 2) >= 0).all()
+    assert (hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1).fit_predict(pair) < 0).all()
+
+
+def test_a_components_clusters_do_not_depend_on_far_points():
+    """HDBSCAN per link component: a cluster pattern inside one component is the same whatever lies 2 km
+    away, including a far dense blob that, in one global excess-of-mass choice, changes what is selected."""
+    from mlpe_core.fuse.geometry import local_hdbscan
+
+    rng = np.random.default_rng(3)
+    here = np.vstack([rng.normal(0, 4, (6, 3)), rng.normal(0, 4, (5, 3)) + [60, 0, 0], [[30.0, 40.0, 0.0]]])
+    far = np.vstack([rng.normal(0, 50, (300, 3)) + [5000, 0, 0], rng.normal(0, 3, (3, 3)) + [2500, 0, 0]])
+    alone = partition(local_hdbscan(here, 424.0, 2))
+    with_far = partition(local_hdbscan(np.vstack([here, far]), 424.0, 2)[: len(here)])
+    assert alone == with_far
+
+
+def test_precise_leaks_never_span_two_link_components(dets):
+    """Two aircraft pairs 40 m apart are one leak's worth of evidence only within a link component: with a
+    link distance shorter than their gap they stay two leaks, with the default (424 m) they are one."""
+    rows = [dict(dx=0, dy=0, day=0), dict(dx=2, dy=1, day=1), dict(dx=40, dy=0, day=2, sigma=30, type="satellite")]
+    assert partition(_fit(dets(rows)).labels_) == [0, 0, 0]
+    assert partition(_fit(dets(rows), link_m=20.0).labels_) == [0, 0, 1]
+    assert LeakFuser().link_distance() == pytest.approx(3 * np.sqrt(2) * 100)
+
+
+def test_incremental_context_is_the_touched_components_not_every_precise_detection(dets, monkeypatch):
+    """A new fix at pad 0 of a chain of pads 1 km apart: the fit sees pad 0's component (and nothing else),
+    not every precise detection of the store, and still equals a full fusion."""
+    seen = []
+    real = LeakFuser.fit
+
+    def spy(self, X, *a, **k):
+        seen.append(len(X))
+        return real(self, X, *a, **k)
+
+    rows = []
+    for i in range(30):
+        rows += [dict(dx=1000.0 * i, dy=0, day=0), dict(dx=1000.0 * i + 2, dy=1, day=1)]
+    frame = dets(rows + [dict(dx=-3, dy=0, day=2)])
+    d = _stored(frame, np.arange(len(frame)) == len(frame) - 1)
+    monkeypatch.setattr(LeakFuser, "fit", spy)
+    same, inc = _same_as_full(d)
+    assert same and not inc.full_
+    assert seen[0] == 3  # the new fix and its pad's pair; the other 58 precise fixes stay out of the fit

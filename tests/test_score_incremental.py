@@ -51,6 +51,8 @@ def test_incremental_scores_are_a_full_scorings_and_the_ranks_follow(tmp_path):
     eng = desk.engine(str(db))
     with Session(eng) as s:
         desk.demo(s, "demo", seed=4, n_assets=1000)
+        fits = pipeline.last_score_fits(s)  # the demo's scoring fitted the sensors: re-scores reuse them
+        assert fits and all(0 < c <= 1 and L > 0 for c, L in fits.values())
         new = tmp_path / "new.csv"
         _new_detections(s, new)
         desk.ingest(s, "system", [new])
@@ -65,11 +67,13 @@ def test_incremental_scores_are_a_full_scorings_and_the_ranks_follow(tmp_path):
         assert set(fz["changed_leaks"]) <= rescored
         inc = _leaks(s)
     eng.dispose()
-    # the same store scored in full at the same as-of
+    # the same store scored in full at the same as-of, with the sensor fits the re-score used (the last full
+    # scoring's); refitted on the new detections they may move (a definition: docs/scoring.md)
     shutil.copy(db, tmp_path / "full.db")
     eng = desk.engine(str(tmp_path / "full.db"))
     with Session(eng) as s:
-        pipeline.run_score(s, as_of=sc["as_of"], user="system")
+        pipeline.run_score(s, as_of=sc["as_of"], user="system", sensor_fits=fits)
+        assert pipeline.last_score_fits(s) == fits
         full = _leaks(s)
     eng.dispose()
     assert list(inc.index) == list(full.index)
@@ -152,3 +156,12 @@ def test_features_of_some_leaks_are_those_of_every_leak(tmp_path):
     some = leak_features(dets, leaks, as_of, cov, only=pick)
     assert set(some.index) == pick
     pd.testing.assert_frame_equal(some.sort_index(), every.loc[sorted(pick)], check_exact=True)
+    # with the sensors' fits of the scoring of every leak, only those leaks' rates and looks are computed
+    fits = every.attrs["sensor_fits"]
+    assert fits and set(fits) == set(dets["source_name"].astype(str))
+    local = leak_features(dets, leaks, as_of, cov, only=pick, fits=fits)
+    pd.testing.assert_frame_equal(local.sort_index(), every.loc[sorted(pick)], check_exact=True)
+    # and the fits are used: other fits give other look statistics
+    moved = {k: (c / 2, L * 3) for k, (c, L) in fits.items()}
+    other = leak_features(dets, leaks, as_of, cov, only=pick, fits=moved)
+    assert not np.allclose(other["log_p_silence"].sort_index(), local["log_p_silence"].sort_index())

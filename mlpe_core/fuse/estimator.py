@@ -20,13 +20,15 @@ from .geometry import (
     _split_in_time,
     _time_bounds,
     from_ecef,
+    link_components,
+    local_hdbscan,
     to_ecef,
 )
 from .streams import _stream_names, _stream_segments
 
 # Bumped whenever the grouping logic changes with the same settings: a store fused by another version is
 # re-fused in full, never mixed with incremental results of this one (pipeline._stale_fusion).
-FUSION_VERSION = 5
+FUSION_VERSION = 6  # 6: precise leaks built per link_m component (HDBSCAN local)
 
 
 class LeakFuser:
@@ -38,6 +40,16 @@ class LeakFuser:
     precise_sigma_m : detections up to this 1-sigma (satellites of 20-60 m pixels) join an anchor they
         agree with or build leaks of their own; coarser ones (site sensors, km pixels) only attach.
     min_cluster_size, min_samples : HDBSCAN settings.
+    link_m : precise detections are grouped within components of 'a chain of precise detections each closer
+        than ``link_m`` to the next': HDBSCAN runs on each component on its own (``geometry.local_hdbscan``),
+        and no later step (merge, attach, regrouping) joins precise detections of two components. So a
+        precise leak depends only on its own component, and an incremental fusion needs only the components
+        new detections touch, not every precise detection of the store. Default (None): the farthest two
+        precise detections can be and still be compatible, ``attach_sigmas`` · √2 · ``precise_sigma_m``
+        (424 m with the defaults: two 100 m fixes 3 combined sigmas apart), so two detections that any step
+        could put in one leak by their own positions are always in one component. With ``min_samples`` > 1
+        HDBSCAN's core distances are not local: each component is then clustered by its own ``hdbscan``
+        run (slower; same locality).
     attach_sigmas : how many combined sigmas apart a detection may be from a leak centre to join it.
     time_gap_days : a silence longer than this splits a leak into separate events.
     site_sigma_m : extent of a site, for attributing leaks to assets.
@@ -82,6 +94,7 @@ class LeakFuser:
         silence_p: float = 1e-6,
         rate_slack_log: float = 0.5,
         max_rate_ratio: float = 20.0,
+        link_m: float | None = None,
     ):
         self.anchor_sigma_m = anchor_sigma_m
         self.precise_sigma_m = precise_sigma_m
@@ -94,6 +107,13 @@ class LeakFuser:
         self.silence_p = silence_p
         self.rate_slack_log = rate_slack_log
         self.max_rate_ratio = max_rate_ratio
+        self.link_m = link_m
+
+    def link_distance(self) -> float:
+        """``link_m``, or its default: ``attach_sigmas`` · √2 · ``precise_sigma_m``."""
+        if self.link_m is not None:
+            return float(self.link_m)
+        return self.attach_sigmas * np.sqrt(2.0) * self.precise_sigma_m
 
     # ----------------------------------------------------------------------------------------- fit
     def fit(self, X: pd.DataFrame, assets: pd.DataFrame | None = None, coverage: pd.DataFrame | None = None
@@ -120,18 +140,24 @@ class LeakFuser:
         anchor = np.flatnonzero(sigma <= self.anchor_sigma_m)
         mid = np.flatnonzero((sigma > self.anchor_sigma_m) & (sigma <= self.precise_sigma_m))
         coarse = np.flatnonzero(sigma > self.precise_sigma_m)
+        # the precise detections' link components: no precise leak spans two (see ``link_m``)
+        group = np.full(n, -1, dtype=np.int64)
+        precise = np.flatnonzero(sigma <= self.precise_sigma_m)
+        if len(precise):
+            group[precise] = link_components(xyz[precise], self.link_distance())  # raw: see local_hdbscan
 
         if len(anchor):
-            labels[anchor] = self._cluster(xyz[anchor], sigma[anchor], t_days[anchor])
+            labels[anchor] = self._cluster(xyz[anchor], sigma[anchor], t_days[anchor], group=group[anchor])
         if len(mid):
             if (labels >= 0).any():
-                self._attach(mid, xyz, sigma, t_days, None, labels, None, gate_rates=rates)
+                self._attach(mid, xyz, sigma, t_days, None, labels, None, gate_rates=rates, group=group)
             rest = mid[labels[mid] < 0]
             if len(rest):
                 base = int(labels.max()) + 1 if (labels >= 0).any() else 0
                 rest_rates = rates[rest] if rates is not None else None  # plumes are gated among themselves too
-                labels[rest] = base + self._cluster(xyz[rest], sigma[rest], t_days[rest], rest_rates)
-            labels = self._merge_compatible(xyz, sigma, t_days, labels, rates)
+                labels[rest] = base + self._cluster(xyz[rest], sigma[rest], t_days[rest], rest_rates,
+                                                    group=group[rest])
+            labels = self._merge_compatible(xyz, sigma, t_days, labels, rates, group=group)
         if len(coarse):
             leak_asset = self._leak_assets(xyz, sigma, labels, asset, assets)
             precise_labels = labels.copy()
@@ -159,25 +185,17 @@ class LeakFuser:
         return self.fit(X, assets).labels_
 
     # ----------------------------------------------------------------------------------------- steps
-    def _cluster(self, xyz: np.ndarray, sigma: np.ndarray, t: np.ndarray, rates: np.ndarray | None = None
-                 ) -> np.ndarray:
-        """HDBSCAN, split in time, drop members inconsistent with their cluster, regroup the rest.
+    def _cluster(self, xyz: np.ndarray, sigma: np.ndarray, t: np.ndarray, rates: np.ndarray | None = None,
+                 group: np.ndarray | None = None) -> np.ndarray:
+        """HDBSCAN per link component, split in time, drop members inconsistent with their cluster, regroup the rest.
 
         With ``rates`` (the mid tier), a quantified member whose rate differs from the mean log-rate of its
         cluster's other quantified members by more than ``max_rate_ratio`` is dropped too, and the
-        merge, attach and regrouping steps refuse pairs that far apart in rate.
+        merge, attach and regrouping steps refuse pairs that far apart in rate. ``group``: the points'
+        precise link components (``link_m``); merges and attachments stay within one.
         """
         n = len(xyz)
-        if n >= 2:
-            import hdbscan
-
-            # subtract the mean so float precision is not lost at 6e6 m from the Earth's centre
-            model = hdbscan.HDBSCAN(
-                min_cluster_size=self.min_cluster_size, min_samples=self.min_samples, core_dist_n_jobs=1
-            )
-            lab = model.fit_predict(xyz - xyz.mean(axis=0))
-        else:
-            lab = np.full(n, -1)
+        lab = self._hdbscan(xyz) if n >= 2 else np.full(n, -1)
         lab = _split_in_time(lab, t, self.time_gap_days)
         # HDBSCAN knows no uncertainties: two 3 m fixes 20 m apart are two sources, not one
         for _ in range(2):
@@ -202,18 +220,40 @@ class LeakFuser:
             lab = _relabel_keep_noise(lab)
         if rates is not None and (lab >= 0).any():
             lab = self._drop_off_rate(lab, rates)
-        lab = self._merge_compatible(xyz, sigma, t, lab, rates)
+        lab = self._merge_compatible(xyz, sigma, t, lab, rates, group=group)
         noise = np.flatnonzero(lab < 0)
         if len(noise) and (lab >= 0).any():
-            self._attach(noise, xyz, sigma, t, None, lab, None, gate_rates=rates)
+            self._attach(noise, xyz, sigma, t, None, lab, None, gate_rates=rates, group=group)
         rest = np.flatnonzero(lab < 0)
         if len(rest):
             base = int(lab.max()) + 1 if (lab >= 0).any() else 0
             lab[rest] = base + _compatible_components(
                 xyz[rest], sigma[rest], t[rest], self.attach_sigmas, self.time_gap_days,
                 rates[rest] if rates is not None else None, np.log(self.max_rate_ratio),
+                group=group[rest] if group is not None else None,
             )
         return lab
+
+    def _hdbscan(self, xyz: np.ndarray) -> np.ndarray:
+        """HDBSCAN labels (-1 noise), run on each ``link_m`` component on its own (``geometry.local_hdbscan``)."""
+        link = self.link_distance()
+        if self.min_samples == 1:
+            return local_hdbscan(xyz, link, self.min_cluster_size)
+        import hdbscan
+
+        # subtract the mean so float precision is not lost at 6e6 m from the Earth's centre
+        x = xyz - xyz.mean(axis=0)
+        comp = link_components(x, link)
+        out = np.full(len(x), -1, dtype=np.int64)
+        base = 0
+        for idx in pd.Series(np.arange(len(x))).groupby(comp).indices.values():
+            if len(idx) <= self.min_samples or len(idx) < self.min_cluster_size:
+                continue
+            lab = hdbscan.HDBSCAN(min_cluster_size=self.min_cluster_size, min_samples=self.min_samples,
+                                  allow_single_cluster=True, core_dist_n_jobs=1).fit_predict(x[idx])
+            out[idx[lab >= 0]] = base + lab[lab >= 0]
+            base += int(lab.max()) + 1 if (lab >= 0).any() else 0
+        return out
 
     def _drop_off_rate(self, lab: np.ndarray, rates: np.ndarray) -> np.ndarray:
         """Members whose rate is over ``max_rate_ratio`` from the mean log-rate of the rest of their cluster
@@ -235,9 +275,10 @@ class LeakFuser:
         lab[off] = -1
         return _relabel_keep_noise(lab)
 
-    def _merge_compatible(self, xyz, sigma, t, lab, rates=None):
+    def _merge_compatible(self, xyz, sigma, t, lab, rates=None, group=None):
         """Join clusters whose centres agree within their errors and whose times overlap or touch (and,
-        given ``rates``, whose measured rates are within ``max_rate_ratio`` of each other)."""
+        given ``rates``, whose measured rates are within ``max_rate_ratio`` of each other; given ``group``,
+        that are in one link component)."""
         if (lab >= 0).sum() == 0:
             return lab
         c, se = _centres(xyz, sigma, lab)
@@ -257,6 +298,9 @@ class LeakFuser:
         if rates is not None:
             lr = _log_rates(lab, rates, len(c))
             keep &= ~(np.abs(lr[a] - lr[b]) > np.log(self.max_rate_ratio))  # NaN (unquantified) never refuses
+        if group is not None:
+            lg = _label_groups(lab, group, len(c))
+            keep &= lg[a] == lg[b]
         m = len(c)
         g = coo_matrix((np.ones(keep.sum()), (a[keep], b[keep])), shape=(m, m))
         _, comp = connected_components(g, directed=False)
@@ -284,14 +328,14 @@ class LeakFuser:
         return out
 
     def _attach(self, pts, xyz, sigma, t, asset, labels, ambiguous, leak_asset=None, rates=None,
-                gate_rates=None) -> None:
+                gate_rates=None, group=None) -> None:
         """Give each point in ``pts`` the compatible leak it most likely belongs to (in place).
 
         Compatible: centre within ``attach_sigmas`` combined sigmas and time within the gap. A point
         that names an asset may only join leaks of that asset. With several candidates the Gaussian
         likelihood times the leak's size decides, and the point is marked ambiguous when asked to.
         With ``gate_rates``, a quantified point never joins a leak whose rate differs by more than
-        ``max_rate_ratio``.
+        ``max_rate_ratio``. With ``group`` (precise points' link components), only leaks of the point's own.
         """
         c, se = _centres(xyz, sigma, labels)
         valid = np.flatnonzero(np.isfinite(c).all(axis=1))
@@ -301,6 +345,7 @@ class LeakFuser:
         counts = np.bincount(labels[labels >= 0], minlength=len(c))
         log_rate = _log_rates(labels, rates, len(c)) if rates is not None else None
         gate_lr = _log_rates(labels, gate_rates, len(c)) if gate_rates is not None else None
+        lg = _label_groups(labels, group, len(c)) if group is not None else None
         tree = cKDTree(c[valid])
         k_max = max(self.attach_sigmas, self.asset_attach_sigmas)
         r = k_max * np.sqrt(sigma[pts] ** 2 + float(np.nanmax(se[valid])) ** 2)
@@ -309,6 +354,8 @@ class LeakFuser:
             if len(cand) == 0:
                 continue
             cand = cand[(tmin[cand] - self.time_gap_days <= t[i]) & (t[i] <= tmax[cand] + self.time_gap_days)]
+            if lg is not None:
+                cand = cand[lg[cand] == group[i]]
             k = self.attach_sigmas
             if asset is not None and asset[i] is not None and leak_asset is not None:
                 cand = cand[[asset[i] in leak_asset.get(int(j), ()) for j in cand]] if len(cand) else cand
@@ -475,6 +522,14 @@ class LeakFuser:
                 xyz[rest][~named], sigma[rest][~named], t[rest][~named], self.attach_sigmas, self.time_gap_days
             )
         labels[rest] = nxt + sub
+
+
+def _label_groups(lab: np.ndarray, group: np.ndarray, m: int) -> np.ndarray:
+    """The link component of each label's members (all one: leaks never span two), -1 for none."""
+    out = np.full(m, -1, dtype=np.int64)
+    ok = lab >= 0
+    out[lab[ok]] = group[ok]
+    return out
 
 
 def _calibrated(X: pd.DataFrame, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -105,7 +105,8 @@ def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: fl
 
 
 def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, as_of: pd.Timestamp,
-               coverage: pd.DataFrame | None = None) -> pd.DataFrame:
+               coverage: pd.DataFrame | None = None, fits: dict | None = None,
+               only: set[str] | None = None) -> pd.DataFrame:
     """Per leak: how often its sensors looked since it was last seen, and how likely that silence is if it
     still emits.
 
@@ -125,6 +126,12 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed since the leak's last sighting),
     ``log_p_silence`` (Σ over sensors of ln P(silence since the leak's last sighting | still emitting)) and
     ``log_p_silence_before`` (Σ ln P(each sensor's silence before it | real)).
+
+    ``fits`` ({sensor: (c, L)}, as a scoring stored them: ``attrs["sensor_fits"]`` of the result, one entry per
+    sensor with the c and L it used, fitted or from the table): those sensors are not fitted again. With
+    ``fits`` naming every sensor, ``only`` (leak ids) gives the rows of those leaks alone, and ``log_rate`` need
+    hold only theirs; a sensor's feed-wide clock (its revisit, when it began and stopped, an aircraft's flown
+    cells and days) is still read from every detection in ``dets``.
     """
     cols = ["n_days_seen", "missed_looks", "log_p_silence", "log_p_silence_before", "log_lr_isolated"]
     leaks = pd.Index(dets["leak_id"].unique())
@@ -138,13 +145,18 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     d = pd.DataFrame({"leak_id": dets["leak_id"].to_numpy(), "source_name": dets["source_name"].astype(str).to_numpy(),
                       "source_type": dets["source_type"].to_numpy(), "day": day, "t": tday,
                       "asset_id": dets["asset_id"].to_numpy() if "asset_id" in dets else None})
-    seen = d.groupby("leak_id")["day"].nunique()
-    pairs = d.groupby(["leak_id", "source_name"], sort=False).agg(
+    if only is not None and fits is not None and set(np.unique(d["source_name"])) <= set(fits):
+        ds = d[d["leak_id"].isin(only).to_numpy()]
+        leaks = pd.Index(ds["leak_id"].unique())
+    else:
+        ds = d
+    seen = ds.groupby("leak_id")["day"].nunique()
+    pairs = ds.groupby(["leak_id", "source_name"], sort=False).agg(
         source_type=("source_type", "first"), n=("day", "nunique"), first=("day", "min"), last=("day", "max"),
         first_t=("t", "min"), last_t=("t", "max")).reset_index()
     # the leak's last sighting by any sensor: it was emitting then, whatever each sensor saw before
     leak_last = pairs.groupby("leak_id")["last"].transform("max").to_numpy(float)
-    leak_last_t = d.groupby("leak_id")["t"].max().reindex(pairs["leak_id"]).to_numpy(float)
+    leak_last_t = ds.groupby("leak_id")["t"].max().reindex(pairs["leak_id"]).to_numpy(float)
     cen = centres.reindex(pairs["leak_id"])
     lat, lon = cen["latitude"].to_numpy(float), cen["longitude"].to_numpy(float)
     n = pairs["n"].to_numpy(float)
@@ -215,12 +227,16 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     eff = np.where(np.isfinite(eff), eff, 0.5)
     rate = np.exp(log_rate.reindex(pairs["leak_id"]).fillna(0.0).to_numpy(float))
     m = np.zeros(len(pairs))
-    for _name, idx in pairs.groupby("source_name", sort=False).groups.items():
+    used: dict[str, tuple[float, float]] = {}
+    for name, idx in pairs.groupby("source_name", sort=False).groups.items():
         idx = np.asarray(idx)
         rep = idx[informative[idx] & (n[idx] >= 2)]
         c, lim, k_ = float(eff[idx[0]]), float(limit[idx[0]]), float(slope[idx[0]])
-        if len(rep) >= 5:
+        if fits is not None and name in fits:
+            c, lim = (float(v) for v in fits[name])
+        elif len(rep) >= 5:
             c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim, k_)
+        used[str(name)] = (c, lim)
         m[idx] = c * p_detect(rate[idx], lim, k_)
     m = np.clip(m, 1e-3, 1 - 1e-3)
     a = LOOK_PRIOR_STRENGTH * m + (n - 1)
@@ -235,7 +251,7 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     # an imager's one-off: would a real source of this size have been seen before? Its age is exponential
     # with the mean life of its size (persistence_days), looks come at k_pre / pre_days a day, each seeing it
     # with probability m; a false plume is a one-off whatever the looks. Likelihood ratio real : false.
-    n_leak = d.groupby("leak_id").size().reindex(pairs["leak_id"]).to_numpy()
+    n_leak = ds.groupby("leak_id").size().reindex(pairs["leak_id"]).to_numpy()
     lone = informative & (n_leak == 1) & pairs["source_type"].isin(["satellite", "aerial"]).to_numpy()
     inv_tau = 1.0 / persistence_days(rate)
     lam = -np.log1p(-m) * k_pre / np.maximum(pre_days, 1.0)
@@ -246,7 +262,9 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
                         "log_p_silence_before": logp_b, "log_lr_isolated": log_lr})
     out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_p_silence_before", "log_lr_isolated"]].sum()
     out["n_days_seen"] = seen
-    return out.reindex(leaks)[cols]
+    out = out.reindex(leaks)[cols]
+    out.attrs["sensor_fits"] = used
+    return out
 
 
 def _coverage_by_sensor(coverage: pd.DataFrame | None) -> dict:
@@ -348,7 +366,8 @@ def persistence_days(rate: np.ndarray, small_days: float = PERSISTENCE_DAYS) -> 
 
 
 def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
-                  coverage: pd.DataFrame | None = None, only: set[str] | None = None) -> pd.DataFrame:
+                  coverage: pd.DataFrame | None = None, only: set[str] | None = None,
+                  fits: dict | None = None) -> pd.DataFrame:
     """One row per leak (index leak_id) with :data:`FEATURES`, the rate estimate columns, first/last seen
     and ``source_names`` (the distinct sensor names, most detections first; for the reasons, not a feature).
 
@@ -357,7 +376,12 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
 
     ``only`` (leak ids): the rows of those leaks alone, each from its own detections, the same as without it;
     what belongs to a sensor (its feed's usual confidence, its looks and the fit of its look efficiency and
-    detection limit, :func:`look_stats`) is still learned from every detection in ``dets``."""
+    detection limit, :func:`look_stats`) is still learned from every detection in ``dets``.
+
+    ``fits``: each sensor's look efficiency and detection limit as an earlier scoring fitted them (the
+    ``attrs["sensor_fits"]`` of its result, which every result carries): not fitted again. With ``only`` and
+    ``fits`` naming every sensor, the rates and look statistics are computed for those leaks alone (the
+    fit needed every leak's rate); the rows are those a scoring of every leak with these ``fits`` gives."""
     everyone = dets
     d = dets if only is None else dets[dets["leak_id"].isin(only)]
     g = d.groupby("leak_id")
@@ -371,7 +395,9 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     first = t.groupby(d["leak_id"]).min()
     if coverage is not None and len(coverage):
         coverage = coverage[pd.to_datetime(coverage["start_at"], utc=True) <= as_of]  # nothing from after as_of
-    rates = estimate_rates(everyone, coverage)  # every leak's: the sensor fits of look_stats need them
+    local = only is not None and fits is not None and set(everyone["source_name"].astype(str).unique()) <= set(fits)
+    # every leak's rate, for the sensor fits of look_stats; with the fits given, only these leaks'
+    rates = estimate_rates(d if local else everyone, coverage)
     f = pd.DataFrame(index=pd.Index(d["leak_id"].unique(), name="leak_id"))
     f["n_detections"] = g.size()
     f["n_sources"] = g["source_name"].nunique()
@@ -394,14 +420,16 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     f["ambiguous_share"] = amb.fillna(False).astype(float).groupby(d["leak_id"]).mean()
     lk = leaks.set_index("leak_id") if len(leaks) and "leak_id" in leaks else pd.DataFrame()
     f["radius_m"] = lk["radius_m"].reindex(f.index) if "radius_m" in lk else np.nan
-    every = pd.Index(everyone["leak_id"].unique(), name="leak_id")
+    around = d if local else everyone
+    every = pd.Index(around["leak_id"].unique(), name="leak_id")
     if {"latitude", "longitude"} <= set(lk.columns):
         centres = lk[["latitude", "longitude"]].reindex(every)
     else:
         centres = pd.DataFrame(index=every, columns=["latitude", "longitude"], dtype=float)
-    if {"latitude", "longitude"} <= set(everyone.columns):
-        centres = centres.fillna(everyone.groupby("leak_id")[["latitude", "longitude"]].median().reindex(every))
-    looks = look_stats(everyone, centres, rates["log_rate"], as_of, coverage)
+    if {"latitude", "longitude"} <= set(around.columns):
+        centres = centres.fillna(around.groupby("leak_id")[["latitude", "longitude"]].median().reindex(every))
+    looks = look_stats(everyone, centres, rates["log_rate"], as_of, coverage, fits=fits,
+                       only=set(f.index) if local else None)
     f = f.join(looks.reindex(f.index))
     f = f.join(repair_clock(d, last, as_of))
     # sorted over every leak, then cut to these: ties keep the order a scoring of every leak gives them
@@ -409,4 +437,5 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     names = names[names["leak_id"].isin(f.index)] if only is not None else names
     f["source_names"] = names.groupby("leak_id", sort=False)["source_name"].agg(", ".join).reindex(f.index)
     f["first_seen"], f["last_seen"] = first, last
+    f.attrs["sensor_fits"] = looks.attrs.get("sensor_fits", {})
     return f

@@ -38,12 +38,20 @@ SYSTEMATIC_SHARE = 0.5  # a sensor's systematic rate error (log space) as a shar
 
 
 def sensor_default(source_name: pd.Series, source_type: pd.Series, key: str) -> np.ndarray:
-    """``ingest.instrument_defaults`` looked up once per distinct (name, type) and spread back to the rows."""
-    pairs = pd.DataFrame({"n": source_name.astype(str).to_numpy(), "t": source_type.astype(str).to_numpy()})
-    code = pairs.groupby(["n", "t"], sort=False, dropna=False).ngroup().to_numpy()  # numbered by first appearance
-    uniq = pairs.drop_duplicates().reset_index(drop=True)  # the same order
-    vals = instrument_defaults(uniq["n"], uniq["t"], key).to_numpy(float)
-    return vals[code].astype(float) if len(code) else np.zeros(0, float)
+    """``ingest.instrument_defaults`` looked up once per distinct (name, type) and spread back to the rows.
+
+    Each column is factorised on its own and the pairs numbered from the two codes (a grouping by two string
+    columns of a million rows, and their ``astype(str)``, took 0.4 s a call; scoring makes eight)."""
+    if len(source_name) == 0:
+        return np.zeros(0, float)
+    cn, names = pd.factorize(pd.Series(source_name), use_na_sentinel=False)
+    ct, types = pd.factorize(pd.Series(source_type), use_na_sentinel=False)
+    pair, first = np.unique(cn.astype(np.int64) * max(len(types), 1) + ct, return_index=True)
+    code = np.searchsorted(pair, cn.astype(np.int64) * max(len(types), 1) + ct)
+    uniq_n = pd.Series([str(v) for v in np.asarray(names, dtype=object)[cn[first]]])
+    uniq_t = pd.Series([str(v) for v in np.asarray(types, dtype=object)[ct[first]]])
+    vals = instrument_defaults(uniq_n, uniq_t, key).to_numpy(float)
+    return vals[code].astype(float)
 
 
 def p_detect(rate: np.ndarray, limit: np.ndarray, slope: float = DETECTION_SLOPE) -> np.ndarray:

@@ -980,3 +980,25 @@ def test_incremental_context_is_the_touched_components_not_every_precise_detecti
     same, inc = _same_as_full(d)
     assert same and not inc.full_
     assert seen[0] == 3  # the new fix and its pad's pair; the other 58 precise fixes stay out of the fit
+
+
+def test_a_crowd_of_fixes_takes_the_spanning_tree_without_every_pair(monkeypatch):
+    """Thousands of fixes of one source within metres are millions of pairs: the link forest then comes from
+    Borůvka (bounded memory) and is the same forest, so the clusters are the same (the kill-9 watch test's file,
+    200,000 fixes of 40 sources, was killed for memory when every pair was listed)."""
+    from mlpe_core.fuse import geometry
+
+    rng = np.random.default_rng(3)
+    xyz = np.r_[rng.normal(0, 2, (1500, 3)), rng.normal(3000, 2, (1500, 3)), rng.normal(0, 150, (40, 3)) + 800]
+    xyz = xyz + 6.4e6
+    via_pairs = geometry.link_forest(xyz, 424.0)
+    lab_pairs = geometry.local_hdbscan(xyz, 424.0, 2)
+    calls = []
+    real = geometry._boruvka_mst
+    monkeypatch.setattr(geometry, "_boruvka_mst", lambda x: calls.append(len(x)) or real(x))
+    monkeypatch.setattr(geometry, "MAX_LINK_PAIRS", 10_000)  # the crowds hold ~2.2 million pairs
+    via_tree = geometry.link_forest(xyz, 424.0)
+    assert calls == [len(xyz)]
+    assert partition(via_tree[0]) == partition(via_pairs[0])
+    np.testing.assert_allclose(np.sort(via_tree[3]), np.sort(via_pairs[3]))
+    assert partition(geometry.local_hdbscan(xyz, 424.0, 2)) == partition(lab_pairs)

@@ -145,13 +145,38 @@ def link_forest(xyz: np.ndarray, link_m: float) -> tuple[np.ndarray, np.ndarray,
     from scipy.sparse.csgraph import minimum_spanning_tree
 
     n = len(xyz)
-    pairs = cKDTree(xyz).query_pairs(link_m, output_type="ndarray") if n > 1 else np.zeros((0, 2), np.int64)
+    tree = cKDTree(xyz) if n > 1 else None
+    if tree is not None and (tree.count_neighbors(tree, link_m) - n) // 2 > max(MAX_LINK_PAIRS, 20 * n):
+        # a crowd (thousands of fixes of one source): every pair would not fit in memory (5,000 fixes within a
+        # few metres are 12.5 million pairs), so the spanning tree comes from dual-tree Borůvka instead
+        a, b, d = _boruvka_mst(xyz)
+        keep = d < link_m
+        a, b, d = a[keep], b[keep], np.maximum(d[keep], _MIN_LINK_M)
+        forest = coo_matrix((d, (a, b)), shape=(n, n))
+        _, comp = connected_components(forest, directed=False)
+        return comp.astype(np.int64), a.astype(np.int64), b.astype(np.int64), d
+    pairs = tree.query_pairs(link_m, output_type="ndarray") if tree is not None else np.zeros((0, 2), np.int64)
     d = np.linalg.norm(xyz[pairs[:, 0]] - xyz[pairs[:, 1]], axis=1)
     keep = d < link_m
     a, b, d = pairs[keep, 0], pairs[keep, 1], np.maximum(d[keep], _MIN_LINK_M)
     mst = minimum_spanning_tree(coo_matrix((d, (a, b)), shape=(n, n)).tocsr()).tocoo()
     _, comp = connected_components(mst, directed=False)
     return comp.astype(np.int64), mst.row.astype(np.int64), mst.col.astype(np.int64), mst.data
+
+
+MAX_LINK_PAIRS = 2_000_000  # more pairs closer than the link distance than this: the spanning tree by Borůvka
+
+
+def _boruvka_mst(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Euclidean minimum spanning tree (edge ends a, b and lengths) in O(n log n) memory: the ``hdbscan``
+    package's dual-tree Borůvka with ``min_samples=1``, whose mutual reachability is the Euclidean distance
+    (each point's core distance is its nearest neighbour's, never more than its distance to any other point)."""
+    import hdbscan
+
+    model = hdbscan.HDBSCAN(min_cluster_size=2, min_samples=1, gen_min_span_tree=True, approx_min_span_tree=False,
+                            algorithm="boruvka_kdtree", core_dist_n_jobs=1).fit(xyz)
+    e = model.minimum_spanning_tree_._mst
+    return e[:, 0].astype(np.int64), e[:, 1].astype(np.int64), e[:, 2].astype(float)
 
 
 def link_components(xyz: np.ndarray, link_m: float) -> np.ndarray:

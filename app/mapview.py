@@ -40,7 +40,7 @@ def _from_box() -> None:
 
 def _layers(lk: pd.DataFrame, now: pd.DataFrame, t, opts: dict) -> tuple[list, list, str]:
     """(layers under the leaks, layers over them, legend) for the leaks shown at replay date ``t``."""
-    under, over = [*m.overlay_layers(), *m.scale_layers(lk)], []
+    under, over = [*m.overlay_layers(), *m.scale_layers(lk, label=False)], []
     legend = "Risk: " + c.legend({c.label("band", b): v for b, v in c.BAND_RGB.items()}) + \
         " — circle area ∝ estimated rate (at any zoom)"
     if opts["assets"] and len(assets := c.load("assets")):
@@ -108,8 +108,8 @@ def map_and_panel(lk: pd.DataFrame, shown: pd.DataFrame, opts: dict) -> None:
     with left:
         st.pydeck_chart(m.deck(under + over + focus, view), on_select=_from_map, selection_mode="multi-object",
                         key="leakmap", height=600)
-        st.caption(legend + ". North is up; the bar at the bottom left is drawn on the ground. Click leaks to select "
-                   "them (click again to drop one).", unsafe_allow_html=True)
+        st.caption(legend + f". North is up; the bar at the bottom left is {m.scale_text(lk)} on the ground. Click "
+                   "leaks to select them (click again to drop one).", unsafe_allow_html=True)
     with right:
         panel(sel)
 

@@ -27,6 +27,10 @@ MAX_DETECTIONS = 20_000  # most recent detections drawn
 TOOLTIP = {"html": "<b>{title}</b><br/>{line1}<br/><i>{line2}</i>",
            "style": {"maxWidth": "280px", "fontSize": "12px", "whiteSpace": "normal", "zIndex": "5"}}
 VIEWS = [pdk.View(type="MapView", controller={"dragRotate": False, "touchRotate": False})]  # north stays up
+# On a map whose leaks are clicked: no double-click zoom, or deck.gl holds every click 300 ms to see whether a second
+# one follows (its click gesture waits for the double-click's to fail); zoom is the wheel and the +/- buttons.
+SELECT_VIEWS = [pdk.View(type="MapView", controller={"dragRotate": False, "touchRotate": False,
+                                                     "doubleClickZoom": False})]
 PIXELS = '"pixels"'  # pydeck sends a bare string as an expression (@@=pixels: undefined); quoted, as the value
 HEX_SHRINK = 0.93  # of a cell drawn: the gap outlines it
 HEX_RANGE = [[255, 237, 160], [254, 217, 118], [254, 178, 76], [253, 141, 60], [240, 59, 32], [189, 0, 38]]
@@ -255,9 +259,11 @@ class _Deck(pdk.Deck):
         return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
 
 
-def deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP) -> pdk.Deck:
-    """A map with the shared basemap and north up (rotation off)."""
-    return _Deck(layers=layers, initial_view_state=view, views=VIEWS, tooltip=tooltip, **basemap())
+def deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP, select: bool = False) -> pdk.Deck:
+    """A map with the shared basemap and north up (rotation off); ``select``: its leaks are clicked (see
+    :data:`SELECT_VIEWS`)."""
+    return _Deck(layers=layers, initial_view_state=view, views=SELECT_VIEWS if select else VIEWS, tooltip=tooltip,
+                 **basemap())
 
 
 # Google Earth-style compass and tooltips kept inside the map: one script for the whole page (st.html runs it once).

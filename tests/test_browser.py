@@ -165,8 +165,11 @@ ARRIVED = """(old) => { const h = document.querySelector('[data-testid=stMain] h
     && !document.querySelector('[data-testid=stStatusWidget]'); }"""
 
 
+# the script has finished too (the status widget shows only after a while: Site and Operator were checked and shot
+# with their title and metrics drawn, not yet their charts)
 BODY_DRAWN = """() => document.querySelectorAll('[data-testid=stMain] [data-testid=stElementContainer]').length > 2
-  && !document.querySelector('[data-testid=stStatusWidget]')"""
+  && !document.querySelector('[data-testid=stStatusWidget]')
+  && document.querySelector('[data-testid=stApp]').getAttribute('data-test-script-state') === 'notRunning'"""
 
 
 def _goto(pg, label: str) -> float:
@@ -183,7 +186,14 @@ def _goto(pg, label: str) -> float:
     return took
 
 
+TOP = "for (const e of [document.scrollingElement, document.querySelector('[data-testid=stMain]')]) " \
+      "if (e) e.scrollTo(0, 0)"
+CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]')]
+  .every((c) => c.querySelector('.js-plotly-plot .main-svg'))"""
+
+
 def _shot(pg, shots: Path, name: str) -> None:
+    pg.wait_for_function(CHARTS_DRAWN, timeout=30_000)  # every chart on the page has drawn its SVG
     pg.mouse.move(5, 890)  # no hover tooltip in the picture
     pg.wait_for_timeout(300)
     pg.screenshot(path=str(shots / f"{name}.png"))
@@ -243,6 +253,7 @@ def test_every_page_and_tab_reads_like_a_finished_product(page, shots):
             where = label + (f" / {tabs.nth(i).inner_text().strip()}" if n else "")
             problems += _problems(page, where)
             if n and i == 0 and _slug(label) not in SHOT_LATER:
+                page.evaluate(TOP)  # clicking the tab scrolled it into view: the picture starts at the title
                 _shot(page, shots, _slug(label))
         if not n and _slug(label) not in SHOT_LATER:
             _shot(page, shots, _slug(label))

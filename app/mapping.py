@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
+from pydeck.bindings.json_tools import default_serialize
 
 from app import common as c
 from mlpe_core import desk
@@ -26,7 +27,12 @@ MAX_DETECTIONS = 20_000  # most recent detections drawn
 TOOLTIP = {"html": "<b>{title}</b><br/>{line1}<br/><i>{line2}</i>",
            "style": {"maxWidth": "280px", "fontSize": "12px", "whiteSpace": "normal", "zIndex": "5"}}
 VIEWS = [pdk.View(type="MapView", controller={"dragRotate": False, "touchRotate": False})]  # north stays up
+# On a map whose leaks are clicked: no double-click zoom, or deck.gl holds every click 300 ms to see whether a second
+# one follows (its click gesture waits for the double-click's to fail); zoom is the wheel and the +/- buttons.
+SELECT_VIEWS = [pdk.View(type="MapView", controller={"dragRotate": False, "touchRotate": False,
+                                                     "doubleClickZoom": False})]
 PIXELS = '"pixels"'  # pydeck sends a bare string as an expression (@@=pixels: undefined); quoted, as the value
+HEX_SHRINK = 0.93  # of a cell drawn: the gap outlines it
 HEX_RANGE = [[255, 237, 160], [254, 217, 118], [254, 178, 76], [253, 141, 60], [240, 59, 32], [189, 0, 38]]
 
 
@@ -41,7 +47,9 @@ def leak_points(df: pd.DataFrame) -> pd.DataFrame:
     out["radius"] = (2.0 * np.sqrt(df["est_rate_kg_h"].fillna(1).clip(lower=0.0))).clip(3, 18).round(1)
     rank = df["rank"].map(lambda r: f"#{int(r)}" if pd.notna(r) else "not ranked")
     out["title"] = df["leak_id"] + " " + rank + " · " + df["risk_band"].map(lambda b: c.label("band", b) or "–")
-    out["line1"] = ("P(real) " + df["p_real"].map(c.pct) + " · " + df["est_rate_kg_h"].map(c.rate) + " · asset "
+    unit = c.unit()  # once: c.rate asks the session for it on every call (7,300 calls were 80 ms of a 50k map)
+    out["line1"] = ("P(real) " + df["p_real"].map(c.pct) + " · "
+                    + df["est_rate_kg_h"].map(lambda r: c.present.rate(r, unit)) + " · asset "
                     + df["asset_id"].fillna("none") + " · " + df["status"].map(lambda x: c.label("status", x)))
     why = df["top_reasons"].fillna("").map(c.present.rules_in_text)
     out["line2"] = why.where(why.str.len() <= 160, why.str[:157] + "…")  # the panel has it all
@@ -105,9 +113,23 @@ def cells(ver: tuple, res: int) -> pd.Series:
                      index=lk["leak_id"].to_numpy(), dtype=object)
 
 
-def hex_bins(shown: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
+@st.cache_data(show_spinner=False, max_entries=8)
+def outlines(ver: tuple, res: int) -> pd.Series:
+    """Each cell's hexagon (cell → [[lon, lat] × 6], 5 decimals, about a metre), shrunk by :data:`HEX_SHRINK` about
+    its centre so that a thin gap outlines every cell: drawn as plain polygons (issue 17: deck.gl's H3 layer
+    needs two more WebGL programs, a lit column and its wireframe, the slowest part of a 50,000-leak map to draw)."""
+    out = {}
+    for cell in pd.unique(cells(ver, res)):
+        lat0, lon0 = h3.cell_to_latlng(cell)
+        out[cell] = [[round(lon0 + HEX_SHRINK * (lon - lon0), 5), round(lat0 + HEX_SHRINK * (lat - lat0), 5)]
+                     for lat, lon in h3.cell_to_boundary(cell)]
+    return pd.Series(out, dtype=object)
+
+
+def hex_bins(shown: pd.DataFrame, cell: pd.Series, outline: pd.Series) -> pd.DataFrame:
     """Leaks summed per H3 cell: count, summed expected kg/h (P(real) × rate) and HIGH leaks, with the colour class
-    (sextiles of the cells shown, yellow to red) and the tooltip. One row per cell travels to the browser."""
+    (sextiles of the cells shown, yellow to red), the tooltip and the cell's hexagon. One row per cell travels to
+    the browser."""
     w = (shown["p_real"].fillna(0) * shown["est_rate_kg_h"].fillna(0)).to_numpy(float)
     b = pd.DataFrame({"cell": cell.reindex(shown["leak_id"]).to_numpy(), "w": w,
                       "high": (shown["risk_band"] == "HIGH").to_numpy()})
@@ -116,19 +138,20 @@ def hex_bins(shown: pd.DataFrame, cell: pd.Series) -> pd.DataFrame:
     cls = np.searchsorted(np.quantile(b["w"], np.linspace(0, 1, len(HEX_RANGE) + 1)[1:-1]), b["w"], side="right")
     b["colour"] = [HEX_RANGE[i] + [170] for i in cls]
     b["title"] = b["n"].map(lambda n: c.plural(int(n), "leak")) + " here"
-    b["line1"] = b["w"].map(lambda v: c.rate(v) + " expected in total") + " · " + b["high"].astype(int).astype(str) \
-        + " high risk"
+    unit = c.unit()
+    b["line1"] = b["w"].map(lambda v: c.present.rate(v, unit) + " expected in total") + " · " \
+        + b["high"].astype(int).astype(str) + " high risk"
     b["line2"] = ""  # "zoom in or filter to see them one by one" is in the legend: 60 bytes × every cell saved
-    return b[["cell", "n", "colour", "title", "line1", "line2"]]  # only what is drawn: the browser parses it all
+    b["hexagon"] = outline.reindex(b["cell"]).to_numpy()
+    return b[["hexagon", "n", "colour", "title", "line1", "line2"]]  # only what is drawn: the browser parses it all
 
 
 def hex_layer(shown: pd.DataFrame, ver: tuple, res: int) -> tuple[pdk.Layer, float]:
     """H3 hexagons coloured by the summed expected methane of their leaks; returns the layer and the cells' edge
     length in metres (for the legend)."""
-    data = hex_bins(shown, cells(ver, res))
-    return pdk.Layer("H3HexagonLayer", data, id="hexagons", get_hexagon="cell", get_fill_color="colour",
-                     extruded=False, stroked=True, get_line_color=[255, 255, 255, 120], line_width_min_pixels=0.5,
-                     pickable=True), h3.average_hexagon_edge_length(res, unit="m")
+    data = hex_bins(shown, cells(ver, res), outlines(ver, res))
+    return pdk.Layer("PolygonLayer", data, id="hexagons", get_polygon="hexagon", get_fill_color="colour",
+                     stroked=False, pickable=True), h3.average_hexagon_edge_length(res, unit="m")
 
 
 def leaks_layer(pts: pd.DataFrame, small: bool = False) -> pdk.Layer:
@@ -175,24 +198,47 @@ def basemap() -> dict:
 NICE_KM = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500]
 
 
-def scale_layers(points: pd.DataFrame) -> list[pdk.Layer]:
-    """A scale bar drawn on the ground below the data's south-west corner: a round distance (about a fifth of the
-    extent) as a line with end ticks and its length in km. On the ground, so it stays true at every zoom."""
+def _scale(points: pd.DataFrame) -> tuple[float, float, float, float, float, float] | None:
+    """(x0, y0, x1, tick, thickness, km) of the scale bar for these points, or None without points."""
     lat, lon = points["latitude"].astype(float), points["longitude"].astype(float)
     if lat.empty:
-        return []
+        return None
     mid = math.radians(float(lat.mean()))
     km_per_deg_lon = 111.32 * max(math.cos(mid), 0.01)
     span_km = max(float(np.ptp(lon)) * km_per_deg_lon, float(np.ptp(lat)) * 110.57, 0.2)
     km = max(k for k in NICE_KM if k <= max(span_km / 5, NICE_KM[0]))
-    x0, y0 = float(lon.min()), float(lat.min()) - 0.06 * max(float(np.ptp(lat)), 0.002)
-    x1, tick = x0 + km / km_per_deg_lon, 0.012 * max(float(np.ptp(lat)), 0.002)
-    path = [{"path": [[x0, y0 + tick], [x0, y0], [x1, y0], [x1, y0 + tick]]}]
-    text = [{"position": [(x0 + x1) / 2, y0 + tick], "label": (f"{km:g} km" if km >= 1 else f"{km * 1000:g} m")}]
-    return [pdk.Layer("PathLayer", path, id="scale_bar", get_path="path", get_color=[40, 40, 40, 220],
-                      width_min_pixels=2, get_width=1),
-            pdk.Layer("TextLayer", text, id="scale_label", get_position="position", get_text="label", get_size=13,
-                      get_color=[40, 40, 40, 230], get_alignment_baseline="'bottom'", font_weight=600)]
+    dy = max(float(np.ptp(lat)), 0.002)
+    x0, y0 = float(lon.min()), float(lat.min()) - 0.06 * dy
+    return x0, y0, x0 + km / km_per_deg_lon, 0.012 * dy, 0.0025 * dy, km
+
+
+def scale_text(points: pd.DataFrame) -> str:
+    """The scale bar's length, as its label says it ("20 km", "500 m"), or "" without points."""
+    sc = _scale(points)
+    return "" if sc is None else (f"{sc[5]:g} km" if sc[5] >= 1 else f"{sc[5] * 1000:g} m")
+
+
+def scale_layers(points: pd.DataFrame, label: bool = True) -> list[pdk.Layer]:
+    """A scale bar drawn on the ground below the data's south-west corner: a round distance (about a fifth of the
+    extent) as a bar with end ticks, and its length in km (``label=False``: say it in the caption, see
+    :func:`scale_text`). On the ground, so it stays true at every zoom. The bar is polygons, like the hexagons: one
+    WebGL program fewer to build before a map shows (a path and a text layer each cost 0.3-0.7 s in software
+    rendering)."""
+    sc = _scale(points)
+    if sc is None:
+        return []
+    x0, y0, x1, tick, th, _km = sc
+    bars = [{"polygon": [[x0, y0], [x1, y0], [x1, y0 + th], [x0, y0 + th]]},
+            {"polygon": [[x0, y0], [x0 + th, y0], [x0 + th, y0 + tick], [x0, y0 + tick]]},
+            {"polygon": [[x1 - th, y0], [x1, y0], [x1, y0 + tick], [x1 - th, y0 + tick]]}]
+    out = [pdk.Layer("PolygonLayer", bars, id="scale_bar", get_polygon="polygon", get_fill_color=[40, 40, 40, 220],
+                     stroked=False)]
+    if label:
+        text = [{"position": [(x0 + x1) / 2, y0 + tick], "label": scale_text(points)}]
+        out.append(pdk.Layer("TextLayer", text, id="scale_label", get_position="position", get_text="label",
+                             get_size=13, get_color=[40, 40, 40, 230], get_alignment_baseline="'bottom'",
+                             font_weight=600))
+    return out
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -208,9 +254,19 @@ def overlay_layers() -> list[pdk.Layer]:
                       line_width_min_pixels=1, pickable=False) for i, (_name, gj) in enumerate(_overlays(spec))]
 
 
-def deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP) -> pdk.Deck:
-    """A map with the shared basemap and north up (rotation off)."""
-    return pdk.Deck(layers=layers, initial_view_state=view, views=VIEWS, tooltip=tooltip, **basemap())
+class _Deck(pdk.Deck):
+    """pydeck's Deck sent as compact JSON: pydeck indents by two spaces, a line per number, which made a basin's
+    hexagons 1.7 MB instead of 0.6 MB to send and parse."""
+
+    def to_json(self) -> str:
+        return json.dumps(self, sort_keys=True, default=default_serialize, separators=(",", ":"))
+
+
+def deck(layers: list, view: pdk.ViewState, tooltip=TOOLTIP, select: bool = False) -> pdk.Deck:
+    """A map with the shared basemap and north up (rotation off); ``select``: its leaks are clicked (see
+    :data:`SELECT_VIEWS`)."""
+    return _Deck(layers=layers, initial_view_state=view, views=SELECT_VIEWS if select else VIEWS, tooltip=tooltip,
+                 **basemap())
 
 
 # Google Earth-style compass and tooltips kept inside the map: one script for the whole page (st.html runs it once).

@@ -40,7 +40,7 @@ def _from_box() -> None:
 
 def _layers(lk: pd.DataFrame, now: pd.DataFrame, t, opts: dict) -> tuple[list, list, str]:
     """(layers under the leaks, layers over them, legend) for the leaks shown at replay date ``t``."""
-    under, over = [*m.overlay_layers(), *m.scale_layers(lk)], []
+    under, over = [*m.overlay_layers(), *m.scale_layers(lk, label=False)], []
     legend = "Risk: " + c.legend({c.label("band", b): v for b, v in c.BAND_RGB.items()}) + \
         " — circle area ∝ estimated rate (at any zoom)"
     if opts["assets"] and len(assets := c.load("assets")):
@@ -74,7 +74,10 @@ def _layers(lk: pd.DataFrame, now: pd.DataFrame, t, opts: dict) -> tuple[list, l
 @st.fragment
 def map_and_panel(lk: pd.DataFrame, shown: pd.DataFrame, opts: dict) -> None:
     """Replay slider, headline numbers, the map and the panel of the leaks clicked on it."""
-    ss, win = st.session_state, filters.window()
+    ss = st.session_state
+    if ss.get("map_go"):  # "Open leak detail" was clicked: straight to the leak, not one more map first
+        st.switch_page(c.PAGES["leak"], query_params={"leak": ss.pop("map_go")})
+    win = filters.window()
     note, kpis = st.empty(), st.container()
     left, right = st.columns([3, 1])
     t = win[1] if win else None
@@ -95,7 +98,6 @@ def map_and_panel(lk: pd.DataFrame, shown: pd.DataFrame, opts: dict) -> None:
     k[3].metric("Expected find per visit (top 10)", c.rate(now["priority_score"].nlargest(10).mean()),
                 help="mean priority of the ten highest: P(real) × rate, plus a compliance clock's urgency × P(real) × "
                      "min(rate, 20 kg/h)")
-    under, over, legend = _layers(lk, now, t, opts)
     with right:
         ids = now.sort_values(["rank", "leak_id"], na_position="last")["leak_id"].tolist()
         st.selectbox("Or pick a leak by id", c.capped(ids, ss.get("map_pick")), index=None, key="map_pick",
@@ -103,15 +105,16 @@ def map_and_panel(lk: pd.DataFrame, shown: pd.DataFrame, opts: dict) -> None:
     sel = now[now["leak_id"].isin(ss.get("map_sel") or [])].sort_values(["rank", "leak_id"], na_position="last")
     if ss.get("map_sel") and sel.empty:
         right.warning(f"{md(', '.join(ss['map_sel']))} is not among the leaks shown (sidebar filters, replay date).")
+    with right:  # before the map: the panel is sent, and drawn, before the browser parses and redraws the map
+        panel(sel)
+    under, over, legend = _layers(lk, now, t, opts)
     focus = [m.focus_layer(m.leak_points(sel))] if len(sel) else []
     view = c.view_for(shown if len(shown) else lk, 850, 600)  # fixed while replaying: the map does not jump
     with left:
-        st.pydeck_chart(m.deck(under + over + focus, view), on_select=_from_map, selection_mode="multi-object",
-                        key="leakmap", height=600)
-        st.caption(legend + ". North is up; the bar at the bottom left is drawn on the ground. Click leaks to select "
-                   "them (click again to drop one).", unsafe_allow_html=True)
-    with right:
-        panel(sel)
+        st.pydeck_chart(m.deck(under + over + focus, view, select=True), on_select=_from_map,
+                        selection_mode="multi-object", key="leakmap", height=600)
+        st.caption(legend + f". North is up; the bar at the bottom left is {m.scale_text(lk)} on the ground. Click "
+                   "leaks to select them (click again to drop one).", unsafe_allow_html=True)
 
 
 def panel(sel: pd.DataFrame) -> None:
@@ -141,7 +144,9 @@ def panel(sel: pd.DataFrame) -> None:
         st.download_button("Selection CSV", lambda: to_csv_text(picked), "mlpe_selection.csv", "text/csv",
                            key="map_sel_csv", on_click="ignore", icon=":material/download:",
                            help="the contract's leak columns (as `mlpe export leaks`)")
-    if st.button("Open leak detail", key="map_open", type="primary", icon=":material/arrow_forward:",
-                 help="opens the best-ranked leak of the selection"):
-        st.session_state["leak_id"] = sel.iloc[0]["leak_id"]
-        st.switch_page(c.PAGES["leak"], query_params={"leak": st.session_state["leak_id"]})
+    st.button("Open leak detail", key="map_open", type="primary", icon=":material/arrow_forward:",
+              help="opens the best-ranked leak of the selection", on_click=_open, args=(sel.iloc[0]["leak_id"],))
+
+
+def _open(leak_id: str) -> None:  # the fragment's rerun then switches page before it computes anything
+    st.session_state["leak_id"] = st.session_state["map_go"] = leak_id

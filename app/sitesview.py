@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common as c
+from app import tables
 from mlpe_core import desk
 from mlpe_core.text import md
 
@@ -75,9 +76,4 @@ def obligations_table(ob: pd.DataFrame, key: str) -> None:
     if ob.empty:
         st.caption("No compliance clock has run here.")
         return
-    st.dataframe(ob, hide_index=True, key=key, column_order=[
-        "due_by", "outcome", "title", "action", "leak_id", "started_text", "met_at", "late_days", "citation"],
-        column_config={"due_by": st.column_config.DatetimeColumn("due by (UTC)", format="YYYY-MM-DD HH:mm"),
-                       "met_at": st.column_config.DatetimeColumn("met (UTC)", format="YYYY-MM-DD HH:mm"),
-                       "outcome": "on time?", "title": "rule", "leak_id": "leak", "started_text": "started by",
-                       "late_days": st.column_config.NumberColumn("days late", format="%.1f")})
+    tables.show(ob, "site_obligations", key, height=tables.height(len(ob), 420))

@@ -27,6 +27,8 @@ def _config(col: present.Column, unit: str, table: str):
         cfg = CC.NumberColumn(head, format="%d", **common)
     elif k in ("number", "km"):
         cfg = CC.NumberColumn(head, format="%.1f", **common)
+    elif k == "p":
+        cfg = CC.NumberColumn(head, format="%.3f", **common)
     elif k == "coord":
         cfg = CC.NumberColumn(head, format="%.4f", **common)
     elif k == "version":

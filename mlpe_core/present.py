@@ -316,12 +316,29 @@ def detail_text(detail) -> str:
     return "; ".join(parts)
 
 
+def settings_rows(settings: dict | None) -> pd.DataFrame:
+    """A run's configuration snapshot (``settings``: MLPE_* values by name) as a table a person reads: the setting
+    in words, the variable that sets it and its value ("not set", yes/no, numbers with separators; a password,
+    token or secret only as "set")."""
+    rows = []
+    for k, v in sorted((settings or {}).items()):
+        if _missing(v) or v == "":
+            val = "not set"
+        elif any(w in k for w in ("password", "token", "secret")):
+            val = "set (not shown)"
+        else:
+            val = _value(k, v)
+        rows.append({"setting": words(k), "variable": f"MLPE_{k.upper()}", "value": val})
+    return pd.DataFrame(rows, columns=["setting", "variable", "value"])
+
+
 # --------------------------------------------------------------------------------------------- tables
 
 
 @dataclass(frozen=True)
 class Column:
-    """How one column reads: ``kind`` is text, int, number, rate, pct, date, datetime, km, bool, or ``label:VOCAB``
+    """How one column reads: ``kind`` is text, int, number, p (3 decimals), rate, pct, date, datetime, km, bool, or
+    ``label:VOCAB``
     (codes shown as labels), ``rule`` (a clock id as its title), ``sensors``, ``detail`` (JSON in words);
     ``key`` columns show by default, the others are one click away (a table's column menu)."""
 
@@ -437,6 +454,58 @@ TABLES["compare"] = [
 TABLES["stops"] = [
     _c("crew", "Crew"), _c("stop", "Stop", "int"), _c("leak_id", "Leak"), _c("rank", "Rank", "int"),
     _c("risk_band", "Risk", "label:band"), _c("est_rate_kg_h", "Rate", "rate"), _c("due_by", "Due by (UTC)", "date")]
+# the Site and Operator pages (issue 19)
+TABLES["site_leaks"] = [
+    _c("rank", "Rank", "int", width="small", help="1 = visit first"), _c("leak_id", "Leak"),
+    _c("status", "Status", "label:status"), _c("risk_band", "Risk", "label:band", width="small"),
+    _c("p_real", "P(real)", "pct", help=_P), _c("est_rate_kg_h", "Rate", "rate", help="best estimate"),
+    _c("first_seen", "First seen (UTC)", "date"), _c("last_seen", "Last seen (UTC)", "date"),
+    _c("n_detections", "Detections", "int"), _c("source_types", "Sensors", "sensors"),
+    _c("top_reasons", "Why", width="large"),
+    *[c for c in TABLES["leaks"] if c.name not in {"rank", "leak_id", "status", "risk_band", "p_real",
+                                                    "est_rate_kg_h", "first_seen", "last_seen", "n_detections",
+                                                    "source_types", "top_reasons"} and not c.key],
+    _c("due_by", "Due by (UTC)", "date", key=False)]
+TABLES["site_obligations"] = [
+    _c("due_by", "Due by (UTC)", "datetime"), _c("outcome", "On time?", "label:ob_outcome"), _c("title", "Rule"),
+    _c("action", "Action", "label:action_noun"), _c("leak_id", "Leak"),
+    _c("started_text", "Started by", width="medium"), _c("met_at", "Met (UTC)", "datetime"),
+    _c("late_days", "Days late", "number"), _c("citation", "Citation", width="large"),
+    _c("state", "State", "label:obligation_state", key=False), _c("days_left", "Days left", "number", key=False),
+    _c("started_at", "Started (UTC)", "datetime", key=False), _c("site", "Site", key=False),
+    _c("verified", "Rule text verified", "bool", key=False), _c("voluntary", "Voluntary", "bool", key=False),
+    _c("due_rule", "Clock", "rule", key=False)]
+TABLES["worsening"] = [
+    _c("asset_id", "Site"), _c("changed_on", "From", "date"), _c("ratio", "× emissions", "number"),
+    _c("p_value", "p", "p", help="permutation test: the chance of so clear a change in a steady site"),
+    _c("evidence", "Evidence", width="large"), _c("n_days", "Watched days", "int", key=False),
+    _c("n_detected_days", "Days with a detection", "int", key=False),
+    _c("z_count", "Change in detections (z)", "number", key=False),
+    _c("z_rate", "Change in readings (z)", "number", key=False), _c("operator", "Operator", key=False),
+    _c("worsening", "Worsening", "bool", key=False)]
+TABLES["sensor_precision"] = [
+    _c("source_name", "Sensor"), _c("source_type", "Kind", "label:sensor"), _c("checked", "Checked", "int"),
+    _c("confirmed", "Confirmed", "int"), _c("already_repaired", "Already repaired", "int"),
+    _c("not_found", "Not found", "int"), _c("precision", "Precision", "pct"),
+    _c("precision_lo", "90 % low", "pct"), _c("precision_hi", "90 % high", "pct"),
+    _c("n_detections", "Detections", "int", key=False), _c("confirmed_share", "Confirmed share", "pct", key=False)]
+_ROLLUP = [
+    _c("n_leaks", "Leaks", "int"), _c("n_open", "Open", "int"), _c("expected_kg_h", "Expected", "rate",
+                                                                   help="summed P(real) × rate"),
+    _c("est_rate_kg_h", "Rate", "rate"), _c("n_visited", "Visited", "int"), _c("n_confirmed", "Confirmed", "int"),
+    _c("n_repaired", "Repaired", "int"), _c("median_days_to_repair", "Median days to repair", "number"),
+    _c("obligations", "Clocks", "int"), _c("met_on_time", "Met on time", "int"), _c("met_late", "Met late", "int"),
+    _c("overdue", "Overdue", "int"), _c("on_time_share", "On time", "pct"),
+    _c("false_alarm_share", "False alarms", "pct")]
+TABLES["operators"] = [_c("operator", "Operator"), _c("n_sites", "Sites", "int"), *_ROLLUP,
+                       _c("n_worsening", "Worsening sites", "int")]
+TABLES["op_sites"] = [
+    _c("asset_id", "Site"), _c("asset_type", "Type", "label:asset_type"), _c("top_rank", "Best rank", "int"),
+    _c("worst_band", "Worst risk", "label:band"), *_ROLLUP, _c("n_detections", "Detections", "int", key=False),
+    _c("n_sensors", "Sensors", "int", key=False), _c("first_seen", "First seen (UTC)", "date", key=False),
+    _c("last_seen", "Last seen (UTC)", "date", key=False), _c("operator", "Operator", key=False),
+    _c("latitude", "Latitude", "coord", key=False), _c("longitude", "Longitude", "coord", key=False)]
+LABELS["ob_outcome"] = {"on_time": "On time", "late": "Late", "overdue": "Overdue", "running": "Running"}
 LABELS["action_noun"] = {k: v[:1].upper() + v[1:] for k, v in ACTION_NOUNS.items()}
 LABELS["event_source"] = {"validation": "Field outcome", "detections": "Seen again", "mark": "Marked for dispatch",
                           "release": "Released", "desk": "By hand", "dispatch": "Dispatch list"}
@@ -486,7 +555,7 @@ def _text(s: pd.Series) -> pd.Series:
 
 TIME_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%d %H:%M", "time": "%Y-%m-%d %H:%M",
                 "seconds": "%Y-%m-%d %H:%M:%S"}
-DIGITS = {"number": 1, "km": 1, "coord": 4}
+DIGITS = {"number": 1, "km": 1, "coord": 4, "p": 3}
 
 
 def _times(s: pd.Series, fmt: str) -> pd.Series:

@@ -17,9 +17,9 @@ if lk.empty:
     st.stop()
 head, picker = st.columns([3, 1], vertical_alignment="bottom")
 leak_id = v.pick_leak(lk, picker)
+head.title(f"Leak {leak_id}")  # before the detail is read: the page shows whose it is at once
 d = v.detail(leak_id, c.version())
 events, story, L = d["events"], d["story"], d["leak"]
-head.title(f"Leak {leak_id}")
 st.caption(f"{c.plural(L['n_detections'], 'detection')} from {c.plural(L['n_sources'], 'sensor')} "
            f"({md(c.present.sensors(L['source_types']))}) · first seen {L['first_seen']:%Y-%m-%d} · last seen "
            f"{L['last_seen']:%Y-%m-%d} · status **{md(c.label('status', L['status']))}** · "

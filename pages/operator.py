@@ -4,7 +4,7 @@ regulator's report for a period (PDF, XLSX, JSON)."""
 
 import streamlit as st
 
-from app import charts
+from app import charts, tables
 from app import common as c
 from app import sitesview as v
 from mlpe_core import desk
@@ -37,13 +37,8 @@ v.trend_box(d["trend"], "operator's sites, pooled,")
 st.subheader(f"Worsening sites ({len(d['worsening'])})")
 w = d["worsening"]
 if len(w):
-    ev = st.dataframe(w, hide_index=True, key="op_worse", on_select="rerun", selection_mode="single-row",
-                      column_order=["asset_id", "changed_on", "ratio", "p_value", "evidence"],
-                      column_config={"asset_id": "site", "changed_on": st.column_config.DatetimeColumn(
-                          "from", format="YYYY-MM-DD"), "ratio": st.column_config.NumberColumn("× emissions",
-                                                                                              format="%.1f"),
-                          "p_value": st.column_config.NumberColumn("p", format="%.3f"),
-                          "evidence": st.column_config.TextColumn(width="large")})
+    ev = tables.show(w, "worsening", "op_worse", on_select="rerun", selection_mode="single-row",
+                     height=tables.height(len(w), 420))
     if ev and ev.selection.rows:
         pick = w.iloc[ev.selection.rows[0]]["asset_id"]
         if st.button(f"Open site {pick}", key="op_open_site", type="primary", icon=":material/arrow_forward:"):
@@ -54,14 +49,7 @@ else:
 left, right = st.columns(2)
 with left:
     st.subheader("Sensor precision from field outcomes")
-    sensors = d["sensors"].assign(source_type=d["sensors"]["source_type"].map(lambda v: c.label("source_type", v)))
-    st.dataframe(sensors, hide_index=True, key="op_sensors", column_order=[
-        "source_name", "source_type", "checked", "confirmed", "already_repaired", "not_found", "precision",
-        "precision_lo", "precision_hi"], column_config={
-        "source_name": "sensor", "source_type": "kind", "already_repaired": "already repaired",
-        "not_found": "not found", "precision": st.column_config.NumberColumn(format="%.2f"),
-        "precision_lo": st.column_config.NumberColumn("90 % low", format="%.2f"),
-        "precision_hi": st.column_config.NumberColumn("90 % high", format="%.2f")})
+    tables.show(d["sensors"], "sensor_precision", "op_sensors", height=tables.height(len(d["sensors"]), 420))
     st.caption("Of the checked leaks each sensor saw at this operator's sites, the share a crew found real (confirmed "
                "or already repaired), with a 90 % Jeffreys interval.")
 with right:
@@ -97,13 +85,8 @@ if go.button("Prepare report", key="rep_go", icon=":material/description:") or s
                             icon=":material/data_object:", on_click="ignore")
 
 with st.expander("Sites of this operator", expanded=False):
-    st.dataframe(d["sites"], hide_index=True, key="op_sites")
+    tables.show(d["sites"], "op_sites", "op_sites", height=tables.height(len(d["sites"]), 420))
 st.subheader("All operators")
-st.dataframe(ops, hide_index=True, key="op_all", column_config={
-    "expected_kg_h": st.column_config.NumberColumn("expected kg/h", format="%.1f"),
-    "est_rate_kg_h": st.column_config.NumberColumn("rate kg/h", format="%.1f"),
-    "median_days_to_repair": st.column_config.NumberColumn("median days to repair", format="%.0f"),
-    "on_time_share": st.column_config.NumberColumn("on time", format="%.2f"),
-    "false_alarm_share": st.column_config.NumberColumn("false alarms", format="%.2f")})
+tables.show(ops, "operators", "op_all", height=tables.height(len(ops), 420))
 st.download_button("Download CSV", to_csv_text(ops), "mlpe_operators.csv", "text/csv", key="op_csv",
                    icon=":material/download:", on_click="ignore")

@@ -82,12 +82,14 @@ if pick is not None:
             st.error(md(r["error"]), icon=":material/error:")
         st.dataframe(pd.DataFrame(r["stages"], columns=["stage", "seconds"]).round({"seconds": 2}), hide_index=True,
                      key="runs_stages", column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
-        st.json(r["detail"], expanded=False)
+        if said := c.present.detail_text(r["detail"]):
+            st.caption(md(said))
     with b:
         cfg = snapshot(r["config_hash"])
         st.markdown(f"**Configuration** `{md(r['config_hash'][:16])}`, code `{md(r['code_version'])}`")
         if cfg:
-            st.json(cfg.get("settings", {}), expanded=False)
+            st.dataframe(c.present.settings_rows(cfg.get("settings")), hide_index=True, key="runs_settings",
+                         height=260)
             for name, f in (cfg.get("files") or {}).items():
                 if f and f.get("text") is not None:
                     with st.expander(f"{name} ({f.get('path', '')})"):

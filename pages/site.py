@@ -3,7 +3,7 @@ repairs, obligations, and whether it is getting worse (with the evidence)."""
 
 import streamlit as st
 
-from app import charts
+from app import charts, tables
 from app import common as c
 from app import sitesview as v
 from mlpe_core.export import to_csv_text
@@ -51,14 +51,8 @@ with right:
 tabs = st.tabs(["Leaks", "Visits and repairs", "Obligations", "Status history"])
 with tabs[0]:
     lk = d["leaks"]
-    ev = st.dataframe(lk, hide_index=True, key="site_leaks", on_select="rerun", selection_mode="single-row",
-                      column_order=["rank", "leak_id", "status", "risk_band", "p_real", "est_rate_kg_h", "first_seen",
-                                    "last_seen", "n_detections", "source_types", "top_reasons"],
-                      column_config={"rank": st.column_config.NumberColumn(format="%d"),
-                                     "p_real": st.column_config.NumberColumn("P(real)", format="%.2f"),
-                                     "est_rate_kg_h": st.column_config.NumberColumn("rate (kg/h)", format="%.1f"),
-                                     "first_seen": st.column_config.DatetimeColumn(format="YYYY-MM-DD"),
-                                     "last_seen": st.column_config.DatetimeColumn(format="YYYY-MM-DD")})
+    ev = tables.show(lk, "site_leaks", "site_leaks", on_select="rerun", selection_mode="single-row",
+                     height=tables.height(len(lk), 420))
     bar = st.container(horizontal=True)
     bar.download_button("Download CSV", to_csv_text(lk.drop(columns=["contributions"], errors="ignore")),
                         f"mlpe_site_{asset_id}_leaks.csv", "text/csv", key="site_csv", icon=":material/download:",
@@ -70,16 +64,13 @@ with tabs[0]:
             st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
 with tabs[1]:
     if len(d["visits"]):
-        st.dataframe(d["visits"], hide_index=True, key="site_visits", column_order=[
-            "leak_id", "visited_at", "outcome", "found_by", "measured_rate_kg_h", "repair_attempted_at", "repaired_at",
-            "delay_reason", "crew", "recorded_by"])
+        tables.show(d["visits"], "validations", "site_visits", height=tables.height(len(d["visits"]), 420))
     else:
         st.caption("No field visit recorded at this site.")
 with tabs[2]:
     v.obligations_table(d["obligations"], "site_ob")
 with tabs[3]:
     if len(d["events"]):
-        st.dataframe(d["events"], hide_index=True, key="site_events",
-                     column_order=["at", "leak_id", "event", "from_status", "to_status", "actor", "source"])
+        tables.show(d["events"], "events", "site_events", height=tables.height(len(d["events"]), 420))
     else:
         st.caption("No status change recorded at this site.")

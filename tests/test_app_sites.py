@@ -48,7 +48,7 @@ def test_site_page_from_the_url_shows_its_numbers(app_db, answers):
     assert metrics["Clocks on time / late"] == f"{int(row['met_on_time'])} / {int(row['met_late'] + row['overdue'])}"
     assert len(at.get("plotly_chart")) == 2
     ob = next(d.value for d in at.dataframe if "outcome" in d.value.columns)
-    assert (ob["outcome"] == "overdue").any()  # the action level nobody answered
+    assert (ob["outcome"] == "Overdue").any()  # the action level nobody answered (in words, not its code)
     other = ans["sites"]["asset_id"].iloc[0]
     at.selectbox(key="site_pick").set_value(other).run()
     assert not at.exception and at.query_params["site"] in (other, [other])
@@ -63,7 +63,7 @@ def test_operator_page_rolls_up_and_prepares_the_report(app_db, answers):
     assert metrics["Open leaks"] == f"{int(row['n_open'])} of {int(row['n_leaks'])}"
     assert metrics["Confirmed / repaired"] == f"{int(row['n_confirmed'])} / {int(row['n_repaired'])}"
     sensors = next(d.value for d in at.dataframe if "precision" in d.value.columns)
-    assert len(sensors) and sensors["precision"].between(0, 1).all()
+    assert len(sensors) and sensors["precision"].between(0, 100).all()  # shown in percent
     at.date_input(key="rep_from").set_value(__import__("datetime").date(2026, 7, 1))
     at.date_input(key="rep_to").set_value(__import__("datetime").date(2026, 9, 30))
     at.button(key="rep_go").click().run()

@@ -165,8 +165,11 @@ ARRIVED = """(old) => { const h = document.querySelector('[data-testid=stMain] h
     && !document.querySelector('[data-testid=stStatusWidget]'); }"""
 
 
+# the script has finished too (the status widget shows only after a while: Site and Operator were checked and shot
+# with their title and metrics drawn, not yet their charts)
 BODY_DRAWN = """() => document.querySelectorAll('[data-testid=stMain] [data-testid=stElementContainer]').length > 2
-  && !document.querySelector('[data-testid=stStatusWidget]')"""
+  && !document.querySelector('[data-testid=stStatusWidget]')
+  && document.querySelector('[data-testid=stApp]').getAttribute('data-test-script-state') === 'notRunning'"""
 
 
 def _goto(pg, label: str) -> float:
@@ -183,7 +186,14 @@ def _goto(pg, label: str) -> float:
     return took
 
 
+TOP = "for (const e of [document.scrollingElement, document.querySelector('[data-testid=stMain]')]) " \
+      "if (e) e.scrollTo(0, 0)"
+CHARTS_DRAWN = """() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stPlotlyChart]')]
+  .every((c) => c.querySelector('.js-plotly-plot .main-svg'))"""
+
+
 def _shot(pg, shots: Path, name: str) -> None:
+    pg.wait_for_function(CHARTS_DRAWN, timeout=30_000)  # every chart on the page has drawn its SVG
     pg.mouse.move(5, 890)  # no hover tooltip in the picture
     pg.wait_for_timeout(300)
     pg.screenshot(path=str(shots / f"{name}.png"))
@@ -243,6 +253,7 @@ def test_every_page_and_tab_reads_like_a_finished_product(page, shots):
             where = label + (f" / {tabs.nth(i).inner_text().strip()}" if n else "")
             problems += _problems(page, where)
             if n and i == 0 and _slug(label) not in SHOT_LATER:
+                page.evaluate(TOP)  # clicking the tab scrolled it into view: the picture starts at the title
                 _shot(page, shots, _slug(label))
         if not n and _slug(label) not in SHOT_LATER:
             _shot(page, shots, _slug(label))
@@ -508,8 +519,8 @@ def big_server(tmp_path_factory):
 
 
 def test_a_map_of_50000_leaks_is_interactive_in_two_seconds(browser, big_server, shots):
-    """Time from opening the map (caches warm: a second visitor) until the map draws and a click on a hexagon
-    answers with its tooltip; the first visit (cold caches) is printed too."""
+    """Time from opening the map (caches warm: a second visitor) until the map draws and a hover on it (a hexagon
+    or one of the leaks drawn over them) answers with its tooltip; the first visit (cold caches) is printed too."""
     def visit() -> float:
         pg = browser.new_page(viewport={"width": 1400, "height": 900})
         pg.set_default_timeout(120_000)
@@ -519,10 +530,11 @@ def test_a_map_of_50000_leaks_is_interactive_in_two_seconds(browser, big_server,
             pg.locator("[data-testid=stDeckGlJsonChart] canvas").first.wait_for()
             pg.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
             box = pg.get_by_test_id("stDeckGlJsonChart").bounding_box()
-            for dx in range(0, 200, 20):  # hover until something answers: the map is interactive
+            for dx in range(0, 200, 20):  # hover until something answers (a hexagon or a leak): it is interactive
                 pg.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2)
                 try:
-                    pg.locator(".deck-tooltip").filter(has_text=re.compile(r"leak")).wait_for(timeout=400)
+                    pg.locator(".deck-tooltip").filter(has_text=re.compile(r"leaks? here|L\d{6} #")).wait_for(
+                        timeout=400)
                     break
                 except Exception:  # noqa: BLE001 - nothing under this pixel: the next one
                     continue

@@ -51,6 +51,10 @@ def test_runs_page_lists_runs_with_their_stages(live_db, monkeypatch):
     assert {"fuse", "score", "alerts"} <= kinds
     fuse = table.value[table.value["kind"] == "fuse"].iloc[0]
     assert "cluster" in fuse["stages"] and "write" in fuse["stages"]  # per-stage timings as recorded
+    assert not at.json  # the configuration snapshot reads as a table, not raw JSON
+    conf = next(d for d in at.dataframe if "variable" in d.value.columns).value
+    assert list(conf.columns) == ["setting", "variable", "value"] and conf["variable"].str.startswith("MLPE_").all()
+    assert not conf["value"].isin(["None", "nan", "null"]).any() and "not set" in set(conf["value"])
 
 
 def test_alerts_page_acknowledges_with_a_reason(live_db, monkeypatch, tmp_path):

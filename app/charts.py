@@ -14,7 +14,9 @@ from mlpe_core.present import convert, label
 TEAL, RED, BLUE, ORANGE = "#0f6e6e", "#c82323", "#2a7fa8", "#f08c00"
 pio.templates["mlpe"] = go.layout.Template(layout={
     "font": {"family": "Source Sans Pro, sans-serif", "color": "#1b2a2f"},
-    "colorway": [TEAL, ORANGE, BLUE, "#7a3cc8", RED, "#5a8f29", "#a0522d"]})
+    # twelve distinct colours: the Runs chart stacks up to ~10 stages, and a repeated colour reads as one stage
+    "colorway": [TEAL, ORANGE, BLUE, "#7a3cc8", RED, "#5a8f29", "#a0522d", "#d4a017", "#3b3b98", "#d35fb7",
+                 "#17a2b8", "#7f7f7f"]})
 pio.templates.default = "plotly_white+mlpe"
 
 

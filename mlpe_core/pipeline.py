@@ -128,7 +128,7 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
     reason = why_full or inc.reason_
     reg = inc.region_
     existing = set(session.execute(select(Leak.leak_id)).scalars())
-    outside = set(dets.loc[~reg, "leak_id"].dropna())
+    n_outside = int(dets.loc[~reg, "leak_id"].nunique())  # (a set of a million ids: 0.8 s; nunique 0.07 s)
     region_old = set(dets.loc[reg, "leak_id"].dropna())
     leaks = inc.leaks_.copy()
     say(progress, 0.6, f"{len(leaks):,} leaks; keeping ids and attributing assets")
@@ -159,8 +159,8 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
         )
         summary = {
             "detections": len(dets),
-            "leaks": len(outside) + len(leaks),
-            "kept": len(outside) + len(produced & existing),
+            "leaks": n_outside + len(leaks),
+            "kept": n_outside + len(produced & existing),
             "new": len(produced - existing),
             "retired": len(retired),
             "ambiguous": int(inc.ambiguous_.sum()),

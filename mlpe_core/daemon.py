@@ -124,7 +124,9 @@ class Watcher:
                      f"{r['alerts']['new']} new alert(s)")
 
     def run(self) -> int:
-        """Until stopped (or, with ``once``, until the folder is empty and nothing waits)."""
+        """Until stopped (or, with ``once``, until the folder is empty and nothing waits). The fusion and scoring
+        code is loaded first (``desk.warm_up``), so the first cycle's ranking does not wait for the imports."""
+        desk.warm_up()
         with desk.open_session(self.engine) as s:
             for line in desk.recover_watched(s, self.inbox):
                 self.say(f"watch: recovered {line}")

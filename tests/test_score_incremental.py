@@ -165,3 +165,42 @@ def test_features_of_some_leaks_are_those_of_every_leak(tmp_path):
     moved = {k: (c / 2, L * 3) for k, (c, L) in fits.items()}
     other = leak_features(dets, leaks, as_of, cov, only=pick, fits=moved)
     assert not np.allclose(other["log_p_silence"].sort_index(), local["log_p_silence"].sort_index())
+
+
+@pytest.mark.slow
+def test_the_fusions_handed_over_frame_is_a_fresh_read_and_scores_the_same(tmp_path):
+    """A watcher cycle (desk.process_new) reads the detections once: the incremental fusion hands its frame, with
+    the leak ids it wrote, to the re-score. That frame is what a fresh read gives, and the scores are the same."""
+    db = tmp_path / "base.db"
+    eng = desk.engine(str(db))
+    with Session(eng) as s:
+        desk.demo(s, "demo", seed=4, n_assets=1000)
+        new = tmp_path / "new.csv"
+        _new_detections(s, new)
+        desk.ingest(s, "system", [new])
+    eng.dispose()
+    shutil.copy(db, tmp_path / "read.db")
+    eng = desk.engine(str(db))  # handed over: the watcher's and POST /detections?process=true's path
+    with Session(eng) as s:
+        fz = desk.fuse(s, "system", hand_over=True)
+        frame = fz.pop("detections_frame")
+        assert fz["mode"] == "incremental" and fz["refused"] < len(frame)
+        assert "detections_frame" not in desk.runs(s, 1)["detail"].iloc[0]
+        fresh = store.detections_frame(s, columns=pipeline.SCORE_EVERY_COLUMNS)
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), fresh)
+        assert fresh["id"].isin(frame["id"]).all() and frame["leak_id"].notna().all()
+        sc = desk.score(s, "system", changed=fz["changed_leaks"], dets=frame)
+        assert sc["mode"] == "incremental" and sc["scored"] > 0
+        handed = _leaks(s)
+    eng.dispose()
+    eng = desk.engine(str(tmp_path / "read.db"))  # read again by the score
+    with Session(eng) as s:
+        fz = desk.fuse(s, "system")
+        assert "detections_frame" not in fz
+        sc2 = desk.score(s, "system", changed=fz["changed_leaks"])
+        assert sc2["scored"] == sc["scored"]
+        read = _leaks(s)
+    eng.dispose()
+    assert list(handed.index) == list(read.index)
+    pd.testing.assert_frame_equal(handed[COLS], read[COLS])
+

@@ -167,6 +167,14 @@ def link_forest(xyz: np.ndarray, link_m: float) -> tuple[np.ndarray, np.ndarray,
 MAX_LINK_PAIRS = 2_000_000  # more pairs closer than the link distance than this: the spanning tree by Borůvka
 
 
+def import_clusterer() -> None:
+    """Import the ``hdbscan`` package and the parts of it the fusion calls (~1.3 s the first time in a process:
+    a long-running watcher pays it at start, not in its first cycle; ``pipeline.warm_up``)."""
+    import hdbscan  # noqa: F401
+    from hdbscan._hdbscan_linkage import label  # noqa: F401
+    from hdbscan.hdbscan_ import _tree_to_labels  # noqa: F401
+
+
 def _boruvka_mst(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Euclidean minimum spanning tree (edge ends a, b and lengths) in O(n log n) memory: the ``hdbscan``
     package's dual-tree Borůvka with ``min_samples=1``, whose mutual reachability is the Euclidean distance

@@ -75,6 +75,14 @@ def _unchanged(new: pd.DataFrame, stored: pd.DataFrame, key: str) -> np.ndarray:
     return same
 
 
+def _stored_leaks(session: Session, ids: list[str], columns: list[str]) -> pd.DataFrame:
+    """``columns`` of the stored leaks ``ids`` only (an incremental fusion writes ~1,000 of 100,000: reading every
+    leak to compare took 0.4 s and the comparison 0.5 s at 1M detections), ``_IN_CHUNK`` ids a query."""
+    parts = [read_frame(session, Leak, columns, Leak.leak_id.in_(ids[i:i + _IN_CHUNK]))
+             for i in range(0, len(ids), _IN_CHUNK)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
 def save_fusion(
     session: Session,
     det_ids: np.ndarray,
@@ -119,7 +127,7 @@ def save_fusion(
     for i in range(0, len(gone), _IN_CHUNK):
         session.execute(update(Leak).where(Leak.leak_id.in_(gone[i:i + _IN_CHUNK])).values(active=False, rank=None))
     if old & keep:  # compare with what is stored: unchanged leaks are not written again
-        leaks = leaks[~_unchanged(leaks, read_frame(session, Leak, list(leaks.columns)), "leak_id")]
+        leaks = leaks[~_unchanged(leaks, _stored_leaks(session, sorted(old & keep), list(leaks.columns)), "leak_id")]
     upsert_frame(session, Leak, "leak_id", leaks, old)
     return {"memberships": len(memb), "leaks": len(leaks), "retired": len(gone)}
 

@@ -3,8 +3,9 @@
 A loop, woken by the file system (watchdog) or at least every ``interval_s``: settled files are ingested
 (``desk.watch_file``), due pull connectors run (their schedules in the watch file), and whenever anything new
 waits to be fused (from this folder, a connector, ``POST /detections`` or a person) the desk fuses, scores and
-checks the alert rules, in one recorded ``watch`` run. Between cycles it retries due alert deliveries, checks
-the rules every ``alerts_every_s`` (deadlines come due with time alone) and beats the folder connector's heart.
+checks the alert rules that new detections set off (a new HIGH leak, a failed repair, a burst), in one recorded
+``watch`` run. Between cycles it retries due alert deliveries, checks every rule every ``alerts_every_s`` (deadlines
+come due with time alone; they and site trends read the whole store) and beats the folder connector's heart.
 
 It only calls the desk, like the other faces. On start it finishes or redoes the file a killed watcher left
 mid-load (``desk.recover_watched``). SIGTERM or Ctrl-C stop it between files; a kill -9 is what the recovery
@@ -87,7 +88,9 @@ class Watcher:
         with desk.open_session(self.engine) as s:
             if files or pulls or desk.has_unfused(s):
                 r = desk.watch_cycle(s, self.user, self.inbox, self.options, files, pulls)
-                self._last_beat = self._last_alerts = time.monotonic()
+                # the cycle checked only the alerts new detections set off (desk.CYCLE_ALERT_KINDS): the timer
+                # for the rest keeps running, or a steady feed would put deadlines off for ever
+                self._last_beat = time.monotonic()
                 self._report(r)
                 return r
             if now - self._last_alerts >= self.alerts_every_s:

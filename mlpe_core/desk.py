@@ -1484,10 +1484,16 @@ def process_new(session: Session, user: str, lap=None, alerts: bool = True) -> d
         lap("score")
     if not alerts:
         return {"fuse": fz, "score": sc}
-    al = check_alerts(session, user)
+    al = check_alerts(session, user, kinds=CYCLE_ALERT_KINDS)
     if lap:
         lap("alerts")
     return {"fuse": fz, "score": sc, "alerts": al}
+
+
+# what new detections set off at once; deadlines and site trends move on a scale of days and read the whole store
+# (the obligations queue, every site's trend: minutes at a million detections), so they are checked on the
+# watcher's timer (``alerts_every_s``, 15 minutes by default) and by ``mlpe alerts check``, not after every cycle
+CYCLE_ALERT_KINDS = ("new_high_leak", "failed_repair", "burst")
 
 
 def watch_cycle(session: Session, user: str, inbox, options, files: list[Path], pulls: list = ()) -> dict:
@@ -1606,14 +1612,18 @@ ALERT_FIELDS = ("key", "rule", "kind", "severity", "title", "detail", "leak_id",
                 "team", "event_at")
 
 
-def check_alerts(session: Session, user: str = "system", deliver: bool = True) -> dict:
+def check_alerts(session: Session, user: str = "system", deliver: bool = True,
+                 kinds: tuple[str, ...] | None = None) -> dict:
     """Run the alert rules on the store as it is now, record the new alerts (a key seen before adds nothing),
-    queue each for its team's channels and deliver what is due. Recorded as an ``alerts`` run."""
+    queue each for its team's channels and deliver what is due. Recorded as an ``alerts`` run. ``kinds`` limits
+    the rules checked to those kinds (:data:`CYCLE_ALERT_KINDS` after a watch cycle); all by default."""
     from sqlalchemy.exc import IntegrityError
 
     from .alerts import evaluate
 
     cfg = alert_config()
+    if kinds is not None:
+        cfg = cfg.model_copy(update={"rules": [r for r in cfg.rules if r.kind in kinds]})
     kinds = {r.kind for r in cfg.rules if r.enabled}
     with recorded(session, "alerts", user) as run:
         now = pipeline.clock()

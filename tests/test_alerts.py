@@ -201,3 +201,31 @@ def test_acknowledge_and_snooze_need_a_reason_are_audited_and_snoozes_wake(burst
         assert "crew dispatched" in acts["detail"].iloc[0] and "waiting for the operator" in acts["detail"].iloc[1]
         with pytest.raises(KeyError):
             desk.acknowledge_alert(s, "ana", 999, "x")
+
+
+def test_a_cycle_checks_what_new_detections_set_off_and_the_timer_checks_the_rest(burst_store, monkeypatch):
+    """After fuse and score (``process_new``: every watch cycle) the burst is alerted at once; the deadline and
+    trend rules, which read the whole store, wait for the full check (the watcher's timer, ``mlpe alerts check``)."""
+    eng, tmp = burst_store
+    (tmp / "alerts.yaml").write_text("""
+rules:
+  - {name: burst, kind: burst, count: 3, within_minutes: 30, source_types: [continuous_monitor]}
+  - {name: deadline, kind: obligation_due, within_days: 2}
+  - {name: worse, kind: worsening_site}
+teams: [{name: ops}]
+routes: [{team: ops}]
+""")
+    monkeypatch.setenv("MLPE_ALERTS_CONFIG", str(tmp / "alerts.yaml"))
+    desk.settings(reload=True)
+    read = []
+    for name in ("obligations", "worsening_sites"):
+        real = getattr(desk, name)
+        monkeypatch.setattr(desk, name, lambda *a, _n=name, _r=real, **k: read.append(_n) or _r(*a, **k))
+    with Session(eng) as s:
+        r = desk.process_new(s, "system")
+        assert r["alerts"]["new"] == 1 and read == []  # the burst, without reading deadlines or trends
+        assert desk.alerts_inbox(s)["rule"].tolist() == ["burst"]
+        full = desk.check_alerts(s, "system", deliver=False)
+        assert sorted(read) == ["obligations", "worsening_sites"] and full["new"] == 0  # nothing due here
+    monkeypatch.undo()
+    desk.settings(reload=True)

@@ -96,3 +96,23 @@ def test_a_failure_that_is_not_the_files_fault_is_retried_then_rejected(world, m
         if attempt < opts.retries:
             assert r["state"] == "error" and (inbox / "f.csv").exists()
     assert r["state"] == "rejected" and "failed 3 times" in (inbox / "rejects" / "f.csv.reasons.txt").read_text()
+
+
+def test_a_steady_feed_does_not_put_off_the_full_alert_check(tmp_path, monkeypatch):
+    """A cycle checks only the alerts new detections set off; the timer for every rule keeps running, so files
+    arriving more often than ``alerts_every_s`` cannot postpone deadline alerts for ever."""
+    from mlpe_core.daemon import Watcher
+
+    (tmp_path / "in").mkdir()
+    w = Watcher(str(tmp_path / "m.db"), tmp_path / "in", "system", settle_s=0.0, alerts_every_s=900.0,
+                say=lambda _m: None)
+    (tmp_path / "in" / "a.csv").write_text(
+        "detection_id,source_type,source_name,observed_at,latitude,longitude,rate_kg_h\n"
+        "d1,aerial,Air,2026-01-05T10:00:00Z,32.0,-102.0,20.0\n")
+    checked = []
+    monkeypatch.setattr(desk, "check_alerts", lambda s, u, **k: checked.append(k.get("kinds")) or
+                        {"found": 0, "new": 0, "ids": []})
+    w._last_alerts = 123.0
+    assert w.cycle() is not None
+    assert checked == [desk.CYCLE_ALERT_KINDS] and w._last_alerts == 123.0  # the timer was not reset
+    w.engine.dispose()

@@ -475,6 +475,8 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
     ``dets``: :data:`SCORE_EVERY_COLUMNS` of every detection as the store holds them now (the frame an incremental
     fusion in this session just read and wrote: ``run_fuse(hand_over=True)``), instead of reading them again.
     """
+    from .score.features import fits_cover
+
     require(session, user, "score")
     as_of, fits = last_score_as_of(session), last_score_fits(session)
     if as_of is None or fits is None or clock() - as_of > max_age:
@@ -492,7 +494,7 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
     if dets is None:
         dets = store.detections_frame(session, columns=SCORE_EVERY_COLUMNS)
     lap("read")
-    local = set(dets["source_name"].astype(str).unique()) <= set(fits)
+    local = fits_cover(dets, fits)
     if not local:
         dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
     ids = ids & set(leaks["leak_id"])

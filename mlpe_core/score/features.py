@@ -104,6 +104,12 @@ def _fit_sensor(hits: np.ndarray, looks: np.ndarray, rate: np.ndarray, limit: fl
     return float(cs[i]), float(Ls[j])
 
 
+def fits_cover(dets: pd.DataFrame, fits: dict | None) -> bool:
+    """Whether ``fits`` (recorded sensor fits, {sensor: (c, L)}) names every sensor of ``dets``: then nothing needs
+    fitting, and a scoring of some leaks needs only their rows and the sensors' clocks (:func:`leak_features`)."""
+    return fits is not None and set(map(str, dets["source_name"].unique())) <= set(fits)
+
+
 def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, as_of: pd.Timestamp,
                coverage: pd.DataFrame | None = None, fits: dict | None = None,
                only: set[str] | None = None) -> pd.DataFrame:
@@ -145,7 +151,7 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     d = pd.DataFrame({"leak_id": dets["leak_id"].to_numpy(), "source_name": dets["source_name"].astype(str).to_numpy(),
                       "source_type": dets["source_type"].to_numpy(), "day": day, "t": tday,
                       "asset_id": dets["asset_id"].to_numpy() if "asset_id" in dets else None})
-    if only is not None and fits is not None and set(np.unique(d["source_name"])) <= set(fits):
+    if only is not None and fits_cover(d, fits):
         ds = d[d["leak_id"].isin(only).to_numpy()]
         leaks = pd.Index(ds["leak_id"].unique())
     else:
@@ -395,7 +401,7 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     first = t.groupby(d["leak_id"]).min()
     if coverage is not None and len(coverage):
         coverage = coverage[pd.to_datetime(coverage["start_at"], utc=True) <= as_of]  # nothing from after as_of
-    local = only is not None and fits is not None and set(everyone["source_name"].astype(str).unique()) <= set(fits)
+    local = only is not None and fits_cover(everyone, fits)
     # every leak's rate, for the sensor fits of look_stats; with the fits given, only these leaks'
     rates = estimate_rates(d if local else everyone, coverage)
     f = pd.DataFrame(index=pd.Index(d["leak_id"].unique(), name="leak_id"))

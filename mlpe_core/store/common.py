@@ -83,6 +83,23 @@ def read_frame(session: Session, model, columns: Sequence[str] | None = None, wh
     return df
 
 
+IN_CHUNK = 500  # ids per IN (...) list: well under every database's parameter limit
+
+
+def read_frame_in(session: Session, model, columns: Sequence[str], key, values: Sequence, order_by=None
+                  ) -> pd.DataFrame:
+    """:func:`read_frame` of the rows whose ``key`` (a column) is one of ``values``, ``IN_CHUNK`` values a query
+    (indexed reads of a few rows of a big table), concatenated; ``order_by`` sorts each query, not the whole."""
+    import pandas as pd
+
+    vals = list(values)
+    parts = [read_frame(session, model, columns, key.in_(vals[i:i + IN_CHUNK]), order_by)
+             for i in range(0, len(vals), IN_CHUNK)]
+    if not parts:
+        return read_frame(session, model, columns, key.in_([]))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
 def _utc_times(s: pd.Series) -> pd.Series:
     """A time column as UTC timestamps. SQLite's text ("2026-06-01 10:30:00.000000", UTC without an offset) goes
     through Arrow's ISO 8601 cast, 30× faster than pandas on a million rows; anything else (offsets, datetime

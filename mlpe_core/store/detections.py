@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from ..progress import Progress, say
-from .common import _utc, read_frame
+from .common import _utc, read_frame, read_frame_in
 from .models import Detection
 
 
@@ -262,15 +262,10 @@ SCORE_COLUMNS = ("id", "detection_id", "source_type", "source_name", "observed_a
 
 
 def detections_of_leaks(session: Session, leak_ids: Iterable[str], columns: Iterable[str]) -> pd.DataFrame:
-    """:func:`detections_frame` of the detections of ``leak_ids`` only (an indexed read, 500 ids a query), ``columns``
-    (which must include ``id``), in store order."""
-    ids = sorted(set(leak_ids))
-    cols = list(columns)
-    parts = [read_frame(session, Detection, cols, Detection.leak_id.in_(ids[i:i + 500]), Detection.id)
-             for i in range(0, len(ids), 500)]
-    df = pd.concat(parts, ignore_index=True).sort_values("id", kind="stable").reset_index(drop=True) if parts \
-        else read_frame(session, Detection, cols, Detection.id < 0)
-    return _utc(df, ["observed_at"])
+    """:func:`detections_frame` of the detections of ``leak_ids`` only (an indexed read), ``columns`` (which must
+    include ``id``), in store order."""
+    df = read_frame_in(session, Detection, list(columns), Detection.leak_id, sorted(set(leak_ids)))
+    return _utc(df.sort_values("id", kind="stable").reset_index(drop=True), ["observed_at"])
 
 
 def detections_frame(session: Session, leak_id: str | None = None, columns: Iterable[str] | None = None

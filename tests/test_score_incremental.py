@@ -105,19 +105,29 @@ def test_a_full_score_still_scores_everything(tmp_path):
     eng.dispose()
 
 
+@pytest.fixture(scope="module")
+def demo_frames(tmp_path_factory) -> dict:
+    """What scoring reads of a demo store (seed 4, 1,000 assets), built once for the tests that only read it."""
+    eng = desk.engine(str(tmp_path_factory.mktemp("demo4") / "d.db"))
+    with Session(eng) as s:
+        desk.demo(s, "demo", seed=4, n_assets=1000)
+        out = {"leaks": store.leaks_frame(s, columns=pipeline.SCORE_LEAK_COLUMNS),
+               "dets": store.detections_frame(s, columns=pipeline.SCORE_DETECTION_COLUMNS),
+               "assets": store.assets_frame(s), "notifications": store.notifications_frame(s),
+               "validations": store.validations_frame(s), "coverage": store.coverage_frame(s),
+               "as_of": pipeline.last_score_as_of(s)}
+    eng.dispose()
+    return out
+
+
 @pytest.mark.slow
-def test_a_leaks_clocks_need_only_the_detections_of_the_leaks_sharing_its_sites(tmp_path):
+def test_a_leaks_clocks_need_only_the_detections_of_the_leaks_sharing_its_sites(demo_frames):
     """What score_frame(leak_ids=...) relies on: deadlines from the detections of ``site_scope`` are the full ones."""
     from mlpe_core.comply import deadlines, load_rules
 
-    eng = desk.engine(str(tmp_path / "d.db"))
-    with Session(eng) as s:
-        desk.demo(s, "demo", seed=4, n_assets=1000)
-        leaks = store.leaks_frame(s, columns=pipeline.SCORE_LEAK_COLUMNS)
-        dets = store.detections_frame(s, columns=pipeline.SCORE_DETECTION_COLUMNS)
-        kw = dict(assets=store.assets_frame(s), leaks=leaks, notifications=store.notifications_frame(s))
-        vals, rules, as_of = store.validations_frame(s), load_rules(), pipeline.last_score_as_of(s)
-    eng.dispose()
+    leaks, dets, as_of = demo_frames["leaks"], demo_frames["dets"], demo_frames["as_of"]
+    kw = dict(assets=demo_frames["assets"], leaks=leaks, notifications=demo_frames["notifications"])
+    vals, rules = demo_frames["validations"], load_rules()
     every = deadlines(dets, vals, rules, as_of, **kw)
     monitored = set(dets.loc[dets["source_type"].eq("continuous_monitor"), "leak_id"].dropna())
     assert len(every) and monitored
@@ -139,18 +149,12 @@ def _norm(df: pd.DataFrame, ids: set) -> list[tuple]:
 
 
 @pytest.mark.slow
-def test_features_of_some_leaks_are_those_of_every_leak(tmp_path):
+def test_features_of_some_leaks_are_those_of_every_leak(demo_frames):
     """leak_features(only=...): the rows from the leaks' own detections equal those computed with every leak."""
     from mlpe_core.score import leak_features
 
-    eng = desk.engine(str(tmp_path / "f.db"))
-    with Session(eng) as s:
-        desk.demo(s, "demo", seed=4, n_assets=1000)
-        leaks = store.leaks_frame(s, columns=pipeline.SCORE_LEAK_COLUMNS)
-        dets = store.detections_frame(s, columns=pipeline.SCORE_DETECTION_COLUMNS)
-        dets = dets[dets["leak_id"].notna()]
-        cov, as_of = store.coverage_frame(s), pipeline.last_score_as_of(s)
-    eng.dispose()
+    leaks, dets, as_of, cov = demo_frames["leaks"], demo_frames["dets"], demo_frames["as_of"], demo_frames["coverage"]
+    dets = dets[dets["leak_id"].notna()]
     every = leak_features(dets, leaks, as_of, cov)
     pick = set(np.random.default_rng(1).choice(sorted(every.index), 25, replace=False))
     some = leak_features(dets, leaks, as_of, cov, only=pick)

@@ -9,7 +9,9 @@ come due with time alone; they and site trends read the whole store) and beats t
 
 It only calls the desk, like the other faces. On start it finishes or redoes the file a killed watcher left
 mid-load (``desk.recover_watched``). SIGTERM or Ctrl-C stop it between files; a kill -9 is what the recovery
-is for. Each cycle opens a fresh session, so nothing accumulates across days.
+is for. Each cycle opens a fresh session, so nothing accumulates across days but the columns of every detection a
+fusion reads (``desk.detection_memory``: a cycle then reads only the new rows; its size follows the store's, and
+it is read again in full whenever another process changed the stored detections).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Watcher:
         self._last_beat = 0.0
         self._last_alerts = time.monotonic()
         self.cycles = 0
+        self.memory = desk.detection_memory()
 
     def _due_pulls(self, now: float) -> list:
         due = [c for c in self.config.connectors if now >= self._next_pull[c.name]]
@@ -87,7 +90,7 @@ class Watcher:
         pulls = self._due_pulls(now)
         with desk.open_session(self.engine) as s:
             if files or pulls or desk.has_unfused(s):
-                r = desk.watch_cycle(s, self.user, self.inbox, self.options, files, pulls)
+                r = desk.watch_cycle(s, self.user, self.inbox, self.options, files, pulls, memory=self.memory)
                 # the cycle checked only the alerts new detections set off (desk.CYCLE_ALERT_KINDS): the timer
                 # for the rest keeps running, or a steady feed would put deadlines off for ever
                 self._last_beat = time.monotonic()
@@ -128,9 +131,10 @@ class Watcher:
 
     def run(self) -> int:
         """Until stopped (or, with ``once``, until the folder is empty and nothing waits). The fusion and scoring
-        code is loaded first (``desk.warm_up``), so the first cycle's ranking does not wait for the imports."""
-        desk.warm_up()
+        code is loaded and the detections read first (``desk.warm_up``), so the first cycle's ranking waits for
+        neither."""
         with desk.open_session(self.engine) as s:
+            desk.warm_up(s, self.memory)
             for line in desk.recover_watched(s, self.inbox):
                 self.say(f"watch: recovered {line}")
         obs = None if self.once else self._observe()

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import sys
+import time
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1026,12 +1027,14 @@ def fuse_summary(r: dict) -> str:
     return pipeline.fuse_summary(r)
 
 
-def fuse(session: Session, user: str, full: bool = False, progress=None, hand_over: bool = False) -> dict:
+def fuse(session: Session, user: str, full: bool = False, progress=None, hand_over: bool = False,
+         memory: store.DetectionMemory | None = None) -> dict:
     """Detections into leaks (incremental unless ``full``), recorded as a ``fuse`` run. ``hand_over``: an
-    incremental fusion's answer carries ``detections_frame`` for ``score(dets=...)`` (``pipeline.run_fuse``)."""
+    incremental fusion's answer carries ``detections_frame`` for ``score(dets=...)``; ``memory``: the detections a
+    watcher holds between cycles (:func:`detection_memory`; both ``pipeline.run_fuse``)."""
     auth.require(session, user, "fuse")
     with recorded(session, "fuse", user) as run:
-        r = pipeline.run_fuse(session, user=user, full=full, progress=progress, hand_over=hand_over)
+        r = pipeline.run_fuse(session, user=user, full=full, progress=progress, hand_over=hand_over, memory=memory)
         run.n_in = int(r.get("new_detections", r.get("detections", 0)) if r.get("mode") == "incremental"
                        else r.get("detections", 0))
         run.n_out = int(r.get("leaks", 0))
@@ -1462,19 +1465,34 @@ def has_unfused(session: Session) -> bool:
     return store.connectors.any_unfused(session)
 
 
-def warm_up() -> float:
-    """Load the fusion and scoring code now (``pipeline.warm_up``: ~1.3 s); seconds taken."""
-    return pipeline.warm_up()
+def detection_memory() -> store.DetectionMemory:
+    """What a long-running watcher keeps of every detection between its cycles (the columns a fusion and the
+    re-score after it read), so a cycle reads only the new rows (``store.DetectionMemory``)."""
+    return store.DetectionMemory(pipeline.MEMORY_COLUMNS)
 
 
-def process_new(session: Session, user: str, lap=None, alerts: bool = True) -> dict:
+def warm_up(session: Session | None = None, memory: store.DetectionMemory | None = None) -> float:
+    """Load the fusion and scoring code now (``pipeline.warm_up``: ~1.3 s) and, with a session and a ``memory``,
+    fill it from the store (``pipeline.remember_detections``: ~6 s at a million detections), as a watcher does when
+    it starts; seconds taken."""
+    t0 = time.perf_counter()
+    pipeline.warm_up()
+    if session is not None and memory is not None:
+        pipeline.remember_detections(session, memory)
+        session.rollback()  # end the read transaction: a long-lived reader must not pin an old snapshot
+    return time.perf_counter() - t0
+
+
+def process_new(session: Session, user: str, lap=None, alerts: bool = True,
+                memory: store.DetectionMemory | None = None) -> dict:
     """Fuse what is new, score, then check the alert rules and deliver (the watcher's and ``POST /detections?
     process=true``'s follow-up). Each step is its own recorded run; ``lap(step)`` is called after each.
     ``alerts=False`` stops at the updated ranking (``benchmarks/live.py``).
 
     After an incremental fusion only the leaks it changed are re-scored, from the detections the fusion read
-    (handed over with the leak ids it wrote: a million rows are read once a cycle, not twice)."""
-    fz = fuse(session, user, hand_over=True)
+    (handed over with the leak ids it wrote: a million rows are read once a cycle, not twice). ``memory`` (a
+    watcher's :func:`detection_memory`): the fusion reads only the rows stored since the last cycle."""
+    fz = fuse(session, user, hand_over=True, memory=memory)
     frame = fz.pop("detections_frame", None)
     if lap:
         lap("fuse")
@@ -1496,7 +1514,8 @@ def process_new(session: Session, user: str, lap=None, alerts: bool = True) -> d
 CYCLE_ALERT_KINDS = ("new_high_leak", "failed_repair", "burst")
 
 
-def watch_cycle(session: Session, user: str, inbox, options, files: list[Path], pulls: list = ()) -> dict:
+def watch_cycle(session: Session, user: str, inbox, options, files: list[Path], pulls: list = (),
+                memory: store.DetectionMemory | None = None) -> dict:
     """One cycle of ``mlpe watch``: every settled file, the pull connectors that are due, then (when anything new
     waits) fuse, score and the alert rules. Recorded as a ``watch`` run whose stages are those steps."""
     with recorded(session, "watch", user, target=str(inbox.folder), source="watch") as run:
@@ -1513,7 +1532,7 @@ def watch_cycle(session: Session, user: str, inbox, options, files: list[Path], 
         loaded = sum(r.get("accepted", 0) for r in results) + sum(p.get("accepted", 0) for p in pulled)
         summary: dict = {"files": results, "pulled": pulled, "pull_failed": failed, "accepted": loaded}
         if has_unfused(session):  # the follow-up POST /detections?process=true makes (it used to score in full)
-            summary.update(process_new(session, user, lap=run.lap))
+            summary.update(process_new(session, user, lap=run.lap, memory=memory))
         run.n_in = len(results) + len(pulled)
         run.n_out = loaded
         run.n_rejected = sum(1 for r in results if r["state"] == "rejected")

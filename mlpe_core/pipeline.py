@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from . import store
 from .auth import require
+from .frames import distinct, isin
 from .lifecycle import OPEN_STATUSES
 from .runlog import lap
 from .schema import CANONICAL_COLUMNS, VALIDATION_COLUMNS
@@ -39,7 +40,11 @@ SCORE_EVERY_COLUMNS = ("id", "leak_id", "source_name", "source_type", "observed_
                        "confidence", "asset_id")
 # what an incremental fusion reads when it hands its frame over to the re-score (run_fuse's hand_over)
 FUSE_HAND_OVER_COLUMNS = FUSE_COLUMNS + tuple(c for c in SCORE_EVERY_COLUMNS if c not in FUSE_COLUMNS)
+# what a watcher keeps of every detection between cycles (``store.DetectionMemory``): all a fusion and a re-score read
+MEMORY_COLUMNS = FUSE_HAND_OVER_COLUMNS + tuple(c for c in SCORE_DETECTION_COLUMNS if c not in FUSE_HAND_OVER_COLUMNS)
 SCORE_LEAK_COLUMNS = ("leak_id", "latitude", "longitude", "radius_m", "asset_id", "status", "rank")
+# what a re-score reads of every active leak: for the scoring, then for the ranking (run_score_changed)
+RESCORE_LEAK_COLUMNS = (*SCORE_LEAK_COLUMNS, "priority_score", "p_real")
 
 
 def say(progress: Progress, frac: float, text: str) -> None:
@@ -62,6 +67,15 @@ def warm_up() -> float:
     return time.perf_counter() - t0
 
 
+def remember_detections(session: Session, memory: store.DetectionMemory) -> None:
+    """Fill a watcher's ``memory`` from the store: the detections, and what an incremental fusion derives from them
+    (positions, KD-trees: ``IncrementalFuser.remember``), so its first cycle is as quick as the next ones."""
+    from .fuse import IncrementalFuser
+
+    frame = memory.frame(session, store.fusion_generation(session))
+    IncrementalFuser(memory=memory.derived).remember(frame)
+
+
 def run_fuse(
     session: Session,
     fuser: LeakFuser | None = None,
@@ -70,6 +84,7 @@ def run_fuse(
     full: bool = False,
     max_share: float = 0.5,
     hand_over: bool = False,
+    memory: store.DetectionMemory | None = None,
 ) -> dict:
     """Group every detection into leaks, keeping the ids of leaks that still exist.
 
@@ -87,11 +102,15 @@ def run_fuse(
     ``hand_over`` (an incremental fusion only): the summary's ``detections_frame`` is the detections it read, as
     :data:`SCORE_EVERY_COLUMNS`, with the leak ids it wrote: what :func:`run_score_changed` would read next
     (``dets=``), so a fuse-then-score cycle reads the million rows once (issue 18; not JSON: pop it).
+
+    ``memory`` (a :class:`store.DetectionMemory` of :data:`FUSE_HAND_OVER_COLUMNS`, held by ``mlpe watch``
+    between cycles): the detections are the rows it holds plus those stored since (read in full when another
+    process changed them), and it keeps the rows as this fusion wrote them, so a cycle reads only what is new.
     """
     require(session, user, "fuse")
     for attempt in range(1, FUSION_ATTEMPTS + 1):
         try:
-            return _fuse_once(session, fuser, user, progress, full, max_share, hand_over)
+            return _fuse_once(session, fuser, user, progress, full, max_share, hand_over, memory)
         except store.StaleFusion:
             session.rollback()  # another fusion wrote meanwhile: fuse again from what it left
             say(progress, 0.05, f"another fusion wrote meanwhile; fusing again (attempt {attempt + 1})")
@@ -102,14 +121,17 @@ FUSION_ATTEMPTS = 5
 
 
 def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: Progress, full: bool,
-               max_share: float, hand_over: bool = False) -> dict:
+               max_share: float, hand_over: bool = False, memory: store.DetectionMemory | None = None) -> dict:
     """One fusion from the store as it is now; raises ``store.StaleFusion`` (nothing written) when another fusion
     wrote between this one's reads and its write."""
     from .comply.notifications import rematch_notifications
     from .fuse import FUSION_VERSION, IncrementalFuser, LeakFuser, attribute_assets, carry_ids
 
     generation = store.fusion_generation(session)  # before the reads: a fusion committing after it fails the swap
-    dets = store.detections_frame(session, columns=FUSE_HAND_OVER_COLUMNS if hand_over else FUSE_DETECTION_COLUMNS)
+    if memory is not None:
+        dets = memory.frame(session, generation)
+    else:
+        dets = store.detections_frame(session, columns=FUSE_HAND_OVER_COLUMNS if hand_over else FUSE_DETECTION_COLUMNS)
     if dets.empty:
         return {"detections": 0, "leaks": 0, "new": 0, "kept": 0, "retired": 0, "mode": "full", "refused": 0}
     assets = store.assets_frame(session, columns=["asset_id", "latitude", "longitude"])
@@ -123,7 +145,8 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
     say(
         progress, 0.1, f"clustering {len(dets):,} detections" if why_full else "finding the area new detections affect"
     )
-    inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None).fit(dets, assets, coverage)
+    inc = IncrementalFuser(fuser, max_share=max_share, full=why_full is not None,
+                           memory=memory.derived if memory is not None else None).fit(dets, assets, coverage)
     lap("cluster")
     reason = why_full or inc.reason_
     reg = inc.region_
@@ -177,13 +200,18 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
     except Exception:
         session.rollback()
         raise
+    if memory is not None or (hand_over and not inc.full_):
+        # the rows as they now are in the store: the re-fused area's leak ids and flags are those just written
+        dets.loc[reg, "leak_id"] = leak_ids
+        dets.loc[reg, "ambiguous"] = inc.ambiguous_[reg]
+    if memory is not None:
+        memory.keep(session, dets, generation + 1)  # the generation this write moved the store to (its swap held)
     if not inc.full_:
         # the leaks an incremental fusion wrote (every leak of the re-fused area): what run_score_changed re-scores
         summary["changed_leaks"] = sorted(produced)
-        if hand_over:  # the rows as they now are in the store: the re-fused area's leak ids are those just written
-            frame = dets[list(SCORE_EVERY_COLUMNS)].copy()
-            frame.loc[reg, "leak_id"] = leak_ids
-            summary["detections_frame"] = frame
+        if hand_over:  # every scoring column when this fusion had them (a watcher's memory), else the ones it read
+            every = set(SCORE_DETECTION_COLUMNS) <= set(dets.columns)
+            summary["detections_frame"] = dets[list(SCORE_DETECTION_COLUMNS if every else SCORE_EVERY_COLUMNS)].copy()
     say(progress, 1.0, "fused")
     return summary
 
@@ -260,6 +288,7 @@ def clock(as_of=None) -> pd.Timestamp:
 def score_frame(
     session: Session, as_of: pd.Timestamp | None = None, user: str = "system", model=None,
     leak_ids: set[str] | None = None, dets: pd.DataFrame | None = None, sensor_fits: dict | None = None,
+    leaks: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features and scores for every active leak (not written). Returns (scored leaks, features).
 
@@ -271,15 +300,17 @@ def score_frame(
     :func:`rank_open`. ``dets``: the store's detections (:data:`SCORE_DETECTION_COLUMNS`) when the caller has
     just read them in this transaction (a million rows take seconds to read: read once). ``sensor_fits``: the
     sensors' look efficiency and detection limit to use instead of fitting them (``score.leak_features``); the
-    features carry those used in ``attrs["sensor_fits"]``.
+    features carry those used in ``attrs["sensor_fits"]``. ``leaks``: the active leaks (:data:`SCORE_LEAK_COLUMNS`,
+    in :func:`store.leaks_frame` order) when the caller has just read them.
     """
     from .comply import deadlines, load_rules
     from .score import leak_features, score_table
 
-    leaks = store.leaks_frame(session, columns=SCORE_LEAK_COLUMNS)
+    if leaks is None:
+        leaks = store.leaks_frame(session, columns=SCORE_LEAK_COLUMNS)
     if dets is None:
         dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
-    dets = dets[dets["leak_id"].isin(leaks["leak_id"])]
+    dets = dets[isin(dets["leak_id"], leaks["leak_id"])]
     if leaks.empty or dets.empty:
         return leaks.iloc[0:0], pd.DataFrame()
     as_of = clock(as_of)
@@ -297,7 +328,7 @@ def score_frame(
         version = None
     vals = store.validations_frame(session)
     if leak_ids is not None:  # a leak's clocks read its own detections and its sites' monitor readings only
-        dets = dets[dets["leak_id"].isin(site_scope(leaks, dets, set(X.index)))]
+        dets = dets[isin(dets["leak_id"], site_scope(leaks, dets, set(X.index)))]
     sites = store.assets_frame(session, ["asset_id", "asset_type"])  # all a clock reads of an asset
     dl = deadlines(dets, vals, load_rules(), as_of, assets=sites, leaks=leaks,
                    notifications=store.notifications_frame(session)).reindex(X.index)
@@ -397,9 +428,11 @@ def rescore_leaks(session: Session, leak_ids: set[str], user: str = "system") ->
 
 
 def _rescore(session: Session, leak_ids: set[str], user: str, ranks_before: bool = True,
-             dets: pd.DataFrame | None = None, sensor_fits: dict | None = None) -> tuple[dict, pd.DataFrame | None]:
+             dets: pd.DataFrame | None = None, sensor_fits: dict | None = None, leaks: pd.DataFrame | None = None,
+             generation: int | None = None) -> tuple[dict, pd.DataFrame | None]:
     """:func:`rescore_leaks`, and the new scores (None before the first scoring); ``dets`` and ``sensor_fits`` as
-    for :func:`score_frame`."""
+    for :func:`score_frame`. ``leaks``: the active leaks with :data:`RESCORE_LEAK_COLUMNS`, read in this transaction
+    after ``generation`` was (so neither the scoring nor the ranking reads them again)."""
     require(session, user, "score")
     before = None
     if ranks_before:
@@ -408,12 +441,22 @@ def _rescore(session: Session, leak_ids: set[str], user: str, ranks_before: bool
     as_of = last_score_as_of(session)
     if as_of is None:
         return {"before": before, "after": before, "as_of": None}, None
-    generation = store.fusion_generation(session)  # before the leaks are read (as run_score does)
-    s, _ = score_frame(session, as_of, user, leak_ids=set(leak_ids), dets=dets, sensor_fits=sensor_fits)
+    if leaks is None:
+        generation = store.fusion_generation(session)  # before the leaks are read (as run_score does)
+    s, _ = score_frame(session, as_of, user, leak_ids=set(leak_ids), dets=dets, sensor_fits=sensor_fits,
+                       leaks=None if leaks is None else leaks[list(SCORE_LEAK_COLUMNS)])
     try:
         if len(s):
             store.save_scores(session, s.drop(columns=["rank"]), generation=generation)
-        after = rank_open(session)
+        if leaks is None:
+            after = rank_open(session)
+        else:  # the leaks as read, with the scores just written
+            new = s.set_index("leak_id") if len(s) else None
+            lk = leaks.set_index("leak_id")
+            if new is not None:
+                for c in ("priority_score", "p_real"):
+                    lk.loc[new.index, c] = new[c].to_numpy(float)
+            after = rank_open(session, lk.reset_index())
         store.audit(session, user, "rescore", None, {"leaks": sorted(leak_ids), "as_of": as_of.isoformat()})
         session.commit()
         lap("write")
@@ -429,14 +472,14 @@ def site_scope(leaks: pd.DataFrame, dets: pd.DataFrame, leak_ids: set[str]) -> s
     def named(s: pd.Series) -> pd.Series:
         return s.notna() & s.astype(str).str.strip().ne("")
 
-    mine_l = leaks[leaks["leak_id"].isin(leak_ids)]
-    mine_d = dets[dets["leak_id"].isin(leak_ids)]
-    sites = set(mine_l.loc[named(mine_l["asset_id"]), "asset_id"]) | set(mine_d.loc[named(mine_d["asset_id"]),
-                                                                                    "asset_id"])
+    mine_l = leaks[isin(leaks["leak_id"], leak_ids)]
+    mine_d = dets[isin(dets["leak_id"], leak_ids)]
+    sites = distinct(mine_l.loc[named(mine_l["asset_id"]), "asset_id"]) | distinct(
+        mine_d.loc[named(mine_d["asset_id"]), "asset_id"])
     out = set(leak_ids)
     if sites:
-        out |= set(leaks.loc[leaks["asset_id"].isin(sites), "leak_id"])
-        out |= set(dets.loc[dets["asset_id"].isin(sites), "leak_id"].dropna())
+        out |= distinct(leaks.loc[isin(leaks["asset_id"], sites), "leak_id"])
+        out |= distinct(dets.loc[isin(dets["asset_id"], sites), "leak_id"])
     return out
 
 
@@ -446,7 +489,7 @@ def flown_over(leaks: pd.DataFrame, dets: pd.DataFrame, leak_ids: set[str]) -> s
     from .score.features import CAMPAIGN_CELL_DEG, LOOK_MODE, _cell_keys
 
     campaign = [t for t, mode in LOOK_MODE.items() if mode == "campaign"]
-    d = dets[dets["leak_id"].isin(leak_ids) & dets["source_type"].isin(campaign)].dropna(subset=["latitude",
+    d = dets[isin(dets["leak_id"], leak_ids) & isin(dets["source_type"], campaign)].dropna(subset=["latitude",
                                                                                                 "longitude"])
     if d.empty:
         return set()
@@ -488,21 +531,25 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
     ids = set(leak_ids) | set(reopened)
     notes = store.notifications_frame(session)
     ids |= set(notes["leak_id"].dropna()) if len(notes) else set()
-    leaks = store.leaks_frame(session, columns=["leak_id", "asset_id", "latitude", "longitude"])
+    # the leaks are read once, for the scope, the scoring and the ranking (after the generation, as run_score)
+    generation = store.fusion_generation(session)
+    leaks = store.leaks_frame(session, columns=RESCORE_LEAK_COLUMNS)
     # read once, for the scope and the scoring (nothing is written in between); with every sensor's fit recorded,
     # the columns only the re-scored leaks' rows need are read for those rows alone (4.0 s -> 2.2 s at 1M rows)
     if dets is None:
         dets = store.detections_frame(session, columns=SCORE_EVERY_COLUMNS)
     lap("read")
     local = fits_cover(dets, fits)
-    if not local:
+    complete = set(SCORE_DETECTION_COLUMNS) <= set(dets.columns)  # (the frame a watcher's fusion handed over)
+    if not local and not complete:
         dets = store.detections_frame(session, columns=SCORE_DETECTION_COLUMNS)
-    ids = ids & set(leaks["leak_id"])
+    ids = distinct(leaks.loc[isin(leaks["leak_id"], ids), "leak_id"])
     ids = site_scope(leaks, dets, ids | flown_over(leaks, dets, ids))
-    if local:  # score_frame's clocks read the sites of the re-scored leaks: site_scope of ids, within this one
+    if local and not complete:  # score_frame's clocks read the sites of the re-scored leaks: site_scope of ids
         dets = _widened(session, dets, site_scope(leaks, dets, ids))
     lap("scope")
-    r, s = _rescore(session, ids, user, ranks_before=False, dets=dets, sensor_fits=fits)
+    r, s = _rescore(session, ids, user, ranks_before=False, dets=dets, sensor_fits=fits, leaks=leaks,
+                    generation=generation)
     bands = s["risk_band"].value_counts() if s is not None and len(s) else pd.Series(dtype=int)
     say(progress, 1.0, "scored")
     return {"scored": 0 if s is None else len(s), "ranked": len(r["after"] or {}), "high": int(bands.get("HIGH", 0)),
@@ -524,19 +571,24 @@ def _widened(session: Session, dets: pd.DataFrame, leak_ids: set[str]) -> pd.Dat
     return out[list(SCORE_DETECTION_COLUMNS)]
 
 
-def rank_open(session: Session) -> dict[str, int]:
-    """Rank the open leaks by their stored priority (then P(real)); others lose their rank. No commit."""
-    lk = store.leaks_frame(session, columns=["status", "priority_score", "p_real", "rank"])  # not every column
+def rank_open(session: Session, leaks: pd.DataFrame | None = None) -> dict[str, int]:
+    """Rank the open leaks by their stored priority (then P(real)); others lose their rank. No commit. ``leaks``:
+    every active leak's leak_id, status, priority_score, p_real and (stored) rank, as the store now has them."""
+    lk = leaks if leaks is not None else store.leaks_frame(session, columns=["status", "priority_score", "p_real",
+                                                                              "rank"])
     if lk.empty:
         return {}
-    open_ = lk[lk["status"].isin(OPEN_STATUSES) & lk["priority_score"].notna()]
+    open_ = lk[isin(lk["status"], OPEN_STATUSES) & lk["priority_score"].notna()]
     order = open_.sort_values(["priority_score", "p_real", "leak_id"], ascending=[False, False, True])["leak_id"]
-    ranks = {lid: i + 1 for i, lid in enumerate(order)}
+    order = order.to_numpy(dtype=object)
+    new = np.arange(1, len(order) + 1)
     # only the ranks that moved are written (a re-score moves a few of 100k; writing all took ~3 s)
-    had = lk.loc[lk["rank"].notna()].set_index("leak_id")["rank"].astype(int).to_dict()
-    moved = {lid: r for lid, r in ranks.items() if had.get(lid) != r}
-    store.save_ranks(session, moved, set(had) - set(ranks))
-    return ranks
+    had = lk.loc[lk["rank"].notna()].set_index("leak_id")["rank"]
+    old = had.reindex(order).to_numpy(dtype=float, na_value=np.nan)
+    moved = old != new
+    store.save_ranks(session, dict(zip(order[moved].tolist(), new[moved].tolist(), strict=True)),
+                     set(had.index[~isin(had.index, order)].tolist()))
+    return dict(zip(order.tolist(), new.tolist(), strict=True))
 
 
 def last_score_as_of(session: Session) -> pd.Timestamp | None:

@@ -179,7 +179,8 @@ def site_baselines(daily: pd.DataFrame, baseline_days: int, fill: str = "zero") 
 
 def site_classes(sites: pd.Series | list[str], assets: pd.DataFrame | None, settings: dict) -> pd.Series:
     """wellhead_only or other per site (asset_type from the registry; a leak pseudo-site is the default class)."""
-    sites = pd.Index(pd.unique(pd.Series(list(sites), dtype=object)))
+    s = sites if isinstance(sites, pd.Series) else pd.Series(list(sites), dtype=object)
+    sites = pd.Index(pd.unique(s)).astype(object)  # distinct first: a rule's series holds a row per site and day
     klass = pd.Series(settings.get("default_site_class", "other"), index=sites, dtype=object)
     if assets is not None and len(assets) and "asset_type" in assets:
         atype = pd.Series(sites, index=sites).map(assets.set_index("asset_id")["asset_type"]).dropna()
@@ -200,8 +201,15 @@ def rule_series(readings: pd.DataFrame, rule: dict, settings: dict, assets: pd.D
     if avg.empty:
         return avg.assign(baseline_kg_h=np.nan, threshold_kg_h=np.nan, above=False, crossed=False)
     above = roll["above"]
-    klass = site_classes(avg["site"], assets, settings)
-    level = avg["site"].map(klass).map(above).astype(float) if isinstance(above, dict) \
+    # a row per site and day: what belongs to a site is looked up once per site and spread by its code
+    code, sites = pd.factorize(avg["site"])
+    sites = pd.Series(sites, index=sites)
+
+    def per_site(values: pd.Series | dict) -> pd.Series:
+        return pd.Series(sites.map(values).array.take(code), index=avg.index)
+
+    klass = site_classes(sites, assets, settings)
+    level = per_site(klass.map(above)).astype(float) if isinstance(above, dict) \
         else pd.Series(float(above), index=avg.index)
     avg["baseline_kg_h"] = 0.0
     judged = pd.Series(True, index=avg.index)
@@ -209,15 +217,15 @@ def rule_series(readings: pd.DataFrame, rule: dict, settings: dict, assets: pd.D
         given = {**settings.get("site_baselines_kg_h", {}), **(baselines or {})}
         if roll.get("baseline_days"):
             own = site_baselines(daily, int(roll["baseline_days"]), fill).set_index("site")
-            avg["baseline_kg_h"] = avg["site"].map(own["baseline_kg_h"])
-            judged = avg["day"] >= avg["site"].map(own["judged_from"])
-        configured = avg["site"].map(given)
+            avg["baseline_kg_h"] = per_site(own["baseline_kg_h"])
+            judged = avg["day"] >= per_site(own["judged_from"])
+        configured = per_site(given)
         avg["baseline_kg_h"] = configured.fillna(avg["baseline_kg_h"]).astype(float)
         judged = judged | configured.notna()  # an operator's baseline is known from the first day
         judged &= avg["baseline_kg_h"].notna()
     avg["threshold_kg_h"] = level + avg["baseline_kg_h"].fillna(0.0)
     avg["above"] = (judged & (avg["average_kg_h"] > avg["threshold_kg_h"])).fillna(False).astype(bool)
-    prev = avg.groupby("site")["above"].shift(1, fill_value=False).astype(bool)
+    prev = avg.groupby(code)["above"].shift(1, fill_value=False).astype(bool)
     avg["crossed"] = avg["above"] & ~prev
     return avg
 

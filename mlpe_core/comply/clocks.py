@@ -9,6 +9,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from ..frames import isin
 from .action_levels import exceedances
 from .candidates import watch_list, watch_urgency
 from .rules import ACTIONS, DEFAULT_SETTINGS, DUE_SOON_DAYS
@@ -305,9 +306,13 @@ def clock_instances(dets: pd.DataFrame, validations: pd.DataFrame | None, rules:
     dets = dets[dets["leak_id"].notna()]
     visits = _visits(validations)
     meets = _meets(visits)
+    notifications = _notifications(notifications)
+    if leaks is not None and len(leaks):  # the leaks an event can name (a scoring of some leaks gives them all)
+        named = pd.concat([dets["leak_id"], visits["leak_id"], notifications["leak_id"]]).dropna()
+        leaks = leaks[isin(leaks["leak_id"], named.astype(str))]
     asset, _klass = _leak_sites(dets, assets, leaks, settings)
     ctx = _Context(dets=dets, visits=visits, positions=_leak_positions(dets, leaks), asset=asset, settings=settings,
-                   baselines=base, notifications=_notifications(notifications), assets=assets, leaks=leaks,
+                   baselines=base, notifications=notifications, assets=assets, leaks=leaks,
                    coverage=coverage)
     rows = []
     for rule in rules:
@@ -320,19 +325,27 @@ def clock_instances(dets: pd.DataFrame, validations: pd.DataFrame | None, rules:
         by_clock = {c["action"]: c for c in rule["clocks"]}
         delay = rule.get("delay_of_repair")
         hol = rule.get("holidays")
-        for (_key, vol), g in events.groupby(["key", "voluntary"], sort=True):
-            g = g.sort_values("at", kind="stable")
-            starts = _np(g["at"])
-            lid = g["leak_id"].iloc[0]
+        # each clock's events in time order, as arrays: one sort and one conversion per rule, not per clock (a
+        # re-score of 3,000 leaks has ~600 clocks; per-clock frames took half a second)
+        events = events.sort_values("at", kind="stable").reset_index(drop=True)
+        gid = events.groupby(["key", "voluntary"], sort=True).ngroup().to_numpy()
+        order = np.argsort(gid, kind="stable")
+        at = events["at"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[ns]")
+        leak_of, vol_of = events["leak_id"].to_numpy(dtype=object), events["voluntary"].to_numpy(dtype=object)
+        site_of, kind_of = events["site"].to_numpy(dtype=object), events["kind"].to_numpy(dtype=object)
+        ref_of, text_of = events["ref"].to_numpy(dtype=object), events["text"].to_numpy(dtype=object)
+        for pos in np.split(order, np.flatnonzero(np.diff(gid[order])) + 1):
+            starts = at[pos]
+            lid = leak_of[pos[0]]
             lid = None if lid is None or (isinstance(lid, float) and np.isnan(lid)) else lid
-            voluntary = bool(vol) or bool(rule.get("voluntary"))
+            voluntary = bool(vol_of[pos[0]]) or bool(rule.get("voluntary"))
             for clock in rule["clocks"]:
                 action, days, cal = clock["action"], clock["days"], clock.get("calendar", "calendar")
                 kind = "any" if ACTIONS[action] == {"any"} else ("attempt" if action == "repair_attempt" else "repair")
                 met = rule_meets[kind].get(lid) if lid is not None else None
                 for i, met_at in _instances(starts, met):
                     start = pd.Timestamp(starts[i]).tz_localize("UTC")
-                    ev = g.iloc[i]
+                    j = pos[i]
                     label = f"{rule['id']}:{action}"
                     if clock.get("after") == "repair_attempt":
                         attempt = _first_at_or_after(rule_meets["attempt"].get(lid), start) if lid else None
@@ -348,8 +361,8 @@ def clock_instances(dets: pd.DataFrame, validations: pd.DataFrame | None, rules:
                         label += " (delay of repair)"
                     if voluntary:
                         label += " (voluntary)"
-                    rows.append((lid, ev["site"] if isinstance(ev["site"], str) else None, rule["id"], action, due,
-                                 label, start, ev["kind"], ev["ref"], ev["text"], met_at, voluntary, not voluntary))
+                    rows.append((lid, site_of[j] if isinstance(site_of[j], str) else None, rule["id"], action, due,
+                                 label, start, kind_of[j], ref_of[j], text_of[j], met_at, voluntary, not voluntary))
     out = pd.DataFrame(rows, columns=CLOCK_COLUMNS)
     for c in ("due_by", "started_at", "met_at"):
         out[c] = pd.to_datetime(out[c], utc=True)

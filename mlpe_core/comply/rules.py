@@ -3,6 +3,8 @@ stops with the rule id and field instead of silently dropping a regulator's dead
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -271,6 +273,12 @@ def _known_holidays(code) -> bool:
     """``US`` or ``US-CO``: a country (and subdivision) the ``holidays`` package has a calendar for."""
     if not isinstance(code, str) or not code:
         return False
+    return _has_calendar(code)
+
+
+@functools.lru_cache(maxsize=64)
+def _has_calendar(code: str) -> bool:
+    """(Cached: building a calendar takes ~0.2 s, and every scoring loads the rules.)"""
     import holidays
 
     country, _, subdiv = code.partition("-")
@@ -282,8 +290,25 @@ def _known_holidays(code) -> bool:
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
-    """Read and check a rule file; returns enabled and disabled rules alike (``.settings`` too)."""
+    """Read and check a rule file; returns enabled and disabled rules alike (``.settings`` too).
+
+    A file read and checked before, unchanged since (same size and modification time), is not parsed again
+    (0.2 s a scoring, which a watcher makes every cycle); the caller still gets its own copy to change."""
     p = Path(path) if path else config_path("compliance.yaml")
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise RuleError(f"{p}: cannot read rules ({exc})") from exc
+    rules, settings = _checked_rules(str(p), st.st_mtime_ns, st.st_size)
+    out = RuleSet(copy.deepcopy(rules))
+    out.settings = copy.deepcopy(settings)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _checked_rules(path: str, _mtime_ns: int, _size: int) -> tuple[list, dict]:
+    """The rules and settings of the file at ``path`` as it is now (the time and size key the cache)."""
+    p = Path(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -295,6 +320,4 @@ def load_rules(path: str | Path | None = None) -> RuleSet:
         if not isinstance(rule, dict):
             raise RuleError(f"{p}: every rule must be a mapping")
         _check_rule(rule, str(p), seen)
-    out = RuleSet(data["rules"])
-    out.settings = _check_settings(data.get("settings") or {}, str(p))
-    return out
+    return data["rules"], _check_settings(data.get("settings") or {}, str(p))

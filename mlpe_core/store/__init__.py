@@ -24,7 +24,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "batches": ("add_batch", "batches_frame", "file_batch"),
     "common": ("clear_store", "counts", "now", "upsert"),
     "coverage": ("COVERAGE_STATES", "coverage_frame", "insert_coverage"),
-    "detections": ("detections_frame", "detections_of_leaks", "insert_detections"),
+    "detections": ("DetectionMemory", "detections_frame", "detections_of_leaks", "insert_detections"),
     "dispatch": ("get_list", "insert_list", "item_by_work_order", "list_items", "list_items_frame", "lists_frame",
                  "set_item_status", "set_list_status"),
     "leaks": ("LeakState", "StaleFusion", "as_time", "fusion_generation", "leak_events_frame", "leak_events_of",

@@ -303,7 +303,9 @@ def upsert_frame(session: Session, model, key: str, frame: pd.DataFrame, existin
         return 0, 0
     if existing is None:
         existing = set(session.execute(select(tab.c[key])).scalars())
-    old = frame[key].isin(existing).to_numpy()
+    from ..frames import isin  # (pandas: imported when a frame is written, not with the store)
+
+    old = isin(frame[key], existing)
     n_upd = int(old.sum())
     dialect = session.connection().dialect.name
     if dialect in ("sqlite", "postgresql"):
@@ -362,8 +364,20 @@ def update_rows(session: Session, model, key: str, rows: list[dict]) -> int:
 
 def clear_store(session: Session) -> None:
     """Empty the data tables. The audit trail and leak history are append-only (triggers refuse DELETE) and stay."""
-    from .models import Asset, Detection, IngestBatch, Leak, ModelVersion, MonitorCoverage, Notification, Validation
+    from .models import (
+        Asset,
+        Detection,
+        FusionState,
+        IngestBatch,
+        Leak,
+        ModelVersion,
+        MonitorCoverage,
+        Notification,
+        Validation,
+    )
 
     for m in (Validation, Notification, Detection, MonitorCoverage, Leak, IngestBatch, ModelVersion, Asset):
         session.execute(delete(m))
+    # every stored detection changed: a process holding them (``DetectionMemory``) must read them again
+    session.execute(update(FusionState).values(generation=FusionState.generation + 1))
     session.commit()

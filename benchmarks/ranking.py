@@ -38,6 +38,7 @@ from mlpe_core import pipeline, store
 from mlpe_core.ingest import ingest_frame, to_canonical
 from mlpe_core.learn import LearnedScorer, default_model
 from mlpe_core.score import leak_features, score_table
+from mlpe_core.score.rates import expected_rate
 from mlpe_core.simulate import Basin, simulate_basin
 from mlpe_core.store.db import get_engine
 
@@ -125,7 +126,11 @@ def ranking_shares(L: Loaded) -> dict:
     dets = store.detections_frame(L.session)
     maxrate = dets.groupby("leak_id")["rate_kg_h"].max().reindex(ids).fillna(-1.0).to_numpy()
     base_order = np.argsort(-maxrate, kind="stable")
-    expected = (open_["p_real"] * open_["est_rate_kg_h"]).to_numpy(float)  # without the compliance urgency
+    # without the compliance urgency: P(find) × the rate a visit finds on average (score.rank.visit_rates)
+    est = open_["est_rate_kg_h"].to_numpy(float)
+    log_sigma = np.log(open_["rate_hi_kg_h"].to_numpy(float) / est)
+    visit = expected_rate(np.log(est), log_sigma, open_["rate_quantified"].fillna(False).astype(bool).to_numpy())
+    expected = open_["p_real"].to_numpy(float) * visit
     pxr_order = np.argsort(-expected, kind="stable")
     out = {"leaks": len(ids), "methane_total": float(val[np.asarray(M.sum(axis=0)).ravel() > 0].sum()),
            "urgent": int((open_["priority_score"].to_numpy(float) > expected * 1.0001).sum())}

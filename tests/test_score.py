@@ -48,7 +48,7 @@ SYS = 0.5  # a sensor's systematic log error as a share of its single-measuremen
 
 @pytest.fixture
 def neutral(monkeypatch):
-    """An instrument table without measured biases, scatters or stated-error rules, so that the arithmetic of
+    """An instrument table without measured biases, scatters, stated-error rules or episode variability, so that the arithmetic of
     the estimate is tested on its own (the measured table is tested in test_real_data and benchmarks/real.py)."""
     from mlpe_core.score import rates
 
@@ -59,6 +59,7 @@ def neutral(monkeypatch):
         return np.full(len(names), np.nan) if key in keys else real(names, types, key)
 
     monkeypatch.setattr(rates, "sensor_default", table)
+    monkeypatch.setattr(rates, "episode_log_sd", lambda: 0.0)  # no variability between episodes either
 
 
 def _s(rate, unc):

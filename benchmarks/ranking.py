@@ -272,7 +272,7 @@ def print_loop(lp: pd.DataFrame) -> None:
         print(f"  seed {x['seed']}: {x['decision']}")
         rm = x.get("rate_model")
         if isinstance(rm, dict):
-            how = "no correction chosen" if rm["alpha"] is None else f"ridge alpha {rm['alpha']:g}"
+            how = "no correction chosen" if rm["alpha"] is None else f"Huber alpha {rm['alpha']:g}"
             print(f"      rate model: {rm['n']} measured rates, {how}, cross-validated log-space residual sd "
                   f"{rm['sigma_log']:.2f} (uncorrected estimate {rm['sigma_log_uncorrected']:.2f})")
     prom = lp[lp["promoted"]]
@@ -302,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, loops, cals = [], [], []
     last = None
     print(f"MLPE ranking benchmark: {len(runs)} basins of {args.n_assets} assets, 120 days\n")
-    print("MLPE = the ranking as dispatched (p_real × rate + urgency × p_real × min(rate, 20 kg/h)); p×r = the")
-    print("same without the urgency (expected methane only); base = largest reported rate first. Shares of the")
-    print("oracle's top K.\n")
+    print("MLPE = the ranking as dispatched (p_real × rate + urgency × p_real × min(rate, 20 kg/h), rate = the visit")
+    print("rate, score.rates.expected_rate); p×r = the same without the urgency (expected methane only); base =")
+    print("largest reported rate first. Shares of the oracle's top K.\n")
     head = "  ".join(f"{'MLPE@' + str(k):>7s} {'p×r@' + str(k):>7s} {'base@' + str(k):>8s}" for k in KS)
     print(f"{'basin':<18s} {'leaks':>5s} {'kg/h':>6s}  {head}")
     for seed, spacing in runs:

@@ -41,9 +41,10 @@ def expected_rate(log_rate: np.ndarray, log_sigma: np.ndarray, quantified: np.nd
     how noisy). The standard answer is to combine the measurement with the population prior: both log-normal,
     so the posterior of ln(rate) is normal with precision 1/σ0² + 1/σ² and mean their precision-weighted
     average, and the expected rate is exp(mean + var/2). A precise estimate (an aircraft's many passes, ln-sd
-    0.1) keeps its value (−1 %); one satellite plume (ln-sd 0.78: scatter 0.7 and calibration 0.35) of
-    1,000 kg/h counts as ~420; one monitor reading (ln-sd 1.6) is pulled further. The ordering of
-    well-measured leaks is unchanged; noisy large readings no longer outbid them on their reading alone.
+    0.1) keeps its value (−1 %); one satellite plume of 1,000 kg/h (ln-sd 0.95: scatter 0.7, calibration 0.35,
+    episode 0.54) counts as ~320, one monitor reading of 1,000 (ln-sd 1.7) as ~80; the four Stanford monitors'
+    113 kg/h (ln-sd 0.68) as 78. Well-measured leaks keep their order; noisy large readings no longer outbid
+    them on their reading alone.
 
     Leaks no sensor quantified (``quantified`` False) keep ``exp(log_rate)``: their estimate is already the
     posterior of the same prior given their detection (:func:`estimate_rates`), and applying the prior again

@@ -38,6 +38,7 @@ from mlpe_core import pipeline, store
 from mlpe_core.ingest import ingest_frame, to_canonical
 from mlpe_core.learn import LearnedScorer, default_model
 from mlpe_core.score import leak_features, score_table
+from mlpe_core.score.rates import expected_rate
 from mlpe_core.simulate import Basin, simulate_basin
 from mlpe_core.store.db import get_engine
 
@@ -125,7 +126,11 @@ def ranking_shares(L: Loaded) -> dict:
     dets = store.detections_frame(L.session)
     maxrate = dets.groupby("leak_id")["rate_kg_h"].max().reindex(ids).fillna(-1.0).to_numpy()
     base_order = np.argsort(-maxrate, kind="stable")
-    expected = (open_["p_real"] * open_["est_rate_kg_h"]).to_numpy(float)  # without the compliance urgency
+    # without the compliance urgency: P(find) × the rate a visit finds on average (score.rank.visit_rates)
+    est = open_["est_rate_kg_h"].to_numpy(float)
+    log_sigma = np.log(open_["rate_hi_kg_h"].to_numpy(float) / est)
+    visit = expected_rate(np.log(est), log_sigma, open_["rate_quantified"].fillna(False).astype(bool).to_numpy())
+    expected = open_["p_real"].to_numpy(float) * visit
     pxr_order = np.argsort(-expected, kind="stable")
     out = {"leaks": len(ids), "methane_total": float(val[np.asarray(M.sum(axis=0)).ravel() > 0].sum()),
            "urgent": int((open_["priority_score"].to_numpy(float) > expected * 1.0001).sum())}
@@ -267,7 +272,7 @@ def print_loop(lp: pd.DataFrame) -> None:
         print(f"  seed {x['seed']}: {x['decision']}")
         rm = x.get("rate_model")
         if isinstance(rm, dict):
-            how = "no correction chosen" if rm["alpha"] is None else f"ridge alpha {rm['alpha']:g}"
+            how = "no correction chosen" if rm["alpha"] is None else f"Huber alpha {rm['alpha']:g}"
             print(f"      rate model: {rm['n']} measured rates, {how}, cross-validated log-space residual sd "
                   f"{rm['sigma_log']:.2f} (uncorrected estimate {rm['sigma_log_uncorrected']:.2f})")
     prom = lp[lp["promoted"]]
@@ -297,9 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, loops, cals = [], [], []
     last = None
     print(f"MLPE ranking benchmark: {len(runs)} basins of {args.n_assets} assets, 120 days\n")
-    print("MLPE = the ranking as dispatched (p_real × rate + urgency × p_real × min(rate, 20 kg/h)); p×r = the")
-    print("same without the urgency (expected methane only); base = largest reported rate first. Shares of the")
-    print("oracle's top K.\n")
+    print("MLPE = the ranking as dispatched (p_real × rate + urgency × p_real × min(rate, 20 kg/h), rate = the visit")
+    print("rate, score.rates.expected_rate); p×r = the same without the urgency (expected methane only); base =")
+    print("largest reported rate first. Shares of the oracle's top K.\n")
     head = "  ".join(f"{'MLPE@' + str(k):>7s} {'p×r@' + str(k):>7s} {'base@' + str(k):>8s}" for k in KS)
     print(f"{'basin':<18s} {'leaks':>5s} {'kg/h':>6s}  {head}")
     for seed, spacing in runs:

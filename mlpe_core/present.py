@@ -397,7 +397,8 @@ TABLES: dict[str, list[Column]] = {
     "validations": [
         _c("visited_at", "Visited (UTC)", "datetime"), _c("leak_id", "Leak"), _c("outcome", "Outcome", "label:outcome"),
         _c("measured_rate_kg_h", "Measured", "rate"), _c("component", "Component", width="medium"),
-        _c("repaired_at", "Repaired (UTC)", "date"), _c("crew", "Crew"), _c("notes", "Notes", width="large"),
+        _c("repaired_at", "Repaired (UTC)", "date"), _c("crew", "Crew", width="medium"),  # auto width clipped 'crew-1'
+        _c("notes", "Notes", width="large"),
         _c("found_by", "Found by", "label:found_by", key=False), _c("rate_method", "Rate method", key=False),
         _c("repair_attempted_at", "Repair attempted (UTC)", "date", key=False),
         _c("delay_reason", "Delay reason", key=False), _c("recorded_by", "Recorded by"),

@@ -48,8 +48,9 @@ SYS = 0.5  # a sensor's systematic log error as a share of its single-measuremen
 
 @pytest.fixture
 def neutral(monkeypatch):
-    """An instrument table without measured biases, scatters or stated-error rules, so that the arithmetic of
-    the estimate is tested on its own (the measured table is tested in test_real_data and benchmarks/real.py)."""
+    """An instrument table without measured biases, scatters, stated-error rules or episode variability, so that
+    the arithmetic of the estimate is tested on its own (the measured table is tested in test_real_data and
+    benchmarks/real.py)."""
     from mlpe_core.score import rates
 
     real = rates.sensor_default
@@ -59,6 +60,7 @@ def neutral(monkeypatch):
         return np.full(len(names), np.nan) if key in keys else real(names, types, key)
 
     monkeypatch.setattr(rates, "sensor_default", table)
+    monkeypatch.setattr(rates, "episode_log_sd", lambda: 0.0)  # no variability between episodes either
 
 
 def _s(rate, unc):
@@ -143,6 +145,37 @@ def test_the_instruments_measured_bias_is_divided_out(dets, monkeypatch):
     assert r.loc["L2", "est_rate_kg_h"] == pytest.approx(20.0, rel=1e-12)  # no bias known: as read
     samp = 2 * (0.5**2 * 50**2 * 2)  # two readings 50 and 150 around 100, weights 1/2 (beats their 10 % errors)
     assert r.loc["L1", "log_sigma"] == pytest.approx(math.sqrt(math.log1p(samp / 100**2) + 0.8**2), rel=1e-12)
+
+
+def test_one_reading_is_one_episode_of_the_time_average(dets, neutral, monkeypatch):
+    """A single reading measures one release episode: its error against the time-average adds the source's
+    variability between episodes (rate_episode_log_sd, 0.54 measured) to the instrument's own."""
+    from mlpe_core.score import rates
+
+    monkeypatch.setattr(rates, "episode_log_sd", lambda: 0.54)
+    r = estimate_rates(dets([dict(leak="L1", rate=50.0, type="aerial")])).loc["L1"]
+    s = DEFAULT_LOG_SIGMA["aerial"]
+    assert r["est_rate_kg_h"] == pytest.approx(50.0)  # the estimate itself does not move
+    assert r["log_sigma"] == pytest.approx(math.sqrt(s**2 + 0.54**2 + (SYS * s) ** 2), rel=1e-12)
+
+
+def test_visit_rate_shrinks_noisy_estimates_toward_the_leak_size_prior():
+    """The expected rate a visit finds: posterior mean given the log-normal leak-size prior (1.40 kg/h, ln-sd
+    1.75). A precise estimate keeps its value, a single noisy high one is pulled down, the unquantified prior
+    posterior is left alone, and at equal uncertainty the order of the estimates is kept."""
+    from mlpe_core.score.rates import expected_rate, rate_prior
+
+    med, lsd = rate_prior()
+    lr = np.log([200.0, 1000.0, 1000.0, 13.0, 300.0])
+    ls = np.array([0.05, 0.78, 1.6, 1.2, 0.78])
+    q = np.array([True, True, True, False, True])
+    e = expected_rate(lr, ls, q)
+    v = 1 / (1 / lsd**2 + 1 / 0.78**2)
+    assert e[1] == pytest.approx(math.exp(v * (math.log(med) / lsd**2 + math.log(1000) / 0.78**2) + v / 2))
+    assert e[0] == pytest.approx(200.0, rel=0.01)
+    assert 300 < e[1] < 600 and e[2] < e[1]  # noisier: pulled further
+    assert e[3] == pytest.approx(13.0)  # unquantified: already a posterior of the prior
+    assert e[4] < e[1]
 
 
 def test_rate_without_uncertainty_uses_the_source_type_default(dets, neutral):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .explain import reasons
+from .rates import expected_rate
 
 HIGH_KG_H, MEDIUM_KG_H = 20.0, 2.0  # risk bands on expected methane found per visit
 
@@ -127,6 +128,18 @@ def model_rates(model, X: pd.DataFrame) -> pd.DataFrame:
     return X[RATE_COLUMNS].copy()
 
 
+def visit_rates(model, rates: pd.DataFrame, quantified) -> np.ndarray:
+    """The rate (kg/h) the expected methane of a visit uses: with the cold-start estimate, its posterior mean
+    given the leak-size prior (:func:`rates.expected_rate`: a single noisy high reading is on average an
+    overestimate); a learned rate model (``learn.RateModel``) already predicts what crews measured, so its rate
+    is used as is."""
+    est = rates["est_rate_kg_h"].to_numpy(float)
+    if getattr(model, "rate_model_", None) is not None:
+        return est
+    q = np.broadcast_to(np.asarray(quantified, bool), est.shape)
+    return expected_rate(rates["log_rate"].to_numpy(float), rates["log_sigma"].to_numpy(float), q)
+
+
 def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
                 overdue: np.ndarray | None = None, obligations: pd.DataFrame | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -135,6 +148,8 @@ def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
 
     ``obligations`` is the leaks' ``comply.deadlines`` rows indexed like X (NaN for leaks without a clock): it
     gives the urgency and the legal state the band reads. Without it ``urgency`` and ``overdue`` are used.
+    The priority and the band read the expected methane P(find) × :func:`visit_rates` (the rate's posterior mean
+    given the leak-size prior); ``est_rate_kg_h`` stays the sensors' estimate.
     Returns (scores indexed like X, contributions). ``contributions`` (a JSON column) holds ``base`` and
     every non-zero term, rounded to 4 places; they sum to the logit of ``p_real``.
     """
@@ -149,7 +164,7 @@ def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
     s["rate_hi_kg_h"] = rates["rate_hi_kg_h"].to_numpy(float)
     s["rate_quantified"] = X["rate_quantified"].fillna(False).astype(bool).to_numpy() if "rate_quantified" in X \
         else True
-    rate = s["est_rate_kg_h"].to_numpy(float)
+    rate = visit_rates(model, rates, s["rate_quantified"])
     if obligations is not None:
         urgency = obligations["urgency"].fillna(0.0).to_numpy(float) if len(obligations) else None
         s["priority_score"] = priority(p, rate, urgency)

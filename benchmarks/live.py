@@ -120,8 +120,9 @@ def build(path: Path, n: int, seed: int = 0) -> dict:
 
 def measure_update(db: str, new_csv: str) -> dict:
     """In this process: load the fusion and scoring code and read the detections as `mlpe watch` does at start
-    (``desk.warm_up`` with the watcher's ``desk.detection_memory``, timed apart), then ingest ``new_csv`` and make the watcher's follow-up up to the ranking (``desk.process_new``:
-    fuse, then score from the frame the fusion read); wall seconds and the run records."""
+    (``desk.warm_up`` with the watcher's ``desk.detection_memory``, timed apart), then ingest ``new_csv`` and make
+    the watcher's follow-up up to the ranking (``desk.process_new``: fuse, then score from the frame the fusion
+    read); wall seconds and the run records."""
     from sqlmodel import Session
 
     from mlpe_core import desk

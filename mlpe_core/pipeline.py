@@ -22,7 +22,7 @@ from .lifecycle import OPEN_STATUSES
 from .runlog import lap
 from .schema import CANONICAL_COLUMNS, VALIDATION_COLUMNS
 from .store.detections import FUSE_COLUMNS, SCORE_COLUMNS
-from .store.models import Leak, ModelVersion
+from .store.models import ModelVersion
 
 # The stages are imported by the functions that run them: `mlpe assets import` does not load the fuser (scipy,
 # pyproj), `mlpe fuse` not the scorer, and neither loads scikit-learn unless a learned model is stored.
@@ -150,12 +150,14 @@ def _fuse_once(session: Session, fuser: LeakFuser | None, user: str, progress: P
     lap("cluster")
     reason = why_full or inc.reason_
     reg = inc.region_
-    existing = set(session.execute(select(Leak.leak_id)).scalars())
     n_outside = int(dets.loc[~reg, "leak_id"].nunique())  # (a set of a million ids: 0.8 s; nunique 0.07 s)
-    region_old = set(dets.loc[reg, "leak_id"].dropna())
+    region_old = distinct(dets.loc[reg, "leak_id"])
+    # the stored ids the region's leaks may keep, and where new ids start (not every stored id: 0.2 s at 100,000)
+    existing = store.present_leak_ids(session, region_old)
     leaks = inc.leaks_.copy()
     say(progress, 0.6, f"{len(leaks):,} leaks; keeping ids and attributing assets")
-    mapping = carry_ids(dets.loc[reg, "leak_id"], pd.Series(inc.labels_[reg], index=dets.index[reg]), existing)
+    mapping = carry_ids(dets.loc[reg, "leak_id"], pd.Series(inc.labels_[reg], index=dets.index[reg]), existing,
+                        next_number=store.next_leak_number(session))
     leaks["label"] = np.arange(len(leaks))
     leaks["leak_id"] = [mapping[i] for i in leaks["label"]]
     votes = pd.DataFrame({"label": inc.labels_[reg], "asset_id": dets.loc[reg, "asset_id"].to_numpy()}).dropna()

@@ -180,3 +180,20 @@ def test_save_fusion_retires_leaks_that_are_no_longer_produced(session):
     all_leaks = leaks_frame(session, active_only=False).set_index("leak_id")["active"]
     assert all_leaks.to_dict() == {"L000001": False, "L000002": True, "L000003": True}
     assert counts(session)["leaks"] == 2
+
+
+@pytest.mark.parametrize(("ids", "expected"), [
+    ([], 1),
+    (["L000001", "L000009", "L000010"], 11),
+    (["L000123", "X999999", "L12a", "L-5", "L1.5", "Lfoo"], 124),  # other prefixes and non-numbers do not count
+    (["L999999", "L1000000"], 1000001),  # past six digits: by number, not by text
+])
+def test_next_leak_number_is_one_past_the_largest_stored(session, ids, expected):
+    from mlpe_core.store.leaks import next_leak_number, present_leak_ids
+
+    if ids:
+        save_fusion(session, np.array([], dtype=int), np.array([], dtype=object), np.array([], dtype=bool),
+                    _leak_rows(ids))
+        session.commit()
+    assert next_leak_number(session) == expected
+    assert present_leak_ids(session, [*ids[:2], "L777777"]) == set(ids[:2])

@@ -275,9 +275,12 @@ def _notifications(notifications: pd.DataFrame | None) -> pd.DataFrame:
 def _site_meets(meets: dict, events: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
     """For site-level clocks (action levels): a visit to any leak holding the site's readings meets them."""
     out: dict[str, dict[str, np.ndarray]] = {k: {} for k in meets}
+    live = {kind: per for kind, per in meets.items() if per}  # a kind no record meets stays empty (None = none)
+    if not live:
+        return out
     for _site, g in events.groupby("site"):
         leaks = sorted(set(g["leak_id"].dropna()))
-        for kind, per in meets.items():
+        for kind, per in live.items():
             arrs = [per[lk] for lk in leaks if lk in per]
             joined = np.sort(np.concatenate(arrs)) if arrs else np.array([], dtype="datetime64[ns]")
             for lk in leaks:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 
-def carry_ids(old_members: pd.Series, new_labels: pd.Series, existing_ids: set[str], prefix: str = "L") -> dict:
+def carry_ids(old_members: pd.Series, new_labels: pd.Series, existing_ids: set[str], prefix: str = "L",
+              next_number: int | None = None) -> dict:
     """Map new labels to leak ids, keeping an old id wherever its detections mostly stayed together.
 
     ``old_members``: detection key → previous leak id (NaN when new). ``new_labels``: the same keys →
-    new label. Greedy by overlap, so each old id goes to at most one new leak.
+    new label. Greedy by overlap, so each old id goes to at most one new leak. New ids are numbered from
+    ``next_number`` when given (``store.next_leak_number``), else from one more than the largest in ``existing_ids``.
     """
     df = pd.DataFrame({"old": old_members, "new": new_labels}).dropna(subset=["new"])
     pairs = df.dropna(subset=["old"]).groupby(["new", "old"]).size().sort_values(ascending=False)
@@ -20,8 +22,10 @@ def carry_ids(old_members: pd.Series, new_labels: pd.Series, existing_ids: set[s
             continue
         mapping[new] = old
         used.add(old)
-    nums = [int(s[len(prefix) :]) for s in existing_ids if s.startswith(prefix) and s[len(prefix) :].isdigit()]
-    nxt = max(nums, default=0) + 1
+    if next_number is None:
+        nums = [int(s[len(prefix) :]) for s in existing_ids if s.startswith(prefix) and s[len(prefix) :].isdigit()]
+        next_number = max(nums, default=0) + 1
+    nxt = next_number
     for new in sorted(df["new"].unique()):
         if new not in mapping:
             mapping[new] = f"{prefix}{nxt:06d}"

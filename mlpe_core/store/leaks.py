@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, cast, func, select, update
 from sqlmodel import Session
 
 from .audit import audit, chain
@@ -114,7 +115,10 @@ def save_fusion(
         memb = memb[differ]
     update_frame(session, Detection, "id", memb)
     keep = set(leaks["leak_id"])
-    old = {r for r in session.execute(select(Leak.leak_id)).scalars()}
+    # the stored ids this write concerns: every one for a full fusion (the others are retired), else only those it
+    # writes or retires (an indexed read of ~1,000 ids, not 100,000)
+    old = set(session.execute(select(Leak.leak_id)).scalars()) if retire is None \
+        else present_leak_ids(session, keep | set(retire))
     gone = sorted((old - keep) if retire is None else (set(retire) & old) - keep)
     for i in range(0, len(gone), _IN_CHUNK):
         session.execute(update(Leak).where(Leak.leak_id.in_(gone[i:i + _IN_CHUNK])).values(active=False, rank=None))
@@ -227,6 +231,35 @@ def leak_events_of(session: Session, leak_ids=None) -> pd.DataFrame:
     if leak_ids is not None:
         stmt = stmt.where(LeakEvent.leak_id.in_(sorted(set(leak_ids))))
     return _utc(_frame(session, stmt).drop(columns=["prev_hash"], errors="ignore"), ["at", "recorded_at"])
+
+
+def present_leak_ids(session: Session, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` are stored leaks, active or not (an indexed read of those ids only, not of every leak)."""
+    got = read_frame_in(session, Leak, ["leak_id"], Leak.leak_id, sorted(set(ids)))
+    return set(got["leak_id"].tolist())
+
+
+def next_leak_number(session: Session, prefix: str = "L") -> int:
+    """One more than the largest number of a stored leak id ``<prefix><digits>`` (1 when there is none): a new
+    leak's number, so no id is ever reused. Computed by the database on SQLite and PostgreSQL (reading 100,000
+    ids to find it took 0.2 s a fusion), by reading every id elsewhere."""
+    conn = session.connection()
+    n = len(prefix)
+    digits = func.substr(Leak.leak_id, n + 1)
+    if conn.dialect.name == "sqlite":
+        ok = [Leak.leak_id.op("GLOB")(_glob_literal(prefix) + "[0-9]*"), digits.op("NOT GLOB")("*[^0-9]*")]
+    elif conn.dialect.name == "postgresql":
+        ok = [Leak.leak_id.op("~")("^" + re.escape(prefix) + "[0-9]+$")]
+    else:
+        nums = [int(x[n:]) for x in leak_ids(session) if x.startswith(prefix) and x[n:].isdigit()]
+        return max(nums, default=0) + 1
+    top = session.execute(select(func.max(cast(digits, BigInteger))).where(*ok)).scalar()
+    return int(top or 0) + 1
+
+
+def _glob_literal(text: str) -> str:
+    """``text`` matched literally by SQLite's GLOB (its special characters each in a bracket)."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
 
 
 def leak_ids(session: Session, active_only: bool = False) -> set[str]:

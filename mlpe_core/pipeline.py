@@ -53,17 +53,22 @@ def say(progress: Progress, frac: float, text: str) -> None:
 
 
 def warm_up() -> float:
-    """Import what a fusion and a scoring import on first use (the clusterer alone ~1.3 s), so that a
-    long-running process (``mlpe watch``) pays it at start rather than in its first cycle. Returns seconds."""
+    """Import what a fusion and a scoring import on first use (the clusterer alone ~1.3 s) and read the compliance
+    rules (checked, and their holiday calendars built), so that a long-running process (``mlpe watch``) pays it at
+    start, and fails there on a bad rule file, rather than in its first cycle. Returns seconds."""
+    import importlib
     import time
 
     t0 = time.perf_counter()
-    from . import comply, score  # noqa: F401
+    from . import comply, score, settings  # noqa: F401
     from .comply.notifications import rematch_notifications  # noqa: F401
     from .fuse import IncrementalFuser  # noqa: F401
     from .fuse.geometry import import_clusterer
 
+    for part in ("assets", "batches", "coverage", "modelversions", "notifications", "runs", "validations"):
+        importlib.import_module(f"{store.__name__}.{part}")  # the store's parts a cycle reads (loaded on first use)
     import_clusterer()
+    comply.load_rules()
     return time.perf_counter() - t0
 
 

@@ -335,6 +335,9 @@ def update_frame(session: Session, model, key: str, frame: pd.DataFrame) -> int:
         return 0
     tab = model.__table__
     stmt = update(tab).where(tab.c[key] == bindparam("_key")).values({c: bindparam(f"_v_{c}") for c in cols})
+    # in key order: the rows are then found and rewritten in index order, page after page (re-ranking 107,000
+    # leaks: 0.55 -> 0.35 s); updates by a unique key commute, and a repeated key keeps its order (stable)
+    frame = frame.sort_values(key, kind="stable")
     values = _columns(frame)
     with _write_cache(session, len(frame)), _indexes_rebuilt(session, tab, cols, len(frame)):
         _execute_many(session, stmt, {"_key": values[key], **{f"_v_{c}": values[c] for c in cols}})

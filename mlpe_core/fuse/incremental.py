@@ -245,15 +245,17 @@ class _StoreGeometry:
             front.append(self._stored_precise_leaks_near(coarse))
         front = np.unique(np.concatenate(front))
         ctx[front] = True
+        # only bands holding precise detections can extend a component; the pairs within ``link`` of the front come
+        # from one dual-tree search per band (in C), not a Python list per front point (thousands at a busy pad)
+        bands = [(rows, tree) for rows, tree, _ in self._bands("positioned") if self.precise[rows].any()]
         while len(front):
             hits = []
-            for rows, tree, _ in self._bands("positioned"):
-                res = tree.query_ball_point(self.xyz[front], self.link, return_sorted=False)
-                lens = np.fromiter(map(len, res), dtype=np.int64, count=len(res))
-                if lens.sum() == 0:
+            near = cKDTree(self.xyz[front])
+            for rows, tree in bands:
+                pairs = near.sparse_distance_matrix(tree, self.link, output_type="ndarray")
+                if not len(pairs):
                     continue
-                fi = np.repeat(front, lens)
-                j = rows[np.concatenate([np.asarray(r, dtype=np.int64) for r in res if len(r)])]
+                fi, j = front[pairs["i"]], rows[pairs["j"]]
                 keep = self.precise[j] & ~ctx[j]
                 j, fi = j[keep], fi[keep]
                 hits.append(j[np.linalg.norm(self.xyz[j] - self.xyz[fi], axis=1) < self.link])

@@ -96,8 +96,8 @@ def map_and_panel(lk: pd.DataFrame, shown: pd.DataFrame, opts: dict) -> None:
     k[1].metric("High risk", f"{(now['risk_band'] == 'HIGH').sum():,}")
     k[2].metric("Estimated emissions", c.rate(now["est_rate_kg_h"].sum()), help="sum of best-estimate rates shown")
     k[3].metric("Expected find per visit (top 10)", c.rate(now["priority_score"].nlargest(10).mean()),
-                help="mean priority of the ten highest: P(real) × rate, plus a compliance clock's urgency × P(real) × "
-                     "min(rate, 20 kg/h)")
+                help="mean priority of the ten highest: P(real) × the rate a visit finds on average, plus a "
+                     "compliance clock's urgency × P(real) × min(that rate, 20 kg/h)")
     with right:
         ids = now.sort_values(["rank", "leak_id"], na_position="last")["leak_id"].tolist()
         st.selectbox("Or pick a leak by id", c.capped(ids, ss.get("map_pick")), index=None, key="map_pick",

@@ -355,7 +355,8 @@ def _c(name, header, kind="text", key=True, width=None, help=None) -> Column:  #
 
 
 _P = "probability that a crew on site finds a real leak"
-_PRI = "expected rate a visit finds: P(real) × rate, plus a running clock's urgency × P(real) × min(rate, 20 kg/h)"
+_PRI = ("expected rate a visit finds: P(real) × the rate it finds on average (the estimate pulled toward typical leak "
+        "sizes as far as it is uncertain), plus a running clock's urgency × P(real) × min(that rate, 20 kg/h)")
 TABLES: dict[str, list[Column]] = {
     "leaks": [
         _c("rank", "Rank", "int", width="small", help="1 = visit first"), _c("leak_id", "Leak"),

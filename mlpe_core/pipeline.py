@@ -105,10 +105,11 @@ def run_fuse(
     retire the leaks a concurrent incremental fusion had just made, orphaning their detections).
 
     ``hand_over`` (an incremental fusion only): the summary's ``detections_frame`` is the detections it read, as
-    :data:`SCORE_EVERY_COLUMNS`, with the leak ids it wrote: what :func:`run_score_changed` would read next
-    (``dets=``), so a fuse-then-score cycle reads the million rows once (issue 18; not JSON: pop it).
+    :data:`SCORE_EVERY_COLUMNS` (every :data:`SCORE_DETECTION_COLUMNS` with a ``memory``), with the leak ids it
+    wrote: what :func:`run_score_changed` would read next (``dets=``), so a fuse-then-score cycle reads the million
+    rows once (issue 18; not JSON: pop it).
 
-    ``memory`` (a :class:`store.DetectionMemory` of :data:`FUSE_HAND_OVER_COLUMNS`, held by ``mlpe watch``
+    ``memory`` (a :class:`store.DetectionMemory` of :data:`MEMORY_COLUMNS`, held by ``mlpe watch``
     between cycles): the detections are the rows it holds plus those stored since (read in full when another
     process changed them), and it keeps the rows as this fusion wrote them, so a cycle reads only what is new.
     """
@@ -522,8 +523,9 @@ def run_score_changed(session: Session, leak_ids: set[str], user: str = "system"
     so their scores are those a full :func:`run_score` at that as-of with those fits gives; the other leaks keep
     theirs. Returns None (nothing done: score in full) before the first scoring, when it stored no fits, or when
     the scores' as-of is more than ``max_age`` old, so the clock every face counts from and the fits move on.
-    ``dets``: :data:`SCORE_EVERY_COLUMNS` of every detection as the store holds them now (the frame an incremental
-    fusion in this session just read and wrote: ``run_fuse(hand_over=True)``), instead of reading them again.
+    ``dets``: :data:`SCORE_EVERY_COLUMNS` (or every :data:`SCORE_DETECTION_COLUMNS`) of every detection as the
+    store holds them now (the frame an incremental fusion in this session just read and wrote:
+    ``run_fuse(hand_over=True)``), instead of reading them again.
     """
     from .score.features import fits_cover
 

@@ -92,3 +92,10 @@ NOTIFICATION_COLUMNS: tuple[str, ...] = (
 NOTIFICATION_REQUIRED: tuple[str, ...] = ("notification_id", "received_at", "program")
 NOTIFICATION_PROGRAMS: tuple[str, ...] = ("ooooB_super_emitter", "imeo_mars", "state", "voluntary")
 MATCH_METHODS: tuple[str, ...] = ("reference", "position", "manual")
+
+
+def number_after(ids, prefix: str = "L") -> int:
+    """One more than the largest number of the leak ids ``<prefix><digits>`` among ``ids`` (1 when there is none):
+    where new leak ids start (``fuse.carry_ids``; ``store.next_leak_number`` asks the database the same)."""
+    n = len(prefix)
+    return max((int(x[n:]) for x in ids if x.startswith(prefix) and x[n:].isdigit()), default=0) + 1

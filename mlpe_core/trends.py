@@ -102,12 +102,13 @@ def sensor_days(dets: pd.DataFrame, leaks: pd.DataFrame, coverage: pd.DataFrame 
     q_site: list = []  # the quiet days as plain lists, made into one frame at the end (a frame per (site, sensor)
     q_src: list = []   # pair and their concatenation took minutes at 100,000 sites)
     q_day: list = []
+    window = set(days)
     for (site, src), g in per.groupby(["site", "source_name"]):
         how = COUNT_KINDS.get(kind.get(src))
         if how == "scene":
             watched = pass_days.get(src, set())
         elif how == "always":
-            watched = set(days)
+            watched = window
         elif how == "coverage":
             watched = cov_days.get((site, src))
             if watched is None:  # no coverage rows: from the first to the last reading at the site
@@ -115,7 +116,7 @@ def sensor_days(dets: pd.DataFrame, leaks: pd.DataFrame, coverage: pd.DataFrame 
                 watched = {x for x in days if lo <= x <= hi}
         else:
             continue
-        quiet = sorted((set(watched) & set(days)) - set(g["day"]))
+        quiet = sorted(window.intersection(watched) - set(g["day"]))
         q_site += [site] * len(quiet)
         q_src += [src] * len(quiet)
         q_day += quiet

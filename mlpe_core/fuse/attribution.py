@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from .geometry import to_ecef
+from .geometry import ball_pairs, to_ecef
 
 
 def attribute_assets(
@@ -41,10 +39,7 @@ def attribute_assets(
     s = np.hypot(leaks["radius_m"].to_numpy(float), site_sigma_m)
 
     # candidates by distance: one query for every leak, flattened into (leak row, asset index) pairs
-    near = cKDTree(axyz).query_ball_point(lxyz, np.maximum(4 * s, 300.0), return_sorted=False)
-    lens = np.fromiter(map(len, near), np.int64, n)
-    rows = np.repeat(np.arange(n, dtype=np.int64), lens)
-    cols = np.fromiter(itertools.chain.from_iterable(near), np.int64, int(lens.sum()))
+    rows, cols = ball_pairs(cKDTree(axyz).query_ball_point(lxyz, np.maximum(4 * s, 300.0), return_sorted=False))
 
     # named assets: a leak's detections that name an asset make it a candidate and multiply its likelihood
     nv = np.zeros(len(rows))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
@@ -14,6 +16,14 @@ from ..geo import from_ecef, to_ecef  # noqa: F401  (re-exported for the fuser)
 def _days(s: pd.Series) -> np.ndarray:
     ts = pd.to_datetime(s, utc=True)
     return (ts - pd.Timestamp("2000-01-01", tz="UTC")).dt.total_seconds().to_numpy() / 86400.0
+
+
+def ball_pairs(neighbours) -> tuple[np.ndarray, np.ndarray]:
+    """A ``cKDTree.query_ball_point`` answer for many points (a list of index lists) as flat (point, neighbour)
+    index arrays, in the answer's order: one pass in C instead of an array per point."""
+    lens = np.fromiter(map(len, neighbours), np.int64, len(neighbours))
+    point = np.repeat(np.arange(len(neighbours), dtype=np.int64), lens)
+    return point, np.fromiter(itertools.chain.from_iterable(neighbours), np.int64, int(lens.sum()))
 
 
 def _time_bounds(lab: np.ndarray, t: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:

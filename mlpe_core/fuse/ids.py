@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..schema import number_after
+
 
 def carry_ids(old_members: pd.Series, new_labels: pd.Series, existing_ids: set[str], prefix: str = "L",
               next_number: int | None = None) -> dict:
@@ -22,10 +24,7 @@ def carry_ids(old_members: pd.Series, new_labels: pd.Series, existing_ids: set[s
             continue
         mapping[new] = old
         used.add(old)
-    if next_number is None:
-        nums = [int(s[len(prefix) :]) for s in existing_ids if s.startswith(prefix) and s[len(prefix) :].isdigit()]
-        next_number = max(nums, default=0) + 1
-    nxt = next_number
+    nxt = number_after(existing_ids, prefix) if next_number is None else next_number
     for new in sorted(df["new"].unique()):
         if new not in mapping:
             mapping[new] = f"{prefix}{nxt:06d}"

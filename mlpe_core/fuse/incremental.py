@@ -7,7 +7,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from .estimator import LeakFuser, summarize
-from .geometry import _centres, _days, _time_bounds, to_ecef
+from .geometry import _centres, _days, _time_bounds, ball_pairs, to_ecef
 
 
 class IncrementalFuser:
@@ -269,13 +269,11 @@ class _StoreGeometry:
         rows, inv, ids, c, se, tree = self._stored_centres()
         if tree is None or len(pts) == 0:
             return np.zeros(0, dtype=np.int64)
-        res = tree.query_ball_point(self.xyz[pts], self.k * np.hypot(self.sigma[pts], float(se.max())),
-                                    return_sorted=False)
-        lens = np.fromiter(map(len, res), dtype=np.int64, count=len(res))
-        if lens.sum() == 0:
+        pi, j = ball_pairs(tree.query_ball_point(self.xyz[pts], self.k * np.hypot(self.sigma[pts], float(se.max())),
+                                                 return_sorted=False))
+        if len(j) == 0:
             return np.zeros(0, dtype=np.int64)
-        pi = np.repeat(pts, lens)
-        j = np.concatenate([np.asarray(r, dtype=np.int64) for r in res if len(r)])
+        pi = pts[pi]
         near = np.linalg.norm(self.xyz[pi] - c[j], axis=1) <= self.k * np.hypot(self.sigma[pi], se[j])
         hit = np.zeros(int(inv.max()) + 1, dtype=bool)
         hit[ids[j[near]]] = True
@@ -313,14 +311,10 @@ class _StoreGeometry:
             if len(at):
                 pts = self.assets[0][at]
                 reach = self.f.attach_sigmas * np.hypot(float(se.max()), self.f.site_sigma_m)
-                res = tree.query_ball_point(pts, reach, return_sorted=False)
-                lens = np.fromiter(map(len, res), dtype=np.int64, count=len(res))
-                if lens.sum():
-                    pi = np.repeat(np.arange(len(pts)), lens)
-                    j = np.concatenate([np.asarray(r, dtype=np.int64) for r in res if len(r)])
-                    near = np.linalg.norm(c[j] - pts[pi], axis=1) <= self.f.attach_sigmas * np.hypot(
-                        se[j], self.f.site_sigma_m)
-                    hit[ids[j[near]]] = True
+                pi, j = ball_pairs(tree.query_ball_point(pts, reach, return_sorted=False))
+                near = np.linalg.norm(c[j] - pts[pi], axis=1) <= self.f.attach_sigmas * np.hypot(
+                    se[j], self.f.site_sigma_m)
+                hit[ids[j[near]]] = True
         out[rows[hit[inv]]] = True
         return out
 
@@ -382,12 +376,10 @@ class _StoreGeometry:
         if len(centres) == 0:
             return np.zeros(0, dtype=np.int64)
         for rows, tree, smax in self._bands(kind):
-            res = tree.query_ball_point(centres, self.k * np.hypot(spread, smax), return_sorted=False)
-            lens = np.fromiter(map(len, res), dtype=np.int64, count=len(res))
-            if lens.sum() == 0:
+            ci, j = ball_pairs(tree.query_ball_point(centres, self.k * np.hypot(spread, smax), return_sorted=False))
+            if len(j) == 0:
                 continue
-            ci = np.repeat(np.arange(len(centres)), lens)
-            j = rows[np.concatenate([np.asarray(r, dtype=np.int64) for r in res if len(r)])]
+            j = rows[j]
             keep = allowed[j] & (self.t[j] >= t0[ci] - self.gap) & (self.t[j] <= t1[ci] + self.gap)
             j, ci = j[keep], ci[keep]
             d = np.linalg.norm(self.xyz[j] - centres[ci], axis=1)

@@ -295,7 +295,7 @@ class DetectionMemory:
         self._df: pd.DataFrame | None = None
         self._generation: int | None = None
         self._url: str | None = None
-        self.full_reads = 0  # how often the memory was (re)filled from the whole table (tests, run records)
+        self.full_reads = 0  # how often the memory was (re)filled from the whole table (tests, the live benchmark)
         self.tail_reads = 0
         # what stages derive from these rows and keep for the next cycle (``fuse.IncrementalFuser``'s memory); each
         # user checks that the rows it derived from are still the first rows of the frame
@@ -327,10 +327,6 @@ class DetectionMemory:
         """Hold ``frame`` (every detection as the store has it at ``generation``, after this process's own write)."""
         self._df, self._generation = frame[list(self.columns)], generation
         self._url = str(session.get_bind().url)
-
-    def forget(self) -> None:
-        self._df = self._generation = self._url = None
-        self.derived.clear()
 
     @property
     def rows(self) -> int:

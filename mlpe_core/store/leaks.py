@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, cast, func, select, update
 from sqlmodel import Session
 
+from ..schema import number_after
 from .audit import audit, chain
 from .common import IN_CHUNK as _IN_CHUNK
 from .common import _frame, _utc, read_frame, read_frame_in, update_frame, upsert_frame
@@ -251,8 +252,7 @@ def next_leak_number(session: Session, prefix: str = "L") -> int:
     elif conn.dialect.name == "postgresql":
         ok = [Leak.leak_id.op("~")("^" + re.escape(prefix) + "[0-9]+$")]
     else:
-        nums = [int(x[n:]) for x in leak_ids(session) if x.startswith(prefix) and x[n:].isdigit()]
-        return max(nums, default=0) + 1
+        return number_after(leak_ids(session), prefix)
     top = session.execute(select(func.max(cast(digits, BigInteger))).where(*ok)).scalar()
     return int(top or 0) + 1
 

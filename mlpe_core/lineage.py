@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from .present import detail_text, label, rules_in_text
+from .store import rank_of
 from .store.models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, Validation
 
 STORY_COLUMNS = ["at", "kind", "what", "who", "source"]
@@ -45,8 +46,10 @@ def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
                              f"{_rate(det.rate_kg_h, det.rate_uncertainty_kg_h)}{amb}",
                      "who": batch.recorded_by if batch is not None else "", "source": src})
     if leak.scored_at is not None:
+        rank = rank_of(session, leak_id)
+        ranked = f"rank {rank:,}" if rank is not None else "not ranked"
         rows.append({"at": leak.scored_at, "kind": "score",
-                     "what": f"rank {leak.rank}, {label('band', leak.risk_band).lower()} risk, P(real) "
+                     "what": f"{ranked}, {label('band', leak.risk_band).lower()} risk, P(real) "
                              f"{leak.p_real:.0%}, ~{leak.est_rate_kg_h or 0:,.1f} kg/h: "
                              f"{rules_in_text(leak.top_reasons)}"
                      if leak.p_real is not None else "scored",

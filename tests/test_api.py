@@ -21,7 +21,7 @@ from sqlmodel import Session
 from mlpe_core import auth
 from mlpe_core.api import create_app
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS, LEAK_EXPORT_COLUMNS
-from mlpe_core.store.models import Detection, Leak, Notification
+from mlpe_core.store.models import Detection, Leak, LeakRank, Notification
 
 T = pd.Timestamp("2025-03-03T10:00:00Z")
 SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "workorder.schema.json"
@@ -33,11 +33,12 @@ def store(engine):
         for i in range(1, 9):
             s.add(Leak(leak_id=f"L{i:06d}", latitude=32 + i / 50, longitude=-102 - i / 50, radius_m=10.0,
                        n_detections=1, n_sources=1, source_types="aerial,satellite" if i % 2 else "ogi",
-                       first_seen=T.to_pydatetime(), last_seen=T.to_pydatetime(), rank=i,
+                       first_seen=T.to_pydatetime(), last_seen=T.to_pydatetime(),
                        risk_band="HIGH" if i <= 3 else "LOW", priority_score=50.0 - i, p_real=0.7,
                        est_rate_kg_h=120.0 - i, asset_id=f"A{i}", top_reasons=f"reason {i}",
                        due_by=(T + pd.Timedelta(days=5)).to_pydatetime() if i == 2 else None,
                        due_rule="ooooB_super_emitter:investigate" if i == 2 else None))
+            s.add(LeakRank(leak_id=f"L{i:06d}", rank=i))
         s.add(Leak(leak_id="L000099", latitude=32, longitude=-102, radius_m=10.0, n_detections=1, n_sources=1,
                    source_types="aerial", first_seen=T.to_pydatetime(), last_seen=T.to_pydatetime(),
                    status="not_found"))

@@ -24,7 +24,7 @@ from mlpe_core.outcomes import record_validations
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
 from mlpe_core.score import FEATURES, ColdStartScorer
 from mlpe_core.store.db import get_engine
-from mlpe_core.store.models import Leak, LeakEvent
+from mlpe_core.store.models import Leak, LeakEvent, LeakRank
 
 PAGES = ("map", "leak", "rankings", "obligations", "site", "operator", "dispatch", "validation", "upload", "model",
          "audit")
@@ -171,7 +171,7 @@ def _big_store(path, n: int) -> None:
     leaks = [dict(leak_id=f"L{i:06d}", latitude=float(lat[i]), longitude=float(lon[i]), radius_m=50.0,
                   n_detections=1, n_sources=1, source_types="satellite", first_seen=now, last_seen=now,
                   p_real=float(p[i]), est_rate_kg_h=float(rate[i]), priority_score=float(pri[i]),
-                  risk_band="HIGH" if pri[i] >= 20 else "MEDIUM" if pri[i] >= 2 else "LOW", rank=int(rank[i]),
+                  risk_band="HIGH" if pri[i] >= 20 else "MEDIUM" if pri[i] >= 2 else "LOW",
                   top_reasons="synthetic", status="open", active=True, rate_quantified=True, n_ambiguous=0,
                   failed_repair=False) for i in range(n)]
     dets = [dict(detection_id=f"D{i}", source_type="satellite", source_name="BigSat", observed_at=now,
@@ -180,6 +180,7 @@ def _big_store(path, n: int) -> None:
     engine = get_engine(str(path))
     with Session(engine) as s:
         s.execute(insert(Leak), leaks)
+        s.execute(insert(LeakRank), [{"leak_id": f"L{i:06d}", "rank": int(rank[i])} for i in range(n)])
         s.execute(insert(Detection), dets)
         s.commit()
     engine.dispose()

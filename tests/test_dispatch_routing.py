@@ -17,7 +17,7 @@ from mlpe_core import auth, desk
 from mlpe_core import dispatch as dsp
 from mlpe_core.lifecycle import TransitionError
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS
-from mlpe_core.store.models import DispatchItem, DispatchList, Leak, LeakEvent
+from mlpe_core.store.models import DispatchItem, DispatchList, Leak, LeakEvent, LeakRank
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "docs" / "workorder.schema.json"
@@ -393,11 +393,12 @@ def ranked(session):
     for i in range(1, 16):
         session.add(Leak(leak_id=f"L{i:06d}", latitude=32 + rng.uniform(0, .3), longitude=-102 + rng.uniform(0, .3),
                          radius_m=5.0, n_detections=1, n_sources=1, source_types="aerial",
-                         first_seen=T.to_pydatetime(), last_seen=T.to_pydatetime(), rank=i, risk_band="HIGH",
+                         first_seen=T.to_pydatetime(), last_seen=T.to_pydatetime(), risk_band="HIGH",
                          priority_score=100.0 - i, p_real=0.8, est_rate_kg_h=10.0 + i, asset_id=f"A{i}",
                          top_reasons="=big leak" if i == 1 else "seen twice",
                          due_by=(T + pd.Timedelta(days=5)).to_pydatetime() if i == 2 else None,
                          due_rule="ooooB_super_emitter:investigate" if i == 2 else None))
+        session.add(LeakRank(leak_id=f"L{i:06d}", rank=i))
     session.commit()
     return session
 
@@ -454,7 +455,7 @@ def test_approval_is_refused_when_a_leak_changed_since_planning(ranked, write):
 def test_plan_refuses_more_than_a_day_and_an_empty_ranking(ranked, session):
     with pytest.raises(ValueError, match="--top must be 1..12"):
         desk.plan_list(ranked, "sam", 13)
-    ranked.execute(Leak.__table__.update().values(rank=None))
+    ranked.execute(LeakRank.__table__.delete())
     ranked.commit()
     with pytest.raises(ValueError, match="nothing to dispatch"):
         desk.plan_list(ranked, "sam")

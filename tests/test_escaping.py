@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from mlpe_core import store
 from mlpe_core.store.db import get_engine
-from mlpe_core.store.models import Detection, Leak
+from mlpe_core.store.models import Detection, Leak, LeakRank
 from mlpe_core.text import html, md
 
 EVIL_ASSET = "![x](http://host/x.png)"
@@ -41,9 +41,10 @@ def test_leak_page_shows_a_hostile_asset_id_as_text(tmp_path, monkeypatch):
     eng = get_engine(str(db))
     with Session(eng) as s:
         s.add(Leak(leak_id="L000001", latitude=32, longitude=-102, radius_m=5, n_detections=1, n_sources=1,
-                   source_types="ogi", first_seen=T, last_seen=T, asset_id=EVIL_ASSET, rank=1, risk_band="HIGH",
+                   source_types="ogi", first_seen=T, last_seen=T, asset_id=EVIL_ASSET, risk_band="HIGH",
                    p_real=0.5, est_rate_kg_h=3.0, priority_score=1.5, top_reasons=f"near {EVIL_ASSET}",
                    asset_candidates=json.dumps([{"asset_id": EVIL_ASSET, "p": 1.0, "distance_m": 3.0}])))
+        s.add(LeakRank(leak_id="L000001", rank=1))
         s.add(Detection(detection_id="d1", source_type="ogi", source_name="OGI", observed_at=T, latitude=32,
                         longitude=-102, location_uncertainty_m=3, asset_id=EVIL_ASSET, leak_id="L000001"))
         s.commit()

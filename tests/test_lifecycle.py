@@ -15,7 +15,7 @@ from mlpe_core.lifecycle import LeakState, TransitionError, next_status, set_sta
 from mlpe_core.outcomes import import_validations, record_validations
 from mlpe_core.pipeline import run_lifecycle
 from mlpe_core.store import leaks_frame
-from mlpe_core.store.models import Detection, Leak, LeakEvent, Validation
+from mlpe_core.store.models import Detection, Leak, LeakEvent, LeakRank, Validation
 
 T = pd.Timestamp("2025-03-03T10:00:00Z")
 VAL_HEADER = "leak_id,visited_at,outcome,measured_rate_kg_h,component,repaired_at,crew,notes"
@@ -117,7 +117,8 @@ def leaks(session):
     for i in range(1, 6):
         session.add(Leak(leak_id=f"L{i:06d}", latitude=32.0 + i / 100, longitude=-102.0, radius_m=5.0,
                          n_detections=1, n_sources=1, source_types="aerial", first_seen=T.to_pydatetime(),
-                         last_seen=T.to_pydatetime(), rank=i))
+                         last_seen=T.to_pydatetime()))
+        session.add(LeakRank(leak_id=f"L{i:06d}", rank=i))
     session.commit()
     return session
 
@@ -238,8 +239,8 @@ def test_a_leak_seen_again_after_repair_reopens_as_a_possible_failed_repair(leak
     assert "possible failed repair" in ev["detail"] and "AirLidar:d3" in ev["detail"]
     assert run_lifecycle(leaks) == {"reopened": 0, "failed_repairs": 0}  # idempotent
     # re-opened leaks are dispatchable again, although they have visits on record
-    leaks.execute(Leak.__table__.update().values(rank=None))
-    leaks.execute(Leak.__table__.update().where(Leak.leak_id.in_(["L000001", "L000002"])).values(rank=1))
+    leaks.execute(LeakRank.__table__.delete())
+    leaks.execute(LeakRank.__table__.insert(), [{"leak_id": "L000001", "rank": 1}, {"leak_id": "L000002", "rank": 2}])
     leaks.commit()
     assert set(export_frame(leaks, "dispatch", 10)["leak_id"]) == {"L000001", "L000002"}
 

@@ -152,3 +152,35 @@ def test_store_at_0002_chains_its_existing_events_and_refuses_edits(tmp_path: Pa
     with pytest.raises(DatabaseError, match="append-only"), eng.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
         conn.exec_driver_sql("DELETE FROM auditevent")
+
+
+def test_store_at_0007_moves_the_ranks_to_their_own_table_and_back(tmp_path: Path) -> None:
+    """0008: the model's ranks leave the wide leak table for ``leak_rank`` (same ranks, unranked leaks without a
+    row), and a downgrade puts them back in the column."""
+    from alembic import command
+
+    db = tmp_path / "v7.db"
+    eng = create_engine(f"sqlite:///{db}")
+    with eng.begin() as conn:
+        command.upgrade(alembic_config(conn), "0007")
+        for i, rank in ((1, 2), (2, None), (3, 1)):
+            conn.exec_driver_sql(
+                "INSERT INTO leak (leak_id, active, latitude, longitude, radius_m, n_detections, n_sources, "
+                "source_types, first_seen, last_seen, n_ambiguous, status, rate_quantified, failed_repair, rank) "
+                f"VALUES ('L00000{i}', 1, 32, -102, 5, 1, 1, 'ogi', '2026-06-01 00:00:00.000000', "
+                f"'2026-06-01 00:00:00.000000', 0, 'open', 0, 0, {'NULL' if rank is None else rank})")
+    eng.dispose()
+    eng = get_engine(str(db))
+    assert "rank" not in {c["name"] for c in inspect(eng).get_columns("leak")}
+    with Session(eng) as s:
+        from mlpe_core import store
+
+        got = store.leaks_frame(s, columns=["status"])
+        assert got["leak_id"].tolist() == ["L000003", "L000001", "L000002"]  # rank order, unranked last
+        assert got["rank"].tolist()[:2] == [1, 2] and got["rank"].isna().tolist() == [False, False, True]
+        assert store.rank_of(s, "L000001") == 2 and store.rank_of(s, "L000002") is None
+    with eng.begin() as conn:
+        command.downgrade(alembic_config(conn), "0007")
+        back = dict(conn.exec_driver_sql("SELECT leak_id, rank FROM leak").all())
+    assert back == {"L000001": 2, "L000002": None, "L000003": 1}
+    assert "leak_rank" not in inspect(eng).get_table_names()

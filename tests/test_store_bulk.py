@@ -55,7 +55,7 @@ def test_upsert_updates_known_rows_inserts_new_ones_and_leaves_the_others(sessio
 
 def test_upsert_of_some_columns_keeps_the_rest_and_new_rows_take_the_defaults(session):
     upsert_frame(session, Leak, "leak_id", pd.DataFrame([_leak_row(1), _leak_row(2)]))
-    session.execute(Leak.__table__.update().where(Leak.leak_id == "L000001").values(status="visited", rank=7,
+    session.execute(Leak.__table__.update().where(Leak.leak_id == "L000001").values(status="visited", n_ambiguous=7,
                                                                                         p_real=0.5))
     session.commit()
     new, upd = upsert_frame(session, Leak, "leak_id",
@@ -64,8 +64,8 @@ def test_upsert_of_some_columns_keeps_the_rest_and_new_rows_take_the_defaults(se
     assert (new, upd) == (1, 1)
     lk = read_frame(session, Leak).set_index("leak_id")
     assert lk.loc["L000001", "radius_m"] == 99.0
-    assert (lk.loc["L000001", "status"], lk.loc["L000001", "rank"], lk.loc["L000001", "p_real"]) == ("visited", 7,
-                                                                                                     0.5)
+    got = lk.loc["L000001"]
+    assert (got["status"], got["n_ambiguous"], got["p_real"]) == ("visited", 7, 0.5)
     assert lk.loc["L000002", "radius_m"] == 12.0  # not in this upsert: untouched
     new_row = lk.loc["L000003"]  # the model's defaults, as the ORM gave them
     assert (new_row["status"], bool(new_row["active"]), bool(new_row["rate_quantified"]), new_row["n_ambiguous"],
@@ -102,12 +102,13 @@ def test_update_frame_sets_only_the_named_rows_and_columns(session):
     upsert_frame(session, Leak, "leak_id", pd.DataFrame([_leak_row(i) for i in range(1, 5)]))
     session.commit()
     due = pd.Series([T + pd.Timedelta(hours=5), pd.NaT], dtype="datetime64[us, UTC]")
-    n = update_frame(session, Leak, "leak_id", pd.DataFrame({"leak_id": ["L000002", "L000004"], "p_real": [0.25, None],
-                                                             "due_by": due, "rank": pd.array([3, None], "Int64")}))
+    given = pd.DataFrame({"leak_id": ["L000002", "L000004"], "p_real": [0.25, None], "due_by": due,
+                          "model_version": pd.array([3, None], "Int64")})
+    n = update_frame(session, Leak, "leak_id", given)
     session.commit()
     assert n == 2
     lk = read_frame(session, Leak).set_index("leak_id")
-    assert lk.loc["L000002", "p_real"] == 0.25 and lk.loc["L000002", "rank"] == 3
+    assert lk.loc["L000002", "p_real"] == 0.25 and lk.loc["L000002", "model_version"] == 3
     assert lk.loc["L000002", "due_by"] == T + pd.Timedelta(hours=5)  # microseconds and UTC kept
     assert np.isnan(lk.loc["L000004", "p_real"]) and pd.isna(lk.loc["L000004", "due_by"])
     assert lk.loc[["L000001", "L000003"], "p_real"].isna().all()  # rows not named: untouched
@@ -122,7 +123,7 @@ def test_scores_without_any_deadline_write_blank_due_dates(session):
     scored["scored_at"] = T
     store.save_scores(session, scored)
     session.commit()
-    lk = read_frame(session, Leak).set_index("leak_id").sort_index()
+    lk = store.leaks_frame(session).set_index("leak_id").sort_index()
     assert lk["due_by"].isna().all() and lk["p_real"].tolist() == [0.1, 0.2]
     assert lk.loc["L000001", "rank"] == 1 and pd.isna(lk.loc["L000002", "rank"])
 

@@ -373,13 +373,15 @@ def clear_store(session: Session) -> None:
         FusionState,
         IngestBatch,
         Leak,
+        LeakRank,
         ModelVersion,
         MonitorCoverage,
         Notification,
         Validation,
     )
 
-    for m in (Validation, Notification, Detection, MonitorCoverage, Leak, IngestBatch, ModelVersion, Asset):
+    for m in (Validation, Notification, Detection, MonitorCoverage, LeakRank, Leak, IngestBatch, ModelVersion,
+              Asset):
         session.execute(delete(m))
     # every stored detection changed: a process holding them (``DetectionMemory``) must read them again
     session.execute(update(FusionState).values(generation=FusionState.generation + 1))

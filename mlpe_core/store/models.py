@@ -96,7 +96,6 @@ class Leak(SQLModel, table=True):
     rate_quantified: bool = False
     priority_score: float | None = None
     risk_band: str | None = Field(default=None, index=True)
-    rank: int | None = Field(default=None, index=True)
     top_reasons: str | None = None
     contributions: str | None = None  # JSON {feature: contribution in log-odds}
     model_version: int | None = None
@@ -110,6 +109,18 @@ class Leak(SQLModel, table=True):
     reopened_at: datetime | None = None
     failed_repair: bool = False  # seen again after it was repaired: a possible failed repair
     band_reason: str | None = None  # why the risk band is what it is (score.rank.band_reasons), shown beside it
+
+
+class LeakRank(SQLModel, table=True):
+    """The model's rank of each ranked (open, scored) leak: 1 = visit first; a leak without a row has no rank.
+
+    A table of its own, not a column of ``leak``: 500 new leaks move the rank of most of 100,000, and rewriting
+    that many wide leak rows dirtied the whole leak table (0.9 s with the commit at 1M detections; 0.14 s here).
+    """
+
+    __tablename__ = "leak_rank"
+    leak_id: str = Field(primary_key=True)
+    rank: int = Field(index=True)
 
 
 class Validation(SQLModel, table=True):

@@ -34,6 +34,8 @@ def upgrade() -> None:
     insp = sa.inspect(op.get_bind())
     for table, column in INDEXES:
         name = f"ix_{table}_{column}"
+        if column not in {c["name"] for c in insp.get_columns(table)}:  # leak.rank: moved to leak_rank by 0008
+            continue
         if name not in {i["name"] for i in insp.get_indexes(table)}:  # a store made by newer models has them
             op.create_index(name, table, [column], unique=False)
 

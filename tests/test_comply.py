@@ -175,7 +175,7 @@ def test_super_emitter_is_due_five_and_fifteen_days_after_the_notification_is_re
     out = deadlines(d, None, rules, T0, notifications=n)
     assert out.loc[["L1", "L2"], "due_by"].tolist() == [received + pd.Timedelta(days=5)] * 2
     assert out.loc["L1", "due_rule"] == "ooooB_super_emitter:investigate"
-    assert out.loc["L1", "started_text"].startswith("notification EPA-1 (ooooB_super_emitter, EPA) received")
+    assert out.loc["L1", "started_text"].startswith("notification EPA-1 (EPA OOOOb super-emitter, EPA) received")
     assert pd.isna(out.loc["L3", "due_by"]) and bool(out.loc["L3", "watch"])
 
 
@@ -215,7 +215,7 @@ def test_continuous_monitor_rolling_mean_above_the_action_level(rules):
     # the site's 7-day average (mean of the readings: 30 kg/h) passes 21 kg/h on T0's day: the clock starts that day
     assert out.loc["L1", "due_by"] == T0.floor("D") + pd.Timedelta(days=5)
     assert out.loc["L1", "due_rule"] == "ooooB_cms_action:investigate"
-    assert out.loc["L1", "started_text"] == ("7-day average 30.00 kg/h over the 21.00 kg/h level at site leak:L1 "
+    assert out.loc["L1", "started_text"] == ("7-day average 30.00 kg/h over the 21.00 kg/h level at the site of leak L1 "
                                              "on 2025-03-03")
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..frames import isin
+from ..present import label
 from .action_levels import exceedances
 from .candidates import watch_list, watch_urgency
 from .rules import ACTIONS, DEFAULT_SETTINGS, DUE_SOON_DAYS
@@ -114,11 +115,22 @@ def _detections(trig: dict, d: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
+# what started a clock, in the words a person reads ("continuous monitor detection …", never the sensor code)
+_SENSOR_WORDS = {"satellite": "satellite", "aerial": "aircraft", "continuous_monitor": "continuous monitor",
+                 "scada": "SCADA", "ogi": "OGI"}
+
+
+def _site_words(site: str) -> str:
+    """A site as a person reads it: an asset's id, or the leak whose own monitors are the site (no asset)."""
+    return f"the site of leak {site[5:]}" if str(site).startswith("leak:") else f"site {site}"
+
+
 def _detection_events(d: pd.DataFrame, ctx: _Context, kind: str = "detection", voluntary: bool = False
                       ) -> pd.DataFrame:
     ids = d["detection_id"].astype(str) if "detection_id" in d else pd.Series("", index=d.index)
     rate = d["rate_kg_h"] if "rate_kg_h" in d else pd.Series(np.nan, index=d.index)
-    text = [f"{'own ' if voluntary else ''}{st} detection {i}" + (f" of {r:,.0f} kg/h" if pd.notna(r) else "")
+    text = [f"{'own ' if voluntary else ''}{_SENSOR_WORDS.get(st, str(st).replace('_', ' '))} detection {i}"
+            + (f" of {r:,.0f} kg/h" if pd.notna(r) else "")
             + f" on {_fmt(t)}" for st, i, r, t in zip(d["source_type"], ids, rate, d["observed_at"], strict=True)]
     return pd.DataFrame({"key": d["leak_id"], "leak_id": d["leak_id"], "site": d["leak_id"].map(ctx.asset),
                          "at": d["observed_at"], "kind": kind, "ref": ids, "text": text, "voluntary": voluntary})
@@ -137,7 +149,8 @@ def _trigger_events(rule: dict, ctx: _Context) -> pd.DataFrame:
         if len(n):
             matched = n["leak_id"].notna()
             key = n["leak_id"].where(matched, "notification:" + n["notification_id"].astype(str))
-            text = [f"notification {i} ({p}{', ' + str(w) if isinstance(w, str) and w else ''}) received {_fmt(t)}"
+            text = [f"notification {i} ({label('program', p)}{', ' + str(w) if isinstance(w, str) and w else ''}) "
+                    f"received {_fmt(t)}"
                     + ("" if m else "; not yet matched to a leak")
                     for i, p, w, t, m in zip(n["notification_id"], n["program"], n["notifier"], n["received_at"],
                                              matched, strict=True)]
@@ -183,7 +196,7 @@ def _trigger_events(rule: dict, ctx: _Context) -> pd.DataFrame:
                 base = f" (baseline {x.baseline_kg_h:.2f})" if x.baseline_kg_h else ""
                 rows.append((lk, lk, x.site, x.day, "exceedance", f"{x.site}:{x.day:%Y-%m-%d}",
                              f"{days}-day average {x.average_kg_h:.2f} kg/h over the {x.threshold_kg_h:.2f} kg/h "
-                             f"level{base} at site {x.site} on {x.day:%Y-%m-%d}", False))
+                             f"level{base} at {_site_words(x.site)} on {x.day:%Y-%m-%d}", False))
         parts.append(pd.DataFrame(rows, columns=EVENT_COLUMNS))
     parts = [p for p in parts if len(p)]
     if not parts:

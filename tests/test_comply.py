@@ -282,3 +282,22 @@ def test_deadlines_do_not_modify_their_input(rules):
     before = d.copy(deep=True)
     deadlines(d, None, rules, T0)
     pd.testing.assert_frame_equal(d, before)
+
+
+def test_action_level_rules_share_their_daily_values_and_give_what_each_gives_alone(rules):
+    """Two action-level rules over the same readings (the shipped 7-day and 90-day rules) compute the readings,
+    daily values and baselines once through a shared memo, with the same exceedances as without it."""
+    from mlpe_core.comply.action_levels import exceedances
+
+    rng = np.random.default_rng(3)
+    d = _dets([dict(leak=f"L{i % 3}", type="continuous_monitor", rate=float(r), t=T0 + pd.Timedelta(hours=6 * i))
+               for i, r in enumerate(rng.lognormal(3.0, 1.0, 400))])
+    levels = [r for r in rules if r["trigger"].get("event") == "action_level"]
+    assert len(levels) >= 2
+    memo: dict = {}
+    shared = [exceedances(d, r, rules.settings, memo=memo) for r in levels]
+    alone = [exceedances(d, r, rules.settings) for r in levels]
+    for a, b in zip(shared, alone, strict=True):
+        pd.testing.assert_frame_equal(a, b)
+    assert sum(len(x) for x in alone) > 0  # the rules fire on these readings: the comparison is not of empties
+    assert [k[0] for k in memo].count("readings") == 1 and [k[0] for k in memo].count("daily") == 1

@@ -190,13 +190,28 @@ def site_classes(sites: pd.Series | list[str], assets: pd.DataFrame | None, sett
     return klass
 
 
+def _memo(memo: dict | None, key: tuple, make):
+    """``make()``, or what it gave for ``key`` before in ``memo`` (keys name their inputs by ``id``: the memo holds
+    those inputs too, so an id is never reused while it lives)."""
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
 def rule_series(readings: pd.DataFrame, rule: dict, settings: dict, assets: pd.DataFrame | None = None,
-                coverage: pd.DataFrame | None = None, baselines: dict[str, float] | None = None) -> pd.DataFrame:
+                coverage: pd.DataFrame | None = None, baselines: dict[str, float] | None = None,
+                memo: dict | None = None) -> pd.DataFrame:
     """One action-level rule over every site: site, day, average_kg_h, coverage, baseline_kg_h, threshold_kg_h,
-    above (judged and over the threshold), crossed (the first day above after a day that was not)."""
+    above (judged and over the threshold), crossed (the first day above after a day that was not).
+
+    ``memo``: a dict shared by the rules of one check, so rules over the same readings compute their daily values
+    and baselines once (a re-score's clocks at 1M detections: two rules, 0.4 s of the same work twice)."""
     roll = rule["trigger"]["rolling_mean_kg_h"]
     fill, sample_h = roll.get("fill", "none"), float(roll.get("sample_hours", 1.0))
-    daily = daily_values(readings, coverage, sample_h)
+    daily = _memo(memo, ("daily", id(readings), id(coverage), sample_h),
+                  lambda: daily_values(readings, coverage, sample_h))
     avg = rolling_average(daily, int(roll["days"]), fill, float(roll.get("min_coverage", 0.0)))
     if avg.empty:
         return avg.assign(baseline_kg_h=np.nan, threshold_kg_h=np.nan, above=False, crossed=False)
@@ -216,7 +231,8 @@ def rule_series(readings: pd.DataFrame, rule: dict, settings: dict, assets: pd.D
     if roll.get("over_baseline"):
         given = {**settings.get("site_baselines_kg_h", {}), **(baselines or {})}
         if roll.get("baseline_days"):
-            own = site_baselines(daily, int(roll["baseline_days"]), fill).set_index("site")
+            own = _memo(memo, ("baselines", id(daily), int(roll["baseline_days"]), fill),
+                        lambda: site_baselines(daily, int(roll["baseline_days"]), fill).set_index("site"))
             avg["baseline_kg_h"] = per_site(own["baseline_kg_h"])
             judged = avg["day"] >= per_site(own["judged_from"])
         configured = per_site(given)
@@ -232,15 +248,16 @@ def rule_series(readings: pd.DataFrame, rule: dict, settings: dict, assets: pd.D
 
 def exceedances(dets: pd.DataFrame, rule: dict, settings: dict, leaks: pd.DataFrame | None = None,
                 assets: pd.DataFrame | None = None, coverage: pd.DataFrame | None = None,
-                baselines: dict[str, float] | None = None) -> pd.DataFrame:
+                baselines: dict[str, float] | None = None, memo: dict | None = None) -> pd.DataFrame:
     """The days one action-level rule is crossed at each site: site, day (UTC midnight), average_kg_h,
     threshold_kg_h, baseline_kg_h, leak_ids (the leaks holding the site's readings)."""
     types = rule["trigger"].get("source_types", ["continuous_monitor"])
-    readings = monitor_readings(dets, leaks, types)
+    readings = _memo(memo, ("readings", id(dets), id(leaks), tuple(types)),
+                     lambda: monitor_readings(dets, leaks, types))
     cols = ["site", "day", "average_kg_h", "threshold_kg_h", "baseline_kg_h", "leak_ids"]
     if readings.empty:
         return pd.DataFrame(columns=cols)
-    series = rule_series(readings, rule, settings, assets, coverage, baselines)
+    series = rule_series(readings, rule, settings, assets, coverage, baselines, memo)
     hit = series[series["crossed"]].copy()
     held = readings.loc[readings["site"].isin(set(hit["site"])), ["site", "leak_id"]].dropna().drop_duplicates()
     held = held.assign(leak_id=held["leak_id"].astype(object))

@@ -3,7 +3,7 @@ and what started it, so a deadline can always be traced to the notice, detection
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -96,6 +96,7 @@ class _Context:
     assets: pd.DataFrame | None
     leaks: pd.DataFrame | None
     coverage: pd.DataFrame | None
+    memo: dict = field(default_factory=dict)  # what the action-level rules share (``action_levels.rule_series``)
 
 
 EVENT_COLUMNS = ["key", "leak_id", "site", "at", "kind", "ref", "text", "voluntary"]
@@ -185,7 +186,8 @@ def _trigger_events(rule: dict, ctx: _Context) -> pd.DataFrame:
                                        "site": v["leak_id"].map(ctx.asset), "at": v["visited_at"], "kind": "visit",
                                        "ref": ref, "text": text, "voluntary": False}))
     elif event == "action_level":
-        ex = exceedances(ctx.dets, rule, ctx.settings, ctx.leaks, ctx.assets, ctx.coverage, ctx.baselines)
+        ex = exceedances(ctx.dets, rule, ctx.settings, ctx.leaks, ctx.assets, ctx.coverage, ctx.baselines,
+                         ctx.memo)
         if region and len(ex):
             pos = ctx.positions.reindex(ex["leak_ids"].map(lambda x: x[0] if x else None))
             ex = ex[_in_region(pos["latitude"], pos["longitude"], region).fillna(False).to_numpy()]

@@ -68,6 +68,10 @@ def leaks_frame(session: Session, active_only: bool = True, columns: Iterable[st
     # after the id; with every column, where it stood among the score columns (after the band)
     pos = df.columns.get_loc("leak_id" if cols is not None else "risk_band") + 1
     df.insert(pos, "rank", rank)
+    if df["leak_id"].is_monotonic_increasing:  # rows come in insertion order, which is mostly id order: then a
+        # stable sort by rank alone gives the same order as by (rank, leak_id), without sorting 100,000 strings
+        key = np.where(at >= 0, rank.to_numpy(dtype="float64", na_value=np.inf), np.inf)
+        return df.take(np.argsort(key, kind="stable")).reset_index(drop=True)
     return df.sort_values(["rank", "leak_id"], na_position="last").reset_index(drop=True)
 
 

@@ -126,10 +126,14 @@ def ranking_shares(L: Loaded) -> dict:
     dets = store.detections_frame(L.session)
     maxrate = dets.groupby("leak_id")["rate_kg_h"].max().reindex(ids).fillna(-1.0).to_numpy()
     base_order = np.argsort(-maxrate, kind="stable")
-    # without the compliance urgency: P(find) × the rate a visit finds on average (score.rank.visit_rates)
+    # without the compliance urgency: P(find) × the rate a visit finds on average (score.rank.visit_rates: the
+    # posterior mean, lowered by the silence since the last sighting, a feature not stored: scored again here)
     est = open_["est_rate_kg_h"].to_numpy(float)
     log_sigma = np.log(open_["rate_hi_kg_h"].to_numpy(float) / est)
     visit = expected_rate(np.log(est), log_sigma, open_["rate_quantified"].fillna(False).astype(bool).to_numpy())
+    _, X = pipeline.score_frame(L.session, L.basin.as_of, user="bench")
+    if "log_silence_rate" in X:
+        visit = visit * np.exp(np.minimum(X["log_silence_rate"].reindex(ids).fillna(0.0).to_numpy(float), 0.0))
     expected = open_["p_real"].to_numpy(float) * visit
     pxr_order = np.argsort(-expected, kind="stable")
     out = {"leaks": len(ids), "methane_total": float(val[np.asarray(M.sum(axis=0)).ravel() > 0].sum()),

@@ -243,6 +243,7 @@ class RateModel:
         self.sigma_ = scores[self.alpha_]
         self.sigma_uncorrected_ = scores[None]
         self.cv_scores_ = {str(k): v for k, v in scores.items()}
+        self.cv_mae_ = {str(k): v for k, v in mae.items()}  # the criterion the choice minimised
         self.n_ = int(len(r))
         return self
 

@@ -178,6 +178,25 @@ def test_visit_rate_shrinks_noisy_estimates_toward_the_leak_size_prior():
     assert e[4] < e[1]
 
 
+def test_silence_since_the_last_sighting_lowers_the_visit_rate_only_where_a_smaller_rate_explains_it():
+    """If a leak still emits after its sensors missed it k times, its rate is more likely one they miss: the visit
+    posterior reweighted by the same beta-binomial silence likelihood as ``log_p_silence``, per rate. No silence:
+    no change; a rate far above the limit (only an outage explains the silence): ~no change; a rate near the
+    limit after many silent looks: lower; more silent looks: lower still."""
+    from mlpe_core.score.features import _silence_rate
+
+    post = pd.DataFrame({"mu": np.log([50.0, 50.0, 50.0, 5000.0]), "var": [0.6, 0.6, 0.6, 0.6]},
+                        index=["near", "more", "none", "far"])
+    ids = pd.Series(["near", "more", "none", "far"])
+    ones = np.ones(4)
+    looks = (0.9 * ones, 40.0 * ones, 2.0 * ones, ones, ones, 0 * ones, np.array([3.0, 12.0, 0.0, 12.0]))
+    f = _silence_rate(ids, np.array([True, True, False, True]), looks, post)
+    assert "none" not in f.index  # not silent: the caller fills 0
+    assert f["far"] == pytest.approx(0.0, abs=0.01)
+    assert f["more"] < f["near"] < -0.05
+    assert (f <= 0).all()
+
+
 def test_rate_without_uncertainty_uses_the_source_type_default(dets, neutral):
     r = estimate_rates(dets([dict(leak="L1", rate=50.0, type="aerial")])).loc["L1"]
     s = math.hypot(DEFAULT_LOG_SIGMA["aerial"], SYS * DEFAULT_LOG_SIGMA["aerial"])

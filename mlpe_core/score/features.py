@@ -12,7 +12,7 @@ from scipy.special import betaln
 from ..frames import isin
 from ..schema import SOURCE_TYPES
 from ..watch import watched_axis
-from .rates import DETECTION_SLOPE, estimate_rates, p_detect, sensor_default
+from .rates import DETECTION_SLOPE, estimate_rates, p_detect, sensor_default, visit_posterior
 
 FEATURES: list[str] = [
     "n_detections",
@@ -113,7 +113,7 @@ def fits_cover(dets: pd.DataFrame, fits: dict | None) -> bool:
 
 def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, as_of: pd.Timestamp,
                coverage: pd.DataFrame | None = None, fits: dict | None = None,
-               only: set[str] | None = None) -> pd.DataFrame:
+               only: set[str] | None = None, visit_post: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per leak: how often its sensors looked since it was last seen, and how likely that silence is if it
     still emits.
 
@@ -132,7 +132,9 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     emitting) is the beta-binomial E[(1 − q)^k], floored by a sensor outage probability ``SENSOR_OUTAGE``.
     Returns ``n_days_seen``, ``missed_looks`` (expected sightings missed since the leak's last sighting),
     ``log_p_silence`` (Σ over sensors of ln P(silence since the leak's last sighting | still emitting)) and
-    ``log_p_silence_before`` (Σ ln P(each sensor's silence before it | real)).
+    ``log_p_silence_before`` (Σ ln P(each sensor's silence before it | real)). With ``visit_post`` (the posterior
+    of ln rate per leak, :func:`rates.visit_posterior`) also ``log_silence_rate``: how much the same silence
+    lowers the rate a visit finds if the leak still emits (:func:`_silence_rate`).
 
     ``fits`` ({sensor: (c, L)}, as a scoring stored them: ``attrs["sensor_fits"]`` of the result, one entry per
     sensor with the c and L it used, fitted or from the table): those sensors are not fitted again. With
@@ -236,6 +238,7 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     eff = np.where(np.isfinite(eff), eff, 0.5)
     rate = np.exp(log_rate.reindex(pairs["leak_id"]).fillna(0.0).to_numpy(float))
     m = np.zeros(len(pairs))
+    c_pair, lim_pair, slope_pair = np.zeros(len(pairs)), np.ones(len(pairs)), np.full(len(pairs), DETECTION_SLOPE)
     used: dict[str, tuple[float, float]] = {}
     for name, idx in pairs.groupby("source_name", sort=False).groups.items():
         idx = np.asarray(idx)
@@ -247,6 +250,7 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
             c, lim = _fit_sensor(n[rep] - 1, A[rep] - 1, rate[rep], lim, k_)
         used[str(name)] = (c, lim)
         m[idx] = c * p_detect(rate[idx], lim, k_)
+        c_pair[idx], lim_pair[idx], slope_pair[idx] = c, lim, k_
     m = np.clip(m, 1e-3, 1 - 1e-3)
     a = LOOK_PRIOR_STRENGTH * m + (n - 1)
     b = LOOK_PRIOR_STRENGTH * (1 - m) + np.maximum(A - n, 0)
@@ -272,8 +276,51 @@ def look_stats(dets: pd.DataFrame, centres: pd.DataFrame, log_rate: pd.Series, a
     out = out.groupby("leak_id")[["missed_looks", "log_p_silence", "log_p_silence_before", "log_lr_isolated"]].sum()
     out["n_days_seen"] = seen
     out = out.reindex(leaks)[cols]
+    if visit_post is not None:
+        silent = informative & (k > 0)
+        looks = (c_pair, lim_pair, slope_pair, n, A, k_b, k)
+        out["log_silence_rate"] = _silence_rate(pairs["leak_id"], silent, looks, visit_post).reindex(leaks).fillna(0.0)
     out.attrs["sensor_fits"] = used
     return out
+
+
+_Z, _WZ = np.polynomial.hermite_e.hermegauss(15)  # nodes and weights of a standard normal
+_WZ = _WZ / _WZ.sum()
+
+
+def _silence_rate(leak_id: pd.Series, silent: np.ndarray, looks: tuple, post: pd.DataFrame) -> pd.Series:
+    """Per leak: ln(E[rate | still emitting, its sensors' silence since its last sighting] / E[rate | emitting]).
+
+    Why: the silence since the last sighting already lowers P(still emitting) (``log_p_silence``), computed at
+    the rate estimate. But a leak that still emits and was not seen again on k looks is more likely one of the
+    smaller rates its posterior allows, the ones the sensors miss: by Bayes, the posterior of its rate given
+    emitting is the visit posterior (``post``: mean and variance of ln rate, :func:`rates.visit_posterior`)
+    times the same silence likelihood evaluated at each rate: per sensor the beta-binomial P(k silent looks |
+    rate) with the per-look sighting probability centred on c·p_detect(rate, L) and updated by the leak's own
+    sightings, floored by an outage, exactly as ``log_p_silence`` at the estimate. Integrated on 15
+    Gauss-Hermite nodes of the posterior. A leak seen recently, or whose silence a smaller rate does not
+    explain better (far above every sensor's limit: only an outage or a stop explains it), keeps its rate.
+    ``looks`` = per (leak, sensor) pair (c, L, slope, n, A, k_b, k) as in :func:`look_stats`."""
+    sel = np.flatnonzero(silent)
+    if len(sel) == 0:
+        return pd.Series(dtype=float)
+    c, lim, slope, n, A, k_b, k = (np.asarray(v, float)[sel, None] for v in looks)
+    ids = leak_id.to_numpy()[sel]
+    pm = post.reindex(ids)
+    mu, sd = pm["mu"].to_numpy(float), np.sqrt(np.maximum(pm["var"].to_numpy(float), 0.0))
+    ok = np.isfinite(mu) & np.isfinite(sd)
+    mu, sd = np.where(ok, mu, 0.0), np.where(ok, sd, 0.0)
+    m = np.clip(c * p_detect(np.exp(mu[:, None] + sd[:, None] * _Z[None, :]), lim, slope), 1e-3, 1 - 1e-3)
+    a = LOOK_PRIOR_STRENGTH * m + (n - 1)
+    b = LOOK_PRIOR_STRENGTH * (1 - m) + np.maximum(A - n, 0)
+    p0 = np.exp(betaln(a, b + k_b + k) - betaln(a, b + k_b))
+    ll = pd.DataFrame(np.log(SENSOR_OUTAGE + (1 - SENSOR_OUTAGE) * p0)).groupby(ids, sort=False).sum()
+    first = pd.Series(np.arange(len(ids)), index=ids).groupby(level=0, sort=False).first().reindex(ll.index)
+    sd = sd[first.to_numpy()]
+    lv = ll.to_numpy()
+    w = _WZ[None, :] * np.exp(lv - lv.max(axis=1, keepdims=True))
+    shift = np.log((w * np.exp(sd[:, None] * _Z[None, :])).sum(axis=1) / w.sum(axis=1)) - 0.5 * sd**2
+    return pd.Series(np.minimum(np.where(np.isfinite(shift), shift, 0.0), 0.0), index=ll.index)
 
 
 def _coverage_by_sensor(coverage: pd.DataFrame | None) -> dict:
@@ -438,7 +485,7 @@ def leak_features(dets: pd.DataFrame, leaks: pd.DataFrame, as_of: pd.Timestamp,
     if {"latitude", "longitude"} <= set(around.columns):
         centres = centres.fillna(around.groupby("leak_id")[["latitude", "longitude"]].median().reindex(every))
     looks = look_stats(everyone, centres, rates["log_rate"], as_of, coverage, fits=fits,
-                       only=set(f.index) if local else None)
+                       only=set(f.index) if local else None, visit_post=visit_posterior(rates))
     f = f.join(looks.reindex(f.index))
     f = f.join(repair_clock(d, last, as_of))
     # most detections first, ties by name (a stable sort of the grouped pairs: the same order for these leaks alone

@@ -128,16 +128,21 @@ def model_rates(model, X: pd.DataFrame) -> pd.DataFrame:
     return X[RATE_COLUMNS].copy()
 
 
-def visit_rates(model, rates: pd.DataFrame, quantified) -> np.ndarray:
+def visit_rates(model, rates: pd.DataFrame, quantified, silence=None) -> np.ndarray:
     """The rate (kg/h) the expected methane of a visit uses: with the cold-start estimate, its posterior mean
     given the leak-size prior (:func:`rates.expected_rate`: a single noisy high reading is on average an
-    overestimate); a learned rate model (``learn.RateModel``) already predicts what crews measured, so its rate
-    is used as is."""
+    overestimate), times exp(``silence``) (the features' ``log_silence_rate``: a leak still emitting after its
+    sensors looked and missed it is more likely one of the smaller rates its posterior allows,
+    ``features._silence_rate``); a learned rate model (``learn.RateModel``) already predicts what crews
+    measured, so its rate is used as is."""
     est = rates["est_rate_kg_h"].to_numpy(float)
     if getattr(model, "rate_model_", None) is not None:
         return est
     q = np.broadcast_to(np.asarray(quantified, bool), est.shape)
-    return expected_rate(rates["log_rate"].to_numpy(float), rates["log_sigma"].to_numpy(float), q)
+    r = expected_rate(rates["log_rate"].to_numpy(float), rates["log_sigma"].to_numpy(float), q)
+    if silence is not None:
+        r = r * np.exp(np.minimum(np.nan_to_num(np.asarray(silence, float)), 0.0))
+    return r
 
 
 def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
@@ -164,7 +169,8 @@ def score_table(X: pd.DataFrame, model, urgency: np.ndarray | None = None,
     s["rate_hi_kg_h"] = rates["rate_hi_kg_h"].to_numpy(float)
     s["rate_quantified"] = X["rate_quantified"].fillna(False).astype(bool).to_numpy() if "rate_quantified" in X \
         else True
-    rate = visit_rates(model, rates, s["rate_quantified"])
+    rate = visit_rates(model, rates, s["rate_quantified"],
+                       X["log_silence_rate"].to_numpy(float) if "log_silence_rate" in X else None)
     if obligations is not None:
         urgency = obligations["urgency"].fillna(0.0).to_numpy(float) if len(obligations) else None
         s["priority_score"] = priority(p, rate, urgency)

@@ -49,6 +49,17 @@ def expected_rate(log_rate: np.ndarray, log_sigma: np.ndarray, quantified: np.nd
     Leaks no sensor quantified (``quantified`` False) keep ``exp(log_rate)``: their estimate is already the
     posterior of the same prior given their detection (:func:`estimate_rates`), and applying the prior again
     would count it twice."""
+    m, v = _posterior(log_rate, log_sigma, quantified)
+    with np.errstate(invalid="ignore", over="ignore"):
+        post = np.exp(m + 0.5 * v)
+    lr = np.asarray(log_rate, float)
+    q = np.asarray(quantified, bool)
+    return np.where(q & np.isfinite(post), post, np.exp(lr))
+
+
+def _posterior(log_rate, log_sigma, quantified) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, variance) of ln rate given the estimate and the leak-size prior (:func:`expected_rate`); leaks no
+    sensor quantified keep (log_rate, log_sigma²), already a posterior of the same prior."""
     med, lsd = rate_prior()
     lr = np.asarray(log_rate, float)
     ls = np.maximum(np.asarray(log_sigma, float), 1e-6)
@@ -57,8 +68,16 @@ def expected_rate(log_rate: np.ndarray, log_sigma: np.ndarray, quantified: np.nd
     with np.errstate(invalid="ignore"):
         v = 1.0 / (1.0 / v0 + 1.0 / ls**2)
         m = v * (mu0 / v0 + lr / ls**2)
-        post = np.exp(m + 0.5 * v)
-    return np.where(q & np.isfinite(post), post, np.exp(lr))
+    return np.where(q, m, lr), np.where(q, v, ls**2)
+
+
+def visit_posterior(rates: pd.DataFrame) -> pd.DataFrame:
+    """Per leak (``estimate_rates`` rows): mean ``mu`` and variance ``var`` of the posterior of ln rate whose mean
+    is the visit rate (:func:`expected_rate`). What the silence since a leak's last sighting conditions
+    (``features.look_stats``)."""
+    q = rates["rate_quantified"].fillna(False).astype(bool).to_numpy()
+    m, v = _posterior(rates["log_rate"].to_numpy(float), rates["log_sigma"].to_numpy(float), q)
+    return pd.DataFrame({"mu": m, "var": v}, index=rates.index)
 
 
 EPISODE_LOG_SD = 0.54  # fallback of ``rate_episode_log_sd`` (config/instruments.yaml)

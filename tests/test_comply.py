@@ -215,8 +215,8 @@ def test_continuous_monitor_rolling_mean_above_the_action_level(rules):
     # the site's 7-day average (mean of the readings: 30 kg/h) passes 21 kg/h on T0's day: the clock starts that day
     assert out.loc["L1", "due_by"] == T0.floor("D") + pd.Timedelta(days=5)
     assert out.loc["L1", "due_rule"] == "ooooB_cms_action:investigate"
-    assert out.loc["L1", "started_text"] == ("7-day average 30.00 kg/h over the 21.00 kg/h level at the site of leak L1 "
-                                             "on 2025-03-03")
+    assert out.loc["L1", "started_text"] == ("7-day average 30.00 kg/h over the 21.00 kg/h level at the site of "
+                                             "leak L1 on 2025-03-03")
 
 
 def test_a_disabled_rule_sets_no_clock():

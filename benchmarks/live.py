@@ -132,6 +132,9 @@ def measure_update(db: str, new_csv: str) -> dict:
     with Session(eng) as s:
         warm = desk.warm_up(s, memory)
         before = int(desk.live_stamp(s)["run"])
+        # the store was just copied (and migrated): hundreds of MB the kernel would write back during the timed
+        # cycle, which a running watcher never has to wait for
+        os.sync()
         t0 = time.perf_counter()
         rep = desk.ingest(s, "bench", [Path(new_csv)])[0]
         laps = {"ingest": time.perf_counter()}
@@ -225,8 +228,12 @@ def update(args) -> None:
             for p in Path(tmp).glob("work.db*"):
                 p.unlink()
     best = min(results, key=lambda r: r["total_s"])
-    verdict = "met" if best["total_s"] <= 5.0 else "NOT met"
-    print(f"\n{args.new:,} new detections into {args.n:,}: best {best['total_s']:.2f} s (target 5 s: {verdict})")
+    times = [r["total_s"] for r in results]
+    worst = max(times)
+    verdict = "met in every run" if worst <= 5.0 else "met at the median, not in every run" \
+        if statistics.median(times) <= 5.0 else "NOT met"
+    print(f"\n{args.new:,} new detections into {args.n:,}: best {best['total_s']:.2f} s, median "
+          f"{statistics.median(times):.2f} s, worst {worst:.2f} s (target 5 s: {verdict})")
     stages = [(f"{kind}:{k}", v) for kind, st in best["stages"].items() for k, v in st]
     top = sorted(stages, key=lambda kv: -kv[1])[:5]
     print("largest stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in top))

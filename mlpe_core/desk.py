@@ -12,6 +12,7 @@ time is recorded with the run. :func:`as_of` returns it; "days ago", "overdue" a
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
 import json
@@ -1480,6 +1481,11 @@ def warm_up(session: Session | None = None, memory: store.DetectionMemory | None
     if session is not None and memory is not None:
         pipeline.remember_detections(session, memory)
         session.rollback()  # end the read transaction: a long-lived reader must not pin an old snapshot
+        # what a watcher holds from its start on (the code, the memory's rows) lives as long as it does: out of the
+        # cyclic collector's reach, a full collection in a cycle no longer walks its ~200,000 objects (0.15 s of a
+        # 4 s update at 1M detections). Reference counting still frees any of them that are dropped.
+        gc.collect()
+        gc.freeze()
     return time.perf_counter() - t0
 
 

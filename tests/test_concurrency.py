@@ -175,3 +175,37 @@ def test_two_processes_appending_at_once_keep_one_chain(url) -> None:
     assert reports[0].ok and reports[0].n == 160, reports[0].line()
     assert sorted(ev["actor"].value_counts().to_dict().items()) == [("p1", 80), ("p2", 80)]
     assert np.all(np.diff(ev["id"].to_numpy()) < 0)
+
+
+def test_two_rankings_written_at_once_leave_the_later_one(url) -> None:
+    """Two re-rankings of the same leaks in overlapping transactions (each deletes every rank and writes its own):
+    the second waits for the first and its ranks stand, with no duplicate-key failure and no rank of the first
+    left over."""
+    get_engine(url).dispose()
+    ids = [f"L{i:06d}" for i in range(1, 7)]
+    first = {k: i + 1 for i, k in enumerate(ids)}
+    second = {k: len(ids) - i for i, k in enumerate(ids[1:])}  # L000001 no longer ranked
+    one, two = get_engine(url), get_engine(url)
+    errors: list[BaseException] = []
+    with Session(one) as s1:
+        store.save_ranks(s1, first, complete=True)  # holds its write until committed below
+
+        def later() -> None:
+            try:
+                with Session(two) as s2:
+                    store.save_ranks(s2, second, complete=True)
+                    s2.commit()
+            except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+                errors.append(exc)
+
+        t = threading.Thread(target=later)
+        t.start()
+        t.join(1.0)  # the later writer is waiting on the first one's lock
+        s1.commit()
+    t.join(60)
+    assert not t.is_alive() and not errors, errors
+    with Session(one) as s:
+        got = {k: store.rank_of(s, k) for k in ids}
+    one.dispose()
+    two.dispose()
+    assert got == {"L000001": None, **second}

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, cast, delete, func, insert, select, update
+from sqlalchemy import BigInteger, cast, delete, func, insert, select, text, update
 from sqlmodel import Session
 
 from ..schema import number_after
@@ -183,12 +183,20 @@ def save_ranks(session: Session, ranks: dict[str, int], unranked: Iterable[str] 
     two-column rows (0.2 s), where updating the moved ranks by key cost as much again in lookups.
     """
     if complete:
+        if session.connection().dialect.name == "postgresql":
+            # one whole re-ranking at a time: a second one's DELETE would not see the rows a first one inserted and
+            # has not committed yet, and would leave them (SQLite's write lock already serialises writers)
+            session.execute(text("LOCK TABLE leak_rank IN SHARE ROW EXCLUSIVE MODE"))
         session.execute(delete(LeakRank))
     else:
         _drop_ranks(session, set(ranks) | set(unranked))
-    if ranks:
-        _execute_many(session, insert(LeakRank.__table__),
-                      {"leak_id": list(ranks), "rank": [int(v) for v in ranks.values()]})
+    if not ranks:
+        return
+    cols = {"leak_id": list(ranks), "rank": [int(v) for v in ranks.values()]}
+    if session.connection().dialect.name == "sqlite":  # one writer at a time (the database's write lock)
+        _execute_many(session, insert(LeakRank.__table__), cols)
+    else:  # a concurrent re-rank may have inserted some of these since our DELETE: the later one's rank stands
+        upsert_frame(session, LeakRank, "leak_id", pd.DataFrame(cols, dtype=object), existing=set())
 
 
 @dataclass

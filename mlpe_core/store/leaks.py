@@ -10,7 +10,8 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import BigInteger, cast, delete, func, insert, select, text, update
+from sqlalchemy import BigInteger, cast, delete, func, insert, select, update
+from sqlalchemy import text as sql_text
 from sqlmodel import Session
 
 from ..schema import number_after
@@ -186,7 +187,7 @@ def save_ranks(session: Session, ranks: dict[str, int], unranked: Iterable[str] 
         if session.connection().dialect.name == "postgresql":
             # one whole re-ranking at a time: a second one's DELETE would not see the rows a first one inserted and
             # has not committed yet, and would leave them (SQLite's write lock already serialises writers)
-            session.execute(text("LOCK TABLE leak_rank IN SHARE ROW EXCLUSIVE MODE"))
+            session.execute(sql_text("LOCK TABLE leak_rank IN SHARE ROW EXCLUSIVE MODE"))
         session.execute(delete(LeakRank))
     else:
         _drop_ranks(session, set(ranks) | set(unranked))

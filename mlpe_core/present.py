@@ -386,7 +386,7 @@ TABLES: dict[str, list[Column]] = {
         _c("latitude", "Latitude", "coord", key=False), _c("longitude", "Longitude", "coord", key=False)],
     "obligations": [
         _c("due_by", "Due by (UTC)", "datetime"), _c("state", "State", "label:obligation_state"),
-        _c("days_left", "Days left", "number"), _c("title", "Rule"), _c("action", "Action", "label:action_noun"),
+        _c("days_left", "Days left", "int"), _c("title", "Rule"), _c("action", "Action", "label:action_noun"),
         _c("leak_id", "Leak"), _c("site", "Site"), _c("started_text", "Started by", width="medium"),
         _c("citation", "Citation", width="large"), _c("rank", "Rank", "int"),
         _c("status", "Leak status", "label:status"), _c("started_at", "Started (UTC)", "datetime", key=False),
@@ -473,7 +473,7 @@ TABLES["site_obligations"] = [
     _c("action", "Action", "label:action_noun"), _c("leak_id", "Leak"),
     _c("started_text", "Started by", width="medium"), _c("met_at", "Met (UTC)", "datetime"),
     _c("late_days", "Days late", "number"), _c("citation", "Citation", width="large"),
-    _c("state", "State", "label:obligation_state", key=False), _c("days_left", "Days left", "number", key=False),
+    _c("state", "State", "label:obligation_state", key=False), _c("days_left", "Days left", "int", key=False),
     _c("started_at", "Started (UTC)", "datetime", key=False), _c("site", "Site", key=False),
     _c("verified", "Rule text verified", "bool", key=False), _c("voluntary", "Voluntary", "bool", key=False),
     _c("due_rule", "Clock", "rule", key=False)]

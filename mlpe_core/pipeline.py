@@ -588,9 +588,6 @@ def rank_open(session: Session, leaks: pd.DataFrame | None = None) -> dict[str, 
     """Rank the open leaks by their stored priority (then P(real)); others lose their rank. No commit. ``leaks``:
     every active leak's leak_id, status, priority_score and p_real, as the store now has them."""
     lk = leaks if leaks is not None else store.leaks_frame(session, columns=["status", "priority_score", "p_real"])
-    if lk.empty:
-        store.save_ranks(session, {}, complete=True)
-        return {}
     open_ = lk[isin(lk["status"], OPEN_STATUSES) & lk["priority_score"].notna()]
     order = open_.sort_values(["priority_score", "p_real", "leak_id"], ascending=[False, False, True])["leak_id"]
     ranks = dict(zip(order.tolist(), range(1, len(order) + 1), strict=True))

@@ -188,6 +188,9 @@ LABELS: dict[str, dict[str, str]] = {
              "confidence_evidence": "Sensors' own confidence", "log_lr_isolated": "A one-off sighting",
              "log_p_unrepaired": "Repair clock"},
 }
+# a sensor inside a sentence ("2 aircraft detections", "continuous monitor detection D1 …"): reasons and clocks
+SENSOR_WORDS = {"satellite": "satellite", "aerial": "aircraft", "continuous_monitor": "continuous monitor",
+                "scada": "SCADA alarm", "ogi": "OGI survey"}
 for _t, _w in list(LABELS["sensor"].items()):
     LABELS["term"].setdefault(f"n_{_t}", f"{_w} sightings")
     LABELS["term"].setdefault(f"sensors_{_t}", f"{_w} instruments")

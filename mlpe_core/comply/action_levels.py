@@ -28,6 +28,13 @@ import numpy as np
 import pandas as pd
 
 DAY = pd.Timedelta(days=1)
+LEAK_SITE = "leak:"  # the site of monitor readings whose leak names no asset: the leak's own location
+
+
+def site_words(site: str) -> str:
+    """A site as a person reads it: an asset's id, or the leak whose own monitors are the site (no asset)."""
+    s = str(site)
+    return f"the site of leak {s[len(LEAK_SITE):]}" if s.startswith(LEAK_SITE) else f"site {s}"
 
 
 def monitor_readings(dets: pd.DataFrame, leaks: pd.DataFrame | None = None,
@@ -46,7 +53,7 @@ def monitor_readings(dets: pd.DataFrame, leaks: pd.DataFrame | None = None,
     if leaks is not None and len(leaks) and "asset_id" in leaks:
         leak_asset = d["leak_id"].map(leaks.set_index("leak_id")["asset_id"])
     site = own.fillna(leak_asset)
-    site = site.where(site.notna(), "leak:" + d["leak_id"].astype(str))
+    site = site.where(site.notna(), LEAK_SITE + d["leak_id"].astype(str))
     out = pd.DataFrame({"site": site.astype(str), "leak_id": d["leak_id"],
                         "detection_id": d["detection_id"] if "detection_id" in d else None,
                         "observed_at": pd.to_datetime(d["observed_at"], utc=True),

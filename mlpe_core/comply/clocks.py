@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ..frames import isin
-from ..present import label
-from .action_levels import exceedances
+from ..present import SENSOR_WORDS, label
+from .action_levels import exceedances, site_words
 from .candidates import watch_list, watch_urgency
 from .rules import ACTIONS, DEFAULT_SETTINGS, DUE_SOON_DAYS
 
@@ -116,21 +116,11 @@ def _detections(trig: dict, d: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-# what started a clock, in the words a person reads ("continuous monitor detection …", never the sensor code)
-_SENSOR_WORDS = {"satellite": "satellite", "aerial": "aircraft", "continuous_monitor": "continuous monitor",
-                 "scada": "SCADA", "ogi": "OGI"}
-
-
-def _site_words(site: str) -> str:
-    """A site as a person reads it: an asset's id, or the leak whose own monitors are the site (no asset)."""
-    return f"the site of leak {site[5:]}" if str(site).startswith("leak:") else f"site {site}"
-
-
 def _detection_events(d: pd.DataFrame, ctx: _Context, kind: str = "detection", voluntary: bool = False
                       ) -> pd.DataFrame:
     ids = d["detection_id"].astype(str) if "detection_id" in d else pd.Series("", index=d.index)
     rate = d["rate_kg_h"] if "rate_kg_h" in d else pd.Series(np.nan, index=d.index)
-    text = [f"{'own ' if voluntary else ''}{_SENSOR_WORDS.get(st, str(st).replace('_', ' '))} detection {i}"
+    text = [f"{'own ' if voluntary else ''}{SENSOR_WORDS.get(st, str(st).replace('_', ' '))} detection {i}"
             + (f" of {r:,.0f} kg/h" if pd.notna(r) else "")
             + f" on {_fmt(t)}" for st, i, r, t in zip(d["source_type"], ids, rate, d["observed_at"], strict=True)]
     return pd.DataFrame({"key": d["leak_id"], "leak_id": d["leak_id"], "site": d["leak_id"].map(ctx.asset),
@@ -198,7 +188,7 @@ def _trigger_events(rule: dict, ctx: _Context) -> pd.DataFrame:
                 base = f" (baseline {x.baseline_kg_h:.2f})" if x.baseline_kg_h else ""
                 rows.append((lk, lk, x.site, x.day, "exceedance", f"{x.site}:{x.day:%Y-%m-%d}",
                              f"{days}-day average {x.average_kg_h:.2f} kg/h over the {x.threshold_kg_h:.2f} kg/h "
-                             f"level{base} at {_site_words(x.site)} on {x.day:%Y-%m-%d}", False))
+                             f"level{base} at {site_words(x.site)} on {x.day:%Y-%m-%d}", False))
         parts.append(pd.DataFrame(rows, columns=EVENT_COLUMNS))
     parts = [p for p in parts if len(p)]
     if not parts:

@@ -13,15 +13,9 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..present import SENSOR_WORDS
 from ..schema import SOURCE_TYPES
 
-TYPE_WORDS = {
-    "satellite": "satellite",
-    "aerial": "aircraft",
-    "continuous_monitor": "continuous monitor",
-    "scada": "SCADA alarm",
-    "ogi": "OGI survey",
-}
 _SENSOR_TERMS = set(SOURCE_TYPES) | {f"n_{t}" for t in SOURCE_TYPES} | {"n_sources", "n_source_types", "n_detections"}
 _RECENCY_TERMS = {"recency", "days_since_last"}
 _SILENCE_TERMS = {"silence", "missed_looks", "log_p_silence"}
@@ -70,12 +64,12 @@ def _sensors(f: dict) -> str | None:
     n_det = int(_num(f, "n_detections", 0) or 0)
     if n_src > 1:
         what = ", ".join(names) if names else ", ".join(
-            TYPE_WORDS[t] for t in SOURCE_TYPES if _num(f, f"n_{t}", 0) > 0)
+            SENSOR_WORDS[t] for t in SOURCE_TYPES if _num(f, f"n_{t}", 0) > 0)
         return f"seen by {_plural(n_src, 'independent sensor')} ({what})"
     if names:
         return f"{_plural(n_det, 'detection')} by {names[0]}"
     kinds = [t for t in SOURCE_TYPES if _num(f, f"n_{t}", 0) > 0]
-    return _plural(n_det, f"{TYPE_WORDS[kinds[0]]} detection") if kinds else None
+    return _plural(n_det, f"{SENSOR_WORDS[kinds[0]]} detection") if kinds else None
 
 
 def _phrase(term: str, f: dict, value: float) -> str | None:

@@ -71,7 +71,7 @@ def leaks_frame(session: Session, active_only: bool = True, columns: Iterable[st
     df.insert(pos, "rank", rank)
     if df["leak_id"].is_monotonic_increasing:  # rows come in insertion order, which is mostly id order: then a
         # stable sort by rank alone gives the same order as by (rank, leak_id), without sorting 100,000 strings
-        key = np.where(at >= 0, rank.to_numpy(dtype="float64", na_value=np.inf), np.inf)
+        key = rank.to_numpy(dtype="float64", na_value=np.inf)
         return df.take(np.argsort(key, kind="stable")).reset_index(drop=True)
     return df.sort_values(["rank", "leak_id"], na_position="last").reset_index(drop=True)
 
@@ -183,8 +183,9 @@ def save_ranks(session: Session, ranks: dict[str, int], unranked: Iterable[str] 
     Rows are deleted and inserted, not updated: a whole ranking of 107,000 leaks is one DELETE and one INSERT of
     two-column rows (0.2 s), where updating the moved ranks by key cost as much again in lookups.
     """
+    dialect = session.connection().dialect.name
     if complete:
-        if session.connection().dialect.name == "postgresql":
+        if dialect == "postgresql":
             # one whole re-ranking at a time: a second one's DELETE would not see the rows a first one inserted and
             # has not committed yet, and would leave them (SQLite's write lock already serialises writers)
             session.execute(sql_text("LOCK TABLE leak_rank IN SHARE ROW EXCLUSIVE MODE"))
@@ -194,7 +195,7 @@ def save_ranks(session: Session, ranks: dict[str, int], unranked: Iterable[str] 
     if not ranks:
         return
     cols = {"leak_id": list(ranks), "rank": [int(v) for v in ranks.values()]}
-    if session.connection().dialect.name == "sqlite":  # one writer at a time (the database's write lock)
+    if dialect == "sqlite":  # one writer at a time (the database's write lock)
         _execute_many(session, insert(LeakRank.__table__), cols)
     else:  # a concurrent re-rank may have inserted some of these since our DELETE: the later one's rank stands
         upsert_frame(session, LeakRank, "leak_id", pd.DataFrame(cols, dtype=object), existing=set())

@@ -16,6 +16,8 @@
 2. ``soak`` (``--soak MINUTES``): `mlpe watch` on a demo-sized store while one file (10 detections) lands
    every second. Reports how long each file waited (drop → moved to done/), the watcher's resident memory
    over time (VmRSS every 10 s) and its slope after the first minute, and checks every detection loaded once.
+   Then a fresh watcher on the grown store, fed the same way for ``--fresh`` minutes: the soaked watcher's
+   memory beyond the fresh one's is what ten minutes of running held on to (the store's own growth is not).
 
     python benchmarks/live.py [--n 1000000] [--new 1000] [--repeat 2]
     python benchmarks/live.py --soak 10
@@ -239,78 +241,112 @@ def update(args) -> None:
     print("largest stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in top))
 
 
+def _feed(mlpe: str, env: dict, inbox: Path, log: Path, seconds: float, assets: pd.DataFrame, prefix: str,
+          seed: int) -> tuple[dict, dict, list]:
+    """Start `mlpe watch` on ``inbox``, drop one 10-detection file a second for ``seconds``, stop it.
+
+    Returns (drop time per file, wait per file loaded, [(t, watcher VmRSS MB)] every 10 s)."""
+    inbox.mkdir()
+    out = open(log, "w")  # noqa: SIM115
+    w = subprocess.Popen([mlpe, "watch", str(inbox), "--settle", "0.5", "--interval", "0.25"], env=env,
+                         stdout=out, stderr=subprocess.STDOUT)
+    rng = np.random.default_rng(seed)
+    dropped: dict[str, float] = {}
+    lag: dict[str, float] = {}
+    rss: list[tuple[float, float]] = []
+    t_start = time.monotonic()
+    end = t_start + seconds
+    k = 0
+    next_drop = next_rss = t_start
+
+    def collect() -> None:
+        for name in [n for n in dropped if n not in lag]:
+            if (inbox / "done" / name).exists():
+                lag[name] = time.monotonic() - dropped[name]
+
+    try:
+        time.sleep(3)
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_drop:
+                a = assets.sample(5, random_state=int(rng.integers(1 << 30)))
+                t = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+                rows = [f"{prefix}{k:05d}-{j},continuous_monitor,SoakCMS,{t},,,{rng.uniform(0.5, 5):.2f},{aid}"
+                        for j, aid in enumerate(a["asset_id"])]
+                rows += [f"{prefix}{k:05d}-a{j},aerial,SoakAir,{t},{la + rng.normal(0, 1e-4):.6f},"
+                         f"{lo + rng.normal(0, 1e-4):.6f},{rng.uniform(1, 50):.2f},"
+                         for j, (la, lo) in enumerate(zip(a["latitude"], a["longitude"], strict=True))]
+                name = f"soak-{prefix}{k:05d}.csv"
+                part = inbox / (name + ".part")
+                part.write_text("detection_id,source_type,source_name,observed_at,latitude,longitude,rate_kg_h,"
+                                "asset_id\n" + "\n".join(rows) + "\n")
+                os.replace(part, inbox / name)
+                dropped[name] = time.monotonic()
+                k += 1
+                next_drop += 1.0
+            if now >= next_rss:
+                rss.append((now - t_start, _rss_mb(w.pid)))
+                next_rss += 10.0
+            collect()
+            time.sleep(0.05)
+        deadline = time.monotonic() + 120
+        while len(lag) < len(dropped) and time.monotonic() < deadline:
+            collect()
+            time.sleep(0.2)
+        rss.append((time.monotonic() - t_start, _rss_mb(w.pid)))
+    finally:
+        w.terminate()
+        w.wait(30)
+        out.close()
+    return dropped, lag, rss
+
+
 def soak(args) -> None:
-    """`mlpe watch` on a demo store while a file lands every second."""
+    """`mlpe watch` on a demo store while a file lands every second; then a fresh watcher on the grown store.
+
+    The store grows as the files land (10 detections a second: the demo's ~1,000 detections become ~7,000 in
+    10 minutes), and a watcher holds what its fusions need of every detection, so its memory grows with the
+    data by design. A leak is memory a long-running watcher holds that a new one on the same data does not:
+    after the soak, a fresh `mlpe watch` on the grown store is fed the same way for ``--fresh`` minutes (its own
+    caches fill as the soaked one's did in its first minute) and the two end sizes are compared.
+    """
     mlpe = shutil.which("mlpe") or str(Path(sys.prefix) / "bin" / "mlpe")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        db, inbox = tmp / "soak.db", tmp / "inbox"
-        inbox.mkdir()
+        db = tmp / "soak.db"
         env = {**os.environ, "MLPE_DB": str(db)}
         subprocess.run([mlpe, "demo", "--seed", "3", "--assets", "300"], env=env, check=True, capture_output=True)
-        assets = pd.read_sql("select asset_id, latitude, longitude from asset", f"sqlite:///{db}")
-        log = open(tmp / "watch.log", "w")  # noqa: SIM115
-        w = subprocess.Popen([mlpe, "watch", str(inbox), "--settle", "0.5", "--interval", "0.25"], env=env,
-                             stdout=log, stderr=subprocess.STDOUT)
-        rng = np.random.default_rng(7)
-        dropped: dict[str, float] = {}
-        lag: dict[str, float] = {}
-        rss: list[tuple[float, float]] = []
-        t_start = time.monotonic()
-        end = t_start + args.soak * 60
-        k = 0
-        next_drop = t_start
-        next_rss = t_start
-        try:
-            time.sleep(3)
-            while time.monotonic() < end:
-                now = time.monotonic()
-                if now >= next_drop:
-                    a = assets.sample(5, random_state=int(rng.integers(1 << 30)))
-                    t = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
-                    rows = [f"S{k:05d}-{j},continuous_monitor,SoakCMS,{t},,,{rng.uniform(0.5, 5):.2f},{aid}"
-                            for j, aid in enumerate(a["asset_id"])]
-                    rows += [f"S{k:05d}-a{j},aerial,SoakAir,{t},{la + rng.normal(0, 1e-4):.6f},"
-                             f"{lo + rng.normal(0, 1e-4):.6f},{rng.uniform(1, 50):.2f},"
-                             for j, (la, lo) in enumerate(zip(a["latitude"], a["longitude"], strict=True))]
-                    name = f"soak-{k:05d}.csv"
-                    part = inbox / (name + ".part")
-                    part.write_text("detection_id,source_type,source_name,observed_at,latitude,longitude,rate_kg_h,"
-                                    "asset_id\n" + "\n".join(rows) + "\n")
-                    os.replace(part, inbox / name)
-                    dropped[name] = time.monotonic()
-                    k += 1
-                    next_drop += 1.0
-                if now >= next_rss:
-                    rss.append((now - t_start, _rss_mb(w.pid)))
-                    next_rss += 10.0
-                for name in [n for n in dropped if n not in lag]:
-                    if (inbox / "done" / name).exists():
-                        lag[name] = time.monotonic() - dropped[name]
-                time.sleep(0.05)
-            deadline = time.monotonic() + 120
-            while len(lag) < len(dropped) and time.monotonic() < deadline:
-                for name in [n for n in dropped if n not in lag]:
-                    if (inbox / "done" / name).exists():
-                        lag[name] = time.monotonic() - dropped[name]
-                time.sleep(0.2)
-        finally:
-            w.terminate()
-            w.wait(30)
-            log.close()
+        url = f"sqlite:///{db}"
+        assets = pd.read_sql("select asset_id, latitude, longitude from asset", url)
+        n0 = pd.read_sql("select count(*) n from detection", url)["n"].iloc[0]
+        dropped, lag, rss = _feed(mlpe, env, tmp / "inbox", tmp / "watch.log", args.soak * 60, assets, "S", 7)
         n_det = pd.read_sql("select count(*) n from detection where source_name in ('SoakCMS','SoakAir')",
-                            f"sqlite:///{db}")["n"].iloc[0]
+                            url)["n"].iloc[0]
+        n1 = pd.read_sql("select count(*) n from detection", url)["n"].iloc[0]
         lags = sorted(lag.values())
         warm = [m for t, m in rss if t >= 60]
         slope = np.polyfit([t for t, _ in rss if t >= 60], warm, 1)[0] * 60 if len(warm) >= 3 else float("nan")
         print(f"soak {args.soak:g} min: {len(dropped)} files dropped, {len(lag)} loaded; detections {n_det} "
-              f"(expected {10 * len(dropped)}); load {_load()}")
+              f"(expected {10 * len(dropped)}); store {n0:,} -> {n1:,} detections; load {_load()}")
         if lags:
             print(f"  wait drop → done/: median {statistics.median(lags):.2f} s, p95 "
                   f"{lags[int(0.95 * (len(lags) - 1))]:.2f} s, max {lags[-1]:.2f} s")
         print("  watcher RSS (MB) every 10 s: " + " ".join(f"{m:.0f}" for _, m in rss))
         if warm:
             print(f"  after the first minute: {min(warm):.0f} to {max(warm):.0f} MB; slope {slope:+.2f} MB/min")
+        if not args.fresh:
+            return
+        f_dropped, f_lag, f_rss = _feed(mlpe, env, tmp / "inbox2", tmp / "watch2.log", args.fresh * 60, assets,
+                                        "F", 8)
+        n2 = pd.read_sql("select count(*) n from detection", url)["n"].iloc[0]
+        soaked = statistics.median(m for _, m in rss[-3:])
+        fresh = statistics.median(m for _, m in f_rss[-3:])
+        print(f"fresh watcher on the grown store, {args.fresh:g} min ({len(f_lag)}/{len(f_dropped)} files loaded, "
+              f"store {n2:,} detections): RSS (MB) every 10 s: " + " ".join(f"{m:.0f}" for _, m in f_rss))
+        extra = soaked - fresh
+        print(f"  soaked watcher after {len(lag)} files: {soaked:.0f} MB; fresh watcher after {len(f_lag)}: "
+              f"{fresh:.0f} MB; held beyond what the data needs: {extra:+.1f} MB "
+              f"({extra * 1024 / max(len(lag) - len(f_lag), 1):+.1f} KB per extra file)")
 
 
 def main() -> None:
@@ -320,6 +356,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--cache", default="/tmp/mlpe-bench-live")
     ap.add_argument("--soak", type=float, default=None, help="minutes of one file a second into `mlpe watch`")
+    ap.add_argument("--fresh", type=float, default=2.0,
+                    help="minutes of the same into a fresh watcher on the grown store after the soak (0: skip)")
     args = ap.parse_args()
     if args.soak:
         soak(args)

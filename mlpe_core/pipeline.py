@@ -350,11 +350,11 @@ def score_frame(
     s["due_rule"] = dl["due_rule"]
     s["model_version"] = version
     s["scored_at"] = store.now()
-    status = leaks.set_index("leak_id")["status"].reindex(X.index)
-    openmask = status.isin(OPEN_STATUSES)
-    order = s.loc[openmask].sort_values(["priority_score", "p_real"], ascending=False).index
-    s["rank"] = pd.Series(np.arange(1, len(order) + 1), index=order).reindex(s.index)
     s = s.reset_index().rename(columns={"index": "leak_id"})
+    s["status"] = leaks.set_index("leak_id")["status"].reindex(s["leak_id"]).to_numpy()
+    order = rank_order(s)  # the ranking among these leaks, by the rule every ranking uses
+    s["rank"] = pd.Series(np.arange(1, len(order) + 1), index=order).reindex(s["leak_id"]).to_numpy()
+    s = s.drop(columns=["status"])
     lap("score")
     return s, X
 
@@ -409,11 +409,12 @@ def _score_once(session: Session, as_of: pd.Timestamp | None, user: str, progres
         return {"scored": 0, "high": 0, "medium": 0, "low": 0, "as_of": as_of}
     say(progress, 0.8, f"writing {len(s):,} scores")
     try:
-        store.save_scores(session, s, generation=generation)
+        store.save_scores(session, s.drop(columns=["rank"]), generation=generation)
+        ranked = rank_open(session)  # the whole ranking, as every re-score writes it (one DELETE, one INSERT)
         bands = s["risk_band"].value_counts()
         summary = {
             "scored": len(s),
-            "ranked": int(s["rank"].notna().sum()),
+            "ranked": len(ranked),
             "high": int(bands.get("HIGH", 0)),
             "medium": int(bands.get("MEDIUM", 0)),
             "low": int(bands.get("LOW", 0)),
@@ -584,12 +585,19 @@ def _widened(session: Session, dets: pd.DataFrame, leak_ids: set[str]) -> pd.Dat
     return out[list(SCORE_DETECTION_COLUMNS)]
 
 
+def rank_order(leaks: pd.DataFrame) -> pd.Series:
+    """The ranking rule, the one every scoring and re-scoring uses: the open leaks that have a priority, by priority,
+    then P(real), then leak id (so ties are broken the same way whatever the order of the rows). ``leaks``: leak_id,
+    status, priority_score, p_real. Returns their leak ids, first to last."""
+    open_ = leaks[isin(leaks["status"], OPEN_STATUSES) & leaks["priority_score"].notna()]
+    return open_.sort_values(["priority_score", "p_real", "leak_id"], ascending=[False, False, True])["leak_id"]
+
+
 def rank_open(session: Session, leaks: pd.DataFrame | None = None) -> dict[str, int]:
     """Rank the open leaks by their stored priority (then P(real)); others lose their rank. No commit. ``leaks``:
     every active leak's leak_id, status, priority_score and p_real, as the store now has them."""
     lk = leaks if leaks is not None else store.leaks_frame(session, columns=["status", "priority_score", "p_real"])
-    open_ = lk[isin(lk["status"], OPEN_STATUSES) & lk["priority_score"].notna()]
-    order = open_.sort_values(["priority_score", "p_real", "leak_id"], ascending=[False, False, True])["leak_id"]
+    order = rank_order(lk)
     ranks = dict(zip(order.tolist(), range(1, len(order) + 1), strict=True))
     # the whole ranking, rewritten: 500 new leaks move most of 100,000 ranks (a narrow table: 0.2 s)
     store.save_ranks(session, ranks, complete=True)

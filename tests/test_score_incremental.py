@@ -102,7 +102,28 @@ def test_a_full_score_still_scores_everything(tmp_path):
         n = int(_leaks(s)["status"].isin(pipeline.OPEN_STATUSES).sum())
         sc = desk.score(s, "system")
         assert "mode" not in sc and sc["ranked"] == n
+        # the ranking written is the one rule's (rank_order), the very ranking a re-score writes
+        lk = store.leaks_frame(s, columns=["status", "priority_score", "p_real"])
+        ranked = lk[lk["rank"].notna()].sort_values("rank")
+        assert ranked["rank"].tolist() == list(range(1, n + 1))
+        assert ranked["leak_id"].tolist() == pipeline.rank_order(lk).tolist()
     eng.dispose()
+
+
+@pytest.mark.parametrize(("rows", "expected"), [
+    # priority first, then P(real), then the leak id: a tie is broken the same way whatever the row order
+    ([("L3", "open", 5.0, 0.5), ("L1", "open", 5.0, 0.5), ("L2", "open", 5.0, 0.9)], ["L2", "L1", "L3"]),
+    ([("L1", "open", 1.0, 0.9), ("L2", "open", 2.0, 0.1)], ["L2", "L1"]),
+    # closed leaks and leaks never scored are not ranked
+    ([("L1", "repaired", 9.0, 0.9), ("L2", "open", None, None), ("L3", "open", 0.5, 0.2)], ["L3"]),
+    ([], []),
+])
+def test_rank_order_is_one_rule(rows, expected):
+    lk = pd.DataFrame(rows, columns=["leak_id", "status", "priority_score", "p_real"])
+    before = lk.copy()
+    assert pipeline.rank_order(lk).tolist() == expected
+    assert pipeline.rank_order(lk.iloc[::-1]).tolist() == expected
+    pd.testing.assert_frame_equal(lk, before)  # input not modified
 
 
 @pytest.fixture(scope="module")

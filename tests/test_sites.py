@@ -4,6 +4,7 @@ against its Isolation Forest baseline, the roll-ups against the store, the emiss
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -94,6 +95,33 @@ def test_change_test_finds_a_step_and_counts_only_watched_days():
     # deterministic for a seed
     again = trends.change_test(days, T0, end).set_index("group")
     pd.testing.assert_series_equal(res["p_value"], again["p_value"])
+
+
+def test_change_test_stops_early_only_where_p_is_clearly_large():
+    """Besag-Clifford: a site nowhere near alpha stops once H_STOP reorderings reach it (p = H_STOP / drawn); a site
+    whose p could reach alpha is given every reordering; a site's p does not depend on the other sites tested."""
+    rng = np.random.default_rng(5)
+    draws = rng.random((2, 120))
+    every = set(range(120))
+    pattern = {"STEP": {"watch": every, "detect": lambda d: draws[0, d] < (0.6 if d >= 63 else 0.1),
+                        "rate": lambda d: 6.0 if d >= 63 else 2.0},
+               "FLAT": {"watch": every, "detect": lambda d: draws[1, d] < 0.35, "rate": lambda d: 2.0}}
+    dets, leaks, cov = _frames(pattern)
+    end = T0 + pd.Timedelta(days=120)
+    days = trends.sensor_days(dets, leaks, cov, T0, end)
+    res = trends.change_test(days, T0, end).set_index("group")
+    drawn = {g: int(re.search(r"\((\d+) reorderings", e).group(1)) for g, e in res["evidence"].items()}
+    assert drawn["STEP"] == trends.N_PERM and res.loc["STEP", "p_value"] <= 0.01
+    assert drawn["FLAT"] < trends.N_PERM
+    assert res.loc["FLAT", "p_value"] == pytest.approx(trends.H_STOP / drawn["FLAT"])
+    alone = trends.change_test(days[days["group"] == "FLAT"], T0, end).set_index("group")
+    assert alone.loc["FLAT", "p_value"] == res.loc["FLAT", "p_value"]
+    # a laxer alpha needs more reorderings reaching the statistic before a stop: none that could flag stops early
+    lax = trends.change_test(days, T0, end, alpha=0.2).set_index("group")
+    lax_drawn = int(re.search(r"\((\d+) reorderings", lax.loc["FLAT", "evidence"]).group(1))
+    assert lax_drawn > 0.2 * (trends.N_PERM + 1) and lax_drawn > drawn["FLAT"]
+    with pytest.raises(ValueError, match="n_perm"):
+        trends.change_test(days, T0, end, n_perm=0)
 
 
 def test_satellite_days_count_as_watched_only_on_pass_days():

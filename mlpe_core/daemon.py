@@ -5,7 +5,10 @@ A loop, woken by the file system (watchdog) or at least every ``interval_s``: se
 waits to be fused (from this folder, a connector, ``POST /detections`` or a person) the desk fuses, scores and
 checks the alert rules that new detections set off (a new HIGH leak, a failed repair, a burst), in one recorded
 ``watch`` run. Between cycles it retries due alert deliveries, checks every rule every ``alerts_every_s`` (deadlines
-come due with time alone; they and site trends read the whole store) and beats the folder connector's heart.
+come due with time alone; they and site trends read the whole store) and beats the folder connector's heart. That
+full check runs in a thread of its own (at a million detections it takes minutes, and files landing meanwhile must
+not wait for it); the store serialises its writes with the cycles' as it does another process's, and its new
+alerts are delivered by the loop, like every other delivery.
 
 It only calls the desk, like the other faces. On start it finishes or redoes the file a killed watcher left
 mid-load (``desk.recover_watched``). SIGTERM or Ctrl-C stop it between files; a kill -9 is what the recovery
@@ -51,6 +54,7 @@ class Watcher:
         self._next_pull = {c.name: 0.0 for c in self.config.connectors}
         self._last_beat = 0.0
         self._last_alerts = time.monotonic()
+        self._check: threading.Thread | None = None  # the full alert check in progress, if any
         self.cycles = 0
         self.memory = desk.detection_memory()
 
@@ -96,11 +100,14 @@ class Watcher:
                 self._last_beat = time.monotonic()
                 self._report(r)
                 return r
-            if now - self._last_alerts >= self.alerts_every_s:
+            checking = self._check is not None and self._check.is_alive()
+            if now - self._last_alerts >= self.alerts_every_s and not checking:
                 self._last_alerts = now
-                a = desk.check_alerts(s, self.user)
-                if a["new"]:
-                    self.say(f"watch: {a['new']} new alert(s)")
+                if self.once:  # a single pass: the check is part of it
+                    self._full_check()
+                else:
+                    self._check = threading.Thread(target=self._full_check, name="mlpe-alert-check", daemon=True)
+                    self._check.start()
             else:
                 d = desk.deliver_alerts(s)
                 if any(d.values()):
@@ -109,6 +116,18 @@ class Watcher:
                 desk.connector_heartbeat(s, f"folder:{self.inbox.folder}")
                 self._last_beat = now
         return None
+
+    def _full_check(self) -> None:
+        """Every alert rule on the whole store, in its own session; its new alerts are delivered by the loop."""
+        try:
+            with desk.open_session(self.engine) as s:
+                a = desk.check_alerts(s, self.user, deliver=False)
+        except Exception as exc:  # noqa: BLE001 - a failed check is said and tried again at the next timer
+            self.say(f"watch: alert check failed: {type(exc).__name__}: {exc}")
+            return
+        if a["new"]:
+            self.say(f"watch: {a['new']} new alert(s)")
+            self.wake.set()  # deliver them now, not at the next interval
 
     def _report(self, r: dict) -> None:
         for f in r["files"]:
@@ -160,6 +179,8 @@ class Watcher:
             if obs is not None:
                 obs.stop()
                 obs.join(5)
+            if self._check is not None and self._check.is_alive():  # nothing of it is written until it ends
+                self.say("watch: stopping during an alert check; it is dropped and runs again after the next start")
             self.engine.dispose()
         self.say("watch: stopped")
         return 0

@@ -5,6 +5,8 @@ handling of one file: loaded once, a copy recognised by its hash, a file of only
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 from sqlmodel import Session
@@ -115,4 +117,40 @@ def test_a_steady_feed_does_not_put_off_the_full_alert_check(tmp_path, monkeypat
     w._last_alerts = 123.0
     assert w.cycle() is not None
     assert checked == [desk.CYCLE_ALERT_KINDS] and w._last_alerts == 123.0  # the timer was not reset
+    w.engine.dispose()
+
+
+def test_the_full_alert_check_runs_beside_the_cycles(tmp_path, monkeypatch):
+    """The timer's check of every rule runs in its own thread: a file landing while it runs is loaded at once, no
+    second check starts meanwhile, and its new alerts are said (and delivered by the loop, not by the check)."""
+    from mlpe_core.daemon import Watcher
+
+    (tmp_path / "in").mkdir()
+    said: list[str] = []
+    w = Watcher(str(tmp_path / "m.db"), tmp_path / "in", "system", settle_s=0.0, alerts_every_s=0.0,
+                say=said.append)
+    started, release = threading.Event(), threading.Event()
+    full: list[dict] = []
+
+    def check(s, u, **k):
+        if k.get("kinds") is not None:  # a cycle's own check of what new detections set off
+            return {"found": 0, "new": 0, "ids": []}
+        full.append(k)
+        started.set()
+        release.wait(20)
+        return {"found": 2, "new": 2, "ids": [1, 2]}
+
+    monkeypatch.setattr(desk, "check_alerts", check)
+    t0 = time.monotonic()
+    assert w.cycle() is None and started.wait(10)
+    assert time.monotonic() - t0 < 5  # the cycle did not wait for the check
+    (tmp_path / "in" / "a.csv").write_text(
+        "detection_id,source_type,source_name,observed_at,latitude,longitude,rate_kg_h\n"
+        "d1,aerial,Air,2026-01-05T10:00:00Z,32.0,-102.0,20.0\n")
+    r = w.cycle()
+    assert r is not None and [f["state"] for f in r["files"]] == ["loaded"]
+    assert w.cycle() is None and len(full) == 1  # the timer is due again, but one check at a time
+    release.set()
+    w._check.join(10)
+    assert full == [{"deliver": False}] and "watch: 2 new alert(s)" in said
     w.engine.dispose()

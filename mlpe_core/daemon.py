@@ -103,8 +103,10 @@ class Watcher:
             checking = self._check is not None and self._check.is_alive()
             if now - self._last_alerts >= self.alerts_every_s and not checking:
                 self._last_alerts = now
-                if self.once:  # a single pass: the check is part of it
-                    self._full_check()
+                if self.once:  # a single pass (cron): the check, and the delivery of what it finds, are part of it
+                    a = desk.check_alerts(s, self.user)
+                    if a["new"]:
+                        self.say(f"watch: {a['new']} new alert(s)")
                 else:
                     self._check = threading.Thread(target=self._full_check, name="mlpe-alert-check", daemon=True)
                     self._check.start()
@@ -179,8 +181,11 @@ class Watcher:
             if obs is not None:
                 obs.stop()
                 obs.join(5)
-            if self._check is not None and self._check.is_alive():  # nothing of it is written until it ends
-                self.say("watch: stopping during an alert check; it is dropped and runs again after the next start")
+            if self._check is not None:
+                self._check.join(5)  # a check about to record its alerts may finish; a long one is dropped
+                if self._check.is_alive():  # nothing of it is written until it ends
+                    self.say("watch: stopping during an alert check; it is dropped and runs again after the next "
+                             "start")
             self.engine.dispose()
         self.say("watch: stopped")
         return 0

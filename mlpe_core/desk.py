@@ -1642,7 +1642,7 @@ def check_alerts(session: Session, user: str = "system", deliver: bool = True,
     """Run the alert rules on the store as it is now, record the new alerts (a key seen before adds nothing),
     queue each for its team's channels and deliver what is due. Recorded as an ``alerts`` run. ``kinds`` limits
     the rules checked to those kinds (:data:`CYCLE_ALERT_KINDS` after a watch cycle); all by default."""
-    from sqlalchemy.exc import IntegrityError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     from .alerts import evaluate
 
@@ -1674,7 +1674,7 @@ def check_alerts(session: Session, user: str = "system", deliver: bool = True,
             row["event_at"] = pd.Timestamp(row["event_at"]).to_pydatetime() if row["event_at"] is not None and \
                 pd.notna(row["event_at"]) else None
             rows.append(row)
-        for attempt in range(2):
+        for attempt in range(3):
             try:
                 new = store.alerts.insert_alerts(session, rows)
                 for a in new:
@@ -1685,6 +1685,10 @@ def check_alerts(session: Session, user: str = "system", deliver: bool = True,
             except IntegrityError:  # another process recorded some of these keys meanwhile: skip them now
                 session.rollback()
                 if attempt:
+                    raise
+            except OperationalError as exc:  # a writer held the store past the busy timeout: minutes of checking
+                session.rollback()           # are not thrown away for that, the record is tried again
+                if "locked" not in str(exc) or attempt == 2:
                     raise
         run.lap("record")
         out = {"found": len(found), "new": len(ids), "ids": ids}

@@ -252,6 +252,7 @@ def change_test(days: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, n_pe
     ncode, nnames = pd.factorize(days["source_name"], sort=True)
     cols = {"dayno": ((days["day"] - start) / pd.Timedelta(days=1)).astype(int).to_numpy(),
             "det": days["detected"].to_numpy().astype(float),
+            "read": days["n_readings"].gt(0).to_numpy(),
             "has": days["n_readings"].gt(0).to_numpy() & days["log_rate"].notna().to_numpy(),
             "lr": days["log_rate"].to_numpy(dtype=float, na_value=np.nan),
             "cnt": days["counts"].to_numpy().astype(bool),
@@ -262,7 +263,7 @@ def change_test(days: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, n_pe
     out = []
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(order)], strict=True):
         g = {k: v[lo:hi] for k, v in cols.items()}
-        if g["det"].sum() + g["has"].sum() < 3:
+        if g["det"].sum() + g["read"].sum() < 3:
             continue
         group = gnames[gcode[order[lo]]]
         rng = np.random.default_rng([seed, zlib.crc32(str(group).encode())])

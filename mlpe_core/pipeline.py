@@ -351,10 +351,9 @@ def score_frame(
     s["model_version"] = version
     s["scored_at"] = store.now()
     s = s.reset_index().rename(columns={"index": "leak_id"})
-    s["status"] = leaks.set_index("leak_id")["status"].reindex(s["leak_id"]).to_numpy()
-    order = rank_order(s)  # the ranking among these leaks, by the rule every ranking uses
+    status = leaks.set_index("leak_id")["status"].reindex(s["leak_id"]).to_numpy()
+    order = rank_order(s.assign(status=status))  # the ranking among these leaks, by the rule every ranking uses
     s["rank"] = pd.Series(np.arange(1, len(order) + 1), index=order).reindex(s["leak_id"]).to_numpy()
-    s = s.drop(columns=["status"])
     lap("score")
     return s, X
 
@@ -594,7 +593,7 @@ def rank_order(leaks: pd.DataFrame) -> pd.Series:
 
 
 def rank_open(session: Session, leaks: pd.DataFrame | None = None) -> dict[str, int]:
-    """Rank the open leaks by their stored priority (then P(real)); others lose their rank. No commit. ``leaks``:
+    """Rank the open leaks by their stored scores (:func:`rank_order`); others lose their rank. No commit. ``leaks``:
     every active leak's leak_id, status, priority_score and p_real, as the store now has them."""
     lk = leaks if leaks is not None else store.leaks_frame(session, columns=["status", "priority_score", "p_real"])
     order = rank_order(lk)

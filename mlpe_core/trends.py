@@ -250,13 +250,13 @@ def change_test(days: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, n_pe
     gcode, gnames = pd.factorize(days["group"], sort=True)
     scode, snames = pd.factorize(days["site"], sort=True)
     ncode, nnames = pd.factorize(days["source_name"], sort=True)
+    read = days["n_readings"].gt(0).to_numpy()
     cols = {"dayno": ((days["day"] - start) / pd.Timedelta(days=1)).astype(int).to_numpy(),
-            "det": days["detected"].to_numpy().astype(float),
-            "read": days["n_readings"].gt(0).to_numpy(),
-            "has": days["n_readings"].gt(0).to_numpy() & days["log_rate"].notna().to_numpy(),
+            "det": days["detected"].to_numpy().astype(float), "read": read,
+            "has": read & days["log_rate"].notna().to_numpy(),
             "lr": days["log_rate"].to_numpy(dtype=float, na_value=np.nan),
             "cnt": days["counts"].to_numpy().astype(bool),
-            "site": scode, "stratum": scode.astype(np.int64) * max(len(nnames), 1) + ncode}
+            "stratum": scode.astype(np.int64) * max(len(nnames), 1) + ncode}
     order = np.argsort(gcode, kind="stable")  # each group's rows together, in their order in ``days``
     cols = {k: v[order] for k, v in cols.items()}
     bounds = np.flatnonzero(np.diff(gcode[order])) + 1
@@ -273,8 +273,8 @@ def change_test(days: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, n_pe
 
 def _test_group(group, g: dict, snames, nnames, start: pd.Timestamp, ks: np.ndarray, rng: np.random.Generator,
                 n_perm: int, alpha: float, min_ratio: float) -> list:
-    """The test of one group: ``g`` holds its rows' arrays (``dayno``, ``det``, ``has``, ``lr``, ``cnt``, ``site``
-    and ``stratum``: the code of its (site, sensor), in the order of their names)."""
+    """The test of one group: ``g`` holds its rows' arrays (``dayno``, ``det``, ``read``, ``has``, ``lr``, ``cnt``
+    and ``stratum``: the code of its (site, sensor), site code × number of sensor names + sensor code)."""
     n = len(g["det"])
     after = g["dayno"][:, None] >= ks[None, :]
     has, det, cnt = g["has"], g["det"], g["cnt"]
@@ -307,7 +307,7 @@ def _test_group(group, g: dict, snames, nnames, start: pd.Timestamp, ks: np.ndar
         n_done = len(reach)
         p = float((1 + reach[-1]) / (n_done + 1))
     k = int(np.argmax(t[0]))
-    ratio, words = _evidence(g, strata, snames, nnames, after[:, k], has, cnt)
+    ratio, words = _evidence(g, strata, snames, nnames, after[:, k])
     day = start + pd.Timedelta(days=int(ks[k]))
     worse = bool(p <= alpha and ratio >= min_ratio and t[0, k] > 0)
     times = f"×{ratio:.1f}" if ratio < 20 else "more than ×20"
@@ -324,12 +324,12 @@ def _kg(x: float) -> str:
     return f"{x:.2g}" if x < 10 else f"{x:,.0f}"
 
 
-def _evidence(g: dict, strata: list[np.ndarray], snames, nnames, after: np.ndarray, has: np.ndarray,
-              cnt: np.ndarray) -> tuple[float, str]:
+def _evidence(g: dict, strata: list[np.ndarray], snames, nnames, after: np.ndarray) -> tuple[float, str]:
     """The estimated emission ratio after/before a split and the per-sensor facts behind it, in words."""
     parts, share_num, share_den, dl, wl = [], [], [], [], []
-    several = len(np.unique(g["site"])) > 1
     n_src = max(len(nnames), 1)
+    several = len(np.unique(g["stratum"] // n_src)) > 1  # sites in the group
+    has, cnt = g["has"], g["cnt"]
     for ix in strata:
         code = int(g["stratum"][ix[0]])
         site, src = snames[code // n_src], nnames[code % n_src]

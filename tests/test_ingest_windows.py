@@ -58,7 +58,7 @@ def test_cms_windows_keep_negative_and_offline_windows_as_coverage(session, tmp_
     assert (rep.n_coverage_rows, rep.n_coverage, rep.n_coverage_rejected) == (4, 5, 1)
     assert rep.coverage_states == {"detected": 2, "watching": 2, "offline": 1}
     assert [(r.row, r.column, r.reason) for r in rep.rejects.itertuples()] == [
-        (7, "ReportLabel", "ReportLabel 'Q' is not P, N or NA"),
+        (7, "ReportLabel", "ReportLabel 'Q' is not P, N or NA (emitting, watched and saw nothing, no data)"),
         (8, "EmissionEndDateTime", "cannot read 'soon' as a time"),
     ]
     d = detections_frame(session).sort_values("observed_at")
@@ -200,6 +200,14 @@ def test_mapping_does_not_modify_its_input(tmp_path):
     (["10/24/22 16:46", "11/8/22 21:36:05"], ["2022-10-24T16:46:00", "2022-11-08T21:36:05"]),  # month first
     (["24/10/2022 16:46", "08/11/2022 09:00"], ["2022-10-24T16:46:00", "2022-11-08T09:00:00"]),  # a day > 12
     (["44844.5", "x"], ["2022-10-10T12:00:00", "x"]),  # Excel serial days; unknown text left for the validator
+    # a 12-hour clock (Excel's US default), on slashed and ISO dates; 12 AM is midnight, 12 PM noon
+    (["10/10/2022 04:50:00 PM", "10/10/2022 12:05 AM", "10/11/2022 12:05 pm", "2022-10-10 4:51 p.m."],
+     ["2022-10-10T16:50:00", "2022-10-10T00:05:00", "2022-10-11T12:05:00", "2022-10-10T16:51:00"]),
+    (["10/10/2022 13:00 PM", "2022-10-10 0:30 AM"], ["10/10/2022 13:00 PM", "2022-10-10 0:30 AM"]),  # no such hour
+    # a month in words; a trailing UTC/GMT is the zone
+    (["10-Oct-2022 16:51", "Oct 10, 2022 4:51 PM"], ["2022-10-10T16:51:00", "2022-10-10T16:51:00"]),
+    (["2022-10-10 16:51:00 UTC", "10/10/2022 16:51 (GMT)", "2022-10-10 16:51"],
+     ["2022-10-10T16:51:00Z", "2022-10-10T16:51:00Z", "2022-10-10 16:51"]),
 ])
 def test_vendor_times(text, iso):
     assert vendor_times(pd.Series(text)).tolist() == iso
@@ -254,3 +262,48 @@ def test_real_timelines_and_report_counts(session):
     assert rep.n_accepted == int((raw["Alarm (Y/N)"] == "Y").sum())
     qube = raw["vendor"].eq("Qube") & (raw["EmissionRateUpper"] > 10 * raw["EmissionRate"])
     assert set(rep.flags["row"]) == set(np.flatnonzero(qube.to_numpy()) + 2)  # Qube's g/h bounds, and only those
+
+
+UNSEEN = ",".join(["vendor", "PerformerExperimentID", "EmissionStartDateTime", "EmissionEndDateTime",
+                   "DetectingUnitID", "Alarm (Y/N)", "EmissionRate", "EmissionRateUpper", "EmissionRateLower"]) + """
+Cam,1,10/12/2022 09:05:00 AM,10/12/2022 09:45:00 AM,N/A,Y,N/A,N/A,N/A
+Cam,2,10/12/2022 01:10:00 PM,10/12/2022 01:30:00 PM,cam-2,Yes,-,,
+Cam,3,12-Oct-2022 15:00,12-Oct-2022 15:20,cam-2,No,0,,
+Cam,4,2022-10-12 16:00 UTC,2022-10-12 16:30 UTC,cam-2,Y,"1,234.5",,
+Cam,5,2022-10-12 17:00,2022-10-12 17:30,cam-2,Y,"2,5",,
+"""
+
+
+def test_a_monitor_we_have_not_seen_loads_by_its_own_conventions(session, tmp_path):
+    """A camera vendor's report in the template with a 12-hour clock, months in words, UTC written out and
+    N/A where it does not quantify: its alarms load without a rate; numbers written two ways are refused with
+    what to write instead."""
+    rep = ingest_file(session, _write(tmp_path, "cam.csv", UNSEEN), asset="PAD1")
+    assert (rep.format, rep.n_rows, rep.n_accepted, rep.n_rejected) == ("cms_report", 4, 2, 2)
+    assert rep.coverage_states == {"detected": 2, "watching": 1}
+    assert [(r.row, r.column, r.reason) for r in rep.rejects.itertuples()] == [
+        (5, "EmissionRate", "EmissionRate '1,234.5' is not a number: write it without thousands separators (1234.5)"),
+        (6, "EmissionRate", "EmissionRate '2,5' is not a number: write it with a decimal point (1.5, not 1,5)")]
+    d = detections_frame(session).sort_values("observed_at")
+    assert d["observed_at"].tolist() == [pd.Timestamp("2022-10-12T09:05Z"), pd.Timestamp("2022-10-12T13:10Z")]
+    assert d["rate_kg_h"].isna().all()  # N/A and "-": alarms without a rate, not refused rows
+    assert d["detection_id"].tolist() == ["1", "2"]
+    cov = coverage_frame(session).sort_values("start_at")
+    assert cov["start_at"].iloc[-1] == pd.Timestamp("2022-10-12T15:00Z")  # the quiet window, month in words
+
+
+@pytest.mark.parametrize(("label", "state"), [("P", "detected"), ("positive", "detected"), ("Negative", "watching"),
+                                              ("not  detected", "watching"), ("N/A", "offline"),
+                                              ("no data", "offline")])
+def test_timeline_labels_in_words(session, tmp_path, label, state):
+    text = f"EmissionStartDateTime,EmissionEndDateTime,ReportLabel\n2022-10-10 16:50,2022-10-10 17:18,{label}\n"
+    rep = ingest_file(session, _write(tmp_path, "v_event_windows.csv", text), asset="PAD1")
+    assert (rep.n_rejected, rep.n_coverage_rejected) == (0, 0)
+    assert rep.coverage_states == {state: 1}
+
+
+def test_aircraft_pass_times_on_a_12_hour_clock(session, tmp_path):
+    text = AIRCRAFT.replace("16:49:22", "4:49:22 PM").replace("16:55:00", "04:55:00 pm")
+    ingest_file(session, _write(tmp_path, "kairos_1_clean.csv", text), asset="PAD1")
+    assert sorted(detections_frame(session)["observed_at"]) == [pd.Timestamp("2022-10-24T16:49:22Z"),
+                                                               pd.Timestamp("2022-10-24T16:55:00Z")]

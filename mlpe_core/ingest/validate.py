@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -19,6 +20,19 @@ from .instruments import _defaults_for, registry_sigma_m
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"  # C0 controls and DEL; tab, LF and CR are text
 _JSON_CONTROL = r"\\u00[01][0-9a-fA-F]|\\u007[fF]"  # the same, as json.dumps escapes them in ``attributes``
 _DATE_LIKE = r"^\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T].*)?$"
+
+
+_GROUPED = re.compile(r"^[+-]?\d{1,3}([,.' ]\d{3})+([.,]\d+)?$")  # 1,234.5 / 1.234,5 / 1 234
+
+
+def _number_hint(v: object) -> str:
+    """What to change in a number written with digit grouping or a decimal comma (read two ways: refused)."""
+    t = str(v).strip()
+    if _GROUPED.match(t):
+        return ": write it without thousands separators (1234.5)"
+    if re.fullmatch(r"[+-]?\d+,\d+", t):
+        return ": write it with a decimal point (1.5, not 1,5)"
+    return ""
 
 
 def _times_pandas(text: pd.Series) -> pd.Series:
@@ -164,7 +178,7 @@ def validate_detections(frame: pd.DataFrame, first_row: int = 2, assets: AssetLo
             s = _floats(text[c])
             label = names_of.get(c, rate_col if c == "rate_kg_h" else c)
             finite = np.isfinite(s)
-            add(np.isnan(s) & ~blank[c], c, lambda v, label=label: f"{label} '{v}' is not a number")
+            add(np.isnan(s) & ~blank[c], c, lambda v, label=label: f"{label} '{v}' is not a number" + _number_hint(v))
             add(np.isinf(s), c, lambda v, label=label: f"{label} {v} is not finite")
             if c == "location_uncertainty_m":
                 add(finite & (s <= 0), c, lambda v: f"location_uncertainty_m {v} must be > 0")

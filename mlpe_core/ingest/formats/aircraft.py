@@ -43,9 +43,9 @@ def _when(raw: pd.DataFrame) -> tuple[pd.Series, pd.Series, str, str]:
     day = vendor_times(raw["dateofsurvey"]).str.slice(0, 10)
     t0 = "timestamputc" if "timestamputc" in raw.columns else "startutc"
     clock0 = text_col(raw, t0)
-    start = (day + "T" + clock0).where(clock0 != "", day).astype("str")
+    start = vendor_times(day + " " + clock0).where(clock0 != "", day).astype("str")  # "4:46:16 PM" too
     clock1 = text_col(raw, "endutc")
-    end = (day + "T" + clock1).where(clock1 != "", start).astype("str")
+    end = vendor_times(day + " " + clock1).where(clock1 != "", start).astype("str")
     return start, end, t0, "endutc" if "endutc" in raw.columns else t0
 
 

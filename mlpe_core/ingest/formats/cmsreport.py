@@ -33,7 +33,10 @@ REPORT_MARKERS = ("alarm (y/n)", "alarm", "detectingunitid", "emissionrate")
 WINDOWS_MARKER = "reportlabel"
 _NAME_COLUMNS = ("vendor", "performer", "company", "source_name", "monitor")
 _RATE_COLUMNS = ("emissionrate", "reported release rate (kg/h)", "emission_rate_kg_h", "rate_kg_h")
-_LABELS = {"p": "detected", "n": "watching", "na": "offline", "nan": "offline"}
+# the label of a timeline window, in the words vendors use: P / N / NA, and their spelled-out forms
+_LABELS = {**dict.fromkeys(("p", "pos", "positive", "detected", "detection", "emitting"), "detected"),
+           **dict.fromkeys(("n", "neg", "negative", "not detected", "no detection", "clear"), "watching"),
+           **dict.fromkeys(("na", "n/a", "nan", "offline", "no data", "not available"), "offline")}
 
 
 def _times(raw: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -106,7 +109,7 @@ def map_cms_windows(raw: pd.DataFrame, source_name: str | None, label: str, asse
     name = default_name(raw, source_name, _NAME_COLUMNS, label)
     start, end = _times(raw)
     rcol, rate, sigma, flags = _rate_parts(raw, names)
-    lab = raw[WINDOWS_MARKER].astype(str).str.strip().str.lower()
+    lab = raw[WINDOWS_MARKER].astype(str).str.strip().str.lower().str.replace(r"\s+", " ", regex=True)
     state = lab.map(_LABELS).to_numpy(dtype=object)
     unknown = pd.isna(state)
     state = np.where(unknown, "detected", state)  # an unreadable label is a rejected detection row
@@ -115,7 +118,8 @@ def map_cms_windows(raw: pd.DataFrame, source_name: str | None, label: str, asse
     if unknown.any():
         idx = np.flatnonzero(unknown)
         shown = names[WINDOWS_MARKER]
-        reject.append((idx, "event_type", lambda v, c=shown: f"{c} '{v}' is not P, N or NA",
+        reject.append((idx, "event_type",
+                       lambda v, c=shown: f"{c} '{v}' is not P, N or NA (emitting, watched and saw nothing, no data)",
                        raw[WINDOWS_MARKER].to_numpy(dtype=object)[idx]))
     det_id = (site + "|" + start).astype("str")
     cols = {"observed_at": names["emissionstartdatetime"], "end": names.get("emissionenddatetime", "end"),

@@ -24,38 +24,76 @@ from .common import ASSET_COLUMNS, _pick
 
 # Excel stores times as days since 1899-12-30; a report exported through a spreadsheet may carry them
 _EXCEL_EPOCH = pd.Timestamp("1899-12-30")
-_SLASHED = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?$")
+_CLOCK = r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.?)?)?"  # 16:51, 4:51:07 PM
+_SLASHED = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})" + _CLOCK + r"$")
+_ISO_12H = re.compile(r"^(\d{4})[/.-](\d{1,2})[/.-](\d{1,2})" + _CLOCK + r"$")  # ISO date, 12-hour clock
+_MONTH_NAME = re.compile(r"(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
+_UTC_WORD = re.compile(r"(?i)\s*\(?\b(?:utc|gmt)\)?$")  # "2022-10-10 16:51 UTC": the zone is UTC
+# what vendors write in a number's place when there is none (a camera that does not quantify, a blank export)
+MISSING = frozenset({"n/a", "na", "nan", "null", "none", "-", "--", "#n/a", "not available", "not quantified"})
 _SERIAL = re.compile(r"^\d{5}(\.\d+)?$")
 _TRUE = frozenset({"y", "yes", "true", "t", "1", "1.0"})
 _FALSE = frozenset({"n", "no", "false", "f", "0", "0.0"})
 
 
+def _clock(hh: str | None, mm: str | None, ss: str | None, frac: str | None, half: str | None) -> str | None:
+    """``T16:51:07`` from the clock's parts (12-hour when ``half`` is A or P); None if it is not a clock."""
+    if hh is None:
+        return ""
+    h = int(hh)
+    if half:
+        if not 1 <= h <= 12:
+            return None
+        h = h % 12 + (12 if half.lower() == "p" else 0)
+    return f"T{h:02d}:{mm}:{ss or '00'}{frac or ''}"
+
+
+def _named_month(u: str) -> str:
+    """``10-Oct-2022 4:51 PM``, ``Oct 10, 2022 16:51``: a month written as a word cannot be read two ways."""
+    try:
+        t = pd.Timestamp(u)
+    except (ValueError, OverflowError, TypeError):
+        return u
+    return u if pd.isna(t) else t.isoformat()
+
+
 def vendor_times(text: pd.Series) -> pd.Series:
-    """Vendor time text → ISO-like text the validator reads; what is not recognised is left as it was.
+    """Vendor time text → ISO-like text the validator reads; what is not recognised is left as it was (and is
+    then refused with its row and column).
 
     ISO shapes (``2022-10-10 16:51:00``, ``2022/10/10 16:51``, with or without zone) pass unchanged. Slashed
     day-month shapes (``10/24/22 16:46``, ``24.10.2022``) are month first, as the US campaigns wrote them,
     unless some value of the column has a first field above 12 (then the column is day first); two-digit
-    years are 20xx. Five-digit numbers are Excel serial days. Each distinct value is converted once.
+    years are 20xx. A 12-hour clock (``4:51:07 PM``, Excel's US default) is read on either shape; a month
+    written as a word (``10-Oct-2022``) is read as written; a trailing ``UTC``/``GMT`` is the zone. Five-digit
+    numbers are Excel serial days. Each distinct value is converted once.
     """
     s = text.astype(str).str.strip()
     uniq = pd.unique(s)
-    parts = {u: _SLASHED.match(u) for u in uniq}
+    parts = {u: _SLASHED.match(_UTC_WORD.sub("", u)) for u in uniq}
     day_first = any(m is not None and int(m.group(1)) > 12 for m in parts.values())
     out: dict[str, str] = {}
     for u in uniq:
-        m = parts[u]
+        bare = _UTC_WORD.sub("", u)
+        zone = "Z" if bare != u and bare else ""
+        m, iso = parts[u], _ISO_12H.match(bare)
         if m is not None:
             a, b, y = int(m.group(1)), int(m.group(2)), m.group(3)
             month, day = (b, a) if day_first else (a, b)
             year = int(y) + (2000 if len(y) == 2 else 0)
-            hh, mm, ss, frac = m.group(4), m.group(5), m.group(6), m.group(7) or ""
-            clock = f"T{int(hh):02d}:{mm}:{ss or '00'}{frac}" if hh is not None else ""
-            out[u] = f"{year:04d}-{month:02d}-{day:02d}{clock}"
+            clock = _clock(*m.group(4, 5, 6, 7, 8))
+            out[u] = u if clock is None else f"{year:04d}-{month:02d}-{day:02d}{clock}{zone if clock else ''}"
+        elif iso is not None and (iso.group(8) or zone):
+            clock = _clock(*iso.group(4, 5, 6, 7, 8))
+            out[u] = u if clock is None else \
+                f"{int(iso.group(1)):04d}-{int(iso.group(2)):02d}-{int(iso.group(3)):02d}{clock}{zone if clock else ''}"
         elif _SERIAL.match(u) and 20000 <= float(u) <= 80000:
             out[u] = (_EXCEL_EPOCH + pd.to_timedelta(float(u), unit="D")).round("s").isoformat()
+        elif _MONTH_NAME.search(bare):
+            named = _named_month(bare)
+            out[u] = named + zone if named != bare else u
         else:
-            out[u] = u
+            out[u] = bare + zone if zone else u
     return s.map(out).astype("str")
 
 
@@ -185,6 +223,10 @@ def window_frame(*, index: pd.Index, detection_id: pd.Series, source_type: str, 
 
 
 def text_col(raw: pd.DataFrame, name: str | None) -> pd.Series:
+    """Column ``name`` as stripped text; what vendors write for "no value" (``N/A``, ``-``, ``null`` …,
+    :data:`MISSING`) becomes blank, so a monitor that does not quantify gives detections without a rate rather
+    than refused rows."""
     if name is None or name not in raw.columns:
         return pd.Series("", index=raw.index, dtype="str")
-    return raw[name].astype(str).str.strip().astype("str")
+    s = raw[name].astype(str).str.strip()
+    return s.where(~s.str.lower().isin(MISSING), "").astype("str")

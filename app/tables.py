@@ -1,7 +1,8 @@
 """Tables people read: every st.dataframe of the app goes through :func:`show`, which takes its headers, value
 labels, units and formats from ``mlpe_core.present`` (the same words as the workbook and the KML), shows the key
 columns and keeps the others one click away (the table's column menu), so no code, None or snake_case header
-reaches a page."""
+reaches a page. A missing value is an empty cell (``placeholder=""``: the grid draws "None" otherwise, on its
+canvas, where the DOM does not show it); the few tables of other shapes pass :data:`EMPTY` themselves."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app import common as c
 from mlpe_core import present
 
 CC = st.column_config
+EMPTY = ""  # st.dataframe's placeholder for a missing value
 WIDTH = {"small": 80, "medium": 180, "large": 420}
 # minimum widths that fit the longest value of a kind, so nothing is cut ("2026-09-" was a due date)
 MIN_WIDTH = {"date": 110, "datetime": 150, "time": 150, "seconds": 170, "rate": 95, "pct": 90, "coord": 95,
@@ -58,8 +60,9 @@ def show(df: pd.DataFrame, table: str, key: str, where=st, unit: str | None = No
     (height, on_select, selection_mode ...). Returns what st.dataframe returns."""
     unit = unit or c.unit()
     order, cfg = config(df, table, unit)
-    shown = present.display_frame(df, table, unit)
-    return where.dataframe(shown, hide_index=True, key=key, column_order=order, column_config=cfg, **kw)
+    shown = present.display_frame(df, table, unit)[order]  # only what the table shows or keeps one click away
+    return where.dataframe(shown, hide_index=True, key=key, column_order=order, column_config=cfg, placeholder=EMPTY,
+                           **kw)
 
 
 def height(n: int, most: int = 560) -> int:

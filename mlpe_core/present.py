@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -375,7 +376,21 @@ TABLES: dict[str, list[Column]] = {
         _c("operator", "Operator", key=False), _c("status", "Status", "label:status", key=False),
         _c("first_seen", "First seen (UTC)", "date", key=False), _c("last_seen", "Last seen (UTC)", "date", key=False),
         _c("band_why", "Why this band", key=False), _c("latitude", "Latitude", "coord", key=False),
-        _c("longitude", "Longitude", "coord", key=False)],
+        _c("longitude", "Longitude", "coord", key=False),
+        _c("rate_lo_kg_h", "Rate, low", "rate", key=False, help="the rate's ±1σ interval (in log space): low end"),
+        _c("rate_hi_kg_h", "Rate, high", "rate", key=False, help="the rate's ±1σ interval (in log space): high end"),
+        _c("rate_quantified", "Rate measured", "bool", key=False, help="a sensor reported a rate (else: the prior)"),
+        _c("radius_m", "Location ± (m)", "number", key=False), _c("n_sources", "Sensors (count)", "int", key=False),
+        _c("n_ambiguous", "Ambiguous detections", "int", key=False,
+           help="detections that fit this leak and another one"),
+        _c("asset_type", "Asset type", "label:asset_type", key=False), _c("override", "Rank set to", "int", key=False),
+        _c("marked", "Marked for dispatch", "bool", key=False), _c("overdue", "Overdue", "bool", key=False),
+        _c("active", "Live", "bool", key=False), _c("model_version", "Model", "version", key=False),
+        _c("scored_at", "Scored (UTC)", "datetime", key=False),
+        _c("status_at", "Status since (UTC)", "datetime", key=False),
+        _c("repair_attempted_at", "Repair attempted (UTC)", "date", key=False),
+        _c("repaired_at", "Repaired (UTC)", "date", key=False), _c("reopened_at", "Reopened (UTC)", "date", key=False),
+        _c("failed_repair", "Failed repair", "bool", key=False)],
     "dispatch": [
         _c("crew", "Crew"), _c("stop", "Stop", "int", width="small"), _c("leak_id", "Leak"),
         _c("risk_band", "Risk", "label:band", width="small"), _c("est_rate_kg_h", "Rate", "rate"),
@@ -529,33 +544,54 @@ def header(name: str, unit: str = DEFAULT_UNIT, table: str | None = None) -> str
     return f"{spec.header} ({unit_or_default(unit)})" if spec.kind == "rate" else spec.header
 
 
+# Columns a frame may carry for the machine that no table for people shows: the scorer's log-odds terms and the
+# attribution candidates are JSON (the leak page shows both in words), the band's reason is "Why this band" again.
+INTERNAL = frozenset({"contributions", "asset_candidates", "band_reason"})
+
+
 def columns(table: str, df: pd.DataFrame | None = None) -> list[Column]:
     """The specification of ``table``: its columns in order (only those ``df`` has, when given), key ones first,
-    then any other column of ``df`` as a non-key column with a header in words."""
+    then any other column of ``df`` (but :data:`INTERNAL`) as a non-key column with a header in words."""
     spec = TABLES[table]
     have = set(df.columns) if df is not None else {c.name for c in spec}
     out = [c for c in spec if c.name in have]
     out = [c for c in out if c.key] + [c for c in out if not c.key]
     if df is not None:
-        known = {c.name for c in out}
-        out += [Column(n, header(n), _guess(df[n]), key=False) for n in df.columns if n not in known]
+        known = {c.name for c in out} | INTERNAL
+        out += [Column(n, header(n), _guess(df[n], n), key=False) for n in df.columns if n not in known]
     return out
 
 
-def _guess(s: pd.Series) -> str:
+def _guess(s: pd.Series, name: str = "") -> str:
+    """The kind of a column no table specifies: a ``*_kg_h`` number is a rate (shown in the reader's unit, as its
+    header says), JSON text is a detail (in words)."""
     if pd.api.types.is_bool_dtype(s):
         return "bool"
     if pd.api.types.is_integer_dtype(s):
-        return "int"
+        return "rate" if name.endswith("_kg_h") else "int"
     if pd.api.types.is_numeric_dtype(s):
-        return "number"
+        return "rate" if name.endswith("_kg_h") else "number"
     if pd.api.types.is_datetime64_any_dtype(s) or isinstance(s.dtype, pd.DatetimeTZDtype):
         return "datetime"
+    first = s.dropna()
+    first = first[first.astype(str).str.strip() != ""].head(1)
+    if len(first) and str(first.iloc[0]).lstrip()[:1] in ("{", "["):
+        return "detail"
     return "text"
 
 
+def _each(s: pd.Series, f: Callable[[object], object]) -> pd.Series:
+    """``f`` of every value of ``s``, computed once per distinct value (a 50,000-row ranking holds a few hundred
+    distinct codes, labels and dates); missing values get ``f(None)``."""
+    codes, uniq = pd.factorize(s.astype(object), use_na_sentinel=True)
+    vals = np.empty(len(uniq) + 1, dtype=object)
+    vals[:-1] = [f(u) for u in uniq]
+    vals[-1] = f(None)
+    return pd.Series(vals[codes], index=s.index, dtype=object)
+
+
 def _text(s: pd.Series) -> pd.Series:
-    return s.astype(object).map(lambda v: "" if _missing(v) else str(v))
+    return _each(s, lambda v: "" if _missing(v) else str(v))
 
 
 TIME_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%d %H:%M", "time": "%Y-%m-%d %H:%M",
@@ -579,13 +615,13 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
         s = out[c.name]
         if c.kind.startswith("label:"):
             vocab = c.kind.split(":", 1)[1]
-            out[c.name] = s.astype(object).map(lambda v, vocab=vocab: label(vocab, v))
+            out[c.name] = _each(s, lambda v, vocab=vocab: label(vocab, v))
         elif c.kind == "rule":
-            out[c.name] = s.astype(object).map(rule_title)
+            out[c.name] = _each(s, rule_title)
         elif c.kind == "sensors":
-            out[c.name] = s.astype(object).map(sensors)
+            out[c.name] = _each(s, sensors)
         elif c.kind == "detail":
-            out[c.name] = s.astype(object).map(detail_text)
+            out[c.name] = _each(s, detail_text)
         elif c.kind == "rate":
             v = pd.to_numeric(s, errors="coerce").astype(float) * UNITS[unit_or_default(unit)]
             out[c.name] = v.round(UNIT_DIGITS[unit_or_default(unit)] if text_times else 6)
@@ -597,9 +633,9 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
         elif c.kind in TIME_FORMATS and text_times:
             out[c.name] = _times(s, TIME_FORMATS[c.kind])
         elif c.kind == "bool":
-            out[c.name] = s.astype(object).map(lambda v: "" if _missing(v) else "Yes" if bool(v) else "No")
-        elif c.kind == "text" and (s.dtype == object or pd.api.types.is_string_dtype(s)):
-            out[c.name] = _text(s).map(rules_in_text) if c.name in ("top_reasons", "band_why") else _text(s)
+            out[c.name] = _each(s, lambda v: "" if _missing(v) else "Yes" if bool(v) else "No")
+        elif c.kind == "text" and (s.dtype == object or pd.api.types.is_string_dtype(s) or s.isna().all()):
+            out[c.name] = _each(s, rules_in_text) if c.name in ("top_reasons", "band_why") else _text(s)
         elif c.kind == "text" and pd.api.types.is_float_dtype(s):
             out[c.name] = s.round(2)
     return out

@@ -52,7 +52,7 @@ else:
         else None
     if team:
         rows = rows[rows["team"] == team]
-    st.dataframe(rows, hide_index=True, key="al_table", height=360,
+    st.dataframe(rows, hide_index=True, placeholder="", key="al_table", height=360,
                  column_order=["id", "created_at", "severity", "rule", "team", "state", "title", "leak_id", "asset_id",
                                "operator", "deliveries", "handled_by", "reason", "snoozed_until"],
                  column_config={"created_at": st.column_config.DatetimeColumn("when (UTC)",
@@ -88,5 +88,5 @@ if dl.empty:
     st.caption("Nothing sent yet: alerts reach webhooks and e-mail when a team in the alert rules file names them "
                "(`MLPE_ALERTS_CONFIG`); the inbox always has them.")
 else:
-    st.dataframe(dl, hide_index=True, key="al_deliveries", column_order=[
+    st.dataframe(dl, hide_index=True, placeholder="", key="al_deliveries", column_order=[
         "id", "alert_id", "channel", "target", "state", "attempts", "next_attempt_at", "sent_at", "last_error"])

@@ -63,7 +63,7 @@ if len(long):
 view = rs.assign(stages=rs["stages"].map(lambda st_: ", ".join(f"{k} {v:.2f}s" for k, v in st_)),
                  config_hash=rs["config_hash"].str[:12], seconds=rs["seconds"].round(2),
                  started_at=pd.to_datetime(rs["started_at"], utc=True).dt.strftime("%Y-%m-%d %H:%M:%S"))
-st.dataframe(view.drop(columns=["detail"]), hide_index=True, key="runs_table", height=330,
+st.dataframe(view.drop(columns=["detail"]), hide_index=True, placeholder="", key="runs_table", height=330,
              column_order=["id", "kind", "outcome", "started_at", "seconds", "n_in", "n_out", "n_rejected", "stages",
                            "source", "target", "actor", "model_version", "code_version", "config_hash", "error"],
              column_config={"started_at": st.column_config.TextColumn("started (UTC)", width="medium"),
@@ -81,15 +81,16 @@ if pick is not None:
         if isinstance(r["error"], str) and r["error"]:
             st.error(md(r["error"]), icon=":material/error:")
         st.dataframe(pd.DataFrame(r["stages"], columns=["stage", "seconds"]).round({"seconds": 2}), hide_index=True,
-                     key="runs_stages", column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
+                     key="runs_stages", placeholder="",
+                     column_config={"seconds": st.column_config.NumberColumn(format="%.2f")})
         if said := c.present.detail_text(r["detail"]):
             st.caption(md(said))
     with b:
         cfg = snapshot(r["config_hash"])
         st.markdown(f"**Configuration** `{md(r['config_hash'][:16])}`, code `{md(r['code_version'])}`")
         if cfg:
-            st.dataframe(c.present.settings_rows(cfg.get("settings")), hide_index=True, key="runs_settings",
-                         height=260)
+            st.dataframe(c.present.settings_rows(cfg.get("settings")), hide_index=True, placeholder="",
+                         key="runs_settings", height=260)
             for name, f in (cfg.get("files") or {}).items():
                 if f and f.get("text") is not None:
                     with st.expander(f"{name} ({f.get('path', '')})"):
@@ -100,14 +101,14 @@ cons, files = connectors(ver)
 if cons.empty:
     st.caption("No connector has run yet: `mlpe watch DIR` watches a folder; its watch file names pull connectors.")
 else:
-    st.dataframe(cons, hide_index=True, key="runs_connectors", column_config={
+    st.dataframe(cons, hide_index=True, placeholder="", key="runs_connectors", column_config={
         "lag_s": st.column_config.NumberColumn("lag (s)", format="%.0f"),
         "last_ok_at": st.column_config.DatetimeColumn("last success (UTC)", format="YYYY-MM-DD HH:mm:ss"),
         "last_run_at": st.column_config.DatetimeColumn("last run (UTC)", format="YYYY-MM-DD HH:mm:ss")})
 if len(files):
     st.caption("Files the folder watcher took, newest first (loaded ones are in done/, refused ones in rejects/ "
                "with their reasons).")
-    st.dataframe(files.assign(sha256=files["sha256"].str[:12]), hide_index=True, key="runs_files",
+    st.dataframe(files.assign(sha256=files["sha256"].str[:12]), hide_index=True, placeholder="", key="runs_files",
                  column_order=["updated_at", "name", "state", "reason", "batch_id", "size", "attempts", "sha256",
                                "folder"])
 st.download_button("Download runs (JSON)", json.dumps(

@@ -608,6 +608,25 @@ def test_no_page_writes_a_bare_expression():
                 pytest.fail(f"{path.name}:{node.lineno}: bare expression would be drawn by Streamlit magic")
 
 
+def test_every_table_shows_a_missing_value_as_an_empty_cell():
+    """st.dataframe draws a missing value as "None" on its canvas (the DOM the browser test reads keeps it empty):
+    every table of the app passes ``placeholder``."""
+    for path in [*(ROOT / "pages").glob("*.py"), *(ROOT / "app").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("dataframe", "data_editor")):
+                assert "placeholder" in {k.arg for k in node.keywords}, f"{path.name}:{node.lineno}: no placeholder"
+
+
+def test_the_ranking_table_sends_what_people_read(db):
+    at = open_page("rankings")
+    sent = table(at, "rank", "leak_id", "top_reasons")
+    assert not {"contributions", "asset_candidates", "band_reason"} & set(sent.columns)  # JSON stays on the server
+    assert all(d.proto.HasField("placeholder") and d.proto.placeholder == "" for d in at.dataframe)
+    assert sent["asset_type"].isin(["Well pad", "Tank battery", "Compressor station", "Processing plant",
+                                    "Pipeline valve"]).all()
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_pages_on_an_empty_store(tmp_path, monkeypatch, name):
     """Run a page without the entry point (which would load the demo) against an empty store."""

@@ -1,0 +1,68 @@
+"""The presentation layer (mlpe_core.present): what a table for people holds, column by column, on tiny frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlpe_core import present
+
+
+def _leaks() -> pd.DataFrame:
+    return pd.DataFrame({
+        "rank": pd.array([1, None], dtype="Int64"), "leak_id": ["L000001", "L000002"],
+        "risk_band": ["HIGH", None], "p_real": [0.8, np.nan], "est_rate_kg_h": [10.0, np.nan],
+        "top_reasons": ["seen by 2 independent sensors", None], "asset_type": ["well_pad", "tank_battery"],
+        "rate_lo_kg_h": [5.0, np.nan], "rate_hi_kg_h": [20.0, np.nan], "override_reason": [np.nan, np.nan],
+        "contributions": ['{"base": -1.0986, "aerial": 4.04}', None],
+        "asset_candidates": ['[{"asset_id": "A1", "p": 1.0}]', None], "band_reason": ["HIGH: 10", None],
+        "extra_kg_h": [1.0, 2.0], "notes_json": ['{"note": "gate locked"}', ""], "marked": [True, False]})
+
+
+def test_internal_columns_are_not_for_people():
+    names = [c.name for c in present.columns("leaks", _leaks())]
+    assert not set(names) & {"contributions", "asset_candidates", "band_reason"}
+    assert names[:6] == ["rank", "leak_id", "risk_band", "p_real", "est_rate_kg_h", "top_reasons"]  # key ones first
+
+
+@pytest.mark.parametrize(("column", "kind", "header"), [
+    ("rate_lo_kg_h", "rate", "Rate, low (scf/h)"),  # specified: a rate, in the reader's unit
+    ("extra_kg_h", "rate", "Extra (scf/h)"),  # not specified: a *_kg_h number is a rate all the same
+    ("notes_json", "detail", "Notes json"),  # JSON text is said in words
+    ("asset_type", "label:asset_type", "Asset type"),
+    ("marked", "bool", "Marked for dispatch"),
+])
+def test_every_column_has_a_kind_that_matches_its_header(column, kind, header):
+    col = next(c for c in present.columns("leaks", _leaks()) if c.name == column)
+    assert (col.kind, present.header(column, "scf/h", "leaks")) == (kind, header)
+
+
+def test_display_frame_values_in_words_and_units():
+    df = _leaks()
+    before = df.copy()
+    out = present.display_frame(df, "leaks", "scf/h")
+    pd.testing.assert_frame_equal(df, before)  # input not modified
+    assert out["rate_lo_kg_h"].tolist()[0] == round(5.0 / present.SCF_KG)  # the unit its header names (0 decimals)
+    assert out["extra_kg_h"].tolist() == [round(1.0 / present.SCF_KG), round(2.0 / present.SCF_KG)]
+    assert out["asset_type"].tolist() == ["Well pad", "Tank battery"]
+    assert out["risk_band"].tolist() == ["High", ""]
+    assert out["override_reason"].tolist() == ["", ""]  # an all-missing text column reads empty, not nan
+    assert out["notes_json"].tolist() == ["gate locked", ""]
+    assert out["marked"].tolist() == ["Yes", "No"]
+    assert out["top_reasons"].tolist() == ["seen by 2 independent sensors", ""]
+
+
+@pytest.mark.parametrize("values", [["a", None, "a", np.nan, "b"], [True, False, None, True, True], [1.5, 1.5, None]])
+def test_each_is_map_once_per_value(values):
+    s = pd.Series(values, index=range(10, 10 + len(values)), dtype=object)
+    seen = []
+
+    def f(v):
+        seen.append(v)
+        return "" if present._missing(v) else f"<{v}>"
+
+    out = present._each(s, f)
+    assert out.tolist() == s.map(lambda v: "" if present._missing(v) else f"<{v}>").tolist()
+    assert out.index.tolist() == s.index.tolist()
+    assert len(seen) == len(pd.unique(s.dropna())) + 1  # once per distinct value, once for missing

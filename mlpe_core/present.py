@@ -532,6 +532,58 @@ LABELS["event_source"] = {"validation": "Field outcome", "detections": "Seen aga
 LABELS["batch_kind"] = {"detections": "Detections", "validations": "Field outcomes", "assets": "Assets",
                         "notifications": "Notifications", "coverage": "Sensor coverage"}
 LABELS["format"] = {"canonical": "Canonical", "carbonmapper": "Carbon Mapper", "mars": "UNEP MARS"}
+# the Runs page: what ran (store.models.RunRecord), how it ended, the connectors and the watched folder's files
+LABELS["run_kind"] = {"ingest": "File load", "fuse": "Fusion", "score": "Scoring", "train": "Training",
+                      "demo": "Demo basin", "watch": "Watch cycle", "pull": "Connector pull", "alerts": "Alert check"}
+LABELS["run_outcome"] = {"ok": "Done", "nothing": "Nothing new", "failed": "Failed"}
+LABELS["connector_kind"] = {"folder": "Watched folder", "stac": "STAC catalogue", "plumes_json": "Plume list (JSON)"}
+LABELS["file_state"] = {"loading": "Loading", "loaded": "Loaded", "duplicate": "Already loaded",
+                        "rejected": "Refused", "error": "Error"}
+# the Alerts page (store.models.Alert, AlertDelivery; kinds of alerts.evaluate.RULE_KINDS); a rule's and a team's
+# names are the alert configuration's own (a snake_case one is said in words)
+LABELS["alert_kind"] = {"new_high_leak": "New high-risk leak", "obligation_due": "Deadline due or overdue",
+                        "failed_repair": "Failed repair", "burst": "Burst of alarms",
+                        "worsening_site": "Worsening site"}
+LABELS["severity"] = {"high": "High", "medium": "Medium", "info": "Information"}
+LABELS["alert_state"] = {"open": "Open", "acknowledged": "Acknowledged", "snoozed": "Snoozed"}
+LABELS["delivery_state"] = {"pending": "Pending", "sent": "Sent", "failed": "Failed"}
+LABELS["channel"] = {"webhook": "Webhook", "email": "E-mail"}
+TABLES["alerts"] = [
+    _c("id", "Alert", "int", width="small"), _c("created_at", "When (UTC)", "datetime"),
+    _c("severity", "Severity", "label:severity"), _c("title", "What", width="large"),
+    _c("rule", "Rule", "label:alert_rule"), _c("team", "Team", "label:team"), _c("state", "State", "label:alert_state"),
+    _c("leak_id", "Leak"), _c("asset_id", "Site"), _c("operator", "Operator"), _c("deliveries", "Sent to"),
+    _c("handled_by", "Handled by"), _c("reason", "Reason", width="medium"),
+    _c("snoozed_until", "Snoozed until (UTC)", "datetime"), _c("kind", "Kind", "label:alert_kind", key=False),
+    _c("event_at", "Happened (UTC)", "datetime", key=False), _c("handled_at", "Handled (UTC)", "datetime", key=False),
+    _c("asset_type", "Asset type", "label:asset_type", key=False), _c("detail", "Details", "detail", key=False)]
+TABLES["deliveries"] = [
+    _c("id", "Delivery", "int", width="small"), _c("alert_id", "Alert", "int", width="small"),
+    _c("channel", "Channel", "label:channel"), _c("target", "To"), _c("state", "State", "label:delivery_state"),
+    _c("attempts", "Attempts", "int"), _c("next_attempt_at", "Next try (UTC)", "datetime"),
+    _c("sent_at", "Sent (UTC)", "datetime"), _c("last_error", "Last error", width="large"),
+    _c("created_at", "Created (UTC)", "datetime", key=False)]
+TABLES["runs"] = [
+    _c("id", "Run", "int", width="small"), _c("kind", "Kind", "label:run_kind"),
+    _c("outcome", "Outcome", "label:run_outcome"), _c("started_at", "Started (UTC)", "seconds"),
+    _c("seconds", "Took (s)", "number"), _c("n_in", "In", "int"), _c("n_out", "Out", "int"),
+    _c("n_rejected", "Refused", "int"), _c("stages", "Stages (s)", width="large"), _c("actor", "Who"),
+    _c("source", "From", key=False), _c("target", "On", key=False), _c("model_version", "Model", "version", key=False),
+    _c("code_version", "Code", key=False), _c("config_hash", "Configuration (SHA-256)", key=False),
+    _c("error", "Error", width="large", key=False), _c("ended_at", "Ended (UTC)", "seconds", key=False)]
+TABLES["run_stages"] = [_c("stage", "Stage", "label:stage"), _c("seconds", "Seconds", "number")]
+TABLES["settings"] = [_c("setting", "Setting"), _c("variable", "Variable"), _c("value", "Value", width="large")]
+TABLES["connectors"] = [
+    _c("name", "Connector"), _c("kind", "Kind", "label:connector_kind"),
+    _c("last_ok_at", "Last success (UTC)", "seconds"), _c("lag_s", "Since (s)", "int"),
+    _c("last_run_at", "Last run (UTC)", "seconds"), _c("n_runs", "Runs", "int"), _c("n_failed", "Failed", "int"),
+    _c("n_loaded", "Rows loaded", "int"), _c("last_error", "Last error", width="large"),
+    _c("watermark", "Fetched up to (UTC)", "seconds", key=False)]
+TABLES["watched_files"] = [
+    _c("updated_at", "When (UTC)", "seconds"), _c("name", "File"), _c("state", "What became of it", "label:file_state"),
+    _c("reason", "Why", width="large"), _c("batch_id", "File batch", "int"), _c("size", "Bytes", "int"),
+    _c("attempts", "Attempts", "int"), _c("sha256", "SHA-256 (short)"), _c("folder", "Folder", key=False),
+    _c("first_seen_at", "First seen (UTC)", "seconds", key=False), _c("id", "Id", "int", key=False)]
 
 
 def header(name: str, unit: str = DEFAULT_UNIT, table: str | None = None) -> str:

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from app import common as c
+from app import tables
 from mlpe_core import desk
 from mlpe_core.text import md
 
@@ -48,18 +49,11 @@ if rows.empty:
             icon=":material/notifications_off:")
 else:
     teams = sorted(rows["team"].dropna().unique())
-    team = st.selectbox("Team", teams, index=None, placeholder="every team", key="al_team") if len(teams) > 1 \
-        else None
+    team = st.selectbox("Team", teams, index=None, placeholder="every team", key="al_team",
+                        format_func=lambda t: c.label("team", t)) if len(teams) > 1 else None
     if team:
         rows = rows[rows["team"] == team]
-    st.dataframe(rows, hide_index=True, placeholder="", key="al_table", height=360,
-                 column_order=["id", "created_at", "severity", "rule", "team", "state", "title", "leak_id", "asset_id",
-                               "operator", "deliveries", "handled_by", "reason", "snoozed_until"],
-                 column_config={"created_at": st.column_config.DatetimeColumn("when (UTC)",
-                                                                              format="YYYY-MM-DD HH:mm"),
-                                "title": st.column_config.TextColumn(width="large"),
-                                "snoozed_until": st.column_config.DatetimeColumn("snoozed until (UTC)",
-                                                                                 format="YYYY-MM-DD HH:mm")})
+    tables.show(rows.drop(columns=["key"], errors="ignore"), "alerts", "al_table", height=360)  # key: dedup only
     if c.can("alerts"):
         st.subheader("Act on an alert")
         ids = rows["id"].tolist()
@@ -67,8 +61,9 @@ else:
         pick = st.selectbox("Alert", ids, key="al_pick", format_func=lambda i: f"{i}: {by.at[i, 'title'][:90]}")
         if pick is not None:
             a = by.loc[pick]
-            st.markdown(f"**{md(a['title'])}** — rule `{md(a['rule'])}`, team **{md(a['team'])}**, "
-                        f"{md(a['state'])}; deliveries: {md(a['deliveries'])}")
+            st.markdown(f"**{md(a['title'])}** — rule *{md(c.label('alert_rule', a['rule']))}*, team "
+                        f"**{md(c.label('team', a['team']))}**, {md(c.label('alert_state', a['state']).lower())}; "
+                        f"sent to: {md(a['deliveries'])}")
             if isinstance(a.get("leak_id"), str) and a["leak_id"]:
                 st.page_link(c.PAGES["leak"], label=f"Open leak {a['leak_id']}", icon=":material/open_in_new:",
                              query_params={"leak": a["leak_id"]})
@@ -88,5 +83,4 @@ if dl.empty:
     st.caption("Nothing sent yet: alerts reach webhooks and e-mail when a team in the alert rules file names them "
                "(`MLPE_ALERTS_CONFIG`); the inbox always has them.")
 else:
-    st.dataframe(dl, hide_index=True, placeholder="", key="al_deliveries", column_order=[
-        "id", "alert_id", "channel", "target", "state", "attempts", "next_attempt_at", "sent_at", "last_error"])
+    tables.show(dl, "deliveries", "al_deliveries")

@@ -5,7 +5,10 @@ keeps in an accessible table inside its canvas."""
 
 from __future__ import annotations
 
+import json
 import re
+
+import pandas as pd
 
 # rule ids as the compliance rules file spells them: a word with an underscore, a colon, an action
 RAW = {
@@ -100,3 +103,19 @@ def raw_values(items: list[dict]) -> list[str]:
         if it["kind"] == "header" and SNAKE.search(t):
             bad.append(f"snake_case header: {t[:120]!r}")
     return sorted(set(bad))
+
+
+def table_texts(dataframes) -> list[dict]:
+    """The headers and every text cell of AppTest's ``at.dataframe`` elements, as ``TEXTS_JS`` gives them, *all* of
+    them: the browser only has the rows and columns in view (the grid draws the rest when scrolled to, and a hidden
+    column when the column menu shows it)."""
+    out = []
+    for d in dataframes:
+        cfg = json.loads(d.proto.columns or "{}")
+        for col in d.value.columns:
+            c = cfg.get(f"col:{col}") or cfg.get(str(col)) or {}
+            out.append({"kind": "header", "text": str(c.get("label") or col)})
+            s = d.value[col]
+            if s.dtype == object or str(s.dtype).startswith(("str", "string")):
+                out += [{"kind": "cell", "text": v} for v in pd.unique(s.dropna().astype(str))]
+    return out

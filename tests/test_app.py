@@ -13,6 +13,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from browser_checks import raw_values, table_texts
 from conftest_app import MAIN, ROOT, fill_store
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
@@ -616,6 +617,14 @@ def test_every_table_shows_a_missing_value_as_an_empty_cell():
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in ("dataframe", "data_editor")):
                 assert "placeholder" in {k.arg for k in node.keywords}, f"{path.name}:{node.lineno}: no placeholder"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_table_of_every_page_reads_as_words(db, name):
+    """Every header and text cell of every table, hidden columns and rows out of view included (the browser test
+    reads only what the grid has in view): no code, None, nan, JSON, rule id, +00:00 or snake_case header."""
+    at = open_page(name)
+    assert not raw_values(table_texts(at.dataframe)), name
 
 
 def test_the_ranking_table_sends_what_people_read(db):

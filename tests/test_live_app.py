@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from browser_checks import raw_values, table_texts
 from conftest_app import MAIN, fill_store
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
@@ -43,14 +44,24 @@ def _with(db, fn):
         eng.dispose()
 
 
+@pytest.mark.parametrize("name", ["runs", "alerts"])
+def test_their_tables_read_as_words(live_db, monkeypatch, name):
+    """Headers and text cells of every table, hidden columns and rows out of view included (tests/test_app.py has
+    the same for the other pages)."""
+    at = _open(name, monkeypatch, live_db)
+    assert at.dataframe, name
+    assert not raw_values(table_texts(at.dataframe)), name
+
+
 def test_runs_page_lists_runs_with_their_stages(live_db, monkeypatch):
     at = _open("runs", monkeypatch, live_db)
     assert at.title[0].value == "Runs"
     table = next(d for d in at.dataframe if "stages" in d.value.columns)
     kinds = set(table.value["kind"])
-    assert {"fuse", "score", "alerts"} <= kinds
-    fuse = table.value[table.value["kind"] == "fuse"].iloc[0]
-    assert "cluster" in fuse["stages"] and "write" in fuse["stages"]  # per-stage timings as recorded
+    assert {"Fusion", "Scoring", "Alert check"} <= kinds  # kinds in words
+    fuse = table.value[table.value["kind"] == "Fusion"].iloc[0]
+    assert "Cluster" in fuse["stages"] and "Write" in fuse["stages"]  # per-stage timings as recorded
+    assert set(table.value["outcome"]) <= {"Done", "Nothing new", "Failed"}
     assert not at.json  # the configuration snapshot reads as a table, not raw JSON
     conf = next(d for d in at.dataframe if "variable" in d.value.columns).value
     assert list(conf.columns) == ["setting", "variable", "value"] and conf["variable"].str.startswith("MLPE_").all()

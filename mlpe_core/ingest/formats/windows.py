@@ -28,6 +28,7 @@ _CLOCK = r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?(?:\s*([AaPp])\.?[Mm]\.
 _SLASHED = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{2}|\d{4})" + _CLOCK + r"$")
 _ISO_12H = re.compile(r"^(\d{4})[/.-](\d{1,2})[/.-](\d{1,2})" + _CLOCK + r"$")  # ISO date, 12-hour clock
 _MONTH_NAME = re.compile(r"(?i)\b(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\b")
+_OFFSET = re.compile(r"(Z|[+-]\d\d:?\d\d)$")
 _UTC_WORD = re.compile(r"(?i)\s*\(?\b(?:utc|gmt)\)?$")  # "2022-10-10 16:51 UTC": the zone is UTC
 # what vendors write in a number's place when there is none (a camera that does not quantify, a blank export)
 MISSING = frozenset({"n/a", "na", "nan", "null", "none", "-", "--", "#n/a", "not available", "not quantified"})
@@ -75,7 +76,7 @@ def vendor_times(text: pd.Series) -> pd.Series:
     out: dict[str, str] = {}
     for u in uniq:
         bare = _UTC_WORD.sub("", u)
-        zone = "Z" if bare != u and bare else ""
+        zone = "Z" if bare != u and bare and not _OFFSET.search(bare) else ""  # "…+00:00 UTC": the offset says it
         m, iso = parts[u], _ISO_12H.match(bare)
         if m is not None:
             a, b, y = int(m.group(1)), int(m.group(2)), m.group(3)
@@ -93,7 +94,7 @@ def vendor_times(text: pd.Series) -> pd.Series:
             named = _named_month(bare)
             out[u] = named + zone if named != bare else u
         else:
-            out[u] = bare + zone if zone else u
+            out[u] = bare + zone if bare != u and bare else u
     return s.map(out).astype("str")
 
 

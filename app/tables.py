@@ -20,10 +20,16 @@ MIN_WIDTH = {"date": 110, "datetime": 150, "time": 150, "seconds": 170, "rate": 
              "int": 60, "km": 80}
 
 
+def _header_px(head: str) -> int:
+    """About the width a header needs in the grid's 14 px font (with its sort and menu padding)."""
+    return int(7.3 * len(head) + 30)
+
+
 def _config(col: present.Column, unit: str, table: str):
     head = present.header(col.name, unit, table)
     k = col.kind
-    width = WIDTH.get(col.width or "") or MIN_WIDTH.get(k)
+    width = WIDTH.get(col.width or "") or (max(MIN_WIDTH[k], _header_px(head)) if k in MIN_WIDTH else None)
+    # (a fixed width fits its header too; the others take the width of what they hold, header included)
     common = {"help": col.help, "width": width}
     if k == "int":
         cfg = CC.NumberColumn(head, format="%d", **common)

@@ -571,6 +571,8 @@ TABLES["runs"] = [
     _c("source", "From", key=False), _c("target", "On", key=False), _c("model_version", "Model", "version", key=False),
     _c("code_version", "Code", key=False), _c("config_hash", "Configuration (SHA-256)", key=False),
     _c("error", "Error", width="large", key=False), _c("ended_at", "Ended (UTC)", "seconds", key=False)]
+LABELS["stage"] = {"ids": "Leak ids", "fit": "Model fit", "hash": "File hash", "files": "File list",
+                   "scope": "What to re-score", "fetch": "Fetch", "record": "Record", "deliver": "Deliver"}
 TABLES["run_stages"] = [_c("stage", "Stage", "label:stage"), _c("seconds", "Seconds", "number")]
 TABLES["settings"] = [_c("setting", "Setting"), _c("variable", "Variable"), _c("value", "Value", width="large")]
 TABLES["connectors"] = [

@@ -51,7 +51,7 @@ with tabs[0]:
     GROUPS = {"leak": None, "site": "asset_id", "operator": "operator"}
     if st.query_params.get("group") in GROUPS and "rank_group" not in st.session_state:
         st.session_state["rank_group"] = st.query_params["group"]
-    by = st.segmented_control("Group by", list(GROUPS), key="rank_group", default="leak",
+    by = st.segmented_control("Group by", list(GROUPS), key="rank_group", default="leak", format_func=str.capitalize,
                               help="one row per leak, or the same leaks grouped by site or operator") or "leak"
     if by == "leak":
         st.query_params.pop("group", None)

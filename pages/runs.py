@@ -56,7 +56,7 @@ n_chart = min(40, len(rs))
 tail = rs.head(n_chart).iloc[::-1]
 long = pd.DataFrame([{"run": f"{r.id} {c.label('run_kind', r.kind)}", "stage": c.label("stage", st_), "seconds": sec}
                      for r in tail.itertuples() for st_, sec in r.stages])
-st.subheader(f"Stage times of the last {n_chart} runs")
+st.subheader(f"Stage times of the last {n_chart} runs" if n_chart > 1 else "Stage times of the run")
 if len(long):
     fig = px.bar(long, x="run", y="seconds", color="stage", height=340)
     fig.update_layout(margin={"t": 10, "b": 10}, xaxis_title=None, yaxis_title="seconds", legend_title=None,

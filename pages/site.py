@@ -29,7 +29,7 @@ m = st.columns(6)
 m[0].metric("Leaks (open)", f"{int(S['n_leaks'])} ({int(S['n_open'])})")
 m[1].metric("Expected kg/h", c.rate(S["expected_kg_h"]), help="P(real) × rate, summed over its open leaks")
 m[2].metric("Confirmed / repaired", f"{int(S['n_confirmed'])} / {int(S['n_repaired'])}")
-m[3].metric("Median days to repair", v.days(S["median_days_to_repair"]), help="from first detection to repair")
+m[3].metric("Days to repair", v.days(S["median_days_to_repair"]), help="median, from first detection to repair")
 m[4].metric("Clocks on time / late", f"{int(S['met_on_time'])} / {int(S['met_late']) + int(S['overdue'])}",
             help="late counts clocks met late and clocks overdue")
 m[5].metric("Detections", f"{int(S['n_detections']):,}", help=f"{int(S['n_sensors'])} sensors")

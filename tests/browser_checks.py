@@ -56,11 +56,13 @@ CLIPPED_JS = r"""() => {
   for (const e of document.querySelectorAll('[data-testid=stMain] *, [data-testid=stSidebar] *')) {
     const skip = 'canvas, [data-testid=stDeckGlJsonChart], .js-plotly-plot, textarea, input, [data-baseweb=select]';
     if (e.closest(skip)) continue;
-    if (!e.childElementCount && e.textContent.trim() && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1) {
-      const s = getComputedStyle(e);
-      if (s.overflowX === 'hidden' || s.overflowX === 'clip' || s.textOverflow === 'ellipsis')
-        out.push({where: e.getAttribute('data-testid') || e.tagName, text: e.textContent.trim().slice(0, 80)});
-    }
+    if (!e.textContent.trim() || e.clientWidth <= 0 || e.scrollWidth <= e.clientWidth + 1) continue;
+    const s = getComputedStyle(e);
+    // a leaf cut by its own overflow, or a box that ends its text in an ellipsis (a metric's label: the text sits
+    // in an inline child, which has no width of its own)
+    if ((!e.childElementCount && (s.overflowX === 'hidden' || s.overflowX === 'clip' || s.textOverflow === 'ellipsis'))
+        || (s.textOverflow === 'ellipsis' && s.overflowX !== 'visible' && s.whiteSpace === 'nowrap'))
+      out.push({where: e.getAttribute('data-testid') || e.tagName, text: e.textContent.trim().slice(0, 80)});
   }
   for (const canvas of document.querySelectorAll('canvas[data-testid=data-grid-canvas]')) {
     const key = Object.keys(canvas).find(k => k.startsWith('__reactFiber'));

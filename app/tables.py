@@ -1,8 +1,9 @@
-"""Tables people read: every st.dataframe of the app goes through :func:`show`, which takes its headers, value
+"""Tables people read: the app's st.dataframe calls go through :func:`show`, which takes its headers, value
 labels, units and formats from ``mlpe_core.present`` (the same words as the workbook and the KML), shows the key
 columns and keeps the others one click away (the table's column menu), so no code, None or snake_case header
-reaches a page. A missing value is an empty cell (``placeholder=""``: the grid draws "None" otherwise, on its
-canvas, where the DOM does not show it); the few tables of other shapes pass :data:`EMPTY` themselves."""
+reaches a page. A missing value is an empty cell (:data:`EMPTY` as the placeholder: the grid draws "None"
+otherwise, on its canvas, where the DOM does not show it); the two tables of other shapes (the ranking grouped by
+site or operator, the model's hold-out figures) pass :data:`EMPTY` themselves."""
 
 from __future__ import annotations
 

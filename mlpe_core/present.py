@@ -621,10 +621,8 @@ def _guess(s: pd.Series, name: str = "") -> str:
     header says), JSON text is a detail (in words)."""
     if pd.api.types.is_bool_dtype(s):
         return "bool"
-    if pd.api.types.is_integer_dtype(s):
-        return "rate" if name.endswith("_kg_h") else "int"
     if pd.api.types.is_numeric_dtype(s):
-        return "rate" if name.endswith("_kg_h") else "number"
+        return "rate" if name.endswith("_kg_h") else "int" if pd.api.types.is_integer_dtype(s) else "number"
     if pd.api.types.is_datetime64_any_dtype(s) or isinstance(s.dtype, pd.DatetimeTZDtype):
         return "datetime"
     first = s.dropna()

@@ -73,7 +73,8 @@ if latest:
             for who in ("candidate", "current") if who in m}
     left, right = st.columns([2, 3])
     left.dataframe(pd.DataFrame(rows).rename(columns={"candidate": f"v{vid} (candidate)",
-                                                      "current": "live at the time"}), key="holdout", placeholder="")
+                                                      "current": "live at the time"}), key="holdout",
+                   placeholder=tables.EMPTY)
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect"))
     for who, colour in (("candidate", "#0f6e6e"), ("current", "#f08c00")):
         cal = pd.DataFrame(m.get(who, {}).get("calibration", []))

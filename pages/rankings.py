@@ -61,7 +61,7 @@ with tabs[0]:
         st.caption(f"The leaks above grouped by {by}, best rank first: priority and expected kg/h summed over the "
                    "group's leaks, its worst band and soonest deadline. Pick *leak* to select and export single leaks.")
         N = st.column_config.NumberColumn
-        st.dataframe(g, hide_index=True, placeholder="", key=f"rank_groups_{by}",
+        st.dataframe(g, hide_index=True, placeholder=tables.EMPTY, key=f"rank_groups_{by}",
                      height=min(38 + 35 * max(len(g), 3), 560),
                      column_config={GROUPS[by]: by, "n_leaks": N("leaks", format="%d"),
                                     "n_ranked": N("ranked", format="%d"), "best_rank": N("best rank", format="%d"),

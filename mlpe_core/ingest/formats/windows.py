@@ -71,23 +71,23 @@ def vendor_times(text: pd.Series) -> pd.Series:
     """
     s = text.astype(str).str.strip()
     uniq = pd.unique(s)
-    parts = {u: _SLASHED.match(_UTC_WORD.sub("", u)) for u in uniq}
+    bares = {u: _UTC_WORD.sub("", u) for u in uniq}
+    parts = {u: _SLASHED.match(bares[u]) for u in uniq}
     day_first = any(m is not None and int(m.group(1)) > 12 for m in parts.values())
     out: dict[str, str] = {}
     for u in uniq:
-        bare = _UTC_WORD.sub("", u)
+        bare = bares[u]
         zone = "Z" if bare != u and bare and not _OFFSET.search(bare) else ""  # "…+00:00 UTC": the offset says it
         m, iso = parts[u], _ISO_12H.match(bare)
+        date = clock = None
         if m is not None:
             a, b, y = int(m.group(1)), int(m.group(2)), m.group(3)
             month, day = (b, a) if day_first else (a, b)
-            year = int(y) + (2000 if len(y) == 2 else 0)
-            clock = _clock(*m.group(4, 5, 6, 7, 8))
-            out[u] = u if clock is None else f"{year:04d}-{month:02d}-{day:02d}{clock}{zone if clock else ''}"
+            date, clock = (int(y) + (2000 if len(y) == 2 else 0), month, day), _clock(*m.group(4, 5, 6, 7, 8))
         elif iso is not None and (iso.group(8) or zone):
-            clock = _clock(*iso.group(4, 5, 6, 7, 8))
-            out[u] = u if clock is None else \
-                f"{int(iso.group(1)):04d}-{int(iso.group(2)):02d}-{int(iso.group(3)):02d}{clock}{zone if clock else ''}"
+            date, clock = tuple(int(g) for g in iso.group(1, 2, 3)), _clock(*iso.group(4, 5, 6, 7, 8))
+        if date is not None:
+            out[u] = u if clock is None else f"{date[0]:04d}-{date[1]:02d}-{date[2]:02d}{clock}{zone if clock else ''}"
         elif _SERIAL.match(u) and 20000 <= float(u) <= 80000:
             out[u] = (_EXCEL_EPOCH + pd.to_timedelta(float(u), unit="D")).round("s").isoformat()
         elif _MONTH_NAME.search(bare):

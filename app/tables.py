@@ -2,8 +2,7 @@
 labels, units and formats from ``mlpe_core.present`` (the same words as the workbook and the KML), shows the key
 columns and keeps the others one click away (the table's column menu), so no code, None or snake_case header
 reaches a page. A missing value is an empty cell (:data:`EMPTY` as the placeholder: the grid draws "None"
-otherwise, on its canvas, where the DOM does not show it); the two tables of other shapes (the ranking grouped by
-site or operator, the model's hold-out figures) pass :data:`EMPTY` themselves."""
+otherwise, on its canvas, where the DOM does not show it)."""
 
 from __future__ import annotations
 

@@ -65,16 +65,11 @@ if latest:
     st.caption(f"trained on {m.get('n_train', '?')} visits, compared on the {m.get('n_holdout', '?')} most recent ones")
 
 
-    def f3(x) -> str:
-        return "–" if x is None or pd.isna(x) else f"{x:.3f}"
-
-    rows = {who: {"Brier (lower is better)": f3(m[who].get("brier")), "log loss": f3(m[who].get("log_loss")),
-                  "AUC (higher is better)": f3(m[who].get("auc")), "visits": f"{m[who].get('n', '–')}"}
-            for who in ("candidate", "current") if who in m}
+    who_name = {"candidate": f"v{vid} (candidate)", "current": "Live at the time"}
+    rows = pd.DataFrame([{"model": who_name[who], **{k: m[who].get(k) for k in ("brier", "log_loss", "auc", "n")}}
+                         for who in ("candidate", "current") if who in m])
     left, right = st.columns([2, 3])
-    left.dataframe(pd.DataFrame(rows).rename(columns={"candidate": f"v{vid} (candidate)",
-                                                      "current": "live at the time"}), key="holdout",
-                   placeholder=tables.EMPTY)
+    tables.show(rows, "holdout", key="holdout", where=left)
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect"))
     for who, colour in (("candidate", "#0f6e6e"), ("current", "#f08c00")):
         cal = pd.DataFrame(m.get(who, {}).get("calibration", []))

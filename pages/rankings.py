@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import common as c
 from app import filters, review, review_ui, tables
-from mlpe_core import desk
+from mlpe_core import desk, present
 from mlpe_core.desk import LEAK_EXPORT_COLUMNS
 from mlpe_core.export import render, to_csv_text
 from mlpe_core.text import md
@@ -60,17 +60,9 @@ with tabs[0]:
         g = desk.group_ranking(df, GROUPS[by])
         st.caption(f"The leaks above grouped by {by}, best rank first: priority and expected kg/h summed over the "
                    "group's leaks, its worst band and soonest deadline. Pick *leak* to select and export single leaks.")
-        N = st.column_config.NumberColumn
-        st.dataframe(g, hide_index=True, placeholder=tables.EMPTY, key=f"rank_groups_{by}",
-                     height=min(38 + 35 * max(len(g), 3), 560),
-                     column_config={GROUPS[by]: by, "n_leaks": N("leaks", format="%d"),
-                                    "n_ranked": N("ranked", format="%d"), "best_rank": N("best rank", format="%d"),
-                                    "priority_score": N("priority (kg/h)", format="%.2f"),
-                                    "expected_kg_h": N("expected kg/h", format="%.2f"), "worst_band": "worst band",
-                                    "overdue": "overdue", "due_by": st.column_config.DatetimeColumn(
-                                        "soonest deadline", format="YYYY-MM-DD"),
-                                    "leak_ids": st.column_config.TextColumn("leaks", width="large")})
-        st.download_button("Download CSV", to_csv_text(g), f"mlpe_ranking_by_{by}.csv", "text/csv",
+        tables.show(g, "rank_groups", key=f"rank_groups_{by}", height=tables.height(len(g)))
+        st.download_button("Download CSV", to_csv_text(present.people_frame(g, "rank_groups", c.unit())[0]),
+                           f"mlpe_ranking_by_{by}.csv", "text/csv",
                            key="rank_groups_csv", icon=":material/download:", on_click="ignore")
     if by == "leak":
         st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "

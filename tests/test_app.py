@@ -507,6 +507,17 @@ def test_model_page_is_honest_then_trains(store_copy):
     assert "promoted" in decision or "not trained" in decision or "kept" in decision
     if "not trained" not in decision:
         assert len(frames(store_copy, "models")) == n_models + 1
+        held = table(at, "model", "brier", "auc", "n")  # the hold-out figures, in the presentation layer's words
+        assert held["model"].str.contains("candidate").any() and not raw_values(table_texts(at.dataframe))
+
+
+@pytest.mark.parametrize(("by", "head"), [("site", "Site"), ("operator", "Operator")])
+def test_the_grouped_ranking_reads_as_words(db, by, head):
+    at = open_page("rankings", group=by)
+    g = next(d for d in at.dataframe if "n_leaks" in d.value.columns)
+    heads = [x["text"] for x in table_texts([g]) if x["kind"] == "header"]
+    assert heads[0] == head and "Worst risk" in heads and not raw_values(table_texts([g]))
+    assert set(g.value["worst_band"]) <= {"High", "Medium", "Low"}
 
 
 # --------------------------------------------------------------------------------------------- audit, sign-in
@@ -609,14 +620,18 @@ def test_no_page_writes_a_bare_expression():
                 pytest.fail(f"{path.name}:{node.lineno}: bare expression would be drawn by Streamlit magic")
 
 
-def test_every_table_shows_a_missing_value_as_an_empty_cell():
-    """st.dataframe draws a missing value as "None" on its canvas (the DOM the browser test reads keeps it empty):
-    every table of the app passes ``placeholder``."""
+def test_every_table_goes_through_the_presentation_layer():
+    """Every table of the app is drawn by ``app.tables.show`` (headers, labels and formats from ``present``), which
+    passes ``placeholder``: st.dataframe draws a missing value as "None" on its canvas, where the DOM the browser
+    test reads keeps it empty."""
+    calls = []
     for path in [*(ROOT / "pages").glob("*.py"), *(ROOT / "app").glob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in ("dataframe", "data_editor")):
+                calls.append(f"{path.name}:{node.lineno}")
                 assert "placeholder" in {k.arg for k in node.keywords}, f"{path.name}:{node.lineno}: no placeholder"
+    assert calls and all(x.startswith("tables.py:") for x in calls), calls
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -75,8 +75,6 @@ def _layers(lk: pd.DataFrame, now: pd.DataFrame, t, opts: dict) -> tuple[list, l
 def map_and_panel(lk: pd.DataFrame, shown: pd.DataFrame, opts: dict) -> None:
     """Replay slider, headline numbers, the map and the panel of the leaks clicked on it."""
     ss = st.session_state
-    if ss.get("map_go"):  # "Open leak detail" was clicked: straight to the leak, not one more map first
-        st.switch_page(c.PAGES["leak"], query_params={"leak": ss.pop("map_go")})
     win = filters.window()
     note, kpis = st.empty(), st.container()
     left, right = st.columns([3, 1])
@@ -144,9 +142,7 @@ def panel(sel: pd.DataFrame) -> None:
         st.download_button("Selection CSV", lambda: to_csv_text(picked), "mlpe_selection.csv", "text/csv",
                            key="map_sel_csv", on_click="ignore", icon=":material/download:",
                            help="the contract's leak columns (as `mlpe export leaks`)")
-    st.button("Open leak detail", key="map_open", type="primary", icon=":material/arrow_forward:",
-              help="opens the best-ranked leak of the selection", on_click=_open, args=(sel.iloc[0]["leak_id"],))
-
-
-def _open(leak_id: str) -> None:  # the fragment's rerun then switches page before it computes anything
-    st.session_state["leak_id"] = st.session_state["map_go"] = leak_id
+    # a link, not a button: the browser goes straight to the leak page (one run, no rerun of the map first, which a
+    # button's switch_page needs), and a middle click opens it in a new tab
+    st.page_link(c.PAGES["leak"], label="Open leak detail", icon=":material/arrow_forward:",
+                 query_params={"leak": sel.iloc[0]["leak_id"]}, help="opens the best-ranked leak of the selection")

@@ -112,7 +112,10 @@ def test_map_shows_open_leaks_and_opens_one(db):
     layers = deck(at)["layers"]
     assert [ly["id"] for ly in layers][-2:] == ["leaks", "focus"]  # a ring around the picked leak
     assert len(layers[-2]["data"]) == n_open
-    at.button(key="map_open").click().run()
+    link = next(x.proto for x in at.get("page_link") if x.proto.label == "Open leak detail")
+    assert (link.page, link.query_string, link.external) == ("leak", f"leak={pick}", False)  # AppTest cannot click
+    at.switch_page("../pages/leak.py").query_params.update(leak=pick)  # where it goes: the leak page at that leak
+    at.run()
     assert not at.exception
     assert at.title[0].value == f"Leak {pick}"
 

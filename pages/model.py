@@ -70,11 +70,11 @@ if latest:
                          for who in ("candidate", "current") if who in m])
     left, right = st.columns([2, 3])
     tables.show(rows, "holdout", key="holdout", where=left)
-    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect"))
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="Perfect"))
     for who, colour in (("candidate", "#0f6e6e"), ("current", "#f08c00")):
         cal = pd.DataFrame(m.get(who, {}).get("calibration", []))
         if len(cal):
-            fig.add_scatter(x=cal["mean_p"], y=cal["observed"], mode="lines+markers", name=who, marker={
+            fig.add_scatter(x=cal["mean_p"], y=cal["observed"], mode="lines+markers", name=who_name[who], marker={
                 "size": 6 + 2 * cal["n"].clip(upper=12), "color": colour}, text=cal["n"].map("{} visits".format))
     fig.update_layout(height=300, margin={"t": 30, "b": 10}, title="Calibration on held-out visits",
                       xaxis_title="predicted P(real)", yaxis_title="share found real", xaxis_range=[0, 1],

@@ -532,11 +532,11 @@ TABLES["rank_groups"] = [
     _c("best_rank", "Best rank", "int"), _c("priority_score", "Priority", "rate", help="summed over the group's leaks"),
     _c("expected_kg_h", "Expected", "rate", help="summed P(real) × rate"),
     _c("worst_band", "Worst risk", "label:band"), _c("due_by", "Soonest deadline (UTC)", "date"),
-    _c("overdue", "Overdue", "bool"), _c("leak_ids", "Its leaks", width="large", help="the first five, best first")]
+    _c("overdue", "Overdue", "bool"), _c("leak_ids", "Leaks (first five)", width="large", help="best rank first")]
 TABLES["holdout"] = [
     _c("model", "Model"), _c("brier", "Brier score", "p", help="lower is better"),
     _c("log_loss", "Log loss", "p", help="lower is better"), _c("auc", "AUC", "p", help="higher is better"),
-    _c("n", "Visits", "int")]
+    _c("n_visits", "Visits", "int")]
 LABELS["ob_outcome"] = {"on_time": "On time", "late": "Late", "overdue": "Overdue", "running": "Running"}
 LABELS["action_noun"] = {k: v[:1].upper() + v[1:] for k, v in ACTION_NOUNS.items()}
 LABELS["event_source"] = {"validation": "Field outcome", "detections": "Seen again", "mark": "Marked for dispatch",

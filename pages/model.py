@@ -63,10 +63,9 @@ if latest:
     promoted = bool(mf.loc[mf["id"] == vid, "promoted"].iloc[0])
     st.subheader(f"Hold-out check of v{vid} ({'promoted' if promoted else 'not promoted'})")
     st.caption(f"trained on {m.get('n_train', '?')} visits, compared on the {m.get('n_holdout', '?')} most recent ones")
-
-
     who_name = {"candidate": f"v{vid} (candidate)", "current": "Live at the time"}
-    rows = pd.DataFrame([{"model": who_name[who], **{k: m[who].get(k) for k in ("brier", "log_loss", "auc", "n")}}
+    rows = pd.DataFrame([{"model": who_name[who], "n_visits": m[who].get("n"),
+                          **{k: m[who].get(k) for k in ("brier", "log_loss", "auc")}}
                          for who in ("candidate", "current") if who in m])
     left, right = st.columns([2, 3])
     tables.show(rows, "holdout", key="holdout", where=left)

@@ -58,12 +58,14 @@ with tabs[0]:
     else:
         st.query_params["group"] = by
         g = desk.group_ranking(df, GROUPS[by])
-        st.caption(f"The leaks above grouped by {by}, best rank first: priority and expected kg/h summed over the "
-                   "group's leaks, its worst band and soonest deadline. Pick *leak* to select and export single leaks.")
+        st.caption(f"The leaks above grouped by {by}, best rank first: priority and expected rate summed over the "
+                   "group's leaks, its worst band and soonest deadline. Pick *Leak* to select and export single leaks.")
         tables.show(g, "rank_groups", key=f"rank_groups_{by}", height=tables.height(len(g)))
         st.download_button("Download CSV", to_csv_text(present.people_frame(g, "rank_groups", c.unit())[0]),
                            f"mlpe_ranking_by_{by}.csv", "text/csv",
-                           key="rank_groups_csv", icon=":material/download:", on_click="ignore")
+                           key="rank_groups_csv", icon=":material/download:", on_click="ignore",
+                           help="this table as shown (headers in words, rates in the unit chosen in the sidebar); "
+                                "the leak list for scripts is the CSV under Group by *Leak*")
     if by == "leak":
         st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
                    "kept beside it. Priority = expected rate a visit finds. Click a row to open the leak; the eye icon "

@@ -18,7 +18,7 @@ from conftest_app import MAIN, ROOT, fill_store
 from sqlmodel import Session
 from streamlit.testing.v1 import AppTest
 
-from mlpe_core import auth, dispatch, learn, pipeline, store
+from mlpe_core import auth, desk, dispatch, learn, pipeline, present, store
 from mlpe_core.dispatch import crew_capacity
 from mlpe_core.lifecycle import apply_event
 from mlpe_core.outcomes import record_validations
@@ -106,7 +106,8 @@ def test_map_shows_open_leaks_and_opens_one(db):
     n_open = int(leaks["status"].isin(["open", "dispatched"]).sum())
     assert at.metric[0].label == "Leaks shown" and at.metric[0].value == f"{n_open:,}"
     assert "hexagons" not in [ly["id"] for ly in deck(at)["layers"]]  # a small basin: every leak is a point
-    pick = leaks[leaks["status"] == "open"]["leak_id"].iloc[0]
+    ranked = leaks[leaks["status"] == "open"].sort_values("rank")["leak_id"]
+    pick = ranked.iloc[-1]  # not the leak page's default (the best-ranked leak): the link must carry the choice
     at.selectbox(key="map_pick").set_value(pick).run()
     assert pick in texts(at, "subheader")
     layers = deck(at)["layers"]
@@ -117,7 +118,7 @@ def test_map_shows_open_leaks_and_opens_one(db):
     at.switch_page("../pages/leak.py").query_params.update(leak=pick)  # where it goes: the leak page at that leak
     at.run()
     assert not at.exception
-    assert at.title[0].value == f"Leak {pick}"
+    assert at.title[0].value == f"Leak {pick}" and pick != ranked.iloc[0]
 
 
 def test_map_multi_select_replay_and_layers(db):
@@ -510,7 +511,7 @@ def test_model_page_is_honest_then_trains(store_copy):
     assert "promoted" in decision or "not trained" in decision or "kept" in decision
     if "not trained" not in decision:
         assert len(frames(store_copy, "models")) == n_models + 1
-        held = table(at, "model", "brier", "auc", "n")  # the hold-out figures, in the presentation layer's words
+        held = table(at, "model", "brier", "auc", "n_visits")  # the hold-out figures, in the presentation layer's words
         assert held["model"].str.contains("candidate").any() and not raw_values(table_texts(at.dataframe))
 
 
@@ -519,8 +520,11 @@ def test_the_grouped_ranking_reads_as_words(db, by, head):
     at = open_page("rankings", group=by)
     g = next(d for d in at.dataframe if "n_leaks" in d.value.columns)
     heads = [x["text"] for x in table_texts([g]) if x["kind"] == "header"]
-    assert heads[0] == head and "Worst risk" in heads and not raw_values(table_texts([g]))
+    assert len(g.value) and heads[0] == head and "Worst risk" in heads and not raw_values(table_texts([g]))
     assert set(g.value["worst_band"]) <= {"High", "Medium", "Low"}
+    grouped = with_session(db, lambda s: desk.ranking_groups(s, "asset_id" if by == "site" else by))
+    csv_heads = list(present.people_frame(grouped, "rank_groups", "kg/h")[0].columns)  # the Download CSV's headers
+    assert csv_heads[0] == head and "Priority (kg/h)" in csv_heads and not any("_" in h for h in csv_heads)
 
 
 # --------------------------------------------------------------------------------------------- audit, sign-in
@@ -726,6 +730,4 @@ def test_obligations_page_lists_every_running_clock_soonest_first(db):
 
 
 def frames_desk(db, name: str):
-    from mlpe_core import desk
-
     return with_session(db, lambda s: getattr(desk, name)(s))

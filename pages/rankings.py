@@ -5,7 +5,7 @@ import streamlit as st
 
 from app import common as c
 from app import filters, review, review_ui, tables
-from mlpe_core import desk, present
+from mlpe_core import desk
 from mlpe_core.desk import LEAK_EXPORT_COLUMNS
 from mlpe_core.export import render, to_csv_text
 from mlpe_core.text import md
@@ -61,7 +61,7 @@ with tabs[0]:
         st.caption(f"The leaks above grouped by {by}, best rank first: priority and expected rate summed over the "
                    "group's leaks, its worst band and soonest deadline. Pick *Leak* to select and export single leaks.")
         tables.show(g, "rank_groups", key=f"rank_groups_{by}", height=tables.height(len(g)))
-        st.download_button("Download CSV", to_csv_text(present.people_frame(g, "rank_groups", c.unit())[0]),
+        st.download_button("Download CSV", to_csv_text(c.present.people_frame(g, "rank_groups", c.unit())[0]),
                            f"mlpe_ranking_by_{by}.csv", "text/csv",
                            key="rank_groups_csv", icon=":material/download:", on_click="ignore",
                            help="this table as shown (headers in words, rates in the unit chosen in the sidebar); "

@@ -29,10 +29,9 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ranking import load_basin, methane, oracle, truth  # noqa: E402
+from ranking import load_basin, methane, oracle, truth, visit_rate  # noqa: E402
 
 from mlpe_core import pipeline, store  # noqa: E402
-from mlpe_core.score.rates import expected_rate  # noqa: E402
 
 FEEDS = ("WideSat", "PointSat", "CoarseSat", "AirLidar", "SCADA", "OGI")  # the simulator's feeds but the monitors
 
@@ -47,11 +46,7 @@ def basin_frame(seed: int, spacing: float) -> dict:
     M, val, _ = truth(L.session, L.basin, ids)
     _, X = pipeline.score_frame(L.session, L.basin.as_of, user="bench")
     X = X.reindex(ids)
-    est = open_["est_rate_kg_h"].to_numpy(float)
-    visit = expected_rate(np.log(est), np.log(open_["rate_hi_kg_h"].to_numpy(float) / est),
-                          open_["rate_quantified"].fillna(False).astype(bool).to_numpy())
-    if "log_silence_rate" in X:
-        visit = visit * np.exp(np.minimum(X["log_silence_rate"].fillna(0.0).to_numpy(float), 0.0))
+    visit = visit_rate(open_, X)
     feats = X.select_dtypes("number").reset_index(drop=True)
     per_feed = store.detections_frame(L.session).groupby(["leak_id", "source_name"]).size().unstack(fill_value=0)
     per_feed = per_feed.reindex(ids).fillna(0)

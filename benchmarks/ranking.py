@@ -117,6 +117,18 @@ def oracle(M: sparse.csr_matrix, val: np.ndarray, K: int, eligible: np.ndarray |
     return got
 
 
+def visit_rate(open_: pd.DataFrame, X: pd.DataFrame) -> np.ndarray:
+    """The rate a visit finds on average for the stored leaks ``open_`` (score.rank.visit_rates: the posterior mean,
+    lowered by the silence since the last sighting, ``log_silence_rate`` of the features ``X``, not stored)."""
+    est = open_["est_rate_kg_h"].to_numpy(float)
+    log_sigma = np.log(open_["rate_hi_kg_h"].to_numpy(float) / est)
+    visit = expected_rate(np.log(est), log_sigma, open_["rate_quantified"].fillna(False).astype(bool).to_numpy())
+    if "log_silence_rate" in X:
+        ids = open_["leak_id"].to_numpy()
+        visit = visit * np.exp(np.minimum(X["log_silence_rate"].reindex(ids).fillna(0.0).to_numpy(float), 0.0))
+    return visit
+
+
 def ranking_shares(L: Loaded) -> dict:
     """Methane found by MLPE's and the baseline's top K, as shares of the oracle's, over open leaks."""
     leaks = store.leaks_frame(L.session)
@@ -126,15 +138,10 @@ def ranking_shares(L: Loaded) -> dict:
     dets = store.detections_frame(L.session)
     maxrate = dets.groupby("leak_id")["rate_kg_h"].max().reindex(ids).fillna(-1.0).to_numpy()
     base_order = np.argsort(-maxrate, kind="stable")
-    # without the compliance urgency: P(find) × the rate a visit finds on average (score.rank.visit_rates: the
-    # posterior mean, lowered by the silence since the last sighting, a feature not stored: scored again here)
-    est = open_["est_rate_kg_h"].to_numpy(float)
-    log_sigma = np.log(open_["rate_hi_kg_h"].to_numpy(float) / est)
-    visit = expected_rate(np.log(est), log_sigma, open_["rate_quantified"].fillna(False).astype(bool).to_numpy())
+    # without the compliance urgency: P(find) × the rate a visit finds on average (its silence term is a feature
+    # not stored: scored again here)
     _, X = pipeline.score_frame(L.session, L.basin.as_of, user="bench")
-    if "log_silence_rate" in X:
-        visit = visit * np.exp(np.minimum(X["log_silence_rate"].reindex(ids).fillna(0.0).to_numpy(float), 0.0))
-    expected = open_["p_real"].to_numpy(float) * visit
+    expected = open_["p_real"].to_numpy(float) * visit_rate(open_, X)
     pxr_order = np.argsort(-expected, kind="stable")
     out = {"leaks": len(ids), "methane_total": float(val[np.asarray(M.sum(axis=0)).ravel() > 0].sum()),
            "urgent": int((open_["priority_score"].to_numpy(float) > expected * 1.0001).sum())}

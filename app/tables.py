@@ -66,7 +66,7 @@ def show(df: pd.DataFrame, table: str, key: str, where=st, unit: str | None = No
     (height, on_select, selection_mode ...). Returns what st.dataframe returns."""
     unit = unit or c.unit()
     order, cfg = config(df, table, unit)
-    shown = present.display_frame(df, table, unit)[order]  # only what the table shows or keeps one click away
+    shown = present.display_frame(df[order], table, unit)  # only what the table shows or keeps one click away
     return where.dataframe(shown, hide_index=True, key=key, column_order=order, column_config=cfg, placeholder=EMPTY,
                            **kw)
 

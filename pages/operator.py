@@ -88,5 +88,5 @@ with st.expander("Sites of this operator", expanded=False):
     tables.show(d["sites"], "op_sites", "op_sites", height=tables.height(len(d["sites"]), 420))
 st.subheader("All operators")
 tables.show(ops, "operators", "op_all", height=tables.height(len(ops), 420))
-st.download_button("Download CSV", to_csv_text(ops), "mlpe_operators.csv", "text/csv", key="op_csv",
+st.download_button("Download CSV", lambda ops=ops: to_csv_text(ops), "mlpe_operators.csv", "text/csv", key="op_csv",
                    icon=":material/download:", on_click="ignore")

@@ -100,7 +100,7 @@ if len(files):
     st.caption("Files the folder watcher took, newest first (loaded ones are in done/, refused ones in rejects/ "
                "with their reasons).")
     tables.show(files.assign(sha256=files["sha256"].str[:12]), "watched_files", "runs_files")
-st.download_button("Download runs (JSON)", json.dumps(
+st.download_button("Download runs (JSON)", lambda rs=rs: json.dumps(
     [{**{k: v for k, v in r.items() if k not in ("started_at", "ended_at")},
       "started_at": str(r["started_at"]), "ended_at": str(r["ended_at"])} for r in rs.to_dict("records")],
     default=str), "mlpe_runs.json", "application/json", key="runs_dl", on_click="ignore")

@@ -54,7 +54,7 @@ with tabs[0]:
     ev = tables.show(lk, "site_leaks", "site_leaks", on_select="rerun", selection_mode="single-row",
                      height=tables.height(len(lk), 420))
     bar = st.container(horizontal=True)
-    bar.download_button("Download CSV", to_csv_text(lk.drop(columns=["contributions"], errors="ignore")),
+    bar.download_button("Download CSV", lambda lk=lk: to_csv_text(lk.drop(columns=["contributions"], errors="ignore")),
                         f"mlpe_site_{asset_id}_leaks.csv", "text/csv", key="site_csv", icon=":material/download:",
                         on_click="ignore")
     if ev and ev.selection.rows:

@@ -64,16 +64,23 @@ def can(action: str) -> bool:
         return desk.can(s, st.session_state.get("auth_user"), action)
 
 
-def act(action: str, work: Callable[[desk.Session], T]) -> T | None:
-    """``work(session)`` as the current user, once ``mlpe_core.auth`` allows ``action``. A refusal (role, lifecycle,
-    bad value) is shown with ``st.error`` and gives None; ``work`` returns what to report (e.g. a message)."""
+def attempt(action: str, work: Callable[[desk.Session], T]) -> tuple[T | None, str | None]:
+    """``work(session)`` as the current user, once ``mlpe_core.auth`` allows ``action``: its result and no message,
+    or None and the refusal (role, lifecycle, bad value) in words. Draws nothing, so a widget's callback may call it."""
     try:
         with session() as s:
             desk.require(s, user(), action)  # a refusal says who, what and which roles may
-            return work(s)
+            return work(s), None
     except (PermissionDenied, TransitionError, ValueError, KeyError) as e:
-        st.error(md(e.args[0] if isinstance(e, KeyError) and e.args else e), icon=":material/block:")
-        return None
+        return None, md(e.args[0] if isinstance(e, KeyError) and e.args else e)
+
+
+def act(action: str, work: Callable[[desk.Session], T]) -> T | None:
+    """:func:`attempt`, with a refusal shown by ``st.error``; ``work`` returns what to report (e.g. a message)."""
+    result, refused = attempt(action, work)
+    if refused:
+        st.error(refused, icon=":material/block:")
+    return result
 
 
 def flash(key: str, message: str | None) -> None:

@@ -34,6 +34,13 @@ def todays(ver: tuple, k: int) -> tuple[dict, pd.DataFrame]:
         return desk.plan(s, k)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def todays_list(ver: tuple) -> tuple[dict, pd.DataFrame]:
+    """Today's approved list, else today's draft; no proposal is routed (``desk.plan(proposal=False)``)."""
+    with c.session() as s:
+        return desk.plan(s, proposal=False)
+
+
 def _file(meta: dict, k: int, fmt: str, unit: str):
     """The dispatch file, built only when someone clicks its button (``desk.dispatch_download``: the very bytes
     ``mlpe dispatch show ID`` or ``mlpe export dispatch --top K`` writes)."""

@@ -471,8 +471,10 @@ def workbook_bytes(session: Session, what: str = "leaks", unit: str = "kg/h", fl
 
 
 def plan(session: Session, top: int | None = None, day: str | None = None, *,
-         ranked: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
-    """The plan for ``day`` (default: the clock's day): its approved list, else its draft, else a routed proposal.
+         ranked: pd.DataFrame | None = None, proposal: bool = True) -> tuple[dict, pd.DataFrame]:
+    """The plan for ``day`` (default: the clock's day): its approved list, else its draft, else a routed proposal
+    (``proposal=False``: no proposal, status empty; routing one takes a few tenths of a second, which the field
+    form, which only orders its leaks by a stored list, need not spend after every visit).
 
     Returns (meta, stops). meta: list_id (None for a proposal), status (approved, draft, proposal, empty),
     plan_date, created_by, approved_by, approved_at, total_km, left_over (must-visit leaks that did not fit).
@@ -488,6 +490,8 @@ def plan(session: Session, top: int | None = None, day: str | None = None, *,
                                         "total_km")}
         meta.update(list_id=int(row["id"]), left_over=[])
         return meta, dispatch.list_frame(session, int(row["id"]))
+    if not proposal:
+        return {"list_id": None, "status": "empty", "plan_date": d, "total_km": 0.0, "left_over": []}, pd.DataFrame()
     cand = dispatch_candidates(session, top, d, ranked=ranked)
     if cand.empty:
         return {"list_id": None, "status": "empty", "plan_date": d, "total_km": 0.0, "left_over": []}, cand

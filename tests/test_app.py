@@ -423,6 +423,25 @@ def test_validation_form_records_a_visit(store_copy):
     assert row["recorded_by"] == "app" and "photo: IMG_0412" in row["notes"] and row["found_by"] == "ogi"
     leaks = frames(store_copy, "leaks")
     assert leaks.loc[leaks["leak_id"] == lid, "status"].iloc[0] == "not_found"
+    # the form offers the next leak, its outcome and photo emptied, the crew kept for the crew's next visit
+    assert at.selectbox(key="val_leak").value not in (lid, None) and at.radio(key="val_outcome").value is None
+    assert at.text_input(key="val_photo").value == "" and at.text_input(key="val_crew").value == "crew-test"
+    at.run()  # another run (the sidebar's live corner, a rerun) does not wipe the answer before it is read
+    assert "Recorded not found" in texts(at, "success")
+
+
+@pytest.mark.parametrize("sent, expected", [
+    ("L000140", "L000140"),
+    (" L000140 ", "L000140"),
+    ("L000140 · #1 medium · 26.9 kg/h", "L000140"),  # the label the browser sent
+    ("crew-1 stop 2 · L000140 · #1 medium · 26.9 kg/h", "L000140"),  # a stop of today's list
+    ("L999999 · #1 medium · 1.0 kg/h", "L999999 · #1 medium · 1.0 kg/h"),  # no known leak: the desk refuses it
+    ("", ""),
+])
+def test_the_field_form_reads_the_label_the_browser_sends(sent, expected):
+    from app.fieldform import leak_of
+
+    assert leak_of(sent, {"L000140", "L000141"}) == expected
 
 
 def test_validation_form_records_a_repair(store_copy):
@@ -454,6 +473,7 @@ def test_validation_form_shows_a_refused_move(store_copy):
     submit(at, "visit", "Record visit")
     assert not at.exception and at.error and lid in texts(at, "error")
     assert len(frames(store_copy, "validations")) == n
+    assert at.radio(key="val_outcome").value == "not_found"  # a refused visit keeps what was entered
 
 
 def test_validation_csv_import_reports_rejects(store_copy):

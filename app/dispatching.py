@@ -58,7 +58,9 @@ def downloads(meta: dict, k: int, bar) -> None:
     dl = dict(icon=":material/download:", on_click="ignore")
     unit = c.unit()
     bar.download_button("CSV", _file(meta, k, "csv", unit), f"{name}.csv", "text/csv",
-                        key="dispatch_csv", type="primary" if meta["list_id"] else "secondary", **dl)
+                        key="dispatch_csv", type="primary" if meta["list_id"] else "secondary", **dl,
+                        help="for machines and the maintenance system: the contract's dispatch columns, kg/h (as "
+                             "`mlpe export dispatch`); the Excel file is the one for people")
     bar.download_button("GeoJSON", _file(meta, k, "geojson", unit), f"{name}.geojson", "application/geo+json",
                         key="dispatch_geojson", **dl)
     bar.download_button("KML", _file(meta, k, "kml", unit), f"{name}.kml", "application/vnd.google-earth.kml+xml",

@@ -6,11 +6,14 @@ otherwise, on its canvas, where the DOM does not show it)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
 from app import common as c
 from mlpe_core import present
+from mlpe_core.export import to_csv_text
 
 CC = st.column_config
 EMPTY = ""  # st.dataframe's placeholder for a missing value
@@ -69,6 +72,16 @@ def show(df: pd.DataFrame, table: str, key: str, where=st, unit: str | None = No
     shown = present.display_frame(df[order], table, unit)  # only what the table shows or keeps one click away
     return where.dataframe(shown, hide_index=True, key=key, column_order=order, column_config=cfg, placeholder=EMPTY,
                            **kw)
+
+
+PEOPLE_CSV_HELP = "this table as shown: headers in words, values labelled, rates in the unit chosen in the sidebar"
+
+
+def people_csv(df: pd.DataFrame, table: str, unit: str | None = None) -> Callable[[], str]:
+    """The CSV of ``df`` as table ``table`` shows it (``present.people_frame``: the workbook's headers and values,
+    times in UTC), built only when its download button is clicked."""
+    unit = unit or c.unit()
+    return lambda: to_csv_text(present.people_frame(df, table, unit)[0])
 
 
 def height(n: int, most: int = 560) -> int:

@@ -72,5 +72,6 @@ if pick not in set(ids):
     st.stop()
 sto = story(ver, pick)
 tables.show(sto, "story", "au_story", height=tables.height(len(sto), 420))
-st.download_button("Download story CSV", lambda: to_csv_text(sto), f"mlpe_story_{pick}.csv",
-                   "text/csv", key="au_story_csv", icon=":material/download:", on_click="ignore")
+st.download_button("Download story CSV", tables.people_csv(sto, "story"), f"mlpe_story_{pick}.csv",
+                   "text/csv", key="au_story_csv", icon=":material/download:", on_click="ignore",
+                   help=tables.PEOPLE_CSV_HELP)

@@ -4,7 +4,6 @@ import streamlit as st
 
 from app import common as c
 from app import tables
-from mlpe_core.export import to_csv_text
 
 st.title("Obligations")
 ob = c.load("obligations")
@@ -33,7 +32,7 @@ if ev and ev.selection.rows:  # one click opens the leak
         st.session_state["leak_id"] = pick
         st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
 bar = st.container(horizontal=True)
-bar.download_button("Download CSV", lambda: to_csv_text(shown), "mlpe_obligations.csv", "text/csv",
-                    key="ob_csv", icon=":material/download:", on_click="ignore")
+bar.download_button("Download CSV", tables.people_csv(shown, "obligations"), "mlpe_obligations.csv", "text/csv",
+                    key="ob_csv", icon=":material/download:", on_click="ignore", help=tables.PEOPLE_CSV_HELP)
 bar.caption("Click a row to open its leak.")
 

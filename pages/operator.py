@@ -8,7 +8,6 @@ from app import charts, tables
 from app import common as c
 from app import sitesview as v
 from mlpe_core import desk
-from mlpe_core.export import to_csv_text
 from mlpe_core.text import md
 
 st.title("Operator")
@@ -88,5 +87,5 @@ with st.expander("Sites of this operator", expanded=False):
     tables.show(d["sites"], "op_sites", "op_sites", height=tables.height(len(d["sites"]), 420))
 st.subheader("All operators")
 tables.show(ops, "operators", "op_all", height=tables.height(len(ops), 420))
-st.download_button("Download CSV", lambda ops=ops: to_csv_text(ops), "mlpe_operators.csv", "text/csv", key="op_csv",
-                   icon=":material/download:", on_click="ignore")
+st.download_button("Download CSV", tables.people_csv(ops, "operators"), "mlpe_operators.csv", "text/csv", key="op_csv",
+                   icon=":material/download:", on_click="ignore", help=tables.PEOPLE_CSV_HELP)

@@ -61,12 +61,10 @@ with tabs[0]:
         st.caption(f"The leaks above grouped by {by}, best rank first: priority and expected rate summed over the "
                    "group's leaks, its worst band and soonest deadline. Pick *Leak* to select and export single leaks.")
         tables.show(g, "rank_groups", key=f"rank_groups_{by}", height=tables.height(len(g)))
-        unit = c.unit()
-        st.download_button("Download CSV", lambda g=g, u=unit: to_csv_text(c.present.people_frame(
-                           g, "rank_groups", u)[0]), f"mlpe_ranking_by_{by}.csv", "text/csv",
-                           key="rank_groups_csv", icon=":material/download:", on_click="ignore",
-                           help="this table as shown (headers in words, rates in the unit chosen in the sidebar); "
-                                "the leak list for scripts is the CSV under Group by *Leak*")
+        st.download_button("Download CSV", tables.people_csv(g, "rank_groups"), f"mlpe_ranking_by_{by}.csv",
+                           "text/csv", key="rank_groups_csv", icon=":material/download:", on_click="ignore",
+                           help=f"{tables.PEOPLE_CSV_HELP}; the leak list for scripts is the CSV under Group by "
+                                "*Leak*")
     if by == "leak":
         st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
                    "kept beside it. Priority = expected rate a visit finds. Click a row to open the leak; the eye icon "

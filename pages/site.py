@@ -6,7 +6,6 @@ import streamlit as st
 from app import charts, tables
 from app import common as c
 from app import sitesview as v
-from mlpe_core.export import to_csv_text
 from mlpe_core.text import md
 
 st.title("Site")
@@ -54,9 +53,9 @@ with tabs[0]:
     ev = tables.show(lk, "site_leaks", "site_leaks", on_select="rerun", selection_mode="single-row",
                      height=tables.height(len(lk), 420))
     bar = st.container(horizontal=True)
-    bar.download_button("Download CSV", lambda lk=lk: to_csv_text(lk.drop(columns=["contributions"], errors="ignore")),
-                        f"mlpe_site_{asset_id}_leaks.csv", "text/csv", key="site_csv", icon=":material/download:",
-                        on_click="ignore")
+    bar.download_button("Download CSV", tables.people_csv(lk, "site_leaks"), f"mlpe_site_{asset_id}_leaks.csv",
+                        "text/csv", key="site_csv", icon=":material/download:", on_click="ignore",
+                        help=tables.PEOPLE_CSV_HELP)
     if ev and ev.selection.rows:
         pick = lk.iloc[ev.selection.rows[0]]["leak_id"]
         if bar.button(f"Open {pick} in Leak detail", key="site_open", type="primary", icon=":material/arrow_forward:"):

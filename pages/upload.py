@@ -9,7 +9,6 @@ from app import common as c
 from app import tables
 from mlpe_core import desk
 from mlpe_core.desk import FORMATS, IngestError
-from mlpe_core.export import to_csv_text
 from mlpe_core.text import md
 
 st.title("Upload detections")
@@ -58,9 +57,10 @@ for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
             with st.expander(f"{c.plural(len(rep.rejects), 'problem')} in {c.plural(n_rows, 'row')} of {md(name)}",
                              expanded=len(rep.rejects) <= 20):
                 tables.show(rep.rejects, "rejects", f"up_rej_{i}", height=tables.height(len(rep.rejects), 300))
-                st.download_button("Download rejects CSV", lambda rej=rep.rejects: to_csv_text(rej),
+                st.download_button("Download rejects CSV", tables.people_csv(rep.rejects, "rejects"),
                                    f"{Path(name).stem}_rejects.csv", "text/csv", key=f"up_rej_dl_{i}",
-                                   on_click="ignore")
+                                   on_click="ignore", help="the problems as listed: the row and column of your file, "
+                                                           "and what to fix")
 
 st.divider()
 st.subheader("Fuse and score")

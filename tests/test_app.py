@@ -6,7 +6,10 @@ Tests that change the store run on their own copy of it (``store_copy``), so the
 from __future__ import annotations
 
 import ast
+import csv
+import io
 import json
+import re
 import shutil
 from datetime import date, timedelta
 
@@ -547,6 +550,24 @@ def test_the_grouped_ranking_reads_as_words(db, by, head):
     assert csv_heads[0] == head and "Priority (kg/h)" in csv_heads and not any("_" in h for h in csv_heads)
 
 
+@pytest.mark.parametrize("table, frame", [
+    ("obligations", lambda s: desk.obligations(s, include_met=True)),  # the met ones too: this store has few
+    ("operators", lambda s: desk.operators(s)),
+    ("site_leaks", lambda s: desk.site_detail(s, desk.ranking(s)["asset_id"].dropna().iloc[0])["leaks"]),
+    ("story", lambda s: desk.leak_story(s, desk.ranking(s)["leak_id"].iloc[0])),
+])
+def test_the_pages_csvs_read_as_words(db, table, frame):
+    """The Obligations, Operator, Site and Audit pages' Download CSV: the table as shown, not the stored codes."""
+    from app.tables import people_csv
+
+    rows = list(csv.reader(io.StringIO(people_csv(with_session(db, frame), table, "kg/h")())))
+    assert len(rows) > 1 and len(set(map(len, rows))) == 1, table
+    assert not [h for h in rows[0] if re.search(r"[a-z]_[a-z]", h)], rows[0]
+    cells = [v for r in rows[1:] for v in r]
+    assert not [v for v in cells if v in ("None", "nan", "NaT") or re.fullmatch(r"[a-z]+_[a-z_]+", v)
+                or "+00:00" in v or v.startswith("{")], table
+
+
 # --------------------------------------------------------------------------------------------- audit, sign-in
 
 
@@ -659,6 +680,24 @@ def test_every_table_goes_through_the_presentation_layer():
                 calls.append(f"{path.name}:{node.lineno}")
                 assert "placeholder" in {k.arg for k in node.keywords}, f"{path.name}:{node.lineno}: no placeholder"
     assert calls and all(x.startswith("tables.py:") for x in calls), calls
+
+
+def test_every_csv_download_is_for_people_or_says_it_is_for_machines():
+    """A page's CSV download is the table as people read it (``tables.people_csv``), or its help says it is the
+    machines' file (stored codes, the contract's columns): nobody opens snake_case headers by surprise."""
+    machine = re.compile(r"for machines|for evidence and scripts|as `mlpe export")
+    found = []
+    for path in [*(ROOT / "pages").glob("*.py"), *(ROOT / "app").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "download_button"):
+                continue
+            src = ast.unparse(node)
+            if "text/csv" not in src:
+                continue
+            found.append(path.name)
+            assert "people_csv(" in src or machine.search(src), f"{path.name}:{node.lineno}: {src[:120]}"
+    assert {"obligations.py", "site.py", "operator.py", "audit.py", "upload.py", "rankings.py"} <= set(found)
 
 
 @pytest.mark.parametrize("name", PAGES)

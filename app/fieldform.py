@@ -59,8 +59,8 @@ def todo_list() -> tuple[pd.DataFrame, dict]:
 
 
 # after a recorded visit the form is emptied here, not by ``clear_on_submit``: that reset ran in the browser and
-# sent the visited leak's label back with the next visit (seen in Chromium). A refused visit
-# keeps what was typed; the crew and the day stay for the crew's next visit.
+# sent the visited leak's label back with the next visit (seen in Chromium). A refused visit keeps what was
+# typed; after a recorded one the crew stays, and the day and time are now again.
 SAID_S = 120.0  # how long the form shows what the last submit did
 CLEARED = {"val_outcome": None, "val_rate": None, "val_component": "", "val_found_by": None, "val_repaired": None,
            "val_photo": "", "val_notes": ""}
@@ -81,13 +81,16 @@ def _record() -> None:
     live fragment, and the form could vanish from the page). What happened is left in session state for the form
     to show: a flash above it, or each refusal beside the field it concerns."""
     ss = st.session_state
-    ss["val_said"] = {"at": time.monotonic(), "errors": [], "flash": None, "notice": None}
+    ss["val_said"] = {"at": time.monotonic(), "errors": [], "refused": None, "flash": None, "notice": None}
     said = ss["val_said"]
     outcome = ss.get("val_outcome")
     if not outcome:  # said beside the field, without a trip to the desk
         said["errors"] = [("outcome", "Choose what the crew found.")]
         return
-    leak_id = leak_of(ss.get("val_leak") or "", set(c.load("leaks")["leak_id"]))
+    known = set(c.load("leaks")["leak_id"])
+    leak_id = leak_of(ss.get("val_leak") or "", known)
+    if leak_id in known:  # the dropdown keeps the leak meant, should the visit be refused and sent again
+        ss["val_leak"] = leak_id
     photo, notes = (ss.get("val_photo") or "").strip(), ss.get("val_notes") or ""
     repaired, rate = ss.get("val_repaired"), ss.get("val_rate")
     row = {"leak_id": leak_id,
@@ -100,14 +103,16 @@ def _record() -> None:
            "found_by": ss.get("val_found_by") or ""}
     res, refused = c.attempt("validate", lambda s: desk.record_outcomes(s, c.user(), pd.DataFrame([row], dtype=str),
                                                                         "form", rescore=False))
-    errors = [("outcome", refused)] if refused else []
+    said["refused"] = refused  # the role or the store said no: above the form, not beside a field
+    errors = []
     for r in (res or {}).get("rejects", pd.DataFrame()).itertuples():  # a bad value, or a move the lifecycle forbids
         errors.append((r.column, md(f"{leak_id}: " if r.column == "outcome" and "not one of" not in r.reason else "")
                        + md(present.friendly(r.column, r.reason))))
     said["errors"] = errors
     if res and res["recorded"]:
         ss["val_next"] = True  # the form offers the first leak left
-        ss.update(CLEARED, val_time=datetime.now(UTC).time().replace(second=0, microsecond=0))
+        now = datetime.now(UTC)
+        ss.update(CLEARED, val_day=now.date(), val_time=now.time().replace(second=0, microsecond=0))
         if res["pending"]:
             _rescore_later(res["pending"])
         ch = res["changes"]
@@ -118,14 +123,20 @@ def _record() -> None:
         said["notice"] = "This visit (same leak, time and outcome) was already recorded; nothing changed."
 
 
+def forget() -> None:
+    """Called by the page on a full run entered from another page: the last submit's answer is not shown again."""
+    if st.session_state.get("page_entered"):
+        st.session_state.pop("val_said", None)
+
+
 @st.fragment
 def visit_form() -> None:
     """The form, with what the last submit did; the button's callback (:func:`_record`) has already recorded it, so
     this one run offers the next leak."""
     ss = st.session_state
     top = st.empty()  # what the last submit did: filled once the form below is drawn, so it shows a ready form
-    # kept (not popped) for a while: a second run that Streamlit may start meanwhile (the sidebar's live fragment)
-    # must not wipe the answer before the crew has read it
+    # kept (not popped) for a while: a second run that Streamlit may start meanwhile must not wipe the answer before
+    # the crew has read it (the page forgets it when entered from another page: :func:`forget`)
     said = ss.get("val_said") or {}
     if time.monotonic() - said.get("at", -SAID_S) > SAID_S:
         said = {}
@@ -175,7 +186,9 @@ def visit_form() -> None:
         st.text_area("Notes", key="val_notes", height=80)
         beside("notes")
         st.form_submit_button("Record visit", type="primary", width="stretch", on_click=_record)
-    if said.get("flash"):
+    if said.get("refused"):
+        top.error(said["refused"], icon=":material/block:")
+    elif said.get("flash"):
         top.success(said["flash"], icon=":material/check_circle:")
     elif said.get("notice"):
         top.warning(said["notice"])

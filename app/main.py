@@ -54,6 +54,9 @@ nav = st.navigation({
     "Model & audit": [st.Page(P["model"], title="Model", icon=":material/model_training:"),
                       st.Page(P["audit"], title="Audit trail", icon=":material/history:")],
 }, expanded=True)  # every page in sight: a collapsed "View 3 more" hid Runs, Model and Audit trail
+# whether this run entered its page from another one (a page may then forget what it last said)
+st.session_state["page_entered"] = st.session_state.get("page_now") != nav.url_path
+st.session_state["page_now"] = nav.url_path
 with st.sidebar:
     live.panel()
 filters.sidebar_filters()

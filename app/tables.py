@@ -78,10 +78,10 @@ PEOPLE_CSV_HELP = "this table as shown: headers in words, values labelled, rates
 
 
 def people_csv(df: pd.DataFrame, table: str, unit: str | None = None) -> Callable[[], str]:
-    """The CSV of ``df`` as table ``table`` shows it (``present.people_frame``: the workbook's headers and values,
-    times in UTC), built only when its download button is clicked."""
+    """The CSV of ``df`` as table ``table`` shows it (``present.people_csv_frame``: its headers, labels, rates,
+    percentages and UTC times as on the page), built only when its download button is clicked."""
     unit = unit or c.unit()
-    return lambda: to_csv_text(present.people_frame(df, table, unit)[0])
+    return lambda: to_csv_text(present.people_csv_frame(df, table, unit))
 
 
 def height(n: int, most: int = 560) -> int:

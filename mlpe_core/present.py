@@ -743,6 +743,24 @@ def people_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, key_onl
     return frame, fmts
 
 
+def people_csv_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT) -> pd.DataFrame:
+    """``df`` for a CSV people open: what the page's table shows, as text a spreadsheet keeps (a CSV has no number
+    formats): the table's columns in order, human headers, labels, rates in ``unit`` at its decimals, percentages
+    as "83%", times as UTC text ("2026-09-14 13:05"; the header says UTC), blanks for missing values."""
+    shown = display_frame(df, table, unit)
+    out = {}
+    for c in columns(table, df):
+        s = shown[c.name]
+        if c.kind == "pct":
+            s = _each(s, lambda v: "" if v is None or v == "" or pd.isna(v) else f"{float(v):.0f}%")
+        elif c.kind == "version":
+            s = _each(pd.to_numeric(s, errors="coerce"), lambda v: "" if v is None or pd.isna(v) else f"v{int(v)}")
+        elif c.kind == "int":
+            s = pd.to_numeric(s, errors="coerce").astype("Int64")
+        out[header(c.name, unit, table)] = s
+    return pd.DataFrame(out, index=df.index).reset_index(drop=True)
+
+
 def html_table(pairs: list[tuple[str, str]]) -> str:
     """Label/value pairs as a small HTML table (KML balloons); values are escaped by the caller."""
     rows = "".join(f"<tr><th align='left'>{k}</th><td>{v}</td></tr>" for k, v in pairs if v not in (None, ""))

@@ -30,6 +30,7 @@ if not c.can("validate"):
             "a field lead or a supervisor does.", icon=":material/lock:")
     recent_visits()
     st.stop()
+fieldform.forget()
 fieldform.visit_form()
 
 st.subheader("Import many visits from a CSV")

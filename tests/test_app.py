@@ -429,8 +429,11 @@ def test_validation_form_records_a_visit(store_copy):
     # the form offers the next leak, its outcome and photo emptied, the crew kept for the crew's next visit
     assert at.selectbox(key="val_leak").value not in (lid, None) and at.radio(key="val_outcome").value is None
     assert at.text_input(key="val_photo").value == "" and at.text_input(key="val_crew").value == "crew-test"
-    at.run()  # another run (the sidebar's live corner, a rerun) does not wipe the answer before it is read
+    at.run()  # another run of the page (a rerun) does not wipe the answer before it is read
     assert "Recorded not found" in texts(at, "success")
+    open_page("map", at)
+    open_page("validation", at)  # entered again from another page: a fresh form, not the old answer
+    assert "Recorded" not in texts(at, "success") and not at.error
 
 
 @pytest.mark.parametrize("sent, expected", [
@@ -477,6 +480,7 @@ def test_validation_form_shows_a_refused_move(store_copy):
     assert not at.exception and at.error and lid in texts(at, "error")
     assert len(frames(store_copy, "validations")) == n
     assert at.radio(key="val_outcome").value == "not_found"  # a refused visit keeps what was entered
+    assert at.selectbox(key="val_leak").value == lid
 
 
 def test_validation_csv_import_reports_rejects(store_copy):
@@ -565,7 +569,9 @@ def test_the_pages_csvs_read_as_words(db, table, frame):
     assert not [h for h in rows[0] if re.search(r"[a-z]_[a-z]", h)], rows[0]
     cells = [v for r in rows[1:] for v in r]
     assert not [v for v in cells if v in ("None", "nan", "NaT") or re.fullmatch(r"[a-z]+_[a-z_]+", v)
-                or "+00:00" in v or v.startswith("{")], table
+                or "+00:00" in v or v.startswith("{") or re.search(r"\d\.\d{5,}", v)], table
+    pct = [i for i, h in enumerate(rows[0]) if h in ("P(real)", "On time")]  # as the page shows them: 83%
+    assert all(re.fullmatch(r"\d{1,3}%|", r[i]) for r in rows[1:] for i in pct), table
 
 
 # --------------------------------------------------------------------------------------------- audit, sign-in

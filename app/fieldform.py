@@ -66,6 +66,12 @@ CLEARED = {"val_outcome": None, "val_rate": None, "val_component": "", "val_foun
            "val_photo": "", "val_notes": ""}
 
 
+def _now() -> dict:
+    """The visit's day and time (UTC, to the minute) as of now: the form's start, and again after each visit."""
+    now = datetime.now(UTC)
+    return {"val_day": now.date(), "val_time": now.time().replace(second=0, microsecond=0)}
+
+
 def leak_of(chosen: str, known: set[str]) -> str:
     """The leak id the dropdown sent. Submitted while its options were changing under it, the browser's dropdown
     sends the label it shows ("crew-1 stop 2 · L000140 · #1 medium · 26.9 kg/h"): the label's leak (the first
@@ -111,8 +117,7 @@ def _record() -> None:
     said["errors"] = errors
     if res and res["recorded"]:
         ss["val_next"] = True  # the form offers the first leak left
-        now = datetime.now(UTC)
-        ss.update(CLEARED, val_day=now.date(), val_time=now.time().replace(second=0, microsecond=0))
+        ss.update(CLEARED, **_now())
         if res["pending"]:
             _rescore_later(res["pending"])
         ch = res["changes"]
@@ -152,9 +157,8 @@ def visit_form() -> None:
     if ss.pop("val_next", False):
         ss["val_leak"] = todo["leak_id"].iloc[0] if len(todo) else None
     opts, labels = options(todo, route)
-    now = datetime.now(UTC)
-    ss.setdefault("val_day", now.date())
-    ss.setdefault("val_time", now.time().replace(second=0, microsecond=0))
+    for key, value in _now().items():
+        ss.setdefault(key, value)
     with st.form("visit", width=520):
         st.subheader("Record a visit")
         st.selectbox("Leak", opts, key="val_leak", format_func=lambda i: labels.get(i, i),

@@ -490,9 +490,7 @@ def plan(session: Session, top: int | None = None, day: str | None = None, *,
                                         "total_km")}
         meta.update(list_id=int(row["id"]), left_over=[])
         return meta, dispatch.list_frame(session, int(row["id"]))
-    if not proposal:
-        return {"list_id": None, "status": "empty", "plan_date": d, "total_km": 0.0, "left_over": []}, pd.DataFrame()
-    cand = dispatch_candidates(session, top, d, ranked=ranked)
+    cand = dispatch_candidates(session, top, d, ranked=ranked) if proposal else pd.DataFrame()
     if cand.empty:
         return {"list_id": None, "status": "empty", "plan_date": d, "total_km": 0.0, "left_over": []}, cand
     routed, left = dispatch.route_day(cand, d)

@@ -89,6 +89,7 @@ def _record() -> None:
     ss = st.session_state
     ss["val_said"] = {"at": time.monotonic(), "errors": [], "refused": None, "flash": None, "notice": None}
     said = ss["val_said"]
+    ss["crew_kept"] = (ss.get("val_crew") or "").strip()  # a widget's state dies with its page; this key does not
     outcome = ss.get("val_outcome")
     if not outcome:  # said beside the field, without a trip to the desk
         said["errors"] = [("outcome", "Choose what the crew found.")]
@@ -159,6 +160,7 @@ def visit_form() -> None:
     opts, labels = options(todo, route)
     for key, value in _now().items():
         ss.setdefault(key, value)
+    ss.setdefault("val_crew", ss.get("crew_kept", ""))  # the crew who last submitted, also after a page change
     with st.form("visit", width=520):
         st.subheader("Record a visit")
         st.selectbox("Leak", opts, key="val_leak", format_func=lambda i: labels.get(i, i),

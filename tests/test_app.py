@@ -434,6 +434,7 @@ def test_validation_form_records_a_visit(store_copy):
     open_page("map", at)
     open_page("validation", at)  # entered again from another page: a fresh form, not the old answer
     assert "Recorded" not in texts(at, "success") and not at.error
+    assert at.text_input(key="val_crew").value == "crew-test"  # but the crew who recorded is still filled in
 
 
 @pytest.mark.parametrize("sent, expected", [

@@ -40,14 +40,36 @@ def rank_overrides(session: Session) -> pd.DataFrame:
 
 
 def effective_ranking(leaks: pd.DataFrame, overrides: pd.DataFrame) -> pd.DataFrame:
-    """Ranked leaks in the supervisor's order, with ``override``, ``override_reason`` and ``eff_rank`` (1..n)."""
+    """Ranked leaks in the supervisor's order, with ``override``, ``override_reason`` and ``eff_rank`` (1..n).
+
+    Each overridden leak takes the rank it was moved to, and the others fill the ranks left in the model's order.
+    Two leaks moved to one rank: the later move takes it and the earlier one follows (what a supervisor who just
+    moved a leak to #2 expects to see). A move past the end puts the leak last. A supervisor's "move L to #2" must
+    mean #2 whatever other leaks were moved before: interleaving the moved leaks' targets with the model's ranks
+    (the former rule) left a leak moved to #2 at #3 once another leak had been moved to #1."""
     lk = leaks[leaks["rank"].notna()].copy()
     ov = overrides.set_index("leak_id")
     lk["override"] = lk["leak_id"].map(ov["override"]).astype("Int64")
     lk["override_reason"] = lk["leak_id"].map(ov["reason"])
-    ovr = lk["override"].to_numpy(dtype=float, na_value=np.nan)
-    lk["_k"] = np.where(np.isnan(ovr), lk["rank"].to_numpy(dtype=float), ovr - 0.5)
-    lk = lk.sort_values(["_k", "rank"]).drop(columns="_k")
+    moved = lk["override"].notna().to_numpy()
+    if not moved.any():
+        lk = lk.sort_values("rank", kind="stable")
+        lk["eff_rank"] = np.arange(1, len(lk) + 1)
+        return lk
+    when = lk["leak_id"].map(pd.to_datetime(ov["at"], utc=True)) if "at" in ov else pd.Series(pd.NaT, index=lk.index)
+    free = lk[~moved].sort_values("rank", kind="stable")
+    pinned = lk[moved].assign(_at=when[moved]).sort_values(["override", "_at", "rank"], ascending=[True, False, True],
+                                                            kind="stable").drop(columns="_at")
+    target = pinned["override"].to_numpy(dtype=np.int64)
+    take, f, m, n_free = [], 0, 0, len(free)
+    while f < n_free or m < len(pinned):  # rank len(take) + 1: a leak moved there, else the model's next
+        if m < len(pinned) and (target[m] <= len(take) + 1 or f == n_free):
+            take.append(n_free + m)
+            m += 1
+        else:
+            take.append(f)
+            f += 1
+    lk = pd.concat([free, pinned]).iloc[take]
     lk["eff_rank"] = np.arange(1, len(lk) + 1)
     return lk
 

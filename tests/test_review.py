@@ -50,6 +50,28 @@ def test_override_needs_reason_and_role(tmp_path, session) -> None:
         record_override(session, "ana", "L000001", 1, 1, 2, "I think so")
 
 
+@pytest.mark.parametrize("moves, expected", [
+    ([], "abcdef"),
+    ([("f", 1)], "fabcde"),
+    ([("e", 1), ("b", 2)], "ebacdf"),  # a leak moved to #2 is #2, also after another was moved to #1
+    ([("e", 1), ("f", 2), ("a", 3)], "efabcd"),
+    ([("a", 6)], "bcdefa"),
+    ([("a", 99)], "bcdefa"),  # past the end: last
+    ([("c", 2), ("e", 2)], "aecbdf"),  # two moves to one rank: the later takes it, the earlier follows
+    ([("a", 1)], "abcdef"),
+])
+def test_effective_ranking_puts_each_moved_leak_at_its_rank(moves, expected) -> None:
+    leaks = pd.DataFrame({"leak_id": list("abcdef"), "rank": [1, 2, 3, 4, 5, 6]})
+    t0 = pd.Timestamp("2026-12-01", tz="UTC")
+    ov = pd.DataFrame({"leak_id": [m[0] for m in moves], "override": [m[1] for m in moves],
+                       "reason": ["x"] * len(moves), "by": ["s"] * len(moves),
+                       "at": [t0 + pd.Timedelta(minutes=i) for i in range(len(moves))]})
+    out = effective_ranking(leaks, ov)
+    assert "".join(out["leak_id"]) == expected
+    assert out["eff_rank"].tolist() == list(range(1, 7))
+    assert leaks["rank"].tolist() == [1, 2, 3, 4, 5, 6]  # input not modified
+
+
 def test_effective_ranking_keeps_model_order_around_override() -> None:
     leaks = pd.DataFrame({"leak_id": list("abcd"), "rank": [1, 2, 3, 4]})
     ov = pd.DataFrame({"leak_id": ["d"], "override": [2], "reason": ["x"], "by": ["s"], "at": [pd.Timestamp.now()]})

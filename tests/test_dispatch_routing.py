@@ -244,6 +244,18 @@ def test_an_overdue_stop_goes_to_the_crew_that_can_reach_it_first(solver):
     assert routed.loc["L000003", ["crew", "stop"]].tolist() == ["west", 1]
 
 
+def test_overdue_leaks_on_one_site_go_to_one_crew():
+    # three overdue leaks on one pad 10 km east of yard A (within 60 m of each other), yard B 30 km east with work
+    # of its own: one crew sees the pad's three, one after the other (the same window for each sent a second crew)
+    cfg = settings([("a", YARD, 4), ("b", _east(30.0), 4)], day_start=(7, 0), time_zone="UTC")
+    df = frame([_east(10.0), _east(10.03), _east(10.06), _east(33.0), _east(36.0)])
+    df["due_by"] = _due(-48, -48, -48, None, None)
+    routed = route(df, cfg).set_index("leak_id")
+    pad = routed.loc[["L000001", "L000002", "L000003"]]
+    assert pad["crew"].nunique() == 1 and sorted(pad["stop"]) == [1, 2, 3]
+    assert set(routed.loc[["L000004", "L000005"], "crew"]) == {"b"}
+
+
 def test_a_stop_due_at_ten_is_visited_by_ten(solver):
     # one crew, stops 10, 20, 30 km east and one 25 km north of the yard: the shortest loop reaches the north
     # stop last (after 11:00); due at 10:00 it must come before 10:00

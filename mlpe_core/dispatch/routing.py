@@ -335,6 +335,24 @@ def _prize(p: DayProblem, j: int, order: dict[int, int]) -> int:
     return ordinary + m * PRIZE_M + RANK_STEP_M * m * (m - 1) // 2 + MUST_EXTRA_M if p.must[j] else ordinary
 
 
+SITE_KM = 0.3  # overdue stops this close (road km) are one site: one crew visits them one after the other
+
+
+def _queued_on_site(p: DayProblem) -> list[int]:
+    """Per stop of ``p.stops``: how many overdue stops before it (in ``p.stops`` order) are on its site. An overdue
+    stop's window is widened by as many visits, so that one crew can see a site's overdue leaks one after the
+    other: with the same window for each, the second had to be reached as soon as the first, so a second crew was
+    sent to the same pad (seen on the demo basin: three overdue leaks within 70 m, two crews)."""
+    overdue = [j for j in p.stops if p.due_h[j] <= 0]
+    seen: list[int] = []
+    out = []
+    for j in p.stops:
+        out.append(sum(1 for i in seen if p.D[i, j] <= SITE_KM) if p.due_h[j] <= 0 else 0)
+        if j in overdue:
+            seen.append(j)
+    return out
+
+
 def _pyvrp_once(p: DayProblem, overdue_slack_h: float | None, windows: bool) -> tuple[bool, list[list[int]]]:
     """One PyVRP solve: (feasible, each crew's stops in order).
 
@@ -356,10 +374,12 @@ def _pyvrp_once(p: DayProblem, overdue_slack_h: float | None, windows: bool) -> 
         mod.add_vehicle_type(1, capacity=[p.caps[v]], start_depot=depots[v], end_depot=depots[v],
                              shift_duration=day_s, tw_late=day_s)
     order = {j: r for r, j in enumerate(sorted(p.stops))}
+    queued = _queued_on_site(p)
     for k, j in enumerate(p.stops):
         due = p.due_h[j] if windows else np.inf
         if np.isfinite(due) and due <= 0:
-            due = np.inf if overdue_slack_h is None else float(sub[:V, V + k].min()) / p.speed + overdue_slack_h
+            due = np.inf if overdue_slack_h is None else \
+                float(sub[:V, V + k].min()) / p.speed + overdue_slack_h + queued[k] * p.visit_h
         prize = _prize(p, j, order)
         mod.add_client(locs[V + k], delivery=[1], service_duration=visit_s,
                        tw_late=int(due * 3600) if np.isfinite(due) else day_s, prize=prize, required=False)

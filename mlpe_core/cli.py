@@ -78,12 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", required=True, type=Path)
     ex.add_argument(
         "--format",
-        default="csv",
+        default=None,
         choices=["csv", "geojson", "kml", "xlsx", "workorder"],
         help="csv and geojson are for machines (the contract's columns, kg/h); kml and xlsx for people (labels, "
-             "--unit); workorder: JSON work orders for maintenance systems (dispatch only; docs/workorder.schema.json)",
+             "--unit); workorder: JSON work orders for maintenance systems (dispatch only; docs/workorder.schema.json)."
+             " Default: what the file's name says (.csv, .geojson or .json, .kml, .xlsx; any other name: csv); a "
+             "format the name contradicts is refused",
     )
-    ex.add_argument("--top", type=int, default=None)
+    ex.add_argument("--top", type=int, default=None,
+                    help="leaks: the K first in rank order; dispatch: the K leaks to visit next (default: the crews' "
+                         "capacity for a day); detections: the detections of the K first leaks, in their rank order. "
+                         "Not for validations: field outcomes have no rank, so a K there would be arbitrary")
     ex.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
                     help="rates in files for people (kml descriptions, xlsx); csv and geojson stay in kg/h")
 
@@ -279,10 +284,16 @@ def run(argv: list[str]) -> int:
         return EXIT_OK
     if args.command == "export":
         from . import desk
-        from .export import write
+        from .export import format_for, write
 
         if args.top is not None and args.top < 0:
             raise UsageError("--top must be ≥ 0")
+        if args.top is not None and args.what == "validations":
+            raise UsageError(desk.NO_TOP_VALIDATIONS)
+        try:
+            args.format = format_for(args.output, args.format)  # the file's name says it when --format does not
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
         if args.format == "workorder":
             if args.what != "dispatch":
                 raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
@@ -507,7 +518,8 @@ def _add_ops_parsers(sub) -> None:
     sh = dsub.add_parser("show", help="a list's stops per crew, or write them to a file")
     sh.add_argument("list_id", type=int)
     sh.add_argument("-o", "--output", type=Path, default=None)
-    sh.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "xlsx", "workorder"])
+    sh.add_argument("--format", default=None, choices=["csv", "geojson", "kml", "xlsx", "workorder"],
+                    help="default: what the file's name says (.csv, .geojson or .json, .kml, .xlsx; else csv)")
     sh.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
                     help="rates in files for people (kml descriptions, xlsx)")
 
@@ -632,8 +644,13 @@ def _dispatch(s, args, out) -> int:
             print(f"{r.id}: {r.plan_date} {r.status}, {r.n_items} stops, {r.total_km:.1f} km, planned by "
                   f"{r.created_by}{who}", file=out)
     else:  # show
-        from .export import write, write_workorders
+        from .export import format_for, write, write_workorders
 
+        if args.output is not None:  # a name and a format that disagree are refused before any work
+            try:
+                args.format = format_for(args.output, args.format)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
         df = desk.dispatch_file(s, list_id=args.list_id)
         if args.output is None:
             cols = ["crew", "stop", "rank", "leak_id", "asset_id", "risk_band", "due_by", "leg_km", "work_order_id",

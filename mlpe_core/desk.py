@@ -457,8 +457,10 @@ def workbook(session: Session, what: str = "leaks", top: int | None = None, unit
     if what == "dispatch":
         return dispatch_sheets(dispatch_file(session, top), unit)
     if what == "detections":
-        return {"Detections": people_frame(pipeline.export_frame(session, "detections"), "detections", unit)}
+        return {"Detections": people_frame(export_frame(session, "detections", top), "detections", unit)}
     if what == "validations":
+        if top is not None:
+            raise ValueError(NO_TOP_VALIDATIONS)
         return {"Field outcomes": people_frame(outcomes(session), "validations", unit)}
     raise ValueError(f"unknown export '{what}' (leaks, detections, dispatch or validations)")
 
@@ -1155,13 +1157,33 @@ def detections(session: Session, leak_ids: set[str] | None = None) -> pd.DataFra
     return d if leak_ids is None else d[d["leak_id"].isin(leak_ids)]
 
 
+NO_TOP_VALIDATIONS = "--top applies to leaks, dispatch and detections exports, not to validations (field outcomes " \
+                     "have no rank)"
+
+
 def export_frame(session: Session, what: str, top: int | None = None) -> pd.DataFrame:
-    """The frame behind ``mlpe export WHAT``."""
+    """The frame behind ``mlpe export WHAT``. ``top``: the first K leaks in rank order, the K leaks to visit next,
+    or the detections of the first K leaks (in their rank order); field outcomes have no rank (ValueError)."""
     if what == "leaks":
         return export_leaks(session, top=top)
     if what == "dispatch":
         return export_dispatch(session, top)
-    return pipeline.export_frame(session, what, top)
+    if top is not None and what == "validations":
+        raise ValueError(NO_TOP_VALIDATIONS)
+    if top is not None and what == "detections":
+        return top_detections(session, top)
+    return pipeline.export_frame(session, what)
+
+
+def top_detections(session: Session, top: int) -> pd.DataFrame:
+    """``mlpe export detections --top K``: the detections of the first K leaks of the effective ranking, leak by leak
+    in rank order (each leak's in the store's order), with the export's columns."""
+    rk = ranking(session)
+    ids = rk.loc[rk["rank"].notna(), "leak_id"].head(int(top)).tolist()
+    d = pipeline.export_frame(session, "detections")
+    d = d[d["leak_id"].isin(ids)]
+    order = d["leak_id"].map({leak: i for i, leak in enumerate(ids)})
+    return d.assign(_order=order).sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------- always on (issue 18)

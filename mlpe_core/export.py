@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -173,25 +174,62 @@ def _kml_text(v) -> str:
     return escape(str(v))
 
 
-def _placemark(r: dict, unit: str, name: str) -> str:
-    """One leak as a KML Placemark: name, a description table for people (labels, the unit chosen, UTC times),
-    a TimeStamp (the leak's last sighting, or the stop's planned arrival), the band's style, every column as
-    ExtendedData for machines, and the point."""
+def _is_detection(r: dict) -> bool:
+    """Whether a record is one detection (``export detections``) rather than a leak or a stop."""
+    return "detection_id" in r and "observed_at" in r
+
+
+def placemark_name(r: dict) -> str:
+    """What a placemark is called: a detection by its id and its leak ("AIR-0000000 · L000012"), a leak by its id."""
+    if _is_detection(r):
+        return " · ".join(str(r[k]) for k in ("detection_id", "leak_id") if r.get(k) is not None)
+    return str(r.get("leak_id", ""))
+
+
+def _detection_pairs(r: dict, unit: str) -> list[tuple[str, object]]:
+    """A detection's description for people: what saw it, when, how much, how sure, and the leak it belongs to."""
     from . import present as pr
 
-    pairs = [("Rank", f"#{int(r['rank'])}" if pr._missing(r.get("rank")) is False else None),
-             ("Risk", pr.label("band", r.get("risk_band"))), ("P(real)", pr.pct(r.get("p_real"))),
-             ("Rate", pr.rate(r.get("est_rate_kg_h"), unit)),
-             ("Crew", None if pr._missing(r.get("crew")) else f"{r['crew']}, stop {int(r['stop'])}"),
-             ("Arrive", pr.when(r.get("arrive_at")) if not pr._missing(r.get("arrive_at")) else None),
-             ("Due by", pr.date(r.get("due_by")) if not pr._missing(r.get("due_by")) else None),
-             ("Deadline", pr.rule_title(r.get("due_rule")) or None), ("Asset", r.get("asset_id")),
-             ("Status", pr.label("status", r.get("status")) or None),
-             ("Sensors", pr.sensors(r.get("source_types")) or None),
-             ("Last seen", pr.date(r.get("last_seen")) if not pr._missing(r.get("last_seen")) else None),
-             ("Why", pr.rules_in_text(r.get("top_reasons")) or None)]
+    kind = pr.label("sensor", r.get("source_type"))
+    sensor = r.get("source_name")
+    sensor = f"{sensor} ({kind})" if sensor and kind else sensor or kind or None
+    unc = r.get("rate_uncertainty_kg_h")
+    rate = pr.rate(r.get("rate_kg_h"), unit)
+    if rate == pr.DASH:
+        rate = "not quantified"  # detected, no rate (contract §1)
+    elif not pr._missing(unc):
+        rate = f"{rate} ± {pr.rate(unc, unit)}"
+    return [("Detection", r.get("detection_id")), ("Leak", r.get("leak_id")), ("Sensor", sensor),
+            ("Observed", pr.when(r.get("observed_at"))), ("Rate", rate), ("Confidence", pr.pct(r.get("confidence"))),
+            ("Location ±", None if pr._missing(r.get("location_uncertainty_m"))
+             else f"{pr.number(r['location_uncertainty_m'])} m"),
+            ("Wind", None if pr._missing(r.get("wind_speed_m_s")) else f"{pr.number(r['wind_speed_m_s'])} m/s"),
+            ("Asset", r.get("asset_id")), ("Event", pr.label("event_type", r.get("event_type")) or None)]
+
+
+def _placemark(r: dict, unit: str, name: str) -> str:
+    """One leak, stop or detection as a KML Placemark: name, a description table for people (labels, the unit
+    chosen, UTC times), a TimeStamp (a detection's observation, the stop's planned arrival, or the leak's last
+    sighting), the band's style, every column as ExtendedData for machines, and the point."""
+    from . import present as pr
+
+    if _is_detection(r):
+        pairs = _detection_pairs(r, unit)
+        when = r.get("observed_at")
+    else:
+        pairs = [("Rank", f"#{int(r['rank'])}" if pr._missing(r.get("rank")) is False else None),
+                 ("Risk", pr.label("band", r.get("risk_band"))), ("P(real)", pr.pct(r.get("p_real"))),
+                 ("Rate", pr.rate(r.get("est_rate_kg_h"), unit)),
+                 ("Crew", None if pr._missing(r.get("crew")) else f"{r['crew']}, stop {int(r['stop'])}"),
+                 ("Arrive", pr.when(r.get("arrive_at")) if not pr._missing(r.get("arrive_at")) else None),
+                 ("Due by", pr.date(r.get("due_by")) if not pr._missing(r.get("due_by")) else None),
+                 ("Deadline", pr.rule_title(r.get("due_rule")) or None), ("Asset", r.get("asset_id")),
+                 ("Status", pr.label("status", r.get("status")) or None),
+                 ("Sensors", pr.sensors(r.get("source_types")) or None),
+                 ("Last seen", pr.date(r.get("last_seen")) if not pr._missing(r.get("last_seen")) else None),
+                 ("Why", pr.rules_in_text(r.get("top_reasons")) or None)]
+        when = r.get("arrive_at") if not pr._missing(r.get("arrive_at")) else r.get("last_seen")
     table = pr.html_table([(k, escape(str(v))) for k, v in pairs if v not in (None, "", pr.DASH) or k == "Rate"])
-    when = r.get("arrive_at") if not pr._missing(r.get("arrive_at")) else r.get("last_seen")
     stamp = f"<TimeStamp><when>{_iso_one(when)}</when></TimeStamp>" if not pr._missing(when) else ""
     band = r.get("risk_band") if r.get("risk_band") in BAND_KML else "NONE"
     data = "".join(f'<Data name="{escape(str(k))}"><value>'
@@ -207,7 +245,8 @@ def to_kml(df: pd.DataFrame, title: str = "MLPE", unit: str = "kg/h") -> str:
     """KML 2.2 that Google Earth and QGIS open well: placemarks styled by risk band (colour, bigger for HIGH),
     each with a description for people (rates in ``unit``), a time stamp and every column as ExtendedData; a
     routed dispatch list has a folder per crew holding its yard, its route line (yard → stops → yard) and its
-    stops in visit order; a ranking has a folder per risk band."""
+    stops in visit order; a ranking has a folder per risk band; detections a folder per kind of sensor, each
+    placemark named "detection · leak", time-stamped when it was observed and describing its own rate."""
     from . import present as pr
 
     unit = pr.unit_or_default(unit)
@@ -244,7 +283,14 @@ def to_kml(df: pd.DataFrame, title: str = "MLPE", unit: str = "kg/h") -> str:
         rest = [x for x in recs if x.get("leak_id") not in routed]
         if rest:
             folders.append("<Folder><name>Not routed</name>" + "".join(
-                _placemark(x, unit, str(x.get("leak_id", ""))) for x in rest) + "</Folder>")
+                _placemark(x, unit, placemark_name(x)) for x in rest) + "</Folder>")
+    elif "detection_id" in pts and "observed_at" in pts:  # detections: a folder per kind of sensor
+        kinds: dict[str, list] = {}
+        for x in recs:
+            kinds.setdefault(pr.label("sensor", x.get("source_type")) or "Other", []).append(x)
+        for k in sorted(kinds):
+            folders.append(f"<Folder><name>{_kml_text(k)} ({len(kinds[k]):,})</name>" + "".join(
+                _placemark(x, unit, placemark_name(x)) for x in kinds[k]) + "</Folder>")
     else:
         groups: dict[str, list] = {}
         for x in recs:
@@ -253,8 +299,7 @@ def to_kml(df: pd.DataFrame, title: str = "MLPE", unit: str = "kg/h") -> str:
             if b in groups:
                 name = f"{pr.label('band', b)} risk" if b != "NONE" else "Not scored"
                 folders.append(f"<Folder><name>{name} ({len(groups[b]):,})</name>" + "".join(
-                    _placemark(x, unit, str(x.get("leak_id", x.get("detection_id", "")))) for x in groups[b])
-                    + "</Folder>")
+                    _placemark(x, unit, placemark_name(x)) for x in groups[b]) + "</Folder>")
     desc = escape(f"{pr.plural(len(recs), 'place')}; rates in {unit}; times UTC. Made by MLPE.")
     return ('<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
             f"<name>{_kml_text(title)}</name><description>{desc}</description>{styles}{''.join(folders)}"
@@ -300,13 +345,15 @@ def write_xlsx(sheets: dict[str, tuple[pd.DataFrame, list[str | None]]], path: s
 
 
 def _xl(v):
-    """A value as openpyxl writes it: NaN and NaT blank, numpy scalars as Python numbers, formulas neutralised."""
+    """A value as openpyxl writes it: NaN, NaT and infinities blank, numpy scalars as Python numbers, floats to the
+    15 significant digits a spreadsheet keeps (0.8457, not the 0.8457000000000001 of a unit round trip; never
+    rounded further: the cell's number format decides what shows), formulas neutralised."""
     if v is None or v is pd.NaT or v is pd.NA:
-        return None
-    if isinstance(v, float) and v != v:
         return None
     if isinstance(v, np.generic):
         v = v.item()
+    if isinstance(v, float):
+        return float(f"{v:.15g}") if math.isfinite(v) else None
     if isinstance(v, pd.Timestamp):
         return None if pd.isna(v) else v.to_pydatetime()
     if v is pd.NA:
@@ -372,6 +419,25 @@ def write_workorders(doc: dict | pd.DataFrame, path: str | Path) -> None:
     if isinstance(doc, pd.DataFrame):
         doc = to_workorders(doc)
     Path(path).write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
+
+
+# what a file's name says it holds: .json is GeoJSON unless work orders are asked for
+SUFFIX_FORMATS: dict[str, tuple[str, ...]] = {".csv": ("csv",), ".geojson": ("geojson",),
+                                              ".json": ("geojson", "workorder"), ".kml": ("kml",), ".xlsx": ("xlsx",)}
+
+
+def format_for(path: str | Path, fmt: str | None) -> str:
+    """The format a file is written in: ``fmt`` when one is given, else what the name's suffix says (``.csv``,
+    ``.geojson`` or ``.json``, ``.kml``, ``.xlsx``; any other suffix: CSV). A ``fmt`` the suffix contradicts
+    (``out.xlsx`` as csv) is refused with ValueError: a workbook of CSV text would not open."""
+    suffix = Path(path).suffix.lower()
+    fits = SUFFIX_FORMATS.get(suffix)
+    if fmt is None:
+        return fits[0] if fits else "csv"
+    if fits and fmt not in fits:
+        raise ValueError(f"{Path(path).name} is named {suffix} but --format {fmt} was given: name the file "
+                         f".{'json' if fmt == 'workorder' else fmt} or leave --format out")
+    return fmt
 
 
 def write(df: pd.DataFrame, path: str | Path, fmt: str, unit: str = "kg/h", table: str = "leaks",

@@ -401,7 +401,8 @@ TABLES: dict[str, list[Column]] = {
         _c("due_rule", "Deadline rule", "rule", key=False), _c("on_time", "On time", "bool", key=False),
         _c("work_order_id", "Work order", key=False), _c("wo_status", "Work order status", "label:wo_status",
                                                          key=False),
-        _c("latitude", "Latitude", "coord", key=False), _c("longitude", "Longitude", "coord", key=False)],
+        _c("latitude", "Latitude", "coord", key=False), _c("longitude", "Longitude", "coord", key=False),
+        _c("home_lat", "Yard latitude", "coord", key=False), _c("home_lon", "Yard longitude", "coord", key=False)],
     "obligations": [
         _c("due_by", "Due by (UTC)", "datetime"), _c("state", "State", "label:obligation_state"),
         _c("days_left", "Days left", "int"), _c("title", "Rule"), _c("action", "Action", "label:action_noun"),
@@ -428,6 +429,9 @@ TABLES: dict[str, list[Column]] = {
         _c("rate_uncertainty_kg_h", "± 1σ", "rate"), _c("confidence", "Confidence", "pct"),
         _c("location_uncertainty_m", "Location ± (m)", "number"), _c("detection_id", "Detection"),
         _c("asset_id", "Asset", key=False), _c("event_type", "Event", "label:event_type", key=False),
+        _c("leak_id", "Leak", key=False), _c("latitude", "Latitude", "coord", key=False),
+        _c("longitude", "Longitude", "coord", key=False),
+        _c("wind_speed_m_s", "Wind speed (m/s)", "number", key=False),
         _c("ambiguous", "Ambiguous", "bool", key=False), _c("batch_id", "File batch", "int", key=False),
         _c("source_row", "File row", "int", key=False)],
     "story": [
@@ -606,9 +610,18 @@ def header(name: str, unit: str = DEFAULT_UNIT, table: str | None = None) -> str
     spec = next((c for c in TABLES.get(table or "", []) if c.name == name), None)
     spec = spec or next((c for cols in TABLES.values() for c in cols if c.name == name), None)
     if spec is None:
-        return words(name.removesuffix("_kg_h")) + (f" ({unit_or_default(unit)})" if name.endswith("_kg_h") else "")
+        if name.endswith("_kg_h"):
+            return f"{words(name.removesuffix('_kg_h'))} ({unit_or_default(unit)})"
+        suffix = next((s for s in UNIT_SUFFIXES if name.endswith(s) and len(name) > len(s)), None)
+        return f"{words(name.removesuffix(suffix))} ({UNIT_SUFFIXES[suffix]})" if suffix else words(name)
     return f"{spec.header} ({unit_or_default(unit)})" if spec.kind == "rate" else spec.header
 
+
+# A column name's unit suffix as people write the unit (longest first: ``_m_s`` before ``_s``); ``_kg_h`` is a rate
+# and says the reader's unit instead.
+UNIT_SUFFIXES = {"_km_h": "km/h", "_m_s": "m/s", "_g_s": "g/s", "_t_h": "t/h", "_lb_h": "lb/h", "_scfh": "scf/h",
+                 "_mcf_d": "Mcf/d", "_km": "km", "_m": "m", "_s": "s", "_h": "h", "_pct": "%"}
+_COORD_NAME = re.compile(r"^(?:.*_)?(?:lat|lon|lng|latitude|longitude)$")
 
 # Columns a frame may carry for the machine that no table for people shows: the scorer's log-odds terms and the
 # attribution candidates are JSON (the leak page shows both in words), the band's reason is "Why this band" again.
@@ -630,9 +643,11 @@ def columns(table: str, df: pd.DataFrame | None = None) -> list[Column]:
 
 def _guess(s: pd.Series, name: str = "") -> str:
     """The kind of a column no table specifies: a ``*_kg_h`` number is a rate (shown in the reader's unit, as its
-    header says), JSON text is a detail (in words)."""
+    header says), a latitude or longitude (``home_lat``) a coordinate, JSON text is a detail (in words)."""
     if pd.api.types.is_bool_dtype(s):
         return "bool"
+    if pd.api.types.is_numeric_dtype(s) and _COORD_NAME.match(name):
+        return "coord"
     if pd.api.types.is_numeric_dtype(s):
         return "rate" if name.endswith("_kg_h") else "int" if pd.api.types.is_integer_dtype(s) else "number"
     if pd.api.types.is_datetime64_any_dtype(s) or isinstance(s.dtype, pd.DatetimeTZDtype):
@@ -673,7 +688,8 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
     :func:`columns`): codes as labels, clock ids as titles, rates in ``unit`` rounded to the unit's decimals,
     probabilities in whole percent (0–100), other numbers to what they mean, JSON details in words, blanks instead
     of None/NaN, and times as UTC text ("2026-09-14 13:05"; sortable) unless ``text_times`` is False. What a grid
-    keeps for screen readers is then what it shows."""
+    keeps for screen readers is then what it shows. With ``text_times`` False (a workbook, :func:`people_frame`)
+    numbers keep their precision (coordinates all their decimals): the cell's number format rounds what shows."""
     out = df.copy()
     for c in columns(table, df):
         s = out[c.name]
@@ -693,7 +709,7 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
             v = pd.to_numeric(s, errors="coerce").astype(float) * 100
             out[c.name] = v.round(0) if text_times else v
         elif c.kind in DIGITS and pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-            out[c.name] = s.astype(float).round(DIGITS[c.kind])
+            out[c.name] = s.astype(float).round(DIGITS[c.kind]) if text_times else s.astype(float)
         elif c.kind in TIME_FORMATS and text_times:
             out[c.name] = _times(s, TIME_FORMATS[c.kind])
         elif c.kind == "bool":
@@ -705,7 +721,7 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
     return out
 
 
-EXCEL_FORMATS = {"int": "0", "number": "#,##0.0", "km": "#,##0.0", "pct": "0%", "coord": "0.00000",
+EXCEL_FORMATS = {"int": "0", "number": "#,##0.0", "km": "#,##0.0", "pct": "0%", "coord": "0.000000", "p": "0.000",
                  "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm", "time": "yyyy-mm-dd hh:mm",
                  "seconds": "yyyy-mm-dd hh:mm:ss", "version": "0"}
 
@@ -721,8 +737,10 @@ def excel_format(kind: str, unit: str = DEFAULT_UNIT) -> str | None:
 def people_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, key_only: bool = False
                  ) -> tuple[pd.DataFrame, list[str]]:
     """``df`` for a file people open (a workbook sheet): the table's columns in order (key ones first; only those
-    with ``key_only``), values as :func:`display_frame` makes them, probabilities back to 0–1 (a percent format
-    shows them), times as naive UTC (spreadsheets have no time zones; the header says UTC) and human headers.
+    with ``key_only``), values as :func:`display_frame` makes them but numbers unrounded (the number format rounds
+    what shows: coordinates to 6 decimals, about 0.1 m), probabilities as the 0–1 fractions stored (a percent
+    format shows them; never 0.8457000000000001 from a round trip through percent), times as naive UTC
+    (spreadsheets have no time zones; the header says UTC) and human headers.
     Returns the frame and the Excel number format of each column (None for text)."""
     cols = [c for c in columns(table, df) if c.key or not key_only]
     shown = display_frame(df, table, unit, text_times=False)
@@ -730,7 +748,7 @@ def people_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, key_onl
     for c in cols:
         s = shown[c.name]
         if c.kind == "pct":
-            s = s / 100
+            s = pd.to_numeric(df[c.name], errors="coerce").astype(float)
         if isinstance(s.dtype, pd.DatetimeTZDtype):
             s = s.dt.tz_convert("UTC").dt.tz_localize(None)
         elif c.kind in ("date", "datetime", "time", "seconds") and not pd.api.types.is_datetime64_any_dtype(s):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ import pytest
 from conftest import CHECK_BASIN, HEADER, REPO
 
 from mlpe_core.dispatch import crew_capacity
+from mlpe_core.present import rate
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS, LEAK_EXPORT_COLUMNS, OUTCOMES, VALIDATION_COLUMNS
 
 MLPE = shutil.which("mlpe") or str(REPO / ".venv" / "bin" / "mlpe")
@@ -138,6 +140,10 @@ ERROR_CASES = {
     "top-negative": ["export", "dispatch", "-o", "{w}/top-negative.csv", "--top", "-1"],
     "top-text": ["export", "dispatch", "-o", "{w}/top-text.csv", "--top", "abc"],
     "one-bad-of-two": ["ingest", "{w}/good.csv", "{w}/nolat.csv"],
+    "top-validations": ["export", "validations", "-o", "{w}/top-validations.csv", "--top", "3"],
+    "name-contradicts-format": ["export", "leaks", "-o", "{w}/name-contradicts-format.xlsx", "--format", "csv"],
+    "show-name-contradicts-format": ["dispatch", "show", "1", "-o", "{w}/show-name-contradicts-format.xlsx",
+                                     "--format", "kml"],
 }
 
 
@@ -197,6 +203,25 @@ def test_bad_top_exits_2_and_writes_no_file(errors, case):
     assert not (errors["work"] / f"{case}.csv").exists()
 
 
+def test_top_for_validations_is_refused_with_the_reason(errors):
+    """Before: --top was silently ignored and every field outcome was written."""
+    r = errors["top-validations"]
+    assert r.returncode == 2
+    line = _one_line(r)
+    assert "--top" in line and "validations" in line and "no rank" in line
+    assert not (errors["work"] / "top-validations.csv").exists()
+
+
+@pytest.mark.parametrize("case", ["name-contradicts-format", "show-name-contradicts-format"])
+def test_a_format_the_file_name_contradicts_exits_2_and_writes_nothing(errors, case):
+    """Before: `-o x.xlsx --format csv` wrote CSV text into a file named .xlsx and exited 0."""
+    r = errors[case]
+    assert r.returncode == 2
+    line = _one_line(r)
+    assert f"{case}.xlsx is named .xlsx" in line and "--format" in line
+    assert not (errors["work"] / f"{case}.xlsx").exists()
+
+
 def test_one_bad_file_among_several_loads_nothing(errors):
     r = errors["one-bad-of-two"]
     assert r.returncode == 2
@@ -242,6 +267,10 @@ def basin_flow(work: Path) -> dict:
         ["export", "detections", "-o", work / "detections.csv"],
         ["export", "detections", "-o", work / "detections.geojson", "--format", "geojson"],
         ["export", "detections", "-o", work / "detections.kml", "--format", "kml"],
+        ["export", "detections", "-o", work / "detections.xlsx"],  # the format from the name (no --format)
+        ["export", "leaks", "-o", work / "leaks_by_name.geojson"],
+        ["export", "leaks", "-o", work / "leaks_by_name.kml"],
+        ["export", "detections", "-o", work / "detections_top.csv", "--top", "5"],
     ]):
         ok(r)
     leaks = read_csv(work / "leaks.csv")
@@ -260,6 +289,7 @@ def basin_flow(work: Path) -> dict:
         ["export", "dispatch", "-o", work / "dispatch.kml", "--top", "5", "--format", "kml"],
         ["export", "dispatch", "-o", work / "dispatch_default.csv"],
         ["export", "validations", "-o", work / "validations_export.csv"],
+        ["export", "dispatch", "-o", work / "dispatch.xlsx", "--top", "5"],
     ]):
         ok(r)
     run["train"] = ok(mlpe(db, "train"))
@@ -450,12 +480,96 @@ def test_kml_exports_parse(basin):
     w = basin["work"]
     assert len(placemarks(w / "leaks.kml")) == len(basin["leaks"])
     assert len(placemarks(w / "detections.kml")) == len(basin["detections"])
+    # each detection is named by itself and its leak, stamped with when it was observed (KML 2.2 TimeStamp) and
+    # describes its own rate and sensor (before: every one was named by its leak, said "Rate –" and had no time)
+    dets = basin["detections"].set_index(basin["detections"]["detection_id"].str.lstrip("'"))
+    n_rated = 0
+    for m in placemarks(w / "detections.kml"):
+        data = {d.get("name"): d.findtext("k:value", namespaces=KML_NS) for d in m.findall(".//k:Data", KML_NS)}
+        row = dets.loc[data["detection_id"]]
+        assert m.findtext("k:name", namespaces=KML_NS) == f"{data['detection_id']} · {data['leak_id']}"
+        assert data["leak_id"] == row["leak_id"]
+        assert m.findtext("k:TimeStamp/k:when", namespaces=KML_NS) == row["observed_at"]
+        desc = m.findtext("k:description", namespaces=KML_NS)
+        assert row["source_name"].lstrip("'") in desc.replace("&amp;", "&")
+        if row["rate_kg_h"]:
+            n_rated += 1
+            assert f"<th align='left'>Rate</th><td>{rate(float(row['rate_kg_h']))}" in desc, desc
+        else:
+            assert "<th align='left'>Rate</th><td>not quantified</td>" in desc
+    assert n_rated == (dets["rate_kg_h"] != "").sum() > 0
     marks = placemarks(w / "dispatch.kml")  # a folder per crew: its yard, its route line, its stops in visit order
     stops = [m.findtext("k:name", namespaces=KML_NS) for m in marks if m.find("k:Point", KML_NS) is not None
              and m.find("k:ExtendedData", KML_NS) is not None]
     csv = read_csv(w / "dispatch.csv").sort_values(["crew", "stop"], key=lambda s: s.astype(str).str.zfill(4))
     assert stops == [f"{r.stop}. {r.leak_id}" for r in csv.itertuples()]
     assert len([m for m in marks if m.find("k:LineString", KML_NS) is not None]) == csv["crew"].nunique()
+
+
+@pytest.mark.slow
+def test_the_format_comes_from_the_file_name(basin):
+    """Before: `-o out.geojson` (or .kml, .xlsx) without --format wrote CSV text into the file."""
+    w = basin["work"]
+    assert (w / "leaks_by_name.geojson").read_bytes() == (w / "leaks.geojson").read_bytes()
+    assert (w / "leaks_by_name.kml").read_bytes() == (w / "leaks.kml").read_bytes()
+    assert (w / "detections.xlsx").read_bytes()[:2] == b"PK"  # a workbook (a zip), not CSV text
+
+
+@pytest.mark.slow
+def test_detections_workbook_keeps_the_csv_coordinates(basin):
+    """Before: the workbook stored latitude and longitude rounded to 0.1° (9,024 rows on ~15 points), confidence as
+    0.8457000000000001 and a header "Wind speed m s"."""
+    from openpyxl import load_workbook
+
+    ws = load_workbook(basin["work"] / "detections.xlsx", read_only=True)["Detections"]
+    rows = ws.iter_rows()
+    head = [c.value for c in next(rows)]
+    assert not [h for h in head if re.search(r" (m s|kg h|km|m|s|h)$|_", h)], head
+    j = {h: head.index(h) for h in ("Detection", "Latitude", "Longitude", "Confidence")}
+    got = {}
+    for r in rows:
+        got[str(r[j["Detection"]].value).lstrip("'")] = r
+        assert r[j["Latitude"]].number_format == r[j["Longitude"]].number_format == "0.000000"
+        conf = r[j["Confidence"]].value
+        assert conf is None or len(repr(conf)) <= 17, conf  # no 0.8457000000000001
+    csv = basin["detections"]
+    assert len(got) == len(csv)
+    for d in csv.itertuples():
+        r = got[d.detection_id.lstrip("'")]
+        assert r[j["Latitude"]].value == pytest.approx(float(d.latitude), abs=1e-6)
+        assert r[j["Longitude"]].value == pytest.approx(float(d.longitude), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_dispatch_workbook_yards_keep_six_decimals(basin):
+    from openpyxl import load_workbook
+
+    csv = read_csv(basin["work"] / "dispatch.csv")
+    wb = load_workbook(basin["work"] / "dispatch.xlsx")
+    seen = 0
+    for ws in wb:
+        head = [c.value for c in ws[1]]
+        for r in ws.iter_rows(min_row=2):
+            row = csv.set_index("leak_id").loc[r[head.index("Leak")].value]
+            for h, col in (("Latitude", "latitude"), ("Longitude", "longitude"), ("Yard latitude", "home_lat"),
+                           ("Yard longitude", "home_lon")):
+                if row[col]:
+                    seen += 1
+                    assert r[head.index(h)].value == pytest.approx(float(row[col]), abs=1e-6)
+                    assert r[head.index(h)].number_format == "0.000000"
+    assert seen >= 4 * len(csv[csv["crew"] != ""])
+
+
+@pytest.mark.slow
+def test_detections_top_k_are_those_of_the_top_k_leaks(basin):
+    """Before: --top was ignored for detections (every detection written)."""
+    top = read_csv(basin["work"] / "detections_top.csv")
+    lk = basin["leaks"]
+    first = lk[lk["rank"] != ""].assign(r=lambda d: d["rank"].astype(int)).sort_values("r")["leak_id"].head(5)
+    assert list(top.columns) == list(basin["detections"].columns)
+    assert list(dict.fromkeys(top["leak_id"])) == first.tolist()  # leak by leak, in rank order
+    every = basin["detections"]
+    assert len(top) == every["leak_id"].isin(first).sum() < len(every)
 
 
 def _day_order(leaks: pd.DataFrame, k: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -190,3 +191,96 @@ def test_every_csv_the_product_writes_goes_through_the_one_writer():
         if re.search(r"\.to_csv\(|csv\.writer\(|csv\.DictWriter\(", src):
             offenders.append(rel)
     assert offenders == []
+
+
+# --------------------------------------------------------------------------------------------- files for people
+
+def _detections() -> pd.DataFrame:
+    """Detections as ``export detections`` holds them: one quantified, one detected but not quantified."""
+    return pd.DataFrame({
+        "detection_id": ["AIR-0000000", "CMS-0000001"], "source_name": ["AirLidar", "FenceCMS"],
+        "leak_id": ["L000012", "L000013"], "source_type": ["aerial", "continuous_monitor"],
+        "observed_at": pd.to_datetime(["2026-09-05T15:42:11Z", "2026-09-06T01:02:03Z"], utc=True),
+        "latitude": [31.894601, 31.9123456], "longitude": [-102.52269, -102.6543219],
+        "location_uncertainty_m": [5.0, 30.0], "rate_kg_h": [27.6945, np.nan],
+        "rate_uncertainty_kg_h": [8.3084, np.nan],
+        "confidence": [0.8457, 0.42], "wind_speed_m_s": [2.34, np.nan], "asset_id": [None, "A000001"],
+        "event_type": [None, "alarm"], "ambiguous": [False, False], "batch_id": [1, 2], "source_row": [2, 3]})
+
+
+def test_detection_kml_names_each_detection_and_keeps_its_rate_sensor_and_time():
+    """Before: every detection was named by its leak, said "Rate –" (the leak's rate column, absent here) and had no
+    TimeStamp."""
+    root = ET.fromstring(to_kml(_detections(), "MLPE detections", unit="scf/h").encode("utf-8"))
+    marks = root.findall(".//k:Placemark", KML_NS)
+    assert [m.findtext("k:name", namespaces=KML_NS) for m in marks] == ["AIR-0000000 · L000012",
+                                                                         "CMS-0000001 · L000013"]
+    assert [m.findtext("k:TimeStamp/k:when", namespaces=KML_NS) for m in marks] == ["2026-09-05T15:42:11Z",
+                                                                                     "2026-09-06T01:02:03Z"]
+    quantified, alarm = (m.findtext("k:description", namespaces=KML_NS) for m in marks)
+    from mlpe_core import present
+
+    assert f"<th align='left'>Rate</th><td>{present.rate(27.6945, 'scf/h')} ±" in quantified  # the unit chosen
+    assert "AirLidar (Aircraft)" in quantified and "85%" in quantified and "2026-09-05 15:42 UTC" in quantified
+    assert "<th align='left'>Rate</th><td>not quantified</td>" in alarm and "FenceCMS (Continuous monitor)" in alarm
+    for text in (quantified, alarm):
+        assert not any(w in text for w in ("None", "nan", "NaT", "–</td>", "_"))
+
+
+def test_detections_workbook_keeps_coordinates_and_reads_like_a_person_wrote_it(tmp_path):
+    """Before: latitude and longitude were stored rounded to 0.1° (31.9, -102.5) with a #,##0.0 format, confidence
+    0.8457000000000001 and a header "Wind speed m s"."""
+    from openpyxl import load_workbook
+
+    df = _detections()
+    write(df, tmp_path / "d.xlsx", "xlsx", table="detections", title="Detections")
+    ws = load_workbook(tmp_path / "d.xlsx")["Detections"]
+    head = [c.value for c in ws[1]]
+    cells = {h: [row[j] for row in ws.iter_rows(min_row=2)] for j, h in enumerate(head)}
+    for h, col in (("Latitude", "latitude"), ("Longitude", "longitude")):
+        assert [c.value for c in cells[h]] == pytest.approx(df[col].tolist(), abs=1e-9)
+        assert {c.number_format for c in cells[h]} == {"0.000000"}
+    assert [c.value for c in cells["Confidence"]] == [0.8457, 0.42] and cells["Confidence"][0].number_format == "0%"
+    assert "Wind speed (m/s)" in head and "Leak" in head
+    assert not [h for h in head if re.search(r" (m s|kg h|m|s|h|km)$|_", h)], head
+
+
+@pytest.mark.parametrize(("table", "frame_cols"), [
+    ("dispatch", {"leak_id": ["L1"], "rank": [1], "latitude": [31.1234567], "longitude": [-102.7654321],
+                  "home_lat": [32.062675], "home_lon": [-102.487159], "leg_km": [16.26], "p_real": [0.0749]}),
+    ("leaks", {"leak_id": ["L1"], "rank": [1], "latitude": [32.0262497], "longitude": [-102.504276],
+               "p_real": [0.7918382306521643], "radius_m": [12.34]}),
+])
+def test_every_workbook_sheet_keeps_full_precision_coordinates(tmp_path, table, frame_cols):
+    """Dispatch sheets' yards were 32.1, -102.5; the ranked leaks' coordinates were cut to 4 decimals."""
+    from openpyxl import load_workbook
+
+    df = pd.DataFrame(frame_cols)
+    write(df, tmp_path / "w.xlsx", "xlsx", table=table, title="Sheet")
+    ws = load_workbook(tmp_path / "w.xlsx")["Sheet"]
+    got = {c.value: (v.value, v.number_format) for c, v in zip(ws[1], ws[2], strict=True)}
+    coords = {h: got[h] for h in got if "atitude" in h or "ongitude" in h}
+    assert len(coords) == (4 if table == "dispatch" else 2), got
+    want = sorted(v for k, v in frame_cols.items() if k in ("latitude", "longitude", "home_lat", "home_lon"))
+    assert sorted(v for v, _ in coords.values()) == pytest.approx([x for [x] in want], abs=1e-9)
+    assert {f for _, f in coords.values()} == {"0.000000"}
+    assert got["P(real)"] == (pytest.approx(frame_cols["p_real"][0], abs=1e-12), "0%")
+
+
+@pytest.mark.parametrize(("name", "given", "want"), [
+    ("out.csv", None, "csv"), ("out.xlsx", None, "xlsx"), ("OUT.XLSX", None, "xlsx"), ("out.geojson", None, "geojson"),
+    ("out.json", None, "geojson"), ("out.kml", None, "kml"), ("out.txt", None, "csv"), ("out", None, "csv"),
+    ("out.txt", "kml", "kml"), ("wo.json", "workorder", "workorder"), ("out.xlsx", "xlsx", "xlsx")])
+def test_the_format_comes_from_the_file_name_when_not_given(name, given, want):
+    from mlpe_core.export import format_for
+
+    assert format_for(name, given) == want
+
+
+@pytest.mark.parametrize(("name", "given"), [("x.xlsx", "csv"), ("x.csv", "geojson"), ("x.kml", "xlsx"),
+                                             ("x.geojson", "workorder"), ("x.json", "kml")])
+def test_a_format_the_file_name_contradicts_is_refused(name, given):
+    from mlpe_core.export import format_for
+
+    with pytest.raises(ValueError, match=rf"{name} is named .*--format {given}"):
+        format_for(name, given)

@@ -35,7 +35,12 @@ def planned():
         desk.override_rank(s, "sup", moved, 1, "operator reports a blowdown")
         meta, stops = desk.plan(s, day=END.date().isoformat())
         ob = desk.obligations(s)
-        yield {"low": low["leak_id"], "marked": marked, "moved": moved, "meta": meta, "stops": stops, "ob": ob}
+        proposed = desk.dispatch_file(s)  # `mlpe export dispatch`, the Dispatch page's proposal downloads
+        lid = desk.plan_list(s, "sup")  # the same day's list, stored as a draft
+        stored = desk.dispatch_file(s, list_id=lid)  # `mlpe dispatch show ID -o FILE`, a stored list's downloads
+        api = desk.list_stops(s, lid)  # GET /dispatch/lists/{id}
+        yield {"low": low["leak_id"], "marked": marked, "moved": moved, "meta": meta, "stops": stops, "ob": ob,
+               "proposed": proposed, "stored": stored, "api": api}
     eng.dispose()
 
 
@@ -54,3 +59,24 @@ def test_the_marked_leak_and_the_override_go_on_the_plan(planned):
     assert planned["marked"] in stops.index and stops.loc[planned["marked"], "why_listed"] == "marked for dispatch"
     assert planned["moved"] in stops.index
     assert planned["meta"]["status"] == "proposal" and planned["meta"]["plan_date"] == "2026-06-01"
+
+
+def test_a_stored_list_writes_the_same_dispatch_file_as_the_proposal_it_was_planned_from(planned):
+    """One dispatch file for every face: `dispatch show ID` left ``on_time`` blank for overdue stops (a stored list
+    never had the column) where `export dispatch` wrote False."""
+    from mlpe_core.export import to_csv_text
+
+    proposed, stored = planned["proposed"], planned["stored"]
+    assert list(stored.columns) == list(proposed.columns)
+    assert sorted(stored["leak_id"]) == sorted(proposed["leak_id"])
+    assert (proposed["on_time"] == False).any(), proposed[["leak_id", "due_by", "arrive_at", "on_time"]]  # noqa: E712
+    only_stored = ["work_order_id", "wo_status"]  # a draft has work orders; a proposal has none yet
+    a = proposed.drop(columns=only_stored).set_index("leak_id").sort_index()
+    b = stored.drop(columns=only_stored).set_index("leak_id").sort_index()
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    csv_a = pd.read_csv(__import__("io").StringIO(to_csv_text(a.reset_index())), dtype=str, keep_default_na=False)
+    csv_b = pd.read_csv(__import__("io").StringIO(to_csv_text(b.reset_index())), dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(csv_a, csv_b)  # the files' text too: False is False, blank is blank
+    api = planned["api"].set_index("leak_id").sort_index()
+    assert api["on_time"].astype(object).where(api["on_time"].notna(), None).tolist() == \
+        b["on_time"].astype(object).where(b["on_time"].notna(), None).tolist()

@@ -66,3 +66,22 @@ def test_each_is_map_once_per_value(values):
     assert out.tolist() == s.map(lambda v: "" if present._missing(v) else f"<{v}>").tolist()
     assert out.index.tolist() == s.index.tolist()
     assert len(seen) == len(pd.unique(s.dropna())) + 1  # once per distinct value, once for missing
+
+
+@pytest.mark.parametrize(("name", "header"), [
+    ("wind_speed_m_s", "Wind speed (m/s)"), ("gust_m_s", "Gust (m/s)"), ("drive_km", "Drive (km)"),
+    ("spread_m", "Spread (m)"), ("flux_g_s", "Flux (g/s)"), ("other_kg_h", "Other (kg/h)"), ("crew", "Crew")])
+def test_a_header_says_its_unit_in_words_never_a_snake_case_leftover(name, header):
+    """Before: a column no table specified read "Wind speed m s"."""
+    assert present.header(name, "kg/h", "detections") == header
+
+
+def test_an_unspecified_latitude_or_longitude_is_a_coordinate_with_six_decimals_in_a_workbook():
+    df = pd.DataFrame({"yard_lat": [32.0626751], "yard_lon": [-102.4871593], "latitude": [31.894601],
+                       "flat": [1.25], "confidence": [0.8457]})
+    kinds = {c.name: c.kind for c in present.columns("rejects", df)}
+    assert kinds == {"yard_lat": "coord", "yard_lon": "coord", "latitude": "coord", "flat": "number",
+                     "confidence": "number"}
+    frame, fmts = present.people_frame(df, "rejects")
+    assert frame.iloc[0].tolist()[:3] == [32.0626751, -102.4871593, 31.894601]  # not rounded: the format rounds
+    assert fmts[:3] == ["0.000000"] * 3

@@ -12,7 +12,7 @@ from ..lifecycle import TransitionError, apply_event, transition
 from ..outcomes import record_validations
 from ..schema import DISPATCH_EXPORT_COLUMNS
 from ..store.models import Leak
-from .routing import route_dispatch
+from .routing import on_time, route_dispatch
 from .settings import load_settings
 
 DISPATCHABLE = ("open",)
@@ -183,7 +183,8 @@ def lists_frame(session) -> pd.DataFrame:
 
 
 def list_frame(session, list_id: int) -> pd.DataFrame:
-    """A stored list's stops: the contract's dispatch columns, then crew, stop, leg_km, work order."""
+    """A stored list's stops: the contract's dispatch columns, then crew, stop, leg_km, work order, the planned
+    arrival, ``on_time`` (by the same rule as when the list was routed) and the crew's yard."""
     if store.get_list(session, list_id) is None:
         raise KeyError(f"no dispatch list {list_id}")
     df = store.list_items_frame(session, list_id)
@@ -195,6 +196,7 @@ def list_frame(session, list_id: int) -> pd.DataFrame:
         route = {}
     yards = route.get("yards") or {}  # lists planned before issue 17 have none: their routes start at the first stop
     df["arrive_at"] = pd.to_datetime(df["leak_id"].map(route.get("arrive_at") or {}), utc=True, errors="coerce")
+    df["on_time"] = on_time(df["arrive_at"], df["due_by"])
     df["home_lat"] = df["crew"].map(lambda c: yards.get(str(c), [None, None])[0]).astype(float)
     df["home_lon"] = df["crew"].map(lambda c: yards.get(str(c), [None, None])[1]).astype(float)
     return df

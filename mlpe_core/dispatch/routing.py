@@ -594,9 +594,17 @@ def _route_frame(disp: pd.DataFrame, plan: list, D: np.ndarray, starts: dict, du
             prev = j
     for c in ("day", "stop"):
         out[c] = out[c].astype("Int64")
-    has = out["due_by"].notna() & out["arrive_at"].notna()
-    out["on_time"] = (out["arrive_at"] <= out["due_by"]).astype("boolean").where(has, pd.NA)
+    out["on_time"] = on_time(out["arrive_at"], out["due_by"])
     return out.sort_values(["day", "crew", "stop"], na_position="last").reset_index(drop=True)
+
+
+def on_time(arrive_at: pd.Series, due_by: pd.Series) -> pd.Series:
+    """Whether each planned arrival is by its deadline: True or False (an overdue stop is False), NA where either is
+    missing. The one rule for a proposal just routed and for a stored list read back (``plan.list_frame``)."""
+    arrive = pd.to_datetime(arrive_at, utc=True, errors="coerce")
+    due = pd.to_datetime(due_by, utc=True, errors="coerce")
+    has = arrive.notna() & due.notna()
+    return (arrive <= due).astype("boolean").where(has, pd.NA)
 
 
 def crew_days(stops: pd.DataFrame) -> pd.DataFrame:

@@ -506,6 +506,56 @@ def test_kml_exports_parse(basin):
     assert len([m for m in marks if m.find("k:LineString", KML_NS) is not None]) == csv["crew"].nunique()
 
 
+def _kml_features(node):
+    for f in getattr(node, "features", None) or []:
+        yield f
+        yield from _kml_features(f)
+
+
+@pytest.mark.parametrize("name, min_lines", [("leaks.kml", 0), ("detections.kml", 0), ("dispatch.kml", 1)])
+def test_kml_reads_back_with_fastkml(basin, name, min_lines):
+    """Google Earth-compatible: fastkml (a KML 2.2 object model) reads every file back strictly, with one Placemark
+    per row of the matching CSV (dispatch: its stops, plus each crew's yard and route line)."""
+    fastkml = pytest.importorskip("fastkml", reason="fastkml (dev dependency) is not installed")
+    import warnings
+
+    with warnings.catch_warnings():  # "lxml missing: pretty print disabled" is all it says without lxml
+        warnings.simplefilter("ignore")
+        doc = fastkml.kml.KML.from_string((basin["work"] / name).read_bytes(), strict=True)
+    marks = [f for f in _kml_features(doc) if type(f).__name__ == "Placemark"]
+    w = basin["work"]
+    if name == "dispatch.kml":
+        csv = read_csv(w / "dispatch.csv")
+        points = [m for m in marks if type(m.geometry).__name__ == "Point" and m.extended_data is not None]
+        lines = [m for m in marks if type(m.geometry).__name__ == "LineString"]
+        assert len(points) == len(csv) and len(lines) == csv["crew"].nunique() >= min_lines
+    else:
+        assert len(marks) == len(basin["leaks" if name == "leaks.kml" else "detections"]) > 0
+    assert all(m.name and "nan" not in m.name.lower() and "None" not in m.name for m in marks)
+
+
+@pytest.mark.parametrize("name", ["leaks.geojson", "detections.geojson", "dispatch.geojson"])
+def test_geojson_is_valid_rfc7946(basin, name):
+    """RFC 7946: valid objects (the geojson package's checks), positions longitude first and in range, no ``crs``
+    member (removed by RFC 7946), and the dispatch file's routes as LineStrings of at least two positions."""
+    geojson = pytest.importorskip("geojson", reason="geojson (dev dependency) is not installed")
+    text = (basin["work"] / name).read_text(encoding="utf-8")
+    obj = geojson.loads(text)
+    assert obj.is_valid, obj.errors()
+    assert obj["type"] == "FeatureCollection" and "crs" not in obj and obj["features"]
+    kinds = set()
+    for f in obj["features"]:
+        g = f["geometry"]
+        kinds.add(g["type"])
+        pts = [g["coordinates"]] if g["type"] == "Point" else g["coordinates"]
+        for lon, lat, *_ in pts:
+            assert -180 <= lon <= 180 and -90 <= lat <= 90
+            assert -110 < lon < -90 and 25 < lat < 40, "longitude first (the basin is in West Texas)"
+        if g["type"] == "LineString":
+            assert len(g["coordinates"]) >= 2
+    assert kinds == ({"Point", "LineString"} if name == "dispatch.geojson" else {"Point"})
+
+
 @pytest.mark.slow
 def test_the_format_comes_from_the_file_name(basin):
     """Before: `-o out.geojson` (or .kml, .xlsx) without --format wrote CSV text into the file."""

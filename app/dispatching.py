@@ -14,6 +14,7 @@ from mlpe_core.export import routes
 CREW_RGB = [[15, 110, 110], [240, 140, 0], [122, 60, 200], [42, 127, 168], [200, 35, 35], [90, 143, 41]]
 ROUTE_FIRST = ["stop", "leak_id", "risk_band", "est_rate_kg_h", "leg_km", "due_by", "asset_id", "rank",
                "top_reasons"]
+YARD = "■"  # a crew's yard on the route map, and in its caption
 
 
 def today() -> str:
@@ -95,8 +96,12 @@ def route_map(stops: pd.DataFrame) -> pdk.Deck:
               pdk.Layer("PathLayer", paths, id="routes", get_path="path", get_color="colour", width_min_pixels=3,
                         get_width=4, joint_rounded=True, cap_rounded=True, pickable=True)]
     if len(yards):
+        # deck.gl's font atlas holds ASCII only unless told: without characterSet the ■ drew nothing (and a constant
+        # getText is no accessor), so the glyph is a column and the atlas is asked for it
+        yards["glyph"] = YARD
         layers.append(pdk.Layer("TextLayer", yards, id="yards", get_position=["longitude", "latitude"],
-                                get_text="'■'", get_size=22, get_color="colour", pickable=True))
+                                get_text="glyph", character_set=f'"{YARD}"', get_size=22, get_color="colour",
+                                get_alignment_baseline="'center'", pickable=True))
     layers += [pdk.Layer("ScatterplotLayer", pts, id="stops", get_position=["longitude", "latitude"],
                          get_fill_color="colour", get_line_color=[255, 255, 255], stroked=True,
                          line_width_min_pixels=1.5, get_radius=80, radius_min_pixels=11, radius_max_pixels=16,

@@ -30,6 +30,11 @@ def pick_leak(lk: pd.DataFrame, where) -> str:
     if leak_id not in labels:  # a typed id that is no leak
         where.error(f"No leak '{md(leak_id)}'.")
         leak_id = ids[0]
+    asked = st.query_params.get("leak")
+    if asked and asked not in labels:  # a hand-edited or stale link: say so, not silently another leak
+        top = leak_id == ids[0] and lk["rank"].notna().any()
+        shown = f"the top-ranked leak {leak_id}" if top else f"leak {leak_id}"
+        st.warning(f"No leak {md(asked)} in this store; showing {md(shown)}.", icon=":material/link_off:")
     st.query_params["leak"] = ss["leak_id"] = leak_id
     return leak_id
 

@@ -40,6 +40,8 @@ def leak_points(df: pd.DataFrame) -> pd.DataFrame:
     """The columns the leak layers and the tooltip need (no more: 50,000 rows travel to the browser)."""
     out = pd.DataFrame({"leak_id": df["leak_id"], "longitude": df["longitude"].round(6),
                         "latitude": df["latitude"].round(6), "radius_m": df["radius_m"].round(1)})
+    if df.empty:  # no leak matches: the text columns' maps below give empty numeric series, and str + Int64 raises
+        return out.assign(colour=[], radius=[], title=[], line1=[], line2=[])
     out["colour"] = df["risk_band"].map(c.BAND_RGB).map(lambda v: v + [185] if isinstance(v, list) else [150] * 4)
     # in screen pixels, so that circle area stays proportional to rate at every zoom (in metres, every big
     # leak hit the same pixel cap when zoomed on a pad): 2.3 kg/h and less at 3 px, 81 kg/h and more at 18 (smaller

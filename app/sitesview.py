@@ -52,6 +52,9 @@ def pick(label: str, options: list[str], key: str, param: str, where, fmt=None) 
         st.query_params[param] = ss[key]
 
     choice = where.selectbox(label, options, key=key, format_func=fmt or (lambda x: x), on_change=_sync)
+    if want is not None and want not in options:  # a hand-edited or stale link: say so, not silently another
+        st.warning(f"No {label.lower()} {md(want)} in this store; showing {md(choice)} instead.",
+                   icon=":material/link_off:")
     st.query_params[param] = choice
     return choice
 

@@ -891,13 +891,16 @@ def import_outcomes(session: Session, user: str, path: str | Path) -> dict:
 
 
 def outcomes(session: Session, leak_id: str | None = None) -> pd.DataFrame:
-    """Recorded field outcomes, newest first (contract §2 columns plus recorded_at, recorded_by)."""
+    """Recorded field outcomes, newest visit first (by the visit's time, as the tables show it first; a visit
+    recorded late from a paper sheet goes where its date puts it; ties: the later recorded first), contract §2
+    columns plus recorded_at, recorded_by."""
     v = store.validations_frame(session)
     if leak_id is not None:
         v = v[v["leak_id"] == leak_id]
     cols = [*VALIDATION_COLUMNS, "found_by", "rate_method", "repair_attempted_at", "delay_reason", "recorded_at",
             "recorded_by"]
-    return v.sort_values("id", ascending=False).reindex(columns=cols).reset_index(drop=True)
+    v = v.sort_values(["visited_at", "recorded_at", "id"], ascending=False, na_position="last")
+    return v.reindex(columns=cols).reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------------------------- review

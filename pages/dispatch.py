@@ -45,13 +45,14 @@ dsp.downloads(meta, k, bar)
 st.caption(f"For {dsp.today()}. The files are the ones `mlpe dispatch show` / `mlpe export dispatch` write: CSV and "
            "GeoJSON for machines (contract columns, kg/h), KML and Excel for people (rates in your unit, a folder or "
            "sheet per crew, routes from the yards). The sidebar filters do not apply here.")
-left, right = st.columns([3, 2])
-with left:
-    st.pydeck_chart(dsp.route_map(stops), key="dispatch_map", height=460)
-    st.caption("Lines are each crew's route from its yard (■) and back, numbers the visit order; north is up. "
-               "Crews: " + dsp.crew_legend(stops), unsafe_allow_html=True)
-for tab, crew in zip(right.tabs([f"{cr} ({(stops['crew'] == cr).sum()})" for cr in crews]), crews, strict=True):
+st.pydeck_chart(dsp.route_map(stops), key="dispatch_map", height=460)
+st.caption(f"Lines are each crew's route from its yard ({dsp.YARD}) and back, numbers the visit order; north is up. "
+           "Crews: " + dsp.crew_legend(stops), unsafe_allow_html=True)
+# the crews' tables under the map, the page's width: beside it (two fifths) they were cut after the Risk column
+# ("205.7" showed as "20"); the tab names the crew, so its column is left out
+for tab, crew in zip(st.tabs([f"{cr} ({(stops['crew'] == cr).sum()})" for cr in crews]), crews, strict=True):
     g = stops[stops["crew"] == crew].sort_values("stop")
     tab.caption(f"{c.plural(len(g), 'stop')} in this order · {g['leg_km'].sum():,.1f} km between stops · "
                 f"{c.rate(g['priority_score'].sum())} expected to be found")
-    tables.show(g, "dispatch", f"dispatch_{crew}", where=tab, height=tables.height(len(g), 420))
+    tables.show(g.drop(columns="crew"), "dispatch", f"dispatch_{crew}", where=tab,
+                height=tables.height(len(g), 420))

@@ -42,12 +42,16 @@ with tabs[0]:
     df = filters.apply_filters(full)
     sa, sb = st.columns([2, 3], vertical_alignment="bottom")
     q = sa.text_input("Search leak or asset id", key="rank_search", placeholder="e.g. L000012 or A000340").strip()
+    n_filtered = len(df)
     if q:
         df = df[df["leak_id"].str.contains(q, case=False, regex=False)
                 | df["asset_id"].fillna("").str.contains(q, case=False, regex=False)]
     df = df.sort_values(["rank", "priority_score"], ascending=[True, False], na_position="last")
     with sb:
-        filters.filter_note(len(df), len(lk))
+        if q and df.empty and n_filtered:  # the search emptied it, not the sidebar: say so
+            st.caption(f"No leak matches the search '{md(q)}' (of {n_filtered:,} leaks the sidebar filters show).")
+        else:
+            filters.filter_note(len(df), len(lk))
     GROUPS = {"leak": None, "site": "asset_id", "operator": "operator"}
     if st.query_params.get("group") in GROUPS and "rank_group" not in st.session_state:
         st.session_state["rank_group"] = st.query_params["group"]
@@ -67,12 +71,15 @@ with tabs[0]:
                                 "*Leak*")
     if by == "leak":
         st.caption("Rank 1 = visit first; a supervisor's override (with its reason) moves a leak, the model's rank is "
-                   "kept beside it. Priority = expected rate a visit finds. Click a row to open the leak; the eye icon "
-                   "above the table shows more columns (model rank, override, sensors, asset, operator, status…).")
-        ev = tables.show(df, "leaks", "rank_table", on_select="rerun", selection_mode="single-row",
+                   "kept beside it. Priority = expected rate a visit finds. Click a cell of a row (or tick its box) "
+                   "to open the leak; the eye icon above the table shows more columns (model rank, override, "
+                   "sensors, asset, operator, status…).")
+        # a click on a cell selects it (single-cell), the box at the row's start selects the row: either opens it
+        ev = tables.show(df, "leaks", "rank_table", on_select="rerun", selection_mode=["single-row", "single-cell"],
                          height=tables.height(len(df)))
-        if ev and ev.selection.rows:  # one click opens the leak
-            pick = df.iloc[ev.selection.rows[0]]["leak_id"]
+        sel = ev.selection if ev else {}  # (a selection set through the session may lack the other mode's key)
+        if rows := sel.get("rows") or [cell[0] for cell in sel.get("cells") or []]:  # one click opens the leak
+            pick = df.iloc[rows[0]]["leak_id"]
             st.session_state["leak_id"] = pick
             st.switch_page(c.PAGES["leak"], query_params={"leak": pick})
         bar = st.container(horizontal=True, vertical_alignment="center")

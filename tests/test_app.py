@@ -149,6 +149,18 @@ def test_map_multi_select_replay_and_layers(db):
     assert at.metric[0].value == f"{n_then:,}" and n_then < len(shown)
 
 
+@pytest.mark.parametrize("query", [{"min_rate": "100000"},
+                                   {"status": "repaired", "band": "HIGH", "operator": "Op North"}])
+def test_map_with_no_leak_matching_says_so_and_does_not_crash(db, query):
+    at = open_page("map", **query)  # open_page asserts no exception
+    assert "No leak matches the sidebar filters" in texts(at, "info")
+    assert at.metric[0].value == "0"
+    at = open_page("map")
+    at.number_input(key="f_min_rate").set_value(100000.0).run()  # the sidebar, as the reviewer did
+    assert not at.exception, [e.message for e in at.exception]
+    assert "No leak matches the sidebar filters" in texts(at, "info")
+
+
 def test_map_time_window_filter_persists_across_pages(db):
     at = open_page("map")
     leaks = frames(db, "leaks")
@@ -234,6 +246,25 @@ def test_leak_page_from_url(db):
     assert (story["kind"] == "Detection").sum() == n_det and "row" in story["source"].iloc[0]  # labels, not codes
 
 
+def test_an_unknown_leak_in_the_link_is_named_not_silently_replaced(db):
+    leaks = frames(db, "leaks")
+    top = leaks.loc[leaks["rank"] == 1, "leak_id"].iloc[0]
+    at = open_page("leak", leak="L999999")
+    assert texts(at, "warning") == f"No leak L999999 in this store; showing the top-ranked leak {top}."
+    assert at.title[0].value == f"Leak {top}"
+    at = open_page("leak", leak="*L9*")  # escaped: the stars are text, not emphasis
+    assert "No leak \\*L9\\* in this store" in texts(at, "warning")
+
+
+@pytest.mark.parametrize("page, param, unknown", [("site", "site", "A999999"), ("operator", "op", "Nobody")])
+def test_an_unknown_site_or_operator_in_the_link_is_named(db, page, param, unknown):
+    at = open_page(page, **{param: unknown})
+    shown = at.selectbox(key="site_pick" if page == "site" else "op_pick").value
+    what = "site" if page == "site" else "operator"
+    assert texts(at, "warning").startswith(f"No {what} {unknown} in this store; showing {shown} instead.")
+    assert at.query_params[param] in (shown, [shown])
+
+
 def test_leak_note_and_mark_for_dispatch_are_recorded(store_copy):
     leaks = frames(store_copy, "leaks")
     lid = leaks.loc[leaks["status"] == "open", "leak_id"].iloc[0]
@@ -283,6 +314,24 @@ def test_rankings_table_filters_and_search(db):
     one = df["leak_id"].iloc[-1]
     at.text_input(key="rank_search").set_value(one.lower()).run()
     assert at.dataframe(key="rank_table").value["leak_id"].tolist() == [one]
+
+
+@pytest.mark.parametrize("how", ["cells", "rows"])
+def test_a_click_on_a_ranking_cell_or_box_opens_the_leak(db, how):
+    at = open_page("rankings")
+    assert "Click a cell of a row (or tick its box) to open the leak" in texts(at, "caption")
+    third = at.dataframe(key="rank_table").value["leak_id"].iloc[2]
+    at.session_state["rank_table"] = {"selection": {"cells": [[2, "status"]]} if how == "cells" else {"rows": [2]}}
+    at.run()  # what the browser sends after a click on the third row's status cell (or its box)
+    assert not at.exception and at.title[0].value == f"Leak {third}"
+
+
+def test_a_search_that_matches_nothing_says_the_search_did_it(db):
+    at = open_page("rankings")
+    at.text_input(key="rank_search").set_value("L999999*").run()
+    assert at.dataframe(key="rank_table").value.empty
+    note = texts(at, "caption")
+    assert "No leak matches the search 'L999999\\*'" in note and "match the sidebar filters" not in note
 
 
 def test_filters_come_from_and_go_to_the_url(db):
@@ -407,6 +456,20 @@ def test_dispatch_shows_routes_per_crew_and_downloads(db):
     assert set(DISPATCH_EXPORT_COLUMNS) <= set(stops.columns) or "rank" in stops.columns
 
 
+def test_dispatch_map_draws_each_crews_yard_and_the_tables_are_not_cut(db):
+    at = open_page("dispatch")
+    crews = [t.label.split(" (")[0] for t in at.tabs if t.label.startswith("crew-")]
+    yards = next(ly for ly in deck(at)["layers"] if ly["id"] == "yards")
+    assert sorted(d["crew"] for d in yards["data"]) == sorted(crews)  # one yard per crew
+    glyph = "\u25a0"  # the caption's square
+    assert glyph in texts(at, "caption") and all(d["glyph"] == glyph for d in yards["data"])
+    assert yards["getText"] == "@@=glyph" and glyph in yards["characterSet"]  # deck.gl's atlas is ASCII otherwise
+    # the crews' tables span the page under the map (beside it the Rate column was cut to "20"), without the crew
+    assert not any(col.get("arrow_data_frame") for col in at.columns)
+    stops = table(at, "stop", "leak_id", "est_rate_kg_h")
+    assert "crew" not in stops.columns
+
+
 def test_validation_form_records_a_visit(store_copy):
     at = open_page("validation")
     before = len(frames(store_copy, "validations"))
@@ -449,6 +512,18 @@ def test_the_field_form_reads_the_label_the_browser_sends(sent, expected):
     from app.fieldform import leak_of
 
     assert leak_of(sent, {"L000140", "L000141"}) == expected
+
+
+def test_recent_visits_are_newest_visit_first_not_last_recorded(store_copy):
+    leaks = frames(store_copy, "leaks")["leak_id"]
+    old = pd.DataFrame([{"leak_id": leaks.iloc[0], "visited_at": pd.Timestamp("2020-01-02T08:00Z"),
+                         "outcome": "not_found", "measured_rate_kg_h": np.nan, "component": None,
+                         "repaired_at": pd.NaT, "crew": "paper-sheet", "notes": None, "found_by": None}])
+    with_session(store_copy, lambda s: record_validations(s, old, "test"))  # recorded last, visited first
+    at = open_page("validation")
+    recent = table(at, "visited_at", "leak_id", "outcome", "crew")
+    assert recent["visited_at"].tolist() == sorted(recent["visited_at"], reverse=True)  # "2026-…" text sorts
+    assert "paper-sheet" not in recent["crew"].head(1).tolist()
 
 
 def test_validation_form_records_a_repair(store_copy):

@@ -310,9 +310,13 @@ def _test_group(group, g: dict, snames, nnames, start: pd.Timestamp, ks: np.ndar
     ratio, words = _evidence(g, strata, snames, nnames, after[:, k])
     day = start + pd.Timedelta(days=int(ks[k]))
     worse = bool(p <= alpha and ratio >= min_ratio and t[0, k] > 0)
-    times = f"×{ratio:.1f}" if ratio < 20 else "more than ×20"
-    evidence = (f"{'worsening' if worse else 'no clear worsening'} from {day:%Y-%m-%d}: {words}; emissions about "
-                f"{times}; permutation p = {p:.3f} ({n_done} reorderings of each sensor's watched days)")
+    times = f"about ×{ratio:.1f}" if ratio < 20 else "over ×20"
+    why = ""  # "no clear worsening" with a small p: say which test it failed
+    if not worse and p <= alpha:
+        why = f" (below the ×{min_ratio:g} that counts as worsening)" if ratio < min_ratio else \
+            " (emissions did not rise after the split)"
+    evidence = (f"{'worsening' if worse else 'no clear worsening'} from {day:%Y-%m-%d}: {words}; emissions "
+                f"{times}{why}; permutation p = {p:.3f} ({n_done} reorderings of each sensor's watched days)")
     return [group, worse, p, ratio, day, _num(zc[0, k]), _num(zr[0, k]), n, int(det.sum()), evidence]
 
 

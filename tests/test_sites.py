@@ -92,6 +92,12 @@ def test_change_test_finds_a_step_and_counts_only_watched_days():
     # without coverage the offline weeks would count as quiet watched days, and the gap site would look worse
     naive = trends.change_test(trends.sensor_days(dets, leaks, None, T0, end), T0, end).set_index("group")
     assert naive.loc["GAP", "p_value"] < res.loc["GAP", "p_value"]
+    # a clear change too small to count: the evidence says why it is "no clear worsening" despite its small p
+    strict = trends.change_test(days, T0, end, min_ratio=50.0).set_index("group").loc["STEP"]
+    assert not strict["worsening"] and strict["p_value"] <= 0.01
+    assert strict["evidence"].startswith("no clear worsening") and "(below the ×50 that counts as worsening)" in \
+        strict["evidence"]
+    assert "about more than" not in " ".join(res["evidence"])
     # deterministic for a seed
     again = trends.change_test(days, T0, end).set_index("group")
     pd.testing.assert_series_equal(res["p_value"], again["p_value"])

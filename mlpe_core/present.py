@@ -270,7 +270,10 @@ def rules_in_text(text) -> str:
 
 
 _KEY_WORDS = {"from": "from", "to": "to", "row": "row", "outcome": "outcome", "note": "note", "reason": "reason",
-              "n": "leaks", "as_of": "as of", "leaks": "leaks", "items": "stops", "released": "released"}
+              "n": "leaks", "as_of": "as of", "leaks": "leaks", "items": "stops", "released": "released",
+              # a fusion's "refused" counts the detections it fused again (re-fused), not ones it turned away
+              "refused": "detections re-fused", "fuse_refused": "fuse: detections re-fused",
+              "n_holdout": "visits held out", "source": "from"}
 
 
 def _value(key: str, v) -> str:
@@ -549,6 +552,8 @@ LABELS["batch_kind"] = {"detections": "Detections", "validations": "Field outcom
                         "notifications": "Notifications", "coverage": "Sensor coverage"}
 LABELS["format"] = {"canonical": "Canonical", "carbonmapper": "Carbon Mapper", "mars": "UNEP MARS"}
 # the Runs page: what ran (store.models.RunRecord), how it ended, the connectors and the watched folder's files
+LABELS["face"] = {"cli": "the command line", "app": "the app", "api": "the API", "watch": "the folder watcher",
+                  "daemon": "the background service"}
 LABELS["run_kind"] = {"ingest": "File load", "fuse": "Fusion", "score": "Scoring", "train": "Training",
                       "demo": "Demo basin", "watch": "Watch cycle", "pull": "Connector pull", "alerts": "Alert check"}
 LABELS["run_outcome"] = {"ok": "Done", "nothing": "Nothing new", "failed": "Failed"}

@@ -74,7 +74,7 @@ if pick is not None:
     with a:
         said_kind, said_end = c.label("run_kind", r["kind"]), c.label("run_outcome", r["outcome"]).lower()
         st.markdown(f"**Run {pick}** ({md(said_kind)}, {md(said_end)}) by {md(r['actor'])} from "
-                    f"{md(r['source'] or '-')}: {r['seconds']:.2f} s")
+                    f"{md(c.label('face', r['source']) if r['source'] else 'an unknown place')}: {r['seconds']:.2f} s")
         if isinstance(r["error"], str) and r["error"]:
             st.error(md(r["error"]), icon=":material/error:")
         tables.show(pd.DataFrame(r["stages"], columns=["stage", "seconds"]), "run_stages", "runs_stages")

@@ -85,3 +85,11 @@ def test_an_unspecified_latitude_or_longitude_is_a_coordinate_with_six_decimals_
     frame, fmts = present.people_frame(df, "rejects")
     assert frame.iloc[0].tolist()[:3] == [32.0626751, -102.4871593, 31.894601]  # not rounded: the format rounds
     assert fmts[:3] == ["0.000000"] * 3
+
+
+def test_a_fusion_detail_reads_re_fused_not_refused():
+    """A fusion's ``refused`` counts detections fused again; "fuse refused: 9,024" on the Runs page read as if every
+    detection had been turned away (the run's own table said Refused 0)."""
+    said = present.detail_text({"fuse_refused": 9024, "refused": 12, "n_holdout": 22})
+    assert said == "fuse: detections re-fused: 9,024; detections re-fused: 12; visits held out: 22"
+    assert present.label("face", "cli") == "the command line"

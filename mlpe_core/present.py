@@ -274,6 +274,33 @@ def rules_in_text(text) -> str:
     return _RULE_ID.sub(lambda m: rule_title(m.group(0)), str(text))
 
 
+_ESTIMATE = re.compile(r"~(\d[\d,]*(?:\.\d+)?) kg/h(?: \(±(\d[\d,]*(?:\.\d+)?)\))?")
+
+
+def _approx(text: str, factor: float) -> str:
+    """A rounded number of a sentence times ``factor``, to as many significant digits as it had (at least 2)."""
+    x = float(text.replace(",", ""))
+    sig = max(len(text.replace(",", "").replace(".", "").lstrip("0")), 2)
+    v = x * factor
+    if v == 0:
+        return "0"
+    v = round(v, sig - 1 - math.floor(math.log10(abs(v))))
+    return number(v, max(sig - 1 - math.floor(math.log10(abs(v))), 0))
+
+
+def estimates_in_text(text, unit: str = DEFAULT_UNIT) -> str:
+    """A reason sentence (``top_reasons``) with its rate estimates ("~25 kg/h (±18)", as the scorer writes them) in
+    ``unit``: "~1,300 scf/h (±940)", as precise as the sentence was. Other numbers are left as they are."""
+    if _missing(text):
+        return ""
+    unit = unit_or_default(unit)
+    if unit == DEFAULT_UNIT:
+        return str(text)
+    f = UNITS[unit]
+    return _ESTIMATE.sub(lambda m: f"~{_approx(m.group(1), f)} {unit}"
+                         + (f" (±{_approx(m.group(2), f)})" if m.group(2) else ""), str(text))
+
+
 _KEY_WORDS = {"from": "from", "to": "to", "row": "row", "outcome": "outcome", "note": "note", "reason": "reason",
               "n": "leaks", "as_of": "as of", "leaks": "leaks", "items": "stops", "released": "released"}
 
@@ -711,7 +738,8 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
         elif c.kind == "bool":
             out[c.name] = _each(s, lambda v: "" if _missing(v) else "Yes" if bool(v) else "No")
         elif c.kind == "text" and (s.dtype == object or pd.api.types.is_string_dtype(s) or s.isna().all()):
-            out[c.name] = _each(s, rules_in_text) if c.name in ("top_reasons", "band_why") else _text(s)
+            out[c.name] = (_each(s, lambda v: estimates_in_text(rules_in_text(v), unit)) if c.name == "top_reasons"
+                           else _each(s, rules_in_text) if c.name == "band_why" else _text(s))
         elif c.kind == "text" and pd.api.types.is_float_dtype(s):
             out[c.name] = s.round(2)
     return out

@@ -823,6 +823,17 @@ def test_rate_labels_name_the_unit_chosen(db, name):
     if name in ("site", "operator"):
         assert metrics["Expected (scf/h)"].endswith("scf/h")
     assert any("(scf/h)" in h for h in _headers(at))
+    if name == "rankings":  # the Why sentences' rate estimates too
+        why = " ".join(table(at, "leak_id", "top_reasons")["top_reasons"])
+        assert "kg/h" not in why and "scf/h" in why
+
+
+def test_reason_estimates_read_in_the_unit_chosen():
+    said = "1 detection by AirLidar; ~25 kg/h (±18); not quantified (~393 kg/h expected from what detected it)"
+    assert present.estimates_in_text(said, "kg/h") == said
+    assert present.estimates_in_text(said, "scf/h") == ("1 detection by AirLidar; ~1,300 scf/h (±940); not quantified "
+                                                        "(~20,500 scf/h expected from what detected it)")
+    assert present.estimates_in_text("~0.4 kg/h", "t/yr") == "~3.5 t/yr"
 
 
 def test_site_emissions_chart_is_in_the_unit_chosen():

@@ -82,9 +82,13 @@ def rank_scatter(cmp: pd.DataFrame, a: str, b: str) -> go.Figure:
     return fig
 
 
-def site_emissions(em: pd.DataFrame, weekly: pd.DataFrame) -> go.Figure:
+def site_emissions(em: pd.DataFrame, weekly: pd.DataFrame, unit: str = "kg/h") -> go.Figure:
     """A site through time: the summed rate of its emitting leaks (P(real)-weighted, ±1σ band) and each sensor's
-    geometric-mean reading per week with its 90 % interval (as reported: each sensor on its own scale)."""
+    geometric-mean reading per week with its 90 % interval (as reported: each sensor on its own scale); rates in
+    ``unit``."""
+    rates = ["rate_kg_h", "rate_lo_kg_h", "rate_hi_kg_h"]
+    em = em.assign(**{k: convert(em[k], unit) for k in rates if k in em}) if len(em) else em
+    weekly = weekly.assign(**{k: convert(weekly[k], unit) for k in rates if k in weekly}) if len(weekly) else weekly
     fig = go.Figure()
     if len(em):
         fig.add_trace(go.Scatter(x=pd.concat([em["week"], em["week"][::-1]]),
@@ -98,7 +102,7 @@ def site_emissions(em: pd.DataFrame, weekly: pd.DataFrame) -> go.Figure:
         bars = {"type": "data", "symmetric": False, "array": g["rate_hi_kg_h"] - g["rate_kg_h"],
                 "arrayminus": g["rate_kg_h"] - g["rate_lo_kg_h"], "thickness": 1, "width": 0}
         fig.add_trace(go.Scatter(x=g["week"], y=g["rate_kg_h"], mode="markers", name=f"{src} reading", error_y=bars))
-    fig.update_layout(height=330, margin={"t": 10, "b": 10}, yaxis_title="kg/h", xaxis_title="",
+    fig.update_layout(height=330, margin={"t": 10, "b": 10}, yaxis_title=unit, xaxis_title="",
                       legend={"orientation": "h", "y": -0.18})
     return fig
 

@@ -203,6 +203,11 @@ def rate(x) -> str:
     return present.rate(x, unit())
 
 
+def rate_label(what: str) -> str:
+    """A label over a rate in the chosen unit, naming that unit ("Expected (scf/h)"; ``present.rate_label``)."""
+    return present.rate_label(what, unit())
+
+
 def label(vocab: str, code) -> str:
     return present.label(vocab, code)
 

@@ -60,9 +60,9 @@ def metrics(L: dict, now: pd.Timestamp) -> None:
                        + ("" if L["rate_quantified"] else " (not quantified)")) if lo else None,
                 delta_color="off", delta_arrow="off")
     m[4].metric("Priority", c.rate(L["priority_score"]),
-                help="expected kg/h a visit finds: P(real) × the rate it finds on average (the estimated rate pulled "
-                     "toward typical leak sizes as far as it is uncertain), plus a running compliance clock's "
-                     "urgency × P(real) × min(that rate, 20 kg/h)")
+                help=f"expected rate ({c.unit()}) a visit finds: P(real) × the rate it finds on average (the "
+                     "estimated rate pulled toward typical leak sizes as far as it is uncertain), plus a running "
+                     f"compliance clock's urgency × P(real) × min(that rate, {c.rate(20.0)})")
     due = pd.Timestamp(L["due_by"]) if L["due_by"] else None
     due = due.tz_localize("UTC") if due is not None and due.tzinfo is None else due
     left = (due - now).days if due is not None else None

@@ -33,7 +33,7 @@ def _config(col: present.Column, unit: str, table: str):
     k = col.kind
     width = WIDTH.get(col.width or "") or (max(MIN_WIDTH[k], _header_px(head)) if k in MIN_WIDTH else None)
     # (a fixed width fits its header too; the others take the width of what they hold, header included)
-    common = {"help": col.help, "width": width}
+    common = {"help": col.help, "width": width, "pinned": col.pinned or None}
     if k == "int":
         cfg = CC.NumberColumn(head, format="%d", **common)
     elif k in ("number", "km"):
@@ -63,10 +63,22 @@ def config(df: pd.DataFrame, table: str, unit: str | None = None) -> tuple[list[
     return [x.name for x in cols], {x.name: _config(x, unit, table) for x in cols}
 
 
-def show(df: pd.DataFrame, table: str, key: str, where=st, unit: str | None = None, **kw):
+# what an empty table of these says instead of a bare grid (a caller may say it better with ``empty=``)
+EMPTY_SAYS = {"audit": "No recorded action here yet: a note, a rank override, a mark for dispatch, a field visit or "
+                       "a status change is recorded as it happens (the Audit trail page has every action)."}
+
+
+def show(df: pd.DataFrame, table: str, key: str, where=st, unit: str | None = None, empty: str | None = None,
+         **kw):
     """``df`` as a people-ready table (see the module): values labelled and converted by
     ``present.display_frame``, headers and formats from the table's specification. ``kw`` goes to st.dataframe
-    (height, on_select, selection_mode ...). Returns what st.dataframe returns."""
+    (height, on_select, selection_mode ...). Returns what st.dataframe returns. An empty ``df`` of a table that
+    has something to say (``empty``, else :data:`EMPTY_SAYS`; never one with row selection) is that sentence
+    instead of a bare grid, and returns None."""
+    says = empty or EMPTY_SAYS.get(table)
+    if df.empty and says and "on_select" not in kw:
+        where.info(says, icon=":material/info:")
+        return None
     unit = unit or c.unit()
     order, cfg = config(df, table, unit)
     shown = present.display_frame(df[order], table, unit)  # only what the table shows or keeps one click away

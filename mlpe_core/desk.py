@@ -1786,8 +1786,9 @@ def _effective_state(df: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
 
 def alerts_inbox(session: Session, state: str | None = "open", team: str | None = None,
                  limit: int | None = 500) -> pd.DataFrame:
-    """Alerts, newest first, with ``deliveries`` (what was sent where). ``state``: open (default; snoozed ones
-    whose time is up count as open), acknowledged, snoozed, or None for all."""
+    """Alerts, most severe first (high, medium, low, information), newest first within a severity, so a dozen
+    medium alerts never bury a high one; with ``deliveries`` (what was sent where). ``state``: open (default;
+    snoozed ones whose time is up count as open), acknowledged, snoozed, or None for all."""
     df = store.alerts.alerts_frame(session, limit=None if state else limit)
     if df.empty:
         return df
@@ -1796,7 +1797,18 @@ def alerts_inbox(session: Session, state: str | None = "open", team: str | None 
         df = df[df["state"] == state]
     if team:
         df = df[df["team"] == team]
+    order = df["severity"].map(SEVERITY_ORDER).fillna(len(SEVERITY_ORDER))
+    df = df.assign(_o=order).sort_values(["_o", "id"], ascending=[True, False], kind="stable").drop(columns="_o")
     return (df.head(limit) if limit else df).reset_index(drop=True)
+
+
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+def last_alert_check(session: Session) -> pd.Timestamp | None:
+    """When the alert rules were last checked (the newest ``alerts`` run's start), None when never."""
+    r = store.runs.runs_frame(session, 1, "alerts")
+    return None if r.empty else pd.Timestamp(r["started_at"].iloc[0])
 
 
 def open_alert_count(session: Session) -> int:

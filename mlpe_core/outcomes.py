@@ -18,6 +18,7 @@ from .auth import require
 from .ingest import file_sha256, read_table
 from .ingest.tables import validate_validations
 from .lifecycle import plan_validations
+from .schema import VALIDATION_REQUIRED
 from .store.models import IngestBatch
 
 
@@ -88,7 +89,7 @@ def _record_validations_once(
 def import_validations(session: Session, path: str | Path, user: str = "system") -> dict:
     """``mlpe validations import``: check a field-outcome file row by row, then record its good rows."""
     path = Path(path)
-    raw = read_table(path)
+    raw = read_table(path, required=VALIDATION_REQUIRED, kinds="CSV or XLSX")  # the columns named, not "no rows"
     good, rejects = validate_validations(raw, store.leak_ids(session), path.name)
     batch = store.file_batch(path.name, file_sha256(path), "validations", user, n_rows=len(raw),
                              n_rejected=len(set(rejects["row"])))

@@ -93,6 +93,11 @@ def rate(kg_h, unit: str = DEFAULT_UNIT) -> str:
     return f"{number(v, d)} {unit}"
 
 
+def rate_label(what: str, unit: str = DEFAULT_UNIT) -> str:
+    """A label over a rate, naming the unit its value is in: "Expected (scf/h)" (as a rate column's header)."""
+    return f"{what} ({unit_or_default(unit)})"
+
+
 def pct(p) -> str:
     """A probability as a whole percent; never a bare 0% or 100% for what is only nearly so."""
     if _missing(p):
@@ -269,6 +274,33 @@ def rules_in_text(text) -> str:
     return _RULE_ID.sub(lambda m: rule_title(m.group(0)), str(text))
 
 
+_ESTIMATE = re.compile(r"~(\d[\d,]*(?:\.\d+)?) kg/h(?: \(±(\d[\d,]*(?:\.\d+)?)\))?")
+
+
+def _approx(text: str, factor: float) -> str:
+    """A rounded number of a sentence times ``factor``, to as many significant digits as it had (at least 2)."""
+    x = float(text.replace(",", ""))
+    sig = max(len(text.replace(",", "").replace(".", "").lstrip("0")), 2)
+    v = x * factor
+    if v == 0:
+        return "0"
+    v = round(v, sig - 1 - math.floor(math.log10(abs(v))))
+    return number(v, max(sig - 1 - math.floor(math.log10(abs(v))), 0))
+
+
+def estimates_in_text(text, unit: str = DEFAULT_UNIT) -> str:
+    """A reason sentence (``top_reasons``) with its rate estimates ("~25 kg/h (±18)", as the scorer writes them) in
+    ``unit``: "~1,300 scf/h (±940)", as precise as the sentence was. Other numbers are left as they are."""
+    if _missing(text):
+        return ""
+    unit = unit_or_default(unit)
+    if unit == DEFAULT_UNIT:
+        return str(text)
+    f = UNITS[unit]
+    return _ESTIMATE.sub(lambda m: f"~{_approx(m.group(1), f)} {unit}"
+                         + (f" (±{_approx(m.group(2), f)})" if m.group(2) else ""), str(text))
+
+
 _KEY_WORDS = {"from": "from", "to": "to", "row": "row", "outcome": "outcome", "note": "note", "reason": "reason",
               "n": "leaks", "as_of": "as of", "leaks": "leaks", "items": "stops", "released": "released",
               # a fusion's "refused" counts the detections it fused again (re-fused), not ones it turned away
@@ -355,10 +387,11 @@ class Column:
     key: bool = True
     width: str | None = None  # small, medium, large (a hint for the faces)
     help: str | None = None
+    pinned: bool = False  # stays in view while a narrow table scrolls sideways (the row's name)
 
 
-def _c(name, header, kind="text", key=True, width=None, help=None) -> Column:  # noqa: A002 - a column's help text
-    return Column(name, header, kind, key, width, help)
+def _c(name, header, kind="text", key=True, width=None, help=None, pinned=False) -> Column:  # noqa: A002
+    return Column(name, header, kind, key, width, help, pinned)
 
 
 _P = "probability that a crew on site finds a real leak"
@@ -406,17 +439,20 @@ TABLES: dict[str, list[Column]] = {
                                                          key=False),
         _c("latitude", "Latitude", "coord", key=False), _c("longitude", "Longitude", "coord", key=False),
         _c("home_lat", "Yard latitude", "coord", key=False), _c("home_lon", "Yard longitude", "coord", key=False)],
-    "obligations": [
-        _c("due_by", "Due by (UTC)", "datetime"), _c("state", "State", "label:obligation_state"),
-        _c("days_left", "Days left", "int"), _c("title", "Rule"), _c("action", "Action", "label:action_noun"),
-        _c("leak_id", "Leak"), _c("site", "Site"), _c("started_text", "Started by", width="medium"),
+    "obligations": [  # the key figures first and the long rule title narrow: all in view at 1400 px (issue: Started
+        # by was cut off)
+        _c("due_by", "Due by (UTC)", "datetime", pinned=True), _c("state", "State", "label:obligation_state"),
+        _c("days_left", "Days left", "int", width="small"), _c("leak_id", "Leak"), _c("site", "Site"),
+        _c("title", "Rule", width="medium"), _c("started_text", "Started by", width="medium"),
+        _c("action", "Action", "label:action_noun"),
         _c("citation", "Citation", width="large"), _c("rank", "Rank", "int"),
         _c("status", "Leak status", "label:status"), _c("started_at", "Started (UTC)", "datetime", key=False),
         _c("met_at", "Met (UTC)", "datetime", key=False), _c("verified", "Rule text verified", "bool", key=False),
         _c("voluntary", "Voluntary", "bool", key=False), _c("due_rule", "Clock", "rule", key=False)],
-    "clocks": [
-        _c("state", "State", "label:obligation_state"), _c("due_rule", "Clock", "rule"),
-        _c("due_by", "Due by (UTC)", "date"), _c("left", "Time left"), _c("citation", "Citation", width="medium")],
+    "clocks": [  # due date before the long clock title (half a page wide: "Due by" was off to the right)
+        _c("state", "State", "label:obligation_state"), _c("due_by", "Due by (UTC)", "date"),
+        _c("left", "Time left"), _c("due_rule", "Clock", "rule", width="medium"),
+        _c("citation", "Citation", width="medium")],
     "validations": [
         _c("visited_at", "Visited (UTC)", "datetime"), _c("leak_id", "Leak"), _c("outcome", "Outcome", "label:outcome"),
         _c("measured_rate_kg_h", "Measured", "rate"), _c("component", "Component", width="medium"),
@@ -463,9 +499,10 @@ TABLES: dict[str, list[Column]] = {
         _c("id", "List", "int"), _c("plan_date", "For"), _c("status", "Status", "label:list_status"),
         _c("n_items", "Stops", "int"), _c("total_km", "Driving (km)", "km"), _c("created_by", "Planned by"),
         _c("approved_by", "Approved by")],
-    "candidates": [_c("asset_id", "Asset"), _c("p", "Attribution likelihood", "pct"),
-                   _c("distance_m", "Distance (m)", "number"), _c("asset_type", "Type", "label:asset_type"),
-                   _c("operator", "Operator")],
+    "candidates": [_c("asset_id", "Asset", pinned=True),  # half a page wide: operator and type in view
+                   _c("p", "Likelihood", "pct", help="attribution likelihood: the chance the leak is this asset's"),
+                   _c("operator", "Operator"), _c("asset_type", "Type", "label:asset_type"),
+                   _c("distance_m", "Distance (m)", "number")],
     "overrides": [_c("leak_id", "Leak"), _c("override", "Rank set to", "int"), _c("reason", "Reason", width="large"),
                   _c("by", "By"), _c("at", "When (UTC)", "datetime")],
 }
@@ -510,11 +547,13 @@ TABLES["worsening"] = [
     _c("z_count", "Change in detections (z)", "number", key=False),
     _c("z_rate", "Change in readings (z)", "number", key=False), _c("operator", "Operator", key=False),
     _c("worsening", "Worsening", "bool", key=False)]
-TABLES["sensor_precision"] = [
-    _c("source_name", "Sensor"), _c("source_type", "Kind", "label:sensor"), _c("checked", "Checked", "int"),
+TABLES["sensor_precision"] = [  # half a page wide: the precision and its interval right after the sensor
+    _c("source_name", "Sensor", pinned=True),
+    _c("precision", "Precision", "pct", help="the share of checked leaks a crew found real"),
+    _c("precision_lo", "90 % low", "pct"), _c("precision_hi", "90 % high", "pct"), _c("checked", "Checked", "int"),
+    _c("source_type", "Kind", "label:sensor"),
     _c("confirmed", "Confirmed", "int"), _c("already_repaired", "Already repaired", "int"),
-    _c("not_found", "Not found", "int"), _c("precision", "Precision", "pct"),
-    _c("precision_lo", "90 % low", "pct"), _c("precision_hi", "90 % high", "pct"),
+    _c("not_found", "Not found", "int"),
     _c("n_detections", "Detections", "int", key=False), _c("confirmed_share", "Confirmed share", "pct", key=False)]
 _ROLLUP = [
     _c("n_leaks", "Leaks", "int"), _c("n_open", "Open", "int"), _c("expected_kg_h", "Expected", "rate",
@@ -720,7 +759,8 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
         elif c.kind == "bool":
             out[c.name] = _each(s, lambda v: "" if _missing(v) else "Yes" if bool(v) else "No")
         elif c.kind == "text" and (s.dtype == object or pd.api.types.is_string_dtype(s) or s.isna().all()):
-            out[c.name] = _each(s, rules_in_text) if c.name in ("top_reasons", "band_why") else _text(s)
+            out[c.name] = (_each(s, lambda v: estimates_in_text(rules_in_text(v), unit)) if c.name == "top_reasons"
+                           else _each(s, rules_in_text) if c.name == "band_why" else _text(s))
         elif c.kind == "text" and pd.api.types.is_float_dtype(s):
             out[c.name] = s.round(2)
     return out

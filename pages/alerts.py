@@ -34,6 +34,7 @@ rows = inbox(ver, state)
 dl = deliveries(ver)
 with c.session() as s:
     n_open = desk.open_alert_count(s)
+    checked = desk.last_alert_check(s)
 failed = dl[dl["state"] == "failed"] if len(dl) else dl
 m = st.columns(4)
 m[0].metric("Open", f"{n_open:,}")
@@ -44,9 +45,18 @@ if c.can("alerts") and st.button("Check the rules now", key="al_check", icon=":m
     r = c.act("alerts", lambda s: desk.check_alerts(s, c.user()))
     if r is not None:
         c.flash("al_flash", f"{r['found']} conditions found, {r['new']} new alerts.")
+now = "check them now" if c.can("alerts") else "ask an analyst or a supervisor to check them"
+if checked is None:
+    st.warning(f"The alert rules have never been checked: deadlines, failed repairs and new HIGH leaks are not in "
+               f"this inbox yet; {now}.", icon=":material/rule:")
+else:
+    st.caption(f"The alert rules were last checked {c.present.when(checked)}.")
 if rows.empty:
-    st.info("Nothing here." if state != "open" else "No open alert: nothing needs you right now.",
-            icon=":material/notifications_off:")
+    if state != "open":
+        st.info("Nothing here.", icon=":material/notifications_off:")
+    elif checked is not None:
+        st.info(f"No open alert as of the last check of the rules ({c.present.when(checked)}); anything since then "
+                f"shows after the next check ({now}).", icon=":material/notifications_off:")
 else:
     teams = sorted(rows["team"].dropna().unique())
     team = st.selectbox("Team", teams, index=None, placeholder="every team", key="al_team",

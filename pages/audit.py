@@ -48,7 +48,9 @@ bar = st.container(horizontal=True)
 bar.download_button("Download CSV", lambda: to_csv_text(rows), "mlpe_audit.csv", "text/csv", key="au_csv",
                     icon=":material/download:", on_click="ignore", type="primary",
                     help="the recorded events as they are stored (codes and JSON details), for evidence and scripts")
-tables.show(rows.head(2000), "audit", "au_table", height=380)
+tables.show(rows.head(2000), "audit", "au_table", height=380,
+            empty="No recorded action matches these filters: the Target must be an id exactly as recorded (e.g. "
+                  "L000012); clear it, or widen Who, Action or When.")
 if len(rows) > 2000:
     st.caption("The newest 2,000 are shown; the CSV has them all.")
 

@@ -25,7 +25,7 @@ st.caption(f"As of {d['as_of']:%Y-%m-%d %H:%M} UTC · {int(R['n_sites'])} sites 
            "side in the table at the foot of the page.")
 m = st.columns(6)
 m[0].metric("Open leaks", f"{int(R['n_open'])} of {int(R['n_leaks'])}")
-m[1].metric("Expected kg/h", c.rate(R["expected_kg_h"]), help="P(real) × rate over its open leaks")
+m[1].metric(c.rate_label("Expected"), c.rate(R["expected_kg_h"]), help="P(real) × rate over its open leaks")
 m[2].metric("Confirmed / repaired", f"{int(R['n_confirmed'])} / {int(R['n_repaired'])}")
 m[3].metric("Days to repair", v.days(R["median_days_to_repair"]), help="median, from first detection to repair")
 m[4].metric("Clocks met on time", c.pct(R["on_time_share"]), help=f"{int(R['met_on_time'])} on time, "

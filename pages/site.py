@@ -26,7 +26,7 @@ st.caption(f"As of {d['as_of']:%Y-%m-%d %H:%M} UTC · {S['latitude']:.4f}, {S['l
            "those fusion attributed to this asset; its detections are theirs and the site-level sensors' own.")
 m = st.columns(6)
 m[0].metric("Leaks (open)", f"{int(S['n_leaks'])} ({int(S['n_open'])})")
-m[1].metric("Expected kg/h", c.rate(S["expected_kg_h"]), help="P(real) × rate, summed over its open leaks")
+m[1].metric(c.rate_label("Expected"), c.rate(S["expected_kg_h"]), help="P(real) × rate, summed over its open leaks")
 m[2].metric("Confirmed / repaired", f"{int(S['n_confirmed'])} / {int(S['n_repaired'])}")
 m[3].metric("Days to repair", v.days(S["median_days_to_repair"]), help="median, from first detection to repair")
 m[4].metric("Clocks on time / late", f"{int(S['met_on_time'])} / {int(S['met_late']) + int(S['overdue'])}",
@@ -37,7 +37,7 @@ v.trend_box(d["trend"], "site")
 left, right = st.columns(2)
 with left:
     st.subheader("Estimated emissions through time")
-    charts.plot(charts.site_emissions(d["emissions"], d["weekly"]), "site_emissions", f"{asset_id}_emissions")
+    charts.plot(charts.site_emissions(d["emissions"], d["weekly"], c.unit()), "site_emissions", f"{asset_id}_emissions")
     st.caption("The line is the summed rate of the site's leaks while they emitted (from first detection to repair), "
                "weighted by P(real), with their ±1σ band; the points are each sensor's weekly geometric-mean reading "
                "with a 90 % interval, as the sensor reported it (monitors read low: each on its own scale).")

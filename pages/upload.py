@@ -50,8 +50,13 @@ for i, (name, rep, err) in enumerate(st.session_state.get("up_reports", [])):
         st.warning(f"**{md(name)}**: already loaded (same content); nothing changed.")
     else:
         fmt_name = c.label("format", rep.format)
-        st.success(f"**{md(name)}** [{md(fmt_name)}]: {rep.n_rows:,} rows — {rep.n_accepted:,} accepted, "
-                   f"{rep.n_rejected:,} rejected, {rep.n_duplicate:,} already loaded.")
+        said = (f"**{md(name)}** [{md(fmt_name)}]: {rep.n_rows:,} rows — {rep.n_accepted:,} accepted, "
+                f"{rep.n_rejected:,} rejected, {rep.n_duplicate:,} already loaded.")
+        if rep.n_accepted == 0 and rep.n_rejected:  # nothing loaded: not a success
+            st.error(f"{said} Nothing was loaded: fix the rows listed below and upload the file again.",
+                     icon=":material/block:")
+        else:
+            st.success(said)
         if len(rep.rejects):
             n_rows = rep.rejects["row"].nunique()
             with st.expander(f"{c.plural(len(rep.rejects), 'problem')} in {c.plural(n_rows, 'row')} of {md(name)}",

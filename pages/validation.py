@@ -43,8 +43,13 @@ if up is not None and st.button("Import validations", key="val_import"):
         path.write_bytes(up.getvalue())
         r = c.act("validate", lambda s: desk.import_outcomes(s, c.user(), path))
     if r:
-        st.success(f"{md(r['file'])}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
-                   f"{r['rejected']} rejected")
+        said = (f"{md(r['file'])}: {r['rows']} rows, {r['recorded']} recorded, {r['duplicates']} already recorded, "
+                f"{r['rejected']} rejected")
+        if r["rejected"] and not r["recorded"] and not r["duplicates"]:  # nothing recorded: not a success
+            st.error(f"{said}. Nothing was recorded: fix the rows listed below and import the file again.",
+                     icon=":material/block:")
+        else:
+            st.success(said)
         if len(r["rejects"]):
             tables.show(r["rejects"], "rejects", "val_rejects", height=tables.height(len(r["rejects"]), 300))
 

@@ -229,3 +229,20 @@ routes: [{team: ops}]
         assert sorted(read) == ["obligations", "worsening_sites"] and full["new"] == 0  # nothing due here
     monkeypatch.undo()
     desk.settings(reload=True)
+
+
+def test_the_inbox_puts_high_alerts_before_newer_medium_ones(burst_store):
+    eng, _ = burst_store
+    rows = [{"key": f"k{i}", "rule": "r", "kind": k, "severity": sev, "title": f"{sev} {i}", "team": "ops"}
+            for i, (sev, k) in enumerate([("high", "obligation_due"), ("info", "burst"), ("high", "failed_repair"),
+                                          *[("medium", "worsening_site")] * 3])]
+    with Session(eng) as s:
+        store.alerts.insert_alerts(s, rows)  # ids in this order: the medium ones are the newest
+        s.commit()
+        inbox = desk.alerts_inbox(s)
+        assert inbox["severity"].tolist() == ["high", "high", "medium", "medium", "medium", "info"]
+        assert inbox["title"].tolist()[:2] == ["high 2", "high 0"]  # newest first within a severity
+        assert desk.alerts_inbox(s, limit=2)["severity"].tolist() == ["high", "high"]
+        assert desk.last_alert_check(s) is None  # never checked
+        desk.check_alerts(s, "ana", deliver=False)
+        assert desk.last_alert_check(s) is not None

@@ -872,3 +872,138 @@ def test_obligations_page_lists_every_running_clock_soonest_first(db):
 
 def frames_desk(db, name: str):
     return with_session(db, lambda s: getattr(desk, name)(s))
+
+
+# --------------------------------------------------------------------------------------------- review fixes (fix5)
+
+
+def _headers(at: AppTest) -> list[str]:
+    """The headers every table of the page shows (its column config labels)."""
+    out = []
+    for d in at.dataframe:
+        cfg = json.loads(d.proto.columns or "{}")
+        out += [str(v.get("label")) for v in cfg.values() if isinstance(v, dict) and v.get("label")]
+    return out
+
+
+@pytest.mark.parametrize("name", ["site", "operator", "rankings"])
+def test_rate_labels_name_the_unit_chosen(db, name):
+    at = open_page(name, unit="scf/h")
+    metrics = {m.label: m.value for m in at.metric}
+    labels = list(metrics) + _headers(at)
+    assert labels and not [x for x in labels if "kg/h" in x], labels
+    for label_, value in metrics.items():
+        if str(value).endswith("scf/h"):
+            assert "kg/h" not in label_
+    if name in ("site", "operator"):
+        assert metrics["Expected (scf/h)"].endswith("scf/h")
+    assert any("(scf/h)" in h for h in _headers(at))
+    if name == "rankings":  # the Why sentences' rate estimates too
+        why = " ".join(table(at, "leak_id", "top_reasons")["top_reasons"])
+        assert "kg/h" not in why and "scf/h" in why
+
+
+def test_reason_estimates_read_in_the_unit_chosen():
+    said = "1 detection by AirLidar; ~25 kg/h (±18); not quantified (~393 kg/h expected from what detected it)"
+    assert present.estimates_in_text(said, "kg/h") == said
+    assert present.estimates_in_text(said, "scf/h") == ("1 detection by AirLidar; ~1,300 scf/h (±940); not quantified "
+                                                        "(~20,500 scf/h expected from what detected it)")
+    assert present.estimates_in_text("~0.4 kg/h", "t/yr") == "~3.5 t/yr"
+
+
+def test_site_emissions_chart_is_in_the_unit_chosen():
+    from app import charts
+    em = pd.DataFrame({"week": pd.to_datetime(["2026-09-07"], utc=True), "rate_kg_h": [1.0], "rate_lo_kg_h": [0.5],
+                       "rate_hi_kg_h": [2.0]})
+    fig = charts.site_emissions(em, pd.DataFrame(), "scf/h")
+    assert fig.layout.yaxis.title.text == "scf/h"
+    assert round(float(fig.data[1].y[0])) == round(1 / present.SCF_KG)
+
+
+def test_alerts_say_the_rules_were_never_checked_then_when(store_copy):
+    at = open_page("alerts")
+    page = texts(at, "info") + texts(at, "warning")
+    assert "nothing needs you" not in page
+    assert "never been checked" in texts(at, "warning")
+    at.button(key="al_check").click().run()
+    assert not at.exception
+    assert "never been checked" not in texts(at, "warning")
+    assert "last checked" in texts(at, "caption")
+
+
+def test_narrow_tables_put_their_key_figures_first_and_pin_the_row_name():
+    from app import tables
+    expect = {"sensor_precision": ("source_name", ["precision", "precision_lo", "precision_hi"]),
+              "clocks": ("state", ["due_by"]), "candidates": ("asset_id", ["p", "operator", "asset_type"]),
+              "obligations": ("due_by", ["state", "days_left", "leak_id", "site", "title", "started_text"])}
+    for table_, (first, key) in expect.items():
+        df = pd.DataFrame(columns=[c.name for c in present.TABLES[table_]])
+        order, cfg = tables.config(df, table_, "kg/h")
+        assert order[0] == first and order[1:1 + len(key)] == key, (table_, order)
+    for table_, col in (("sensor_precision", "source_name"), ("candidates", "asset_id"), ("obligations", "due_by")):
+        assert tables.config(pd.DataFrame(columns=[c.name for c in present.TABLES[table_]]), table_, "kg/h"
+                             )[1][col]["pinned"] is True
+    # the obligations' long texts have fixed widths: the key columns before "Started by" fit 1400 px
+    _, cfg = tables.config(pd.DataFrame(columns=[c.name for c in present.TABLES["obligations"]]), "obligations",
+                           "kg/h")
+    assert cfg["title"]["width"] == tables.WIDTH["medium"] and cfg["started_text"]["width"] == tables.WIDTH["medium"]
+
+
+VISITS_BAD = {"nonsense_val.csv": b"nonsense\n", "junk_columns.csv": b"foo,bar,baz\n1,2,3\n4,5,6\n"}
+
+
+@pytest.mark.parametrize("name", sorted(VISITS_BAD))
+def test_visits_with_the_wrong_columns_name_the_missing_ones(store_copy, tmp_path, name):
+    at = open_page("validation")
+    at.file_uploader(key="val_file").set_value((name, VISITS_BAD[name], "text/csv")).run()
+    at.button(key="val_import").click().run()
+    assert not at.exception
+    err = texts(at, "error").replace("\\", "")  # markdown-escaped
+    assert "required column missing: leak_id, visited_at, outcome" in err and "no rows" not in err
+    (tmp_path / name).write_bytes(VISITS_BAD[name])  # the CLI says the same (the message is mlpe_core's)
+    with pytest.raises(Exception, match="required column missing: leak_id, visited_at, outcome"):
+        with_session(store_copy, lambda s: desk.import_outcomes(s, "admin", tmp_path / name))
+
+
+def test_a_binary_visits_file_names_only_the_formats_accepted_there(store_copy):
+    at = open_page("validation")
+    at.file_uploader(key="val_file").set_value(("binary.csv", bytes(range(256)) * 4, "text/csv")).run()
+    at.button(key="val_import").click().run()
+    err = texts(at, "error").replace("\\", "")
+    assert "expected CSV or XLSX" in err and "Parquet" not in err
+
+
+def test_a_visits_file_with_every_row_rejected_is_not_a_success(store_copy):
+    at = open_page("validation")
+    bad = b"leak_id,visited_at,outcome\nL000075,yesterday,maybe\nL999999,2026-12-01,confirmed\n"
+    at.file_uploader(key="val_file").set_value(("bad_validations.csv", bad, "text/csv")).run()
+    at.button(key="val_import").click().run()
+    assert not at.exception and not texts(at, "success")
+    assert "0 recorded" in texts(at, "error") and "2 rejected" in texts(at, "error")
+
+
+def test_a_detection_file_with_every_row_rejected_is_not_a_success(store_copy):
+    at = open_page("upload")
+    bad = ("detection_id,observed_at,latitude,longitude,source_type,source_name,rate_kg_h\n"
+           "X1,not-a-date,31.9,-102.5,satellite,Test,12\nX2,2026-12-01T10:00:00Z,999,-102.5,satellite,Test,12\n")
+    at.file_uploader(key="up_files").set_value([("bad_rows.csv", bad.encode(), "text/csv")]).run()
+    at.button(key="up_go").click().run()
+    assert not at.exception and not texts(at, "success")
+    assert "0 accepted, 2 rejected" in texts(at, "error") and "Nothing was loaded" in texts(at, "error")
+
+
+def test_an_audit_filter_matching_nothing_says_what_to_do(db):
+    at = open_page("audit")
+    at.text_input(key="au_target").set_value("L999999").run()
+    assert not at.exception
+    assert "No recorded action matches these filters" in texts(at, "info")
+    assert not any({"actor", "action", "target", "detail"} <= set(d.value.columns) for d in at.dataframe)
+
+
+def test_a_leak_without_recorded_actions_says_so_in_its_audit_tab(db):
+    leaks = frames(db, "leaks")
+    acted = set(with_session(db, lambda s: store.audit_events(s))["target"])
+    lid = leaks.loc[~leaks["leak_id"].isin(acted), "leak_id"].iloc[0]
+    at = open_page("leak", leak=lid)
+    assert not at.exception
+    assert "No recorded action here yet" in texts(at, "info")

@@ -42,8 +42,15 @@ class _NotPlain(Exception):
     """The fast reader cannot take this file; the tolerant one will."""
 
 
-def read_table(path: Path, label: str | None = None) -> pd.DataFrame:
+ANY_KIND = "CSV, XLSX, Parquet or GeoJSON"
+
+
+def read_table(path: Path, label: str | None = None, required: tuple[str, ...] = (),
+               kinds: str = ANY_KIND) -> pd.DataFrame:
     """Read CSV (BOM, ``;``/tab/``|`` delimiters, quotes), Excel, Parquet or GeoJSON into a frame of strings.
+
+    ``required`` columns (any case) are checked before the rows are, so a file with the wrong columns says which
+    are missing (not that it has no rows); ``kinds`` is what the caller accepts, named when a file is binary.
 
     Every cell stays text so validation sees exactly what the file said and rejects can quote it.
     A plain UTF-8 CSV is parsed by ``pyarrow.csv`` (multi-threaded); anything else (Latin-1, rows
@@ -74,7 +81,7 @@ def read_table(path: Path, label: str | None = None) -> pd.DataFrame:
         elif suffix in (".geojson", ".json"):
             df = _read_geojson(path)
         else:
-            df = _read_csv(path, label)
+            df = _read_csv(path, label, kinds)
     except IngestError:
         raise
     except (MemoryError, KeyboardInterrupt):
@@ -92,6 +99,10 @@ def read_table(path: Path, label: str | None = None) -> pd.DataFrame:
         raise IngestError(label, f"repeated column names {dup}", column=dup[0])
     if len(df.columns) == 0:
         raise IngestError(label, "file has no columns")
+    have = {c.lower() for c in df.columns}
+    missing = [c for c in required if c.lower() not in have]
+    if missing:
+        raise IngestError(label, f"required column missing: {', '.join(missing)}", column=missing[0])
     if df.empty:
         raise IngestError(label, "file has a header but no rows")
     _check_shape(len(df), len(df.columns), label, lim)
@@ -149,16 +160,16 @@ def _check_parquet(path: Path, label: str, lim: Limits) -> None:
     _check_unpacked(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)), label, lim)
 
 
-def _read_csv(path: Path, label: str) -> pd.DataFrame:
+def _read_csv(path: Path, label: str, kinds: str = ANY_KIND) -> pd.DataFrame:
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     if size == 0 or (size <= (1 << 16) and not head.strip()):
         raise IngestError(label, "file is empty")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text" export
-        return _read_csv_python(path, label)
+        return _read_csv_python(path, label, kinds)
     if b"\x00" in head[:4096]:
-        raise IngestError(label, "not a text file (binary content); expected CSV, XLSX, Parquet or GeoJSON")
+        raise IngestError(label, f"not a text file (binary content); expected {kinds}")
     bom = head.startswith(codecs.BOM_UTF8)
     try:
         sample = codecs.getincrementaldecoder("utf-8")().decode(head[3 if bom else 0:], final=size <= (1 << 16))
@@ -169,7 +180,7 @@ def _read_csv(path: Path, label: str) -> pd.DataFrame:
             return _read_csv_arrow(path, sample, bom, label)
         except _NotPlain:
             pass
-    return _read_csv_python(path, label)
+    return _read_csv_python(path, label, kinds)
 
 
 def _header_names(raw: list[str]) -> list[str]:
@@ -218,7 +229,7 @@ def _read_csv_arrow(path: Path, sample: str, bom: bool, label: str) -> pd.DataFr
     return table.to_pandas(self_destruct=True, split_blocks=True)
 
 
-def _read_csv_python(path: Path, label: str) -> pd.DataFrame:
+def _read_csv_python(path: Path, label: str, kinds: str = ANY_KIND) -> pd.DataFrame:
     """The tolerant path: any encoding (UTF-8, else Latin-1), quoted newlines, short rows padded."""
     raw = path.read_bytes()
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -228,7 +239,7 @@ def _read_csv_python(path: Path, label: str) -> pd.DataFrame:
             raise IngestError(label, "not valid UTF-16 text despite its byte-order mark") from exc
     else:
         if b"\x00" in raw:
-            raise IngestError(label, "not a text file (binary content); expected CSV, XLSX, Parquet or GeoJSON")
+            raise IngestError(label, f"not a text file (binary content); expected {kinds}")
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -236,7 +247,7 @@ def _read_csv_python(path: Path, label: str) -> pd.DataFrame:
     if not text.strip():
         raise IngestError(label, "file is empty")
     if "\x00" in text:
-        raise IngestError(label, "not a text file (binary content); expected CSV, XLSX, Parquet or GeoJSON")
+        raise IngestError(label, f"not a text file (binary content); expected {kinds}")
     del raw
     sep = _sniff_delimiter(text[:65536])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)

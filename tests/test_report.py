@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import report_scenario as rs
 from sqlmodel import Session
 
 from mlpe_core import comply, desk, store
+from mlpe_core.report.model import ACTION_COLUMNS, LDAR_COLUMNS, NOTICE_COLUMNS, TOTAL_COLUMNS
 from mlpe_core.report.pdf import fmt
 from mlpe_core.store.models import AuditEvent, LeakEvent, Validation
 
@@ -236,3 +238,53 @@ def test_cli_and_api_write_the_same_report(scenario, tmp_path):
     assert c.get("/report", params={"operator": "Nobody"}).status_code == 404
     assert c.get("/report", params={"operator": rs.OPERATOR, "from": "2026-09-30", "to": "2026-07-01"}).status_code \
         == 422
+
+
+def test_a_notice_not_yet_answered_is_reported(scenario, tmp_path):
+    """A super-emitter notice on one of the operator's leaks with no visit and no report yet: the report lists it
+    as overdue (regression: an empty ``pd.concat`` of its visits raised "No objects to concatenate" and ``mlpe
+    report`` exited 2 in every format)."""
+    db, ids = scenario
+    copy = tmp_path / "mlpe.db"
+    src, dst = sqlite3.connect(db), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close(), dst.close()
+    eng = desk.engine(str(copy))
+    with desk.open_session(eng) as s:
+        lk = desk.ranking(s)
+        busy = set(store.validations_frame(s)["leak_id"]) | set(store.notifications_frame(s)["leak_id"].dropna())
+        free = lk[(lk["operator"] == rs.OPERATOR) & lk["status"].eq("open") & ~lk["leak_id"].isin(busy)]
+        leak = free.sort_values("leak_id")["leak_id"].iloc[-1]
+        det = store.detections_frame(s, leak).iloc[0]
+    eng.dispose()
+    notice = tmp_path / "n1.csv"
+    pd.DataFrame([{"notification_id": "N1", "received_at": "2026-09-20T09:00:00Z", "program": "ooooB_super_emitter",
+                   "notifier": "EPA", "detection_ref": "", "latitude": det["latitude"], "longitude": det["longitude"],
+                   "rate_kg_h": "400", "notes": ""}]).to_csv(notice, index=False)
+    cmd = [sys.executable, "-m", "mlpe_core.cli", "--db", str(copy), "--user", "tester"]
+    r = subprocess.run([*cmd, "notifications", "import", str(notice)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "1 matched to a leak" in r.stdout, r.stdout + r.stderr
+    for ext in ("json", "xlsx", "pdf"):
+        out = tmp_path / f"r.{ext}"
+        r = subprocess.run([*cmd, "report", "--operator", rs.OPERATOR, "--from", rs.QUARTER[0], "--to", rs.QUARTER[1],
+                            "-o", str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert out.stat().st_size > 1000
+    doc = json.loads((tmp_path / "r.json").read_text())
+    row = next(x for x in doc["notifications"] if x["notification_id"] == "N1")
+    assert row["leak_id"] == leak and row["status"] == "overdue" and row["investigated_at"] is None
+    assert row["validation_ids"] == "" and row["audit_event_ids"]  # the notice's own audit record, nothing else
+
+
+def test_a_period_with_nothing_gives_empty_sections_with_their_columns(scenario):
+    db, _ = scenario
+    eng = desk.engine(str(db))
+    with desk.open_session(eng) as s:
+        rep = desk.report(s, rs.OPERATOR, "2025-01-01", "2025-01-31", user="tester")
+        files = {f: desk.render_report(rep, f) for f in ("json", "xlsx", "pdf")}
+    eng.dispose()
+    for df, cols in ((rep.notifications, NOTICE_COLUMNS), (rep.ldar, LDAR_COLUMNS),
+                     (rep.action_levels, ACTION_COLUMNS)):
+        assert df.empty and list(df.columns) == cols
+    assert list(rep.totals.columns) == TOTAL_COLUMNS
+    assert json.loads(files["json"])["notifications"] == [] and files["pdf"].startswith(b"%PDF")

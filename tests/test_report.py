@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import report_scenario as rs
 from sqlmodel import Session
 
 from mlpe_core import comply, desk, store
+from mlpe_core.report import people
 from mlpe_core.report.model import ACTION_COLUMNS, LDAR_COLUMNS, NOTICE_COLUMNS, TOTAL_COLUMNS
 from mlpe_core.report.pdf import fmt
 from mlpe_core.store.models import AuditEvent, LeakEvent, Validation
@@ -167,16 +169,16 @@ def test_xlsx_opens_with_frozen_headers_and_the_same_rows(built):
     wb = load_workbook(io.BytesIO(files["xlsx"]))
     assert wb.sheetnames == ["Summary", "Notifications", "LDAR findings", "Action levels", "Totals by site type",
                              "Emissions"]
-    for name, df in (("Notifications", rep.notifications), ("LDAR findings", rep.ldar),
-                     ("Action levels", rep.action_levels), ("Totals by site type", rep.totals)):
-        ws = wb[name]
+    for name, key in (("Notifications", "notifications"), ("LDAR findings", "ldar"), ("Action levels", "action_levels"),
+                      ("Totals by site type", "totals")):
+        ws, df = wb[name], rep.frames()[key]
         assert ws.freeze_panes == "A2" and ws["A1"].font.bold
-        assert [c.value for c in ws[1]] == list(df.columns)
+        assert [c.value for c in ws[1]] == [people.header(key, c) for c in df.columns]  # the model's order, in words
         assert ws.max_row == len(df) + 1
     ws = wb["Notifications"]
     cols = [c.value for c in ws[1]]
     for i, r in enumerate(rep.notifications.itertuples(), start=2):
-        got = ws.cell(i, cols.index("investigate_due") + 1)
+        got = ws.cell(i, cols.index("Investigate by (UTC)") + 1)
         assert got.value == r.investigate_due.tz_localize(None).to_pydatetime() and got.number_format.startswith("yyyy")
 
 
@@ -238,6 +240,42 @@ def test_cli_and_api_write_the_same_report(scenario, tmp_path):
     assert c.get("/report", params={"operator": "Nobody"}).status_code == 404
     assert c.get("/report", params={"operator": rs.OPERATOR, "from": "2026-09-30", "to": "2026-07-01"}).status_code \
         == 422
+
+
+# what people must never read in the PDF or the workbook: snake_case names and codes (``on_time``, ``well_pad``,
+# ``found_by_ref``, rule ids such as ``ooooB_fugitive_ogi``), blanks written as None/nan/NaT, offsets as +00:00
+RAW = re.compile(r"\b[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]+\b|\bNone\b|\bnan\b|\bNaN\b|\bNaT\b|\+00:00")
+CODES = {"on_time", "late", "overdue", "open", "no clock", "confirmed", "not_found", "already_repaired",
+         "not_accessible", "ooooB_super_emitter"}  # the model's codes; a cell that is exactly one is a code shown
+
+
+def _raw_in(texts) -> list[str]:
+    return sorted({m for t in texts for m in RAW.findall(str(t))} | {str(t) for t in texts if str(t) in CODES})
+
+
+def test_xlsx_and_pdf_show_labels_and_headers_not_codes(built):
+    """The report's PDF and workbook are for people (the JSON keeps the codes): statuses, findings, site types,
+    programs and rules as the presentation layer says them, headers in words."""
+    from openpyxl import load_workbook
+
+    rep, files, _ = built
+    doc = json.loads(files["json"])  # the machine's file keeps the codes and names
+    assert {r["status"] for r in doc["notifications"]} >= {"late", "on_time"} and "found_by_ref" in doc["ldar"][0]
+    wb = load_workbook(io.BytesIO(files["xlsx"]))
+    texts = [c for ws in wb for row in ws.iter_rows(values_only=True) for c in row if isinstance(c, str)]
+    assert _raw_in(texts) == []
+    heads = {ws.title: [c.value for c in ws[1]] for ws in wb if ws.title != "Summary"}
+    assert "Found by" in heads["LDAR findings"] and "t/yr" in heads["Emissions"]
+    notes = wb["Notifications"]
+    col = heads["Notifications"].index("Status") + 1
+    assert {notes.cell(i, col).value for i in range(2, notes.max_row + 1)} >= {"Late", "On time"}
+    rules = {wb["LDAR findings"].cell(i, 4).value for i in range(2, wb["LDAR findings"].max_row + 1)}
+    assert rules and all("OOOOb" in r or "Colorado" in r for r in rules), rules
+    pdfium = pytest.importorskip("pypdfium2", reason="pypdfium2 (requirements-dev) reads the PDF's text")
+    pdf = pdfium.PdfDocument(files["pdf"])
+    body = "\n".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    assert sorted(set(RAW.findall(body))) == []
+    assert "On time" in body and "Confirmed leaking" in body and "OOOOb repair (OGI)" in body
 
 
 def test_a_notice_not_yet_answered_is_reported(scenario, tmp_path):

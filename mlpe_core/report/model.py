@@ -192,8 +192,8 @@ def build(b: sites.Bundle, operator: str, start: pd.Timestamp, end: pd.Timestamp
         "unmatched_notifications_in_period": sorted(unmatched["notification_id"]) if len(unmatched) else [],
         "ogmp": emis["ogmp"],
         "method": ("A clock is in the period when the event that started it (a notice received, a field find, an "
-                   "action level crossed) falls in it. Dates are UTC. 'on_time': met by its due time; 'late': met "
-                   "after it; 'overdue': not met and due before the report's clock; 'open': not yet due. Each row "
+                   "action level crossed) falls in it. Dates are UTC. On time: met by its due time; late: met "
+                   "after it; overdue: not met and due before the report's clock; open: not yet due. Each row "
                    "cites the notification row, the validation rows (visits) that met its clocks, their lifecycle "
                    "events and audit events; `mlpe audit verify` checks the chains whose heads are stated here."),
         "not_included": ("Notices not matched to a leak are not attributed to an operator (listed by id); clocks of "

@@ -803,6 +803,17 @@ def people_csv_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT) -> 
     return pd.DataFrame(out, index=df.index).reset_index(drop=True)
 
 
+def text_table(df: pd.DataFrame, table: str, cols: list[str] | None = None, unit: str = DEFAULT_UNIT,
+               max_colwidth: int = 60) -> str:
+    """``df`` as a plain-text table for a terminal: the columns ``cols`` (default: the table's key columns) as
+    :func:`people_csv_frame` writes them (human headers, labels, rule titles, UTC dates and times as text, rates in
+    ``unit``, percentages), every missing value blank: never None, NaN, NaT or ``+00:00``."""
+    names = [c for c in (cols or [c.name for c in columns(table, df) if c.key]) if c in df.columns]
+    shown = people_csv_frame(df[names], table, unit)[[header(c, unit, table) for c in names]]
+    shown = shown.astype(object).where(shown.notna(), "")
+    return shown.to_string(index=False, max_colwidth=max_colwidth)
+
+
 def html_table(pairs: list[tuple[str, str]]) -> str:
     """Label/value pairs as a small HTML table (KML balloons); values are escaped by the caller."""
     rows = "".join(f"<tr><th align='left'>{k}</th><td>{v}</td></tr>" for k, v in pairs if v not in (None, ""))

@@ -66,3 +66,17 @@ def test_each_is_map_once_per_value(values):
     assert out.tolist() == s.map(lambda v: "" if present._missing(v) else f"<{v}>").tolist()
     assert out.index.tolist() == s.index.tolist()
     assert len(seen) == len(pd.unique(s.dropna())) + 1  # once per distinct value, once for missing
+
+
+def test_text_table_for_a_terminal_has_words_dates_and_blanks():
+    df = pd.DataFrame({"rank": [1, None], "leak_id": ["L1", "L2"], "risk_band": ["HIGH", None],
+                       "p_real": [0.8333, np.nan], "due_by": [pd.Timestamp("2026-09-08T00:00Z"), pd.NaT],
+                       "due_rule": ["ooooB_super_emitter:investigate", None], "override_reason": [None, None]})
+    text = present.text_table(df, "leaks", ["rank", "leak_id", "risk_band", "p_real", "due_by", "due_rule",
+                                            "override_reason"])
+    head, first, second = text.splitlines()
+    assert head.split()[:3] == ["Rank", "Leak", "Risk"] and "Due by (UTC)" in head and "Deadline rule" in head
+    assert "High" in first and "83%" in first and "2026-09-08" in first and "OOOOb super-emitter investigation" in first
+    assert second.split() == ["L2"]  # every missing value blank
+    for raw in ("NaT", "NaN", "nan", "None", "<NA>", "+00:00", "00:00:00", "ooooB_"):
+        assert raw not in text

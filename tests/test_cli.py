@@ -615,8 +615,8 @@ def demo_store(tmp_path_factory) -> dict:
     return {"db": db, "notified": top, "plan": plan}
 
 
-CONSOLE = {"ranking": ["ranking"], "obligations": ["obligations"], "sites": ["sites"], "operators": ["operators"],
-           "dispatch list": ["dispatch", "list"], "dispatch show": ["dispatch", "show", "1"]}
+CONSOLE = {"ranking": ["ranking"], "obligations": ["obligations"], "dispatch list": ["dispatch", "list"],
+           "dispatch show": ["dispatch", "show", "1"]}
 
 
 @pytest.mark.parametrize("name", [*CONSOLE, "dispatch plan"])
@@ -628,6 +628,13 @@ def test_console_tables_show_words_dates_and_blanks(demo_store, name):
         head = r.stdout.splitlines()[0]
         assert "Due by (UTC)" in head and "Leak" in head
         assert re.search(r"\b20\d\d-\d\d-\d\d\b", r.stdout)  # the due dates, as dates
+
+
+@pytest.mark.parametrize("name", ["sites", "operators"])
+def test_rollup_tables_keep_the_contract_names_and_show_blanks(demo_store, name):
+    r = ok(mlpe(demo_store["db"], name))  # the contract (§3) names these columns: they stay the headers
+    assert r.stderr == "" and r.stdout.split()[:2] == ["asset_id" if name == "sites" else "operator", "n_leaks"]
+    assert not re.search(r"\bNaN\b|\bnan\b|\bNone\b|\bNaT\b|<NA>", r.stdout), r.stdout[:2000]
 
 
 def test_leak_show_names_the_clock_and_its_step(demo_store):

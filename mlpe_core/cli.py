@@ -412,6 +412,7 @@ TABLES = {
     "operators": ["operator", "n_leaks", "n_sites", "n_open", "expected_kg_h", "n_confirmed", "n_repaired",
                   "median_days_to_repair", "on_time_share", "false_alarm_share", "n_worsening"],
 }
+PEOPLE_TABLES = {"ranking": "leaks", "obligations": "obligations"}  # the presentation layer's tables they show
 EMPTY = {"ranking": "no ranked leak (run `mlpe score`)", "obligations": "no compliance clock is running",
          "sites": "no site has a leak (run `mlpe fuse`)", "operators": "no leak at an operator's site"}
 
@@ -441,8 +442,13 @@ def _print_table(args, out) -> int:
         print(json.dumps(json_records(df)), file=out)
     elif df.empty:
         print("nothing to show: " + EMPTY[args.command], file=out)
-    else:
-        print(df.reindex(columns=TABLES[args.command]).round(2).to_string(index=False, max_colwidth=60), file=out)
+    elif args.command in PEOPLE_TABLES:
+        from .present import text_table
+
+        print(text_table(df, PEOPLE_TABLES[args.command], TABLES[args.command]), file=out)
+    else:  # sites, operators: the contract (§3) names their columns, so the headers stay; blanks for missing
+        t = df.reindex(columns=TABLES[args.command]).round(2).astype(object)
+        print(t.where(t.notna(), "").to_string(index=False, max_colwidth=60), file=out)
     return EXIT_OK
 def _new_password(s, username: str) -> str:
     """The password for a new account: $MLPE_NEW_PASSWORD, for the first admin also $MLPE_PASSWORD (the acting
@@ -605,16 +611,20 @@ def _run_ops(args, out) -> int:
                   file=out)
             return EXIT_OK
         d = desk.leak_detail(s, args.leak_id)
+    from . import present as pr
+
     L = d["leak"]
     flag = " (possible failed repair: seen again after repair)" if L["failed_repair"] else ""
     rank = f"rank {L['rank']}" if L["rank"] is not None else "not ranked"
-    print(f"leak {L['leak_id']}: {L['status']}{flag}; {rank}, {L['risk_band'] or '-'}, asset {L['asset_id'] or '-'}"
-          f" (as of {d['as_of']:%Y-%m-%d %H:%M} UTC)", file=out)
+    risk = f"{pr.label('band', L['risk_band'])} risk" if L["risk_band"] else "no risk band"
+    print(f"leak {L['leak_id']}: {pr.label('status', L['status'])}{flag}; {rank}, {risk}, asset "
+          f"{L['asset_id'] or '-'} (as of {pr.when(d['as_of'])})", file=out)
     for c in d["clocks"].itertuples():
         late = " OVERDUE" if c.overdue else ""
-        print(f"  due {c.due_by:%Y-%m-%d %H:%M} UTC{late}: {c.due_rule} ({c.citation})", file=out)
+        print(f"  due {pr.when(c.due_by)}{late}: {pr.rule_title(c.due_rule)} ({c.citation})", file=out)
     for e in d["events"].itertuples():
-        print(f"  {e.at:%Y-%m-%d %H:%M} {e.event}: {e.from_status} → {e.to_status} by {e.actor}", file=out)
+        move = " → ".join(x for x in (pr.label("status", e.from_status), pr.label("status", e.to_status)) if x)
+        print(f"  {pr.when(e.at)} {pr.label('event', e.event)}: {move} by {e.actor}", file=out)
     return EXIT_OK
 
 
@@ -639,10 +649,12 @@ def _dispatch(s, args, out) -> int:
         lists = desk.lists(s)
         if lists.empty:
             print("no dispatch lists yet: `mlpe dispatch plan`", file=out)
+        from .present import label
+
         for r in lists.itertuples():
             who = f", approved by {r.approved_by}" if r.approved_by else ""
-            print(f"{r.id}: {r.plan_date} {r.status}, {r.n_items} stops, {r.total_km:.1f} km, planned by "
-                  f"{r.created_by}{who}", file=out)
+            print(f"{r.id}: {r.plan_date} {label('list_status', r.status).lower()}, {r.n_items} stops, "
+                  f"{r.total_km:.1f} km, planned by {r.created_by}{who}", file=out)
     else:  # show
         from .export import format_for, write, write_workorders
 
@@ -653,9 +665,11 @@ def _dispatch(s, args, out) -> int:
                 raise UsageError(str(exc)) from exc
         df = desk.dispatch_file(s, list_id=args.list_id)
         if args.output is None:
+            from .present import text_table
+
             cols = ["crew", "stop", "rank", "leak_id", "asset_id", "risk_band", "due_by", "leg_km", "work_order_id",
                     "wo_status"]
-            print(df[cols].to_string(index=False), file=out)
+            print(text_table(df, "dispatch", cols, args.unit), file=out)
             return EXIT_OK
         if args.format == "workorder":
             doc = desk.work_orders(s, args.list_id)

@@ -376,7 +376,8 @@ def settings_rows(settings: dict | None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Column:
-    """How one column reads: ``kind`` is text, int, number, p (3 decimals), rate, pct, date, datetime, km, bool, or
+    """How one column reads: ``kind`` is text, int, number, p (3 decimals), mass (tonnes, 3 decimals), rate, pct,
+    date, datetime, km, bool, or
     ``label:VOCAB``
     (codes shown as labels), ``rule`` (a clock id as its title), ``sensors``, ``detail`` (JSON in words);
     ``key`` columns show by default, the others are one click away (a table's column menu)."""
@@ -579,11 +580,51 @@ TABLES["rank_groups"] = [
     _c("expected_kg_h", "Expected", "rate", help="summed P(real) × rate"),
     _c("worst_band", "Worst risk", "label:band"), _c("due_by", "Soonest deadline (UTC)", "date"),
     _c("overdue", "Overdue", "bool"), _c("leak_ids", "Leaks (first five)", width="large", help="best rank first")]
+# the regulator's report (mlpe_core.report): its PDF and workbook show these; its JSON keeps the codes and names
+_IDS = [_c("validation_ids", "Validation ids"), _c("leak_event_ids", "Leak event ids"),
+        _c("audit_event_ids", "Audit event ids")]
+TABLES["report_notifications"] = [
+    _c("notification_id", "Notice"), _c("program", "Program", "label:program"), _c("notifier", "Notifier"),
+    _c("leak_id", "Leak"), _c("site", "Site"), _c("site_type", "Site type", "label:asset_type"),
+    _c("received_at", "Received (UTC)", "datetime"), _c("investigate_due", "Investigate by (UTC)", "datetime"),
+    _c("investigated_at", "Investigated (UTC)", "datetime"), _c("finding", "Finding", "label:outcome"),
+    _c("found_at", "Found (UTC)", "datetime"), _c("repaired_at", "Repaired (UTC)", "datetime"),
+    _c("report_due", "Report by (UTC)", "datetime"), _c("reported_at", "Reported (UTC)", "datetime"),
+    _c("investigate_status", "Investigation", "label:ob_outcome"), _c("report_status", "Report", "label:ob_outcome"),
+    _c("status", "Status", "label:ob_outcome"), _c("late_days", "Days late", "number"), _c("rule", "Rule", "rule"),
+    _c("citation", "Citation", width="large"), _c("notification_row", "Notification row", "int"), *_IDS]
+TABLES["report_ldar"] = [
+    _c("leak_id", "Leak"), _c("site", "Site"), _c("site_type", "Site type", "label:asset_type"),
+    _c("rule", "Rule", "rule"), _c("found_at", "Found (UTC)", "datetime"), _c("found_by_ref", "Found by"),
+    _c("attempt_due", "First attempt by (UTC)", "datetime"), _c("attempted_at", "First attempt (UTC)", "datetime"),
+    _c("repair_due", "Repair by (UTC)", "datetime"), _c("repaired_at", "Repaired (UTC)", "datetime"),
+    _c("delay_of_repair", "Delay of repair", "bool"), _c("delay_reason", "Delay reason"),
+    _c("status", "Status", "label:ob_outcome"), _c("late_days", "Days late", "number"),
+    _c("citation", "Citation", width="large"), *_IDS]
+TABLES["report_actions"] = [
+    _c("site", "Site"), _c("site_type", "Site type", "label:asset_type"), _c("rule", "Rule", "rule"),
+    _c("exceeded_on", "Exceeded on (UTC)", "datetime"), _c("exceedance", "Exceedance", width="large"),
+    _c("investigate_due", "Investigate by (UTC)", "datetime"), _c("responded_at", "Responded (UTC)", "datetime"),
+    _c("response", "Response", "label:outcome"), _c("leak_id", "Leak"), _c("status", "Status", "label:ob_outcome"),
+    _c("late_days", "Days late", "number"), _c("citation", "Citation", width="large"), *_IDS]
+_STATES = ((": on time", "_on_time"), (": late or overdue", "_late"), (": open", "_open"))
+TABLES["report_totals"] = [
+    _c("site_type", "Site type", "label:asset_type"), _c("n_sites", "Sites", "int"), _c("n_leaks", "Leaks", "int"),
+    _c("notifications", "Notices", "int"), *[_c(f"notifications{k}", f"Notices{w}", "int") for w, k in _STATES],
+    _c("ldar_findings", "LDAR finds", "int"), *[_c(f"ldar{k}", f"LDAR finds{w}", "int") for w, k in _STATES],
+    _c("exceedances", "Exceedances", "int"), *[_c(f"exceedances{k}", f"Exceedances{w}", "int") for w, k in _STATES],
+    _c("tonnes", "t CH4", "mass"), _c("tonnes_lo", "t CH4, 5 %", "mass"), _c("tonnes_hi", "t CH4, 95 %", "mass")]
+TABLES["report_emissions"] = [
+    _c("level", "Level"), _c("name", "Site or site type"), _c("site_type", "Site type", "label:asset_type"),
+    _c("n_leaks", "Leaks", "int"), _c("tonnes", "t CH4", "mass"), _c("tonnes_lo", "t CH4, 5 %", "mass"),
+    _c("tonnes_hi", "t CH4, 95 %", "mass"), _c("t_per_year", "t/yr", "mass"), _c("t_per_year_lo", "t/yr, 5 %", "mass"),
+    _c("t_per_year_hi", "t/yr, 95 %", "mass")]
 TABLES["holdout"] = [
     _c("model", "Model"), _c("brier", "Brier score", "p", help="lower is better"),
     _c("log_loss", "Log loss", "p", help="lower is better"), _c("auc", "AUC", "p", help="higher is better"),
     _c("n_visits", "Visits", "int")]
-LABELS["ob_outcome"] = {"on_time": "On time", "late": "Late", "overdue": "Overdue", "running": "Running"}
+LABELS["ob_outcome"] = {"on_time": "On time", "late": "Late", "overdue": "Overdue", "running": "Running",
+                        "open": "Open", "no clock": "No clock"}  # the last two: the regulator's report's states
 LABELS["action_noun"] = {k: v[:1].upper() + v[1:] for k, v in ACTION_NOUNS.items()}
 LABELS["event_source"] = {"validation": "Field outcome", "detections": "Seen again", "mark": "Marked for dispatch",
                           "release": "Released", "desk": "By hand", "dispatch": "Dispatch list"}
@@ -719,7 +760,7 @@ def _text(s: pd.Series) -> pd.Series:
 
 TIME_FORMATS = {"date": "%Y-%m-%d", "datetime": "%Y-%m-%d %H:%M", "time": "%Y-%m-%d %H:%M",
                 "seconds": "%Y-%m-%d %H:%M:%S"}
-DIGITS = {"number": 1, "km": 1, "coord": 4, "p": 3}
+DIGITS = {"number": 1, "km": 1, "coord": 4, "p": 3, "mass": 3}
 
 
 def _times(s: pd.Series, fmt: str) -> pd.Series:
@@ -766,7 +807,8 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
     return out
 
 
-EXCEL_FORMATS = {"int": "0", "number": "#,##0.0", "km": "#,##0.0", "pct": "0%", "coord": "0.000000", "p": "0.000",
+EXCEL_FORMATS = {"int": "0", "number": "#,##0.0", "km": "#,##0.0", "mass": "#,##0.000", "pct": "0%",
+                 "coord": "0.000000", "p": "0.000",
                  "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm", "time": "yyyy-mm-dd hh:mm",
                  "seconds": "yyyy-mm-dd hh:mm:ss", "version": "0"}
 
@@ -822,6 +864,17 @@ def people_csv_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT) -> 
             s = pd.to_numeric(s, errors="coerce").astype("Int64")
         out[header(c.name, unit, table)] = s
     return pd.DataFrame(out, index=df.index).reset_index(drop=True)
+
+
+def text_table(df: pd.DataFrame, table: str, cols: list[str] | None = None, unit: str = DEFAULT_UNIT,
+               max_colwidth: int = 60) -> str:
+    """``df`` as a plain-text table for a terminal: the columns ``cols`` (default: the table's key columns) as
+    :func:`people_csv_frame` writes them (human headers, labels, rule titles, UTC dates and times as text, rates in
+    ``unit``, percentages), every missing value blank: never None, NaN, NaT or ``+00:00``."""
+    names = [c for c in (cols or [c.name for c in columns(table, df) if c.key]) if c in df.columns]
+    shown = people_csv_frame(df[names], table, unit)[[header(c, unit, table) for c in names]]
+    shown = shown.astype(object).where(shown.notna(), "")
+    return shown.to_string(index=False, max_colwidth=max_colwidth)
 
 
 def html_table(pairs: list[tuple[str, str]]) -> str:

@@ -314,9 +314,9 @@ OGMP_NOTE = (
     "of the emissions MLPE's sensors detected: the rates of fused leaks, measured at the site or plume (satellite, "
     "aircraft, fence-line monitors) or, where a crew measured it, at the source. They support the site-level "
     "measurement side of a Level 5 reconciliation, and Level 4 only for the leaks a crew quantified at the source "
-    "(measured_rate_kg_h). They are not by themselves an inventory at any level: emissions below the sensors' "
-    "detection limits, routine venting and combustion, and any time before a leak's first detection are not in them, "
-    "and the operator's Level 4 source inventory is not in the store to reconcile with.")
+    "(a measured rate recorded with the visit). They are not by themselves an inventory at any level: emissions "
+    "below the sensors' detection limits, routine venting and combustion, and any time before a leak's first "
+    "detection are not in them, and the operator's Level 4 source inventory is not in the store to reconcile with.")
 
 
 def ogmp_basis(leaks: pd.DataFrame, vals: pd.DataFrame) -> pd.Series:

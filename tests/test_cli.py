@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from conftest import CHECK_BASIN, HEADER, REPO
 
+from mlpe_core import present
 from mlpe_core.dispatch import crew_capacity
 from mlpe_core.present import rate
 from mlpe_core.schema import DISPATCH_EXPORT_COLUMNS, LEAK_EXPORT_COLUMNS, OUTCOMES, VALIDATION_COLUMNS
@@ -748,3 +749,76 @@ def test_leak_rank_is_written_as_a_whole_number_when_some_leaks_are_unranked(sim
     assert (after["rank"] == "").any()  # validated leaks leave the ranking
     ranked = after.loc[after["rank"] != "", "rank"]
     assert ranked.str.fullmatch(r"[0-9]+").all(), ranked.head(3).tolist()
+
+
+# ---------------------------------------------------------------- console output is for people (the demo store)
+
+# what a person must never read on the console: blanks as NaT/NaN/None, +00:00 offsets, seconds of a due time,
+# snake_case codes and names, clock ids such as ooooB_super_emitter:investigate
+RAW_TEXT = re.compile(r"\bNaT\b|\bNaN\b|\bnan\b|\bNone\b|<NA>|\+00:00|\d{2}:\d{2}:\d{2}|"
+                      r"\b[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]+\b")
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory) -> dict:
+    """``mlpe demo``, a super-emitter notice on the top-ranked leak received six days ago (its investigation is
+    overdue) and a planned dispatch list: every console table then has blanks, dates, codes and clocks to show."""
+    work = tmp_path_factory.mktemp("demo")
+    db = work / "mlpe.db"
+    ok(mlpe(db, "demo"))
+    top = json.loads(ok(mlpe(db, "ranking", "--json", "--top", "1")).stdout)[0]["leak_id"]
+    ok(mlpe(db, "export", "leaks", "-o", work / "leaks.csv"))
+    leak = read_csv(work / "leaks.csv").set_index("leak_id").loc[top]
+    received = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (work / "n1.csv").write_text("notification_id,received_at,program,notifier,detection_ref,latitude,longitude,"
+                                 f"rate_kg_h,notes\nN1,{received},ooooB_super_emitter,EPA,,{leak['latitude']},"
+                                 f"{leak['longitude']},400,\n")
+    assert "1 matched to a leak" in ok(mlpe(db, "notifications", "import", work / "n1.csv")).stdout
+    plan = ok(mlpe(db, "dispatch", "plan"))
+    return {"db": db, "notified": top, "plan": plan}
+
+
+CONSOLE = {"ranking": ["ranking"], "obligations": ["obligations"], "dispatch list": ["dispatch", "list"],
+           "dispatch show": ["dispatch", "show", "1"]}
+
+
+@pytest.mark.parametrize("name", [*CONSOLE, "dispatch plan"])
+def test_console_tables_show_words_dates_and_blanks(demo_store, name):
+    r = demo_store["plan"] if name == "dispatch plan" else ok(mlpe(demo_store["db"], *CONSOLE[name]))
+    assert r.stderr == ""  # no pandas warning (obj.round on datetimes) on every run
+    assert RAW_TEXT.findall(r.stdout) == [], r.stdout[:2000]
+    if name in ("ranking", "obligations", "dispatch show"):
+        head = r.stdout.splitlines()[0]
+        assert "Due by (UTC)" in head and "Leak" in head
+        assert re.search(r"\b20\d\d-\d\d-\d\d\b", r.stdout)  # the due dates, as dates
+
+
+@pytest.mark.parametrize("name", ["sites", "operators"])
+def test_rollup_tables_keep_the_contract_names_and_show_blanks(demo_store, name):
+    r = ok(mlpe(demo_store["db"], name))  # the contract (§3) names these columns: they stay the headers
+    assert r.stderr == "" and r.stdout.split()[:2] == ["asset_id" if name == "sites" else "operator", "n_leaks"]
+    assert not re.search(r"\bNaN\b|\bnan\b|\bNone\b|\bNaT\b|<NA>", r.stdout), r.stdout[:2000]
+
+
+def test_leak_show_names_the_clock_and_its_step(demo_store):
+    db = demo_store["db"]
+    r = ok(mlpe(db, "leak", "show", demo_store["notified"]))
+    assert r.stderr == "" and RAW_TEXT.findall(r.stdout) == [], r.stdout
+    assert f"OVERDUE: {present.rule_title('ooooB_super_emitter:investigate')} (" in r.stdout  # "OOOOb super-..."
+    assert f"{present.rule_title('ooooB_super_emitter:report')} (" in r.stdout
+    assert re.search(r"due \d{4}-\d\d-\d\d \d\d:\d\d UTC", r.stdout)
+    clocks = json.loads(ok(mlpe(db, "obligations", "--json")).stdout)
+    repairs = [r for r in clocks if r["action"] != "investigate"][:2]  # a leak's own clocks (OGI finds' repairs)
+    assert repairs
+    for row in [*clocks[:1], *repairs]:
+        out = ok(mlpe(db, "leak", "show", row["leak_id"])).stdout
+        assert RAW_TEXT.findall(out) == [], out
+        assert row in clocks[:1] or row["title"] in out, out  # a site's clock is not listed with the leak
+
+
+def test_console_json_keeps_the_machine_names(demo_store):
+    rows = json.loads(ok(mlpe(demo_store["db"], "obligations", "--json")).stdout)
+    assert {"due_by", "leak_id", "started_text"} <= set(rows[0]) and rows[0]["due_by"].endswith("Z")
+    rank = json.loads(ok(mlpe(demo_store["db"], "ranking", "--json", "--top", "3")).stdout)
+    assert {"p_real", "est_rate_kg_h", "risk_band"} <= set(rank[0])
+    assert rank[0]["risk_band"] in ("HIGH", "MEDIUM", "LOW")

@@ -93,3 +93,17 @@ def test_a_fusion_detail_reads_re_fused_not_refused():
     said = present.detail_text({"fuse_refused": 9024, "refused": 12, "n_holdout": 22})
     assert said == "fuse: detections re-fused: 9,024; detections re-fused: 12; visits held out: 22"
     assert present.label("face", "cli") == "the command line"
+
+
+def test_text_table_for_a_terminal_has_words_dates_and_blanks():
+    df = pd.DataFrame({"rank": [1, None], "leak_id": ["L1", "L2"], "risk_band": ["HIGH", None],
+                       "p_real": [0.8333, np.nan], "due_by": [pd.Timestamp("2026-09-08T00:00Z"), pd.NaT],
+                       "due_rule": ["ooooB_super_emitter:investigate", None], "override_reason": [None, None]})
+    text = present.text_table(df, "leaks", ["rank", "leak_id", "risk_band", "p_real", "due_by", "due_rule",
+                                            "override_reason"])
+    head, first, second = text.splitlines()
+    assert head.split()[:3] == ["Rank", "Leak", "Risk"] and "Due by (UTC)" in head and "Deadline rule" in head
+    assert "High" in first and "83%" in first and "2026-09-08" in first and "OOOOb super-emitter investigation" in first
+    assert second.split() == ["L2"]  # every missing value blank
+    for raw in ("NaT", "NaN", "nan", "None", "<NA>", "+00:00", "00:00:00", "ooooB_"):
+        assert raw not in text

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +18,8 @@ import report_scenario as rs
 from sqlmodel import Session
 
 from mlpe_core import comply, desk, store
+from mlpe_core.report import people
+from mlpe_core.report.model import ACTION_COLUMNS, LDAR_COLUMNS, NOTICE_COLUMNS, TOTAL_COLUMNS
 from mlpe_core.report.pdf import fmt
 from mlpe_core.store.models import AuditEvent, LeakEvent, Validation
 
@@ -165,16 +169,16 @@ def test_xlsx_opens_with_frozen_headers_and_the_same_rows(built):
     wb = load_workbook(io.BytesIO(files["xlsx"]))
     assert wb.sheetnames == ["Summary", "Notifications", "LDAR findings", "Action levels", "Totals by site type",
                              "Emissions"]
-    for name, df in (("Notifications", rep.notifications), ("LDAR findings", rep.ldar),
-                     ("Action levels", rep.action_levels), ("Totals by site type", rep.totals)):
-        ws = wb[name]
+    for name, key in (("Notifications", "notifications"), ("LDAR findings", "ldar"), ("Action levels", "action_levels"),
+                      ("Totals by site type", "totals")):
+        ws, df = wb[name], rep.frames()[key]
         assert ws.freeze_panes == "A2" and ws["A1"].font.bold
-        assert [c.value for c in ws[1]] == list(df.columns)
+        assert [c.value for c in ws[1]] == [people.header(key, c) for c in df.columns]  # the model's order, in words
         assert ws.max_row == len(df) + 1
     ws = wb["Notifications"]
     cols = [c.value for c in ws[1]]
     for i, r in enumerate(rep.notifications.itertuples(), start=2):
-        got = ws.cell(i, cols.index("investigate_due") + 1)
+        got = ws.cell(i, cols.index("Investigate by (UTC)") + 1)
         assert got.value == r.investigate_due.tz_localize(None).to_pydatetime() and got.number_format.startswith("yyyy")
 
 
@@ -236,3 +240,89 @@ def test_cli_and_api_write_the_same_report(scenario, tmp_path):
     assert c.get("/report", params={"operator": "Nobody"}).status_code == 404
     assert c.get("/report", params={"operator": rs.OPERATOR, "from": "2026-09-30", "to": "2026-07-01"}).status_code \
         == 422
+
+
+# what people must never read in the PDF or the workbook: snake_case names and codes (``on_time``, ``well_pad``,
+# ``found_by_ref``, rule ids such as ``ooooB_fugitive_ogi``), blanks written as None/nan/NaT, offsets as +00:00
+RAW = re.compile(r"\b[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]+\b|\bNone\b|\bnan\b|\bNaN\b|\bNaT\b|\+00:00")
+CODES = {"on_time", "late", "overdue", "open", "no clock", "confirmed", "not_found", "already_repaired",
+         "not_accessible", "ooooB_super_emitter"}  # the model's codes; a cell that is exactly one is a code shown
+
+
+def _raw_in(texts) -> list[str]:
+    return sorted({m for t in texts for m in RAW.findall(str(t))} | {str(t) for t in texts if str(t) in CODES})
+
+
+def test_xlsx_and_pdf_show_labels_and_headers_not_codes(built):
+    """The report's PDF and workbook are for people (the JSON keeps the codes): statuses, findings, site types,
+    programs and rules as the presentation layer says them, headers in words."""
+    from openpyxl import load_workbook
+
+    rep, files, _ = built
+    doc = json.loads(files["json"])  # the machine's file keeps the codes and names
+    assert {r["status"] for r in doc["notifications"]} >= {"late", "on_time"} and "found_by_ref" in doc["ldar"][0]
+    wb = load_workbook(io.BytesIO(files["xlsx"]))
+    texts = [c for ws in wb for row in ws.iter_rows(values_only=True) for c in row if isinstance(c, str)]
+    assert _raw_in(texts) == []
+    heads = {ws.title: [c.value for c in ws[1]] for ws in wb if ws.title != "Summary"}
+    assert "Found by" in heads["LDAR findings"] and "t/yr" in heads["Emissions"]
+    notes = wb["Notifications"]
+    col = heads["Notifications"].index("Status") + 1
+    assert {notes.cell(i, col).value for i in range(2, notes.max_row + 1)} >= {"Late", "On time"}
+    rules = {wb["LDAR findings"].cell(i, 4).value for i in range(2, wb["LDAR findings"].max_row + 1)}
+    assert rules and all("OOOOb" in r or "Colorado" in r for r in rules), rules
+    pdfium = pytest.importorskip("pypdfium2", reason="pypdfium2 (requirements-dev) reads the PDF's text")
+    pdf = pdfium.PdfDocument(files["pdf"])
+    body = "\n".join(pdf[i].get_textpage().get_text_range() for i in range(len(pdf)))
+    assert sorted(set(RAW.findall(body))) == []
+    assert "On time" in body and "Confirmed leaking" in body and "OOOOb repair (OGI)" in body
+
+
+def test_a_notice_not_yet_answered_is_reported(scenario, tmp_path):
+    """A super-emitter notice on one of the operator's leaks with no visit and no report yet: the report lists it
+    as overdue (regression: an empty ``pd.concat`` of its visits raised "No objects to concatenate" and ``mlpe
+    report`` exited 2 in every format)."""
+    db, ids = scenario
+    copy = tmp_path / "mlpe.db"
+    src, dst = sqlite3.connect(db), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close(), dst.close()
+    eng = desk.engine(str(copy))
+    with desk.open_session(eng) as s:
+        lk = desk.ranking(s)
+        busy = set(store.validations_frame(s)["leak_id"]) | set(store.notifications_frame(s)["leak_id"].dropna())
+        free = lk[(lk["operator"] == rs.OPERATOR) & lk["status"].eq("open") & ~lk["leak_id"].isin(busy)]
+        leak = free.sort_values("leak_id")["leak_id"].iloc[-1]
+        det = store.detections_frame(s, leak).iloc[0]
+    eng.dispose()
+    notice = tmp_path / "n1.csv"
+    pd.DataFrame([{"notification_id": "N1", "received_at": "2026-09-20T09:00:00Z", "program": "ooooB_super_emitter",
+                   "notifier": "EPA", "detection_ref": "", "latitude": det["latitude"], "longitude": det["longitude"],
+                   "rate_kg_h": "400", "notes": ""}]).to_csv(notice, index=False)
+    cmd = [sys.executable, "-m", "mlpe_core.cli", "--db", str(copy), "--user", "tester"]
+    r = subprocess.run([*cmd, "notifications", "import", str(notice)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "1 matched to a leak" in r.stdout, r.stdout + r.stderr
+    for ext in ("json", "xlsx", "pdf"):
+        out = tmp_path / f"r.{ext}"
+        r = subprocess.run([*cmd, "report", "--operator", rs.OPERATOR, "--from", rs.QUARTER[0], "--to", rs.QUARTER[1],
+                            "-o", str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and r.stderr == "", r.stderr
+        assert out.stat().st_size > 1000
+    doc = json.loads((tmp_path / "r.json").read_text())
+    row = next(x for x in doc["notifications"] if x["notification_id"] == "N1")
+    assert row["leak_id"] == leak and row["status"] == "overdue" and row["investigated_at"] is None
+    assert row["validation_ids"] == "" and row["audit_event_ids"]  # the notice's own audit record, nothing else
+
+
+def test_a_period_with_nothing_gives_empty_sections_with_their_columns(scenario):
+    db, _ = scenario
+    eng = desk.engine(str(db))
+    with desk.open_session(eng) as s:
+        rep = desk.report(s, rs.OPERATOR, "2025-01-01", "2025-01-31", user="tester")
+        files = {f: desk.render_report(rep, f) for f in ("json", "xlsx", "pdf")}
+    eng.dispose()
+    for df, cols in ((rep.notifications, NOTICE_COLUMNS), (rep.ldar, LDAR_COLUMNS),
+                     (rep.action_levels, ACTION_COLUMNS)):
+        assert df.empty and list(df.columns) == cols
+    assert list(rep.totals.columns) == TOTAL_COLUMNS
+    assert json.loads(files["json"])["notifications"] == [] and files["pdf"].startswith(b"%PDF")

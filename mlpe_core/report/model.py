@@ -192,8 +192,8 @@ def build(b: sites.Bundle, operator: str, start: pd.Timestamp, end: pd.Timestamp
         "unmatched_notifications_in_period": sorted(unmatched["notification_id"]) if len(unmatched) else [],
         "ogmp": emis["ogmp"],
         "method": ("A clock is in the period when the event that started it (a notice received, a field find, an "
-                   "action level crossed) falls in it. Dates are UTC. 'on_time': met by its due time; 'late': met "
-                   "after it; 'overdue': not met and due before the report's clock; 'open': not yet due. Each row "
+                   "action level crossed) falls in it. Dates are UTC. On time: met by its due time; late: met "
+                   "after it; overdue: not met and due before the report's clock; open: not yet due. Each row "
                    "cites the notification row, the validation rows (visits) that met its clocks, their lifecycle "
                    "events and audit events; `mlpe audit verify` checks the chains whose heads are stated here."),
         "not_included": ("Notices not matched to a leak are not attributed to an operator (listed by id); clocks of "
@@ -213,6 +213,15 @@ def _times(df: pd.DataFrame) -> pd.DataFrame:
     for c in TIME_COLUMNS & set(df.columns):
         df[c] = pd.to_datetime(df[c], utc=True)
     return df
+
+
+def _rows(first: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
+    """The validation rows of all these frames, each once; with ``first``'s columns and no rows when all are empty
+    (``pd.concat`` of nothing raises)."""
+    parts = [x for x in (first, *more) if len(x)]
+    if not parts:
+        return first.iloc[0:0]
+    return (pd.concat(parts) if len(parts) > 1 else parts[0]).drop_duplicates("id")
 
 
 def _first(s: pd.Series):
@@ -235,8 +244,7 @@ def _notices(ob, notices, lk, leak_site, stype, start, end, b, trail, rep, by_ru
         repaired = rep["repaired_at"].get(r.leak_id) if r.leak_id in rep.index else None
         repaired = repaired if repaired is not None and pd.notna(repaired) and repaired >= r.received_at else None
         rv = trail.visits(r.leak_id, [repaired]) if repaired is not None else visit.iloc[0:0]
-        both = pd.concat([x for x in (visit, rv, trail.visits(r.leak_id, [rpt_at])) if len(x)]).drop_duplicates("id") \
-            if len(visit) or len(rv) or rpt_at is not None else visit
+        both = _rows(visit, rv, trail.visits(r.leak_id, [rpt_at]) if pd.notna(rpt_at) else visit.iloc[0:0])
         vids, ev, au = trail.ids(r.leak_id, both, r.notification_id)
         s_inv = _status(inv_at, inv_due, b.as_of) if inv_due is not None else None
         s_rpt = _status(rpt_at, rpt_due, b.as_of) if rpt_due is not None else None
@@ -272,7 +280,7 @@ def _ldar(ob, stype, b, trail, by_rule) -> pd.DataFrame:
         if delay and len(b.vals):
             dv = b.vals[(b.vals["leak_id"] == lid) & b.vals["delay_reason"].notna()]
             reason = "; ".join(dv["delay_reason"].astype(str)) or None
-            v = pd.concat([v, dv]).drop_duplicates("id")
+            v = _rows(v, dv)
         vids, ev, au = trail.ids(lid, v)
         s = [(_status(a_at, a_due, b.as_of) if a_due is not None else None),
              (_status(r_at, r_due, b.as_of) if r_due is not None else None)]
@@ -296,7 +304,7 @@ def _action(ob, stype, b, trail, by_rule) -> pd.DataFrame:
         g = g.sort_values("met_at", na_position="last")
         due, met = _first(g["due_by"]), _first(g["met_at"])
         lids = sorted(set(g["leak_id"].dropna()))
-        v = pd.concat([trail.visits(lid, [met]) for lid in lids]) if lids and pd.notna(met) else b.vals.iloc[0:0]
+        v = _rows(b.vals.iloc[0:0], *(trail.visits(lid, [met]) for lid in lids)) if pd.notna(met) else b.vals.iloc[0:0]
         hit = v[v["visited_at"] == met] if len(v) else v
         lid = _first(hit["leak_id"]) if len(hit) else (lids[0] if lids else None)
         vids, ev, au = trail.ids(lid, hit)

@@ -4,7 +4,9 @@ Layout, A4 landscape: the header (operator, period, clock, audit chain heads), t
 (clocks met on time, late or open per section; estimated emissions by site type with their 90 % interval), one
 table per section (notifications, LDAR findings, action-level exceedances), the emissions by site, the records
 behind every row (notification rows, validation, lifecycle-event and audit-event ids) and the method. Every value
-drawn comes from the :class:`~mlpe_core.report.model.Report`; the PDF computes nothing.
+drawn comes from the :class:`~mlpe_core.report.model.Report`; the PDF computes nothing. The PDF is for people: its
+values are the presentation layer's (``report.people``: labels, rule titles, UTC times, numbers), never the model's
+codes or rule ids.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from xml.sax.saxutils import escape
 
 import pandas as pd
 
+from .. import present
+from . import people
 from .model import Report
 
 NOTICE_VIEW = [("notification_id", "Notice"), ("leak_id", "Leak"), ("site", "Site"), ("received_at", "Received"),
@@ -38,16 +42,17 @@ EMISSION_VIEW = [("name", "Site"), ("site_type", "Site type"), ("n_leaks", "Leak
 
 
 def fmt(v) -> str:
-    """A cell as text: times to the minute (UTC), floats to what they support, blanks empty."""
-    if v is None or v is pd.NaT or (isinstance(v, float) and pd.isna(v)):
+    """A cell as text: times to the minute (UTC), numbers as the presentation layer writes them, blanks empty.
+    Codes are labelled before (``people.shown``)."""
+    if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
         return ""
     if isinstance(v, pd.Timestamp):
         return f"{v:%Y-%m-%d %H:%M}"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.1f}"
-    return str(v).replace("_", " ") if isinstance(v, str) and v in ("on_time", "no_clock") else str(v)
+        return present.number(v)
+    return str(v)
 
 
 def _charts(report: Report) -> tuple[bytes, bytes]:
@@ -64,7 +69,8 @@ def _charts(report: Report) -> tuple[bytes, bytes]:
     left = [0.0] * len(names)
     for status in ("on_time", "late", "overdue", "open"):
         vals = [int((df["status"] == status).sum()) if len(df) else 0 for _, df in names]
-        ax.barh([n for n, _ in names], vals, left=left, color=colours[status], label=status.replace("_", " "))
+        ax.barh([n for n, _ in names], vals, left=left, color=colours[status],
+                label=present.label("ob_outcome", status).lower())
         left = [a + b for a, b in zip(left, vals, strict=True)]
     ax.set_xlabel("clocks")
     ax.set_title("Compliance clocks started in the period", fontsize=9)
@@ -79,7 +85,8 @@ def _charts(report: Report) -> tuple[bytes, bytes]:
     if len(e):
         lo = (e["tonnes"] - e["tonnes_lo"]).clip(lower=0)
         hi = (e["tonnes_hi"] - e["tonnes"]).clip(lower=0)
-        ax.bar(e["name"].astype(str).str.replace("_", " "), e["tonnes"], yerr=[lo, hi], color="#1565c0", capsize=3)
+        ax.bar(e["name"].map(lambda c: present.label("asset_type", c)), e["tonnes"], yerr=[lo, hi], color="#1565c0",
+               capsize=3)
     ax.set_ylabel("t CH4 in the period")
     ax.tick_params(axis="x", labelrotation=20)
     ax.set_title("Estimated emissions by site type (90 % interval)", fontsize=9)
@@ -134,7 +141,8 @@ def to_pdf(report: Report) -> bytes:
                f"{m['as_of']:%Y-%m-%d %H:%M} UTC; generated {m['generated_at']:%Y-%m-%d %H:%M} UTC by "
                f"{m['generated_by']}. {m['n_sites']} sites, {m['n_sites_with_leaks']} with leaks, {m['n_leaks']} "
                f"leaks. Audit chain heads: {heads}."),
-             Spacer(1, 6), Paragraph("Totals by site type", styles["Heading2"]), table(report.totals, TOTAL_VIEW)]
+             Spacer(1, 6), Paragraph("Totals by site type", styles["Heading2"]),
+             table(people.shown(report, "totals"), TOTAL_VIEW)]
     chart_a, chart_b = _charts(report)
     story += [Spacer(1, 6), Table([[Image(io.BytesIO(chart_a), width=12.5 * cm, height=6.25 * cm),
                                     Image(io.BytesIO(chart_b), width=12.5 * cm, height=6.25 * cm)]])]
@@ -142,23 +150,26 @@ def to_pdf(report: Report) -> bytes:
     story.append(p(f"Estimated emissions of the detected leaks in the period: {tot.get('tonnes', 0):,.2f} t CH4 "
                    f"(90 % interval {tot.get('tonnes_lo', 0):,.2f}–{tot.get('tonnes_hi', 0):,.2f}); "
                    f"{tot.get('t_per_year', 0):,.1f} t/yr annualised."))
-    for title, df, view in (("Super-emitter and program notifications", report.notifications, NOTICE_VIEW),
-                            ("LDAR findings and repairs", report.ldar, LDAR_VIEW),
-                            ("Continuous-monitoring action-level exceedances and responses", report.action_levels,
-                             ACTION_VIEW)):
+    for title, key, view in (("Super-emitter and program notifications", "notifications", NOTICE_VIEW),
+                             ("LDAR findings and repairs", "ldar", LDAR_VIEW),
+                             ("Continuous-monitoring action-level exceedances and responses", "action_levels",
+                              ACTION_VIEW)):
+        df = people.shown(report, key)
         story += [PageBreak(), Paragraph(escape(title), styles["Heading2"])]
         story.append(table(df, view) if len(df) else p("None in the period."))
+    e = people.shown(report, "emissions")
     story += [PageBreak(), Paragraph("Emissions by site", styles["Heading2"]), p(m["ogmp"]), Spacer(1, 4),
-              table(report.emissions[report.emissions["level"] == "site"], EMISSION_VIEW)]
+              table(e[e["level"] == "site"], EMISSION_VIEW)]
     story += [PageBreak(), Paragraph("Records behind each row", styles["Heading2"]),
               p("Ids in the store: the notification row, the validation rows (visits) that met the clocks, the "
                 "lifecycle events (leakevent) and audit events (auditevent) that recorded them.")]
     n, f, a = report.notifications, report.ldar, report.action_levels
     trace = pd.concat([
-        n.assign(row=list(n["notification_id"]), section="notification"),
-        f.assign(row=[f"{x} {r}" for x, r in zip(f["leak_id"], f["rule"], strict=True)], section="LDAR"),
+        n.assign(row=list(n["notification_id"]), section="Notification"),
+        f.assign(row=[f"{x} {present.rule_title(r)}" for x, r in zip(f["leak_id"], f["rule"], strict=True)],
+                 section="LDAR"),
         a.assign(row=[f"{x} {fmt(t)}" for x, t in zip(a["site"], a["exceeded_on"], strict=True)],
-                 section="action level")], ignore_index=True)
+                 section="Action level")], ignore_index=True)
     if len(trace):
         trace["notification_row"] = trace["notification_row"].map(lambda x: "" if pd.isna(x) else str(int(x))) \
             if "notification_row" in trace else ""
@@ -166,8 +177,8 @@ def to_pdf(report: Report) -> bytes:
                                    ("notification_row", "Notification row"), ("validation_ids", "Validation ids"),
                                    ("leak_event_ids", "Leak event ids"), ("audit_event_ids", "Audit event ids")]))
     story += [Spacer(1, 6), Paragraph("Method", styles["Heading2"]), p(m["method"]), p(m["not_included"])]
-    rules = "; ".join(f"{k}: {v['label']}, {v['citation']}{'' if v['verified'] else ' (not verified)'}"
-                      for k, v in m["rules"].items())
+    rules = "; ".join(f"{v['label']}: {v['citation']}{'' if v['verified'] else ' (not verified)'}"
+                      for v in m["rules"].values())
     story.append(p(f"Rules: {rules}."))
     if m["unmatched_notifications_in_period"]:
         story.append(p("Notices in the period matched to no leak (no operator): "

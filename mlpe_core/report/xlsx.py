@@ -1,5 +1,7 @@
 """The regulator's report as an Excel workbook: a summary sheet, then one sheet per section with bold frozen
-headers, filters, dates as dates and widths that fit, every text cell made safe to open (``export.neutralise``)."""
+headers, filters, dates as dates and widths that fit, every text cell made safe to open (``export.neutralise``).
+The workbook is for people: headers, labels and rule titles come from the presentation layer (``report.people``),
+never the model's column names or codes."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import io
 
 import pandas as pd
 
+from . import people
 from .model import Report
 
 SHEETS = {"notifications": "Notifications", "ldar": "LDAR findings", "action_levels": "Action levels",
@@ -16,10 +19,10 @@ SHEETS = {"notifications": "Notifications", "ldar": "LDAR findings", "action_lev
 def _cell(v):
     from ..export import neutralise
 
-    if v is None or (isinstance(v, float) and pd.isna(v)) or v is pd.NaT:
+    if v is None or v is pd.NaT or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
         return None
     if isinstance(v, pd.Timestamp):
-        return v.tz_convert("UTC").tz_localize(None).to_pydatetime()
+        return (v.tz_convert("UTC").tz_localize(None) if v.tzinfo else v).to_pydatetime()
     if hasattr(v, "item"):
         return v.item()
     return neutralise(v) if isinstance(v, str) else v
@@ -56,7 +59,7 @@ def to_xlsx(report: Report) -> bytes:
     ws.column_dimensions["B"].width = 110
     head = PatternFill("solid", fgColor="DDE5F0")
     for key, title in SHEETS.items():
-        df = report.frames()[key]
+        df, fmts = people.sheet(report, key)
         sh = wb.create_sheet(title)
         for j, col in enumerate(df.columns, start=1):
             c = sh.cell(1, j, col)
@@ -66,18 +69,14 @@ def to_xlsx(report: Report) -> bytes:
                 c = sh.cell(i, j, _cell(v))
                 if isinstance(v, pd.Timestamp):
                     c.number_format = "yyyy-mm-dd hh:mm"
-                elif isinstance(v, float) and col_is_mass(df.columns[j - 1]):
-                    c.number_format = "0.000"
+                elif fmts[j - 1] and c.value is not None:
+                    c.number_format = fmts[j - 1]
         sh.freeze_panes = "A2"
         if len(df.columns):
             sh.auto_filter.ref = f"A1:{get_column_letter(len(df.columns))}{max(len(df) + 1, 1)}"
         for j, col in enumerate(df.columns, start=1):
-            vals = [len(str(col))] + [len(str(x)) for x in df[col].head(200)]
+            vals = [len(str(col))] + [len(str(x)) for x in df[col].head(200) if _cell(x) is not None]
             sh.column_dimensions[get_column_letter(j)].width = min(max(vals) + 2, 60)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
-
-
-def col_is_mass(name: str) -> bool:
-    return name.startswith(("tonnes", "t_per_year"))

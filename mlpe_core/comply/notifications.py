@@ -149,10 +149,10 @@ def record_notifications(session: Session, good: pd.DataFrame, user: str = "syst
         now = store.notifications_frame(session).set_index("notification_id")
         ids = [r["notification_id"] for r in fresh]
         matched = int(now.loc[ids, "leak_id"].notna().sum()) if ids else 0
-        for r in fresh:
-            store.audit(session, user, "notification", now.at[r["notification_id"], "leak_id"] or None,
-                        {"notification_id": r["notification_id"], "program": r["program"],
-                         "received_at": r["received_at"], "match": now.at[r["notification_id"], "match_method"]})
+        for r in fresh:  # an unmatched notice has no leak and no match method (NaN in the frame: None here)
+            leak, how = (None if pd.isna(v) else v for v in now.loc[r["notification_id"], ["leak_id", "match_method"]])
+            store.audit(session, user, "notification", leak, {"notification_id": r["notification_id"],
+                        "program": r["program"], "received_at": r["received_at"], "match": how})
         session.commit()
     except Exception:
         session.rollback()

@@ -431,7 +431,9 @@ def _print_table(args, out) -> int:
     elif df.empty:
         print("nothing to show: " + EMPTY[args.command], file=out)
     else:
-        print(df.reindex(columns=TABLES[args.command]).round(2).to_string(index=False, max_colwidth=60), file=out)
+        df = df.reindex(columns=TABLES[args.command])
+        df = df.round(dict.fromkeys(df.select_dtypes("number").columns, 2))  # not the times: pandas warns
+        print(df.to_string(index=False, max_colwidth=60), file=out)
     return EXIT_OK
 def _new_password(s, username: str) -> str:
     """The password for a new account: $MLPE_NEW_PASSWORD, for the first admin also $MLPE_PASSWORD (the acting
@@ -679,6 +681,37 @@ def _bad_input(exc: BaseException) -> bool:
     return isinstance(exc, kinds + (KeyError, ValueError))
 
 
+def _stdout_gone() -> bool:
+    """Whether our stdout is a pipe whose reader has closed it (poll says POLLERR), not some other pipe or socket
+    that broke (a connector's HTTP peer, say), which is a failure like any other."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file (tests capture it)
+        return False
+    if not hasattr(select, "poll"):  # Windows: no poll; a broken pipe there is almost surely stdout
+        return True
+    p = select.poll()
+    p.register(fd, select.POLLOUT)
+    return any(ev & select.POLLERR for _, ev in p.poll(0))
+
+
+def _closed_stdout(exc: BrokenPipeError) -> int:
+    """``mlpe sites | head -1``: the reader took what it wanted and closed the pipe. End quietly, as ``git`` and
+    ``ls`` do (they die of SIGPIPE without a word), but exit 0 rather than their 141: the contract knows 0, 1 and 2,
+    the command did its work, and under ``set -o pipefail`` a 141 would fail a script's ``mlpe ... | head``.
+    stdout is pointed at /dev/null so the flush at exit does not raise again (the recipe of Python's signal docs).
+    """
+    if not _stdout_gone():
+        print(f"mlpe: unexpected failure: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -690,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
         for w in unknown_variables():
             print(f"mlpe: warning: {w}", file=sys.stderr)
         code = run(argv)
+        sys.stdout.flush()  # a reader that left early shows here, handled below, not at the interpreter's exit
+    except BrokenPipeError as exc:
+        code = _closed_stdout(exc)
     except UsageError as exc:
         print(f"mlpe: {exc}", file=sys.stderr)
         code = EXIT_BAD

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
     ing.add_argument("--asset", default=None, help="the site of files that name none (monitor and aircraft reports)")
-    ing.add_argument("--rejects", type=Path, default=None, help="write rejected rows with reasons to this CSV")
+    ing.add_argument("--rejects", type=_output_file, default=None, help="write rejected rows with reasons to this CSV")
 
     assets = sub.add_parser("assets", help="asset registry")
     asub = assets.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write leaks, detections, dispatch or validations")
     ex.add_argument("what", choices=["leaks", "detections", "dispatch", "validations"])
-    ex.add_argument("-o", "--output", required=True, type=Path)
+    ex.add_argument("-o", "--output", required=True, type=_output_file)
     ex.add_argument(
         "--format",
         default="csv",
@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="csv and geojson are for machines (the contract's columns, kg/h); kml and xlsx for people (labels, "
              "--unit); workorder: JSON work orders for maintenance systems (dispatch only; docs/workorder.schema.json)",
     )
-    ex.add_argument("--top", type=int, default=None)
+    ex.add_argument("--top", type=_count, default=None,
+                    help="only the first K rows (dispatch: default the crews' capacity for a day)")
     ex.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
                     help="rates in files for people (kml descriptions, xlsx); csv and geojson stay in kg/h")
 
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="what the store holds")
     rk = sub.add_parser("ranking", help="the effective ranking: model rank with overrides, marks and deadlines")
-    rk.add_argument("--top", type=int, default=None)
+    rk.add_argument("--top", type=_count, default=None, help="only the K best-ranked leaks (default: all)")
     rk.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     ob = sub.add_parser("obligations", help="every running regulatory clock, soonest first")
     ob.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--operator", required=True)
     rp.add_argument("--from", dest="start", default=None, help="YYYY-MM-DD (default: the last full quarter)")
     rp.add_argument("--to", dest="end", default=None, help="YYYY-MM-DD, included")
-    rp.add_argument("-o", "--output", required=True, type=Path, help="FILE.pdf, FILE.xlsx or FILE.json")
+    rp.add_argument("-o", "--output", required=True, type=_output_file, help="FILE.pdf, FILE.xlsx or FILE.json")
     us = sub.add_parser("users", help="users and roles (the first user must be an admin; it ends open mode)")
     usub = us.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ua = usub.add_parser("add", help="add a user (admins); the new password is read from $MLPE_NEW_PASSWORD "
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     ausub.add_parser("verify", help="check the hash chains of the audit trail and leak history; "
                      "exit 1 naming the first broken link")
     bk = sub.add_parser("backup", help="consistent copy of a SQLite store, safe while others write (admins)")
-    bk.add_argument("-o", "--output", required=True, type=Path)
+    bk.add_argument("-o", "--output", required=True, type=_output_file)
     rs = sub.add_parser("restore", help="replace the store with a backup made by `mlpe backup` (admins; audited; "
                         "the replaced store is kept beside it)")
     rs.add_argument("file", type=Path)
@@ -181,9 +182,61 @@ def _acting_user(args) -> str:
                              token=token)
 
 
+def _count(value: str) -> int:
+    """A ``--top`` or ``--limit``: a whole number ≥ 0."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, not {n}")
+    return n
+
+
+def _output_file(value: str) -> Path:
+    """An ``-o`` file: refused here, before anything is read or written, when it names a folder."""
+    if value.endswith(("/", os.sep)) or Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"{value} names a folder; give a file name")
+    return Path(value)
+
+
+def _check_usage(args) -> None:
+    """The checks of the arguments argparse cannot make, before the store is opened."""
+    if args.command == "export" and args.format == "workorder" and args.what != "dispatch":
+        raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
+    if args.command == "report" and args.output.suffix.lower() not in (".pdf", ".xlsx", ".json"):
+        raise UsageError(f"-o {args.output}: the report is written as .pdf, .xlsx or .json")
+
+
+# Commands that only read the store, or act on what it already holds (a leak, list, work order, alert, user or
+# token named by id): on a SQLite file that does not exist they stop (exit 2) instead of creating an empty store, so
+# a mistyped --db is said at once. The others (ingest, imports, demo, fuse, score, train, plan, watch, pull, serve,
+# users add, alerts check, restore) create the store, as the first command on a new one does.
+NEEDS_STORE = {"export", "status", "ranking", "obligations", "sites", "operators", "report", "runs", "backup",
+               "audit", "leak", "workorder"}
+NEEDS_STORE_ACTIONS = {"dispatch": {"approve", "withdraw", "list", "show"}, "alerts": {"list", "ack", "snooze"},
+                       "users": {"list", "token"}}
+
+
+def _needs_store(args) -> bool:
+    return args.command in NEEDS_STORE or getattr(args, "action", None) in NEEDS_STORE_ACTIONS.get(args.command, ())
+
+
+def _require_store(db: str | None) -> None:
+    """Exit 2 when ``db`` names a SQLite file that does not exist (nothing is created)."""
+    from .store.db import sqlite_file
+
+    path = sqlite_file(db)
+    if path is not None and not path.exists():
+        raise UsageError(f"no store at {path} (create one with `mlpe demo` or `mlpe ingest FILE`)")
+
+
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout
+    _check_usage(args)
+    if _needs_store(args):
+        _require_store(args.db)
     if args.command not in NO_IDENTITY:
         args.user = _acting_user(args)
     if args.command == "ingest":
@@ -205,7 +258,7 @@ def run(argv: list[str]) -> int:
 
                 from .export import write_csv
 
-                write_csv(pd.concat(all_rejects), args.rejects)
+                _atomic_write(args.rejects, lambda p: write_csv(pd.concat(all_rejects), p))
             print(
                 f"total: {total['accepted']} accepted, {total['rejected']} rejected, "
                 f"{total['duplicate']} already loaded",
@@ -281,11 +334,7 @@ def run(argv: list[str]) -> int:
         from . import desk
         from .export import write
 
-        if args.top is not None and args.top < 0:
-            raise UsageError("--top must be ≥ 0")
         if args.format == "workorder":
-            if args.what != "dispatch":
-                raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
             from .export import write_workorders
 
             with _session(args.db) as s:
@@ -338,8 +387,6 @@ def run(argv: list[str]) -> int:
         from . import desk
 
         fmt = args.output.suffix.lower().lstrip(".")
-        if fmt not in ("pdf", "xlsx", "json"):
-            raise UsageError(f"-o {args.output}: the report is written as .pdf, .xlsx or .json")
         with _session(args.db) as s:
             rep = desk.report(s, args.operator, args.start, args.end, user=args.user)
         data = desk.render_report(rep, fmt)
@@ -497,7 +544,7 @@ def _add_ops_parsers(sub) -> None:
     dp = sub.add_parser("dispatch", help="plan, approve and export routed dispatch lists")
     dsub = dp.add_subparsers(dest="action", required=True, parser_class=_Parser)
     pl = dsub.add_parser("plan", help="plan one day's routed list from the ranking (a draft until approved)")
-    pl.add_argument("--top", type=int, default=None, help="stops (default: the crews' capacity for a day)")
+    pl.add_argument("--top", type=_count, default=None, help="stops (default: the crews' capacity for a day)")
     pl.add_argument("--date", default=None, help="YYYY-MM-DD the crews go out (default today)")
     pl.add_argument("--note", default=None)
     ap = dsub.add_parser("approve", help="supervisor approval: the list becomes final, its leaks dispatched")
@@ -508,7 +555,8 @@ def _add_ops_parsers(sub) -> None:
     dsub.add_parser("list", help="every dispatch list")
     sh = dsub.add_parser("show", help="a list's stops per crew, or write them to a file")
     sh.add_argument("list_id", type=int)
-    sh.add_argument("-o", "--output", type=Path, default=None)
+    sh.add_argument("-o", "--output", type=_output_file, default=None,
+                    help="write the stops to this file (default: print them)")
     sh.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "xlsx", "workorder"])
     sh.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
                     help="rates in files for people (kml descriptions, xlsx)")
@@ -553,13 +601,22 @@ def _when(value: str | None, flag: str = "--at"):
 
 
 def _atomic_write(path: Path, write_fn) -> None:
-    from .ingest import IngestError
-
-    if not path.parent.exists():
-        raise IngestError(str(path), "output folder does not exist")
+    """Write ``path`` whole or not at all: ``write_fn`` writes ``path.part`` beside it, which then replaces ``path``.
+    The ``.part`` file never stays behind, whatever fails; a folder, a missing folder or a place that cannot be
+    written is bad input (exit 2) naming the path."""
+    if path.is_dir():
+        raise UsageError(f"-o {path} names a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: output folder does not exist")
     tmp = path.with_name(path.name + ".part")
-    write_fn(tmp)
-    tmp.replace(path)
+    try:
+        write_fn(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc} (check the folder's permissions and free "
+                         "space, or give another -o)") from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a successful replace; a partial file after any failure
 
 
 def _run_ops(args, out) -> int:
@@ -673,7 +730,7 @@ def _progress(frac: float, text: str) -> None:
 BAD_INPUT_ERRORS = (("mlpe_core.auth", "PermissionDenied"), ("mlpe_core.auth", "IdentityRequired"),
                     ("mlpe_core.comply.rules", "RuleError"), ("mlpe_core.ingest.errors", "IngestError"),
                     ("mlpe_core.lifecycle", "TransitionError"), ("mlpe_core.settings", "SettingsError"),
-                    ("mlpe_core.settings", "ConfigFileError"))
+                    ("mlpe_core.settings", "ConfigFileError"), ("mlpe_core.store.db", "StoreUnavailable"))
 
 
 def _bad_input(exc: BaseException) -> bool:
@@ -789,7 +846,7 @@ def _add_live_parsers(sub) -> None:
     r.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     r.add_argument("--kind", default=None, help="only runs of this kind (ingest, fuse, score, train, watch, pull, "
                    "alerts, demo)")
-    r.add_argument("--limit", type=int, default=50)
+    r.add_argument("--limit", type=_count, default=50, help="at most this many runs (default 50)")
 
     al = sub.add_parser("alerts", help="the alert inbox: list, check the rules now, acknowledge, snooze")
     asub = al.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -827,7 +884,7 @@ def _run_live(args, out) -> int:
         desk.settings(reload=True)
         w = desk.watch_options(args.watch_config)
         a = desk.alert_config()
-        print(f"settings: ok ({len(desk.settings().model_fields)} MLPE_* variables checked)", file=out)
+        print(f"settings: ok ({len(type(desk.settings()).model_fields)} MLPE_* variables checked)", file=out)
         print(f"watch file: {desk.watch_config_path(args.watch_config) or 'none (defaults)'}: ok, "
               f"{len(w.connectors)} pull connector(s)", file=out)
         print(f"alerts file: {desk.alerts_config_path()}: ok, {len(a.rules)} rules, {len(a.teams)} teams, "

@@ -55,3 +55,85 @@ def test_a_broken_pipe_that_is_not_stdout_is_still_a_failure(monkeypatch, capsys
     monkeypatch.setattr(cli, "run", broken)
     assert cli.main(["status"]) == 1
     assert "unexpected failure: BrokenPipeError" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- the store's path
+
+
+@pytest.mark.parametrize(("db", "why"), [
+    ("/proc/mlpe-test/s.db", "cannot make its folder /proc/mlpe-test"),  # a place no one can write, even root
+    ("/proc/s.db", "the folder is not writable"),
+    ("{w}/file.txt/s.db", "file.txt is a file, not a folder"),
+    ("{w}/file.txt", "the file is not a SQLite database"),
+    ("{w}", "it is a folder, not a store file"),
+])
+def test_a_store_that_cannot_be_opened_exits_2_naming_it(tmp_path, capsys, db, why):
+    (tmp_path / "file.txt").write_text("not a store\n")
+    db = db.format(w=tmp_path)
+    assert cli.main(["--db", db, "--user", "ana", "fuse"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mlpe: cannot open the store {db}: ") and why in err and "\n" not in err, err
+    assert "sqlalche.me" not in err
+
+
+def test_a_database_server_that_cannot_be_reached_is_named_without_its_password(capsys):
+    assert cli.main(["--db", "postgresql://u:secret@127.0.0.1:1/x", "--user", "ana", "fuse"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mlpe: cannot open the store postgresql://u:***@127.0.0.1:1/x: ") and "secret" not in err
+
+
+@pytest.mark.parametrize("command", [["export", "leaks", "-o", "{w}/e.csv"], ["status"], ["ranking"], ["sites"],
+                                     ["operators"], ["obligations"], ["runs"], ["audit", "verify"],
+                                     ["leak", "show", "L000001"], ["dispatch", "list"], ["dispatch", "show", "1"],
+                                     ["report", "--operator", "X", "-o", "{w}/r.json"], ["users", "list"]])
+def test_a_command_that_reads_a_store_that_does_not_exist_creates_nothing(tmp_path, capsys, command):
+    """A mistyped --db made the folders and an empty store, and the export 'worked' (exit 0)."""
+    db = tmp_path / "typo" / "dir" / "nope.db"
+    assert cli.main(["--db", str(db), "--user", "ana", *[c.format(w=tmp_path) for c in command]]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mlpe: no store at {db} (create one with `mlpe demo` or `mlpe ingest FILE`)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_that_writes_still_creates_the_store(tmp_path, capsys):
+    db = tmp_path / "new" / "s.db"
+    (tmp_path / "good.csv").write_text(GOOD)
+    assert cli.main(["--db", str(db), "--user", "ana", "ingest", str(tmp_path / "good.csv")]) == 0
+    assert db.exists()
+    assert cli.main(["--db", str(db), "status"]) == 0 and "detections: 1" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------- output files
+
+
+def test_an_export_to_a_folder_is_refused_before_anything_is_written(small_store, tmp_path, capsys):
+    """`-o DIR/` wrote DIR.part beside the folder, then failed with IsADirectoryError (exit 1)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for o in (f"{out}/", str(out)):
+        assert cli.main(["--db", str(small_store), "export", "leaks", "-o", o]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"{o} names a folder; give a file name" in err
+    assert list(tmp_path.iterdir()) == [out] and list(out.iterdir()) == []
+
+
+def test_an_export_to_a_place_that_cannot_be_written_exits_2_and_leaves_no_part_file(small_store, capsys):
+    assert cli.main(["--db", str(small_store), "export", "leaks", "-o", "/proc/mlpe-test.csv"]) == 2
+    assert capsys.readouterr().err.startswith("mlpe: cannot write /proc/mlpe-test.csv: ")
+    assert not os.path.exists("/proc/mlpe-test.csv.part")
+
+
+def test_the_atomic_writer_never_leaves_its_part_file(tmp_path):
+    target = tmp_path / "x.csv"
+
+    def half(p):
+        p.write_text("half a file")
+        raise RuntimeError("the writer broke")
+
+    with pytest.raises(RuntimeError, match="the writer broke"):
+        cli._atomic_write(target, half)
+    with pytest.raises(cli.UsageError, match="cannot write"):
+        cli._atomic_write(target, lambda p: (p.write_text("x"), (_ for _ in ()).throw(PermissionError(13, "no"))))
+    assert list(tmp_path.iterdir()) == []
+    cli._atomic_write(target, lambda p: p.write_text("whole"))
+    assert [f.name for f in tmp_path.iterdir()] == ["x.csv"] and target.read_text() == "whole"

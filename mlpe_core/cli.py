@@ -725,17 +725,20 @@ def _progress(frac: float, text: str) -> None:
         print(f"\r[{frac:4.0%}] {text:60s}", end="" if frac < 1 else "\n", file=sys.stderr, flush=True)
 
 
-# Errors that mean bad input or a refused action (exit 2). Looked up only among modules already imported: a module
+# Errors that mean bad input or a refused action (exit 2): the project's own classes, never a bare ValueError or
+# KeyError (those are bugs: exit 1, "unexpected failure"). Looked up only among modules already imported: a module
 # that was never imported raised nothing, and importing them all up front would cost every command a second.
-BAD_INPUT_ERRORS = (("mlpe_core.auth", "PermissionDenied"), ("mlpe_core.auth", "IdentityRequired"),
+BAD_INPUT_ERRORS = (("mlpe_core.errors", "BadInput"), ("mlpe_core.errors", "NotFound"),
+                    ("mlpe_core.auth", "PermissionDenied"), ("mlpe_core.auth", "IdentityRequired"),
                     ("mlpe_core.comply.rules", "RuleError"), ("mlpe_core.ingest.errors", "IngestError"),
                     ("mlpe_core.lifecycle", "TransitionError"), ("mlpe_core.settings", "SettingsError"),
-                    ("mlpe_core.settings", "ConfigFileError"), ("mlpe_core.store.db", "StoreUnavailable"))
+                    ("mlpe_core.settings", "ConfigFileError"), ("mlpe_core.store.db", "StoreUnavailable"),
+                    ("mlpe_core.dispatch.settings", "DispatchConfigError"))
 
 
 def _bad_input(exc: BaseException) -> bool:
     kinds = tuple(getattr(sys.modules[m], name) for m, name in BAD_INPUT_ERRORS if m in sys.modules)
-    return isinstance(exc, kinds + (KeyError, ValueError))
+    return isinstance(exc, kinds)
 
 
 def _stdout_gone() -> bool:

@@ -137,3 +137,33 @@ def test_the_atomic_writer_never_leaves_its_part_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
     cli._atomic_write(target, lambda p: p.write_text("whole"))
     assert [f.name for f in tmp_path.iterdir()] == ["x.csv"] and target.read_text() == "whole"
+
+
+# --------------------------------------------------------------------------------------------- bad input or a bug
+
+
+@pytest.mark.parametrize("exc", [ValueError("cannot convert float NaN to integer"), KeyError("rank")])
+def test_a_bare_value_or_key_error_is_a_bug_not_bad_input(monkeypatch, capsys, exc):
+    """Any ValueError or KeyError was exit 2, as if the user had erred; an internal one is exit 1."""
+    def broken(argv):
+        raise exc
+
+    monkeypatch.setattr(cli, "run", broken)
+    assert cli.main(["status"]) == 1
+    assert capsys.readouterr().err.startswith(f"mlpe: unexpected failure: {type(exc).__name__}")
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (["leak", "show", "L999"], "mlpe: no leak 'L999'"),
+    (["dispatch", "approve", "99"], "mlpe: no dispatch list 99"),
+    (["report", "--operator", "Nobody", "-o", "{w}/r.json"], "mlpe: no operator 'Nobody'"),
+    (["backup", "-o", "{db}"], "mlpe: {db}: already exists; choose a new file name"),
+    (["dispatch", "plan", "--date", "tomorrow"], "mlpe: --date 'tomorrow' is not a YYYY-MM-DD date"),
+    (["users", "add", "bob", "--role", "analyst"], "mlpe: the first user must be an admin (creating it ends open "
+                                                     "mode)"),
+])
+def test_what_a_person_can_fix_is_still_bad_input(small_store, tmp_path, monkeypatch, capsys, args, line):
+    monkeypatch.setenv("MLPE_NEW_PASSWORD", "a good long password")
+    args = [a.format(w=tmp_path, db=small_store) for a in args]
+    assert cli.main(["--db", str(small_store), "--user", "ana", *args]) == 2
+    assert capsys.readouterr().err.strip() == line.format(db=small_store)

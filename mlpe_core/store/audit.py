@@ -28,6 +28,7 @@ from uuid import UUID
 
 from sqlalchemy import event, select, update
 
+from ..errors import BadInput, NotFound
 from ..lazy import lazy
 from .common import _frame, _utc, now
 
@@ -316,9 +317,9 @@ def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
     checks the role)."""
     text = (text or "").strip()
     if not text:
-        raise ValueError("a note needs some text")
+        raise BadInput("a note needs some text")
     if session.get(models.Leak, leak_id) is None:
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     ev = chain(
         session,
         models.AuditEvent(

@@ -14,6 +14,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
+from ..errors import BadInput
+
 DEFAULT_DB = "data/mlpe.db"
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()  # every engine made here, for dispose_engines
 
@@ -199,7 +201,7 @@ def create_tables(engine: Engine) -> None:
 
 def _sqlite_path(url: str) -> str:
     if not url.startswith("sqlite:///") or url in ("sqlite:///:memory:",):
-        raise ValueError(f"backup and restore work on SQLite file stores; for '{url.split('://')[0]}' use the "
+        raise BadInput(f"backup and restore work on SQLite file stores; for '{url.split('://')[0]}' use the "
                          "database's own tools (e.g. pg_dump)")
     return url[len("sqlite:///"):]
 
@@ -211,7 +213,7 @@ def backup(db: str | None, dest: str | Path) -> int:
     src = _sqlite_path(resolve_url(db))
     dest = Path(dest)
     if dest.exists():
-        raise ValueError(f"{dest}: already exists; choose a new file name")
+        raise BadInput(f"{dest}: already exists; choose a new file name")
     with sqlite3.connect(src) as s, sqlite3.connect(dest) as d:
         s.backup(d)
     return dest.stat().st_size
@@ -239,16 +241,16 @@ def restore(db: str | None, source: str | Path, actor: str = "system", allow_ope
 
     source = Path(source)
     if not source.exists():
-        raise ValueError(f"{source}: file not found")
+        raise BadInput(f"{source}: file not found")
     try:
         with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as s:
             names = {r[0] for r in s.execute("select name from sqlite_master where type='table'")}
             ok = s.execute("pragma integrity_check").fetchone()[0] == "ok"
     except sqlite3.DatabaseError as exc:
-        raise ValueError(f"{source}: not a SQLite database ({exc})") from exc
+        raise BadInput(f"{source}: not a SQLite database ({exc})") from exc
     missing = {"detection", "leak", "validation", "alembic_version"} - names
     if missing or not ok:
-        raise ValueError(f"{source}: not an MLPE backup (missing tables {sorted(missing)}, integrity {ok})")
+        raise BadInput(f"{source}: not an MLPE backup (missing tables {sorted(missing)}, integrity {ok})")
     dst = Path(_sqlite_path(resolve_url(db)))
     with tempfile.TemporaryDirectory() as tmp:
         check = Path(tmp) / "check.db"
@@ -263,7 +265,7 @@ def restore(db: str | None, source: str | Path, actor: str = "system", allow_ope
         finally:
             eng.dispose()
     if broken:
-        raise ValueError(f"{source}: refused, its audit trail was tampered with ({broken[0].line()})")
+        raise BadInput(f"{source}: refused, its audit trail was tampered with ({broken[0].line()})")
     replaced_heads: dict[str, str] = {}
     live_users = 0
     if dst.exists():
@@ -275,7 +277,7 @@ def restore(db: str | None, source: str | Path, actor: str = "system", allow_ope
         finally:
             eng.dispose()
     if live_users and not backup_users and not allow_open_mode:
-        raise ValueError(f"{source}: has no users while this store has {live_users}; restoring it would switch "
+        raise BadInput(f"{source}: has no users while this store has {live_users}; restoring it would switch "
                          "sign-in off (open mode). Pass --allow-open-mode if that is what you want")
     kept = dst.with_name(f"{dst.stem}.replaced-{datetime.now(UTC):%Y%m%dT%H%M%S}{dst.suffix or '.db'}")
     had_live = dst.exists()

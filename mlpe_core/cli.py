@@ -22,11 +22,54 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with one line, as the contract says
-        raise UsageError(f"usage: {message} (see `mlpe --help`)")
+        # prog is the command as typed so far ("mlpe export", "mlpe dispatch plan"): its help is the one to read
+        raise UsageError(f"usage: {message} (see `{self.prog} --help`)")
+
+
+DESCRIPTION = """\
+Methane Leak Prioritization Engine: loads methane detections from satellites, aircraft,
+continuous monitors, SCADA and OGI crews, groups them into leaks, ranks the leaks by what a
+crew visit is worth, and plans the crews' day. Every command works on one store (--db: a
+SQLite file, or a SQLAlchemy URL for a shared database)."""
+
+EPILOG = """\
+examples:
+  mlpe ingest plumes.csv cms_alarms.csv   validate and load detection files
+  mlpe fuse                               group the detections into leaks
+  mlpe score                              score and rank every open leak, with reasons
+  mlpe export leaks -o leaks.csv          the ranked leaks (also --format geojson, kml, xlsx)
+  mlpe dispatch plan --top 12             a routed day for the crews (a draft until approved)
+
+`mlpe COMMAND --help` tells more about each command. Exit codes: 0 done; 2 bad input or
+usage (one line on stderr naming the file, row and column); 1 an unexpected failure."""
+
+# What `mlpe COMMAND --help` says above the options, where a line more than the list's one is worth it (the others
+# repeat their line of the list)
+DESCRIPTIONS = {
+    "mlpe ingest": "Validate detection files and load their good rows: the canonical CSV (contract §1), Carbon Mapper "
+                   "and MARS plume lists, monitor and SCADA exports (the format is recognised from the header unless "
+                   "--format says). Bad rows are rejected one by one with file, row, column and reason; a file that "
+                   "cannot be read or lacks a required column loads nothing. Loading a file twice changes nothing.",
+    "mlpe assets import": "Load or update the asset registry from a CSV with asset_id, latitude, longitude and "
+                          "optionally asset_type and operator. Assets already known are updated; bad rows are "
+                          "rejected with their reasons.",
+    "mlpe validations import": "Record what field crews found, from a CSV with leak_id, visited_at, outcome "
+                               "(confirmed, not_found, already_repaired, not_accessible) and optionally "
+                               "measured_rate_kg_h, component, repaired_at, crew, notes. Visited leaks leave the "
+                               "ranking; an outcome already recorded is not recorded twice.",
+    "mlpe notifications import": "Record regulators' and programs' notices (CSV, XLSX or JSON with notification_id, "
+                                 "received_at, program and detection_ref or latitude/longitude), match each to the "
+                                 "leak it concerns and start the legal clocks its program triggers. A notification "
+                                 "already recorded adds nothing.",
+    "mlpe train": "Fit the scoring model on the recorded field outcomes and promote it only if it beats the current "
+                  "model on held-out data; prints the decision.",
+    "mlpe status": "Count what the store holds: detections, leaks, assets, validations, batches and models.",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mlpe", description="Methane Leak Prioritization Engine")
+    p = _Parser(prog="mlpe", description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"mlpe {__version__}")
     p.add_argument("--db", default=None, help="store path or SQLAlchemy URL (default $MLPE_DB or data/mlpe.db)")
     p.add_argument(
@@ -35,22 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="who is acting (default $MLPE_USER, else $USER). Once the store has users, prove it with "
         "$MLPE_PASSWORD (or the prompt in a terminal) or use $MLPE_TOKEN instead",
     )
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     ing = sub.add_parser("ingest", help="validate and load detection files")
-    ing.add_argument("files", nargs="+", type=Path)
+    ing.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                     help="detection files: CSV, XLSX, Parquet, GeoJSON or JSON")
     ing.add_argument(
         "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada", "cms_report",
-                                             "cms_windows", "aircraft_report", "coverage"]
+                                             "cms_windows", "aircraft_report", "coverage"],
+        help="the files' format (default auto: recognised from each file's header)",
     )  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
     ing.add_argument("--asset", default=None, help="the site of files that name none (monitor and aircraft reports)")
-    ing.add_argument("--rejects", type=_output_file, default=None, help="write rejected rows with reasons to this CSV")
+    ing.add_argument("--rejects", type=_output_file, default=None, metavar="FILE",
+                     help="write rejected rows with reasons to this CSV")
 
     assets = sub.add_parser("assets", help="asset registry")
     asub = assets.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ai = asub.add_parser("import", help="load or update assets")
-    ai.add_argument("file", type=Path)
+    ai.add_argument("file", type=Path, help="CSV: asset_id, latitude, longitude[, asset_type, operator]")
 
     fz = sub.add_parser("fuse", help="group all detections into leaks")
     fz.add_argument(
@@ -59,23 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-fuse every detection (default: only the area that detections new since the last fuse affect)",
     )
     sc = sub.add_parser("score", help="score and rank every open leak")
-    sc.add_argument("--as-of", default=None, help="ISO time to score at (default: latest detection)")
+    sc.add_argument("--as-of", default=None, help="ISO 8601 time to score at (default: now)")
 
     val = sub.add_parser("validations", help="field outcomes")
     vsub = val.add_subparsers(dest="action", required=True, parser_class=_Parser)
     vi = vsub.add_parser("import", help="record field outcomes from a CSV")
-    vi.add_argument("file", type=Path)
+    vi.add_argument("file", type=Path, help="CSV: leak_id, visited_at, outcome[, measured_rate_kg_h, component, "
+                    "repaired_at, crew, notes]")
 
     nt = sub.add_parser("notifications", help="notices (EPA super-emitter, MARS, state) that start legal clocks")
     nsub = nt.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ni = nsub.add_parser("import", help="record notifications from a CSV, XLSX or JSON file and match them to leaks")
-    ni.add_argument("file", type=Path)
+    ni.add_argument("file", type=Path, help="CSV, XLSX or JSON: notification_id, received_at, program[, notifier, "
+                    "detection_ref, latitude, longitude, rate_kg_h, notes]")
 
     sub.add_parser("train", help="fit the scoring model from validations; promote only if better")
 
     ex = sub.add_parser("export", help="write leaks, detections, dispatch or validations")
-    ex.add_argument("what", choices=["leaks", "detections", "dispatch", "validations"])
-    ex.add_argument("-o", "--output", required=True, type=_output_file)
+    ex.add_argument("what", choices=["leaks", "detections", "dispatch", "validations"],
+                    help="ranked leaks, detections with their leak, the next visits, or the field outcomes")
+    ex.add_argument("-o", "--output", required=True, type=_output_file, metavar="FILE",
+                    help="the file to write (whole or not at all)")
     ex.add_argument(
         "--format",
         default="csv",
@@ -83,19 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="csv and geojson are for machines (the contract's columns, kg/h); kml and xlsx for people (labels, "
              "--unit); workorder: JSON work orders for maintenance systems (dispatch only; docs/workorder.schema.json)",
     )
-    ex.add_argument("--top", type=_count, default=None,
+    ex.add_argument("--top", type=_count, default=None, metavar="K",
                     help="only the first K rows (dispatch: default the crews' capacity for a day)")
     ex.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
                     help="rates in files for people (kml descriptions, xlsx); csv and geojson stay in kg/h")
 
     demo = sub.add_parser("demo", help="fill the store with a simulated basin and run the pipeline")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the simulated basin (default 0; the same "
+                      "seed gives the same basin)")
     demo.add_argument("--assets", type=int, default=2000, help="number of simulated assets")
     demo.add_argument("--if-empty", action="store_true", help="do nothing when the store already has detections")
 
     sub.add_parser("status", help="what the store holds")
     rk = sub.add_parser("ranking", help="the effective ranking: model rank with overrides, marks and deadlines")
-    rk.add_argument("--top", type=_count, default=None, help="only the K best-ranked leaks (default: all)")
+    rk.add_argument("--top", type=_count, default=None, metavar="K", help="only the K best-ranked leaks (default: all)")
     rk.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     ob = sub.add_parser("obligations", help="every running regulatory clock, soonest first")
     ob.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
@@ -104,40 +155,57 @@ def build_parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operators", help="roll-up per operator: leaks, repairs, clocks met, false alarms, worsening")
     op.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     rp = sub.add_parser("report", help="the regulator's report for an operator and period (PDF, XLSX or JSON)")
-    rp.add_argument("--operator", required=True)
+    rp.add_argument("--operator", required=True, help="the operator, as the asset registry names it")
     rp.add_argument("--from", dest="start", default=None, help="YYYY-MM-DD (default: the last full quarter)")
     rp.add_argument("--to", dest="end", default=None, help="YYYY-MM-DD, included")
-    rp.add_argument("-o", "--output", required=True, type=_output_file, help="FILE.pdf, FILE.xlsx or FILE.json")
+    rp.add_argument("-o", "--output", required=True, type=_output_file, metavar="FILE",
+                    help="FILE.pdf, FILE.xlsx or FILE.json")
     us = sub.add_parser("users", help="users and roles (the first user must be an admin; it ends open mode)")
     usub = us.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ua = usub.add_parser("add", help="add a user (admins); the new password is read from $MLPE_NEW_PASSWORD "
                          "(for the first admin also $MLPE_PASSWORD) or asked for")
-    ua.add_argument("username")
-    ua.add_argument("--role", required=True, choices=["analyst", "supervisor", "field_lead", "admin"])
+    ua.add_argument("username", help="1-64 ASCII letters, digits, '.', '_' or '-'")
+    ua.add_argument("--role", required=True, choices=["analyst", "supervisor", "field_lead", "admin"],
+                    help="what the user may do (docs: roles)")
     usub.add_parser("list", help="list users and roles (admins)")
     tk = usub.add_parser("token", help="API and command-line tokens (admins): shown once, stored as a hash")
     tsub = tk.add_subparsers(dest="token_action", required=True, parser_class=_Parser)
     tc = tsub.add_parser("create", help="create a token for a user and print it once")
-    tc.add_argument("username")
+    tc.add_argument("username", help="the user the token acts as")
     tc.add_argument("--label", default=None, help="what the token is for, e.g. the system that uses it")
     tc.add_argument("--expires-days", type=float, default=None, help="default: does not expire until revoked")
     tr = tsub.add_parser("revoke", help="revoke a token by its id (see `mlpe users token list`)")
-    tr.add_argument("token_id", type=int)
+    tr.add_argument("token_id", type=int, help="the token's id")
     tsub.add_parser("list", help="every token: id, user, label, kind, created, expires, revoked")
     au = sub.add_parser("audit", help="the audit trail")
     ausub = au.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ausub.add_parser("verify", help="check the hash chains of the audit trail and leak history; "
                      "exit 1 naming the first broken link")
     bk = sub.add_parser("backup", help="consistent copy of a SQLite store, safe while others write (admins)")
-    bk.add_argument("-o", "--output", required=True, type=_output_file)
+    bk.add_argument("-o", "--output", required=True, type=_output_file, metavar="FILE",
+                    help="the backup file (must not exist)")
     rs = sub.add_parser("restore", help="replace the store with a backup made by `mlpe backup` (admins; audited; "
                         "the replaced store is kept beside it)")
-    rs.add_argument("file", type=Path)
+    rs.add_argument("file", type=Path, help="a backup made by `mlpe backup`")
     rs.add_argument("--allow-open-mode", action="store_true",
                     help="restore a backup without users into a store that has them (sign-in is switched off)")
     _add_ops_parsers(sub)
     _add_live_parsers(sub)
+    _describe(p)
     return p
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every sub-command's own --help a description: its entry of DESCRIPTIONS, else its line in the list
+    (argparse shows that line only in the parent's list, so `mlpe train --help` said nothing but -h)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                sp = action.choices[choice.dest]
+                if sp.description is None:
+                    text = DESCRIPTIONS.get(sp.prog) or choice.help or ""
+                    sp.description = text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+                _describe(sp)
 
 
 _ENGINES: dict = {}
@@ -539,25 +607,27 @@ OPS_COMMANDS = ("serve", "dispatch", "workorder", "leak")
 def _add_ops_parsers(sub) -> None:
     sv = sub.add_parser("serve", help="start the HTTP API for other systems (OpenAPI docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine)")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
 
     dp = sub.add_parser("dispatch", help="plan, approve and export routed dispatch lists")
     dsub = dp.add_subparsers(dest="action", required=True, parser_class=_Parser)
     pl = dsub.add_parser("plan", help="plan one day's routed list from the ranking (a draft until approved)")
-    pl.add_argument("--top", type=_count, default=None, help="stops (default: the crews' capacity for a day)")
+    pl.add_argument("--top", type=_count, default=None, metavar="K",
+                    help="stops (default: the crews' capacity for a day)")
     pl.add_argument("--date", default=None, help="YYYY-MM-DD the crews go out (default today)")
-    pl.add_argument("--note", default=None)
+    pl.add_argument("--note", default=None, help="a note kept with the plan")
     ap = dsub.add_parser("approve", help="supervisor approval: the list becomes final, its leaks dispatched")
-    ap.add_argument("list_id", type=int)
-    ap.add_argument("--note", default=None)
+    ap.add_argument("list_id", type=int, help="the list's id (see `mlpe dispatch list`)")
+    ap.add_argument("--note", default=None, help="a note kept with the approval")
     wd = dsub.add_parser("withdraw", help="withdraw a list (its leaks not yet visited return to open)")
-    wd.add_argument("list_id", type=int)
+    wd.add_argument("list_id", type=int, help="the list's id (see `mlpe dispatch list`)")
     dsub.add_parser("list", help="every dispatch list")
     sh = dsub.add_parser("show", help="a list's stops per crew, or write them to a file")
-    sh.add_argument("list_id", type=int)
-    sh.add_argument("-o", "--output", type=_output_file, default=None,
+    sh.add_argument("list_id", type=int, help="the list's id (see `mlpe dispatch list`)")
+    sh.add_argument("-o", "--output", type=_output_file, default=None, metavar="FILE",
                     help="write the stops to this file (default: print them)")
-    sh.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "xlsx", "workorder"])
+    sh.add_argument("--format", default="csv", choices=["csv", "geojson", "kml", "xlsx", "workorder"],
+                    help="the file's format (default csv; geojson and kml carry the routes)")
     sh.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
                     help="rates in files for people (kml descriptions, xlsx)")
 
@@ -566,27 +636,28 @@ def _add_ops_parsers(sub) -> None:
     wo.add_argument(
         "status",
         choices=["dispatched", "in_progress", "repair_attempted", "repaired", "delayed", "closed", "cancelled"],
+        help="the work order's new status",
     )
     wo.add_argument("--at", default=None, help="when (ISO 8601; default now)")
-    wo.add_argument("--crew", default=None)
-    wo.add_argument("--note", default=None)
+    wo.add_argument("--crew", default=None, help="the crew that did the work")
+    wo.add_argument("--note", default=None, help="a note kept in the leak's history")
     wo.add_argument("--reason", default=None, help="why repair is delayed (status delayed)")
 
     lk = sub.add_parser("leak", help="a leak's lifecycle: history and deadlines, or close / reopen / release")
     lsub = lk.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ls = lsub.add_parser("show", help="status, deadlines and lifecycle history")
-    ls.add_argument("leak_id")
+    ls.add_argument("leak_id", help="e.g. L000123")
     le = lsub.add_parser("set", help="close a repaired or not-found leak, reopen one, or release a dispatched one")
-    le.add_argument("leak_id")
+    le.add_argument("leak_id", help="e.g. L000123")
     le.add_argument("event", choices=["close", "reopen", "release", "dispatch"],
                     help="dispatch marks the leak for the next plan whatever its rank")
     le.add_argument("--at", default=None, help="when (ISO 8601; default now)")
-    le.add_argument("--note", default=None)
+    le.add_argument("--note", default=None, help="a note kept in the leak's history")
     lo = lsub.add_parser("override", help="a supervisor moves a leak to a rank, with the reason (recorded)")
-    lo.add_argument("leak_id")
-    lo.add_argument("--rank", type=int, default=None)
+    lo.add_argument("leak_id", help="e.g. L000123")
+    lo.add_argument("--rank", type=int, default=None, help="the rank to move it to (1 = visit first)")
     lo.add_argument("--clear", action="store_true", help="go back to the model's rank")
-    lo.add_argument("--reason", required=True)
+    lo.add_argument("--reason", required=True, help="why (recorded: evidence for the regulator)")
 
 
 def _when(value: str | None, flag: str = "--at"):
@@ -832,7 +903,7 @@ LIVE_COMMANDS = ("watch", "pull", "runs", "alerts", "config")
 def _add_live_parsers(sub) -> None:
     w = sub.add_parser("watch", help="ingest files as they land in DIR, then fuse, score and check alerts (until "
                        "stopped); also runs the pull connectors of the watch file on their schedules")
-    w.add_argument("folder", type=Path)
+    w.add_argument("folder", type=Path, help="the folder files land in (DIR)")
     w.add_argument("--config", type=Path, default=None,
                    help="watch and connectors file (default $MLPE_WATCH_CONFIG, else watch.yaml in $MLPE_CONFIG_DIR)")
     w.add_argument("--once", action="store_true", help="handle what is in the folder now, then stop")
@@ -842,8 +913,9 @@ def _add_live_parsers(sub) -> None:
                    help="check the alert rules at least this often when nothing new arrives (s; default 900)")
 
     pl = sub.add_parser("pull", help="run the pull connectors of the watch file once (all, or those named)")
-    pl.add_argument("names", nargs="*")
-    pl.add_argument("--config", type=Path, default=None)
+    pl.add_argument("names", nargs="*", help="connectors to run (default: all)")
+    pl.add_argument("--config", type=Path, default=None,
+                    help="watch and connectors file (default $MLPE_WATCH_CONFIG, else watch.yaml in $MLPE_CONFIG_DIR)")
 
     r = sub.add_parser("runs", help="the recorded runs, newest first, each with its per-stage timings")
     r.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
@@ -854,23 +926,24 @@ def _add_live_parsers(sub) -> None:
     al = sub.add_parser("alerts", help="the alert inbox: list, check the rules now, acknowledge, snooze")
     asub = al.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ls = asub.add_parser("list", help="open alerts (or --all), newest first")
-    ls.add_argument("--all", action="store_true")
-    ls.add_argument("--team", default=None)
+    ls.add_argument("--all", action="store_true", help="every alert, handled ones too")
+    ls.add_argument("--team", default=None, help="only this team's alerts")
     ls.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     asub.add_parser("check", help="run the alert rules now, record new alerts and deliver them")
     asub.add_parser("deliver", help="retry the deliveries that are due")
     ack = asub.add_parser("ack", help="acknowledge an alert (audited)")
-    ack.add_argument("alert_id", type=int)
-    ack.add_argument("--reason", required=True)
+    ack.add_argument("alert_id", type=int, help="the alert's id (see `mlpe alerts list`)")
+    ack.add_argument("--reason", required=True, help="why (recorded)")
     sn = asub.add_parser("snooze", help="snooze an alert for some hours (audited)")
-    sn.add_argument("alert_id", type=int)
-    sn.add_argument("--hours", type=float, required=True)
-    sn.add_argument("--reason", required=True)
+    sn.add_argument("alert_id", type=int, help="the alert's id (see `mlpe alerts list`)")
+    sn.add_argument("--hours", type=float, required=True, help="for how long")
+    sn.add_argument("--reason", required=True, help="why (recorded)")
 
     cf = sub.add_parser("config", help="check the MLPE_* settings and every configuration file")
     csub = cf.add_subparsers(dest="action", required=True, parser_class=_Parser)
     cc = csub.add_parser("check", help="validate everything; exit 2 naming what is wrong")
-    cc.add_argument("--watch-config", type=Path, default=None)
+    cc.add_argument("--watch-config", type=Path, default=None,
+                    help="watch and connectors file (default $MLPE_WATCH_CONFIG, else watch.yaml in $MLPE_CONFIG_DIR)")
 
 
 RUN_COLUMNS = ["id", "kind", "source", "target", "actor", "started_at", "seconds", "n_in", "n_out", "n_rejected",

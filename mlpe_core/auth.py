@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import bcrypt
 
 from . import store
+from .errors import BadInput, NotFound
 from .lazy import lazy
 
 if TYPE_CHECKING:
@@ -122,9 +123,9 @@ def require(session: Session, username: str, action: str) -> None:
 
 def hash_password(password: str) -> str:
     if len(password) < 8:
-        raise ValueError("password must have at least 8 characters")
+        raise BadInput("password must have at least 8 characters")
     if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
-        raise ValueError(f"password must be at most {MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt ignores the rest)")
+        raise BadInput(f"password must be at most {MAX_PASSWORD_BYTES} bytes in UTF-8 (bcrypt ignores the rest)")
     return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt()).decode("ascii")
 
 
@@ -147,18 +148,18 @@ def check_password(password: str, hashed: str) -> bool:
 def add_user(session: Session, actor: str, username: str, role: str, password: str) -> User:
     """Create a user. The first user must be an admin (it ends open mode); later ones need an admin."""
     if role not in ROLES:
-        raise ValueError(f"unknown role '{role}' (one of {', '.join(ROLES)})")
+        raise BadInput(f"unknown role '{role}' (one of {', '.join(ROLES)})")
     if not _USERNAME.match(username or ""):
-        raise ValueError(f"user name '{username[:40]}' must be 1-64 ASCII letters, digits, '.', '_' or '-'")
+        raise BadInput(f"user name '{username[:40]}' must be 1-64 ASCII letters, digits, '.', '_' or '-'")
     if is_reserved(username):
-        raise ValueError(f"user name '{username}' is reserved for the program's own steps")
+        raise BadInput(f"user name '{username}' is reserved for the program's own steps")
     first = open_mode(session)
     if first and role != "admin":
-        raise ValueError("the first user must be an admin (creating it ends open mode)")
+        raise BadInput("the first user must be an admin (creating it ends open mode)")
     if not first:
         require(session, actor, "manage_users")
     if session.get(models.User, username) is not None:
-        raise ValueError(f"user '{username}' already exists")
+        raise BadInput(f"user '{username}' already exists")
     user = store.insert_user(session, username, role, hash_password(password))
     store.audit(session, actor, "user_added", f"user:{username}", {"role": role})
     session.commit()
@@ -198,9 +199,9 @@ def create_token(session: Session, actor: str, username: str, label: str | None 
         require(session, actor, "manage_users")
     u = session.get(models.User, username)
     if u is None or not u.active:
-        raise KeyError(f"no active user '{username}'")
+        raise NotFound(f"no active user '{username}'")
     if expires_days is not None and not (0 < expires_days <= 3650):
-        raise ValueError("expires_days must be between 0 and 3650")
+        raise BadInput("expires_days must be between 0 and 3650")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     now = store.now()
     expires = now + timedelta(days=expires_days) if expires_days is not None else (
@@ -235,7 +236,7 @@ def revoke_token(session: Session, actor: str, token_id: int) -> ApiToken:
     """Revoke a token: an admin any, a user their own."""
     rec = session.get(models.ApiToken, token_id)
     if rec is None:
-        raise KeyError(f"no token {token_id}")
+        raise NotFound(f"no token {token_id}")
     if rec.username != actor:
         require(session, actor, "manage_users")
     if rec.revoked_at is None:

@@ -22,11 +22,54 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # exit 2 with one line, as the contract says
-        raise UsageError(f"usage: {message} (see `mlpe --help`)")
+        # prog is the command as typed so far ("mlpe export", "mlpe dispatch plan"): its help is the one to read
+        raise UsageError(f"usage: {message} (see `{self.prog} --help`)")
+
+
+DESCRIPTION = """\
+Methane Leak Prioritization Engine: loads methane detections from satellites, aircraft,
+continuous monitors, SCADA and OGI crews, groups them into leaks, ranks the leaks by what a
+crew visit is worth, and plans the crews' day. Every command works on one store (--db: a
+SQLite file, or a SQLAlchemy URL for a shared database)."""
+
+EPILOG = """\
+examples:
+  mlpe ingest plumes.csv cms_alarms.csv   validate and load detection files
+  mlpe fuse                               group the detections into leaks
+  mlpe score                              score and rank every open leak, with reasons
+  mlpe export leaks -o leaks.csv          the ranked leaks (also --format geojson, kml, xlsx)
+  mlpe dispatch plan --top 12             a routed day for the crews (a draft until approved)
+
+`mlpe COMMAND --help` tells more about each command. Exit codes: 0 done; 2 bad input or
+usage (one line on stderr naming the file, row and column); 1 an unexpected failure."""
+
+# What `mlpe COMMAND --help` says above the options, where a line more than the list's one is worth it (the others
+# repeat their line of the list)
+DESCRIPTIONS = {
+    "mlpe ingest": "Validate detection files and load their good rows: the canonical CSV (contract §1), Carbon Mapper "
+                   "and MARS plume lists, monitor and SCADA exports (the format is recognised from the header unless "
+                   "--format says). Bad rows are rejected one by one with file, row, column and reason; a file that "
+                   "cannot be read or lacks a required column loads nothing. Loading a file twice changes nothing.",
+    "mlpe assets import": "Load or update the asset registry from a CSV with asset_id, latitude, longitude and "
+                          "optionally asset_type and operator. Assets already known are updated; bad rows are "
+                          "rejected with their reasons.",
+    "mlpe validations import": "Record what field crews found, from a CSV with leak_id, visited_at, outcome "
+                               "(confirmed, not_found, already_repaired, not_accessible) and optionally "
+                               "measured_rate_kg_h, component, repaired_at, crew, notes. Visited leaks leave the "
+                               "ranking; an outcome already recorded is not recorded twice.",
+    "mlpe notifications import": "Record regulators' and programs' notices (CSV, XLSX or JSON with notification_id, "
+                                 "received_at, program and detection_ref or latitude/longitude), match each to the "
+                                 "leak it concerns and start the legal clocks its program triggers. A notification "
+                                 "already recorded adds nothing.",
+    "mlpe train": "Fit the scoring model on the recorded field outcomes and promote it only if it beats the current "
+                  "model on held-out data; prints the decision.",
+    "mlpe status": "Count what the store holds: detections, leaks, assets, validations, batches and models.",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mlpe", description="Methane Leak Prioritization Engine")
+    p = _Parser(prog="mlpe", description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"mlpe {__version__}")
     p.add_argument("--db", default=None, help="store path or SQLAlchemy URL (default $MLPE_DB or data/mlpe.db)")
     p.add_argument(
@@ -35,22 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="who is acting (default $MLPE_USER, else $USER). Once the store has users, prove it with "
         "$MLPE_PASSWORD (or the prompt in a terminal) or use $MLPE_TOKEN instead",
     )
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     ing = sub.add_parser("ingest", help="validate and load detection files")
-    ing.add_argument("files", nargs="+", type=Path)
+    ing.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                     help="detection files: CSV, XLSX, Parquet, GeoJSON or JSON")
     ing.add_argument(
         "--format", default="auto", choices=["auto", "canonical", "carbonmapper", "mars", "cms", "scada", "cms_report",
-                                             "cms_windows", "aircraft_report", "coverage"]
+                                             "cms_windows", "aircraft_report", "coverage"],
+        help="the files' format (default auto: recognised from each file's header)",
     )  # = ingest.FORMATS
     ing.add_argument("--source-name", default=None, help="override source_name for every row")
     ing.add_argument("--asset", default=None, help="the site of files that name none (monitor and aircraft reports)")
-    ing.add_argument("--rejects", type=Path, default=None, help="write rejected rows with reasons to this CSV")
+    ing.add_argument("--rejects", type=_output_file, default=None, metavar="FILE",
+                     help="write rejected rows with reasons to this CSV")
 
     assets = sub.add_parser("assets", help="asset registry")
     asub = assets.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ai = asub.add_parser("import", help="load or update assets")
-    ai.add_argument("file", type=Path)
+    ai.add_argument("file", type=Path, help="CSV: asset_id, latitude, longitude[, asset_type, operator]")
 
     fz = sub.add_parser("fuse", help="group all detections into leaks")
     fz.add_argument(
@@ -59,23 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-fuse every detection (default: only the area that detections new since the last fuse affect)",
     )
     sc = sub.add_parser("score", help="score and rank every open leak")
-    sc.add_argument("--as-of", default=None, help="ISO time to score at (default: latest detection)")
+    sc.add_argument("--as-of", default=None, help="ISO 8601 time to score at (default: now)")
 
     val = sub.add_parser("validations", help="field outcomes")
     vsub = val.add_subparsers(dest="action", required=True, parser_class=_Parser)
     vi = vsub.add_parser("import", help="record field outcomes from a CSV")
-    vi.add_argument("file", type=Path)
+    vi.add_argument("file", type=Path, help="CSV: leak_id, visited_at, outcome[, measured_rate_kg_h, component, "
+                    "repaired_at, crew, notes]")
 
     nt = sub.add_parser("notifications", help="notices (EPA super-emitter, MARS, state) that start legal clocks")
     nsub = nt.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ni = nsub.add_parser("import", help="record notifications from a CSV, XLSX or JSON file and match them to leaks")
-    ni.add_argument("file", type=Path)
+    ni.add_argument("file", type=Path, help="CSV, XLSX or JSON: notification_id, received_at, program[, notifier, "
+                    "detection_ref, latitude, longitude, rate_kg_h, notes]")
 
     sub.add_parser("train", help="fit the scoring model from validations; promote only if better")
 
     ex = sub.add_parser("export", help="write leaks, detections, dispatch or validations")
-    ex.add_argument("what", choices=["leaks", "detections", "dispatch", "validations"])
-    ex.add_argument("-o", "--output", required=True, type=Path)
+    ex.add_argument("what", choices=["leaks", "detections", "dispatch", "validations"],
+                    help="ranked leaks, detections with their leak, the next visits, or the field outcomes")
+    ex.add_argument("-o", "--output", required=True, type=_output_file, metavar="FILE",
+                    help="the file to write (whole or not at all)")
     ex.add_argument(
         "--format",
         default=None,
@@ -85,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
              " Default: what the file's name says (.csv, .geojson or .json, .kml, .xlsx; any other name: csv); a "
              "format the name contradicts is refused",
     )
-    ex.add_argument("--top", type=int, default=None,
+    ex.add_argument("--top", type=_count, default=None, metavar="K",
                     help="leaks: the K first in rank order; dispatch: the K leaks to visit next (default: the crews' "
                          "capacity for a day); detections: the detections of the K first leaks, in their rank order. "
                          "Not for validations: field outcomes have no rank, so a K there would be arbitrary")
@@ -93,13 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rates in files for people (kml descriptions, xlsx); csv and geojson stay in kg/h")
 
     demo = sub.add_parser("demo", help="fill the store with a simulated basin and run the pipeline")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the simulated basin (default 0; the same "
+                      "seed gives the same basin)")
     demo.add_argument("--assets", type=int, default=2000, help="number of simulated assets")
     demo.add_argument("--if-empty", action="store_true", help="do nothing when the store already has detections")
 
     sub.add_parser("status", help="what the store holds")
     rk = sub.add_parser("ranking", help="the effective ranking: model rank with overrides, marks and deadlines")
-    rk.add_argument("--top", type=int, default=None)
+    rk.add_argument("--top", type=_count, default=None, metavar="K", help="only the K best-ranked leaks (default: all)")
     rk.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     ob = sub.add_parser("obligations", help="every running regulatory clock, soonest first")
     ob.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
@@ -108,40 +159,57 @@ def build_parser() -> argparse.ArgumentParser:
     op = sub.add_parser("operators", help="roll-up per operator: leaks, repairs, clocks met, false alarms, worsening")
     op.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     rp = sub.add_parser("report", help="the regulator's report for an operator and period (PDF, XLSX or JSON)")
-    rp.add_argument("--operator", required=True)
+    rp.add_argument("--operator", required=True, help="the operator, as the asset registry names it")
     rp.add_argument("--from", dest="start", default=None, help="YYYY-MM-DD (default: the last full quarter)")
     rp.add_argument("--to", dest="end", default=None, help="YYYY-MM-DD, included")
-    rp.add_argument("-o", "--output", required=True, type=Path, help="FILE.pdf, FILE.xlsx or FILE.json")
+    rp.add_argument("-o", "--output", required=True, type=_output_file, metavar="FILE",
+                    help="FILE.pdf, FILE.xlsx or FILE.json")
     us = sub.add_parser("users", help="users and roles (the first user must be an admin; it ends open mode)")
     usub = us.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ua = usub.add_parser("add", help="add a user (admins); the new password is read from $MLPE_NEW_PASSWORD "
                          "(for the first admin also $MLPE_PASSWORD) or asked for")
-    ua.add_argument("username")
-    ua.add_argument("--role", required=True, choices=["analyst", "supervisor", "field_lead", "admin"])
+    ua.add_argument("username", help="1-64 ASCII letters, digits, '.', '_' or '-'")
+    ua.add_argument("--role", required=True, choices=["analyst", "supervisor", "field_lead", "admin"],
+                    help="what the user may do (docs: roles)")
     usub.add_parser("list", help="list users and roles (admins)")
     tk = usub.add_parser("token", help="API and command-line tokens (admins): shown once, stored as a hash")
     tsub = tk.add_subparsers(dest="token_action", required=True, parser_class=_Parser)
     tc = tsub.add_parser("create", help="create a token for a user and print it once")
-    tc.add_argument("username")
+    tc.add_argument("username", help="the user the token acts as")
     tc.add_argument("--label", default=None, help="what the token is for, e.g. the system that uses it")
     tc.add_argument("--expires-days", type=float, default=None, help="default: does not expire until revoked")
     tr = tsub.add_parser("revoke", help="revoke a token by its id (see `mlpe users token list`)")
-    tr.add_argument("token_id", type=int)
+    tr.add_argument("token_id", type=int, help="the token's id")
     tsub.add_parser("list", help="every token: id, user, label, kind, created, expires, revoked")
     au = sub.add_parser("audit", help="the audit trail")
     ausub = au.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ausub.add_parser("verify", help="check the hash chains of the audit trail and leak history; "
                      "exit 1 naming the first broken link")
     bk = sub.add_parser("backup", help="consistent copy of a SQLite store, safe while others write (admins)")
-    bk.add_argument("-o", "--output", required=True, type=Path)
+    bk.add_argument("-o", "--output", required=True, type=_output_file, metavar="FILE",
+                    help="the backup file (must not exist)")
     rs = sub.add_parser("restore", help="replace the store with a backup made by `mlpe backup` (admins; audited; "
                         "the replaced store is kept beside it)")
-    rs.add_argument("file", type=Path)
+    rs.add_argument("file", type=Path, help="a backup made by `mlpe backup`")
     rs.add_argument("--allow-open-mode", action="store_true",
                     help="restore a backup without users into a store that has them (sign-in is switched off)")
     _add_ops_parsers(sub)
     _add_live_parsers(sub)
+    _describe(p)
     return p
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Give every sub-command's own --help a description: its entry of DESCRIPTIONS, else its line in the list
+    (argparse shows that line only in the parent's list, so `mlpe train --help` said nothing but -h)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                sp = action.choices[choice.dest]
+                if sp.description is None:
+                    text = DESCRIPTIONS.get(sp.prog) or choice.help or ""
+                    sp.description = text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+                _describe(sp)
 
 
 _ENGINES: dict = {}
@@ -186,9 +254,61 @@ def _acting_user(args) -> str:
                              token=token)
 
 
+def _count(value: str) -> int:
+    """A ``--top`` or ``--limit``: a whole number ≥ 0."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0, not {n}")
+    return n
+
+
+def _output_file(value: str) -> Path:
+    """An ``-o`` file: refused here, before anything is read or written, when it names a folder."""
+    if value.endswith(("/", os.sep)) or Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"{value} names a folder; give a file name")
+    return Path(value)
+
+
+def _check_usage(args) -> None:
+    """The checks of the arguments argparse cannot make, before the store is opened."""
+    if args.command == "export" and args.format == "workorder" and args.what != "dispatch":
+        raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
+    if args.command == "report" and args.output.suffix.lower() not in (".pdf", ".xlsx", ".json"):
+        raise UsageError(f"-o {args.output}: the report is written as .pdf, .xlsx or .json")
+
+
+# Commands that only read the store, or act on what it already holds (a leak, list, work order, alert, user or
+# token named by id): on a SQLite file that does not exist they stop (exit 2) instead of creating an empty store, so
+# a mistyped --db is said at once. The others (ingest, imports, demo, fuse, score, train, plan, watch, pull, serve,
+# users add, alerts check, restore) create the store, as the first command on a new one does.
+NEEDS_STORE = {"export", "status", "ranking", "obligations", "sites", "operators", "report", "runs", "backup",
+               "audit", "leak", "workorder"}
+NEEDS_STORE_ACTIONS = {"dispatch": {"approve", "withdraw", "list", "show"}, "alerts": {"list", "ack", "snooze"},
+                       "users": {"list", "token"}}
+
+
+def _needs_store(args) -> bool:
+    return args.command in NEEDS_STORE or getattr(args, "action", None) in NEEDS_STORE_ACTIONS.get(args.command, ())
+
+
+def _require_store(db: str | None) -> None:
+    """Exit 2 when ``db`` names a SQLite file that does not exist (nothing is created)."""
+    from .store.db import sqlite_file
+
+    path = sqlite_file(db)
+    if path is not None and not path.exists():
+        raise UsageError(f"no store at {path} (create one with `mlpe demo` or `mlpe ingest FILE`)")
+
+
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     out = sys.stdout
+    _check_usage(args)
+    if _needs_store(args):
+        _require_store(args.db)
     if args.command not in NO_IDENTITY:
         args.user = _acting_user(args)
     if args.command == "ingest":
@@ -210,7 +330,7 @@ def run(argv: list[str]) -> int:
 
                 from .export import write_csv
 
-                write_csv(pd.concat(all_rejects), args.rejects)
+                _atomic_write(args.rejects, lambda p: write_csv(pd.concat(all_rejects), p))
             print(
                 f"total: {total['accepted']} accepted, {total['rejected']} rejected, "
                 f"{total['duplicate']} already loaded",
@@ -295,8 +415,6 @@ def run(argv: list[str]) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
         if args.format == "workorder":
-            if args.what != "dispatch":
-                raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
             from .export import write_workorders
 
             with _session(args.db) as s:
@@ -349,8 +467,6 @@ def run(argv: list[str]) -> int:
         from . import desk
 
         fmt = args.output.suffix.lower().lstrip(".")
-        if fmt not in ("pdf", "xlsx", "json"):
-            raise UsageError(f"-o {args.output}: the report is written as .pdf, .xlsx or .json")
         with _session(args.db) as s:
             rep = desk.report(s, args.operator, args.start, args.end, user=args.user)
         data = desk.render_report(rep, fmt)
@@ -507,25 +623,28 @@ OPS_COMMANDS = ("serve", "dispatch", "workorder", "leak")
 def _add_ops_parsers(sub) -> None:
     sv = sub.add_parser("serve", help="start the HTTP API for other systems (OpenAPI docs at /docs)")
     sv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine)")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
 
     dp = sub.add_parser("dispatch", help="plan, approve and export routed dispatch lists")
     dsub = dp.add_subparsers(dest="action", required=True, parser_class=_Parser)
     pl = dsub.add_parser("plan", help="plan one day's routed list from the ranking (a draft until approved)")
-    pl.add_argument("--top", type=int, default=None, help="stops (default: the crews' capacity for a day)")
+    pl.add_argument("--top", type=_count, default=None, metavar="K",
+                    help="stops (default: the crews' capacity for a day)")
     pl.add_argument("--date", default=None, help="YYYY-MM-DD the crews go out (default today)")
-    pl.add_argument("--note", default=None)
+    pl.add_argument("--note", default=None, help="a note kept with the plan")
     ap = dsub.add_parser("approve", help="supervisor approval: the list becomes final, its leaks dispatched")
-    ap.add_argument("list_id", type=int)
-    ap.add_argument("--note", default=None)
+    ap.add_argument("list_id", type=int, help="the list's id (see `mlpe dispatch list`)")
+    ap.add_argument("--note", default=None, help="a note kept with the approval")
     wd = dsub.add_parser("withdraw", help="withdraw a list (its leaks not yet visited return to open)")
-    wd.add_argument("list_id", type=int)
+    wd.add_argument("list_id", type=int, help="the list's id (see `mlpe dispatch list`)")
     dsub.add_parser("list", help="every dispatch list")
     sh = dsub.add_parser("show", help="a list's stops per crew, or write them to a file")
-    sh.add_argument("list_id", type=int)
-    sh.add_argument("-o", "--output", type=Path, default=None)
+    sh.add_argument("list_id", type=int, help="the list's id (see `mlpe dispatch list`)")
+    sh.add_argument("-o", "--output", type=_output_file, default=None, metavar="FILE",
+                    help="write the stops to this file (default: print them)")
     sh.add_argument("--format", default=None, choices=["csv", "geojson", "kml", "xlsx", "workorder"],
-                    help="default: what the file's name says (.csv, .geojson or .json, .kml, .xlsx; else csv)")
+                    help="the file's format (geojson and kml carry the routes); default: what the file's name says "
+                         "(.csv, .geojson or .json, .kml, .xlsx; else csv)")
     sh.add_argument("--unit", default="kg/h", choices=["kg/h", "scf/h", "Mcf/d", "t/yr"],
                     help="rates in files for people (kml descriptions, xlsx)")
 
@@ -534,27 +653,28 @@ def _add_ops_parsers(sub) -> None:
     wo.add_argument(
         "status",
         choices=["dispatched", "in_progress", "repair_attempted", "repaired", "delayed", "closed", "cancelled"],
+        help="the work order's new status",
     )
     wo.add_argument("--at", default=None, help="when (ISO 8601; default now)")
-    wo.add_argument("--crew", default=None)
-    wo.add_argument("--note", default=None)
+    wo.add_argument("--crew", default=None, help="the crew that did the work")
+    wo.add_argument("--note", default=None, help="a note kept in the leak's history")
     wo.add_argument("--reason", default=None, help="why repair is delayed (status delayed)")
 
     lk = sub.add_parser("leak", help="a leak's lifecycle: history and deadlines, or close / reopen / release")
     lsub = lk.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ls = lsub.add_parser("show", help="status, deadlines and lifecycle history")
-    ls.add_argument("leak_id")
+    ls.add_argument("leak_id", help="e.g. L000123")
     le = lsub.add_parser("set", help="close a repaired or not-found leak, reopen one, or release a dispatched one")
-    le.add_argument("leak_id")
+    le.add_argument("leak_id", help="e.g. L000123")
     le.add_argument("event", choices=["close", "reopen", "release", "dispatch"],
                     help="dispatch marks the leak for the next plan whatever its rank")
     le.add_argument("--at", default=None, help="when (ISO 8601; default now)")
-    le.add_argument("--note", default=None)
+    le.add_argument("--note", default=None, help="a note kept in the leak's history")
     lo = lsub.add_parser("override", help="a supervisor moves a leak to a rank, with the reason (recorded)")
-    lo.add_argument("leak_id")
-    lo.add_argument("--rank", type=int, default=None)
+    lo.add_argument("leak_id", help="e.g. L000123")
+    lo.add_argument("--rank", type=int, default=None, help="the rank to move it to (1 = visit first)")
     lo.add_argument("--clear", action="store_true", help="go back to the model's rank")
-    lo.add_argument("--reason", required=True)
+    lo.add_argument("--reason", required=True, help="why (recorded: evidence for the regulator)")
 
 
 def _when(value: str | None, flag: str = "--at"):
@@ -569,13 +689,22 @@ def _when(value: str | None, flag: str = "--at"):
 
 
 def _atomic_write(path: Path, write_fn) -> None:
-    from .ingest import IngestError
-
-    if not path.parent.exists():
-        raise IngestError(str(path), "output folder does not exist")
+    """Write ``path`` whole or not at all: ``write_fn`` writes ``path.part`` beside it, which then replaces ``path``.
+    The ``.part`` file never stays behind, whatever fails; a folder, a missing folder or a place that cannot be
+    written is bad input (exit 2) naming the path."""
+    if path.is_dir():
+        raise UsageError(f"-o {path} names a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path}: output folder does not exist")
     tmp = path.with_name(path.name + ".part")
-    write_fn(tmp)
-    tmp.replace(path)
+    try:
+        write_fn(tmp)
+        tmp.replace(path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc} (check the folder's permissions and free "
+                         "space, or give another -o)") from exc
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a successful replace; a partial file after any failure
 
 
 def _run_ops(args, out) -> int:
@@ -697,17 +826,51 @@ def _progress(frac: float, text: str) -> None:
         print(f"\r[{frac:4.0%}] {text:60s}", end="" if frac < 1 else "\n", file=sys.stderr, flush=True)
 
 
-# Errors that mean bad input or a refused action (exit 2). Looked up only among modules already imported: a module
+# Errors that mean bad input or a refused action (exit 2): the project's own classes, never a bare ValueError or
+# KeyError (those are bugs: exit 1, "unexpected failure"). Looked up only among modules already imported: a module
 # that was never imported raised nothing, and importing them all up front would cost every command a second.
-BAD_INPUT_ERRORS = (("mlpe_core.auth", "PermissionDenied"), ("mlpe_core.auth", "IdentityRequired"),
+BAD_INPUT_ERRORS = (("mlpe_core.errors", "BadInput"), ("mlpe_core.errors", "NotFound"),
+                    ("mlpe_core.auth", "PermissionDenied"), ("mlpe_core.auth", "IdentityRequired"),
                     ("mlpe_core.comply.rules", "RuleError"), ("mlpe_core.ingest.errors", "IngestError"),
                     ("mlpe_core.lifecycle", "TransitionError"), ("mlpe_core.settings", "SettingsError"),
-                    ("mlpe_core.settings", "ConfigFileError"))
+                    ("mlpe_core.settings", "ConfigFileError"), ("mlpe_core.store.db", "StoreUnavailable"),
+                    ("mlpe_core.dispatch.settings", "DispatchConfigError"))
 
 
 def _bad_input(exc: BaseException) -> bool:
     kinds = tuple(getattr(sys.modules[m], name) for m, name in BAD_INPUT_ERRORS if m in sys.modules)
-    return isinstance(exc, kinds + (KeyError, ValueError))
+    return isinstance(exc, kinds)
+
+
+def _stdout_gone() -> bool:
+    """Whether our stdout is a pipe whose reader has closed it (poll says POLLERR), not some other pipe or socket
+    that broke (a connector's HTTP peer, say), which is a failure like any other."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file (tests capture it)
+        return False
+    if not hasattr(select, "poll"):  # Windows: no poll; a broken pipe there is almost surely stdout
+        return True
+    p = select.poll()
+    p.register(fd, select.POLLOUT)
+    return any(ev & select.POLLERR for _, ev in p.poll(0))
+
+
+def _closed_stdout(exc: BrokenPipeError) -> int:
+    """``mlpe sites | head -1``: the reader took what it wanted and closed the pipe. End quietly, as ``git`` and
+    ``ls`` do (they die of SIGPIPE without a word), but exit 0 rather than their 141: the contract knows 0, 1 and 2,
+    the command did its work, and under ``set -o pipefail`` a 141 would fail a script's ``mlpe ... | head``.
+    stdout is pointed at /dev/null so the flush at exit does not raise again (the recipe of Python's signal docs).
+    """
+    if not _stdout_gone():
+        print(f"mlpe: unexpected failure: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -721,6 +884,9 @@ def main(argv: list[str] | None = None) -> int:
         for w in unknown_variables():
             print(f"mlpe: warning: {w}", file=sys.stderr)
         code = run(argv)
+        sys.stdout.flush()  # a reader that left early shows here, handled below, not at the interpreter's exit
+    except BrokenPipeError as exc:
+        code = _closed_stdout(exc)
     except UsageError as exc:
         print(f"mlpe: {exc}", file=sys.stderr)
         code = EXIT_BAD
@@ -767,7 +933,7 @@ LIVE_COMMANDS = ("watch", "pull", "runs", "alerts", "config")
 def _add_live_parsers(sub) -> None:
     w = sub.add_parser("watch", help="ingest files as they land in DIR, then fuse, score and check alerts (until "
                        "stopped); also runs the pull connectors of the watch file on their schedules")
-    w.add_argument("folder", type=Path)
+    w.add_argument("folder", type=Path, help="the folder files land in (DIR)")
     w.add_argument("--config", type=Path, default=None,
                    help="watch and connectors file (default $MLPE_WATCH_CONFIG, else watch.yaml in $MLPE_CONFIG_DIR)")
     w.add_argument("--once", action="store_true", help="handle what is in the folder now, then stop")
@@ -777,35 +943,37 @@ def _add_live_parsers(sub) -> None:
                    help="check the alert rules at least this often when nothing new arrives (s; default 900)")
 
     pl = sub.add_parser("pull", help="run the pull connectors of the watch file once (all, or those named)")
-    pl.add_argument("names", nargs="*")
-    pl.add_argument("--config", type=Path, default=None)
+    pl.add_argument("names", nargs="*", help="connectors to run (default: all)")
+    pl.add_argument("--config", type=Path, default=None,
+                    help="watch and connectors file (default $MLPE_WATCH_CONFIG, else watch.yaml in $MLPE_CONFIG_DIR)")
 
     r = sub.add_parser("runs", help="the recorded runs, newest first, each with its per-stage timings")
     r.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     r.add_argument("--kind", default=None, help="only runs of this kind (ingest, fuse, score, train, watch, pull, "
                    "alerts, demo)")
-    r.add_argument("--limit", type=int, default=50)
+    r.add_argument("--limit", type=_count, default=50, help="at most this many runs (default 50)")
 
     al = sub.add_parser("alerts", help="the alert inbox: list, check the rules now, acknowledge, snooze")
     asub = al.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ls = asub.add_parser("list", help="open alerts (or --all), newest first")
-    ls.add_argument("--all", action="store_true")
-    ls.add_argument("--team", default=None)
+    ls.add_argument("--all", action="store_true", help="every alert, handled ones too")
+    ls.add_argument("--team", default=None, help="only this team's alerts")
     ls.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     asub.add_parser("check", help="run the alert rules now, record new alerts and deliver them")
     asub.add_parser("deliver", help="retry the deliveries that are due")
     ack = asub.add_parser("ack", help="acknowledge an alert (audited)")
-    ack.add_argument("alert_id", type=int)
-    ack.add_argument("--reason", required=True)
+    ack.add_argument("alert_id", type=int, help="the alert's id (see `mlpe alerts list`)")
+    ack.add_argument("--reason", required=True, help="why (recorded)")
     sn = asub.add_parser("snooze", help="snooze an alert for some hours (audited)")
-    sn.add_argument("alert_id", type=int)
-    sn.add_argument("--hours", type=float, required=True)
-    sn.add_argument("--reason", required=True)
+    sn.add_argument("alert_id", type=int, help="the alert's id (see `mlpe alerts list`)")
+    sn.add_argument("--hours", type=float, required=True, help="for how long")
+    sn.add_argument("--reason", required=True, help="why (recorded)")
 
     cf = sub.add_parser("config", help="check the MLPE_* settings and every configuration file")
     csub = cf.add_subparsers(dest="action", required=True, parser_class=_Parser)
     cc = csub.add_parser("check", help="validate everything; exit 2 naming what is wrong")
-    cc.add_argument("--watch-config", type=Path, default=None)
+    cc.add_argument("--watch-config", type=Path, default=None,
+                    help="watch and connectors file (default $MLPE_WATCH_CONFIG, else watch.yaml in $MLPE_CONFIG_DIR)")
 
 
 RUN_COLUMNS = ["id", "kind", "source", "target", "actor", "started_at", "seconds", "n_in", "n_out", "n_rejected",
@@ -822,7 +990,7 @@ def _run_live(args, out) -> int:
         desk.settings(reload=True)
         w = desk.watch_options(args.watch_config)
         a = desk.alert_config()
-        print(f"settings: ok ({len(desk.settings().model_fields)} MLPE_* variables checked)", file=out)
+        print(f"settings: ok ({len(type(desk.settings()).model_fields)} MLPE_* variables checked)", file=out)
         print(f"watch file: {desk.watch_config_path(args.watch_config) or 'none (defaults)'}: ok, "
               f"{len(w.connectors)} pull connector(s)", file=out)
         print(f"alerts file: {desk.alerts_config_path()}: ok, {len(a.rules)} rules, {len(a.teams)} teams, "

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 
 from .answers import AnswerCache
+from .errors import BadInput, NotFound
 from .lazy import lazy
 from .schema import (  # noqa: F401  (faces label what the contract names)
     DISPATCH_EXPORT_COLUMNS,
@@ -203,10 +204,10 @@ class LeakFilter:
     def __post_init__(self) -> None:
         bad = sorted(set(self.bands) - set(RISK_BANDS))
         if bad:
-            raise ValueError(f"risk band '{bad[0]}' is not one of {', '.join(RISK_BANDS)}")
+            raise BadInput(f"risk band '{bad[0]}' is not one of {', '.join(RISK_BANDS)}")
         bad = sorted(set(self.statuses) - set(lifecycle.STATUSES))
         if bad:
-            raise ValueError(f"status '{bad[0]}' is not one of {', '.join(lifecycle.STATUSES)}")
+            raise BadInput(f"status '{bad[0]}' is not one of {', '.join(lifecycle.STATUSES)}")
 
     def key(self) -> tuple:
         """The filter as a hashable value (cached selections are keyed on it)."""
@@ -329,7 +330,7 @@ def _plan_day(session: Session, day: str | None) -> str:
     try:
         date.fromisoformat(d)
     except ValueError as exc:
-        raise ValueError(f"--date '{d}' is not a YYYY-MM-DD date") from exc
+        raise BadInput(f"--date '{d}' is not a YYYY-MM-DD date") from exc
     return d
 
 
@@ -345,7 +346,7 @@ def dispatch_candidates(session: Session, top: int | None = None, day: str | Non
     """
     k = dispatch.crew_capacity() if top is None else int(top)
     if k < 0:
-        raise ValueError("--top must be ≥ 0")
+        raise BadInput("--top must be ≥ 0")
     d = _plan_day(session, day)
     rk = ranking(session) if ranked is None else ranked
     vals = store.validations_frame(session)
@@ -506,12 +507,12 @@ def plan_list(session: Session, user: str, top: int | None = None, day: str | No
     auth.require(session, user, "plan_dispatch")
     cap = dispatch.crew_capacity()
     if top is not None and not 0 < int(top) <= cap:
-        raise ValueError(f"--top must be 1..{cap}: a dispatch list is one day of the crews' visits "
+        raise BadInput(f"--top must be 1..{cap}: a dispatch list is one day of the crews' visits "
                          "(config/dispatch.yaml)")
     d = _plan_day(session, day)
     cand = dispatch_candidates(session, top, d)
     if cand.empty:
-        raise ValueError("nothing to dispatch: no open, unvisited, ranked leak (run `mlpe score` first)")
+        raise BadInput("nothing to dispatch: no open, unvisited, ranked leak (run `mlpe score` first)")
     routed, left = dispatch.route_day(cand, d)
     return dispatch.store_draft(session, routed, left, d, user, note)
 
@@ -567,7 +568,7 @@ def leak_detail(session: Session, leak_id: str, *, ranked: pd.DataFrame | None =
     """
     leak = session.get(tables.Leak, leak_id)
     if leak is None:
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     clock = as_of(session)
     rk = ranking(session) if ranked is None else ranked
     row = rk[rk["leak_id"] == leak_id]
@@ -615,9 +616,9 @@ def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
     auth.require(session, user, "note")
     text = (text or "").strip()
     if not text:
-        raise ValueError("a note needs some text")
+        raise BadInput("a note needs some text")
     if session.get(tables.Leak, leak_id) is None:
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     return store.add_note(session, user, leak_id, text)
 
 
@@ -787,11 +788,11 @@ def emissions(session: Session, start: str | None = None, end: str | None = None
         end_t = pd.Timestamp(date.fromisoformat(str(end)), tz="UTC") if end else b.as_of
         start_t = pd.Timestamp(date.fromisoformat(str(start)), tz="UTC") if start else end_t - pd.Timedelta(days=365)
     except ValueError as exc:
-        raise ValueError(f"from/to must be YYYY-MM-DD dates ({exc})") from exc
+        raise BadInput(f"from/to must be YYYY-MM-DD dates ({exc})") from exc
     if end_t <= start_t:
-        raise ValueError("the period must end after it starts")
+        raise BadInput("the period must end after it starts")
     if operator is not None and operator not in set(b.assets["operator"].dropna()):
-        raise KeyError(f"no operator '{operator}'")
+        raise NotFound(f"no operator '{operator}'")
     lk = b.leaks if operator is None else b.leaks[b.leaks["operator"] == operator]
     return rollups.emissions_summary(lk, b.vals, start_t, end_t, b.as_of)
 
@@ -815,9 +816,9 @@ def report(session: Session, operator: str, start: date | str | None = None, end
         a = date.fromisoformat(str(start)) if start else d0
         z = date.fromisoformat(str(end)) if end else (d1 if not start else clock.date())
     except ValueError as exc:
-        raise ValueError(f"--from/--to must be YYYY-MM-DD dates ({exc})") from exc
+        raise BadInput(f"--from/--to must be YYYY-MM-DD dates ({exc})") from exc
     if z < a:
-        raise ValueError(f"--to {z} is before --from {a}")
+        raise BadInput(f"--to {z} is before --from {a}")
     leaks = b.leaks[b.leaks["operator"] == operator]
     events = store.leak_events_of(session, set(leaks["leak_id"]))
     audit = store.audit_by_actions(session, ["notification", "validation", *[f"lifecycle_{e}" for e in
@@ -911,12 +912,12 @@ def override_rank(session: Session, user: str, leak_id: str, after: int | None, 
     rk = ranking(session)
     row = rk[rk["leak_id"] == leak_id]
     if row.empty or pd.isna(row.iloc[0]["rank"]):
-        raise KeyError(f"no ranked leak '{leak_id}'")
+        raise NotFound(f"no ranked leak '{leak_id}'")
     r = row.iloc[0]
     if after is not None and int(after) == int(r["rank"]):
-        raise ValueError(f"{leak_id} is already at rank {after}")
+        raise BadInput(f"{leak_id} is already at rank {after}")
     if after is None and pd.isna(r["override"]):
-        raise ValueError(f"{leak_id} has no override to clear")
+        raise BadInput(f"{leak_id} has no override to clear")
     review.record_override(session, user, leak_id, int(r["rank"]), int(r["model_rank"]), after, reason)
     return f"{leak_id}: override cleared." if after is None else f"{leak_id} moved from #{int(r['rank'])} to #{after}."
 
@@ -956,7 +957,7 @@ def rank_with(session: Session, model_id: int) -> pd.DataFrame:
     leak_id, p_real, est_rate_kg_h, priority_score, risk_band, rank."""
     mv = session.get(tables.ModelVersion, int(model_id))
     if mv is None:
-        raise KeyError(f"no model version {model_id}")
+        raise NotFound(f"no model version {model_id}")
     model = _score.loads(mv.blob) if mv.blob else _score.default_model()
     s, _ = pipeline.score_frame(session, as_of(session), model=model)
     cols = ["leak_id", "p_real", "est_rate_kg_h", "priority_score", "risk_band", "rank"]
@@ -987,7 +988,7 @@ def activate_model(session: Session, user: str, version_id: int) -> dict:
     """Roll back (or forward) to a recorded model version and re-score with it (an admin's action)."""
     auth.require(session, user, "activate_model")
     if session.get(tables.ModelVersion, int(version_id)) is None:
-        raise KeyError(f"no model version {version_id}")
+        raise NotFound(f"no model version {version_id}")
     store.activate_model(session, int(version_id), user=user)
     return pipeline.run_score(session, as_of=as_of(session), user=user)
 
@@ -1825,7 +1826,7 @@ def acknowledge_alert(session: Session, user: str, alert_id: int, reason: str) -
     """Someone has it in hand: the alert leaves the inbox (audited with the reason)."""
     auth.require(session, user, "alerts")
     if not (reason or "").strip():
-        raise ValueError("acknowledging an alert needs a reason")
+        raise BadInput("acknowledging an alert needs a reason")
     return _alert_dict(store.alerts.set_alert_state(session, alert_id, "acknowledged", user, reason.strip()))
 
 
@@ -1834,15 +1835,15 @@ def snooze_alert(session: Session, user: str, alert_id: int, reason: str, hours:
     """Out of the inbox until ``until`` (or for ``hours``), then back (audited with the reason)."""
     auth.require(session, user, "alerts")
     if not (reason or "").strip():
-        raise ValueError("snoozing an alert needs a reason")
+        raise BadInput("snoozing an alert needs a reason")
     if until is None:
         if hours is None or not 0 < float(hours) <= 24 * 365:
-            raise ValueError("snooze for 0 to 8760 hours, or until a time")
+            raise BadInput("snooze for 0 to 8760 hours, or until a time")
         until = pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=float(hours))
     until = pd.Timestamp(until)
     until = until.tz_localize("UTC") if until.tzinfo is None else until.tz_convert("UTC")
     if until <= pd.Timestamp.now(tz="UTC"):
-        raise ValueError("a snooze must end in the future")
+        raise BadInput("a snooze must end in the future")
     return _alert_dict(store.alerts.set_alert_state(session, alert_id, "snoozed", user, reason.strip(),
                                                     until.to_pydatetime()))
 
@@ -2001,7 +2002,7 @@ class Snapshot:
         default, is the ranking's own order; ``-name`` sorts descending; ties keep the ranking's order)."""
         name = sort.lstrip("-")
         if name not in LEAK_SORTS:
-            raise ValueError(f"sort '{sort}' is not one of {', '.join(LEAK_SORTS)} (prefix '-' for descending)")
+            raise BadInput(f"sort '{sort}' is not one of {', '.join(LEAK_SORTS)} (prefix '-' for descending)")
         flt = flt or LeakFilter()
 
         def compute() -> np.ndarray:
@@ -2017,7 +2018,7 @@ class Snapshot:
                    limit: int = 50) -> tuple[int, pd.DataFrame]:
         """(how many leaks ``flt`` keeps, the ``limit`` of them from ``offset`` in ``sort`` order)."""
         if offset < 0 or limit < 0:
-            raise ValueError("offset and limit are whole numbers ≥ 0")
+            raise BadInput("offset and limit are whole numbers ≥ 0")
         pos = self.selection(flt, sort)
         return len(pos), self.ranking().iloc[pos[offset:offset + limit]]
 

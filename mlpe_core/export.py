@@ -25,6 +25,8 @@ from xml.sax.saxutils import escape
 import numpy as np
 import pandas as pd
 
+from .errors import BadInput
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # leading characters a spreadsheet skips before it looks for a formula sign: whitespace and C0/C1 controls
 _FORMULA = re.compile(r"^[\s\x00-\x1f\x7f-\x9f]*[=+\-@]|^[\t\r]")
@@ -449,7 +451,7 @@ def write(df: pd.DataFrame, path: str | Path, fmt: str, unit: str = "kg/h", tabl
         write_csv(df, path)
     elif fmt == "workorder":
         if not {"leak_id", "rank", "latitude", "longitude"} <= set(df.columns):
-            raise ValueError("workorder needs a dispatch list (leak_id, rank, latitude, longitude): "
+            raise BadInput("workorder needs a dispatch list (leak_id, rank, latitude, longitude): "
                              "use `mlpe export dispatch --format workorder`")
         write_workorders(df, path)
     elif fmt == "xlsx":
@@ -458,7 +460,7 @@ def write(df: pd.DataFrame, path: str | Path, fmt: str, unit: str = "kg/h", tabl
         write_xlsx({title: people_frame(df, table, unit)}, path)
     elif fmt in ("geojson", "kml"):
         if not {"latitude", "longitude"} <= set(df.columns):
-            raise ValueError(f"{fmt} needs latitude and longitude; this export has none (use --format csv)")
+            raise BadInput(f"{fmt} needs latitude and longitude; this export has none (use --format csv)")
         if fmt == "geojson":
             write_geojson(df, path)
         else:

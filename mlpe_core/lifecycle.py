@@ -26,6 +26,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
+from .errors import NotFound
 from .store import LeakState, leak_events_frame, lock_states, save_states
 from .store import as_time as _ts
 from .store.models import Detection, Leak
@@ -167,7 +168,7 @@ def apply_event(session: Session, leak_id: str, event: str, at=None, actor: str 
     states = lock_states(session, [leak_id])
     if leak_id not in states:
         session.rollback()
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     try:
         new = transition(states[leak_id], event, at, actor=actor, source=source, detail=detail)
     except TransitionError:
@@ -254,7 +255,7 @@ def set_status(session: Session, leak_ids: list[str], status: str, actor: str = 
     states = lock_states(session, leak_ids)
     missing = sorted(set(map(str, leak_ids)) - set(states))
     if missing:
-        raise KeyError(f"no leak '{missing[0]}'")
+        raise NotFound(f"no leak '{missing[0]}'")
     for lid, st in states.items():
         if status == "open":
             event = "release" if st.status == "dispatched" else "reopen"

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
+from .errors import NotFound
 from .present import detail_text, label, rules_in_text
 from .store import rank_of
 from .store.models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, Validation
@@ -33,7 +34,7 @@ def leak_story(session: Session, leak_id: str) -> pd.DataFrame:
     """Every event of one leak, oldest first, with who did it and where it came from."""
     leak = session.get(Leak, leak_id)
     if leak is None:
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     rows: list[dict] = []
     q = (select(Detection, IngestBatch).join(IngestBatch, Detection.batch_id == IngestBatch.id, isouter=True)
          .where(Detection.leak_id == leak_id))

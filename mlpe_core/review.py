@@ -15,6 +15,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from .auth import require
+from .errors import BadInput
 from .store import audit, audit_events, latest_audit
 
 OVERRIDE_COLUMNS = ["leak_id", "override", "reason", "by", "at"]
@@ -80,9 +81,9 @@ def record_override(
     """Record (``after`` a rank) or clear (``after`` None) an override; a reason is required."""
     require(session, user, "override_rank")
     if not (reason or "").strip():
-        raise ValueError("give the reason for the override: it is evidence for the regulator")
+        raise BadInput("give the reason for the override: it is evidence for the regulator")
     if after is not None and int(after) < 1:
-        raise ValueError("an overridden rank is a whole number ≥ 1")
+        raise BadInput("an overridden rank is a whole number ≥ 1")
     audit(
         session,
         user,

@@ -98,6 +98,8 @@ import pandas as pd
 
 from mlpe_core.schema import ASSET_COLUMNS, CANONICAL_COLUMNS
 
+from .errors import BadInput
+
 ASSET_TYPES: tuple[str, ...] = (
     "well_pad",
     "tank_battery",
@@ -277,9 +279,9 @@ def simulate_basin(
     drawn from any generator the basin uses, so every other benchmark sees the same basin as before.
     """
     if n_assets < 2:
-        raise ValueError("n_assets must be at least 2")
+        raise BadInput("n_assets must be at least 2")
     if spacing_m <= 0 or n_days < 1 or not 0 <= leak_fraction <= 1:
-        raise ValueError("spacing_m must be > 0, n_days >= 1 and 0 <= leak_fraction <= 1")
+        raise BadInput("spacing_m must be > 0, n_days >= 1 and 0 <= leak_fraction <= 1")
     rngs = np.random.default_rng(seed).spawn(10)
     t0 = pd.Timestamp(start)
     t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")

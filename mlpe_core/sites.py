@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import trends
+from .errors import NotFound
 from .learn import sensor_precision
 
 TREND_DAYS = 120  # the trend test looks at this many days before the clock
@@ -238,7 +239,7 @@ def site_detail(b: Bundle, asset_id: str, events: pd.DataFrame | None = None) ->
     a = b.assets[b.assets["asset_id"] == asset_id]
     lk = b.leaks[b.leaks["asset_id"] == asset_id]
     if a.empty and lk.empty:
-        raise KeyError(f"no site '{asset_id}'")
+        raise NotFound(f"no site '{asset_id}'")
     roll = site_rollup(Bundle(b.as_of, lk, b.assets, b.dets[b.dets["leak_id"].isin(lk["leak_id"])],
                               b.vals[b.vals["leak_id"].isin(lk["leak_id"])] if len(b.vals) else b.vals,
                               b.coverage, _site_obligations(b, asset_id, lk)))
@@ -403,7 +404,7 @@ def operator_detail(b: Bundle, operator: str, worsening_sites: pd.DataFrame | No
     ``trend`` (the same test over all its sites pooled, or None)."""
     ops = set(b.assets["operator"].dropna())
     if operator not in ops:
-        raise KeyError(f"no operator '{operator}'")
+        raise NotFound(f"no operator '{operator}'")
     mine = set(b.assets.loc[b.assets["operator"] == operator, "asset_id"])
     lk = b.leaks[b.leaks["asset_id"].isin(mine)]
     sub = Bundle(b.as_of, lk, b.assets, b.dets[b.dets["leak_id"].isin(lk["leak_id"])],

@@ -128,3 +128,43 @@ sys.exit(1 if bad else 0)
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_jsonable_turns_pandas_and_numpy_values_into_plain_json() -> None:
+    import json
+
+    import numpy as np
+
+    from mlpe_core.store.audit import detail_json, jsonable
+
+    got = jsonable({"nan": float("nan"), "npnan": np.float64("nan"), "inf": float("inf"), "nat": pd.NaT,
+                    "na": pd.NA, "f": np.float64(1.5), "i": np.int64(7), "b": np.bool_(True),
+                    "t": pd.Timestamp("2026-12-02T09:00:00Z"), "dt64": np.datetime64("NaT"),
+                    "arr": np.array([1, 2]), "tup": (np.int32(1), None), np.int64(3): "numpy key"})
+    assert got == {"nan": None, "npnan": None, "inf": None, "nat": None, "na": None, "f": 1.5, "i": 7, "b": True,
+                   "t": "2026-12-02 09:00:00+00:00", "dt64": None, "arr": [1, 2], "tup": [1, None], 3: "numpy key"}
+    assert type(got["f"]) is float and type(got["i"]) is int and type(got["b"]) is bool
+    text = detail_json({"match": np.nan, "n": np.int64(2)})
+    assert text == '{"match": null, "n": 2}' and json.loads(text) == {"match": None, "n": 2}
+    assert detail_json({}) is None and detail_json(None) is None
+    with pytest.raises(TypeError, match="cannot record a object"):
+        jsonable({"x": object()})
+
+
+def test_events_with_nan_nat_and_numpy_values_verify(session) -> None:
+    """An unmatched notice's audit event had a NaN target and ``"match": NaN`` in its detail: hashed as NaN, read
+    back as NULL, and `mlpe audit verify` said the chain was broken. Every event written must verify."""
+    import numpy as np
+
+    _history(session, n=1)
+    store.audit(session, "ana", "notification", float("nan"), {"match": np.nan, "at": pd.NaT, "n": np.int64(2)})
+    store.audit(session, "ana", "note", np.str_("L000001"), {"score": np.float64(0.25)})
+    st = LeakState("L000001")
+    st.events = [{"leak_id": "L000001", "at": T + pd.Timedelta(hours=3), "event": "repair", "from_status": "confirmed",
+                  "to_status": "repaired", "actor": "ana", "source": float("nan"),
+                  "detail": {"rate": np.float64("nan"), "when": pd.NaT, "k": np.int64(1)}}]
+    save_states(session, {"L000001": st})
+    session.commit()
+    assert [r.line() for r in verify_all(session) if not r.ok] == []
+    ev = store.audit_events(session, action="notification").iloc[0]
+    assert ev["target"] is None and ev["detail"] == '{"match": null, "at": null, "n": 2}'

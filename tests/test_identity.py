@@ -140,6 +140,7 @@ def test_restore_needs_an_admin_is_audited_and_refuses_tampered_backups(staffed,
     assert code == 2 and "tampered" in err and "chain broken at event 1" in err
 
     empty = tmp_path / "open.db"
+    get_engine(str(empty)).dispose()  # an empty store in open mode (`mlpe status` no longer creates one)
     assert run(empty, "--user", "x", "status")[0] == 0
     assert run(empty, "--user", "x", "backup", "-o", str(tmp_path / "open_bak.db"))[0] == 0
     code, _, err = run(staffed, "--user", "root", "restore", str(tmp_path / "open_bak.db"), MLPE_PASSWORD=ADMIN_PW)

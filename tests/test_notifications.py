@@ -154,6 +154,22 @@ def test_a_json_array_of_notices_imports_like_a_csv(db, write, capsys):
         "notes.json: 2 rows, 2 recorded, 0 already recorded, 2 matched to a leak, 0 unmatched, 0 rejected"]
 
 
+def test_an_unmatched_notice_leaves_an_audit_trail_that_verifies(db, write, capsys):
+    """A notice that matches no leak was audited with a NaN target and ``"match": NaN``: `mlpe audit verify` then
+    said the chain was broken at that event."""
+    f = write("n2.csv", f"{NOTE_HEADER}\nN1,{_iso(10)},state,NMED,P1,,,,\n"
+                        f"N2,{_iso(10)},imeo_mars,UNEP,PS-0000001,,,,\n")
+    assert main(["--db", str(db), "notifications", "import", str(f)]) == 0
+    assert "1 matched to a leak, 1 unmatched" in capsys.readouterr().out
+    assert main(["--db", str(db), "audit", "verify"]) == 0, capsys.readouterr().err
+    eng = get_engine(str(db))
+    with Session(eng) as s:
+        ev = store.audit_events(s, action="notification")  # newest first
+        assert ev["target"].isna().tolist() == [True, False] and ev["target"].iloc[1] == _leak_of(s, "P1")
+        assert [json.loads(d)["match"] for d in ev["detail"]] == [None, "reference"]
+    eng.dispose()
+
+
 # --------------------------------------------------------------------------------------------- matching
 
 

@@ -58,7 +58,7 @@ def test_two_bad_variables_are_both_named(monkeypatch):
 def test_a_misspelt_variable_is_a_warning_with_the_likely_name(tmp_path):
     assert unknown_variables({"MLPE_DBB": "x", "MLPE_DB": "y", "HOME": "/"}) == [
         "MLPE_DBB is not a setting MLPE reads (did you mean MLPE_DB?)"]
-    r = _mlpe({"MLPE_MAX_ROW": "5"}, "status", tmp=tmp_path)
+    r = _mlpe({"MLPE_MAX_ROW": "5"}, "config", "check", tmp=tmp_path)  # (status now wants an existing store)
     assert r.returncode == 0 and "did you mean MLPE_MAX_ROWS?" in r.stderr
 
 

@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 from .. import store
 from ..auth import require
+from ..errors import BadInput, NotFound
 from ..geo import to_ecef
 from ..ingest import file_sha256, read_table
 from ..ingest.notifications import check_notifications
@@ -149,10 +150,10 @@ def record_notifications(session: Session, good: pd.DataFrame, user: str = "syst
         now = store.notifications_frame(session).set_index("notification_id")
         ids = [r["notification_id"] for r in fresh]
         matched = int(now.loc[ids, "leak_id"].notna().sum()) if ids else 0
-        for r in fresh:
-            store.audit(session, user, "notification", now.at[r["notification_id"], "leak_id"] or None,
-                        {"notification_id": r["notification_id"], "program": r["program"],
-                         "received_at": r["received_at"], "match": now.at[r["notification_id"], "match_method"]})
+        for r in fresh:  # an unmatched notice has no leak and no match method (NaN in the frame: None here)
+            leak, how = (None if pd.isna(v) else v for v in now.loc[r["notification_id"], ["leak_id", "match_method"]])
+            store.audit(session, user, "notification", leak, {"notification_id": r["notification_id"],
+                        "program": r["program"], "received_at": r["received_at"], "match": how})
         session.commit()
     except Exception:
         session.rollback()
@@ -185,7 +186,7 @@ def add_notification(session: Session, fields: dict, user: str = "system") -> di
     good, rejects = check_notifications(raw, "notification")
     if len(rejects):
         r = rejects.iloc[0]
-        raise ValueError(f"notification: field '{r['column']}': {r['reason']}")
+        raise BadInput(f"notification: field '{r['column']}': {r['reason']}")
     good = good.drop(columns=["source_row"]).assign(source_row=None)
     res = record_notifications(session, good, user)
     leak = fields.get("leak_id")
@@ -204,9 +205,9 @@ def set_match(session: Session, notification_id: str, leak_id: str | None, user:
     require(session, user, "notifications")
     note = session.query(Notification).filter(Notification.notification_id == notification_id).one_or_none()
     if note is None:
-        raise KeyError(f"no notification '{notification_id}'")
+        raise NotFound(f"no notification '{notification_id}'")
     if leak_id is not None and session.get(Leak, leak_id) is None:
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     before = {"leak_id": note.leak_id, "match_method": note.match_method}
     try:
         store.set_notification_matches(session, [{"notification_id": notification_id, "leak_id": leak_id,

@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+from ..errors import BadInput
+
 DONE, REJECTS = "done", "rejects"
 
 
@@ -25,7 +27,7 @@ class Inbox:
     def __init__(self, folder: Path | str, settle_s: float = 2.0, ignore: list[str] | tuple[str, ...] = ()):
         self.folder = Path(folder).expanduser().resolve()
         if not self.folder.is_dir():
-            raise ValueError(f"{folder}: not a folder (create it first)")
+            raise BadInput(f"{folder}: not a folder (create it first)")
         self.settle_s = float(settle_s)
         self.ignore = tuple(ignore)
         (self.folder / DONE).mkdir(exist_ok=True)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import auth, store
+from ..errors import BadInput, NotFound
 from ..lifecycle import TransitionError, apply_event, transition
 from ..outcomes import record_validations
 from ..schema import DISPATCH_EXPORT_COLUMNS
@@ -32,7 +33,7 @@ def select_for_day(ranking: pd.DataFrame, visited: set[str], k: int, day_end: pd
     model_rank, marked, status, due_by, ...); it is not modified.
     """
     if k < 0:
-        raise ValueError("--top must be ≥ 0")
+        raise BadInput("--top must be ≥ 0")
     marked = ranking["marked"].fillna(False).astype(bool) if "marked" in ranking else pd.Series(False,
                                                                                                   ranking.index)
     pool = ranking[(ranking["status"].isin(DISPATCHABLE) | marked) & ~ranking["leak_id"].isin(visited)
@@ -121,9 +122,9 @@ def approve_list(session, list_id: int, user: str, note: str | None = None, sett
     auth.require(session, user, "approve_dispatch")
     dl = store.get_list(session, list_id)
     if dl is None:
-        raise KeyError(f"no dispatch list {list_id}")
+        raise NotFound(f"no dispatch list {list_id}")
     if dl.status != "draft":
-        raise ValueError(f"dispatch list {list_id} is {dl.status}; only a draft can be approved")
+        raise BadInput(f"dispatch list {list_id} is {dl.status}; only a draft can be approved")
     if cfg["separate_approver"] and user == dl.created_by and not auth.open_mode(session):
         raise auth.PermissionDenied(f"'{user}' planned dispatch list {list_id}; another supervisor must approve it")
     items = store.list_items(session, list_id)
@@ -157,9 +158,9 @@ def withdraw_list(session, list_id: int, user: str) -> dict:
     auth.require(session, user, "approve_dispatch")
     dl = store.get_list(session, list_id)
     if dl is None:
-        raise KeyError(f"no dispatch list {list_id}")
+        raise NotFound(f"no dispatch list {list_id}")
     if dl.status == "withdrawn":
-        raise ValueError(f"dispatch list {list_id} is already withdrawn")
+        raise BadInput(f"dispatch list {list_id} is already withdrawn")
     released = 0
     if dl.status == "approved":
         items = store.list_items(session, list_id)
@@ -186,7 +187,7 @@ def list_frame(session, list_id: int) -> pd.DataFrame:
     """A stored list's stops: the contract's dispatch columns, then crew, stop, leg_km, work order, the planned
     arrival, ``on_time`` (by the same rule as when the list was routed) and the crew's yard."""
     if store.get_list(session, list_id) is None:
-        raise KeyError(f"no dispatch list {list_id}")
+        raise NotFound(f"no dispatch list {list_id}")
     df = store.list_items_frame(session, list_id)
     extra = ["crew", "stop", "leg_km", "work_order_id", "due_rule", "wo_status", "wo_status_at"]
     df = df[list(DISPATCH_EXPORT_COLUMNS) + extra].copy()
@@ -214,7 +215,7 @@ def work_orders(session, list_id: int | None = None, frame: pd.DataFrame | None 
     if list_id is not None:
         dl = store.get_list(session, list_id)
         if dl is None:
-            raise KeyError(f"no dispatch list {list_id}")
+            raise NotFound(f"no dispatch list {list_id}")
         frame = list_frame(session, list_id)
         meta = {"list_id": dl.id, "status": dl.status, "plan_date": dl.plan_date, "approved_by": dl.approved_by,
                 "approved_at": dl.approved_at}
@@ -235,25 +236,25 @@ def set_work_order_status(session, status: str, user: str, work_order_id: str | 
     ``lifecycle.TransitionError`` and changes nothing.
     """
     if status not in WO_STATUSES:
-        raise ValueError(f"status '{status}' is not one of {', '.join(WO_STATUSES)}")
+        raise BadInput(f"status '{status}' is not one of {', '.join(WO_STATUSES)}")
     auth.require(session, user, "validate")
     item = None
     if work_order_id:
         item = store.item_by_work_order(session, work_order_id)
         if item is None:
-            raise KeyError(f"no work order '{work_order_id}'")
+            raise NotFound(f"no work order '{work_order_id}'")
         leak_id = item.leak_id
     if not leak_id:
-        raise ValueError("give a work_order_id or a leak_id")
+        raise BadInput("give a work_order_id or a leak_id")
     if session.get(Leak, leak_id) is None:
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     at = pd.Timestamp(at or store.now())
     at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
     result: dict = {"leak_id": leak_id, "work_order_id": work_order_id, "status": status}
     text = f"work order {work_order_id or '-'}: {status}" + (f": {note}" if note else "")
     if status in ("repair_attempted", "repaired", "delayed"):
         if status == "delayed" and not reason:
-            raise ValueError("a delay of repair needs its reason (e.g. needs a shutdown)")
+            raise BadInput("a delay of repair needs its reason (e.g. needs a shutdown)")
         now_status = _status(session, leak_id)
         event = {"repair_attempted": "repair_attempt", "repaired": "repair", "delayed": "delay_of_repair"}[status]
         if now_status in ("repaired", "closed", "not_found", "no_access"):

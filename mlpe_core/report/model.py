@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import sites
+from ..errors import NotFound
 
 NOTICE_COLUMNS = ["notification_id", "program", "notifier", "leak_id", "site", "site_type", "received_at",
                   "investigate_due", "investigated_at", "finding", "found_at", "repaired_at", "report_due",
@@ -156,7 +157,7 @@ def build(b: sites.Bundle, operator: str, start: pd.Timestamp, end: pd.Timestamp
     assets = b.assets.set_index("asset_id")
     mine = set(assets.index[assets["operator"] == operator])
     if not mine:
-        raise KeyError(f"no operator '{operator}'")
+        raise NotFound(f"no operator '{operator}'")
     lk = b.leaks[b.leaks["asset_id"].isin(mine)]
     leak_site = lk.set_index("leak_id")["asset_id"]
     stype = assets["asset_type"]

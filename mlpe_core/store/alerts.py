@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
+from ..errors import BadInput, NotFound
 from .audit import audit
 from .common import _frame, _utc, now
 from .models import Alert, AlertDelivery
@@ -131,10 +132,10 @@ def set_alert_state(session: Session, alert_id: int, state: str, user: str, reas
                     until: datetime | None = None) -> Alert:
     """Acknowledge, snooze (until a time) or re-open an alert, with the reason, audited; commits."""
     if state not in ALERT_STATES:
-        raise ValueError(f"alert state '{state}' is not one of {', '.join(ALERT_STATES)}")
+        raise BadInput(f"alert state '{state}' is not one of {', '.join(ALERT_STATES)}")
     a = session.get(Alert, int(alert_id))
     if a is None:
-        raise KeyError(f"no alert {alert_id}")
+        raise NotFound(f"no alert {alert_id}")
     before = a.state
     a.state, a.reason, a.handled_by, a.handled_at = state, reason, user, now()
     a.snoozed_until = until if state == "snoozed" else None

@@ -16,13 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import sys
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import PurePath
 from typing import TYPE_CHECKING
+from uuid import UUID
 
 from sqlalchemy import event, select, update
 
+from ..errors import BadInput, NotFound
 from ..lazy import lazy
 from .common import _frame, _utc, now
 
@@ -44,6 +50,89 @@ CHAIN_MODELS = {"auditevent": "AuditEvent", "leakevent": "LeakEvent"}  # class n
 _TIPS = "mlpe_chain_tips"  # session.info key: newest hash per chain, valid inside the current transaction
 
 
+def jsonable(v: object) -> object:
+    """``v`` as plain JSON values: NaN, infinities, NaT and pd.NA become None; numpy scalars and arrays their Python
+    values; times, dates, paths, decimals and UUIDs their text (as ``default=str`` wrote them); tuples and sets
+    lists. Anything else is refused (TypeError), so a detail that is stored and hashed is always valid JSON and
+    reads back as it was written (a NaN, written as ``NaN``, broke the chain of an unmatched notice's event).
+
+    numpy and pandas are looked up only when already imported: a value of theirs cannot exist otherwise."""
+    if v is None or type(v) is str or type(v) is bool:
+        return v
+    if isinstance(v, str):  # numpy's str_ and other subclasses
+        return str(v)
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {_key(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if isinstance(v, set | frozenset):
+        return sorted((jsonable(x) for x in v), key=lambda x: (str(type(x)), str(x)))
+    pd, np = sys.modules.get("pandas"), sys.modules.get("numpy")
+    if pd is not None and (v is pd.NaT or v is pd.NA):
+        return None
+    if np is not None:
+        if isinstance(v, np.datetime64 | np.timedelta64):  # as pandas shows them (numpy's .item() can be an int)
+            if np.isnat(v):
+                return None
+            return str(v if pd is None else pd.Timestamp(v) if isinstance(v, np.datetime64) else pd.Timedelta(v))
+        if isinstance(v, np.generic):
+            return jsonable(v.item())
+        if isinstance(v, np.ndarray):
+            return [jsonable(x) for x in v.tolist()]
+    if isinstance(v, datetime | date | time | timedelta | PurePath | Decimal | UUID):
+        if isinstance(v, Decimal) and not v.is_finite():
+            return None
+        return str(v)
+    raise TypeError(f"cannot record a {type(v).__name__} in an event's detail: not a JSON value ({v!r:.80})")
+
+
+def _key(k: object) -> object:
+    """A dict key as json.dumps accepts it (str, int, float, bool, None; a numpy key becomes its Python value)."""
+    k = jsonable(k)
+    return k if k is None or isinstance(k, str | int | float | bool) else str(k)
+
+
+def detail_json(detail: dict | None) -> str | None:
+    """The text stored in an event's ``detail`` (None for no detail): strict JSON of :func:`jsonable`."""
+    return json.dumps(jsonable(detail), allow_nan=False) if detail else None
+
+
+def _missing(v: object) -> bool:
+    """None, a float NaN, NaT or pd.NA: what a database stores as NULL."""
+    if v is None:
+        return True
+    pd = sys.modules.get("pandas")
+    if pd is not None and (v is pd.NaT or v is pd.NA):
+        return True
+    return isinstance(v, float) and math.isnan(v)
+
+
+_TIME_FIELDS = ("at", "recorded_at")  # the datetime fields of the chained tables; the others are text
+
+
+def _stored(field: str, v: object) -> object:
+    """A chained field as the database will store it and give it back, so the hash written is the hash read: a
+    missing value None (a NaN target was hashed as NaN and read back as NULL), text as ``str``, a time as a
+    ``datetime``."""
+    if _missing(v):
+        return None
+    if field in _TIME_FIELDS:
+        return v.to_pydatetime() if hasattr(v, "to_pydatetime") else v
+    if field == "detail" and isinstance(v, str):
+        json.loads(v, parse_constant=_not_json)  # NaN and Infinity are not JSON: refuse them before they are hashed
+    if field == "detail" and not isinstance(v, str):
+        return detail_json(v)
+    return v if type(v) is str else str(jsonable(v))
+
+
+def _not_json(word: str) -> None:
+    raise ValueError(f"an event's detail holds {word}, which is not JSON")
+
+
 def _canon(v: object) -> object:
     """A field as the hash sees it: times as UTC ISO text with microseconds (as both databases store them)."""
     if isinstance(v, datetime):
@@ -55,7 +144,8 @@ def _canon(v: object) -> object:
 def event_hash(table: str, values: dict, prev_hash: str) -> str:
     """SHA-256 (hex) of one event of ``table``: its fields in a fixed order, then ``prev_hash``."""
     body = [table, *(_canon(values.get(k)) for k in CHAIN_FIELDS[table]), prev_hash]
-    return hashlib.sha256(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _forget_tips(session: Session, transaction) -> None:
@@ -105,8 +195,10 @@ def chain(session: Session, row: AuditEvent | LeakEvent) -> AuditEvent | LeakEve
 
     Every event of a chained table is written through here (no commit: the caller's transaction)."""
     table = row.__tablename__
+    vals = {k: _stored(k, getattr(row, k)) for k in CHAIN_FIELDS[table]}
+    for k, v in vals.items():
+        setattr(row, k, v)
     prev = _tip(session, table)
-    vals = {k: getattr(row, k) for k in CHAIN_FIELDS[table]}
     row.prev_hash, row.hash = prev, event_hash(table, vals, prev)
     session.add(row)
     session.execute(
@@ -125,7 +217,7 @@ def audit(session: Session, actor: str, action: str, target: str | None = None, 
             actor=actor,
             action=action,
             target=target,
-            detail=json.dumps(detail, default=str) if detail else None,
+            detail=detail_json(detail),
         ),
     )
 
@@ -225,13 +317,13 @@ def add_note(session: Session, user: str, leak_id: str, text: str) -> int:
     checks the role)."""
     text = (text or "").strip()
     if not text:
-        raise ValueError("a note needs some text")
+        raise BadInput("a note needs some text")
     if session.get(models.Leak, leak_id) is None:
-        raise KeyError(f"no leak '{leak_id}'")
+        raise NotFound(f"no leak '{leak_id}'")
     ev = chain(
         session,
         models.AuditEvent(
-            at=now(), actor=user, action="note", target=leak_id, detail=json.dumps({"note": text[:4000]})
+            at=now(), actor=user, action="note", target=leak_id, detail=detail_json({"note": text[:4000]})
         ),
     )
     session.commit()

@@ -14,18 +14,94 @@ from pathlib import Path
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
+from ..errors import BadInput
+
 DEFAULT_DB = "data/mlpe.db"
 _ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()  # every engine made here, for dispose_engines
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be opened: the message names it and says what to fix (the command line's exit 2)."""
+
+
 def resolve_url(db: str | None = None) -> str:
-    """A path or URL from ``--db``, ``MLPE_DB`` or the default; a path becomes a SQLite URL."""
+    """A path or URL from ``--db``, ``MLPE_DB`` or the default; a path becomes a SQLite URL (its folder is made)."""
     value = db or os.environ.get("MLPE_DB") or DEFAULT_DB
     if "://" in value:
         return value
     path = Path(value).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot open the store {path}: {_folder_problem(path.parent, exc)}") from None
     return f"sqlite:///{path}"
+
+
+def sqlite_file(db: str | None = None) -> Path | None:
+    """The file of the SQLite store that ``--db``, ``MLPE_DB`` or the default names, without making anything; None
+    for another database or an in-memory one."""
+    value = db or os.environ.get("MLPE_DB") or DEFAULT_DB
+    if "://" not in value:
+        return Path(value).expanduser()
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(value)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: opening it will say so
+        return None
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:") or url.database.startswith(
+            "file:"):
+        return None
+    return Path(url.database).expanduser()
+
+
+def _folder_problem(folder: Path, exc: OSError) -> str:
+    """Why ``folder`` cannot be made: the part of it that is a file, else the system's reason."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                return f"{part} is a file, not a folder (pass --db with another path)"
+            break
+    return f"cannot make its folder {folder}: {exc.strerror or exc} (check its permissions or pass --db)"
+
+
+def _open_problem(path: Path, exc: Exception) -> str | None:
+    """What keeps the SQLite store ``path`` from opening, for a person (None when the error is not about opening)."""
+    msg = str(getattr(exc, "orig", exc)).lower()
+    opening = ("unable to open", "readonly database", "read-only", "not a database", "disk i/o", "permission")
+    if not any(w in msg for w in opening):
+        return None
+    if path.is_dir():
+        return "it is a folder, not a store file (pass --db FOLDER/mlpe.db)"
+    if path.exists() and not os.access(path, os.R_OK):
+        return "the file is not readable (check its permissions or pass --db)"
+    if "not a database" in msg:
+        return "the file is not a SQLite database (pass --db with the store's path)"
+    if path.exists() and not os.access(path, os.W_OK):
+        return "the file is read-only (check its permissions or pass --db)"
+    if not os.access(path.parent, os.W_OK) or "unable to open" in msg or "readonly" in msg:
+        return ("the folder is not writable (SQLite writes the store and its journal there; check its permissions "
+                "or pass --db)")
+    return str(getattr(exc, "orig", exc)).splitlines()[0]
+
+
+def _unavailable(url: str, exc: Exception) -> StoreUnavailable | None:
+    """The error to raise instead of ``exc`` when ``exc`` means the store at ``url`` cannot be opened."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import DatabaseError, OperationalError
+
+    if not isinstance(exc, DatabaseError):
+        return None
+    path = sqlite_file(url)
+    if path is not None:
+        why = _open_problem(path, exc)
+        return StoreUnavailable(f"cannot open the store {path}: {why}") if why else None
+    if url.startswith("sqlite") or not isinstance(exc, OperationalError):
+        return None
+    shown = make_url(url).render_as_string(hide_password=True)
+    first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    return StoreUnavailable(f"cannot open the store {shown}: {first} (check the URL and that the database server "
+                            "is running, or pass --db)")
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised through every engine
@@ -50,7 +126,14 @@ def get_engine(db: str | None = None) -> Engine:
     engine = create_engine(url, **kwargs)
     if url.startswith("sqlite"):
         event.listen(engine, "connect", _sqlite_pragmas)
-    create_tables(engine)
+    try:
+        create_tables(engine)
+    except Exception as exc:
+        engine.dispose()
+        why = _unavailable(url, exc)
+        if why is None:
+            raise
+        raise why from None  # one line naming the store, not SQLAlchemy's error and its link
     _ENGINES.add(engine)
     return engine
 
@@ -118,7 +201,7 @@ def create_tables(engine: Engine) -> None:
 
 def _sqlite_path(url: str) -> str:
     if not url.startswith("sqlite:///") or url in ("sqlite:///:memory:",):
-        raise ValueError(f"backup and restore work on SQLite file stores; for '{url.split('://')[0]}' use the "
+        raise BadInput(f"backup and restore work on SQLite file stores; for '{url.split('://')[0]}' use the "
                          "database's own tools (e.g. pg_dump)")
     return url[len("sqlite:///"):]
 
@@ -130,7 +213,7 @@ def backup(db: str | None, dest: str | Path) -> int:
     src = _sqlite_path(resolve_url(db))
     dest = Path(dest)
     if dest.exists():
-        raise ValueError(f"{dest}: already exists; choose a new file name")
+        raise BadInput(f"{dest}: already exists; choose a new file name")
     with sqlite3.connect(src) as s, sqlite3.connect(dest) as d:
         s.backup(d)
     return dest.stat().st_size
@@ -158,16 +241,16 @@ def restore(db: str | None, source: str | Path, actor: str = "system", allow_ope
 
     source = Path(source)
     if not source.exists():
-        raise ValueError(f"{source}: file not found")
+        raise BadInput(f"{source}: file not found")
     try:
         with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as s:
             names = {r[0] for r in s.execute("select name from sqlite_master where type='table'")}
             ok = s.execute("pragma integrity_check").fetchone()[0] == "ok"
     except sqlite3.DatabaseError as exc:
-        raise ValueError(f"{source}: not a SQLite database ({exc})") from exc
+        raise BadInput(f"{source}: not a SQLite database ({exc})") from exc
     missing = {"detection", "leak", "validation", "alembic_version"} - names
     if missing or not ok:
-        raise ValueError(f"{source}: not an MLPE backup (missing tables {sorted(missing)}, integrity {ok})")
+        raise BadInput(f"{source}: not an MLPE backup (missing tables {sorted(missing)}, integrity {ok})")
     dst = Path(_sqlite_path(resolve_url(db)))
     with tempfile.TemporaryDirectory() as tmp:
         check = Path(tmp) / "check.db"
@@ -182,7 +265,7 @@ def restore(db: str | None, source: str | Path, actor: str = "system", allow_ope
         finally:
             eng.dispose()
     if broken:
-        raise ValueError(f"{source}: refused, its audit trail was tampered with ({broken[0].line()})")
+        raise BadInput(f"{source}: refused, its audit trail was tampered with ({broken[0].line()})")
     replaced_heads: dict[str, str] = {}
     live_users = 0
     if dst.exists():
@@ -194,7 +277,7 @@ def restore(db: str | None, source: str | Path, actor: str = "system", allow_ope
         finally:
             eng.dispose()
     if live_users and not backup_users and not allow_open_mode:
-        raise ValueError(f"{source}: has no users while this store has {live_users}; restoring it would switch "
+        raise BadInput(f"{source}: has no users while this store has {live_users}; restoring it would switch "
                          "sign-in off (open mode). Pass --allow-open-mode if that is what you want")
     kept = dst.with_name(f"{dst.stem}.replaced-{datetime.now(UTC):%Y%m%dT%H%M%S}{dst.suffix or '.db'}")
     had_live = dst.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from sqlalchemy import text as sql_text
 from sqlmodel import Session
 
 from ..schema import number_after
-from .audit import audit, chain
+from .audit import audit, chain, detail_json
 from .common import IN_CHUNK as _IN_CHUNK
 from .common import _execute_many, _frame, _utc, read_frame, read_frame_in, update_frame, upsert_frame
 from .models import Detection, FusionState, Leak, LeakEvent, LeakRank
@@ -257,7 +256,7 @@ def save_states(session: Session, states: dict[str, LeakState], now: datetime | 
             chain(session, LeakEvent(leak_id=e["leak_id"], at=e["at"].to_pydatetime(), event=e["event"],
                                      from_status=e["from_status"], to_status=e["to_status"], actor=e["actor"],
                                      recorded_at=now, source=e["source"],
-                                     detail=json.dumps(e["detail"], default=str) if e["detail"] else None))
+                                     detail=detail_json(e["detail"])))
             audit(session, e["actor"], f"lifecycle_{e['event']}", e["leak_id"],
                   {"from": e["from_status"], "to": e["to_status"], **(e["detail"] or {})})
             n += 1

@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--if-empty", action="store_true", help="do nothing when the store already has detections")
 
     sub.add_parser("status", help="what the store holds")
-    rk = sub.add_parser("ranking", help="the effective ranking: model rank with overrides, marks and deadlines")
+    rk = sub.add_parser("ranking", help="the effective ranking: the model's order with supervisors' overrides; "
+                                        "marks and deadlines are shown beside it (the dispatch list, not this order, "
+                                        "puts overdue leaks first)")
     rk.add_argument("--top", type=_count, default=None, metavar="K", help="only the K best-ranked leaks (default: all)")
     rk.add_argument("--json", action="store_true", help="one JSON list of objects on stdout")
     ob = sub.add_parser("obligations", help="every running regulatory clock, soonest first")
@@ -450,7 +452,9 @@ def run(argv: list[str]) -> int:
             r = desk.demo(s, args.user, seed=args.seed, n_assets=args.assets, progress=_progress)
         print(
             f"demo basin (seed {r['seed']}): {r['assets']} assets, {r['detections']} detections, "
-            f"{r['fuse_leaks']} leaks, {r.get('validations', 0)} field outcomes",
+            f"{r['fuse_leaks']} leaks, {r.get('validations', 0) + r.get('compliance_visits', 0)} field outcomes "
+            f"({r.get('validations', 0)} visits after its detections, {r.get('compliance_visits', 0)} past compliance "
+            "visits)",
             file=out,
         )
         return EXIT_OK

@@ -765,7 +765,7 @@ def demo_store(tmp_path_factory) -> dict:
     overdue) and a planned dispatch list: every console table then has blanks, dates, codes and clocks to show."""
     work = tmp_path_factory.mktemp("demo")
     db = work / "mlpe.db"
-    ok(mlpe(db, "demo"))
+    demo = ok(mlpe(db, "demo"))
     top = json.loads(ok(mlpe(db, "ranking", "--json", "--top", "1")).stdout)[0]["leak_id"]
     ok(mlpe(db, "export", "leaks", "-o", work / "leaks.csv"))
     leak = read_csv(work / "leaks.csv").set_index("leak_id").loc[top]
@@ -775,7 +775,15 @@ def demo_store(tmp_path_factory) -> dict:
                                  f"{leak['longitude']},400,\n")
     assert "1 matched to a leak" in ok(mlpe(db, "notifications", "import", work / "n1.csv")).stdout
     plan = ok(mlpe(db, "dispatch", "plan"))
-    return {"db": db, "notified": top, "plan": plan}
+    return {"db": db, "notified": top, "plan": plan, "demo": demo, "work": work}
+
+
+def test_demo_says_as_many_field_outcomes_as_the_store_holds(demo_store):
+    """Before: "60 field outcomes" while the store (and `export validations`) held 77: the 17 past compliance visits
+    were not counted."""
+    said = int(re.search(r"(\d+) field outcomes", demo_store["demo"].stdout).group(1))
+    ok(mlpe(demo_store["db"], "export", "validations", "-o", demo_store["work"] / "v.csv"))
+    assert said == len(read_csv(demo_store["work"] / "v.csv")) > 0
 
 
 CONSOLE = {"ranking": ["ranking"], "obligations": ["obligations"], "dispatch list": ["dispatch", "list"],

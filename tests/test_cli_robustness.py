@@ -209,7 +209,8 @@ def test_every_command_and_option_says_what_it_does():
     (["ingest"], "Bad rows are rejected"), (["train"], "held-out data"), (["status"], "Count what the store holds"),
     (["validations", "import"], "leak_id, visited_at, outcome"), (["assets", "import"], "asset_id, latitude"),
     (["notifications", "import"], "notification_id"), (["score"], "(default: now)"),
-    (["export"], "--top K only the first K rows"), (["demo"], "random seed"), (["runs"], "at most this many runs"),
+    (["export"], "--top K leaks: the K first in rank order"), (["demo"], "random seed"),
+    (["runs"], "at most this many runs"),
 ])
 def test_a_sub_command_help_describes_it(capsys, command, says):
     assert cli.main([*command, "--help"]) == 0

@@ -276,6 +276,16 @@ def _output_file(value: str) -> Path:
 
 def _check_usage(args) -> None:
     """The checks of the arguments argparse cannot make, before the store is opened."""
+    if args.command == "export":
+        from .desk import NO_TOP_VALIDATIONS
+        from .export import format_for
+
+        if args.top is not None and args.what == "validations":
+            raise UsageError(NO_TOP_VALIDATIONS)
+        try:
+            args.format = format_for(args.output, args.format)  # the file's name says it when --format does not
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
     if args.command == "export" and args.format == "workorder" and args.what != "dispatch":
         raise UsageError(f"--format workorder is for `export dispatch`, not `export {args.what}`")
     if args.command == "report" and args.output.suffix.lower() not in (".pdf", ".xlsx", ".json"):
@@ -406,16 +416,8 @@ def run(argv: list[str]) -> int:
         return EXIT_OK
     if args.command == "export":
         from . import desk
-        from .export import format_for, write
+        from .export import write
 
-        if args.top is not None and args.top < 0:
-            raise UsageError("--top must be ≥ 0")
-        if args.top is not None and args.what == "validations":
-            raise UsageError(desk.NO_TOP_VALIDATIONS)
-        try:
-            args.format = format_for(args.output, args.format)  # the file's name says it when --format does not
-        except ValueError as exc:
-            raise UsageError(str(exc)) from exc
         if args.format == "workorder":
             from .export import write_workorders
 

@@ -461,9 +461,9 @@ def workbook(session: Session, what: str = "leaks", top: int | None = None, unit
         return {"Detections": people_frame(export_frame(session, "detections", top), "detections", unit)}
     if what == "validations":
         if top is not None:
-            raise ValueError(NO_TOP_VALIDATIONS)
+            raise BadInput(NO_TOP_VALIDATIONS)
         return {"Field outcomes": people_frame(outcomes(session), "validations", unit)}
-    raise ValueError(f"unknown export '{what}' (leaks, detections, dispatch or validations)")
+    raise BadInput(f"unknown export '{what}' (leaks, detections, dispatch or validations)")
 
 
 def workbook_bytes(session: Session, what: str = "leaks", unit: str = "kg/h", flt: LeakFilter | None = None) -> bytes:
@@ -1173,7 +1173,7 @@ def export_frame(session: Session, what: str, top: int | None = None) -> pd.Data
     if what == "dispatch":
         return export_dispatch(session, top)
     if top is not None and what == "validations":
-        raise ValueError(NO_TOP_VALIDATIONS)
+        raise BadInput(NO_TOP_VALIDATIONS)
     if top is not None and what == "detections":
         return top_detections(session, top)
     return pipeline.export_frame(session, what)

@@ -213,6 +213,9 @@ POST_ERRORS: dict = {409: {"model": m.ErrorOut, "description": "the Idempotency-
                      413: {"model": m.ErrorOut, "description": "the body is larger than MLPE_MAX_FILE_BYTES"},
                      415: {"model": m.ErrorOut, "description": "the body is neither application/json nor text/csv"}}
 
+JSON_BODY_ERRORS: dict = {413: {"model": m.ErrorOut, "description": "the body is larger than MLPE_MAX_JSON_BYTES"},
+                          415: {"model": m.ErrorOut, "description": "the body is not application/json"}}
+
 
 def _token_out(t) -> dict:
     iso = [None if v is None else pd.Timestamp(v).tz_localize("UTC" if pd.Timestamp(v).tzinfo is None else None)
@@ -1073,6 +1076,9 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         return Response(desk.render_report(rep, format), media_type="application/pdf" if format == "pdf" else XLSX,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
+    for route in app.routes:  # what JsonBodies refuses, in the schema of every route that takes a JSON body
+        if isinstance(route, APIRoute) and route.body_field is not None and route.path not in JsonBodies.EXEMPT:
+            route.responses.update(JSON_BODY_ERRORS)
     app.state.started_at = utc_z(datetime.now(UTC))
     return app
 

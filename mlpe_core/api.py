@@ -19,6 +19,7 @@ lists the endpoints; ``SECURITY.md`` what is guaranteed.
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations (local dependencies) at runtime
 import hashlib
 import json
+import math
 import os
 import threading
 from collections import OrderedDict
@@ -30,29 +31,84 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import __version__, auth, desk, dispatch, lifecycle, store
+from . import __version__, auth, desk, dispatch, lifecycle, pipeline, store
 from . import api_models as m
-from .export import json_lines, json_records
+from .errors import BadInput, NotFound
+from .export import json_lines as _json_lines
+from .export import json_records as _json_records
 from .ingest import IngestError
+from .limits import limits, mb
+from .report.model import TOTAL_COLUMNS
 from .schema import LEAK_EXPORT_COLUMNS
+from .store.models import Leak
 
 LEAK_FIELDS = [*LEAK_EXPORT_COLUMNS, "model_rank", "override_reason", "marked", "overdue", "band_why", "rate_lo_kg_h",
                "rate_hi_kg_h", "due_by", "due_rule", "failed_repair", "status_at", "repair_attempted_at",
                "repaired_at", "reopened_at"]
 
 
+# --------------------------------------------------------------------------------------------- numbers and times
+# One format for every answer: times ISO 8601 UTC with Z to the second; numbers of the contract's columns rounded as
+# the export files round them (``pipeline.ROUNDING``: p_real to 4 places, coordinates to 6), any other number to 10
+# decimal places (as ``export.json_records`` writes frames); counts as integers.
+
+COUNT_KEYS = frozenset({"count", *(c for c in TOTAL_COLUMNS if c not in ("site_type", "tonnes", "tonnes_lo",
+                                                                           "tonnes_hi"))})
+
+
+def json_records(df: pd.DataFrame) -> list[dict]:
+    """``export.json_records`` with the contract's rounding (the API's frames)."""
+    return _json_records(pipeline.round_export(df))
+
+
+def json_lines(df: pd.DataFrame) -> list[str]:
+    """``export.json_lines`` with the contract's rounding (the pages of ``/leaks``)."""
+    return _json_lines(pipeline.round_export(df))
+
+
+def tidy(obj: Any, key: str | None = None) -> Any:
+    """A JSON-ready answer built as a dict (work orders, the report) rounded as :func:`json_records` rounds frames:
+    a contract column's number as the export files, another float to 10 places, a count as an integer."""
+    if isinstance(obj, dict):
+        return {k: tidy(v, k) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [tidy(v, key) for v in obj]
+    if isinstance(obj, float) and math.isfinite(obj):
+        if key is not None and (key in COUNT_KEYS or key.startswith("n_")) and obj.is_integer():
+            return int(obj)
+        return round(obj, pipeline.ROUNDING.get(key or "", 10))
+    return obj
+
+
+def utc_z(ts: Any) -> str | None:
+    """A time as the API writes every time: ISO 8601 UTC with Z, to the second (``2026-11-01T19:52:55Z``)."""
+    if ts is None or (not isinstance(ts, str) and pd.isna(ts)):
+        return None
+    t = pd.Timestamp(ts)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # --------------------------------------------------------------------------------------------- bodies
 
 
-class ValidationRow(BaseModel):
+class Body_(BaseModel):
+    """A request body: a field it does not know is refused (422 naming it), never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ValidationRow(Body_):
     """One field outcome: contract §2 columns plus the optional lifecycle columns (values as in the CSV)."""
 
     leak_id: str | None = Field(None, examples=["L000123"])
@@ -68,8 +124,20 @@ class ValidationRow(BaseModel):
     repair_attempted_at: str | None = None
     delay_reason: str | None = Field(None, description="a delay of repair, with its reason")
 
+    @field_validator("measured_rate_kg_h")
+    @classmethod
+    def _finite(cls, v: float | str | None) -> float | str | None:
+        """NaN or Infinity is not a measurement (a blank or null is "not measured")."""
+        try:
+            x = float(v) if isinstance(v, str) and v.strip() else v
+        except ValueError:
+            return v  # a word: refused by the import with its reason, as in a CSV
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ValueError("must be a finite number (leave it out or null when nothing was measured)")
+        return v
 
-class WorkOrderStatus(BaseModel):
+
+class WorkOrderStatus(Body_):
     work_order_id: str | None = Field(None, examples=["MLPE-00001-L000123"])
     leak_id: str | None = None
     status: str = Field(..., description=", ".join(dispatch.WO_STATUSES))
@@ -79,34 +147,34 @@ class WorkOrderStatus(BaseModel):
     reason: str | None = Field(None, description="required for status 'delayed' (delay of repair)")
 
 
-class PlanRequest(BaseModel):
+class PlanRequest(Body_):
     top: int | None = Field(None, ge=0, le=10_000, description="stops on the list (default: the crews' capacity "
                             "for a day)")
     plan_date: str | None = Field(None, description="YYYY-MM-DD the crews go out (default today)")
     note: str | None = None
 
 
-class ApproveRequest(BaseModel):
+class ApproveRequest(Body_):
     note: str | None = None
 
 
-class LeakEventRequest(BaseModel):
+class LeakEventRequest(Body_):
     event: Literal["dispatch", "release", "close", "reopen"] = Field(
         ..., description="dispatch (mark for the next plan), release, close or reopen")
     at: str | None = Field(None, description="when it happened (ISO 8601); default now")
     note: str | None = None
 
 
-class OverrideRequest(BaseModel):
+class OverrideRequest(Body_):
     rank: int | None = Field(None, ge=1, le=1_000_000, description="the rank to move the leak to; null clears")
     reason: str = Field(..., min_length=1, description="why: recorded as evidence with the ranks before and after")
 
 
-class AckRequest(BaseModel):
+class AckRequest(Body_):
     reason: str = Field(..., min_length=1, max_length=2000, description="why: recorded in the audit trail")
 
 
-class SnoozeRequest(BaseModel):
+class SnoozeRequest(Body_):
     reason: str = Field(..., min_length=1, max_length=2000, description="why: recorded in the audit trail")
     hours: float = Field(..., gt=0, le=8760, description="back in the inbox after this many hours")
 
@@ -122,7 +190,7 @@ DETECTION_BODY = {"requestBody": {"required": True, "content": {
     "text/csv": {"schema": {"type": "string", "description": "a canonical CSV with its header"}}}}}
 
 
-class TokenRequest(BaseModel):
+class TokenRequest(Body_):
     username: str = Field(..., max_length=64)
     label: str | None = Field(None, max_length=200)
     expires_days: float | None = Field(None, gt=0, le=3650, description="default: until revoked")
@@ -145,6 +213,9 @@ POST_ERRORS: dict = {409: {"model": m.ErrorOut, "description": "the Idempotency-
                      413: {"model": m.ErrorOut, "description": "the body is larger than MLPE_MAX_FILE_BYTES"},
                      415: {"model": m.ErrorOut, "description": "the body is neither application/json nor text/csv"}}
 
+JSON_BODY_ERRORS: dict = {413: {"model": m.ErrorOut, "description": "the body is larger than MLPE_MAX_JSON_BYTES"},
+                          415: {"model": m.ErrorOut, "description": "the body is not application/json"}}
+
 
 def _token_out(t) -> dict:
     iso = [None if v is None else pd.Timestamp(v).tz_localize("UTC" if pd.Timestamp(v).tzinfo is None else None)
@@ -160,7 +231,7 @@ def leak_out(d: dict) -> dict:
     """``desk.leak_detail`` as the API's ``LeakDetailOut``."""
     rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
                                                                     "asset_candidates"]))[0]
-    return {"leak": rec, "as_of": d["as_of"].isoformat(), "allowed_events": d["allowed_events"],
+    return {"leak": rec, "as_of": utc_z(d["as_of"]), "allowed_events": d["allowed_events"],
             "deadlines": json_records(d["clocks"].drop(columns=["leak_id"])),
             "detections": json_records(d["detections"].drop(columns=["attributes"], errors="ignore")),
             "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
@@ -280,6 +351,136 @@ def _as_utc(v: str | None, name: str) -> pd.Timestamp | None:
     return t
 
 
+ECHO_CHARS = 200  # a refused value longer than this (as JSON) is not echoed back in ``errors``
+MAX_ERRORS = 50  # entries listed in ``errors``; ``detail`` says how many there were
+
+
+def _plain(v: Any) -> Any:
+    """A value as JSON can carry it: NaN and infinities as the text JSON parsers accept, anything else unknown as
+    its text."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, bytes):
+        return v.decode("latin-1")
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return str(v)
+
+
+def _small(v: Any, room: int = ECHO_CHARS) -> bool:
+    """Whether ``v`` is at most ``room`` characters of JSON, without walking more of it than that."""
+    if isinstance(v, str | bytes):
+        return len(v) <= room
+    if isinstance(v, dict | list | tuple):
+        if len(v) > room:
+            return False
+        left = room
+        for x in (v.items() if isinstance(v, dict) else v):
+            if not _small(x, left):
+                return False
+            left -= len(json.dumps(_plain(x), default=str))
+            if left < 0:
+                return False
+        return True
+    return True
+
+
+def error_entries(errors: list) -> list[dict]:
+    """Pydantic's error list as JSON that always encodes: locations as text and numbers, values JSON cannot carry
+    as text (``"NaN"``), a refused value echoed only when small (a 10,000-row body is not sent back), at most
+    ``MAX_ERRORS`` entries."""
+    out = []
+    for e in errors[:MAX_ERRORS]:
+        entry = {"type": str(e.get("type", "")), "loc": [x if isinstance(x, int | str) else str(x)
+                                                        for x in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+        if "input" in e and _small(e["input"]):
+            entry["input"] = _plain(e["input"])
+        if e.get("ctx"):
+            entry["ctx"] = {str(k): _plain(v) if isinstance(v, int | float | str | bool | None) else str(v)
+                            for k, v in e["ctx"].items()}
+        out.append(entry)
+    return out
+
+
+def json_error_at(doc: Any, pos: Any) -> str:
+    """Where a JSON decode error is, as line and column (1-based) of the body."""
+    text = doc.decode("utf-8", "replace") if isinstance(doc, bytes) else doc if isinstance(doc, str) else ""
+    pos = pos if isinstance(pos, int) and 0 <= pos <= len(text) else len(text)
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line}, column {pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
+class JsonBodies:
+    """Every request with a body except ``POST /detections`` (which takes CSV too and has its own limit) sends JSON:
+    a body over ``MLPE_MAX_JSON_BYTES`` is refused with 413 before it is parsed (``Content-Length``, else while it
+    arrives), a non-empty body that is not ``application/json`` with 415 (a pure ASGI middleware)."""
+
+    EXEMPT = frozenset({"/detections"})
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    @staticmethod
+    async def _refuse(send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS") or scope["path"] in self.EXEMPT:
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        limit = limits().max_json_bytes
+        too_big = (f"the body is larger than {limit:,} bytes ({mb(limit)}), the most a JSON request may send "
+                   "(MLPE_MAX_JSON_BYTES)")
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return await self._refuse(send, 413, too_big)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return await self._refuse(send, 413, too_big)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if body.strip() and ctype != "application/json" and not ctype.endswith("+json"):
+            return await self._refuse(send, 415, f"content type '{ctype or 'none'}': send the body as JSON with "
+                                                 "Content-Type: application/json")
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def accepted_query(route: APIRoute) -> frozenset[str]:
+    """The query parameters a route declares (its own and its dependencies')."""
+    names: set[str] = set()
+    todo = [route.dependant]
+    while todo:
+        d = todo.pop()
+        names.update(p.alias for p in d.query_params)
+        todo.extend(d.dependencies)
+    return frozenset(names)
+
+
 def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     """The FastAPI application on the store ``db`` (path or URL; default as for the CLI) or ``engine``."""
     desk.set_face("api")
@@ -299,14 +500,28 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     cache_control = f"private, max-age={max_age}, must-revalidate"
     checked = CheckedUrls()
     app.add_middleware(NotModified, engine=engine, cache_control=cache_control, checked=checked)
+    app.add_middleware(JsonBodies)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        """The documented error shape for invalid requests too: a one-line reason plus pydantic's details."""
-        errs = jsonable_encoder(exc.errors(), custom_encoder={Exception: str, bytes: lambda b: b.decode("latin-1")})
-        first = errs[0] if errs else {}
-        where = ".".join(str(x) for x in first.get("loc", ()))
-        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}", "errors": errs}, 422)
+        """The documented error shape for invalid requests too: a one-line reason plus pydantic's details (made
+        JSON-safe: this answer never fails). A body that is not JSON at all is a 400 saying where."""
+        raw = list(exc.errors())
+        bad_json = next((e for e in raw if e.get("type") == "json_invalid"), None)
+        if bad_json is not None:
+            loc = list(bad_json.get("loc", ()))
+            why = (bad_json.get("ctx") or {}).get("error", "JSON decode error")
+            return JSONResponse({"detail": f"the body is not valid JSON: {why} at "
+                                           f"{json_error_at(exc.body, loc[1] if len(loc) > 1 else None)}"}, 400)
+        try:
+            errs = error_entries(raw)
+            first = errs[0] if errs else {}
+            where = ".".join(str(x) for x in first.get("loc", ()))
+            more = f" (and {len(raw) - 1:,} more)" if len(raw) > 1 else ""
+            return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}{more}", "errors": errs},
+                                422)
+        except Exception:  # noqa: BLE001 - an error answer must never become a 500
+            return JSONResponse({"detail": "the request is not valid", "errors": []}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -341,18 +556,41 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     UserHeader = Annotated[str | None, Header()]
 
-    def guard(fn, *a, **kw):
-        """Core errors as HTTP: unknown → 404, illegal move → 409, not allowed → 403, bad input → 422."""
+    def guard(fn, *a, fields: dict[str, str] | None = None, **kw):
+        """Core errors as HTTP: unknown → 404, illegal move → 409, not allowed → 403, bad input → 422. A refused
+        input is named as the API names it: ``fields`` maps the core's names (``date``) to the request's
+        (``plan_date``); others go by their bare name (``top``, ``from``), never as a command-line flag."""
         try:
             return fn(*a, **kw)
-        except KeyError as exc:
-            raise HTTPException(404, str(exc).strip("'\"")) from exc
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except KeyError as exc:  # a KeyError's str is the repr of its key: the message is its first argument
+            raise HTTPException(404, str(exc.args[0]) if exc.args else "not found") from exc
         except lifecycle.TransitionError as exc:
             raise HTTPException(409, str(exc)) from exc
         except auth.PermissionDenied as exc:
             raise HTTPException(403, str(exc)) from exc
+        except BadInput as exc:
+            raise HTTPException(422, exc.worded(fields)) from exc
         except (ValueError, IngestError) as exc:
             raise HTTPException(422, str(exc)) from exc
+
+    query_params: dict[str, frozenset[str]] = {}
+
+    def known_query(request: Request) -> None:
+        """A query parameter the route does not take is refused (422 naming it and the accepted ones): a typo
+        (``lmit``) would otherwise answer as if it were not there."""
+        route = request.scope.get("route")
+        if not isinstance(route, APIRoute):
+            return
+        accepted = query_params.get(route.path) or query_params.setdefault(route.path, accepted_query(route))
+        unknown = [k for k in dict.fromkeys(request.query_params.keys()) if k not in accepted]
+        if unknown:
+            raise HTTPException(422, f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                                f"{', '.join(repr(k) for k in unknown[:5])}: {route.path} accepts "
+                                f"{', '.join(sorted(accepted)) if accepted else 'none'}")
+
+    app.router.dependencies.append(Depends(known_query))
 
     def cached_actor(s: Session, snap: desk.Snapshot, creds, x_mlpe_user: str | None) -> str:
         """:func:`actor`, with what it reads kept per store version: users and tokens change only by audited writes
@@ -381,14 +619,18 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             raise refused
         return name
 
-    async def cached_get(request: Request, creds, x_mlpe_user: str | None, body) -> Response:
+    async def cached_get(request: Request, creds, x_mlpe_user: str | None, body, exists=None) -> Response:
         """A read answered from the store version's cached answers, in one worker thread: who is asking (as
-        every endpoint checks), the version stamp, then a 304 when ``If-None-Match`` names its ETag (nothing else
-        read), else ``body(snapshot)`` (JSON text). Every answer carries the ETag and ``Cache-Control``."""
+        every endpoint checks), the version stamp, ``exists(snapshot)`` for a route naming one thing (it raises
+        404 when there is no such thing: a 304 is only ever for something that exists), then a 304 when
+        ``If-None-Match`` names its ETag (nothing else read), else ``body(snapshot)`` (JSON text). Every answer
+        carries the ETag and ``Cache-Control``."""
         def work() -> Response:
             with Session(engine) as s:
                 snap = desk.snapshot(s)
                 cached_actor(s, snap, creds, x_mlpe_user)
+                if exists is not None:
+                    exists(snap)
                 headers = {"ETag": snap.etag, "Cache-Control": cache_control}
                 if etag_matches(request.headers.get("if-none-match"), snap.etag):
                     return Response(status_code=304, headers=headers)
@@ -425,7 +667,10 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         """Is the API up and its store readable; the newest run, each connector's lag, open alerts. No sign-in."""
         try:
             with Session(engine) as s:
-                return {"version": __version__, **desk.health(s)}
+                out = {"version": __version__, **desk.health(s)}
+                if out.get("last_run"):
+                    out["last_run"] = {**out["last_run"], "ended_at": utc_z(out["last_run"]["ended_at"])}
+                return out
         except Exception as exc:  # noqa: BLE001 - the answer is that the store is not there
             return JSONResponse({"status": "unavailable", "version": __version__,
                                  "store": f"{type(exc).__name__}: {exc}"[:500]}, 503)
@@ -646,7 +891,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             total = len(pos)
             nxt = offset + size if size and offset + size < total else None
             head = json.dumps({"count": total, "offset": offset, "limit": size, "next_offset": nxt, "sort": sort,
-                               "as_of": snap.as_of().isoformat()})
+                               "as_of": utc_z(snap.as_of())})
             return (head[:-1] + ', "leaks": [' + ",".join(rows[i] for i in pos[offset:offset + size]) + "]}"
                     ).encode()
 
@@ -660,7 +905,11 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             return snap.answer(("api:leak", leak_id), lambda: m.LeakDetailOut.model_validate(
                 leak_out(guard(snap.leak_detail, leak_id))).model_dump_json().encode())
 
-        return await cached_get(request, creds, x_mlpe_user, detail)
+        def exists(snap: desk.Snapshot) -> None:  # one primary-key lookup
+            if snap.session.get(Leak, leak_id) is None:
+                raise HTTPException(404, f"no leak '{leak_id}'")
+
+        return await cached_get(request, creds, x_mlpe_user, detail, exists)
 
     @app.get("/obligations", tags=["leaks"], summary="Every running regulatory clock, soonest first",
              response_model=m.ObligationsOut, responses=CACHED)
@@ -668,7 +917,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         """Computed once per store version; ``ETag`` and ``If-None-Match`` as for ``/leaks``."""
         def queue(snap: desk.Snapshot) -> bytes:
             ob = desk.obligations(snap.session)
-            return m.ObligationsOut(count=int(len(ob)), as_of=snap.as_of().isoformat(),
+            return m.ObligationsOut(count=int(len(ob)), as_of=utc_z(snap.as_of()),
                                     obligations=json_records(ob)).model_dump_json().encode()
 
         return await cached_get(request, creds, x_mlpe_user, lambda snap: snap.answer(("api:obligations",),
@@ -696,13 +945,13 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     @app.get("/dispatch/workorders", tags=["dispatch"], summary="Work orders of the day's plan",
              response_model=m.WorkOrdersOut, response_model_by_alias=True)
     def get_current_workorders(s: Db, _who: Who, top: Annotated[int | None, Query(ge=0, le=10_000)] = None) -> dict:
-        return guard(desk.work_orders, s, None, top)
+        return tidy(guard(desk.work_orders, s, None, top))
 
     @app.post("/dispatch/lists", tags=["dispatch"], status_code=201, summary="Plan a routed list (a draft)",
               response_model=m.PlannedOut)
     def post_list(s: Db, who: Who, body: Annotated[PlanRequest | None, Body()] = None) -> dict:
         body = body or PlanRequest()
-        list_id = guard(desk.plan_list, s, who, body.top, body.plan_date, note=body.note)
+        list_id = guard(desk.plan_list, s, who, body.top, body.plan_date, note=body.note, fields={"date": "plan_date"})
         return {"list_id": list_id, "status": "draft", "items": json_records(desk.list_stops(s, list_id))}
 
     @app.get("/dispatch/lists", tags=["dispatch"], summary="Every dispatch list, newest first",
@@ -731,7 +980,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
              response_model=m.WorkOrdersOut, response_model_by_alias=True)
     def get_workorders(list_id: int, s: Db, _who: Who) -> dict:
         list_id_in_range(list_id)
-        return guard(desk.work_orders, s, list_id)
+        return tidy(guard(desk.work_orders, s, list_id))
 
     @app.post("/validations", tags=["field"], summary="Record field outcomes (checked like the CSV import)",
               response_model=m.ValidationsOut)
@@ -776,13 +1025,13 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
              response_model=m.SitesOut)
     def get_sites(s: Db, _who: Who) -> dict:
         df = desk.sites(s)
-        return {"count": int(len(df)), "as_of": desk.as_of(s).isoformat(), "sites": json_records(df)}
+        return {"count": int(len(df)), "as_of": utc_z(desk.as_of(s)), "sites": json_records(df)}
 
     @app.get("/sites/{asset_id}", tags=["sites"], summary="One site: leaks, sensors and emissions through time, "
              "visits, obligations and trend", response_model=m.SiteDetailOut)
     def get_site(asset_id: str, s: Db, _who: Who) -> dict:
         d = guard(desk.site_detail, s, asset_id)
-        return {"site": json_records(pd.DataFrame([d["site"]]))[0], "as_of": d["as_of"].isoformat(),
+        return {"site": json_records(pd.DataFrame([d["site"]]))[0], "as_of": utc_z(d["as_of"]),
                 "leaks": json_records(d["leaks"].reindex(columns=LEAK_FIELDS)), "weekly": json_records(d["weekly"]),
                 "emissions": json_records(d["emissions"]),
                 "visits": json_records(d["visits"].drop(columns=["batch_id"], errors="ignore")),
@@ -792,13 +1041,13 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     @app.get("/operators", tags=["sites"], summary="Roll-up per operator", response_model=m.OperatorsOut)
     def get_operators(s: Db, _who: Who) -> dict:
         df = desk.operators(s)
-        return {"count": int(len(df)), "as_of": desk.as_of(s).isoformat(), "operators": json_records(df)}
+        return {"count": int(len(df)), "as_of": utc_z(desk.as_of(s)), "operators": json_records(df)}
 
     @app.get("/operators/{operator}", tags=["sites"], summary="One operator: sites, sensor precision, trend",
              response_model=m.OperatorDetailOut)
     def get_operator(operator: str, s: Db, _who: Who) -> dict:
         d = guard(desk.operator_detail, s, operator)
-        return {"operator": json_records(pd.DataFrame([d["operator"]]))[0], "as_of": d["as_of"].isoformat(),
+        return {"operator": json_records(pd.DataFrame([d["operator"]]))[0], "as_of": utc_z(d["as_of"]),
                 "sites": json_records(d["sites"]), "sensors": json_records(d["sensors"]),
                 "worsening": json_records(d["worsening"]), "trend": _trend(d["trend"])}
 
@@ -808,7 +1057,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
                       start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD")] = None,
                       end: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD, excluded")] = None) -> dict:
         e = guard(desk.emissions, s, start, end, operator)
-        return {"start": e["start"].isoformat(), "end": e["end"].isoformat(), "ogmp": e["ogmp"],
+        return {"start": utc_z(e["start"]), "end": utc_z(e["end"]), "ogmp": e["ogmp"],
                 "total": json_records(e["total"])[0], "by_site": json_records(e["by_site"]),
                 "by_category": json_records(e["by_category"]), "basis": json_records(e["basis"])}
 
@@ -822,12 +1071,15 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
                    format: Annotated[Literal["json", "pdf", "xlsx"], Query()] = "json"):  # noqa: A002
         rep = guard(desk.report, s, operator, start, end, user=who)
         if format == "json":
-            return rep.to_dict()
+            return tidy(rep.to_dict())
         name = f"mlpe_report_{rep.meta['period_start']:%Y%m%d}_{rep.meta['period_end']:%Y%m%d}.{format}"
         return Response(desk.render_report(rep, format), media_type="application/pdf" if format == "pdf" else XLSX,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    app.state.started_at = datetime.now(UTC).isoformat()
+    for route in app.routes:  # what JsonBodies refuses, in the schema of every route that takes a JSON body
+        if isinstance(route, APIRoute) and route.body_field is not None and route.path not in JsonBodies.EXEMPT:
+            route.responses.update(JSON_BODY_ERRORS)
+    app.state.started_at = utc_z(datetime.now(UTC))
     return app
 
 

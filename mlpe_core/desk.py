@@ -330,7 +330,7 @@ def _plan_day(session: Session, day: str | None) -> str:
     try:
         date.fromisoformat(d)
     except ValueError as exc:
-        raise BadInput(f"--date '{d}' is not a YYYY-MM-DD date") from exc
+        raise BadInput(f"--date '{d}' is not a YYYY-MM-DD date", options=("date",)) from exc
     return d
 
 
@@ -346,7 +346,7 @@ def dispatch_candidates(session: Session, top: int | None = None, day: str | Non
     """
     k = dispatch.crew_capacity() if top is None else int(top)
     if k < 0:
-        raise BadInput("--top must be ≥ 0")
+        raise BadInput("--top must be ≥ 0", options=("top",))
     d = _plan_day(session, day)
     rk = ranking(session) if ranked is None else ranked
     vals = store.validations_frame(session)
@@ -508,7 +508,7 @@ def plan_list(session: Session, user: str, top: int | None = None, day: str | No
     cap = dispatch.crew_capacity()
     if top is not None and not 0 < int(top) <= cap:
         raise BadInput(f"--top must be 1..{cap}: a dispatch list is one day of the crews' visits "
-                         "(config/dispatch.yaml)")
+                         "(config/dispatch.yaml)", options=("top",))
     d = _plan_day(session, day)
     cand = dispatch_candidates(session, top, d)
     if cand.empty:
@@ -816,9 +816,9 @@ def report(session: Session, operator: str, start: date | str | None = None, end
         a = date.fromisoformat(str(start)) if start else d0
         z = date.fromisoformat(str(end)) if end else (d1 if not start else clock.date())
     except ValueError as exc:
-        raise BadInput(f"--from/--to must be YYYY-MM-DD dates ({exc})") from exc
+        raise BadInput(f"--from/--to must be YYYY-MM-DD dates ({exc})", options=("from", "to")) from exc
     if z < a:
-        raise BadInput(f"--to {z} is before --from {a}")
+        raise BadInput(f"--to {z} is before --from {a}", options=("from", "to"))
     leaks = b.leaks[b.leaks["operator"] == operator]
     events = store.leak_events_of(session, set(leaks["leak_id"]))
     audit = store.audit_by_actions(session, ["notification", "validation", *[f"lifecycle_{e}" for e in
@@ -1736,8 +1736,8 @@ def _alert_dict(a) -> dict:
     d["detail"] = json.loads(d.get("detail") or "{}")
     for k in ("event_at", "created_at", "snoozed_until", "handled_at"):
         if d.get(k) is not None:
-            d[k] = pd.Timestamp(d[k]).tz_localize("UTC").isoformat() if pd.Timestamp(d[k]).tzinfo is None else \
-                pd.Timestamp(d[k]).isoformat()
+            t = pd.Timestamp(d[k])
+            d[k] = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
     return d
 
 

@@ -7,10 +7,27 @@ exception that escapes a command is a bug or an outage: exit 1, "unexpected fail
 
 from __future__ import annotations
 
+import re
+
 
 class BadInput(ValueError):
     """A value, name or request the user can correct: a date that is not a date, a duplicate user, a list that is
-    no longer a draft, a backup that is not one."""
+    no longer a draft, a backup that is not one.
+
+    ``options``: the inputs the message names, written as the command line's flags (``--top``, ``--date``); the
+    message as written is the command line's. Another face names its own field with :meth:`worded`."""
+
+    def __init__(self, message: str = "", *, options: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.options = tuple(options)
+
+    def worded(self, names: dict[str, str] | None = None) -> str:
+        """The message naming each of ``options`` as ``names`` says (``{"date": "plan_date"}``), else by its bare
+        name (``--top`` → ``top``): how a face that has fields, not flags, words it."""
+        msg = str(self)
+        for opt in sorted(self.options, key=len, reverse=True):
+            msg = re.sub(rf"--{re.escape(opt)}\b", (names or {}).get(opt, opt), msg)
+        return msg
 
 
 class NotFound(KeyError):

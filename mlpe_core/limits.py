@@ -13,6 +13,9 @@ variable                    default                   refuses
 ``MLPE_MAX_RATE_KG_H``      1,000,000 kg/h            a rate above it (the largest recorded blowouts
                                                       are ~100 t/h; 1e300 is a typo or an attack)
 ``MLPE_MAX_REJECT_ROWS``    10,000                    nothing: rejects past it are counted, not kept
+``MLPE_MAX_JSON_BYTES``     16 MiB                    an API request whose JSON body is larger (413,
+                                                      before it is parsed; ``POST /detections`` has
+                                                      ``MLPE_MAX_FILE_BYTES``)
 =========================== ========================= ==============================================
 
 Times: a detection or a visit dated before 1990 or more than a day after now is refused with its reason.
@@ -51,6 +54,7 @@ class Limits:
     max_unpacked_bytes: int
     max_rate_kg_h: float
     max_reject_rows: int
+    max_json_bytes: int = 16 * 2**20
 
     def latest_time(self) -> pd.Timestamp:
         """The latest plausible observation or visit time: now plus a day."""
@@ -66,6 +70,7 @@ def limits() -> Limits:
         max_unpacked_bytes=int(_env("MLPE_MAX_UNPACKED_BYTES", 256 * 2**20)),
         max_rate_kg_h=_env("MLPE_MAX_RATE_KG_H", 1e6),
         max_reject_rows=int(_env("MLPE_MAX_REJECT_ROWS", 10_000)),
+        max_json_bytes=int(_env("MLPE_MAX_JSON_BYTES", 16 * 2**20)),
     )
 
 

@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     max_unpacked_bytes: int = Field(256 * 2**20, gt=0, description="an XLSX or Parquet unpacking to more is refused")
     max_rate_kg_h: float = Field(1e6, gt=0, description="a rate above it is rejected with its row")
     max_reject_rows: int = Field(10_000, gt=0, description="rejected rows past it are counted, not kept")
+    max_json_bytes: int = Field(16 * 2**20, gt=0, description="an API request with a larger JSON body is refused "
+                                "(413) before it is parsed")
     # alert channels
     smtp_host: str | None = Field(None, description="SMTP server for e-mail alerts (none: e-mail deliveries fail "
                                   "visibly and are retried)")
@@ -102,7 +104,7 @@ class Settings(BaseSettings):
     real_data: Path | None = Field(None, description="tests: where the real plume files are (default ../shared)")
 
     @field_validator("max_file_bytes", "max_rows", "max_columns", "max_unpacked_bytes", "max_reject_rows",
-                     mode="before")
+                     "max_json_bytes", mode="before")
     @classmethod
     def _count(cls, v: object) -> object:
         """Counts may be written as ``1e9`` (``limits`` reads them as numbers too)."""

@@ -33,7 +33,7 @@ def select_for_day(ranking: pd.DataFrame, visited: set[str], k: int, day_end: pd
     model_rank, marked, status, due_by, ...); it is not modified.
     """
     if k < 0:
-        raise BadInput("--top must be ≥ 0")
+        raise BadInput("--top must be ≥ 0", options=("top",))
     marked = ranking["marked"].fillna(False).astype(bool) if "marked" in ranking else pd.Series(False,
                                                                                                   ranking.index)
     pool = ranking[(ranking["status"].isin(DISPATCHABLE) | marked) & ~ranking["leak_id"].isin(visited)

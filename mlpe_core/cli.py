@@ -276,14 +276,15 @@ def _output_file(value: str) -> Path:
 
 def _check_usage(args) -> None:
     """The checks of the arguments argparse cannot make, before the store is opened."""
-    if args.command == "export":
+    if args.command == "export" and args.top is not None and args.what == "validations":
         from .desk import NO_TOP_VALIDATIONS
+
+        raise UsageError(NO_TOP_VALIDATIONS)
+    if (args.command == "export" or (args.command == "dispatch" and args.action == "show")) and args.output:
         from .export import format_for
 
-        if args.top is not None and args.what == "validations":
-            raise UsageError(NO_TOP_VALIDATIONS)
-        try:
-            args.format = format_for(args.output, args.format)  # the file's name says it when --format does not
+        try:  # the file's name says the format when --format does not; a name and a format that disagree: refused
+            args.format = format_for(args.output, args.format)
         except ValueError as exc:
             raise UsageError(str(exc)) from exc
     if args.command == "export" and args.format == "workorder" and args.what != "dispatch":
@@ -791,13 +792,8 @@ def _dispatch(s, args, out) -> int:
             print(f"{r.id}: {r.plan_date} {label('list_status', r.status).lower()}, {r.n_items} stops, "
                   f"{r.total_km:.1f} km, planned by {r.created_by}{who}", file=out)
     else:  # show
-        from .export import format_for, write, write_workorders
+        from .export import write, write_workorders
 
-        if args.output is not None:  # a name and a format that disagree are refused before any work
-            try:
-                args.format = format_for(args.output, args.format)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from exc
         df = desk.dispatch_file(s, list_id=args.list_id)
         if args.output is None:
             from .present import text_table

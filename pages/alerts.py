@@ -80,7 +80,7 @@ else:
             reason = st.text_input("Reason (recorded in the audit trail)", key="al_reason")
             b = st.columns([1, 1, 2])
             hours = b[2].number_input("Snooze for (hours)", min_value=0.5, max_value=8760.0, value=24.0, step=1.0,
-                                      key="al_hours")
+                                      key="al_hours", format="%g")  # "24", not "24.00"
             if b[0].button("Acknowledge", key="al_ack", type="primary", icon=":material/done:"):
                 c.flash("al_flash", c.act("alerts", lambda s: desk.acknowledge_alert(s, c.user(), pick, reason)
                                           and f"Alert {pick} acknowledged."))

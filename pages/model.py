@@ -62,7 +62,10 @@ if latest:
     vid, m = latest
     promoted = bool(mf.loc[mf["id"] == vid, "promoted"].iloc[0])
     st.subheader(f"Hold-out check of v{vid} ({'promoted' if promoted else 'not promoted'})")
-    st.caption(f"trained on {m.get('n_train', '?')} visits, compared on the {m.get('n_holdout', '?')} most recent ones")
+    refit = f"; once promoted, fitted again on all {m['n_train_final']} (the versions table's count)" \
+        if m.get("n_train_final") else ""
+    st.caption(f"fitted on the {m.get('n_train', '?')} older visits and compared on the {m.get('n_holdout', '?')} most "
+               f"recent ones{refit}")
     who_name = {"candidate": f"v{vid} (candidate)", "current": "Live at the time"}
     rows = pd.DataFrame([{"model": who_name[who], "n_visits": m[who].get("n"),
                           **{k: m[who].get(k) for k in ("brier", "log_loss", "auc")}}

@@ -616,6 +616,10 @@ def test_model_page_is_honest_then_trains(store_copy):
         assert len(frames(store_copy, "models")) == n_models + 1
         held = table(at, "model", "brier", "auc", "n_visits")  # the hold-out figures, in the presentation layer's words
         assert held["model"].str.contains("candidate").any() and not raw_values(table_texts(at.dataframe))
+        # the caption's counts agree with the versions table's "Trained on" (a promoted model is fitted again on all)
+        assert "fitted on the" in texts(at, "caption"), texts(at, "caption")
+        if "not promoted" not in decision and "promoted" in decision:
+            assert "fitted again on all" in texts(at, "caption")
 
 
 @pytest.mark.parametrize(("by", "head"), [("site", "Site"), ("operator", "Operator")])
@@ -928,6 +932,8 @@ def test_alerts_say_the_rules_were_never_checked_then_when(store_copy):
     at.button(key="al_check").click().run()
     assert not at.exception
     assert "never been checked" not in texts(at, "warning")
+    boxes = [n for n in at.number_input if n.key == "al_hours"]  # the check raised alerts: each can be snoozed
+    assert boxes and boxes[0].proto.format == "%g"  # in whole hours: "24", not "24.00"
     assert "last checked" in texts(at, "caption")
 
 

@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rates in files for people (kml descriptions, xlsx); csv and geojson stay in kg/h")
 
     demo = sub.add_parser("demo", help="fill the store with a simulated basin and run the pipeline")
-    demo.add_argument("--seed", type=int, default=0, help="random seed of the simulated basin (default 0; the same "
+    demo.add_argument("--seed", type=_count, default=0, help="random seed of the simulated basin (default 0; the same "
                       "seed gives the same basin)")
-    demo.add_argument("--assets", type=int, default=2000, help="number of simulated assets")
+    demo.add_argument("--assets", type=_at_least_two, default=2000, help="number of simulated assets (at least 2)")
     demo.add_argument("--if-empty", action="store_true", help="do nothing when the store already has detections")
 
     sub.add_parser("status", help="what the store holds")
@@ -267,11 +267,25 @@ def _count(value: str) -> int:
     return n
 
 
+def _at_least_two(value: str) -> int:
+    n = _count(value)
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"a basin needs at least 2 assets, not {n}")
+    return n
+
+
 def _output_file(value: str) -> Path:
-    """An ``-o`` file: refused here, before anything is read or written, when it names a folder."""
+    """An ``-o`` file: refused here, before anything is read or written, when it names a folder, or a device, pipe
+    (the file is written beside it and moved into place: that would replace ``/dev/stdout`` itself). A link is
+    followed to the file it names."""
     if value.endswith(("/", os.sep)) or Path(value).is_dir():
         raise argparse.ArgumentTypeError(f"{value} names a folder; give a file name")
-    return Path(value)
+    p = Path(value)
+    if p.is_symlink():  # a link to a file: write the file it points to, and keep the link
+        p = p.resolve()
+    if p.exists() and not p.is_file():
+        raise argparse.ArgumentTypeError(f"{value} is not a plain file (a device or a pipe): give a file name")
+    return p
 
 
 def _check_usage(args) -> None:
@@ -295,11 +309,13 @@ def _check_usage(args) -> None:
 
 # Commands that only read the store, or act on what it already holds (a leak, list, work order, alert, user or
 # token named by id): on a SQLite file that does not exist they stop (exit 2) instead of creating an empty store, so
-# a mistyped --db is said at once. The others (ingest, imports, demo, fuse, score, train, plan, watch, pull, serve,
-# users add, alerts check, restore) create the store, as the first command on a new one does.
+# a mistyped --db is said at once (a dispatch plan needs a ranking, alert deliveries need alerts). The others
+# (ingest, imports, demo, fuse, score, train, watch, pull, serve, users add, alerts check, restore) create the store,
+# as the first command on a new one does.
 NEEDS_STORE = {"export", "status", "ranking", "obligations", "sites", "operators", "report", "runs", "backup",
                "audit", "leak", "workorder"}
-NEEDS_STORE_ACTIONS = {"dispatch": {"approve", "withdraw", "list", "show"}, "alerts": {"list", "ack", "snooze"},
+NEEDS_STORE_ACTIONS = {"dispatch": {"plan", "approve", "withdraw", "list", "show"},
+                       "alerts": {"list", "ack", "snooze", "deliver"},
                        "users": {"list", "token"}}
 
 

@@ -1790,7 +1790,7 @@ def alerts_inbox(session: Session, state: str | None = "open", team: str | None 
     """Alerts, most severe first (high, medium, low, information), newest first within a severity, so a dozen
     medium alerts never bury a high one; with ``deliveries`` (what was sent where). ``state``: open (default;
     snoozed ones whose time is up count as open), acknowledged, snoozed, or None for all."""
-    df = store.alerts.alerts_frame(session, limit=None if state else limit)
+    df = store.alerts.alerts_frame(session, limit=None)  # the limit after the sort: the most severe, in every state
     if df.empty:
         return df
     df["state"] = _effective_state(df, pd.Timestamp.now(tz="UTC"))

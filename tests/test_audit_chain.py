@@ -168,3 +168,37 @@ def test_events_with_nan_nat_and_numpy_values_verify(session) -> None:
     assert [r.line() for r in verify_all(session) if not r.ok] == []
     ev = store.audit_events(session, action="notification").iloc[0]
     assert ev["target"] is None and ev["detail"] == '{"match": null, "at": null, "n": 2}'
+
+
+def test_an_event_written_before_the_nan_fix_still_verifies_and_a_change_to_it_does_not(session, monkeypatch) -> None:
+    """Stores written before 2026-12-06 hold events hashed with a NaN target (stored as NULL). They were never
+    changed, so `mlpe audit verify` (and restoring their backups) must pass; a change to such an event must not."""
+    import hashlib
+    import importlib
+    import json
+
+    from mlpe_core.store.models import AuditEvent
+
+    audit_mod = importlib.import_module("mlpe_core.store.audit")  # the module (``store.audit`` is its function)
+
+    def old_hash(table: str, values: dict, prev_hash: str) -> str:  # the hash as the old code computed it
+        body = [table, *(audit_mod._canon(values.get(k)) for k in audit_mod.CHAIN_FIELDS[table]), prev_hash]
+        return hashlib.sha256(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+
+    _history(session, n=1)
+    with monkeypatch.context() as m:  # the old chain(): fields hashed as given, NaN included
+        m.setattr(audit_mod, "_stored", lambda k, v: v)
+        m.setattr(audit_mod, "event_hash", old_hash)
+        audit_mod.chain(session, AuditEvent(at=audit_mod.now(), actor="ana", action="notification",
+                                            target=float("nan"), detail='{"match": NaN}'))
+        session.commit()
+    store.audit(session, "ana", "note", "L000001", {"after": "the upgrade"})
+    session.commit()
+    ev = store.audit_events(session, action="notification").iloc[0]
+    assert ev["target"] is None  # NaN went in, NULL came back: the stored NULL alone cannot give the stored hash
+    assert [r.line() for r in verify_all(session) if not r.ok] == []
+    _unguard(session)
+    session.execute(text("UPDATE auditevent SET actor = 'mallory' WHERE action = 'notification'"))
+    session.commit()
+    report = verify_chain(session, "auditevent")
+    assert not report.ok and report.broken_id == int(ev["id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import HEADER, REPO
@@ -85,7 +86,8 @@ def test_a_database_server_that_cannot_be_reached_is_named_without_its_password(
 @pytest.mark.parametrize("command", [["export", "leaks", "-o", "{w}/e.csv"], ["status"], ["ranking"], ["sites"],
                                      ["operators"], ["obligations"], ["runs"], ["audit", "verify"],
                                      ["leak", "show", "L000001"], ["dispatch", "list"], ["dispatch", "show", "1"],
-                                     ["report", "--operator", "X", "-o", "{w}/r.json"], ["users", "list"]])
+                                     ["report", "--operator", "X", "-o", "{w}/r.json"], ["users", "list"],
+                                     ["dispatch", "plan"], ["alerts", "deliver"]])
 def test_a_command_that_reads_a_store_that_does_not_exist_creates_nothing(tmp_path, capsys, command):
     """A mistyped --db made the folders and an empty store, and the export 'worked' (exit 0)."""
     db = tmp_path / "typo" / "dir" / "nope.db"
@@ -225,3 +227,38 @@ def test_a_usage_error_names_the_help_of_the_command_it_is_in(capsys, args, name
     assert cli.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mlpe: usage: ") and err.endswith(f"(see {names})") and "\n" not in err
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["demo", "--seed", "-1"], "--seed: must be ≥ 0, not -1"),
+    (["demo", "--assets", "1"], "--assets: a basin needs at least 2 assets, not 1"),
+    (["export", "leaks", "-o", "/dev/null"], "/dev/null is not a plain file"),
+])
+def test_arguments_a_person_got_wrong_exit_2_naming_the_flag(tmp_path, capsys, args, says):
+    """Before: `demo --seed -1` was "unexpected failure: ValueError" (exit 1); `-o /dev/stdout` replaced the device
+    link with a file (the file is written beside its target and moved into place)."""
+    assert cli.main(["--db", str(tmp_path / "s.db"), "--user", "ana", *args]) == 2
+    assert says in capsys.readouterr().err
+    assert Path("/dev/null").is_char_device()
+
+
+def test_an_export_through_a_link_writes_the_file_it_names_and_keeps_the_link(tmp_path):
+    from mlpe_core.cli import _output_file
+
+    (tmp_path / "real.csv").write_text("old\n")
+    (tmp_path / "latest.csv").symlink_to(tmp_path / "real.csv")
+    assert _output_file(str(tmp_path / "latest.csv")) == (tmp_path / "real.csv").resolve()
+
+
+@pytest.mark.parametrize(("text", "says"), [("foo: 1\n", "needs a 'source_types' mapping"),
+                                            ("source_types: {satellite: {}}\n", "source_types lacks"),
+                                            ("source_types: [\n", "cannot be read as YAML")])
+def test_a_broken_instrument_table_is_bad_input_naming_the_file(tmp_path, text, says):
+    from mlpe_core.errors import BadInput
+    from mlpe_core.ingest.instruments import load_instruments
+
+    f = tmp_path / "instruments.yaml"
+    f.write_text(text)
+    with pytest.raises(BadInput, match=says) as info:
+        load_instruments(str(f))
+    assert str(f) in str(info.value)

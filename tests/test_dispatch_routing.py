@@ -244,11 +244,13 @@ def test_an_overdue_stop_goes_to_the_crew_that_can_reach_it_first(solver):
     assert routed.loc["L000003", ["crew", "stop"]].tolist() == ["west", 1]
 
 
-def test_overdue_leaks_on_one_site_go_to_one_crew():
-    # three overdue leaks on one pad 10 km east of yard A (within 60 m of each other), yard B 30 km east with work
-    # of its own: one crew sees the pad's three, one after the other (the same window for each sent a second crew)
+@pytest.mark.parametrize("step_km", [0.03, 0.2, 0.25])
+def test_overdue_leaks_on_one_site_go_to_one_crew(step_km):
+    # three overdue leaks on one pad 10 km east of yard A (each within 0.3 km of the next; at 0.2 and 0.25 km steps
+    # the ends are farther apart than that), yard B 30 km east with work of its own: one crew sees the pad's three,
+    # one after the other (the same window for each sent a second crew)
     cfg = settings([("a", YARD, 4), ("b", _east(30.0), 4)], day_start=(7, 0), time_zone="UTC")
-    df = frame([_east(10.0), _east(10.03), _east(10.06), _east(33.0), _east(36.0)])
+    df = frame([_east(10.0), _east(10.0 + step_km), _east(10.0 + 2 * step_km), _east(33.0), _east(36.0)])
     df["due_by"] = _due(-48, -48, -48, None, None)
     routed = route(df, cfg).set_index("leak_id")
     pad = routed.loc[["L000001", "L000002", "L000003"]]

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 import yaml
 
 from ..config import config_path
+from ..errors import BadInput
 from ..schema import SOURCE_TYPES
 from .arrow import _text
 
@@ -21,11 +22,17 @@ from .arrow import _text
 def load_instruments(path: str | None = None) -> dict:
     """The instrument table (``config/instruments.yaml``): default uncertainty and priors by sensor."""
     p = Path(path) if path else config_path("instruments.yaml")
-    with open(p, encoding="utf-8") as fh:
-        table = yaml.safe_load(fh)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            table = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:  # a person's file: said as bad input naming it (exit 2), not a crash
+        raise BadInput(f"{p}: cannot be read as YAML ({' '.join(str(exc).split())})") from exc
+    if not isinstance(table, dict) or not isinstance(table.get("source_types"), dict):
+        raise BadInput(f"{p}: needs a 'source_types' mapping with an entry per sensor type "
+                       f"({', '.join(SOURCE_TYPES)})")
     for st in SOURCE_TYPES:
-        if st not in table.get("source_types", {}):
-            raise ValueError(f"{p}: source_types lacks '{st}'")
+        if st not in table["source_types"]:
+            raise BadInput(f"{p}: source_types lacks '{st}'")
     return table
 
 

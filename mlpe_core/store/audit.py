@@ -15,6 +15,7 @@ session (dropped when the transaction ends).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import sys
@@ -148,6 +149,21 @@ def event_hash(table: str, values: dict, prev_hash: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _legacy_hash(table: str, row, prev_hash: str) -> str | None:
+    """The hash an event written before 2026-12-06 got when a field of it was NaN (an unmatched notification's
+    target): it was hashed as NaN and stored as NULL, so recomputing from the stored NULL cannot match. Recomputed
+    here with NaN in place of each NULL field, the one way that event was hashed; only an exact match counts, so a
+    changed event still breaks the chain. Returns that hash when it matches the stored one, else None."""
+    nulls = [k for k in CHAIN_FIELDS[table] if row[k] is None]
+    for size in range(1, min(len(nulls), 4) + 1):  # which of them were NaN is not known: each combination
+        for nan in itertools.combinations(nulls, size):
+            body = [table, *(float("nan") if k in nan else _canon(row[k]) for k in CHAIN_FIELDS[table]), prev_hash]
+            text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+            if (h := hashlib.sha256(text.encode("utf-8")).hexdigest()) == row["hash"]:
+                return h
+    return None
+
+
 def _forget_tips(session: Session, transaction) -> None:
     """The cached head is good only while the lock is held: forget it at commit, rollback or a savepoint's end
     (not at the end of the sub-transaction every flush opens)."""
@@ -264,6 +280,8 @@ def verify_chain(session: Session, table: str, batch: int = 5000) -> ChainReport
                     "its prev_hash does not match the event before it (an event was removed, inserted or changed)",
                 )
             want = event_hash(table, {k: m[k] for k in CHAIN_FIELDS[table]}, prev)
+            if m["hash"] != want:
+                want = _legacy_hash(table, m, prev) or want
             if m["hash"] != want:
                 return ChainReport(
                     table,

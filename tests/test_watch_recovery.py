@@ -48,7 +48,7 @@ def test_kill_9_mid_file_then_restart_loads_it_exactly_once(tmp_path):
     db, inbox = tmp_path / "mlpe.db", tmp_path / "inbox"
     inbox.mkdir()
     env = {**os.environ, "MLPE_DB": str(db)}
-    subprocess.run([MLPE, "status"], env=env, check=True, capture_output=True)  # the store exists, migrated
+    desk.engine(str(db)).dispose()  # the store exists, migrated (`mlpe status` no longer creates one)
     n = 200_000
     staged = tmp_path / "big.csv"
     _big_file(staged, n)

@@ -730,7 +730,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             rec["detail"] = json.loads(d) if isinstance(d, str) and d else {}
         return recs
 
-    @app.get("/alerts", tags=["alerts"], response_model=m.AlertsOut, summary="The alert inbox, most severe first, then newest")
+    @app.get("/alerts", tags=["alerts"], response_model=m.AlertsOut,
+             summary="The alert inbox, most severe first, then newest")
     def get_alerts(s: Db, _who: Who,
                    state: Annotated[Literal["open", "acknowledged", "snoozed", "all"], Query()] = "open",
                    team: Annotated[str | None, Query(max_length=64)] = None,

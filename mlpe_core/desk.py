@@ -1248,6 +1248,15 @@ def config_snapshot(watch_config: str | Path | None = None) -> dict:
     return {"settings": settings().public(), "files": files}
 
 
+def store_name(session: Session) -> str:
+    """The store a session writes, as a person names it: a SQLite file's path, or a server's URL without its
+    password."""
+    url = session.get_bind().url
+    if url.drivername.startswith("sqlite"):
+        return url.database or "in memory"
+    return url.render_as_string(hide_password=True)
+
+
 @contextmanager
 def recorded(session: Session, kind: str, user: str, target: str | None = None, source: str | None = None):
     """Time a run (``runlog.Run``: laps the stages mark) and write its record when it ends, ok or failed.
@@ -1262,8 +1271,10 @@ def recorded(session: Session, kind: str, user: str, target: str | None = None, 
         try:
             if run.outcome == "failed":
                 session.rollback()
+            cfg = config_snapshot()
+            cfg["settings"]["db"] = store_name(session)  # the store this run used (--db), not only $MLPE_DB's
             store.runs.save_run(session, run, model_version=store.runs.active_model_id(session),
-                                code_version=runlog.code_version(), config=config_snapshot())
+                                code_version=runlog.code_version(), config=cfg)
             session.commit()
         except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than its record
             session.rollback()

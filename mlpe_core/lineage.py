@@ -22,12 +22,17 @@ from .store.models import AuditEvent, Detection, IngestBatch, Leak, LeakEvent, V
 STORY_COLUMNS = ["at", "kind", "what", "who", "source"]
 
 
+def _num(x: float) -> str:
+    """A reading as precise as it is: "12.5", "0.043" (not "0.0"), "0"."""
+    return "0" if x == 0 else f"{x:,.1f}" if abs(x) >= 1 else f"{x:.2g}"
+
+
 def _rate(v: float | None, u: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "rate not quantified"
-    if u is None or (isinstance(u, float) and math.isnan(u)):
-        return f"{v:,.1f} kg/h"
-    return f"{v:,.1f} ± {u:,.1f} kg/h"
+    if u is None or (isinstance(u, float) and math.isnan(u)) or u == 0:
+        return f"{_num(v)} kg/h"
+    return f"{_num(v)} ± {_num(u)} kg/h"
 
 
 def leak_story(session: Session, leak_id: str) -> pd.DataFrame:

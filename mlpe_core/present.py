@@ -355,6 +355,19 @@ def detail_text(detail) -> str:
     return "; ".join(parts)
 
 
+_TARGET_WORDS = {"model": "Model v{}", "dispatch_list": "Dispatch list {}", "user": "User {}", "token": "Token {}",
+                 "alert": "Alert {}", "notification": "Notification {}", "work_order": "Work order {}"}
+
+
+def target_text(target) -> str:
+    """What an audit event concerns, in words: "model:2" is "Model v2", "dispatch_list:1" "Dispatch list 1"; a leak
+    or site id stays as it is."""
+    if _missing(target) or target == "":
+        return ""
+    kind, sep, rest = str(target).partition(":")
+    return _TARGET_WORDS[kind].format(rest) if sep and kind in _TARGET_WORDS else str(target)
+
+
 def settings_rows(settings: dict | None) -> pd.DataFrame:
     """A run's configuration snapshot (``settings``: MLPE_* values by name) as a table a person reads: the setting
     in words, the variable that sets it and its value ("not set", yes/no, numbers with separators; a password,
@@ -483,7 +496,7 @@ TABLES: dict[str, list[Column]] = {
         _c("source", "Source", "label:event_source"), _c("detail", "Details", "detail", width="large")],
     "audit": [
         _c("at", "When (UTC)", "seconds"), _c("actor", "Who"), _c("action", "Action", "label:action"),
-        _c("target", "Target"), _c("detail", "Details", "detail", width="large")],
+        _c("target", "Target", "target"), _c("detail", "Details", "detail", width="large")],
     "batches": [
         _c("file_name", "File"), _c("kind", "Kind", "label:batch_kind"), _c("format", "Format", "label:format"),
         _c("sha256", "SHA-256 (short)"), _c("ingested_at", "Loaded (UTC)", "datetime"), _c("recorded_by", "By"),
@@ -787,6 +800,8 @@ def display_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT, text_t
             out[c.name] = _each(s, sensors)
         elif c.kind == "detail":
             out[c.name] = _each(s, detail_text)
+        elif c.kind == "target":
+            out[c.name] = _each(s, target_text)
         elif c.kind == "rate":
             v = pd.to_numeric(s, errors="coerce").astype(float) * UNITS[unit_or_default(unit)]
             out[c.name] = v.round(UNIT_DIGITS[unit_or_default(unit)] if text_times else 6)

@@ -307,3 +307,24 @@ def test_aircraft_pass_times_on_a_12_hour_clock(session, tmp_path):
     ingest_file(session, _write(tmp_path, "kairos_1_clean.csv", text), asset="PAD1")
     assert sorted(detections_frame(session)["observed_at"]) == [pd.Timestamp("2022-10-24T16:49:22Z"),
                                                                pd.Timestamp("2022-10-24T16:55:00Z")]
+
+
+def test_a_file_of_coverage_windows_alone_is_a_coverage_batch_loaded_once(session):
+    """The ingest history said "Detections · 0 rows · 0 accepted" for the demo's coverage file."""
+    from mlpe_core import pipeline
+    from mlpe_core.ingest import ingest_frame
+    from mlpe_core.simulate import simulate_basin
+    from mlpe_core.store import batches_frame
+
+    basin = simulate_basin(seed=1, n_assets=150, n_days=30)
+    assert len(basin.coverage)
+    pipeline.store_assets(session, basin.assets, "ana")
+    cov = basin.coverage.astype(object).where(basin.coverage.notna(), "")
+    for c in ("start_at", "end_at"):
+        cov[c] = pd.to_datetime(basin.coverage[c], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    canon = to_canonical(cov.astype(str), "coverage", None, "cov.csv")
+    rep = ingest_frame(session, canon, "cov.csv", user="ana")
+    b = batches_frame(session).set_index("file_name").loc["cov.csv"]
+    assert (b["kind"], b["n_rows"], b["n_accepted"]) == ("coverage", len(cov), rep.n_coverage) and rep.n_coverage > 0
+    again = ingest_frame(session, to_canonical(cov.astype(str), "coverage", None, "copy.csv"), "copy.csv", user="ana")
+    assert again.already_ingested and "copy.csv" not in set(batches_frame(session)["file_name"])

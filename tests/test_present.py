@@ -107,3 +107,23 @@ def test_text_table_for_a_terminal_has_words_dates_and_blanks():
     assert second.split() == ["L2"]  # every missing value blank
     for raw in ("NaT", "NaN", "nan", "None", "<NA>", "+00:00", "00:00:00", "ooooB_"):
         assert raw not in text
+
+
+@pytest.mark.parametrize(("target", "said"), [("model:2", "Model v2"), ("dispatch_list:1", "Dispatch list 1"),
+                                               ("user:ana", "User ana"), ("alert:7", "Alert 7"), ("L000012", "L000012"),
+                                               (None, ""), ("odd:thing", "odd:thing")])
+def test_an_audit_target_reads_as_words(target, said):
+    """The Audit trail's Target column read "model:2" and "dispatch_list:1"."""
+    assert present.target_text(target) == said
+    shown = present.display_frame(pd.DataFrame({"target": [target], "detail": [None]}), "audit")
+    assert shown["target"].iloc[0] == said
+
+
+@pytest.mark.parametrize(("v", "u", "said"), [(12.54, 3.0, "12.5 ± 3.0 kg/h"), (0.043, 0.011, "0.043 ± 0.011 kg/h"),
+                                              (0.0, 0.0, "0 kg/h"), (1234.5, None, "1,234.5 kg/h"),
+                                              (None, None, "rate not quantified")])
+def test_a_story_reading_keeps_its_precision(v, u, said):
+    """The Story tab read "0.0 ± 0.0 kg/h" for a small monitor reading."""
+    from mlpe_core.lineage import _rate
+
+    assert _rate(v, u) == said

@@ -74,6 +74,9 @@ def test_one_file_loads_once_and_its_copy_is_recognised(world):
     assert dict(zip(files["name"], files["state"], strict=True)) == {"copy.csv": "duplicate"}  # one row per hash
     runs = desk.runs(s, kind="ingest")
     assert runs["source"].tolist() == ["watch"] and runs["target"].tolist() == ["one.csv"]
+    # the run's configuration names the store it used (the Runs page said $MLPE_DB's default, data/mlpe.db)
+    cfg = desk.run_config(s, runs["config_hash"].iloc[0])
+    assert cfg["settings"]["db"] == str(inbox.parent / "m.db")
 
 
 def test_a_file_of_only_bad_rows_goes_to_rejects_with_each_row(world):

@@ -103,7 +103,8 @@ def ingest_file(
 
 def _batch_with_sha(session: Session, sha256: str) -> IngestBatch | None:
     return session.execute(
-        select(IngestBatch).where(IngestBatch.sha256 == sha256, IngestBatch.kind == "detections")
+        select(IngestBatch).where(IngestBatch.sha256 == sha256,
+                                  IngestBatch.kind.in_(("detections", "coverage")))  # a window file alone: coverage
         .order_by(IngestBatch.id).limit(1)
     ).scalars().first()
 
@@ -149,9 +150,13 @@ def ingest_frame(
         rejects = pd.concat([rejects, cov_rejects], ignore_index=True).sort_values(["row", "column"], kind="stable")
         rejects = rejects.reset_index(drop=True)
         rejects.attrs.update(attrs)
+    # a file of coverage windows alone (the monitors' watched and offline time) is a coverage batch: the ingest
+    # history said "Detections, 0 rows, 0 accepted" for it
+    coverage_only = n_rows == 0 and n_cov_rows > 0
     batch = IngestBatch(
-        file_name=file_name, sha256=sha256, format=fmt, kind="detections", ingested_at=datetime.now(UTC),
-        recorded_by=user, n_rows=n_rows, n_accepted=len(good), n_rejected=n_rejected, n_duplicate=0,
+        file_name=file_name, sha256=sha256, format=fmt, kind="coverage" if coverage_only else "detections",
+        ingested_at=datetime.now(UTC), recorded_by=user, n_rows=n_cov_rows if coverage_only else n_rows,
+        n_accepted=len(good), n_rejected=n_rejected, n_duplicate=0,
     )
     try:
         store.add_batch(session, batch)
@@ -160,6 +165,9 @@ def ingest_frame(
             report.coverage_states = store.insert_coverage(session, windows, batch.id)
             report.n_coverage = int(sum(report.coverage_states.values()))
         batch.n_accepted, batch.n_duplicate = n_new, len(good) - n_new
+        if coverage_only:  # the windows kept, and the rows refused
+            batch.n_accepted = report.n_coverage
+            batch.n_rejected = int(cov_rejects["row"].nunique()) if len(cov_rejects) else 0
         store.add_batch(session, batch)
         say(progress, 0.99, "committing")
         session.commit()

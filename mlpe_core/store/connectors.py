@@ -112,7 +112,8 @@ def batch_for_sha(session: Session, sha256: str):
     """The detection batch loaded from these bytes, if any (what ingest itself checks before loading)."""
     from .models import IngestBatch
 
-    return session.execute(select(IngestBatch).where(IngestBatch.sha256 == sha256, IngestBatch.kind == "detections")
+    return session.execute(select(IngestBatch).where(IngestBatch.sha256 == sha256,
+                                                     IngestBatch.kind.in_(("detections", "coverage")))
                            .order_by(IngestBatch.id).limit(1)).scalars().first()
 
 

@@ -50,3 +50,13 @@ def fill_demo(db: Path) -> dict:
         out = desk.ensure_demo(s)
     engine.dispose()
     return out
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    """A fresh copy of a filled SQLite store (SQLite's own backup: consistent even while ``src`` is open), for a
+    test that writes to it; returns ``dst``."""
+    import sqlite3
+
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst

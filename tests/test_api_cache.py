@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest_app import ROOT, fill_store
+from conftest_app import ROOT, copy_store, fill_store
 from fastapi.testclient import TestClient
 
 from mlpe_core import desk
@@ -32,12 +32,7 @@ def basin(tmp_path_factory) -> Path:
 @pytest.fixture
 def db(basin, tmp_path) -> Path:
     """A fresh copy of the filled store for each test (tests write to it)."""
-    import sqlite3
-
-    dst = tmp_path / "mlpe.db"
-    with sqlite3.connect(basin) as a, sqlite3.connect(dst) as b:
-        a.backup(b)
-    return dst
+    return copy_store(basin, tmp_path / "mlpe.db")
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest_app import fill_store
+from conftest_app import copy_store, fill_store
 from fastapi.testclient import TestClient
 
 from mlpe_core import desk
@@ -31,10 +30,7 @@ def basin(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def api(basin, tmp_path):
-    dst = tmp_path / "mlpe.db"
-    with sqlite3.connect(basin) as a, sqlite3.connect(dst) as b:
-        a.backup(b)
-    eng = get_engine(str(dst))
+    eng = get_engine(str(copy_store(basin, tmp_path / "mlpe.db")))
     with desk.open_session(eng) as s, desk.recorded(s, "score", "test"):
         pass  # a run for /health to report
     with TestClient(create_app(engine=eng), raise_server_exceptions=False) as c:

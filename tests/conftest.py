@@ -160,3 +160,14 @@ def quarter_store(tmp_path_factory):
 
     db = tmp_path_factory.mktemp("quarter") / "mlpe.db"
     return db, report_scenario.build(db)
+
+
+@pytest.fixture(scope="module")
+def filled_db(tmp_path_factory) -> Path:
+    """The simulated demo basin in a store of its own, filled once per test module; a test that writes works on a
+    copy (``conftest_app.copy_store``)."""
+    from conftest_app import fill_store
+
+    db = tmp_path_factory.mktemp("filled") / "filled.db"
+    fill_store(db)
+    return db

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest_app import ROOT, copy_store, fill_store
+from conftest_app import ROOT, copy_store
 from fastapi.testclient import TestClient
 
 from mlpe_core import desk
@@ -22,17 +22,10 @@ from mlpe_core.api import create_app
 from mlpe_core.store.db import get_engine
 
 
-@pytest.fixture(scope="module")
-def basin(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("api-cache") / "filled.db"
-    fill_store(db)
-    return db
-
-
 @pytest.fixture
-def db(basin, tmp_path) -> Path:
+def db(filled_db, tmp_path) -> Path:
     """A fresh copy of the filled store for each test (tests write to it)."""
-    return copy_store(basin, tmp_path / "mlpe.db")
+    return copy_store(filled_db, tmp_path / "mlpe.db")
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
-from conftest_app import copy_store, fill_store
+from conftest_app import copy_store
 from fastapi.testclient import TestClient
 
 from mlpe_core import desk
@@ -21,16 +20,9 @@ J = {"Content-Type": "application/json"}
 Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
-@pytest.fixture(scope="module")
-def basin(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("api-errors") / "filled.db"
-    fill_store(db)
-    return db
-
-
 @pytest.fixture
-def api(basin, tmp_path):
-    eng = get_engine(str(copy_store(basin, tmp_path / "mlpe.db")))
+def api(filled_db, tmp_path):
+    eng = get_engine(str(copy_store(filled_db, tmp_path / "mlpe.db")))
     with desk.open_session(eng) as s, desk.recorded(s, "score", "test"):
         pass  # a run for /health to report
     with TestClient(create_app(engine=eng), raise_server_exceptions=False) as c:

@@ -151,10 +151,11 @@ def event_hash(table: str, values: dict, prev_hash: str) -> str:
 
 def _legacy_hash(table: str, row, prev_hash: str) -> str | None:
     """The hash an event written before 2026-12-06 got when a field of it was NaN (an unmatched notification's
-    target): it was hashed as NaN and stored as NULL, so recomputing from the stored NULL cannot match. Recomputed
-    here with NaN in place of each NULL field, the one way that event was hashed; only an exact match counts, so a
-    changed event still breaks the chain. Returns that hash when it matches the stored one, else None."""
-    nulls = [k for k in CHAIN_FIELDS[table] if row[k] is None]
+    target): it was hashed as NaN and stored as NULL (SQLite) or as the text 'NaN' (PostgreSQL), so recomputing from
+    the stored value cannot match. Recomputed here with NaN in place of each such field, the one way that event was
+    hashed; only an exact match counts, so a changed event still breaks the chain. Returns that hash when it matches
+    the stored one, else None."""
+    nulls = [k for k in CHAIN_FIELDS[table] if row[k] is None or row[k] == "NaN"]  # SQLite: NULL; PostgreSQL: 'NaN'
     for size in range(1, min(len(nulls), 4) + 1):  # which of them were NaN is not known: each combination
         for nan in itertools.combinations(nulls, size):
             body = [table, *(float("nan") if k in nan else _canon(row[k]) for k in CHAIN_FIELDS[table]), prev_hash]

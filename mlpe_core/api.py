@@ -43,7 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, auth, desk, dispatch, lifecycle, pipeline, store
 from . import api_models as m
-from .errors import BadInput, NotFound
+from .errors import BadInput, Conflict, NotFound
 from .export import json_lines as _json_lines
 from .export import json_records as _json_records
 from .ingest import IngestError
@@ -203,7 +203,8 @@ MAX_ID = 2**63 - 1  # a database id; anything outside 1..MAX_ID names nothing (4
 ERRORS: dict = {code: {"model": m.ErrorOut, "description": why} for code, why in (
     (400, "the body is not JSON"),
     (401, "no or an invalid bearer token (once the store has users)"), (403, "the role may not do this"),
-    (404, "no such leak, list, work order, token, site or operator"), (409, "the leak's lifecycle forbids this move"),
+    (404, "no such leak, list, work order, token, site or operator"),
+    (409, "the leak's lifecycle or the list's state forbids this"),
     (422, "a parameter or the body is not valid"), (429, "too many failed sign-ins: retry after Retry-After s"))}
 # the same errors for a route whose own answer is not JSON: their content named, so it is not taken to be the route's
 JSON_ERRORS: dict = {code: {"description": e["description"],
@@ -557,8 +558,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     UserHeader = Annotated[str | None, Header()]
 
     def guard(fn, *a, fields: dict[str, str] | None = None, **kw):
-        """Core errors as HTTP: unknown → 404, illegal move → 409, not allowed → 403, bad input → 422. A refused
-        input is named as the API names it: ``fields`` maps the core's names (``date``) to the request's
+        """Core errors as HTTP: unknown → 404, illegal move or state → 409, not allowed → 403, bad input → 422. A
+        refused input is named as the API names it: ``fields`` maps the core's names (``date``) to the request's
         (``plan_date``); others go by their bare name (``top``, ``from``), never as a command-line flag."""
         try:
             return fn(*a, **kw)
@@ -570,6 +571,8 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             raise HTTPException(409, str(exc)) from exc
         except auth.PermissionDenied as exc:
             raise HTTPException(403, str(exc)) from exc
+        except Conflict as exc:  # well formed, but the record's state refuses it (a list no longer a draft)
+            raise HTTPException(409, str(exc)) from exc
         except BadInput as exc:
             raise HTTPException(422, exc.worded(fields)) from exc
         except (ValueError, IngestError) as exc:

@@ -585,10 +585,18 @@ def _print_table(args, out) -> int:
         from .present import text_table
 
         print(text_table(df, PEOPLE_TABLES[args.command], TABLES[args.command]), file=out)
-    else:  # sites, operators: the contract (§3) names their columns, so the headers stay; blanks for missing
+    else:  # sites, operators: the contract (§3) names their columns, so the headers stay; values in words, blanks
+        from .present import label
+
         t = df.reindex(columns=TABLES[args.command]).round(2).astype(object)
+        if "asset_type" in t:
+            t["asset_type"] = t["asset_type"].map(lambda v: label("asset_type", v) if isinstance(v, str) else v)
+        if "worsening" in t:
+            t["worsening"] = t["worsening"].map(lambda v: {True: "yes", False: "no"}.get(v, v))
         print(t.where(t.notna(), "").to_string(index=False, max_colwidth=60), file=out)
     return EXIT_OK
+
+
 def _new_password(s, username: str) -> str:
     """The password for a new account: $MLPE_NEW_PASSWORD, for the first admin also $MLPE_PASSWORD (the acting
     admin's own password proves identity once users exist, so it is never reused), else asked twice."""

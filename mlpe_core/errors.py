@@ -1,7 +1,8 @@
 """Errors a person can fix by changing what they asked for.
 
 The command line exits 2 on them with their one-line message (contract §3); the API answers 404 for
-:class:`NotFound` and 422 for :class:`BadInput` (they are a ``KeyError`` and a ``ValueError``). Any other
+:class:`NotFound`, 409 for :class:`Conflict` and 422 for :class:`BadInput` (they are a ``KeyError`` and a
+``ValueError``). Any other
 exception that escapes a command is a bug or an outage: exit 1, "unexpected failure".
 """
 
@@ -35,3 +36,8 @@ class NotFound(KeyError):
 
     def __str__(self) -> str:  # the message as written, not KeyError's quoted repr
         return str(self.args[0]) if self.args else ""
+
+
+class Conflict(BadInput):
+    """A request that is well formed but that the record's current state refuses: approving a list that is no
+    longer a draft, withdrawing one already withdrawn. The API answers 409; the command line exits 2."""

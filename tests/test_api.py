@@ -140,7 +140,8 @@ def test_plan_approve_work_orders_and_status_back(client):
     assert client.get(f"/dispatch/lists/{lid}").json()["list"]["status"] == "draft"
     ok = client.post(f"/dispatch/lists/{lid}/approve", json={"note": "go"}, headers={"X-MLPE-User": "boss"})
     assert ok.status_code == 200 and ok.json()["approved_by"] == "boss"
-    assert client.post(f"/dispatch/lists/{lid}/approve", headers={"X-MLPE-User": "boss"}).status_code == 422
+    again = client.post(f"/dispatch/lists/{lid}/approve", headers={"X-MLPE-User": "boss"})  # no longer a draft
+    assert again.status_code == 409 and "only a draft can be approved" in again.json()["detail"]
     doc = client.get(f"/dispatch/lists/{lid}/workorders").json()
     jsonschema.validate(doc, json.loads(SCHEMA.read_text(encoding="utf-8")))
     assert doc["status"] == "approved" and len(doc["work_orders"]) == 6

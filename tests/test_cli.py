@@ -806,6 +806,8 @@ def test_rollup_tables_keep_the_contract_names_and_show_blanks(demo_store, name)
     r = ok(mlpe(demo_store["db"], name))  # the contract (§3) names these columns: they stay the headers
     assert r.stderr == "" and r.stdout.split()[:2] == ["asset_id" if name == "sites" else "operator", "n_leaks"]
     assert not re.search(r"\bNaN\b|\bnan\b|\bNone\b|\bNaT\b|<NA>", r.stdout), r.stdout[:2000]
+    body = "\n".join(r.stdout.splitlines()[1:])  # the values in words: "Well pad", "no" (were well_pad, False)
+    assert not re.search(r"\b[a-z]+_[a-z_]+\b|\bFalse\b|\bTrue\b", body), body[:2000]
 
 
 def test_leak_show_names_the_clock_and_its_step(demo_store):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import auth, store
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, Conflict, NotFound
 from ..lifecycle import TransitionError, apply_event, transition
 from ..outcomes import record_validations
 from ..schema import DISPATCH_EXPORT_COLUMNS
@@ -124,7 +124,7 @@ def approve_list(session, list_id: int, user: str, note: str | None = None, sett
     if dl is None:
         raise NotFound(f"no dispatch list {list_id}")
     if dl.status != "draft":
-        raise BadInput(f"dispatch list {list_id} is {dl.status}; only a draft can be approved")
+        raise Conflict(f"dispatch list {list_id} is {dl.status}; only a draft can be approved")
     if cfg["separate_approver"] and user == dl.created_by and not auth.open_mode(session):
         raise auth.PermissionDenied(f"'{user}' planned dispatch list {list_id}; another supervisor must approve it")
     items = store.list_items(session, list_id)
@@ -160,7 +160,7 @@ def withdraw_list(session, list_id: int, user: str) -> dict:
     if dl is None:
         raise NotFound(f"no dispatch list {list_id}")
     if dl.status == "withdrawn":
-        raise BadInput(f"dispatch list {list_id} is already withdrawn")
+        raise Conflict(f"dispatch list {list_id} is already withdrawn")
     released = 0
     if dl.status == "approved":
         items = store.list_items(session, list_id)

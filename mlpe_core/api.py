@@ -44,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__, auth, desk, dispatch, lifecycle, pipeline, store
 from . import api_models as m
 from .errors import BadInput, Conflict, NotFound
+from .export import iso_utc
 from .export import json_lines as _json_lines
 from .export import json_records as _json_records
 from .ingest import IngestError
@@ -58,9 +59,10 @@ LEAK_FIELDS = [*LEAK_EXPORT_COLUMNS, "model_rank", "override_reason", "marked", 
 
 
 # --------------------------------------------------------------------------------------------- numbers and times
-# One format for every answer: times ISO 8601 UTC with Z to the second; numbers of the contract's columns rounded as
-# the export files round them (``pipeline.ROUNDING``: p_real to 4 places, coordinates to 6), any other number to 10
-# decimal places (as ``export.json_records`` writes frames); counts as integers.
+# One format for every answer: times ISO 8601 UTC with Z to the second (``export.iso_utc``, as the files write them);
+# numbers of the contract's columns rounded as the export files round them (``pipeline.ROUNDING``: p_real to 4
+# places, coordinates to 6), any other number to 10 decimal places (as ``export.json_records`` writes frames); counts
+# as integers.
 
 COUNT_KEYS = frozenset({"count", *(c for c in TOTAL_COLUMNS if c not in ("site_type", "tonnes", "tonnes_lo",
                                                                            "tonnes_hi"))})
@@ -88,15 +90,6 @@ def tidy(obj: Any, key: str | None = None) -> Any:
             return int(obj)
         return round(obj, pipeline.ROUNDING.get(key or "", 10))
     return obj
-
-
-def utc_z(ts: Any) -> str | None:
-    """A time as the API writes every time: ISO 8601 UTC with Z, to the second (``2026-11-01T19:52:55Z``)."""
-    if ts is None or (not isinstance(ts, str) and pd.isna(ts)):
-        return None
-    t = pd.Timestamp(ts)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --------------------------------------------------------------------------------------------- bodies
@@ -219,8 +212,7 @@ JSON_BODY_ERRORS: dict = {413: {"model": m.ErrorOut, "description": "the body is
 
 
 def _token_out(t) -> dict:
-    iso = [None if v is None else pd.Timestamp(v).tz_localize("UTC" if pd.Timestamp(v).tzinfo is None else None)
-           .strftime("%Y-%m-%dT%H:%M:%SZ") for v in (t.created_at, t.expires_at, t.revoked_at)]
+    iso = [iso_utc(v) for v in (t.created_at, t.expires_at, t.revoked_at)]
     return {"id": t.id, "username": t.username, "label": t.label, "kind": t.kind, "created_at": iso[0],
             "created_by": t.created_by, "expires_at": iso[1], "revoked_at": iso[2]}
 
@@ -232,7 +224,7 @@ def leak_out(d: dict) -> dict:
     """``desk.leak_detail`` as the API's ``LeakDetailOut``."""
     rec = json_records(pd.DataFrame([d["leak"]]).reindex(columns=[*LEAK_FIELDS, "active", "n_ambiguous",
                                                                     "asset_candidates"]))[0]
-    return {"leak": rec, "as_of": utc_z(d["as_of"]), "allowed_events": d["allowed_events"],
+    return {"leak": rec, "as_of": iso_utc(d["as_of"]), "allowed_events": d["allowed_events"],
             "deadlines": json_records(d["clocks"].drop(columns=["leak_id"])),
             "detections": json_records(d["detections"].drop(columns=["attributes"], errors="ignore")),
             "validations": json_records(d["validations"].drop(columns=["id", "batch_id"], errors="ignore")),
@@ -578,7 +570,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         except (ValueError, IngestError) as exc:
             raise HTTPException(422, str(exc)) from exc
 
-    query_params: dict[str, frozenset[str]] = {}
+    query_params: dict[int, frozenset[str]] = {}  # by id(route): filled once the routes are all declared
 
     def known_query(request: Request) -> None:
         """A query parameter the route does not take is refused (422 naming it and the accepted ones): a typo
@@ -586,7 +578,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         route = request.scope.get("route")
         if not isinstance(route, APIRoute):
             return
-        accepted = query_params.get(route.path) or query_params.setdefault(route.path, accepted_query(route))
+        accepted = query_params.get(id(route), frozenset())
         unknown = [k for k in dict.fromkeys(request.query_params.keys()) if k not in accepted]
         if unknown:
             raise HTTPException(422, f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
@@ -672,7 +664,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             with Session(engine) as s:
                 out = {"version": __version__, **desk.health(s)}
                 if out.get("last_run"):
-                    out["last_run"] = {**out["last_run"], "ended_at": utc_z(out["last_run"]["ended_at"])}
+                    out["last_run"] = {**out["last_run"], "ended_at": iso_utc(out["last_run"]["ended_at"])}
                 return out
         except Exception as exc:  # noqa: BLE001 - the answer is that the store is not there
             return JSONResponse({"status": "unavailable", "version": __version__,
@@ -895,7 +887,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
             total = len(pos)
             nxt = offset + size if size and offset + size < total else None
             head = json.dumps({"count": total, "offset": offset, "limit": size, "next_offset": nxt, "sort": sort,
-                               "as_of": utc_z(snap.as_of())})
+                               "as_of": iso_utc(snap.as_of())})
             return (head[:-1] + ', "leaks": [' + ",".join(rows[i] for i in pos[offset:offset + size]) + "]}"
                     ).encode()
 
@@ -921,7 +913,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         """Computed once per store version; ``ETag`` and ``If-None-Match`` as for ``/leaks``."""
         def queue(snap: desk.Snapshot) -> bytes:
             ob = desk.obligations(snap.session)
-            return m.ObligationsOut(count=int(len(ob)), as_of=utc_z(snap.as_of()),
+            return m.ObligationsOut(count=int(len(ob)), as_of=iso_utc(snap.as_of()),
                                     obligations=json_records(ob)).model_dump_json().encode()
 
         return await cached_get(request, creds, x_mlpe_user, lambda snap: snap.answer(("api:obligations",),
@@ -1029,13 +1021,13 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
              response_model=m.SitesOut)
     def get_sites(s: Db, _who: Who) -> dict:
         df = desk.sites(s)
-        return {"count": int(len(df)), "as_of": utc_z(desk.as_of(s)), "sites": json_records(df)}
+        return {"count": int(len(df)), "as_of": iso_utc(desk.as_of(s)), "sites": json_records(df)}
 
     @app.get("/sites/{asset_id}", tags=["sites"], summary="One site: leaks, sensors and emissions through time, "
              "visits, obligations and trend", response_model=m.SiteDetailOut)
     def get_site(asset_id: str, s: Db, _who: Who) -> dict:
         d = guard(desk.site_detail, s, asset_id)
-        return {"site": json_records(pd.DataFrame([d["site"]]))[0], "as_of": utc_z(d["as_of"]),
+        return {"site": json_records(pd.DataFrame([d["site"]]))[0], "as_of": iso_utc(d["as_of"]),
                 "leaks": json_records(d["leaks"].reindex(columns=LEAK_FIELDS)), "weekly": json_records(d["weekly"]),
                 "emissions": json_records(d["emissions"]),
                 "visits": json_records(d["visits"].drop(columns=["batch_id"], errors="ignore")),
@@ -1045,13 +1037,13 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
     @app.get("/operators", tags=["sites"], summary="Roll-up per operator", response_model=m.OperatorsOut)
     def get_operators(s: Db, _who: Who) -> dict:
         df = desk.operators(s)
-        return {"count": int(len(df)), "as_of": utc_z(desk.as_of(s)), "operators": json_records(df)}
+        return {"count": int(len(df)), "as_of": iso_utc(desk.as_of(s)), "operators": json_records(df)}
 
     @app.get("/operators/{operator}", tags=["sites"], summary="One operator: sites, sensor precision, trend",
              response_model=m.OperatorDetailOut)
     def get_operator(operator: str, s: Db, _who: Who) -> dict:
         d = guard(desk.operator_detail, s, operator)
-        return {"operator": json_records(pd.DataFrame([d["operator"]]))[0], "as_of": utc_z(d["as_of"]),
+        return {"operator": json_records(pd.DataFrame([d["operator"]]))[0], "as_of": iso_utc(d["as_of"]),
                 "sites": json_records(d["sites"]), "sensors": json_records(d["sensors"]),
                 "worsening": json_records(d["worsening"]), "trend": _trend(d["trend"])}
 
@@ -1061,7 +1053,7 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
                       start: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD")] = None,
                       end: Annotated[str | None, Query(alias="to", description="YYYY-MM-DD, excluded")] = None) -> dict:
         e = guard(desk.emissions, s, start, end, operator)
-        return {"start": utc_z(e["start"]), "end": utc_z(e["end"]), "ogmp": e["ogmp"],
+        return {"start": iso_utc(e["start"]), "end": iso_utc(e["end"]), "ogmp": e["ogmp"],
                 "total": json_records(e["total"])[0], "by_site": json_records(e["by_site"]),
                 "by_category": json_records(e["by_category"]), "basis": json_records(e["basis"])}
 
@@ -1080,10 +1072,13 @@ def create_app(db: str | None = None, engine: Engine | None = None) -> FastAPI:
         return Response(desk.render_report(rep, format), media_type="application/pdf" if format == "pdf" else XLSX,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
-    for route in app.routes:  # what JsonBodies refuses, in the schema of every route that takes a JSON body
-        if isinstance(route, APIRoute) and route.body_field is not None and route.path not in JsonBodies.EXEMPT:
-            route.responses.update(JSON_BODY_ERRORS)
-    app.state.started_at = utc_z(datetime.now(UTC))
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        query_params[id(route)] = accepted_query(route)  # per route, not per path: a path's GET and POST may differ
+        if route.body_field is not None and route.path not in JsonBodies.EXEMPT:  # what JsonBodies refuses, in
+            route.responses.update(JSON_BODY_ERRORS)  # the schema of every route that takes a JSON body
+    app.state.started_at = iso_utc(datetime.now(UTC))
     return app
 
 

@@ -1743,12 +1743,12 @@ def check_alerts(session: Session, user: str = "system", deliver: bool = True,
 
 
 def _alert_dict(a) -> dict:
+    from .export import iso_utc
+
     d = a.model_dump()
     d["detail"] = json.loads(d.get("detail") or "{}")
     for k in ("event_at", "created_at", "snoozed_until", "handled_at"):
-        if d.get(k) is not None:
-            t = pd.Timestamp(d[k])
-            d[k] = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+        d[k] = iso_utc(d.get(k))
     return d
 
 

@@ -176,8 +176,8 @@ def _kml_text(v) -> str:
     return escape(str(v))
 
 
-def _is_detection(r: dict) -> bool:
-    """Whether a record is one detection (``export detections``) rather than a leak or a stop."""
+def _is_detection(r) -> bool:
+    """Whether a record (or a frame's columns) is a detection (``export detections``) rather than a leak or a stop."""
     return "detection_id" in r and "observed_at" in r
 
 
@@ -232,10 +232,10 @@ def _placemark(r: dict, unit: str, name: str) -> str:
                  ("Why", pr.rules_in_text(r.get("top_reasons")) or None)]
         when = r.get("arrive_at") if not pr._missing(r.get("arrive_at")) else r.get("last_seen")
     table = pr.html_table([(k, escape(str(v))) for k, v in pairs if v not in (None, "", pr.DASH) or k == "Rate"])
-    stamp = f"<TimeStamp><when>{_iso_one(when)}</when></TimeStamp>" if not pr._missing(when) else ""
+    stamp = f"<TimeStamp><when>{iso_utc(when)}</when></TimeStamp>" if not pr._missing(when) else ""
     band = r.get("risk_band") if r.get("risk_band") in BAND_KML else "NONE"
     data = "".join(f'<Data name="{escape(str(k))}"><value>'
-                   f"{escape(str(_iso_one(v) if isinstance(v, pd.Timestamp) else v))}</value></Data>"
+                   f"{escape(str(iso_utc(v) if isinstance(v, pd.Timestamp) else v))}</value></Data>"
                    for k, v in r.items() if not pr._missing(v))
     return (f"<Placemark><name>{_kml_text(name)}</name><description><![CDATA[{table}]]></description>{stamp}"
             f"<styleUrl>#band-{band}</styleUrl><ExtendedData>{data}</ExtendedData>"
@@ -286,7 +286,7 @@ def to_kml(df: pd.DataFrame, title: str = "MLPE", unit: str = "kg/h") -> str:
         if rest:
             folders.append("<Folder><name>Not routed</name>" + "".join(
                 _placemark(x, unit, placemark_name(x)) for x in rest) + "</Folder>")
-    elif "detection_id" in pts and "observed_at" in pts:  # detections: a folder per kind of sensor
+    elif _is_detection(pts):  # detections: a folder per kind of sensor
         kinds: dict[str, list] = {}
         for x in recs:
             kinds.setdefault(pr.label("sensor", x.get("source_type")) or "Other", []).append(x)
@@ -309,15 +309,25 @@ def to_kml(df: pd.DataFrame, title: str = "MLPE", unit: str = "kg/h") -> str:
 
 
 def write_xlsx(sheets: dict[str, tuple[pd.DataFrame, list[str | None]]], path: str | Path) -> None:
-    """A workbook people open in Excel: one sheet per entry (a people frame and its columns' number formats, as
-    ``present.people_frame`` makes them), bold frozen headers, a filter on every column, widths that fit the
-    header and values, text cells that would run as formulas neutralised as in the CSVs."""
+    """A workbook people open in Excel: one sheet per entry (:func:`add_sheets`)."""
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
 
     wb = Workbook()
     wb.remove(wb.active)
+    add_sheets(wb, sheets)
+    if not wb.sheetnames:
+        wb.create_sheet("Empty")
+    wb.save(str(path))
+
+
+def add_sheets(wb, sheets: dict[str, tuple[pd.DataFrame, list[str | None]]]) -> None:
+    """Add to the openpyxl workbook ``wb`` one sheet per entry (a people frame and its columns' number formats, as
+    ``present.people_frame`` makes them): bold frozen headers, a filter on every column, widths that fit the header
+    and values, text cells that would run as formulas neutralised as in the CSVs. Every workbook the product writes
+    (exports, the app's downloads, the regulator's report) gets its tables here."""
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
     for name, (df, fmts) in sheets.items():
         ws = wb.create_sheet(re.sub(r"[\[\]:*?/\\]", " ", name)[:31])
         ws.append([str(c) for c in df.columns])
@@ -326,14 +336,14 @@ def write_xlsx(sheets: dict[str, tuple[pd.DataFrame, list[str | None]]], path: s
             cell.fill = PatternFill("solid", fgColor="0F6E6E")
             cell.alignment = Alignment(vertical="center", wrap_text=True)
         for row in df.itertuples(index=False):
-            ws.append([_xl(v) for v in row])
+            ws.append([xl_value(v) for v in row])
         for j, col in enumerate(df.columns, start=1):
             fmt = fmts[j - 1] if j - 1 < len(fmts) else None
             letter = get_column_letter(j)
             if fmt:
                 for (cell,) in ws.iter_rows(min_row=2, min_col=j, max_col=j):
                     cell.number_format = fmt
-            texts = [str(col)] + [str(v) for v in df.iloc[:200, j - 1].tolist() if _xl(v) is not None]
+            texts = [str(col)] + [str(v) for v in df.iloc[:200, j - 1].tolist() if xl_value(v) is not None]
             width = max(len(t) for t in texts) if texts else 8
             if fmt and ("yy" in fmt):
                 width = max(len(str(col)), 16 if "hh" in fmt else 11)
@@ -341,15 +351,13 @@ def write_xlsx(sheets: dict[str, tuple[pd.DataFrame, list[str | None]]], path: s
         ws.freeze_panes = "A2"
         if len(df.columns):
             ws.auto_filter.ref = f"A1:{get_column_letter(len(df.columns))}{max(len(df) + 1, 1)}"
-    if not wb.sheetnames:
-        wb.create_sheet("Empty")
-    wb.save(str(path))
 
 
-def _xl(v):
+def xl_value(v):
     """A value as openpyxl writes it: NaN, NaT and infinities blank, numpy scalars as Python numbers, floats to the
     15 significant digits a spreadsheet keeps (0.8457, not the 0.8457000000000001 of a unit round trip; never
-    rounded further: the cell's number format decides what shows), formulas neutralised."""
+    rounded further: the cell's number format decides what shows), times as naive UTC (a spreadsheet has no time
+    zones), formulas neutralised."""
     if v is None or v is pd.NaT or v is pd.NA:
         return None
     if isinstance(v, np.generic):
@@ -357,9 +365,7 @@ def _xl(v):
     if isinstance(v, float):
         return float(f"{v:.15g}") if math.isfinite(v) else None
     if isinstance(v, pd.Timestamp):
-        return None if pd.isna(v) else v.to_pydatetime()
-    if v is pd.NA:
-        return None
+        return None if pd.isna(v) else (v.tz_convert("UTC").tz_localize(None) if v.tzinfo else v).to_pydatetime()
     return neutralise(v) if isinstance(v, str) else v
 
 
@@ -382,7 +388,9 @@ def text(v) -> str | None:
     return None if _none(v) is None else str(v)
 
 
-def _iso_one(v) -> str | None:
+def iso_utc(v) -> str | None:
+    """A time as every machine's file and answer writes it: ISO 8601 UTC with Z, to the second
+    (``2026-11-01T19:52:55Z``); None for a missing one."""
     if _none(v) is None:
         return None
     t = pd.Timestamp(v)
@@ -407,13 +415,13 @@ def to_workorders(df: pd.DataFrame, meta: dict | None = None) -> dict:
             "crew": text(r.get("crew")), "day": whole(r.get("day")), "stop": whole(r.get("stop")),
             "location": {"latitude": float(r["latitude"]), "longitude": float(r["longitude"])},
             "est_rate_kg_h": num(r.get("est_rate_kg_h")), "p_real": num(r.get("p_real")),
-            "priority_score": num(r.get("priority_score")), "due_by": _iso_one(r.get("due_by")),
+            "priority_score": num(r.get("priority_score")), "due_by": iso_utc(r.get("due_by")),
             "due_rule": text(r.get("due_rule")), "instructions": text(r.get("top_reasons")),
             "status": text(r.get("wo_status")) or "planned"})
-    return {"schema": WORKORDER_SCHEMA, "generated_at": _iso_one(pd.Timestamp.now(tz="UTC")), "source": "MLPE",
+    return {"schema": WORKORDER_SCHEMA, "generated_at": iso_utc(pd.Timestamp.now(tz="UTC")), "source": "MLPE",
             "list_id": whole(meta.get("list_id")), "status": meta.get("status") or "draft",
             "plan_date": text(meta.get("plan_date")), "approved_by": text(meta.get("approved_by")),
-            "approved_at": _iso_one(meta.get("approved_at")), "work_orders": orders}
+            "approved_at": iso_utc(meta.get("approved_at")), "work_orders": orders}
 
 
 def write_workorders(doc: dict | pd.DataFrame, path: str | Path) -> None:

@@ -275,7 +275,7 @@ def _at_least_two(value: str) -> int:
 
 
 def _output_file(value: str) -> Path:
-    """An ``-o`` file: refused here, before anything is read or written, when it names a folder, or a device, pipe
+    """An ``-o`` file: refused here, before anything is read or written, when it names a folder, a device or a pipe
     (the file is written beside it and moved into place: that would replace ``/dev/stdout`` itself). A link is
     followed to the file it names."""
     if value.endswith(("/", os.sep)) or Path(value).is_dir():
@@ -721,10 +721,9 @@ def _when(value: str | None, flag: str = "--at"):
 
 def _atomic_write(path: Path, write_fn) -> None:
     """Write ``path`` whole or not at all: ``write_fn`` writes ``path.part`` beside it, which then replaces ``path``.
-    The ``.part`` file never stays behind, whatever fails; a folder, a missing folder or a place that cannot be
-    written is bad input (exit 2) naming the path."""
-    if path.is_dir():
-        raise UsageError(f"-o {path} names a folder; give a file name")
+    The ``.part`` file never stays behind, whatever fails; a missing folder or a place that cannot be written is bad
+    input (exit 2) naming the path (a folder, a device or a pipe as ``path`` was refused with the arguments:
+    :func:`_output_file`)."""
     if not path.parent.is_dir():
         raise UsageError(f"{path}: output folder does not exist")
     tmp = path.with_name(path.name + ".part")

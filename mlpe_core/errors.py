@@ -2,8 +2,7 @@
 
 The command line exits 2 on them with their one-line message (contract §3); the API answers 404 for
 :class:`NotFound`, 409 for :class:`Conflict` and 422 for :class:`BadInput` (they are a ``KeyError`` and a
-``ValueError``). Any other
-exception that escapes a command is a bug or an outage: exit 1, "unexpected failure".
+``ValueError``). Any other exception that escapes a command is a bug or an outage: exit 1, "unexpected failure".
 """
 
 from __future__ import annotations

@@ -390,9 +390,8 @@ def settings_rows(settings: dict | None) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Column:
     """How one column reads: ``kind`` is text, int, number, p (3 decimals), mass (tonnes, 3 decimals), rate, pct,
-    date, datetime, km, bool, or
-    ``label:VOCAB``
-    (codes shown as labels), ``rule`` (a clock id as its title), ``sensors``, ``detail`` (JSON in words);
+    date, datetime, km, bool, coord, ``label:VOCAB`` (codes shown as labels), ``rule`` (a clock id as its title),
+    ``sensors``, ``detail`` (JSON in words) or ``target`` (an audit event's target in words);
     ``key`` columns show by default, the others are one click away (a table's column menu)."""
 
     name: str
@@ -872,9 +871,9 @@ def people_csv_frame(df: pd.DataFrame, table: str, unit: str = DEFAULT_UNIT) -> 
     for c in columns(table, df):
         s = shown[c.name]
         if c.kind == "pct":
-            s = _each(s, lambda v: "" if v is None or v == "" or pd.isna(v) else f"{float(v):.0f}%")
+            s = _each(s, lambda v: "" if _missing(v) or v == "" else f"{float(v):.0f}%")
         elif c.kind == "version":
-            s = _each(pd.to_numeric(s, errors="coerce"), lambda v: "" if v is None or pd.isna(v) else f"v{int(v)}")
+            s = _each(pd.to_numeric(s, errors="coerce"), lambda v: "" if _missing(v) else f"v{int(v)}")
         elif c.kind == "int":
             s = pd.to_numeric(s, errors="coerce").astype("Int64")
         out[header(c.name, unit, table)] = s

@@ -343,27 +343,21 @@ def _queued_on_site(p: DayProblem) -> list[int]:
     stop's window is widened by as many visits, so that one crew can see a site's overdue leaks one after the
     other: with the same window for each, the second had to be reached as soon as the first, so a second crew was
     sent to the same pad (seen on the demo basin: three overdue leaks within 70 m, two crews). A site is a chain of
-    overdue stops each within ``SITE_KM`` of the next (single linkage), so leaks strung out along a pad are one."""
+    overdue stops each within ``SITE_KM`` of the next (single linkage: the connected components of "within
+    ``SITE_KM``"), so leaks strung out along a pad are one."""
+    from scipy.sparse.csgraph import connected_components
+
     overdue = [j for j in p.stops if p.due_h[j] <= 0]
-    site = {j: j for j in overdue}  # union-find over the overdue stops
-
-    def root(j: int) -> int:
-        while site[j] != j:
-            site[j] = site[site[j]]
-            j = site[j]
-        return j
-
-    for a_, i in enumerate(overdue):
-        for k in overdue[a_ + 1:]:
-            if p.D[i, k] <= SITE_KM:
-                site[root(k)] = root(i)
+    if not overdue:
+        return [0] * len(p.stops)
+    _, site = connected_components(p.D[np.ix_(overdue, overdue)] <= SITE_KM, directed=False)
+    site_of = dict(zip(overdue, site.tolist(), strict=True))
     seen: dict[int, int] = {}
     out = []
     for j in p.stops:
-        if p.due_h[j] <= 0:
-            r = root(j)
-            out.append(seen.get(r, 0))
-            seen[r] = seen.get(r, 0) + 1
+        if j in site_of:
+            out.append(seen.get(site_of[j], 0))
+            seen[site_of[j]] = seen.get(site_of[j], 0) + 1
         else:
             out.append(0)
     return out

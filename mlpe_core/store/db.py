@@ -24,9 +24,14 @@ class StoreUnavailable(RuntimeError):
     """The store cannot be opened: the message names it and says what to fix (the command line's exit 2)."""
 
 
+def named(db: str | None = None) -> str:
+    """The store asked for, as given: ``--db``, else ``MLPE_DB``, else the default (a path or a URL)."""
+    return db or os.environ.get("MLPE_DB") or DEFAULT_DB
+
+
 def resolve_url(db: str | None = None) -> str:
     """A path or URL from ``--db``, ``MLPE_DB`` or the default; a path becomes a SQLite URL (its folder is made)."""
-    value = db or os.environ.get("MLPE_DB") or DEFAULT_DB
+    value = named(db)
     if "://" in value:
         return value
     path = Path(value).expanduser()
@@ -40,7 +45,7 @@ def resolve_url(db: str | None = None) -> str:
 def sqlite_file(db: str | None = None) -> Path | None:
     """The file of the SQLite store that ``--db``, ``MLPE_DB`` or the default names, without making anything; None
     for another database or an in-memory one."""
-    value = db or os.environ.get("MLPE_DB") or DEFAULT_DB
+    value = named(db)
     if "://" not in value:
         return Path(value).expanduser()
     from sqlalchemy.engine import make_url
@@ -202,7 +207,7 @@ def create_tables(engine: Engine) -> None:
 def _sqlite_path(url: str) -> str:
     if not url.startswith("sqlite:///") or url in ("sqlite:///:memory:",):
         raise BadInput(f"backup and restore work on SQLite file stores; for '{url.split('://')[0]}' use the "
-                         "database's own tools (e.g. pg_dump)")
+                       "database's own tools (e.g. pg_dump)")
     return url[len("sqlite:///"):]
 
 
@@ -278,7 +283,7 @@ def restore(db: str | None, source: str | Path, actor: str = "system", allow_ope
             eng.dispose()
     if live_users and not backup_users and not allow_open_mode:
         raise BadInput(f"{source}: has no users while this store has {live_users}; restoring it would switch "
-                         "sign-in off (open mode). Pass --allow-open-mode if that is what you want")
+                       "sign-in off (open mode). Pass --allow-open-mode if that is what you want")
     kept = dst.with_name(f"{dst.stem}.replaced-{datetime.now(UTC):%Y%m%dT%H%M%S}{dst.suffix or '.db'}")
     had_live = dst.exists()
     if had_live:
